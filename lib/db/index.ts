@@ -1,0 +1,31 @@
+import { config, type Config } from '../config';
+import type { ClosableDb } from './port';
+import { createPostgresDb } from './postgres';
+
+export type { Db, ClosableDb, Row, SqlParam } from './port';
+
+let client: ClosableDb | undefined;
+
+export function createDb(dbConfig: Config['db'], logSql = false): ClosableDb {
+  if (dbConfig.driver === 'postgres') return createPostgresDb({ ...dbConfig, logSql });
+  throw new Error('DB_DRIVER=data-api is not wired in yet');
+}
+
+/**
+ * The container's one client, created on first use and kept for warm invocations.
+ * Handlers never close it: the next invocation reuses its connection.
+ */
+export function getDb(): ClosableDb {
+  if (!client) {
+    const cfg = config();
+    client = createDb(cfg.db, cfg.logSql);
+  }
+  return client;
+}
+
+/** For scripts and tests that end the process: closes the shared client if one was made. */
+export async function closeDb(): Promise<void> {
+  const current = client;
+  client = undefined;
+  await current?.close();
+}

@@ -1,0 +1,28 @@
+/**
+ * The Db port: all that repositories see of a database. Two drivers implement it (postgres.js over
+ * TCP, and the RDS Data API), so repositories speak plain SQL text with $1..$n placeholders and
+ * cast parameters in SQL (`$1::jsonb`, `$2::timestamptz`, `$3::numeric`) instead of relying on
+ * a driver's type inference.
+ *
+ * Result values, whatever the driver:
+ *   text/varchar -> string; int2/int4/float4/float8 -> number; int8 and numeric -> string (exact;
+ *   repositories convert explicitly); bool -> boolean; timestamptz/timestamp/date -> Date;
+ *   json/jsonb -> parsed value; NULL -> null.
+ */
+export type SqlParam = string | number | boolean | null | Date | bigint;
+export type Row = Record<string, unknown>;
+
+export type DbDriverName = 'postgres' | 'data-api';
+
+export interface Db {
+  readonly driver: DbDriverName;
+  /** One statement (or, without parameters, a script of several) and its rows. */
+  query<T extends Row = Row>(text: string, params?: readonly SqlParam[]): Promise<T[]>;
+  /** Runs fn in one transaction; commits when it resolves, rolls back when it throws. */
+  transaction<R>(fn: (tx: Db) => Promise<R>): Promise<R>;
+}
+
+export interface ClosableDb extends Db {
+  /** Only for scripts and tests: Lambda containers keep their client for the next invocation. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,99 @@
+import postgres from 'postgres';
+import type { PostgresConnection, PostgresTuning } from '../config';
+import { log, isDebugEnabled } from '../log';
+import { isConnectionError } from './errors';
+import type { ClosableDb, Db, Row, SqlParam } from './port';
+
+export interface PostgresDriverOptions extends PostgresConnection, PostgresTuning {
+  readonly logSql?: boolean;
+  readonly applicationName?: string;
+}
+
+function toWire(params: readonly SqlParam[]): never[] {
+  // postgres.js infers types from JS values; bigint goes as text so that the SQL cast decides.
+  return params.map((p) => (typeof p === 'bigint' ? p.toString() : p)) as never[];
+}
+
+const passJson = (value: unknown): unknown => (typeof value === 'string' ? value : JSON.stringify(value));
+const keepText = (text: string): unknown => text;
+
+type Sql = ReturnType<typeof connect>;
+type TxSql = postgres.TransactionSql<Sql extends postgres.Sql<infer Types> ? Types : never>;
+
+function txDb(tx: TxSql): Db {
+  const db: Db = {
+    driver: 'postgres',
+    query: async <T extends Row>(text: string, params: readonly SqlParam[] = []) =>
+      (await tx.unsafe(text, toWire(params))) as unknown as T[],
+    // A nested transaction becomes a savepoint: what it does rolls back alone when it throws.
+    transaction: async <R>(fn: (inner: Db) => Promise<R>) =>
+      (await tx.savepoint(async (sp) => fn(txDb(sp)))) as R,
+  };
+  return db;
+}
+
+/**
+ * A postgres.js client behind the Db port. The pool connects lazily on the first query, so
+ * creating it at module level costs nothing at cold start.
+ */
+function connect(options: PostgresDriverOptions) {
+  const settings = {
+    host: options.host,
+    port: options.port,
+    user: options.user,
+    password: options.password,
+    database: options.database,
+    max: options.poolMax,
+    idle_timeout: options.idleTimeoutSeconds === 0 ? undefined : options.idleTimeoutSeconds,
+    connect_timeout: options.connectTimeoutSeconds,
+    prepare: options.prepare,
+    ssl: options.ssl === 'disable' ? false : options.ssl,
+    onnotice: () => undefined,
+    // JSON parameters arrive as JSON text (the port's contract, shared with the Data API driver):
+    // pass them through instead of letting postgres.js JSON.stringify a string a second time.
+    types: {
+      jsonText: { to: 114, from: [] as number[], serialize: passJson, parse: keepText },
+      jsonbText: { to: 3802, from: [] as number[], serialize: passJson, parse: keepText },
+    },
+    connection: {
+      application_name: options.applicationName ?? 'klaviyo-analytics',
+      ...(options.statementTimeoutMs > 0 ? { statement_timeout: options.statementTimeoutMs } : {}),
+    },
+    debug: (_connection: number, query: string) => {
+      // SQL text only, never parameters: they carry emails and phone numbers.
+      if (options.logSql && isDebugEnabled()) log.debug('sql', { sql: query });
+    },
+  };
+  return options.url ? postgres(options.url, settings) : postgres(settings);
+}
+
+export function createPostgresDb(options: PostgresDriverOptions): ClosableDb {
+  const sql = connect(options);
+
+  // A Lambda container can be frozen while the server drops its connection (restart, failover,
+  // idle timeout on a proxy). postgres.js notices only when the dead socket is used; then the unit
+  // of work is retried once on a fresh connection. Every unit of work in this project is idempotent.
+  // A terminated connection can surface twice (ECONNRESET, then the server's 57P01 on the next
+  // use), hence up to two retries.
+  async function once<R>(work: () => Promise<R>): Promise<R> {
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await work();
+      } catch (err) {
+        if (!isConnectionError(err) || attempt >= 2) throw err;
+        log.warn('database connection lost; retrying on a new connection', { error: err, attempt: attempt + 1 });
+        // Let postgres.js process the socket's close before the retry picks a connection.
+        await new Promise((resolve) => setTimeout(resolve, 20 * (attempt + 1)));
+      }
+    }
+  }
+
+  return {
+    driver: 'postgres',
+    query: <T extends Row>(text: string, params: readonly SqlParam[] = []) =>
+      once(async () => (await sql.unsafe(text, toWire(params))) as unknown as T[]),
+    transaction: <R>(fn: (tx: Db) => Promise<R>) =>
+      once(async () => (await sql.begin(async (tx) => fn(txDb(tx)))) as R),
+    close: () => sql.end({ timeout: 5 }),
+  };
+}

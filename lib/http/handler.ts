@@ -1,0 +1,101 @@
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import { config, ConfigError } from '../config';
+import { errorCode, isTransientDbError } from '../db/errors';
+import { log, type LogFields } from '../log';
+import { authorize, parseApiKeys, type ApiKeyEntry, type Scope } from './auth';
+import { HttpError, titleFor, type ApiErrorObject } from './errors';
+import { toHttpRequest, type HttpRequest } from './request';
+
+/**
+ * The one wrapper every HTTP function goes through: authenticate, run the operation, map its
+ * result or error to a JSON:API response, and write one log line. It never throws: a thrown error
+ * would reach serverless-offline as HTTP 200 and API Gateway as a bare 500.
+ */
+export interface HttpResult {
+  readonly status: number;
+  readonly body?: unknown;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export interface HandlerOptions {
+  readonly name: string;
+  /** 'public' skips authentication (health check only). */
+  readonly scope: Scope | 'public';
+}
+
+export type Operation = (request: HttpRequest, logFields: LogFields) => Promise<HttpResult>;
+export type HttpHandler = (event: APIGatewayProxyEventV2, context?: Partial<Context>) => Promise<APIGatewayProxyStructuredResultV2>;
+
+export const JSON_API = 'application/vnd.api+json';
+const RETRY_AFTER_SECONDS = '2';
+
+let coldStart = true;
+let apiKeys: ApiKeyEntry[] | undefined;
+
+export function jsonApiResponse(status: number, body: unknown, headers: Readonly<Record<string, string>> = {}): APIGatewayProxyStructuredResultV2 {
+  return {
+    statusCode: status,
+    headers: { 'content-type': JSON_API, ...headers },
+    body: body === undefined ? '' : JSON.stringify(body),
+  };
+}
+
+export function errorDocument(errors: readonly ApiErrorObject[]): { errors: readonly ApiErrorObject[] } {
+  return { errors };
+}
+
+function fixedError(status: number, code: string, detail: string, headers: Record<string, string> = {}) {
+  return jsonApiResponse(status, errorDocument([{ status: String(status), code, title: titleFor(status), detail }]), headers);
+}
+
+/** Maps any failure to a response: domain errors by type, database errors by code. */
+export function errorToResponse(err: unknown, fields: LogFields): APIGatewayProxyStructuredResultV2 {
+  if (err instanceof HttpError) {
+    fields.error_code = err.items[0]?.code;
+    return jsonApiResponse(err.status, errorDocument(err.toJsonApi()), err.headers);
+  }
+  if (isTransientDbError(err)) {
+    fields.error = err;
+    return fixedError(503, 'service_unavailable', 'The database is temporarily unavailable; retry shortly.', {
+      'Retry-After': RETRY_AFTER_SECONDS,
+    });
+  }
+  fields.error = err instanceof ConfigError ? { name: err.name, message: err.message } : err;
+  fields.db_code = errorCode(err);
+  return fixedError(500, 'internal_error', 'An internal error occurred.');
+}
+
+export function httpHandler(options: HandlerOptions, operation: Operation): HttpHandler {
+  return async (event, context) => {
+    const started = process.hrtime.bigint();
+    const fields: LogFields = {
+      function: options.name,
+      cold_start: coldStart,
+      request_id: context?.awsRequestId ?? event.requestContext?.requestId,
+      method: event.requestContext?.http?.method,
+      route: event.routeKey,
+    };
+    coldStart = false;
+    let response: APIGatewayProxyStructuredResultV2;
+    try {
+      const cfg = config();
+      const request = toHttpRequest(event, cfg.limits.ingestMaxBodyBytes);
+      if (options.scope !== 'public') {
+        apiKeys ??= parseApiKeys(cfg.apiKeys);
+        fields.scope = authorize(request.headers.authorization, options.scope, apiKeys);
+      }
+      const result = await operation(request, fields);
+      response = result.body === undefined && result.status === 204
+        ? { statusCode: 204, headers: { ...result.headers } }
+        : jsonApiResponse(result.status, result.body, result.headers);
+    } catch (err) {
+      response = errorToResponse(err, fields);
+    }
+    fields.status = response.statusCode;
+    fields.duration_ms = Number((process.hrtime.bigint() - started) / 1000n) / 1000;
+    const status = response.statusCode ?? 500;
+    if (status >= 500) log.error('request failed', fields);
+    else log.info('request', fields);
+    return response;
+  };
+}

@@ -1,0 +1,23 @@
+import { ConfigError, loadConfig } from '../lib/config';
+
+describe('configuration', () => {
+  it('reads DATABASE_URL with Lambda-sized defaults', () => {
+    const cfg = loadConfig({ DATABASE_URL: 'postgres://u:p@h:5432/d' });
+    expect(cfg.db).toMatchObject({ driver: 'postgres', url: 'postgres://u:p@h:5432/d', poolMax: 1, prepare: true, idleTimeoutSeconds: 20 });
+  });
+
+  it("reads the seed's DB_HOST variables", () => {
+    const cfg = loadConfig({ DB_HOST: 'db', DB_PORT: '6543', DB_USER: 'u', DB_PASSWORD: 'p', DB_NAME: 'klaviyo', DB_PREPARE: 'false', DB_POOL_MAX: '3' });
+    expect(cfg.db).toMatchObject({ driver: 'postgres', host: 'db', port: 6543, user: 'u', database: 'klaviyo', prepare: false, poolMax: 3 });
+  });
+
+  it('fails loudly, naming the variable, when a value is missing or malformed', () => {
+    expect(() => loadConfig({})).toThrow(ConfigError);
+    expect(() => loadConfig({})).toThrow(/DATABASE_URL/);
+    expect(() => loadConfig({ DATABASE_URL: 'mysql://x' })).toThrow(/DATABASE_URL/);
+    expect(() => loadConfig({ DATABASE_URL: 'postgres://x/y', DB_POOL_MAX: 'many' })).toThrow(/DB_POOL_MAX/);
+    expect(() => loadConfig({ DATABASE_URL: 'postgres://x/y', DB_SSL: 'maybe' })).toThrow(/DB_SSL/);
+    expect(() => loadConfig({ DB_HOST: 'h' })).toThrow(/DB_USER, DB_NAME/);
+    expect(() => loadConfig({ DB_DRIVER: 'data-api', DB_NAME: 'x' })).toThrow(/DB_CLUSTER_ARN, DB_SECRET_ARN/);
+  });
+});

@@ -1,0 +1,78 @@
+import { createPostgresDb } from '../../lib/db/postgres';
+import { isTransientDbError } from '../../lib/db/errors';
+import { freshDatabase, type TestDatabase } from '../support/database';
+import { tuning } from '../support/env';
+
+describe('postgres.js driver', () => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await freshDatabase({ setEnv: false });
+  });
+  afterAll(async () => {
+    await t.drop();
+  });
+
+  it('converts types as the port promises', async () => {
+    const [row] = await t.db.query(
+      `SELECT 1::int4 AS i, 9007199254740993::int8 AS big, 12345678901234567890.123456::numeric AS num,
+              true AS b, '2024-01-02T03:04:05Z'::timestamptz AS ts, '{"a":[1]}'::jsonb AS j, NULL::text AS n`,
+    );
+    expect(row).toEqual({
+      i: 1,
+      big: '9007199254740993',
+      num: '12345678901234567890.123456',
+      b: true,
+      ts: new Date('2024-01-02T03:04:05Z'),
+      j: { a: [1] },
+      n: null,
+    });
+  });
+
+  it('binds parameters with SQL casts, bigint included', async () => {
+    const [row] = await t.db.query<{ v: string; j: unknown }>('SELECT $1::int8 AS v, $2::jsonb AS j', [
+      9007199254740993n,
+      JSON.stringify({ x: 'y' }),
+    ]);
+    expect(row).toEqual({ v: '9007199254740993', j: { x: 'y' } });
+  });
+
+  it('rolls a transaction back when its function throws', async () => {
+    await t.db.query('CREATE TABLE IF NOT EXISTS tx_probe (id int)');
+    await expect(
+      t.db.transaction(async (tx) => {
+        await tx.query('INSERT INTO tx_probe VALUES (1)');
+        throw new Error('boom');
+      }),
+    ).rejects.toThrow('boom');
+    expect(await t.db.query('SELECT id FROM tx_probe')).toEqual([]);
+  });
+
+  it('serves the next call after the server terminated its connection (pool of one, as in Lambda)', async () => {
+    const db = createPostgresDb({ url: t.url, ...tuning, poolMax: 1 });
+    try {
+      const [first] = await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      await t.db.query('SELECT pg_terminate_backend($1::int)', [first?.pid ?? 0]);
+      const [second] = await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      expect(second?.pid).toEqual(expect.any(Number));
+      expect(second?.pid).not.toBe(first?.pid);
+      // A transaction after a termination works as well.
+      const [third] = await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      await t.db.query('SELECT pg_terminate_backend($1::int)', [third?.pid ?? 0]);
+      const inTx = await db.transaction(async (tx) => tx.query<{ one: number }>('SELECT 1 AS one'));
+      expect(inTx).toEqual([{ one: 1 }]);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('classifies a statement timeout as transient', async () => {
+    const db = createPostgresDb({ url: t.url, ...tuning, poolMax: 1, statementTimeoutMs: 50 });
+    try {
+      const err = await db.query('SELECT pg_sleep(1)').catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: '57014' });
+      expect(isTransientDbError(err)).toBe(true);
+    } finally {
+      await db.close();
+    }
+  });
+});

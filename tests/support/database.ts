@@ -1,0 +1,65 @@
+import { randomBytes } from 'node:crypto';
+import postgres from 'postgres';
+import type { ClosableDb } from '../../lib/db/port';
+import { createPostgresDb } from '../../lib/db/postgres';
+import { TEST_ENV, tuning } from './env';
+
+export interface TestDatabase {
+  readonly name: string;
+  readonly url: string;
+  /** A client of its own, for assertions and setup (handlers use the module-level one). */
+  readonly db: ClosableDb;
+  /** Closes the client and drops the database. */
+  drop(): Promise<void>;
+}
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run the tests through jest (globalSetup prepares the server)`);
+  return value;
+}
+
+export function adminUrl(): string {
+  return required(TEST_ENV.adminUrl);
+}
+
+export function urlOf(database: string): string {
+  const url = new URL(adminUrl());
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+/**
+ * A database of its own for one test file, cloned from the migrated template. It also becomes
+ * DATABASE_URL, so handlers invoked in this test file connect to it through their lazy client.
+ */
+export async function freshDatabase(options: { setEnv?: boolean } = {}): Promise<TestDatabase> {
+  const template = required(TEST_ENV.template);
+  const name = `t_${randomBytes(6).toString('hex')}`;
+  const admin = postgres(adminUrl(), { max: 1, onnotice: () => undefined });
+  try {
+    await admin.unsafe(`CREATE DATABASE ${name} TEMPLATE ${template}`);
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+  const url = urlOf(name);
+  if (options.setEnv ?? true) {
+    process.env.DATABASE_URL = url;
+    delete process.env.DB_HOST;
+  }
+  const db = createPostgresDb({ url, ...tuning });
+  return {
+    name,
+    url,
+    db,
+    drop: async () => {
+      await db.close();
+      const dropper = postgres(adminUrl(), { max: 1, onnotice: () => undefined });
+      try {
+        await dropper.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await dropper.end({ timeout: 5 });
+      }
+    },
+  };
+}

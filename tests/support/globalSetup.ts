@@ -1,0 +1,60 @@
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import postgres from 'postgres';
+import { startEmbeddedPostgres, type EmbeddedServer } from '../../lib/db/embedded';
+import { migrate } from '../../lib/db/migrate';
+import { createPostgresDb } from '../../lib/db/postgres';
+import { TEST_ENV, tuning } from './env';
+
+/**
+ * One PostgreSQL server for the whole run: the embedded one unless DATABASE_URL names another.
+ * Its template database is migrated once; every test file clones it (see freshDatabase).
+ */
+declare global {
+  // eslint-disable-next-line no-var
+  var __embeddedPostgres: EmbeddedServer | undefined;
+}
+
+export default async function globalSetup(): Promise<void> {
+  const template = `klaviyo_template_${process.pid}`;
+  let adminUrl: string;
+  if (process.env.DATABASE_URL) {
+    const url = new URL(process.env.DATABASE_URL);
+    url.pathname = '/postgres';
+    adminUrl = url.toString();
+  } else {
+    const dataDir = join(__dirname, '..', '..', '.data', `test-pg-${process.pid}`);
+    rmSync(dataDir, { recursive: true, force: true });
+    const server = await startEmbeddedPostgres({
+      dataDir,
+      database: 'postgres',
+      // Test data is thrown away: durability only costs time here.
+      settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: '200' },
+    });
+    globalThis.__embeddedPostgres = server;
+    adminUrl = server.urlFor('postgres');
+    const stop = () => {
+      void server.stop().finally(() => rmSync(dataDir, { recursive: true, force: true }));
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  }
+
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => undefined });
+  try {
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${template}`);
+    await admin.unsafe(`CREATE DATABASE ${template}`);
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+  const templateUrl = new URL(adminUrl);
+  templateUrl.pathname = `/${template}`;
+  const db = createPostgresDb({ url: templateUrl.toString(), ...tuning });
+  try {
+    await migrate(db);
+  } finally {
+    await db.close();
+  }
+  process.env[TEST_ENV.adminUrl] = adminUrl;
+  process.env[TEST_ENV.template] = template;
+}

@@ -1,0 +1,23 @@
+import { rmSync } from 'node:fs';
+import postgres from 'postgres';
+import { TEST_ENV } from './env';
+
+export default async function globalTeardown(): Promise<void> {
+  const server = globalThis.__embeddedPostgres;
+  if (server) {
+    await server.stop();
+    rmSync(server.dataDir, { recursive: true, force: true });
+    globalThis.__embeddedPostgres = undefined;
+    return;
+  }
+  const adminUrl = process.env[TEST_ENV.adminUrl];
+  const template = process.env[TEST_ENV.template];
+  if (adminUrl && template) {
+    const admin = postgres(adminUrl, { max: 1, onnotice: () => undefined });
+    try {
+      await admin.unsafe(`DROP DATABASE IF EXISTS ${template} WITH (FORCE)`);
+    } finally {
+      await admin.end({ timeout: 5 });
+    }
+  }
+}
