@@ -1,0 +1,77 @@
+import type { Db } from '../db/port';
+
+/**
+ * Events: the write path and the reads that lists, timelines and exports need.
+ * Batches are one statement: the rows travel as one JSON parameter expanded by jsonb_to_recordset,
+ * which both drivers can send (the Data API has no array parameters and no COPY).
+ */
+export interface NewEvent {
+  readonly id: string;
+  /** ISO 8601 instant. */
+  readonly timestamp: string;
+  readonly metricId: string;
+  readonly profileId: string | null;
+  /** Decimal text, kept exact end to end. */
+  readonly value: string | null;
+  readonly valueCurrency: string | null;
+  readonly uuid: string | null;
+  readonly uniqueId: string | null;
+  readonly properties: Readonly<Record<string, unknown>>;
+  readonly rawData: Readonly<Record<string, unknown>>;
+}
+
+export interface InsertEventsResult {
+  readonly inserted: number;
+  readonly duplicates: number;
+}
+
+/**
+ * Inserts events idempotently: an event already stored (same id and timestamp) is skipped and
+ * counted as a duplicate. In the same statement, the (metric, UTC hour) buckets of the rows really
+ * inserted are marked dirty for the aggregator. DO UPDATE (not DO NOTHING) on the dirty rows is
+ * deliberate: it row-locks them until this transaction commits, so the aggregator, which skips
+ * locked rows, cannot take a bucket whose new events it could not yet see.
+ *
+ * The metrics and profiles the events reference must exist (ingest creates stubs first).
+ */
+export async function insertEvents(db: Db, events: readonly NewEvent[]): Promise<InsertEventsResult> {
+  if (events.length === 0) return { inserted: 0, duplicates: 0 };
+  const payload = JSON.stringify(
+    events.map((e) => ({
+      id: e.id,
+      ts: e.timestamp,
+      metric_id: e.metricId,
+      profile_id: e.profileId,
+      value: e.value,
+      value_currency: e.valueCurrency,
+      uuid: e.uuid,
+      unique_id: e.uniqueId,
+      properties: e.properties,
+      raw_data: e.rawData,
+    })),
+  );
+  const rows = await db.query<{ inserted: string }>(
+    `WITH input AS (
+       SELECT id, ts, metric_id, profile_id, value, value_currency, uuid, unique_id, properties, raw_data
+       FROM jsonb_to_recordset($1::jsonb) AS r(
+         id text, ts timestamptz, metric_id text, profile_id text, value numeric, value_currency text,
+         uuid text, unique_id text, properties jsonb, raw_data jsonb)
+     ), inserted AS (
+       INSERT INTO klaviyo_events (id, "timestamp", metric_id, profile_id, value, value_currency, uuid, unique_id, properties, raw_data)
+       SELECT id, ts, metric_id, profile_id, value, value_currency, uuid, unique_id, coalesce(properties, '{}'::jsonb), raw_data
+       FROM input
+       ON CONFLICT (id, "timestamp") DO NOTHING
+       RETURNING metric_id, "timestamp"
+     ), dirty AS (
+       INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket)
+       SELECT DISTINCT metric_id, date_trunc('hour', "timestamp", 'UTC') FROM inserted
+       ORDER BY 1, 2
+       ON CONFLICT (metric_id, bucket) DO UPDATE SET first_marked_at = klaviyo_aggregate_dirty.first_marked_at
+       RETURNING 1
+     )
+     SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM dirty) AS dirty`,
+    [payload],
+  );
+  const inserted = Number(rows[0]?.inserted ?? 0);
+  return { inserted, duplicates: events.length - inserted };
+}
