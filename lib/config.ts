@@ -67,6 +67,8 @@ const EnvSchema = z.object({
   INGEST_MAX_BODY_BYTES: positiveInt(5 * 1024 * 1024),
   QUERY_MAX_RANGE_DAYS: positiveInt(366),
   AGGREGATE_BATCH_BUCKETS: positiveInt(5000),
+  // Below the aggregate function's Lambda timeout (60 s), leaving room for the last batch and the log line.
+  AGGREGATE_TIME_BUDGET_MS: positiveInt(40_000),
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -99,6 +101,7 @@ export interface Config {
     readonly ingestMaxBodyBytes: number;
     readonly queryMaxRangeDays: number;
     readonly aggregateBatchBuckets: number;
+    readonly aggregateTimeBudgetMs: number;
   };
 }
 
@@ -124,6 +127,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     ingestMaxBodyBytes: e.INGEST_MAX_BODY_BYTES,
     queryMaxRangeDays: e.QUERY_MAX_RANGE_DAYS,
     aggregateBatchBuckets: e.AGGREGATE_BATCH_BUCKETS,
+    aggregateTimeBudgetMs: e.AGGREGATE_TIME_BUDGET_MS,
   };
   const common = { logLevel: e.LOG_LEVEL, logSql: e.LOG_SQL, apiKeys: e.API_KEYS, limits };
 
