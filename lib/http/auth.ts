@@ -65,9 +65,10 @@ export function authorize(authorization: string | undefined, needed: Scope, keys
   }
   if (scopes.has('admin')) return 'admin';
   if (scopes.has(needed)) return needed;
-  throw new HttpError(403, {
-    code: 'permission_denied',
-    detail: `This API key does not have the "${needed}" scope.`,
-    header: 'Authorization',
-  });
+  // RFC 6750 §3.1: a valid key without the scope is 403, and the challenge names the scope needed.
+  throw new HttpError(
+    403,
+    { code: 'permission_denied', detail: `This API key does not have the "${needed}" scope.`, header: 'Authorization' },
+    { 'WWW-Authenticate': `Bearer error="insufficient_scope", scope="${needed}"` },
+  );
 }
