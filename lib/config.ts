@@ -59,6 +59,9 @@ const EnvSchema = z.object({
   DB_CLUSTER_ARN: optionalText,
   DB_SECRET_ARN: optionalText,
   DB_DATA_API_ENDPOINT: optionalText,
+  // How long the Data API driver keeps retrying transient failures (throttling, a cluster resuming)
+  // before answering 503: keep it well under the functions' timeout.
+  DB_DATA_API_RETRY_BUDGET_MS: positiveInt(10_000),
   AWS_REGION: optionalText,
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).optional().default('info'),
   LOG_SQL: bool(false),
@@ -92,6 +95,7 @@ export interface Config {
         readonly database: string;
         readonly endpoint?: string;
         readonly region?: string;
+        readonly retryBudgetMs: number;
       };
   readonly logLevel: Env['LOG_LEVEL'];
   readonly logSql: boolean;
@@ -145,6 +149,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
         database: e.DB_NAME as string,
         endpoint: e.DB_DATA_API_ENDPOINT,
         region: e.AWS_REGION,
+        retryBudgetMs: e.DB_DATA_API_RETRY_BUDGET_MS,
       },
     };
   }
