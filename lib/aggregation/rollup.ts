@@ -1,0 +1,231 @@
+import { config } from '../config';
+import type { Db } from '../db/port';
+import {
+  aggregationSpan,
+  dirtyBacklog,
+  rebuildHourRange,
+  recomputeHourBuckets,
+  takeDirtyBuckets,
+  takeDirtyBucketsInRange,
+  tryLockAggregation,
+  waitLockAggregation,
+} from '../repositories/aggregates';
+
+/**
+ * Incremental hourly rollups.
+ *
+ * Ingest marks each (metric, UTC hour) it inserts into in klaviyo_aggregate_dirty, in the statement
+ * that inserts the events, with INSERT ... ON CONFLICT DO UPDATE: the mark is row-locked until the
+ * ingest commits. A batch of the aggregator is one transaction:
+ *   1. pg_try_advisory_xact_lock: one writer of rollups at a time; a run that finds it taken stops.
+ *   2. statement A: DELETE the oldest marks ... FOR UPDATE SKIP LOCKED ... RETURNING them;
+ *   3. statement B: recompute exactly those buckets from raw events and upsert / delete their rows;
+ *   4. commit.
+ *
+ * Why this cannot lose an event under READ COMMITTED (each statement sees what was committed when it
+ * started). Take an ingest transaction I that inserts an event into bucket X and the batch T that
+ * takes X's mark in statement A. I's own statement writes the event and then upserts the mark.
+ *   - I upserted the mark before A reached it: I holds its row lock until it commits, so A skips it
+ *     (or does not even see it, if I created it). X stays marked; a later batch takes it.
+ *   - A took the mark first: I's upsert meets A's deleted but uncommitted row and waits for T. After
+ *     T commits, I's ON CONFLICT finds no row and inserts a fresh mark. I therefore commits after T,
+ *     T did not see I's event, and X is marked again for the next batch.
+ *   - I committed before A locked the mark: B starts after A ended, so B's snapshot contains the event.
+ * So at T's commit every committed event of X is in X's rollup, and every event committing later
+ * leaves a mark: a hour without a mark is exact at every instant, which is what readers rely on.
+ * Statements A and B must stay separate: in one statement, B would read events with the snapshot taken
+ * before A waited for and followed a mark that I updated and committed meanwhile.
+ * The advisory lock is what keeps two writers from storing figures out of order: without it a rebuild
+ * that read a bucket before an event committed could overwrite, after it, the newer figures of an
+ * incremental batch that took the event's mark.
+ * Nothing here waits on ingest (SKIP LOCKED, and MVCC reads of events), and ingest waits only on marks,
+ * which a batch holds for one statement and a commit: no lock cycle, no deadlock.
+ */
+
+export interface AggregationOptions {
+  /** Marks taken per transaction. */
+  readonly batchBuckets?: number;
+  /** No new batch starts once this much time (ms) is spent, or when the next one would exceed it. */
+  readonly timeBudgetMs?: number;
+}
+
+export interface AggregationResult {
+  /** 'skipped': another run held the aggregation lock; it does the work. */
+  readonly status: 'done' | 'skipped';
+  readonly bucketsRecomputed: number;
+  readonly eventsScanned: number;
+  /** Rollup rows inserted, changed or removed. */
+  readonly rowsChanged: number;
+  readonly batches: number;
+  readonly durationMs: number;
+  /** Age in seconds of the oldest mark still waiting after the run; 0 when none waits. */
+  readonly lagSeconds: number;
+  readonly bucketsWaiting: number;
+  /** Why the run ended: no mark left to take, the time budget, or another run took the lock. */
+  readonly stoppedBy: 'drained' | 'budget' | 'lock';
+}
+
+interface BatchOutcome {
+  readonly taken: number;
+  readonly eventsScanned: number;
+  readonly rowsChanged: number;
+}
+
+async function aggregateBatch(db: Db, batchBuckets: number): Promise<BatchOutcome | 'locked'> {
+  return db.transaction(async (tx) => {
+    if (!(await tryLockAggregation(tx))) return 'locked' as const;
+    const taken = await takeDirtyBuckets(tx, batchBuckets);
+    const result = await recomputeHourBuckets(tx, taken);
+    return { taken: taken.length, eventsScanned: result.eventsScanned, rowsChanged: result.rowsWritten + result.rowsDeleted };
+  });
+}
+
+/**
+ * One run: batches until no mark is left, the time budget is spent or another run holds the lock.
+ * Each batch commits on its own, so a run cut short (timeout, crash) loses nothing: what it had not
+ * committed is still marked.
+ */
+export async function runAggregation(db: Db, options: AggregationOptions = {}): Promise<AggregationResult> {
+  const batchBuckets = options.batchBuckets ?? config().limits.aggregateBatchBuckets;
+  const timeBudgetMs = options.timeBudgetMs ?? config().limits.aggregateTimeBudgetMs;
+  const started = performance.now();
+  let bucketsRecomputed = 0;
+  let eventsScanned = 0;
+  let rowsChanged = 0;
+  let batches = 0;
+  let stoppedBy: AggregationResult['stoppedBy'];
+  for (;;) {
+    const batchStarted = performance.now();
+    const outcome = await aggregateBatch(db, batchBuckets);
+    if (outcome === 'locked') {
+      stoppedBy = 'lock';
+      break;
+    }
+    batches += 1;
+    bucketsRecomputed += outcome.taken;
+    eventsScanned += outcome.eventsScanned;
+    rowsChanged += outcome.rowsChanged;
+    // A short batch means the rest is locked by ingests still running (or there is nothing left).
+    if (outcome.taken < batchBuckets) {
+      stoppedBy = 'drained';
+      break;
+    }
+    const now = performance.now();
+    if (now - started + (now - batchStarted) > timeBudgetMs) {
+      stoppedBy = 'budget';
+      break;
+    }
+  }
+  const backlog = await dirtyBacklog(db);
+  return {
+    status: stoppedBy === 'lock' && batches === 0 ? 'skipped' : 'done',
+    bucketsRecomputed,
+    eventsScanned,
+    rowsChanged,
+    batches,
+    durationMs: Math.round(performance.now() - started),
+    lagSeconds: backlog.oldestAgeSeconds,
+    bucketsWaiting: backlog.bucketsWaiting,
+    stoppedBy,
+  };
+}
+
+export interface RebuildProgress {
+  readonly chunksDone: number;
+  readonly chunksTotal: number;
+  /** The chunk just finished: [from, to). */
+  readonly from: Date;
+  readonly to: Date;
+  readonly bucketsRecomputed: number;
+  readonly eventsScanned: number;
+}
+
+export interface RebuildOptions {
+  /** Inclusive; rounded down to the UTC hour. Default: the first event (or stored hour). */
+  readonly from?: Date;
+  /** Exclusive; rounded up to the UTC hour. Default: just after the last event (or stored hour). */
+  readonly to?: Date;
+  readonly metricId?: string;
+  /** Hours per transaction (default a week): the unit of progress and of lock holding. */
+  readonly chunkHours?: number;
+  readonly onProgress?: (progress: RebuildProgress) => void;
+}
+
+export interface RebuildResult {
+  readonly from: Date | null;
+  readonly to: Date | null;
+  readonly chunks: number;
+  /** Hours that have events, computed from raw events. */
+  readonly bucketsRecomputed: number;
+  readonly rowsWritten: number;
+  readonly rowsDeleted: number;
+  readonly eventsScanned: number;
+  /** Dirty marks of the range that the rebuild satisfied and removed. */
+  readonly marksCleared: number;
+  readonly durationMs: number;
+}
+
+const HOUR_MS = 3_600_000;
+export const DEFAULT_REBUILD_CHUNK_HOURS = 7 * 24;
+
+const floorHour = (d: Date) => new Date(Math.floor(d.getTime() / HOUR_MS) * HOUR_MS);
+const ceilHour = (d: Date) => new Date(Math.ceil(d.getTime() / HOUR_MS) * HOUR_MS);
+
+/**
+ * Recomputes the hourly rollups of a time range from raw events, chunk by chunk, each chunk one
+ * transaction under the aggregation lock (waiting for a running batch rather than skipping). The
+ * chunk first takes the range's unlocked dirty marks, then recomputes every hour of the range in one
+ * statement: the same two-statement order, and the same argument, as an incremental batch (above).
+ * Unchanged hours are not rewritten, so a rebuild of correct rollups writes nothing.
+ */
+export async function rebuildAggregates(db: Db, options: RebuildOptions = {}): Promise<RebuildResult> {
+  const started = performance.now();
+  const chunkHours = options.chunkHours ?? DEFAULT_REBUILD_CHUNK_HOURS;
+  if (!Number.isInteger(chunkHours) || chunkHours < 1) throw new RangeError('chunkHours must be a whole number of hours, at least 1');
+  let from = options.from;
+  let to = options.to;
+  if (!from || !to) {
+    const span = await aggregationSpan(db, options.metricId);
+    from ??= span?.from;
+    // The last event's hour is included: the end is the start of the following hour.
+    to ??= span ? new Date(floorHour(span.to).getTime() + HOUR_MS) : undefined;
+  }
+  const empty = { chunks: 0, bucketsRecomputed: 0, rowsWritten: 0, rowsDeleted: 0, eventsScanned: 0, marksCleared: 0 };
+  if (!from || !to) return { from: null, to: null, ...empty, durationMs: Math.round(performance.now() - started) };
+  const start = floorHour(from);
+  const end = ceilHour(to);
+  if (end.getTime() <= start.getTime()) {
+    return { from: start, to: end, ...empty, durationMs: Math.round(performance.now() - started) };
+  }
+
+  const chunkMs = chunkHours * HOUR_MS;
+  const chunksTotal = Math.ceil((end.getTime() - start.getTime()) / chunkMs);
+  const totals = { ...empty };
+  for (let i = 0; i < chunksTotal; i += 1) {
+    const range = {
+      from: new Date(start.getTime() + i * chunkMs),
+      to: new Date(Math.min(end.getTime(), start.getTime() + (i + 1) * chunkMs)),
+      metricId: options.metricId,
+    };
+    const [marks, result] = await db.transaction(async (tx) => {
+      await waitLockAggregation(tx);
+      const cleared = await takeDirtyBucketsInRange(tx, range);
+      return [cleared, await rebuildHourRange(tx, range)] as const;
+    });
+    totals.chunks += 1;
+    totals.bucketsRecomputed += result.bucketsRecomputed;
+    totals.rowsWritten += result.rowsWritten;
+    totals.rowsDeleted += result.rowsDeleted;
+    totals.eventsScanned += result.eventsScanned;
+    totals.marksCleared += marks;
+    options.onProgress?.({
+      chunksDone: i + 1,
+      chunksTotal,
+      from: range.from,
+      to: range.to,
+      bucketsRecomputed: totals.bucketsRecomputed,
+      eventsScanned: totals.eventsScanned,
+    });
+  }
+  return { from: start, to: end, ...totals, durationMs: Math.round(performance.now() - started) };
+}

@@ -1,0 +1,319 @@
+import type { Db } from '../db/port';
+
+/**
+ * Hourly rollups (klaviyo_aggregated_metrics, granularity 'hour') and the dirty marks that say which
+ * (metric, UTC hour) buckets are stale (klaviyo_aggregate_dirty).
+ *
+ * Contract with readers: a 'hour' row holds the exact figures of its metric and UTC hour whenever
+ * that hour is not marked dirty; a marked hour may be stale and is recomputed from raw events by
+ * whoever reads it (readHourlySeries does). Hours without events have no row. A mark is removed in
+ * the same transaction that writes its rollup, so one statement reading both tables sees a consistent
+ * pair.
+ */
+
+export interface HourBucket {
+  readonly metricId: string;
+  /** Start of the UTC hour. */
+  readonly bucket: Date;
+}
+
+export interface RecomputeResult {
+  /** Buckets whose figures were computed from raw events. */
+  readonly bucketsRecomputed: number;
+  /** Rollup rows inserted or changed. */
+  readonly rowsWritten: number;
+  /** Rollup rows removed because their hour no longer has events. */
+  readonly rowsDeleted: number;
+  /** Raw events read to compute them. */
+  readonly eventsScanned: number;
+}
+
+export interface HourlyFigures {
+  readonly bucket: Date;
+  readonly eventCount: number;
+  /** Decimal text: exact. */
+  readonly sumValue: string;
+  readonly minValue: string | null;
+  readonly maxValue: string | null;
+  readonly uniqueProfiles: number;
+}
+
+export interface DirtyBacklog {
+  readonly bucketsWaiting: number;
+  /** Age of the oldest waiting mark; 0 when nothing waits. */
+  readonly oldestAgeSeconds: number;
+}
+
+// One fixed 64-bit key for every writer of rollups (incremental runs and rebuilds). It differs from
+// the migration lock's key by one.
+const AGGREGATION_LOCK = '32199510157453946';
+
+/**
+ * Only one aggregator writes rollups at a time. Transaction-scoped: it is released by the commit (or
+ * the rollback) that ends the batch, so a crashed run never leaves it held.
+ */
+export async function tryLockAggregation(tx: Db): Promise<boolean> {
+  const rows = await tx.query<{ locked: boolean }>(`SELECT pg_try_advisory_xact_lock(${AGGREGATION_LOCK}) AS locked`);
+  return rows[0]?.locked === true;
+}
+
+/** A rebuild waits for the running batch instead of giving up: it is an operator's explicit request. */
+export async function waitLockAggregation(tx: Db): Promise<void> {
+  await tx.query(`SELECT pg_advisory_xact_lock(${AGGREGATION_LOCK})`);
+}
+
+interface BucketRow extends Record<string, unknown> {
+  metric_id: string;
+  bucket: Date;
+}
+
+/**
+ * Removes up to `limit` dirty marks, oldest first, and returns them. Marks row-locked by an ingest
+ * transaction that has not committed yet are skipped: their events are not visible yet, and the mark
+ * stays for the next run. Must run in the transaction that then recomputes the returned buckets, as a
+ * statement of its own that ends before the recomputation starts (see lib/aggregation/rollup.ts).
+ */
+export async function takeDirtyBuckets(tx: Db, limit: number): Promise<HourBucket[]> {
+  const rows = await tx.query<BucketRow>(
+    `DELETE FROM klaviyo_aggregate_dirty
+     WHERE (metric_id, bucket) IN (
+       SELECT metric_id, bucket FROM klaviyo_aggregate_dirty
+       ORDER BY first_marked_at
+       LIMIT $1
+       FOR UPDATE SKIP LOCKED)
+     RETURNING metric_id, bucket`,
+    [limit],
+  );
+  return rows.map((r) => ({ metricId: r.metric_id, bucket: r.bucket }));
+}
+
+/** The rebuild's counterpart of takeDirtyBuckets: every unlocked mark of a time range (and metric). */
+export async function takeDirtyBucketsInRange(
+  tx: Db,
+  range: { from: Date; to: Date; metricId?: string },
+): Promise<number> {
+  const params = [range.from.toISOString(), range.to.toISOString(), ...(range.metricId ? [range.metricId] : [])];
+  const rows = await tx.query<{ taken: string }>(
+    `WITH taken AS (
+       DELETE FROM klaviyo_aggregate_dirty
+       WHERE (metric_id, bucket) IN (
+         SELECT metric_id, bucket FROM klaviyo_aggregate_dirty
+         WHERE bucket >= $1::timestamptz AND bucket < $2::timestamptz ${range.metricId ? 'AND metric_id = $3' : ''}
+         FOR UPDATE SKIP LOCKED)
+       RETURNING 1
+     )
+     SELECT count(*) AS taken FROM taken`,
+    params,
+  );
+  return Number(rows[0]?.taken ?? 0);
+}
+
+// The upsert writes only what changed: a recomputation that finds the same figures leaves the row,
+// its updated_at and the table's pages as they were.
+const UPSERT_HOURS = `
+  INSERT INTO klaviyo_aggregated_metrics AS a
+    (metric_id, granularity, bucket, event_count, sum_value, min_value, max_value, unique_profiles)
+  SELECT metric_id, 'hour', bucket, event_count, sum_value, min_value, max_value, unique_profiles
+  FROM computed
+  WHERE event_count > 0
+  ORDER BY metric_id, bucket
+  ON CONFLICT (metric_id, granularity, bucket) DO UPDATE SET
+    event_count = excluded.event_count,
+    sum_value = excluded.sum_value,
+    min_value = excluded.min_value,
+    max_value = excluded.max_value,
+    unique_profiles = excluded.unique_profiles,
+    updated_at = now()
+  WHERE (a.event_count, a.sum_value, a.min_value, a.max_value, a.unique_profiles)
+        IS DISTINCT FROM (excluded.event_count, excluded.sum_value, excluded.min_value, excluded.max_value, excluded.unique_profiles)
+  RETURNING 1`;
+
+interface RecomputeRow extends Record<string, unknown> {
+  recomputed: string;
+  written: string;
+  deleted: string;
+  scanned: string;
+}
+
+function recomputeResult(row: RecomputeRow | undefined): RecomputeResult {
+  return {
+    bucketsRecomputed: Number(row?.recomputed ?? 0),
+    rowsWritten: Number(row?.written ?? 0),
+    rowsDeleted: Number(row?.deleted ?? 0),
+    eventsScanned: Number(row?.scanned ?? 0),
+  };
+}
+
+/**
+ * Recomputes the given (metric, hour) buckets from raw events in one statement and stores them: an
+ * upsert for hours that have events, a delete for hours that have none. Each bucket is one range scan
+ * of the covering index (metric_id, "timestamp" DESC) INCLUDE (value, profile_id), so the cost follows
+ * the number of events in the changed hours, not the size of the table.
+ */
+export async function recomputeHourBuckets(tx: Db, buckets: readonly HourBucket[]): Promise<RecomputeResult> {
+  if (buckets.length === 0) return recomputeResult(undefined);
+  const payload = JSON.stringify(buckets.map((b) => ({ metric_id: b.metricId, bucket: b.bucket.toISOString() })));
+  const rows = await tx.query<RecomputeRow>(
+    `WITH taken AS (
+       SELECT metric_id, bucket FROM jsonb_to_recordset($1::jsonb) AS t(metric_id text, bucket timestamptz)
+     ), computed AS (
+       SELECT t.metric_id, t.bucket, s.event_count, s.sum_value, s.min_value, s.max_value, s.unique_profiles
+       FROM taken t
+       CROSS JOIN LATERAL (
+         SELECT count(*) AS event_count,
+                coalesce(sum(e.value), 0) AS sum_value,
+                min(e.value) AS min_value,
+                max(e.value) AS max_value,
+                count(DISTINCT e.profile_id) AS unique_profiles
+         FROM klaviyo_events e
+         WHERE e.metric_id = t.metric_id
+           AND e."timestamp" >= t.bucket AND e."timestamp" < t.bucket + interval '1 hour'
+       ) s
+     ), upserted AS (${UPSERT_HOURS}
+     ), removed AS (
+       DELETE FROM klaviyo_aggregated_metrics a
+       USING computed c
+       WHERE c.event_count = 0
+         AND a.metric_id = c.metric_id AND a.granularity = 'hour' AND a.bucket = c.bucket
+       RETURNING 1
+     )
+     SELECT (SELECT count(*) FROM computed) AS recomputed,
+            (SELECT count(*) FROM upserted) AS written,
+            (SELECT count(*) FROM removed) AS deleted,
+            (SELECT coalesce(sum(event_count), 0) FROM computed) AS scanned`,
+    [payload],
+  );
+  return recomputeResult(rows[0]);
+}
+
+/**
+ * Recomputes every hour of a time range (whole UTC hours; `to` exclusive) from raw events, for all
+ * metrics or one, in one statement: upserts the hours that have events and deletes the range's rollup
+ * rows that have none. Metrics drive the scan so that each one reads its part of the covering index.
+ */
+export async function rebuildHourRange(
+  tx: Db,
+  range: { from: Date; to: Date; metricId?: string },
+): Promise<RecomputeResult> {
+  const params = [range.from.toISOString(), range.to.toISOString(), ...(range.metricId ? [range.metricId] : [])];
+  const metricFilter = range.metricId ? 'WHERE m.id = $3' : '';
+  const rollupFilter = range.metricId ? 'AND a.metric_id = $3' : '';
+  const rows = await tx.query<RecomputeRow>(
+    `WITH computed AS (
+       SELECT m.id AS metric_id,
+              date_trunc('hour', e."timestamp", 'UTC') AS bucket,
+              count(*) AS event_count,
+              coalesce(sum(e.value), 0) AS sum_value,
+              min(e.value) AS min_value,
+              max(e.value) AS max_value,
+              count(DISTINCT e.profile_id) AS unique_profiles
+       FROM klaviyo_metrics m
+       JOIN klaviyo_events e
+         ON e.metric_id = m.id AND e."timestamp" >= $1::timestamptz AND e."timestamp" < $2::timestamptz
+       ${metricFilter}
+       GROUP BY m.id, date_trunc('hour', e."timestamp", 'UTC')
+     ), upserted AS (${UPSERT_HOURS}
+     ), removed AS (
+       DELETE FROM klaviyo_aggregated_metrics a
+       WHERE a.granularity = 'hour' AND a.bucket >= $1::timestamptz AND a.bucket < $2::timestamptz ${rollupFilter}
+         AND NOT EXISTS (SELECT 1 FROM computed c WHERE c.metric_id = a.metric_id AND c.bucket = a.bucket)
+       RETURNING 1
+     )
+     SELECT (SELECT count(*) FROM computed) AS recomputed,
+            (SELECT count(*) FROM upserted) AS written,
+            (SELECT count(*) FROM removed) AS deleted,
+            (SELECT coalesce(sum(event_count), 0) FROM computed) AS scanned`,
+    params,
+  );
+  return recomputeResult(rows[0]);
+}
+
+/** The span a full rebuild must cover: every raw event and every stored hourly row (for a metric). */
+export async function aggregationSpan(db: Db, metricId?: string): Promise<{ from: Date; to: Date } | null> {
+  const rows = await db.query<{ first: Date | null; last: Date | null }>(
+    metricId
+      ? `SELECT least((SELECT min("timestamp") FROM klaviyo_events WHERE metric_id = $1),
+                      (SELECT min(bucket) FROM klaviyo_aggregated_metrics WHERE metric_id = $1 AND granularity = 'hour')) AS first,
+                greatest((SELECT max("timestamp") FROM klaviyo_events WHERE metric_id = $1),
+                         (SELECT max(bucket) FROM klaviyo_aggregated_metrics WHERE metric_id = $1 AND granularity = 'hour')) AS last`
+      : `SELECT least((SELECT min("timestamp") FROM klaviyo_events),
+                      (SELECT min(bucket) FROM klaviyo_aggregated_metrics WHERE granularity = 'hour')) AS first,
+                greatest((SELECT max("timestamp") FROM klaviyo_events),
+                         (SELECT max(bucket) FROM klaviyo_aggregated_metrics WHERE granularity = 'hour')) AS last`,
+    metricId ? [metricId] : [],
+  );
+  const row = rows[0];
+  if (!row?.first || !row.last) return null;
+  return { from: row.first, to: row.last };
+}
+
+/** How far behind the rollups are: marks still waiting, and the age of the oldest. */
+export async function dirtyBacklog(db: Db): Promise<DirtyBacklog> {
+  const rows = await db.query<{ waiting: string; oldest_age: string | null }>(
+    `SELECT count(*) AS waiting,
+            extract(epoch FROM clock_timestamp() - min(first_marked_at)) AS oldest_age
+     FROM klaviyo_aggregate_dirty`,
+  );
+  const row = rows[0];
+  const age = row?.oldest_age === null || row?.oldest_age === undefined ? 0 : Number(row.oldest_age);
+  return { bucketsWaiting: Number(row?.waiting ?? 0), oldestAgeSeconds: Math.max(0, Math.round(age)) };
+}
+
+interface FiguresRow extends Record<string, unknown> {
+  bucket: Date;
+  event_count: string;
+  sum_value: string;
+  min_value: string | null;
+  max_value: string | null;
+  unique_profiles: string;
+}
+
+/**
+ * The exact hourly figures of one metric over [from, to) (whole UTC hours), ascending, hours without
+ * events left out. Stored rollups serve the hours that are not marked dirty; marked hours are
+ * recomputed from raw events in the same statement, so the answer is exact for one snapshot even while
+ * ingest and the aggregator run.
+ */
+export async function readHourlySeries(
+  db: Db,
+  query: { metricId: string; from: Date; to: Date },
+): Promise<HourlyFigures[]> {
+  const rows = await db.query<FiguresRow>(
+    `WITH dirty AS (
+       SELECT bucket FROM klaviyo_aggregate_dirty
+       WHERE metric_id = $1 AND bucket >= $2::timestamptz AND bucket < $3::timestamptz
+     ), stored AS (
+       SELECT a.bucket, a.event_count, a.sum_value, a.min_value, a.max_value, a.unique_profiles
+       FROM klaviyo_aggregated_metrics a
+       WHERE a.metric_id = $1 AND a.granularity = 'hour'
+         AND a.bucket >= $2::timestamptz AND a.bucket < $3::timestamptz
+         AND NOT EXISTS (SELECT 1 FROM dirty d WHERE d.bucket = a.bucket)
+     ), fresh AS (
+       SELECT d.bucket, s.event_count, s.sum_value, s.min_value, s.max_value, s.unique_profiles
+       FROM dirty d
+       CROSS JOIN LATERAL (
+         SELECT count(*) AS event_count,
+                coalesce(sum(e.value), 0) AS sum_value,
+                min(e.value) AS min_value,
+                max(e.value) AS max_value,
+                count(DISTINCT e.profile_id) AS unique_profiles
+         FROM klaviyo_events e
+         WHERE e.metric_id = $1 AND e."timestamp" >= d.bucket AND e."timestamp" < d.bucket + interval '1 hour'
+       ) s
+       WHERE s.event_count > 0
+     )
+     SELECT bucket, event_count, sum_value, min_value, max_value, unique_profiles FROM stored
+     UNION ALL
+     SELECT bucket, event_count, sum_value, min_value, max_value, unique_profiles FROM fresh
+     ORDER BY bucket`,
+    [query.metricId, query.from.toISOString(), query.to.toISOString()],
+  );
+  return rows.map((r) => ({
+    bucket: r.bucket,
+    eventCount: Number(r.event_count),
+    sumValue: String(r.sum_value),
+    minValue: r.min_value === null ? null : String(r.min_value),
+    maxValue: r.max_value === null ? null : String(r.max_value),
+    uniqueProfiles: Number(r.unique_profiles),
+  }));
+}

@@ -1,0 +1,124 @@
+import type { Db } from '../../lib/db/port';
+import type { SimpleEvent } from '../support/events';
+
+/**
+ * The oracle: hourly figures recomputed from raw events, written independently of the aggregator's
+ * SQL (date_bin instead of date_trunc, a plain GROUP BY over the table, no index assumptions), and
+ * compared as text so that numeric scale and NULLs count.
+ */
+export interface FiguresText {
+  metric_id: string;
+  bucket: string;
+  event_count: string;
+  sum_value: string;
+  min_value: string | null;
+  max_value: string | null;
+  unique_profiles: string;
+  [key: string]: unknown;
+}
+
+export async function oracleHours(db: Db): Promise<FiguresText[]> {
+  return db.query<FiguresText>(
+    `SELECT metric_id,
+            to_char(date_bin('1 hour', "timestamp", timestamptz '2000-01-01 00:00:00+00') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS bucket,
+            count(*)::text AS event_count,
+            coalesce(sum(value), 0)::text AS sum_value,
+            min(value)::text AS min_value,
+            max(value)::text AS max_value,
+            count(DISTINCT profile_id)::text AS unique_profiles
+     FROM klaviyo_events
+     GROUP BY 1, 2
+     ORDER BY 1, 2`,
+  );
+}
+
+export async function storedHours(db: Db): Promise<FiguresText[]> {
+  return db.query<FiguresText>(
+    `SELECT metric_id,
+            to_char(bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS bucket,
+            event_count::text AS event_count,
+            sum_value::text AS sum_value,
+            min_value::text AS min_value,
+            max_value::text AS max_value,
+            unique_profiles::text AS unique_profiles
+     FROM klaviyo_aggregated_metrics
+     WHERE granularity = 'hour'
+     ORDER BY 1, 2`,
+  );
+}
+
+export async function dirtyCount(db: Db): Promise<number> {
+  const rows = await db.query<{ n: string }>('SELECT count(*) AS n FROM klaviyo_aggregate_dirty');
+  return Number(rows[0]?.n);
+}
+
+/**
+ * The readers' contract, checked in one statement (one snapshot): every hour that is not marked dirty
+ * has exactly the oracle's figures, or no row when it has no events. Returns the offending hours.
+ */
+export async function contractViolations(db: Db): Promise<Record<string, unknown>[]> {
+  return db.query(
+    `WITH oracle AS (
+       SELECT metric_id, date_bin('1 hour', "timestamp", timestamptz '2000-01-01 00:00:00+00') AS bucket,
+              count(*) AS event_count, coalesce(sum(value), 0) AS sum_value, min(value) AS min_value,
+              max(value) AS max_value, count(DISTINCT profile_id) AS unique_profiles
+       FROM klaviyo_events GROUP BY 1, 2
+     ), stored AS (
+       SELECT metric_id, bucket, event_count, sum_value, min_value, max_value, unique_profiles
+       FROM klaviyo_aggregated_metrics WHERE granularity = 'hour'
+     )
+     SELECT coalesce(o.metric_id, s.metric_id) AS metric_id, coalesce(o.bucket, s.bucket) AS bucket,
+            o.event_count::text AS expected_count, s.event_count::text AS stored_count
+     FROM oracle o FULL JOIN stored s ON s.metric_id = o.metric_id AND s.bucket = o.bucket
+     WHERE (o.event_count, o.sum_value::text, o.min_value::text, o.max_value::text, o.unique_profiles)
+           IS DISTINCT FROM (s.event_count, s.sum_value::text, s.min_value::text, s.max_value::text, s.unique_profiles)
+       AND NOT EXISTS (SELECT 1 FROM klaviyo_aggregate_dirty d
+                       WHERE d.metric_id = coalesce(o.metric_id, s.metric_id) AND d.bucket = coalesce(o.bucket, s.bucket))`,
+  );
+}
+
+/** Every row of the rollups with its row version: any rewrite, even to equal values, changes it. */
+export async function rollupChecksum(db: Db): Promise<string> {
+  const rows = await db.query<{ checksum: string | null; n: string }>(
+    `SELECT md5(string_agg(concat_ws('|', metric_id, granularity, bucket, event_count, sum_value, min_value, max_value,
+                                     unique_profiles, updated_at, xmin::text, ctid::text), ',' ORDER BY metric_id, granularity, bucket)) AS checksum,
+            count(*) AS n
+     FROM klaviyo_aggregated_metrics`,
+  );
+  return `${rows[0]?.n}:${rows[0]?.checksum ?? 'empty'}`;
+}
+
+/** A small deterministic PRNG, so that a failing scenario replays identically. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Random events over [from, from + hours): several metrics and profiles, decimal values with up to
+ * 2 places, some events without a profile and some without a value.
+ */
+export function randomEvents(
+  seed: number,
+  options: { count: number; from: string; hours: number; metrics: string[]; profiles: number; idPrefix: string },
+): SimpleEvent[] {
+  const random = prng(seed);
+  const start = new Date(options.from).getTime();
+  return Array.from({ length: options.count }, (_, i) => {
+    const r = random();
+    const value = r < 0.15 ? null : (Math.floor(random() * 100_000) / 100).toFixed(random() < 0.5 ? 2 : 0);
+    return {
+      id: `${options.idPrefix}_${i}`,
+      metricId: options.metrics[Math.floor(random() * options.metrics.length)] as string,
+      profileId: random() < 0.1 ? null : `p_${Math.floor(random() * options.profiles)}`,
+      at: new Date(start + Math.floor(random() * options.hours * 3_600_000)),
+      value,
+    };
+  });
+}
