@@ -25,6 +25,16 @@ export interface InsertEventsResult {
   readonly duplicates: number;
 }
 
+export interface InsertEventsOptions {
+  /**
+   * De-duplicate by id alone, whatever the time: for events whose id is derived from a unique_id
+   * (Klaviyo's Create Event), where a repeat may carry another time. The first occurrence in the
+   * batch wins. The ids are advisory-locked until the transaction ends, so two concurrent requests
+   * with the same unique_id cannot both insert; call it inside a transaction.
+   */
+  readonly dedupeById?: boolean;
+}
+
 /**
  * Inserts events idempotently: an event already stored (same id and timestamp) is skipped and
  * counted as a duplicate. In the same statement, the (metric, UTC hour) buckets of the rows really
@@ -34,8 +44,13 @@ export interface InsertEventsResult {
  *
  * The metrics and profiles the events reference must exist (ingest creates stubs first).
  */
-export async function insertEvents(db: Db, events: readonly NewEvent[]): Promise<InsertEventsResult> {
+export async function insertEvents(
+  db: Db,
+  events: readonly NewEvent[],
+  options: InsertEventsOptions = {},
+): Promise<InsertEventsResult> {
   if (events.length === 0) return { inserted: 0, duplicates: 0 };
+  if (options.dedupeById) return insertEventsOncePerId(db, events);
   const payload = JSON.stringify(
     events.map((e) => ({
       id: e.id,
@@ -74,4 +89,23 @@ export async function insertEvents(db: Db, events: readonly NewEvent[]): Promise
   );
   const inserted = Number(rows[0]?.inserted ?? 0);
   return { inserted, duplicates: events.length - inserted };
+}
+
+async function insertEventsOncePerId(db: Db, events: readonly NewEvent[]): Promise<InsertEventsResult> {
+  const firstPerId = new Map<string, NewEvent>();
+  for (const e of events) if (!firstPerId.has(e.id)) firstPerId.set(e.id, e);
+  const ids = [...firstPerId.keys()].sort();
+  await db.query(
+    `SELECT count(pg_advisory_xact_lock(h)) AS locked
+       FROM (SELECT DISTINCT hashtextextended(id, 0) AS h FROM jsonb_array_elements_text($1::jsonb) AS id ORDER BY 1) AS s`,
+    [JSON.stringify(ids)],
+  );
+  const existing = await db.query<{ id: string }>(
+    `SELECT DISTINCT e.id FROM klaviyo_events e WHERE e.id IN (SELECT jsonb_array_elements_text($1::jsonb))`,
+    [JSON.stringify(ids)],
+  );
+  const stored = new Set(existing.map((r) => r.id));
+  const fresh = ids.filter((id) => !stored.has(id)).map((id) => firstPerId.get(id) as NewEvent);
+  const result = await insertEvents(db, fresh);
+  return { inserted: result.inserted, duplicates: events.length - result.inserted };
 }

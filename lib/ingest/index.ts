@@ -1,0 +1,9 @@
+/**
+ * Ingest, callable with or without HTTP (handlers, scripts, benches, the demo seeder). Each entry
+ * point validates the whole request first (HttpError 422 listing every problem, nothing written),
+ * then writes in one transaction and returns what it did.
+ */
+export { ingestEventsPage, planEventsPage, writeEventsPage, type EventsPagePlan } from './eventsPage';
+export { upsertProfilesDocument, upsertMetricsDocument, planProfilesDocument, planMetricsDocument } from './resources';
+export { createEvent, bulkCreateEvents, planCreateEvent, planBulkCreate, writeKlaviyoEvents } from './klaviyoWrites';
+export { ingestResultDocument, type IngestCounts, type IngestOptions } from './result';

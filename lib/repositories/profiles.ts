@@ -1,0 +1,377 @@
+import type { Db } from '../db/port';
+
+/**
+ * Profiles. Writes are one statement per batch with the rows as one JSON parameter; every write
+ * sorts its rows by id, so concurrent ingests lock profiles in the same order and cannot deadlock.
+ */
+
+export interface ProfileRow {
+  readonly id: string;
+  readonly email: string | null;
+  readonly phoneNumber: string | null;
+  readonly externalId: string | null;
+  readonly anonymousId: string | null;
+  readonly firstName: string | null;
+  readonly lastName: string | null;
+  readonly organization: string | null;
+  readonly locale: string | null;
+  readonly title: string | null;
+  readonly image: string | null;
+  readonly location: Readonly<Record<string, unknown>> | null;
+  readonly properties: Readonly<Record<string, unknown>> | null;
+  readonly created: Date | null;
+  readonly updated: Date | null;
+  readonly lastEventDate: Date | null;
+  readonly rawData: Readonly<Record<string, unknown>> | null;
+  /** Created because an event named the profile before the profile itself arrived. */
+  readonly isStub: boolean;
+  readonly ingestedAt: Date;
+}
+
+/** The scalar attributes a profile row stores in columns of the same names. */
+export const PROFILE_TEXT_FIELDS = [
+  'email',
+  'phone_number',
+  'external_id',
+  'anonymous_id',
+  'first_name',
+  'last_name',
+  'organization',
+  'locale',
+  'title',
+  'image',
+] as const;
+export type ProfileTextField = (typeof PROFILE_TEXT_FIELDS)[number];
+
+export type ProfileAttributes = { readonly [K in ProfileTextField]: string | null } & {
+  readonly location: Readonly<Record<string, unknown>> | null;
+  readonly properties: Readonly<Record<string, unknown>> | null;
+};
+
+/**
+ * A profile resource to store (newest `updated` wins), or (isStub) only an id that events reference.
+ * `lastEventDate` moves the stored last_event_date forward, never back, whichever copy wins.
+ */
+export type ProfileUpsert =
+  | (ProfileAttributes & {
+      readonly id: string;
+      readonly isStub: false;
+      /** ISO 8601 instants. */
+      readonly created: string | null;
+      readonly updated: string | null;
+      readonly lastEventDate: string | null;
+      readonly rawData: Readonly<Record<string, unknown>>;
+    })
+  | { readonly id: string; readonly isStub: true; readonly lastEventDate: string | null };
+
+interface ProfileDbRow extends Record<string, unknown> {
+  id: string;
+  email: string | null;
+  phone_number: string | null;
+  external_id: string | null;
+  anonymous_id: string | null;
+  first_name: string | null;
+  last_name: string | null;
+  organization: string | null;
+  locale: string | null;
+  title: string | null;
+  image: string | null;
+  location: Record<string, unknown> | null;
+  properties: Record<string, unknown> | null;
+  created: Date | null;
+  updated: Date | null;
+  last_event_date: Date | null;
+  raw_data: Record<string, unknown> | null;
+  is_stub: boolean;
+  ingested_at: Date;
+}
+
+const PROFILE_COLUMNS =
+  'id, email, phone_number, external_id, anonymous_id, first_name, last_name, organization, locale, title, image, ' +
+  'location, properties, created, updated, last_event_date, raw_data, is_stub, ingested_at';
+
+function toProfileRow(r: ProfileDbRow): ProfileRow {
+  return {
+    id: r.id,
+    email: r.email,
+    phoneNumber: r.phone_number,
+    externalId: r.external_id,
+    anonymousId: r.anonymous_id,
+    firstName: r.first_name,
+    lastName: r.last_name,
+    organization: r.organization,
+    locale: r.locale,
+    title: r.title,
+    image: r.image,
+    location: r.location,
+    properties: r.properties,
+    created: r.created,
+    updated: r.updated,
+    lastEventDate: r.last_event_date,
+    rawData: r.raw_data,
+    isStub: r.is_stub,
+    ingestedAt: r.ingested_at,
+  };
+}
+
+export async function getProfileById(db: Db, id: string): Promise<ProfileRow | null> {
+  const rows = await db.query<ProfileDbRow>(`SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles WHERE id = $1`, [id]);
+  return rows[0] ? toProfileRow(rows[0]) : null;
+}
+
+const FIND_LIMIT_DEFAULT = 100;
+
+/** Profiles with this email, compared case-insensitively as Klaviyo does (lower(email) index). */
+export async function findProfilesByEmail(db: Db, email: string, limit = FIND_LIMIT_DEFAULT): Promise<ProfileRow[]> {
+  const rows = await db.query<ProfileDbRow>(
+    `SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles WHERE lower(email) = lower($1) AND email IS NOT NULL ORDER BY id LIMIT $2`,
+    [email, limit],
+  );
+  return rows.map(toProfileRow);
+}
+
+export async function findProfilesByPhoneNumber(db: Db, phoneNumber: string, limit = FIND_LIMIT_DEFAULT): Promise<ProfileRow[]> {
+  const rows = await db.query<ProfileDbRow>(
+    `SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles WHERE phone_number = $1 ORDER BY id LIMIT $2`,
+    [phoneNumber, limit],
+  );
+  return rows.map(toProfileRow);
+}
+
+export async function findProfilesByExternalId(db: Db, externalId: string, limit = FIND_LIMIT_DEFAULT): Promise<ProfileRow[]> {
+  const rows = await db.query<ProfileDbRow>(
+    `SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles WHERE external_id = $1 ORDER BY id LIMIT $2`,
+    [externalId, limit],
+  );
+  return rows.map(toProfileRow);
+}
+
+export interface UpsertProfilesResult {
+  /** Rows inserted (stubs included) or replaced by a newer copy; last_event_date moves alone are not counted. */
+  readonly written: number;
+}
+
+const ATTRIBUTE_COLUMNS = [...PROFILE_TEXT_FIELDS, 'location', 'properties', 'created', 'updated', 'raw_data'] as const;
+
+// An incoming full copy replaces the stored row when the stored one is a stub, is older, or has no
+// `updated` at all and differs. An equal or older copy changes no attribute, so a late, older copy
+// never overwrites a newer one and re-deliveries are no-ops.
+const WINS_OVER_STORED = `(NOT excluded.is_stub AND (
+     p.is_stub
+  OR excluded.updated > p.updated
+  OR (p.updated IS NULL AND excluded.raw_data IS DISTINCT FROM p.raw_data)))`;
+
+const LAST_EVENT_MOVES = `excluded.last_event_date > coalesce(p.last_event_date, '-infinity'::timestamptz)`;
+
+const UPSERT_PROFILES_SQL = `
+  WITH input AS (
+    SELECT r.* FROM jsonb_to_recordset($1::jsonb) AS r(
+      id text, is_stub boolean, ${PROFILE_TEXT_FIELDS.map((f) => `${f} text`).join(', ')},
+      location jsonb, properties jsonb, created timestamptz, updated timestamptz, last_event_date timestamptz, raw_data jsonb)
+  ), changes AS (
+    -- Rows that would not change are left out here, so they are not row-locked by the INSERT.
+    SELECT i.*, (p.id IS NULL OR (NOT i.is_stub AND (p.is_stub OR i.updated > p.updated
+                 OR (p.updated IS NULL AND i.raw_data IS DISTINCT FROM p.raw_data)))) AS replaces
+      FROM input i LEFT JOIN klaviyo_profiles p ON p.id = i.id
+     WHERE p.id IS NULL
+        OR (NOT i.is_stub AND (p.is_stub OR i.updated > p.updated OR (p.updated IS NULL AND i.raw_data IS DISTINCT FROM p.raw_data)))
+        OR i.last_event_date > coalesce(p.last_event_date, '-infinity'::timestamptz)
+  ), written AS (
+    INSERT INTO klaviyo_profiles AS p (id, ${ATTRIBUTE_COLUMNS.join(', ')}, last_event_date, is_stub)
+    SELECT id, ${ATTRIBUTE_COLUMNS.join(', ')}, last_event_date, is_stub FROM changes ORDER BY id
+    ON CONFLICT (id) DO UPDATE SET
+      ${ATTRIBUTE_COLUMNS.map((c) => `${c} = CASE WHEN ${WINS_OVER_STORED} THEN excluded.${c} ELSE p.${c} END`).join(',\n      ')},
+      is_stub = p.is_stub AND excluded.is_stub,
+      ingested_at = CASE WHEN ${WINS_OVER_STORED} THEN now() ELSE p.ingested_at END,
+      last_event_date = greatest(p.last_event_date, excluded.last_event_date)
+    WHERE ${WINS_OVER_STORED} OR ${LAST_EVENT_MOVES}
+    RETURNING 1
+  )
+  SELECT (SELECT count(*) FROM changes WHERE replaces) AS written, (SELECT count(*) FROM written) AS touched`;
+
+/**
+ * Upserts profile resources and stubs, and moves last_event_date forward, in one statement. A stub
+ * is always filled in by the first full copy whatever its `updated`; between full copies the newer
+ * `updated` wins. One statement for all three keeps each profile's row lock to one, id-ordered pass.
+ */
+export async function upsertProfiles(db: Db, profiles: readonly ProfileUpsert[]): Promise<UpsertProfilesResult> {
+  if (profiles.length === 0) return { written: 0 };
+  const merged = mergeById(profiles);
+  const payload = JSON.stringify(
+    merged.map((p) => {
+      if (p.isStub) return { id: p.id, is_stub: true, last_event_date: p.lastEventDate };
+      return {
+        id: p.id,
+        is_stub: false,
+        email: p.email,
+        phone_number: p.phone_number,
+        external_id: p.external_id,
+        anonymous_id: p.anonymous_id,
+        first_name: p.first_name,
+        last_name: p.last_name,
+        organization: p.organization,
+        locale: p.locale,
+        title: p.title,
+        image: p.image,
+        location: p.location,
+        properties: p.properties,
+        created: p.created,
+        updated: p.updated,
+        last_event_date: p.lastEventDate,
+        raw_data: p.rawData,
+      };
+    }),
+  );
+  const rows = await db.query<{ written: string }>(UPSERT_PROFILES_SQL, [payload]);
+  return { written: Number(rows[0]?.written ?? 0) };
+}
+
+/** One row per id (ON CONFLICT cannot touch a row twice in one statement), sorted by id. */
+function mergeById(profiles: readonly ProfileUpsert[]): ProfileUpsert[] {
+  const byId = new Map<string, ProfileUpsert>();
+  for (const p of profiles) {
+    const seen = byId.get(p.id);
+    if (!seen) {
+      byId.set(p.id, p);
+      continue;
+    }
+    const lastEventDate = latest(seen.lastEventDate, p.lastEventDate);
+    const keep = seen.isStub ? p : p.isStub ? seen : latest(seen.updated, p.updated) === p.updated && p.updated !== seen.updated ? p : seen;
+    byId.set(p.id, { ...keep, lastEventDate });
+  }
+  return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+function latest(a: string | null, b: string | null): string | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return Date.parse(b) > Date.parse(a) ? b : a;
+}
+
+/** Identifiers of a profile named by a Klaviyo write (Create Event, Bulk Create Events). */
+export interface ProfileIdentifiers {
+  readonly id: string | null;
+  readonly email: string | null;
+  readonly phoneNumber: string | null;
+  readonly externalId: string | null;
+}
+
+/**
+ * For each identifier set, the stored profile it names: by id, then email (case-insensitive),
+ * phone_number, external_id, as Klaviyo resolves them; null when none matches. Ties go to the
+ * lowest id. One statement for the whole batch.
+ */
+export async function resolveProfiles(db: Db, identities: readonly ProfileIdentifiers[]): Promise<(string | null)[]> {
+  if (identities.length === 0) return [];
+  const payload = JSON.stringify(
+    identities.map((p, ord) => ({ ord, id: p.id, email: p.email, phone_number: p.phoneNumber, external_id: p.externalId })),
+  );
+  const rows = await db.query<{ ord: number; id: string | null }>(
+    `SELECT i.ord, m.id
+       FROM jsonb_to_recordset($1::jsonb) AS i(ord int, id text, email text, phone_number text, external_id text)
+       LEFT JOIN LATERAL (
+         SELECT c.id FROM (
+           SELECT p.id, 1 AS rank FROM klaviyo_profiles p WHERE p.id = i.id
+           UNION ALL
+           SELECT p.id, 2 FROM klaviyo_profiles p WHERE lower(p.email) = lower(i.email) AND p.email IS NOT NULL
+           UNION ALL
+           SELECT p.id, 3 FROM klaviyo_profiles p WHERE p.phone_number = i.phone_number
+           UNION ALL
+           SELECT p.id, 4 FROM klaviyo_profiles p WHERE p.external_id = i.external_id
+         ) c ORDER BY c.rank, c.id LIMIT 1
+       ) m ON true
+      ORDER BY i.ord`,
+    [payload],
+  );
+  const out: (string | null)[] = identities.map(() => null);
+  for (const r of rows) out[r.ord] = r.id;
+  return out;
+}
+
+/**
+ * A profile written by a Klaviyo write: the attributes given (absent ones are null) merge over the
+ * stored ones, properties and location key by key, as Klaviyo's Create Event does.
+ */
+export interface ProfileMerge {
+  readonly id: string;
+  readonly attributes: ProfileAttributes;
+  /** ISO 8601. */
+  readonly lastEventDate: string | null;
+}
+
+export interface MergeProfilesResult {
+  /** Profiles created or whose attributes changed. */
+  readonly written: number;
+}
+
+const MERGED = {
+  text: (f: string) => `coalesce(excluded.${f}, p.${f})`,
+  object: (f: string) => `CASE WHEN excluded.${f} IS NULL THEN p.${f} ELSE coalesce(p.${f}, '{}'::jsonb) || excluded.${f} END`,
+};
+const MERGED_ROW = `ROW(${PROFILE_TEXT_FIELDS.map(MERGED.text).join(', ')}, ${MERGED.object('location')}, ${MERGED.object('properties')})`;
+const STORED_ROW = `ROW(${PROFILE_TEXT_FIELDS.map((f) => `p.${f}`).join(', ')}, p.location, p.properties)`;
+const ATTRIBUTES_CHANGE = `(p.is_stub OR ${MERGED_ROW} IS DISTINCT FROM ${STORED_ROW})`;
+
+const MERGE_PROFILES_SQL = `
+  WITH input AS (
+    SELECT r.* FROM jsonb_to_recordset($1::jsonb) AS r(
+      id text, ${PROFILE_TEXT_FIELDS.map((f) => `${f} text`).join(', ')}, location jsonb, properties jsonb,
+      last_event_date timestamptz)
+  ), written AS (
+    INSERT INTO klaviyo_profiles AS p (id, ${PROFILE_TEXT_FIELDS.join(', ')}, location, properties, created, updated,
+                                       last_event_date, raw_data, is_stub)
+    SELECT id, ${PROFILE_TEXT_FIELDS.join(', ')}, location, properties, now(), now(), last_event_date,
+           jsonb_build_object('type', 'profile', 'id', id, 'attributes',
+             jsonb_strip_nulls(jsonb_build_object(${PROFILE_TEXT_FIELDS.map((f) => `'${f}', ${f}`).join(', ')},
+               'location', location, 'properties', properties)) || jsonb_build_object('created', now(), 'updated', now())),
+           false
+      FROM input ORDER BY id
+    ON CONFLICT (id) DO UPDATE SET
+      ${PROFILE_TEXT_FIELDS.map((f) => `${f} = ${MERGED.text(f)}`).join(',\n      ')},
+      location = ${MERGED.object('location')},
+      properties = ${MERGED.object('properties')},
+      updated = CASE WHEN ${ATTRIBUTES_CHANGE} THEN now() ELSE p.updated END,
+      created = coalesce(p.created, now()),
+      raw_data = CASE WHEN ${ATTRIBUTES_CHANGE}
+        THEN coalesce(p.raw_data, jsonb_build_object('type', 'profile', 'id', p.id))
+             || jsonb_build_object('attributes', coalesce(p.raw_data->'attributes', '{}'::jsonb)
+                  || ((excluded.raw_data->'attributes') - 'created'::text - 'updated'::text)
+                  || jsonb_build_object('location', ${MERGED.object('location')}, 'properties', ${MERGED.object('properties')},
+                                        'updated', now()))
+        ELSE p.raw_data END,
+      ingested_at = CASE WHEN ${ATTRIBUTES_CHANGE} THEN now() ELSE p.ingested_at END,
+      is_stub = false,
+      last_event_date = greatest(p.last_event_date, excluded.last_event_date)
+    WHERE ${ATTRIBUTES_CHANGE} OR ${LAST_EVENT_MOVES}
+    RETURNING (xmax = 0) AS inserted, updated = now() AS changed
+  )
+  SELECT count(*) FILTER (WHERE inserted OR changed) AS written FROM written`;
+
+/**
+ * Creates or merges the profiles of a Klaviyo write in one statement. A retry that changes nothing
+ * leaves the row as it was (its `updated` included), so retried requests are idempotent.
+ */
+export async function mergeProfiles(db: Db, profiles: readonly ProfileMerge[]): Promise<MergeProfilesResult> {
+  if (profiles.length === 0) return { written: 0 };
+  const byId = new Map<string, ProfileMerge>();
+  for (const p of profiles) {
+    const seen = byId.get(p.id);
+    byId.set(p.id, seen ? mergeTwo(seen, p) : p);
+  }
+  const payload = JSON.stringify(
+    [...byId.values()]
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+      .map((p) => ({ id: p.id, ...p.attributes, last_event_date: p.lastEventDate })),
+  );
+  const rows = await db.query<{ written: string }>(MERGE_PROFILES_SQL, [payload]);
+  return { written: Number(rows[0]?.written ?? 0) };
+}
+
+/** Two writes to one profile in one request: the later one's given attributes win. */
+function mergeTwo(a: ProfileMerge, b: ProfileMerge): ProfileMerge {
+  const attributes: Record<string, unknown> = { ...a.attributes };
+  for (const f of PROFILE_TEXT_FIELDS) attributes[f] = b.attributes[f] ?? a.attributes[f];
+  attributes.location = b.attributes.location ? { ...a.attributes.location, ...b.attributes.location } : a.attributes.location;
+  attributes.properties = b.attributes.properties ? { ...a.attributes.properties, ...b.attributes.properties } : a.attributes.properties;
+  return { id: a.id, attributes: attributes as ProfileAttributes, lastEventDate: latest(a.lastEventDate, b.lastEventDate) };
+}
