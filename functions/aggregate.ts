@@ -29,7 +29,7 @@ export type AggregateRunResult =
 // The last batch and the log line must fit in what is left of the Lambda's time.
 const SAFETY_MARGIN_MS = 10_000;
 
-export async function handler(event?: ScheduledEvent | null, context?: Partial<Context>): Promise<AggregateRunResult> {
+export async function handler(event?: Partial<ScheduledEvent> | null, context?: Partial<Context>): Promise<AggregateRunResult> {
   const started = performance.now();
   const scheduledEventId = ScheduledEventSchema.parse(event ?? undefined)?.id;
   try {
