@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
 import type { ClosableDb } from '../../lib/db/port';
+import { createDataApiDb } from '../../lib/db/dataApi';
 import { createPostgresDb } from '../../lib/db/postgres';
-import { TEST_ENV, tuning } from './env';
+import { dataApiEnv, DATA_API_TEST, TEST_ENV, testDriver, tuning } from './env';
 
 export interface TestDatabase {
   readonly name: string;
@@ -32,6 +33,10 @@ export function urlOf(database: string): string {
 /**
  * A database of its own for one test file, cloned from the migrated template. It also becomes
  * DATABASE_URL, so handlers invoked in this test file connect to it through their lazy client.
+ *
+ * In the data-api jest project (KLAVIYO_TEST_DRIVER=data-api) the handlers' environment also
+ * selects the Data API driver on this database through the local endpoint, and `db` is a Data API
+ * client: the same tests then exercise the second driver end to end.
  */
 export async function freshDatabase(options: { setEnv?: boolean } = {}): Promise<TestDatabase> {
   const template = required(TEST_ENV.template);
@@ -46,8 +51,9 @@ export async function freshDatabase(options: { setEnv?: boolean } = {}): Promise
   if (options.setEnv ?? true) {
     process.env.DATABASE_URL = url;
     delete process.env.DB_HOST;
+    if (testDriver() === 'data-api') Object.assign(process.env, dataApiEnv(name));
   }
-  const db = createPostgresDb({ url, ...tuning });
+  const db = testDriver() === 'data-api' ? dataApiDb(name) : createPostgresDb({ url, ...tuning });
   return {
     name,
     url,
@@ -62,4 +68,20 @@ export async function freshDatabase(options: { setEnv?: boolean } = {}): Promise
       }
     },
   };
+}
+
+/** A Data API client on `database` through the local endpoint (sets the dummy AWS credentials). */
+export function dataApiDb(database: string, retryBudgetMs = 5_000): ClosableDb {
+  const env = dataApiEnv(database);
+  for (const key of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_EC2_METADATA_DISABLED'] as const) {
+    process.env[key] ??= env[key];
+  }
+  return createDataApiDb({
+    clusterArn: DATA_API_TEST.clusterArn,
+    secretArn: DATA_API_TEST.secretArn,
+    database,
+    endpoint: env.DB_DATA_API_ENDPOINT,
+    region: DATA_API_TEST.region,
+    retryBudgetMs,
+  });
 }

@@ -4,6 +4,7 @@ import postgres from 'postgres';
 import { startEmbeddedPostgres, type EmbeddedServer } from '../../lib/db/embedded';
 import { migrate } from '../../lib/db/migrate';
 import { createPostgresDb } from '../../lib/db/postgres';
+import { startDataApiServer, type DataApiServer } from './dataApiServer';
 import { TEST_ENV, tuning } from './env';
 
 /**
@@ -13,6 +14,8 @@ import { TEST_ENV, tuning } from './env';
 declare global {
   // eslint-disable-next-line no-var
   var __embeddedPostgres: EmbeddedServer | undefined;
+  // eslint-disable-next-line no-var
+  var __dataApiServer: DataApiServer | undefined;
 }
 
 export default async function globalSetup(): Promise<void> {
@@ -57,4 +60,10 @@ export default async function globalSetup(): Promise<void> {
   }
   process.env[TEST_ENV.adminUrl] = adminUrl;
   process.env[TEST_ENV.template] = template;
+
+  // The local Data API endpoint runs in this (jest's main) process for the whole run: the data-api
+  // project's tests reach the same databases through it over HTTP on 127.0.0.1.
+  const dataApi = await startDataApiServer({ adminUrl });
+  globalThis.__dataApiServer = dataApi;
+  process.env[TEST_ENV.dataApiEndpoint] = dataApi.endpoint;
 }

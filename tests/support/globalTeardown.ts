@@ -3,6 +3,9 @@ import postgres from 'postgres';
 import { TEST_ENV } from './env';
 
 export default async function globalTeardown(): Promise<void> {
+  // Before the server: the endpoint holds connections (and open transactions) to it.
+  await globalThis.__dataApiServer?.stop();
+  globalThis.__dataApiServer = undefined;
   const server = globalThis.__embeddedPostgres;
   if (server) {
     await server.stop();
