@@ -1,0 +1,19 @@
+import { queryMetricAggregates } from '../lib/aggregation/query';
+import { config } from '../lib/config';
+import { getDb } from '../lib/db';
+import { httpHandler } from '../lib/http/handler';
+import { apiBaseUrl } from '../lib/klaviyo/resources';
+
+/** POST /api/metric-aggregates: Klaviyo's Query Metric Aggregates, always fresh. */
+export const handler = httpHandler({ name: 'metricAggregates', scope: 'read' }, async (request, logFields) => {
+  const { document, plan } = await queryMetricAggregates(getDb(), request.json(), {
+    maxRangeDays: config().limits.queryMaxRangeDays,
+    baseUrl: apiBaseUrl(request.headers),
+    pageCursor: request.query.page_cursor ?? request.query['page[cursor]'],
+  });
+  logFields.metric_id = plan.metricId;
+  logFields.source = plan.source;
+  logFields.buckets = plan.boundaries.length - 1;
+  logFields.rows = document.data.attributes.data.length;
+  return { status: 200, body: document };
+});

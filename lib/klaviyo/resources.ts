@@ -1,0 +1,170 @@
+import type { MetricRow, MetricSummary } from '../repositories/metrics';
+import type { ProfileRow } from '../repositories/profiles';
+
+/**
+ * Stored rows back to Klaviyo's JSON:API resources (revision 2026-07-15 shapes: event, metric,
+ * profile), for the GET routes.
+ *
+ * Events are rebuilt from raw_data, the resource exactly as ingest received it, so a page of
+ * GET /api/events?include=metric,profile is a page that POST /api/events takes and stores as the
+ * same rows: export from one deployment, import into another. Only what a stored resource lacks
+ * (events written by Create Event or tests may have no relationships or links) is filled in from
+ * the columns. The metrics and profiles in `included` are their raw_data too when they have one.
+ */
+export interface ResourceLinks {
+  readonly self: string;
+}
+
+export interface JsonApiResource {
+  readonly type: string;
+  readonly id: string;
+  readonly attributes: Record<string, unknown>;
+  readonly relationships?: Record<string, unknown>;
+  readonly links?: Record<string, unknown>;
+  readonly [key: string]: unknown;
+}
+
+/** The scheme and host the client used (API Gateway and serverless-offline pass Host and X-Forwarded-Proto). */
+export function apiBaseUrl(headers: Readonly<Record<string, string>>): string {
+  const host = headers['x-forwarded-host'] ?? headers.host;
+  if (!host || !/^[A-Za-z0-9.\-:[\]]+$/.test(host)) return '';
+  const forwarded = headers['x-forwarded-proto']?.split(',')[0]?.trim().toLowerCase();
+  const local = /^(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/.test(host);
+  const proto = forwarded === 'http' || forwarded === 'https' ? forwarded : local ? 'http' : 'https';
+  return `${proto}://${host}`;
+}
+
+/** An instant as Klaviyo writes it: 2022-11-08T01:23:45+00:00 (milliseconds only when there are some). */
+export function klaviyoDateTime(date: Date | null): string | null {
+  if (!date) return null;
+  return date.toISOString().replace(/\.000Z$/, '+00:00').replace(/Z$/, '+00:00');
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+export function metricResource(metric: MetricRow, baseUrl: string): JsonApiResource {
+  return {
+    type: 'metric',
+    id: metric.id,
+    attributes: {
+      name: metric.name,
+      created: klaviyoDateTime(metric.created),
+      updated: klaviyoDateTime(metric.updated),
+      integration: metric.integration,
+    },
+    links: { self: `${baseUrl}/api/metrics/${encodeURIComponent(metric.id)}` },
+  };
+}
+
+/**
+ * A metric of GET /api/metrics with what this backend knows beyond Klaviyo's four attributes:
+ * its event count and the times of its first and last events (null without events).
+ */
+export function metricSummaryResource(metric: MetricSummary, baseUrl: string): JsonApiResource {
+  return {
+    type: 'metric',
+    id: metric.id,
+    attributes: {
+      name: metric.name,
+      created: klaviyoDateTime(metric.created),
+      updated: klaviyoDateTime(metric.updated),
+      integration: metric.integration,
+      event_count: metric.eventCount,
+      first_event_datetime: klaviyoDateTime(metric.firstEventAt),
+      last_event_datetime: klaviyoDateTime(metric.lastEventAt),
+    },
+    links: { self: `${baseUrl}/api/metrics/${encodeURIComponent(metric.id)}` },
+  };
+}
+
+export function profileResource(profile: ProfileRow, baseUrl: string): JsonApiResource {
+  return {
+    type: 'profile',
+    id: profile.id,
+    attributes: {
+      email: profile.email,
+      phone_number: profile.phoneNumber,
+      external_id: profile.externalId,
+      anonymous_id: profile.anonymousId,
+      first_name: profile.firstName,
+      last_name: profile.lastName,
+      organization: profile.organization,
+      locale: profile.locale,
+      title: profile.title,
+      image: profile.image,
+      created: klaviyoDateTime(profile.created),
+      updated: klaviyoDateTime(profile.updated),
+      last_event_date: klaviyoDateTime(profile.lastEventDate),
+      location: profile.location,
+      properties: profile.properties,
+    },
+    links: { self: `${baseUrl}/api/profiles/${encodeURIComponent(profile.id)}` },
+  };
+}
+
+/** What an event resource is rebuilt from. */
+export interface StoredEvent {
+  readonly id: string;
+  readonly timestamp: Date;
+  readonly metricId: string;
+  readonly profileId: string | null;
+  readonly uuid: string | null;
+  readonly properties: Readonly<Record<string, unknown>>;
+  readonly rawData: unknown;
+}
+
+function relationshipTo(type: 'metric' | 'profile', id: string, existing: unknown, eventSelf: string): Record<string, unknown> {
+  if (isObject(existing) && isObject(existing.data) && existing.data.type === type && existing.data.id === id) return existing;
+  return {
+    data: { type, id },
+    links: { self: `${eventSelf}/relationships/${type}`, related: `${eventSelf}/${type}` },
+  };
+}
+
+/**
+ * An event as Klaviyo's GET /api/events returns it, from its stored raw_data; the columns fill in
+ * (and, for the relationships, win over) whatever raw_data lacks or contradicts.
+ */
+export function eventResource(event: StoredEvent, baseUrl: string): JsonApiResource {
+  const raw = isObject(event.rawData) ? event.rawData : {};
+  const self = `${baseUrl}/api/events/${encodeURIComponent(event.id)}`;
+  const rawAttributes = isObject(raw.attributes) ? raw.attributes : {};
+  const attributes: Record<string, unknown> = { ...rawAttributes };
+  if (typeof attributes.timestamp !== 'number') attributes.timestamp = Math.floor(event.timestamp.getTime() / 1000);
+  if (typeof attributes.datetime !== 'string') attributes.datetime = klaviyoDateTime(event.timestamp);
+  if (!isObject(attributes.event_properties)) attributes.event_properties = { ...event.properties };
+  if (!('uuid' in attributes)) attributes.uuid = event.uuid;
+  const rawRelationships = isObject(raw.relationships) ? raw.relationships : {};
+  const relationships: Record<string, unknown> = {
+    ...rawRelationships,
+    metric: relationshipTo('metric', event.metricId, rawRelationships.metric, self),
+  };
+  if (event.profileId !== null) relationships.profile = relationshipTo('profile', event.profileId, rawRelationships.profile, self);
+  else delete relationships.profile;
+  return {
+    ...raw,
+    type: 'event',
+    id: event.id,
+    attributes,
+    relationships,
+    links: isObject(raw.links) && typeof raw.links.self === 'string' ? raw.links : { self },
+  };
+}
+
+/**
+ * A metric or profile for `included`: its raw_data when it has one (the resource as received, so a
+ * re-import stores the same row), else one built from the columns.
+ */
+export function includedMetric(metric: MetricRow, baseUrl: string): JsonApiResource {
+  const raw = metric.rawData;
+  if (isObject(raw) && raw.type === 'metric' && raw.id === metric.id && isObject(raw.attributes)) return raw as JsonApiResource;
+  return metricResource(metric, baseUrl);
+}
+
+export function includedProfile(profile: ProfileRow, baseUrl: string): JsonApiResource {
+  const raw = profile.rawData;
+  if (isObject(raw) && raw.type === 'profile' && raw.id === profile.id && isObject(raw.attributes)) return raw as JsonApiResource;
+  return profileResource(profile, baseUrl);
+}

@@ -1,0 +1,174 @@
+import type { SeriesPlan } from '../aggregation/planner';
+import type { Db, SqlParam } from '../db/port';
+import type { DimensionFilter } from '../klaviyo/metricAggregates';
+
+/**
+ * The reads behind POST /api/metric-aggregates. Each plan runs as ONE statement, so it sees one
+ * snapshot: the aggregator removes a dirty mark and writes its hour's rollup in one transaction,
+ * and a single statement reading both tables therefore always meets a consistent pair (the rollups
+ * contract in lib/repositories/aggregates.ts). Ingest marks the hour in the statement that inserts
+ * the events, so an event this statement sees has its hour marked (or already rolled up).
+ *
+ * Buckets are given as boundary instants ($2, a timestamptz[]); width_bucket maps an hour or an
+ * event to its 1-based bucket number by binary search.
+ */
+export interface BucketFigures {
+  /** 0-based bucket number. */
+  readonly bucket: number;
+  readonly dimensions: readonly string[];
+  readonly count: number;
+  readonly sumValue: number;
+  /** Meaningful only when the plan asked for it (needsUnique). */
+  readonly unique: number;
+}
+
+export interface SeriesResult {
+  readonly metricExists: boolean;
+  readonly buckets: readonly BucketFigures[];
+}
+
+interface SeriesRow extends Record<string, unknown> {
+  metric_exists: boolean;
+  buckets: unknown;
+}
+
+/** Epoch microseconds as ISO 8601 text with all six fraction digits. */
+export function isoMicros(us: number): string {
+  const ms = Math.floor(us / 1000);
+  const micro = us - ms * 1000;
+  return new Date(ms).toISOString().replace('Z', `${String(micro).padStart(3, '0')}Z`);
+}
+
+function timestampArray(ms: readonly number[]): string {
+  return `{${ms.map((t) => new Date(t).toISOString()).join(',')}}`;
+}
+
+const HOUR_US = 3_600_000_000;
+
+const METRIC_EXISTS = 'EXISTS (SELECT 1 FROM klaviyo_metrics m WHERE m.id = $1)';
+
+/**
+ * Clean hours from rollups, dirty and cut hours from raw events. $5 is the start of the UTC hour
+ * that holds the range's start, $6 the cut hours.
+ */
+const FROM_ROLLUPS = `
+  WITH raw_hours AS (
+    SELECT d.bucket AS hour FROM klaviyo_aggregate_dirty d
+     WHERE d.metric_id = $1 AND d.bucket >= $5::timestamptz AND d.bucket < $4::timestamptz
+    UNION
+    SELECT unnest($6::timestamptz[])
+  ), stored AS (
+    SELECT width_bucket(a.bucket, $2::timestamptz[]) AS i, a.event_count AS n, a.sum_value AS s, a.unique_profiles AS u
+      FROM klaviyo_aggregated_metrics a
+     WHERE a.metric_id = $1 AND a.granularity = 'hour'
+       AND a.bucket >= $5::timestamptz AND a.bucket < $4::timestamptz
+       AND NOT EXISTS (SELECT 1 FROM raw_hours r WHERE r.hour = a.bucket)
+  ), fresh AS (
+    SELECT width_bucket(e."timestamp", $2::timestamptz[]) AS i, count(*) AS n, coalesce(sum(e.value), 0) AS s,
+           count(DISTINCT e.profile_id) AS u
+      FROM raw_hours r
+      JOIN klaviyo_events e
+        ON e.metric_id = $1
+       AND e."timestamp" >= greatest(r.hour, $3::timestamptz)
+       AND e."timestamp" < least(r.hour + interval '1 hour', $4::timestamptz)
+     GROUP BY 1
+  ), combined AS (
+    SELECT i, sum(n) AS n, sum(s) AS s, sum(u) AS u
+      FROM (SELECT i, n, s, u FROM stored UNION ALL SELECT i, n, s, u FROM fresh) x
+     GROUP BY i
+  )
+  SELECT ${METRIC_EXISTS} AS metric_exists,
+         (SELECT coalesce(jsonb_agg(jsonb_build_array(i, n, s, u) ORDER BY i), '[]'::jsonb) FROM combined) AS buckets`;
+
+/** SQL text of one dimension filter on e.properties; pushes its parameters. */
+function dimensionPredicate(filter: DimensionFilter, params: SqlParam[]): string {
+  params.push(filter.key);
+  const key = `$${params.length}`;
+  const text = `coalesce(e.properties->>${key}, '')`;
+  const json = `e.properties->${key}`;
+  if (filter.operator === 'equals' || filter.operator === 'contains') {
+    params.push(filter.values[0] as string);
+    const v = `$${params.length}`;
+    if (filter.operator === 'equals') return `${text} = ${v}`;
+    return `(CASE WHEN jsonb_typeof(${json}) = 'array'
+                  THEN EXISTS (SELECT 1 FROM jsonb_array_elements_text(${json}) el WHERE el = ${v})
+                  ELSE strpos(${text}, ${v}) > 0 END)`;
+  }
+  params.push(JSON.stringify(filter.values));
+  const list = `jsonb_array_elements_text($${params.length}::jsonb)`;
+  if (filter.operator === 'any') return `${text} IN (SELECT ${list})`;
+  if (filter.operator === 'contains-any') {
+    return `(CASE WHEN jsonb_typeof(${json}) = 'array'
+                  THEN EXISTS (SELECT 1 FROM jsonb_array_elements_text(${json}) el WHERE el IN (SELECT ${list}))
+                  ELSE EXISTS (SELECT 1 FROM ${list} w WHERE strpos(${text}, w) > 0) END)`;
+  }
+  return `(CASE WHEN jsonb_typeof(${json}) = 'array'
+                THEN NOT EXISTS (SELECT 1 FROM ${list} w
+                                  WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text(${json}) el WHERE el = w))
+                ELSE NOT EXISTS (SELECT 1 FROM ${list} w WHERE strpos(${text}, w) = 0) END)`;
+}
+
+/** Everything from raw events of the range, grouped by bucket and by the `by` properties. */
+function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
+  const dims = plan.by.map((key) => {
+    params.push(key);
+    return `coalesce(e.properties->>$${params.length}, '')`;
+  });
+  const predicates = plan.dimensionFilters.map((f) => dimensionPredicate(f, params));
+  const dimColumns = dims.map((d, i) => `, ${d} AS d${i}`).join('');
+  const dimOutputs = dims.map((_, i) => `, d${i}`).join('');
+  const groupBy = ['1', ...dims.map((_, i) => String(i + 2))].join(', ');
+  const unique = plan.needsUnique ? 'count(DISTINCT e.profile_id)' : '0';
+  return `
+    WITH grouped AS (
+      SELECT width_bucket(e."timestamp", $2::timestamptz[]) AS i${dimColumns},
+             count(*) AS n, coalesce(sum(e.value), 0) AS s, ${unique} AS u
+        FROM klaviyo_events e
+       WHERE e.metric_id = $1 AND e."timestamp" >= $3::timestamptz AND e."timestamp" < $4::timestamptz
+             ${predicates.map((p) => `AND ${p}`).join('\n             ')}
+       GROUP BY ${groupBy}
+    )
+    SELECT ${METRIC_EXISTS} AS metric_exists,
+           (SELECT coalesce(jsonb_agg(jsonb_build_array(i, n, s, u${dimOutputs})), '[]'::jsonb) FROM grouped) AS buckets`;
+}
+
+function toResult(row: SeriesRow | undefined, dimensionCount: number): SeriesResult {
+  const raw = Array.isArray(row?.buckets) ? (row.buckets as unknown[]) : [];
+  const buckets: BucketFigures[] = raw.map((entry) => {
+    const e = entry as unknown[];
+    return {
+      bucket: Number(e[0]) - 1,
+      count: Number(e[1]),
+      sumValue: Number(e[2]),
+      unique: Number(e[3]),
+      dimensions: e.slice(4, 4 + dimensionCount).map((d) => String(d)),
+    };
+  });
+  return { metricExists: row?.metric_exists === true, buckets };
+}
+
+/** Runs a plan: the fast path it chose, in one statement. */
+export async function readSeries(db: Db, plan: SeriesPlan): Promise<SeriesResult> {
+  if (plan.source === 'events') return readSeriesFromEvents(db, plan);
+  const params: SqlParam[] = [
+    plan.metricId,
+    timestampArray(plan.boundaries),
+    isoMicros(plan.startUs),
+    isoMicros(plan.endUs),
+    isoMicros(Math.floor(plan.startUs / HOUR_US) * HOUR_US),
+    timestampArray(plan.cutHours),
+  ];
+  const rows = await db.query<SeriesRow>(FROM_ROLLUPS, params);
+  return toResult(rows[0], 0);
+}
+
+/**
+ * The same answer computed from raw events alone, whatever the plan chose: the path of `by` and of
+ * distinct counts over long buckets, and the reference the benchmark compares the fast path with.
+ */
+export async function readSeriesFromEvents(db: Db, plan: SeriesPlan): Promise<SeriesResult> {
+  const params: SqlParam[] = [plan.metricId, timestampArray(plan.boundaries), isoMicros(plan.startUs), isoMicros(plan.endUs)];
+  const sql = fromEventsSql(plan, params);
+  const rows = await db.query<SeriesRow>(sql, params);
+  return toResult(rows[0], plan.by.length);
+}
