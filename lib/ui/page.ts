@@ -32,6 +32,7 @@ export function chartPage(nonce: string): string {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Klaviyo analytics: metric aggregates</title>
+<link rel="icon" href="data:,">
 <style nonce="${nonce}">${styles}</style>
 <style nonce="${nonce}">${PAGE_STYLES}</style>
 </head>
@@ -41,7 +42,7 @@ export function chartPage(nonce: string): string {
   <p class="sub">Klaviyo-compatible <code>POST /api/metric-aggregates</code>, charted from this API.</p>
 </header>
 <form id="controls" autocomplete="off">
-  <label class="key">API key <input id="key" type="password" placeholder="read or admin key" spellcheck="false"></label>
+  <label class="key">API key <input id="key" type="password" placeholder="read or admin key" spellcheck="false" autocomplete="off"></label>
   <button id="connect" type="button">Connect</button>
   <label>Metric <select id="metric" disabled></select></label>
   <fieldset id="measurements">
@@ -65,8 +66,10 @@ export function chartPage(nonce: string): string {
   <button id="draw" type="submit" disabled>Chart</button>
 </form>
 <p id="status" role="status">Enter an API key with the read scope, then Connect.</p>
-<section id="summary" aria-live="polite"></section>
-<div id="chart"></div>
+<section id="figure">
+  <div id="summary" aria-live="polite"></div>
+  <div id="chart"></div>
+</section>
 <details id="details"><summary>Data</summary><table id="table"></table></details>
 <script nonce="${nonce}">${script}</script>
 <script nonce="${nonce}">${PAGE_SCRIPT}</script>
@@ -96,6 +99,7 @@ button:disabled { opacity: .5; cursor: default; }
 #summary { display: flex; gap: 24px; flex-wrap: wrap; margin: 6px 0 10px; }
 #summary div { font-size: 12px; color: var(--muted); }
 #summary b { display: block; font-size: 20px; color: var(--ink); font-variant-numeric: tabular-nums; }
+#figure { padding: 4px 0; background: #fff; }
 #chart { min-height: 380px; }
 table { border-collapse: collapse; margin-top: 8px; font-variant-numeric: tabular-nums; }
 th, td { padding: 2px 10px; text-align: right; border-bottom: 1px solid var(--line); }
