@@ -132,7 +132,10 @@ export function eventResource(event: StoredEvent, baseUrl: string): JsonApiResou
   const self = `${baseUrl}/api/events/${encodeURIComponent(event.id)}`;
   const rawAttributes = isObject(raw.attributes) ? raw.attributes : {};
   const attributes: Record<string, unknown> = { ...rawAttributes };
-  if (typeof attributes.timestamp !== 'number') attributes.timestamp = Math.floor(event.timestamp.getTime() / 1000);
+  // Klaviyo's timestamp is whole unix seconds (ingest refuses anything else), whatever a writer stored.
+  if (typeof attributes.timestamp !== 'number' || !Number.isInteger(attributes.timestamp)) {
+    attributes.timestamp = Math.floor(event.timestamp.getTime() / 1000);
+  }
   if (typeof attributes.datetime !== 'string') attributes.datetime = klaviyoDateTime(event.timestamp);
   if (!isObject(attributes.event_properties)) attributes.event_properties = { ...event.properties };
   if (!('uuid' in attributes)) attributes.uuid = event.uuid;

@@ -89,6 +89,8 @@ export interface ListMetricsOptions {
   readonly limit?: number;
   readonly integrationName?: string;
   readonly integrationCategory?: string;
+  /** Only this metric (GET /api/metrics/{id}). */
+  readonly id?: string;
 }
 
 /**
@@ -117,9 +119,10 @@ export async function listMetrics(db: Db, options: ListMetricsOptions = {}): Pro
       WHERE ($1::text IS NULL OR m.id > $1)
         AND ($2::text IS NULL OR m.integration->>'name' = $2)
         AND ($3::text IS NULL OR m.integration->>'category' = $3)
+        AND ($5::text IS NULL OR m.id = $5)
       ORDER BY m.id
       LIMIT $4`,
-    [options.afterId ?? null, options.integrationName ?? null, options.integrationCategory ?? null, limit],
+    [options.afterId ?? null, options.integrationName ?? null, options.integrationCategory ?? null, limit, options.id ?? null],
   );
   return rows.map((r) => ({
     id: r.id,

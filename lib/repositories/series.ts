@@ -11,6 +11,10 @@ import type { DimensionFilter } from '../klaviyo/metricAggregates';
  *
  * Buckets are given as boundary instants ($2, a timestamptz[]); width_bucket maps an hour or an
  * event to its 1-based bucket number by binary search.
+ *
+ * The range bounds travel as text and are cast in SQL ($3::text::timestamptz): a parameter typed
+ * timestamptz goes through postgres.js's Date serializer, which drops the microseconds that
+ * greater-than(datetime,...) adds (its start is t + 1 µs).
  */
 export interface BucketFigures {
   /** 0-based bucket number. */
@@ -54,14 +58,14 @@ const METRIC_EXISTS = 'EXISTS (SELECT 1 FROM klaviyo_metrics m WHERE m.id = $1)'
 const FROM_ROLLUPS = `
   WITH raw_hours AS (
     SELECT d.bucket AS hour FROM klaviyo_aggregate_dirty d
-     WHERE d.metric_id = $1 AND d.bucket >= $5::timestamptz AND d.bucket < $4::timestamptz
+     WHERE d.metric_id = $1 AND d.bucket >= $5::text::timestamptz AND d.bucket < $4::text::timestamptz
     UNION
     SELECT unnest($6::timestamptz[])
   ), stored AS (
     SELECT width_bucket(a.bucket, $2::timestamptz[]) AS i, a.event_count AS n, a.sum_value AS s, a.unique_profiles AS u
       FROM klaviyo_aggregated_metrics a
      WHERE a.metric_id = $1 AND a.granularity = 'hour'
-       AND a.bucket >= $5::timestamptz AND a.bucket < $4::timestamptz
+       AND a.bucket >= $5::text::timestamptz AND a.bucket < $4::text::timestamptz
        AND NOT EXISTS (SELECT 1 FROM raw_hours r WHERE r.hour = a.bucket)
   ), fresh AS (
     SELECT width_bucket(e."timestamp", $2::timestamptz[]) AS i, count(*) AS n, coalesce(sum(e.value), 0) AS s,
@@ -69,8 +73,8 @@ const FROM_ROLLUPS = `
       FROM raw_hours r
       JOIN klaviyo_events e
         ON e.metric_id = $1
-       AND e."timestamp" >= greatest(r.hour, $3::timestamptz)
-       AND e."timestamp" < least(r.hour + interval '1 hour', $4::timestamptz)
+       AND e."timestamp" >= greatest(r.hour, $3::text::timestamptz)
+       AND e."timestamp" < least(r.hour + interval '1 hour', $4::text::timestamptz)
      GROUP BY 1
   ), combined AS (
     SELECT i, sum(n) AS n, sum(s) AS s, sum(u) AS u
@@ -124,7 +128,7 @@ function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
       SELECT width_bucket(e."timestamp", $2::timestamptz[]) AS i${dimColumns},
              count(*) AS n, coalesce(sum(e.value), 0) AS s, ${unique} AS u
         FROM klaviyo_events e
-       WHERE e.metric_id = $1 AND e."timestamp" >= $3::timestamptz AND e."timestamp" < $4::timestamptz
+       WHERE e.metric_id = $1 AND e."timestamp" >= $3::text::timestamptz AND e."timestamp" < $4::text::timestamptz
              ${predicates.map((p) => `AND ${p}`).join('\n             ')}
        GROUP BY ${groupBy}
     )

@@ -1,0 +1,17 @@
+import { getDb } from '../lib/db';
+import { httpHandler } from '../lib/http/handler';
+import { getMetricDocument, getMetricsDocument } from '../lib/klaviyo/getDocuments';
+import { apiBaseUrl } from '../lib/klaviyo/resources';
+
+/** GET /api/metrics: name, integration, event count, first and last event of each metric. */
+export const list = httpHandler({ name: 'metrics-list', scope: 'read' }, async (request, logFields) => {
+  const document = await getMetricsDocument(getDb(), { baseUrl: apiBaseUrl(request.headers), query: request.query });
+  logFields.rows = document.data.length;
+  return { status: 200, body: document };
+});
+
+/** GET /api/metrics/{id}. */
+export const get = httpHandler({ name: 'metrics-get', scope: 'read' }, async (request) => {
+  const id = request.pathParams.id ?? '';
+  return { status: 200, body: await getMetricDocument(getDb(), id, { baseUrl: apiBaseUrl(request.headers), query: request.query }) };
+});

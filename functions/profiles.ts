@@ -1,0 +1,25 @@
+import { getDb } from '../lib/db';
+import { httpHandler } from '../lib/http/handler';
+import { getProfileDocument, getProfileEventsDocument, getProfilesDocument } from '../lib/klaviyo/getDocuments';
+import { apiBaseUrl } from '../lib/klaviyo/resources';
+
+/** GET /api/profiles?filter=equals(email,"a@b.c") (also phone_number, external_id, id; any(...)). */
+export const list = httpHandler({ name: 'profiles-list', scope: 'read' }, async (request, logFields) => {
+  const document = await getProfilesDocument(getDb(), { baseUrl: apiBaseUrl(request.headers), query: request.query });
+  logFields.rows = document.data.length;
+  return { status: 200, body: document };
+});
+
+/** GET /api/profiles/{id}. */
+export const get = httpHandler({ name: 'profiles-get', scope: 'read' }, async (request) => {
+  const id = request.pathParams.id ?? '';
+  return { status: 200, body: await getProfileDocument(getDb(), id, { baseUrl: apiBaseUrl(request.headers), query: request.query }) };
+});
+
+/** GET /api/profiles/{id}/events: the profile's timeline, newest first, keyset-paginated. */
+export const events = httpHandler({ name: 'profiles-events', scope: 'read' }, async (request, logFields) => {
+  const id = request.pathParams.id ?? '';
+  const document = await getProfileEventsDocument(getDb(), id, { baseUrl: apiBaseUrl(request.headers), query: request.query });
+  logFields.rows = document.data.length;
+  return { status: 200, body: document };
+});

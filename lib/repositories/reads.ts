@@ -1,0 +1,231 @@
+import type { Db, SqlParam } from '../db/port';
+import type { MetricRow } from './metrics';
+import type { ProfileRow } from './profiles';
+
+/**
+ * The reads behind the GET routes: event lists and timelines in keyset order, events by id, and the
+ * metrics and profiles a page includes. Explicit columns; each statement is built from only the
+ * predicates a request has, so the planner always sees the plain index condition (a generic plan of
+ * `$1 IS NULL OR metric_id = $1` could not use the (metric_id, timestamp) index). Instants travel
+ * as microsecond text cast in SQL (::text::timestamptz): a parameter typed timestamptz would go
+ * through postgres.js's Date serializer and lose the microseconds of a keyset cursor.
+ */
+
+export interface EventRow {
+  readonly id: string;
+  readonly timestamp: Date;
+  /** The stored instant at full (microsecond) precision, ISO 8601 in UTC: the keyset cursor's time. */
+  readonly timestampText: string;
+  readonly metricId: string;
+  readonly profileId: string | null;
+  readonly uuid: string | null;
+  readonly properties: Readonly<Record<string, unknown>>;
+  readonly rawData: unknown;
+}
+
+interface EventDbRow extends Record<string, unknown> {
+  id: string;
+  timestamp: Date;
+  timestamp_text: string;
+  metric_id: string;
+  profile_id: string | null;
+  uuid: string | null;
+  properties: Record<string, unknown> | null;
+  raw_data: unknown;
+}
+
+const EVENT_COLUMNS = `e.id, e."timestamp", to_char(e."timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS timestamp_text,
+       e.metric_id, e.profile_id, e.uuid, e.properties, e.raw_data`;
+
+function toEventRow(r: EventDbRow): EventRow {
+  return {
+    id: r.id,
+    timestamp: r.timestamp,
+    timestampText: r.timestamp_text,
+    metricId: r.metric_id,
+    profileId: r.profile_id,
+    uuid: r.uuid,
+    properties: r.properties ?? {},
+    rawData: r.raw_data,
+  };
+}
+
+export interface EventListQuery {
+  readonly metricId?: string;
+  readonly profileId?: string;
+  /** ISO 8601 instants (microsecond text); [from, to). */
+  readonly from?: string;
+  readonly to?: string;
+  readonly descending: boolean;
+  /** Keyset position: events strictly after this (time, id) in the sort order. */
+  readonly after?: { readonly timestamp: string; readonly id: string };
+  readonly limit: number;
+}
+
+/**
+ * One page of events in (timestamp, id) order. Every filter combination has an index whose order is
+ * the sort: (profile_id, timestamp DESC, id DESC), (timestamp DESC, id DESC), or (metric_id,
+ * timestamp DESC) where ties on one microsecond are sorted incrementally.
+ */
+export async function listEvents(db: Db, query: EventListQuery): Promise<EventRow[]> {
+  const params: SqlParam[] = [];
+  const where: string[] = [];
+  const param = (value: SqlParam) => {
+    params.push(value);
+    return `$${params.length}`;
+  };
+  if (query.metricId !== undefined) where.push(`e.metric_id = ${param(query.metricId)}`);
+  if (query.profileId !== undefined) where.push(`e.profile_id = ${param(query.profileId)}`);
+  if (query.from !== undefined) where.push(`e."timestamp" >= ${param(query.from)}::text::timestamptz`);
+  if (query.to !== undefined) where.push(`e."timestamp" < ${param(query.to)}::text::timestamptz`);
+  if (query.after) {
+    const t = param(query.after.timestamp);
+    const id = param(query.after.id);
+    where.push(`(e."timestamp", e.id) ${query.descending ? '<' : '>'} (${t}::text::timestamptz, ${id}::varchar)`);
+  }
+  const direction = query.descending ? 'DESC' : 'ASC';
+  const rows = await db.query<EventDbRow>(
+    `SELECT ${EVENT_COLUMNS}
+       FROM klaviyo_events e
+      ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY e."timestamp" ${direction}, e.id ${direction}
+      LIMIT ${param(query.limit)}`,
+    params,
+  );
+  return rows.map(toEventRow);
+}
+
+/** An event by id (the primary key's leading column); null when there is none. */
+export async function getEventById(db: Db, id: string): Promise<EventRow | null> {
+  const rows = await db.query<EventDbRow>(`SELECT ${EVENT_COLUMNS} FROM klaviyo_events e WHERE e.id = $1 ORDER BY e."timestamp" LIMIT 1`, [id]);
+  return rows[0] ? toEventRow(rows[0]) : null;
+}
+
+interface MetricDbRow extends Record<string, unknown> {
+  id: string;
+  name: string;
+  integration: Record<string, unknown> | null;
+  created: Date | null;
+  updated: Date | null;
+  raw_data: Record<string, unknown> | null;
+  is_stub: boolean;
+  ingested_at: Date;
+}
+
+/** The metrics with these ids (those that exist), by id. */
+export async function getMetricsByIds(db: Db, ids: readonly string[]): Promise<MetricRow[]> {
+  if (ids.length === 0) return [];
+  const rows = await db.query<MetricDbRow>(
+    `SELECT m.id, m.name, m.integration, m.created, m.updated, m.raw_data, m.is_stub, m.ingested_at
+       FROM klaviyo_metrics m
+      WHERE m.id IN (SELECT jsonb_array_elements_text($1::jsonb))
+      ORDER BY m.id`,
+    [JSON.stringify([...new Set(ids)])],
+  );
+  return rows.map((r) => ({
+    id: r.id,
+    name: r.name,
+    integration: r.integration,
+    created: r.created,
+    updated: r.updated,
+    rawData: r.raw_data,
+    isStub: r.is_stub,
+    ingestedAt: r.ingested_at,
+  }));
+}
+
+interface ProfileDbRow extends Record<string, unknown> {
+  id: string;
+  email: string | null;
+  phone_number: string | null;
+  external_id: string | null;
+  anonymous_id: string | null;
+  first_name: string | null;
+  last_name: string | null;
+  organization: string | null;
+  locale: string | null;
+  title: string | null;
+  image: string | null;
+  location: Record<string, unknown> | null;
+  properties: Record<string, unknown> | null;
+  created: Date | null;
+  updated: Date | null;
+  last_event_date: Date | null;
+  raw_data: Record<string, unknown> | null;
+  is_stub: boolean;
+  ingested_at: Date;
+}
+
+const PROFILE_COLUMNS =
+  'p.id, p.email, p.phone_number, p.external_id, p.anonymous_id, p.first_name, p.last_name, p.organization, p.locale, ' +
+  'p.title, p.image, p.location, p.properties, p.created, p.updated, p.last_event_date, p.raw_data, p.is_stub, p.ingested_at';
+
+function toProfileRow(r: ProfileDbRow): ProfileRow {
+  return {
+    id: r.id,
+    email: r.email,
+    phoneNumber: r.phone_number,
+    externalId: r.external_id,
+    anonymousId: r.anonymous_id,
+    firstName: r.first_name,
+    lastName: r.last_name,
+    organization: r.organization,
+    locale: r.locale,
+    title: r.title,
+    image: r.image,
+    location: r.location,
+    properties: r.properties,
+    created: r.created,
+    updated: r.updated,
+    lastEventDate: r.last_event_date,
+    rawData: r.raw_data,
+    isStub: r.is_stub,
+    ingestedAt: r.ingested_at,
+  };
+}
+
+/** The profiles with these ids (those that exist), by id. */
+export async function getProfilesByIds(db: Db, ids: readonly string[]): Promise<ProfileRow[]> {
+  if (ids.length === 0) return [];
+  const rows = await db.query<ProfileDbRow>(
+    `SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles p
+      WHERE p.id IN (SELECT jsonb_array_elements_text($1::jsonb))
+      ORDER BY p.id`,
+    [JSON.stringify([...new Set(ids)])],
+  );
+  return rows.map(toProfileRow);
+}
+
+/** The identifiers GET /api/profiles filters on; each has its own index. */
+export type ProfileKey = 'id' | 'email' | 'phone_number' | 'external_id';
+
+export interface ProfileListQuery {
+  /** Each key's accepted values (any of them); all keys must match. */
+  readonly match: ReadonlyArray<{ readonly key: ProfileKey; readonly values: readonly string[] }>;
+  /** Keyset cursor: profiles with an id after this one. */
+  readonly afterId?: string;
+  readonly limit: number;
+}
+
+/** Profiles by id, optionally only those matching identifiers; emails compare case-insensitively, as Klaviyo's do. */
+export async function listProfiles(db: Db, query: ProfileListQuery): Promise<ProfileRow[]> {
+  const params: SqlParam[] = [];
+  const param = (value: SqlParam) => {
+    params.push(value);
+    return `$${params.length}`;
+  };
+  const where = query.match.map(({ key, values }) => {
+    const list = `(SELECT jsonb_array_elements_text(${param(JSON.stringify(values))}::jsonb))`;
+    if (key === 'email') return `lower(p.email) IN (SELECT lower(v) FROM ${list} AS l(v)) AND p.email IS NOT NULL`;
+    return `p.${key} IN ${list}`;
+  });
+  if (query.afterId !== undefined) where.push(`p.id > ${param(query.afterId)}`);
+  const rows = await db.query<ProfileDbRow>(
+    `SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles p
+      ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY p.id
+      LIMIT ${param(query.limit)}`,
+    params,
+  );
+  return rows.map(toProfileRow);
+}
