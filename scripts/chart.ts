@@ -6,6 +6,7 @@ import type { Page } from 'playwright-core';
 import { closeDb } from '../lib/db';
 import { startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
 import { hashApiKey } from '../lib/http/auth';
+import { setLogLevel } from '../lib/log';
 import { CHROMIUM_PATH, launchChromium } from '../tests/ui/browser';
 import { startLocalApi, type LocalApi } from './local-api';
 
@@ -146,7 +147,6 @@ async function apiSource(): Promise<ApiSource> {
   // A key for this run only: the handlers read API_KEYS when first called.
   const key = randomBytes(24).toString('base64url');
   process.env.API_KEYS = `read:${hashApiKey(key)}`;
-  process.env.LOG_LEVEL ??= 'warn';
   const api: LocalApi = await startLocalApi();
   return {
     url: api.url,
@@ -208,6 +208,8 @@ async function figuresChart(page: Page, spec: ChartSpec, out: string): Promise<v
 
 async function main(argv: readonly string[]): Promise<void> {
   const options = parseArgs(argv);
+  // The handlers' one-line-per-request logs would bury the one line this script prints.
+  if (!process.env.LOG_LEVEL) setLogLevel('warn');
   if (!existsSync(CHROMIUM_PATH)) throw new Error(`No Chromium at ${CHROMIUM_PATH}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
   const browser = await launchChromium();
   try {

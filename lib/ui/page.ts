@@ -99,7 +99,7 @@ button:disabled { opacity: .5; cursor: default; }
 #summary { display: flex; gap: 24px; flex-wrap: wrap; margin: 6px 0 10px; }
 #summary div { font-size: 12px; color: var(--muted); }
 #summary b { display: block; font-size: 20px; color: var(--ink); font-variant-numeric: tabular-nums; }
-#figure { padding: 4px 0; background: #fff; }
+#figure { padding: 4px 12px; background: #fff; }
 #chart { min-height: 380px; }
 table { border-collapse: collapse; margin-top: 8px; font-variant-numeric: tabular-nums; }
 th, td { padding: 2px 10px; text-align: right; border-bottom: 1px solid var(--line); }
