@@ -114,7 +114,7 @@ describe('POST /api/metric-aggregates: by, filters, paging, errors', () => {
       });
       expect({ filter, status: res.status }).toEqual({ filter, status: 200 });
       const expected = oracleRows(ORACLE, { zone: 'UTC', interval: 'day', start: Date.UTC(2022, 11, 1), end: Date.UTC(2022, 11, 9), dates: res.body.data.attributes.dates, where });
-      expect((expected[0] as Row).measurements.count.some((n) => n > 0)).toBe(true);
+      expect((expected[0] as Row).measurements.count?.some((n) => n > 0)).toBe(true);
       expect({ filter, rows: normalise(res.body.data.attributes.data) }).toEqual({ filter, rows: normalise(expected as Row[]) });
     }
   });
