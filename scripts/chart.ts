@@ -100,7 +100,8 @@ export function benchTable(markdown: string, n: number, source: string): ChartSp
     .slice(1)
     .map((label, i) => ({ label, values: rows.map((r) => number(r[i + 1] ?? '')) }))
     .filter((s) => s.values.every((v) => v !== undefined))
-    .map((s) => ({ label: s.label, values: s.values as number[] }));
+    // Columns are different quantities (events/s, ms, a ratio): each gets its own axis.
+    .map((s) => ({ label: s.label, values: s.values as number[], scale: s.label }));
   if (series.length === 0) throw new Error(`table ${n} of ${source} has no column of numbers`);
   return { title: `Benchmarks: ${header[0] || 'table ' + n}`, categories: rows.map((r) => r[0] ?? ''), series };
 }

@@ -250,6 +250,8 @@ const PAGE_SCRIPT = String.raw`
   function renderSummary(spec) {
     var box = $('summary');
     box.textContent = '';
+    // Totals of buckets mean something (events per day add up); totals of unrelated figures do not.
+    if (spec.categories) return;
     spec.series.forEach(function (s) {
       var total = s.values.reduce(function (a, v) { return a + (Number(v) || 0); }, 0);
       var item = document.createElement('div');
@@ -295,7 +297,7 @@ const PAGE_SCRIPT = String.raw`
       series: [{ label: categories ? '' : 'bucket' }].concat(spec.series.map(function (s, i) {
         var color = COLORS[i % COLORS.length];
         return categories
-          ? { label: s.label, scale: s.scale || 'y', stroke: color, fill: color + '99', width: 1, paths: uPlot.paths.bars({ size: [0.7 / spec.series.length, 80], align: 0 }), points: { show: false }, value: function (u, v) { return format(v); } }
+          ? { label: s.label, scale: s.scale || 'y', stroke: color, fill: color + '99', width: 1, paths: uPlot.paths.bars({ size: [0.7 / spec.series.length, 80], align: spec.series.length === 2 ? (i === 0 ? -1 : 1) : 0 }), points: { show: false }, value: function (u, v) { return format(v); } }
           : { label: s.label, scale: s.scale || 'y', stroke: color, width: 2, points: { show: xs.length <= 60 }, value: function (u, v) { return format(v); } };
       })),
       axes: [categories
@@ -305,7 +307,13 @@ const PAGE_SCRIPT = String.raw`
         })),
     };
     if (!categories) opts.tzDate = function (ts) { return uPlot.tzDate(new Date(ts * 1000), tz); };
-    if (categories) opts.scales.x.range = function () { return [-0.5, xs.length - 0.5]; };
+    if (categories) {
+      opts.scales.x.range = function () { return [-0.5, xs.length - 0.5]; };
+      // Bars start at zero, or their heights lie.
+      scaleNames.forEach(function (name) {
+        opts.scales[name] = { range: function (u, min, max) { return [Math.min(0, min), max > 0 ? max * 1.1 : 1]; } };
+      });
+    }
     var data = [xs].concat(spec.series.map(function (s) { return s.values.map(Number); }));
     if (chart) chart.destroy();
     $('chart').textContent = '';

@@ -138,6 +138,10 @@ describeInBrowser('chart page (GET /) in headless Chromium', () => {
     );
     await waitForState('ready');
     expect(await page.$eval('body', (b) => b.classList.contains('static'))).toBe(true);
-    expect(await page.textContent('#summary [data-measurement="events/s"] b')).toBe('25,900');
+    expect(await tableRows()).toEqual([
+      ['ingest', '25,000'],
+      ['query', '900'],
+    ]);
+    expect(await page.textContent('#chart .u-title')).toBe('bench');
   });
 });
