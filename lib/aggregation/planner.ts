@@ -54,7 +54,7 @@ export function planSeries(query: MetricAggregateQuery): SeriesPlan {
   const boundaries = bucketBoundaries(query.timezone, query.interval, query.startUs / 1000, query.endUs / 1000);
   const needsUnique = query.measurements.includes('unique');
   const needsProperties = query.by.length > 0 || query.dimensionFilters.length > 0;
-  const source: SeriesSource =
+  let source: SeriesSource =
     needsProperties || (needsUnique && !bucketsWithinSingleHours(boundaries, query.startUs, query.endUs)) ? 'events' : 'rollups';
 
   const cut = new Set<number>();
@@ -62,6 +62,13 @@ export function planSeries(query: MetricAggregateQuery): SeriesPlan {
     const cuts = [query.startUs, query.endUs, ...boundaries.slice(1, -1).map((b) => b * 1000)];
     for (const us of cuts) {
       if (us % HOUR_US !== 0) cut.add(floorHourUs(us) / 1000);
+    }
+    // Hourly buckets in a half-hour zone cut every UTC hour: every event would be read raw anyway,
+    // and the rollups on top would only add work (bench/query.ts: 122 ms against 44 ms raw).
+    const hoursInRange = (floorHourUs(query.endUs - 1) - floorHourUs(query.startUs)) / HOUR_US + 1;
+    if (cut.size * 2 > hoursInRange) {
+      source = 'events';
+      cut.clear();
     }
   }
   return {
