@@ -124,10 +124,35 @@ function isWellFormed(s: string): boolean {
 }
 
 /**
- * Walks a parsed JSON value and reports every string (values and keys) that cannot be stored,
- * and nesting beyond MAX_JSON_DEPTH. `path` is the pointer path of `value` and is restored on return.
+ * Reports every string (values and keys) of a parsed JSON value that cannot be stored, and nesting
+ * beyond MAX_JSON_DEPTH, under `path` (the pointer path of `value`). A tight pass that only answers
+ * "all fine" runs first; pointers are built only when it finds something.
  */
-export function checkJsonValues(value: unknown, path: PathSegment[], problems: Problems, depth = 0): void {
+export function checkJsonValues(value: unknown, path: PathSegment[], problems: Problems): void {
+  if (!allStorable(value, 0)) reportUnstorable(value, path, problems, 0);
+}
+
+function storable(s: string): boolean {
+  return s.indexOf('\u0000') === -1 && (s.length * 3 <= MAX_STRING_BYTES || Buffer.byteLength(s, 'utf8') <= MAX_STRING_BYTES) &&
+    !(hasSurrogate.test(s) && !isWellFormed(s));
+}
+
+function allStorable(value: unknown, depth: number): boolean {
+  if (typeof value === 'string') return storable(value);
+  if (value === null || typeof value !== 'object') return true;
+  if (depth >= MAX_JSON_DEPTH) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i += 1) if (!allStorable(value[i], depth + 1)) return false;
+    return true;
+  }
+  const record = value as Record<string, unknown>;
+  for (const key in record) {
+    if (!storable(key) || !allStorable(record[key], depth + 1)) return false;
+  }
+  return true;
+}
+
+function reportUnstorable(value: unknown, path: PathSegment[], problems: Problems, depth: number): void {
   if (typeof value === 'string') {
     const problem = stringProblem(value);
     if (problem) problems.add(path, problem.code, `${labelOf(path)} ${problem.detail}`);
@@ -141,7 +166,7 @@ export function checkJsonValues(value: unknown, path: PathSegment[], problems: P
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i += 1) {
       path.push(i);
-      checkJsonValues(value[i], path, problems, depth + 1);
+      reportUnstorable(value[i], path, problems, depth + 1);
       path.pop();
     }
     return;
@@ -150,7 +175,7 @@ export function checkJsonValues(value: unknown, path: PathSegment[], problems: P
     path.push(key);
     const keyProblem = stringProblem(key);
     if (keyProblem) problems.add(path, keyProblem.code, `The key of ${labelOf(path)} ${keyProblem.detail}`);
-    checkJsonValues((value as Record<string, unknown>)[key], path, problems, depth + 1);
+    reportUnstorable((value as Record<string, unknown>)[key], path, problems, depth + 1);
     path.pop();
   }
 }

@@ -31,7 +31,12 @@ export const isoDateTime = z.iso.datetime({
   error: 'must be an ISO 8601 date-time such as 2022-11-08T01:23:45+00:00',
 });
 
-const jsonObject = z.record(z.string(), z.unknown(), { error: 'must be a JSON object' });
+// A free-form JSON object (event_properties, location, properties, integration). z.custom checks
+// the type without copying the object key by key, as z.record would: these bags are most of a page.
+const jsonObject = z.custom<Record<string, unknown>>(
+  (value) => value !== null && typeof value === 'object' && !Array.isArray(value),
+  { error: 'must be a JSON object' },
+);
 const nullableText = z.string({ error: 'must be a string or null' }).nullish();
 
 const relationship = <T extends string>(type: T) =>

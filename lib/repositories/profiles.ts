@@ -189,17 +189,36 @@ const UPSERT_PROFILES_SQL = `
   )
   SELECT (SELECT count(*) FROM changes WHERE replaces) AS written, (SELECT count(*) FROM written) AS touched`;
 
+// A page names ~1000 profiles, nearly all already stored and unchanged: shipping and parsing their
+// full JSON on every page would cost as much as the events. This read (no locks) finds the stored
+// state of the batch's ids, so that only copies that may win travel in full; the others travel as
+// stubs, which only move last_event_date forward.
+const STORED_STATE_SQL = `
+  SELECT p.id, p.is_stub, p.updated
+    FROM klaviyo_profiles p
+   WHERE p.id IN (SELECT jsonb_array_elements_text($1::jsonb))`;
+
 /**
- * Upserts profile resources and stubs, and moves last_event_date forward, in one statement. A stub
- * is always filled in by the first full copy whatever its `updated`; between full copies the newer
- * `updated` wins. One statement for all three keeps each profile's row lock to one, id-ordered pass.
+ * Upserts profile resources and stubs, and moves last_event_date forward. A stub is always filled
+ * in by the first full copy whatever its `updated`; between full copies the newer `updated` wins,
+ * and an older copy arriving late changes no attribute.
+ *
+ * All row locks are taken by ONE statement in id order (two statements that each lock in id order
+ * can still deadlock: a row one transaction saw as new and another as stored is locked by each in
+ * a different statement). The unlocked read before it only decides what travels in full; it can be
+ * stale in one direction only (a stored copy gets newer, never older, and never turns back into a
+ * stub), and the statement re-checks every condition on the locked row.
  */
 export async function upsertProfiles(db: Db, profiles: readonly ProfileUpsert[]): Promise<UpsertProfilesResult> {
   if (profiles.length === 0) return { written: 0 };
   const merged = mergeById(profiles);
+  const stored = await db.query<{ id: string; is_stub: boolean; updated: Date | null }>(STORED_STATE_SQL, [
+    JSON.stringify(merged.filter((p) => !p.isStub).map((p) => p.id)),
+  ]);
+  const storedById = new Map(stored.map((r) => [r.id, r]));
   const payload = JSON.stringify(
     merged.map((p) => {
-      if (p.isStub) return { id: p.id, is_stub: true, last_event_date: p.lastEventDate };
+      if (p.isStub || !mayWin(p, storedById.get(p.id))) return { id: p.id, is_stub: true, last_event_date: p.lastEventDate };
       return {
         id: p.id,
         is_stub: false,
@@ -226,6 +245,13 @@ export async function upsertProfiles(db: Db, profiles: readonly ProfileUpsert[])
   return { written: Number(rows[0]?.written ?? 0) };
 }
 
+/** Whether a full copy could replace the stored row (WINS_OVER_STORED, judged from the unlocked read). */
+function mayWin(p: ProfileUpsert & { isStub: false }, stored: { is_stub: boolean; updated: Date | null } | undefined): boolean {
+  if (!stored || stored.is_stub || stored.updated === null) return true;
+  // Microseconds: a JS Date keeps milliseconds, so an equal-looking copy may still be newer.
+  return p.updated !== null && Date.parse(p.updated) >= stored.updated.getTime();
+}
+
 /** One row per id (ON CONFLICT cannot touch a row twice in one statement), sorted by id. */
 function mergeById(profiles: readonly ProfileUpsert[]): ProfileUpsert[] {
   const byId = new Map<string, ProfileUpsert>();
@@ -236,10 +262,16 @@ function mergeById(profiles: readonly ProfileUpsert[]): ProfileUpsert[] {
       continue;
     }
     const lastEventDate = latest(seen.lastEventDate, p.lastEventDate);
-    const keep = seen.isStub ? p : p.isStub ? seen : latest(seen.updated, p.updated) === p.updated && p.updated !== seen.updated ? p : seen;
+    const keep = seen.isStub ? p : p.isStub ? seen : isNewer(p.updated, seen.updated) ? p : seen;
     byId.set(p.id, { ...keep, lastEventDate });
   }
   return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/** Whether `updated` a is strictly later than b (a missing one is never later). */
+function isNewer(a: string | null, b: string | null): boolean {
+  if (a === null) return false;
+  return b === null || Date.parse(a) > Date.parse(b);
 }
 
 function latest(a: string | null, b: string | null): string | null {
