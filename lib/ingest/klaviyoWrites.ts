@@ -3,6 +3,7 @@ import { createdEventIdFor, eventUuidFor, metricIdFor, profileIdFor } from '../k
 import { eventTimeWindow, parseIsoInstant, profileAttributesFrom, type EventTimeWindow, type Instant } from '../klaviyo/mapping';
 import {
   BulkCreateBodySchema,
+  BulkEventEntrySchema,
   BulkProfileEntrySchema,
   CreateEventBodySchema,
   type CreatedEventAttributes,
@@ -102,9 +103,15 @@ export function planBulkCreate(body: unknown, options: IngestOptions = {}): Plan
     const { profile, events } = parsed.data.attributes;
     checkIdentity(profile.data, [...path, 'attributes', 'profile', 'data'], problems);
     const plannedEvents: PlannedEvent[] = [];
-    events.data.forEach((event, k) => {
-      const at = eventTime(event.attributes, [...path, 'attributes', 'events', 'data', k, 'attributes'], window, now, problems);
-      if (at) plannedEvents.push({ attributes: event.attributes, at });
+    events.data.forEach((raw, k) => {
+      const eventPath = [...path, 'attributes', 'events', 'data', k];
+      const event = BulkEventEntrySchema.safeParse(raw);
+      if (!event.success) {
+        problems.addZodIssues(eventPath, event.error.issues);
+        return;
+      }
+      const at = eventTime(event.data.attributes, [...eventPath, 'attributes'], window, now, problems);
+      if (at) plannedEvents.push({ attributes: event.data.attributes, at });
     });
     planned.push({ identity: profile.data, events: plannedEvents });
   });

@@ -209,7 +209,8 @@ export const BulkProfileEntrySchema = z.looseObject({
   attributes: z.looseObject(
     {
       profile: z.looseObject({ data: ProfileIdentitySchema }, { error: 'is required' }),
-      events: z.looseObject({ data: z.array(BulkEventEntrySchema, { error: 'must be an array of events' }) }, { error: 'is required' }),
+      // Checked one by one (BulkEventEntrySchema), so that one bad event does not hide the others.
+      events: z.looseObject({ data: z.array(z.unknown(), { error: 'must be an array of events' }) }, { error: 'is required' }),
       backfill: z.boolean({ error: 'must be a boolean' }).nullish(),
     },
     { error: 'must be an object' },
