@@ -4,7 +4,7 @@ import { errorCode, isTransientDbError } from '../db/errors';
 import { log, type LogFields } from '../log';
 import { authorize, parseApiKeys, type ApiKeyEntry, type Scope } from './auth';
 import { HttpError, titleFor, type ApiErrorObject } from './errors';
-import { toHttpRequest, type HttpRequest } from './request';
+import { rejectNulCharacters, toHttpRequest, type HttpRequest } from './request';
 
 /**
  * The one wrapper every HTTP function goes through: authenticate, run the operation, map its
@@ -54,6 +54,12 @@ export function errorToResponse(err: unknown, fields: LogFields): APIGatewayProx
     fields.error_code = err.items[0]?.code;
     return jsonApiResponse(err.status, errorDocument(err.toJsonApi()), err.headers);
   }
+  if (isUnstorableText(err)) {
+    // Text from the request that PostgreSQL cannot hold (a NUL, an invalid byte sequence) and that
+    // validation let through: the request's fault, and its transaction rolled back.
+    fields.db_code = errorCode(err);
+    return fixedError(400, 'invalid', 'The request contains text that cannot be stored (a NUL character or an invalid byte sequence).');
+  }
   if (isTransientDbError(err)) {
     fields.error = err;
     return fixedError(503, 'service_unavailable', 'The database is temporarily unavailable; retry shortly.', {
@@ -63,6 +69,13 @@ export function errorToResponse(err: unknown, fields: LogFields): APIGatewayProx
   fields.error = err instanceof ConfigError ? { name: err.name, message: err.message } : err;
   fields.db_code = errorCode(err);
   return fixedError(500, 'internal_error', 'An internal error occurred.');
+}
+
+// character_not_in_repertoire (NUL, invalid UTF-8) and untranslatable_character.
+const UNSTORABLE_TEXT = new Set(['22021', '22P05']);
+function isUnstorableText(err: unknown): boolean {
+  const code = errorCode(err);
+  return code !== undefined && UNSTORABLE_TEXT.has(code);
 }
 
 export function httpHandler(options: HandlerOptions, operation: Operation): HttpHandler {
@@ -84,6 +97,7 @@ export function httpHandler(options: HandlerOptions, operation: Operation): Http
         apiKeys ??= parseApiKeys(cfg.apiKeys);
         fields.scope = authorize(request.headers.authorization, options.scope, apiKeys);
       }
+      rejectNulCharacters(request);
       const result = await operation(request, fields);
       response = result.body === undefined && result.status === 204
         ? { statusCode: 204, headers: { ...result.headers } }

@@ -71,6 +71,23 @@ export function parseJsonBody(event: APIGatewayProxyEventV2, headers: Record<str
   }
 }
 
+/**
+ * NUL cannot be stored in or compared with PostgreSQL text (22021), and no id, filter or cursor
+ * contains one: refused as a 400 naming the parameter, before any of it reaches a query.
+ */
+export function rejectNulCharacters(request: Pick<HttpRequest, 'query' | 'pathParams'>): void {
+  for (const [name, value] of Object.entries(request.pathParams)) {
+    if (value.includes('\u0000')) {
+      throw new HttpError(400, { code: 'invalid', detail: `The path parameter ${name} contains a NUL character.`, parameter: name });
+    }
+  }
+  for (const [name, value] of Object.entries(request.query)) {
+    if (name.includes('\u0000') || value.includes('\u0000')) {
+      throw new HttpError(400, { code: 'invalid', detail: 'A query parameter contains a NUL character.', parameter: name.replace(/\u0000/g, '') });
+    }
+  }
+}
+
 export function toHttpRequest(event: APIGatewayProxyEventV2, maxBodyBytes: number): HttpRequest {
   const headers = lowerCaseHeaders(event.headers);
   let parsed: { value: unknown } | undefined;
