@@ -84,12 +84,16 @@ interface ProfileCore {
  * A profile's id and dates come from hashes of (seed, index), not from its attribute stream, so the
  * generator can compute the id that every event needs without building the whole profile.
  */
+function profileWord(key: number, k: number): number {
+  return mix32((key + Math.imul(k, 0x9e3779b9)) | 0);
+}
+
 function profileCore(seed: number, startMs: number, index: number): ProfileCore {
   const key = deriveSeed(seed ^ 0x1d5eed, index);
-  const word = (k: number) => mix32((key + Math.imul(k, 0x9e3779b9)) | 0);
-  const createdMs = startMs - 1000 - Math.floor((word(1) / 4294967296) * PROFILE_HISTORY_MS);
-  const updatedMs = createdMs + Math.floor((word(2) / 4294967296) * (startMs - createdMs));
-  return { id: ulidFromWords(createdMs, word(3), word(4), word(5), word(6)), createdMs, updatedMs };
+  const createdMs = startMs - 1000 - Math.floor((profileWord(key, 1) / 4294967296) * PROFILE_HISTORY_MS);
+  const updatedMs = createdMs + Math.floor((profileWord(key, 2) / 4294967296) * (startMs - createdMs));
+  const id = ulidFromWords(createdMs, profileWord(key, 3), profileWord(key, 4), profileWord(key, 5), profileWord(key, 6));
+  return { id, createdMs, updatedMs };
 }
 
 /** A profile's 26-character ULID id; the same for the same (seed, index, start). */

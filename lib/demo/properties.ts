@@ -39,28 +39,31 @@ const CLIENT_TOTAL = EMAIL_CLIENTS.reduce((sum, c) => sum + c.weight, 0);
 const SMS_FROM_NUMBER = '+15550100123';
 const FLOW_SHARE = { email: 0.4, sms: 0.55 } as const;
 
-/** Campaigns already sent at a given time, found by a cursor that only moves forward (event times increase). */
-export class CampaignCursor {
-  private readonly position: Record<Channel, number> = { email: -1, sms: -1 };
-
-  constructor(private readonly world: World) {}
-
-  /** One of the four latest campaigns sent before `timeMs`, most often the latest; null before the first. */
-  recent(channel: Channel, timeMs: number, random: Random): Campaign | null {
-    const list = this.world.campaigns[channel];
-    let at = this.position[channel];
-    while (at + 1 < list.length && (list[at + 1] as Campaign).sendMs <= timeMs) at += 1;
-    this.position[channel] = at;
-    if (at < 0) return null;
-    const back = random.chance(0.6) ? 0 : random.int(4);
-    return list[Math.max(0, at - back)] as Campaign;
+/** The index of the last campaign sent at or before `timeMs` (-1 before the first): a binary search. */
+function lastSentBefore(list: readonly Campaign[], timeMs: number): number {
+  let low = 0;
+  let high = list.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    if ((list[mid] as Campaign).sendMs <= timeMs) low = mid + 1;
+    else high = mid;
   }
+  return low - 1;
 }
 
-function pickMessage(ctx: PropertyContext, campaigns: CampaignCursor, channel: Channel): Message {
+/** One of the four latest campaigns sent before the event, most often the latest; null before the first. */
+function recentCampaign(ctx: PropertyContext, channel: Channel): Campaign | null {
+  const list = ctx.world.campaigns[channel];
+  const at = lastSentBefore(list, ctx.timeMs);
+  if (at < 0) return null;
+  const back = ctx.random.chance(0.6) ? 0 : ctx.random.int(4);
+  return list[Math.max(0, at - back)] as Campaign;
+}
+
+function pickMessage(ctx: PropertyContext, channel: Channel): Message {
   const { random, world } = ctx;
   if (random.chance(FLOW_SHARE[channel])) return random.pick(world.flowMessages[channel]);
-  return campaigns.recent(channel, ctx.timeMs, random) ?? random.pick(world.flowMessages[channel]);
+  return recentCampaign(ctx, channel) ?? random.pick(world.flowMessages[channel]);
 }
 
 function cents(amount: number): number {
@@ -101,10 +104,10 @@ function emailClient(ctx: PropertyContext, props: JsonObject): void {
 }
 
 /** A third of site and order activity is attributed to a message the profile received. */
-function attribute(ctx: PropertyContext, campaigns: CampaignCursor, props: JsonObject): void {
+function attribute(ctx: PropertyContext, props: JsonObject): void {
   if (!ctx.random.chance(0.3)) return;
   const channel: Channel = ctx.random.chance(0.8) ? 'email' : 'sms';
-  const message = pickMessage(ctx, campaigns, channel);
+  const message = pickMessage(ctx, channel);
   if (message.flowId !== null) props.$attributed_flow = message.flowId;
   props.$attributed_message = message.id;
   props.$attributed_channel = channel;
@@ -168,7 +171,7 @@ function orderProperties(ctx: PropertyContext, withDiscount: boolean): JsonObjec
   return {
     $event_id: id,
     $value: money(cart.totalCents - discountCents),
-    $currency_code: 'USD',
+    $value_currency: 'USD',
     OrderId: id,
     Categories: cart.categories,
     ItemNames: cart.names,
@@ -181,37 +184,37 @@ function orderProperties(ctx: PropertyContext, withDiscount: boolean): JsonObjec
   };
 }
 
-export function eventProperties(kind: MetricKind, ctx: PropertyContext, campaigns: CampaignCursor): JsonObject {
+export function eventProperties(kind: MetricKind, ctx: PropertyContext): JsonObject {
   const { random } = ctx;
   switch (kind) {
     case 'received-email':
-      return messageProperties(ctx, pickMessage(ctx, campaigns, 'email'));
+      return messageProperties(ctx, pickMessage(ctx, 'email'));
     case 'opened-email': {
-      const props = messageProperties(ctx, pickMessage(ctx, campaigns, 'email'));
+      const props = messageProperties(ctx, pickMessage(ctx, 'email'));
       emailClient(ctx, props);
       return props;
     }
     case 'clicked-email': {
-      const props = messageProperties(ctx, pickMessage(ctx, campaigns, 'email'));
+      const props = messageProperties(ctx, pickMessage(ctx, 'email'));
       emailClient(ctx, props);
       props.URL = random.pick(SITE_URLS);
       props['Bot Click'] = random.chance(0.03);
       return props;
     }
     case 'bounced-email': {
-      const props = messageProperties(ctx, pickMessage(ctx, campaigns, 'email'));
+      const props = messageProperties(ctx, pickMessage(ctx, 'email'));
       props['Bounce Type'] = random.pick(BOUNCE_TYPES);
       return props;
     }
     case 'dropped-email': {
-      const props = messageProperties(ctx, pickMessage(ctx, campaigns, 'email'));
+      const props = messageProperties(ctx, pickMessage(ctx, 'email'));
       props['Failure Type'] = random.pick(['Previously Bounced', 'Previously Unsubscribed', 'Marked as Spam']);
       return props;
     }
     case 'spam-email':
-      return messageProperties(ctx, pickMessage(ctx, campaigns, 'email'));
+      return messageProperties(ctx, pickMessage(ctx, 'email'));
     case 'unsubscribed': {
-      const props = messageProperties(ctx, pickMessage(ctx, campaigns, 'email'));
+      const props = messageProperties(ctx, pickMessage(ctx, 'email'));
       props.Method = random.chance(0.9) ? 'Unsubscribe Link' : 'Preference Page';
       props.List = LISTS[0].name;
       return props;
@@ -227,7 +230,7 @@ export function eventProperties(kind: MetricKind, ctx: PropertyContext, campaign
     }
     case 'received-sms':
     case 'clicked-sms': {
-      const message = pickMessage(ctx, campaigns, 'sms');
+      const message = pickMessage(ctx, 'sms');
       const props: JsonObject = {
         'Campaign Name': message.name,
         $message: message.id,
@@ -251,7 +254,7 @@ export function eventProperties(kind: MetricKind, ctx: PropertyContext, campaign
         browser: random.pick(BROWSERS),
         os: random.pick(OPERATING_SYSTEMS),
       };
-      attribute(ctx, campaigns, props);
+      attribute(ctx, props);
       return props;
     }
     case 'viewed-page': {
@@ -260,7 +263,7 @@ export function eventProperties(kind: MetricKind, ctx: PropertyContext, campaign
         'Page Title': 'Northwind Outfitters',
         Referrer: random.pick(['https://www.google.com/', 'https://www.instagram.com/', '', '', `${SHOP_URL}/`]),
       };
-      attribute(ctx, campaigns, props);
+      attribute(ctx, props);
       return props;
     }
     case 'viewed-product': {
@@ -275,7 +278,7 @@ export function eventProperties(kind: MetricKind, ctx: PropertyContext, campaign
         Brand: p.brand,
         Price: p.price,
       };
-      attribute(ctx, campaigns, props);
+      attribute(ctx, props);
       return props;
     }
     case 'added-to-cart': {
@@ -293,7 +296,7 @@ export function eventProperties(kind: MetricKind, ctx: PropertyContext, campaign
         AddedItemQuantity: quantity,
         CheckoutURL: `${SHOP_URL}/cart`,
       };
-      attribute(ctx, campaigns, props);
+      attribute(ctx, props);
       return props;
     }
     case 'started-checkout': {
@@ -306,12 +309,12 @@ export function eventProperties(kind: MetricKind, ctx: PropertyContext, campaign
         Items: cart.items,
         CheckoutURL: `${SHOP_URL}/checkouts/${base62(random, 16)}`,
       };
-      attribute(ctx, campaigns, props);
+      attribute(ctx, props);
       return props;
     }
     case 'placed-order': {
       const props = orderProperties(ctx, true);
-      attribute(ctx, campaigns, props);
+      attribute(ctx, props);
       return props;
     }
     case 'ordered-product': {
@@ -331,7 +334,7 @@ export function eventProperties(kind: MetricKind, ctx: PropertyContext, campaign
         Categories: [...p.categories],
         ProductBrand: p.brand,
       };
-      attribute(ctx, campaigns, props);
+      attribute(ctx, props);
       return props;
     }
     case 'fulfilled-order': {
