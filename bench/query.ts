@@ -1,0 +1,301 @@
+/**
+ * POST /api/metric-aggregates, the handler invoked in-process, against the same answers computed
+ * straight from raw events in the same run on the same data.
+ *
+ *   npx tsx bench/query.ts                         # 100,000 events stored: a quick run
+ *   BENCH_EVENTS=1000000 npx tsx bench/query.ts    # 1,000,000 events: the README's figures
+ *
+ * Data: a year (2025) of the demo account (lib/demo) stored once by bench/support/dataset.ts in
+ * .data/bench-query (or in DATABASE_URL's database) and kept for later runs; the aggregator then runs
+ * until no hour is dirty, as the schedule keeps it in production.
+ *
+ * 1. Matrix: the busiest metric (Received Email) over its whole year, interval hour/day/week/month, in
+ *    UTC, America/New_York and Asia/Kolkata, count + sum_value without and with `by` ($flow).
+ * 2. The issue's headline cases on p50/p95: count + sum_value by day over a year; hour over 7 days;
+ *    unique over 30 days; by $attributed_flow over 30 days (Placed Order, where attribution lives).
+ * 3. Freshness: BENCH_LATE (default 1000) late events land across the year (dirty hours the readers
+ *    must recompute from raw events), the headline cases are measured again, then the late events
+ *    are removed and their hours rolled up again, so the stored dataset stays as it was.
+ *
+ * "fast" is the handler: parse, plan (clean hours from rollups, dirty and cut hours from raw events),
+ * one SQL statement, JSON:API document. "raw" is the same request computed from raw events alone
+ * (readSeriesFromEvents with the same buckets). Every fast answer is checked against the raw one; a
+ * difference fails the run. Knobs: BENCH_RUNS (fast samples, default 30), BENCH_RAW_RUNS (default 5),
+ * BENCH_SEED (default 1); a case slower than 250 ms gets 5 samples (its p95 is then their maximum).
+ */
+import type { APIGatewayProxyEventV2 } from 'aws-lambda';
+import { planSeries } from '../lib/aggregation/planner';
+import { rowsFromSeries } from '../lib/aggregation/query';
+import { runAggregation } from '../lib/aggregation/rollup';
+import { closeDb } from '../lib/db';
+import type { Db } from '../lib/db/port';
+import { hashApiKey } from '../lib/http/auth';
+import { parseMetricAggregateQuery, type AggregateRow } from '../lib/klaviyo/metricAggregates';
+import { setLogLevel } from '../lib/log';
+import { dirtyBacklog } from '../lib/repositories/aggregates';
+import { insertEvents, type NewEvent } from '../lib/repositories/events';
+import { readSeriesFromEvents } from '../lib/repositories/series';
+import { openBenchDatabase } from './support/dataset';
+
+function intFromEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${name} must be a whole number, not "${raw}"`);
+  return n;
+}
+
+const EVENTS = intFromEnv('BENCH_EVENTS', 100_000);
+const RUNS = Math.max(1, intFromEnv('BENCH_RUNS', 30));
+const RAW_RUNS = Math.max(1, intFromEnv('BENCH_RAW_RUNS', 5));
+const SEED = intFromEnv('BENCH_SEED', 1);
+const LATE = intFromEnv('BENCH_LATE', 1000);
+const LATE_PREFIX = 'bench-query-late-';
+const BUSIEST = 'Uu7kBJ'; // Received Email
+const ORDERS = 'K9dFhW'; // Placed Order
+const READ_KEY = 'bench-read-key';
+const ZONES = ['UTC', 'America/New_York', 'Asia/Kolkata'] as const;
+const INTERVALS = ['hour', 'day', 'week', 'month'] as const;
+
+const say = (line: string) => process.stdout.write(line + '\n');
+const fmtMs = (n: number) => (n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : n.toFixed(0));
+
+function percentile(samples: readonly number[], p: number): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
+}
+
+interface Case {
+  readonly label: string;
+  readonly attributes: Record<string, unknown>;
+}
+
+function attributes(metricId: string, measurements: string[], interval: string, timezone: string, from: string, to: string, by: string[] = []) {
+  return {
+    metric_id: metricId,
+    measurements,
+    interval,
+    timezone,
+    filter: [`greater-or-equal(datetime,${from})`, `less-than(datetime,${to})`],
+    ...(by.length > 0 ? { by } : {}),
+    page_size: 10_000,
+  };
+}
+
+function requestEvent(body: unknown): APIGatewayProxyEventV2 {
+  const event = {
+    version: '2.0',
+    routeKey: 'POST /api/metric-aggregates',
+    rawPath: '/api/metric-aggregates',
+    rawQueryString: '',
+    headers: { authorization: `Bearer ${READ_KEY}`, 'content-type': 'application/vnd.api+json', host: 'localhost' },
+    body: JSON.stringify(body),
+    isBase64Encoded: false,
+    requestContext: { http: { method: 'POST', path: '/api/metric-aggregates', protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'bench' }, requestId: 'bench' },
+  };
+  return event as unknown as APIGatewayProxyEventV2;
+}
+
+type Handler = (event: APIGatewayProxyEventV2) => Promise<{ statusCode?: number; body?: string }>;
+
+async function viaHandler(handler: Handler, c: Case): Promise<AggregateRow[]> {
+  const res = await handler(requestEvent({ data: { type: 'metric-aggregate', attributes: c.attributes } }));
+  if (res.statusCode !== 200) throw new Error(`${c.label}: HTTP ${res.statusCode}: ${res.body}`);
+  const doc = JSON.parse(res.body ?? '{}') as { data: { attributes: { data: AggregateRow[] } } };
+  return doc.data.attributes.data;
+}
+
+async function viaRawEvents(db: Db, c: Case): Promise<AggregateRow[]> {
+  const query = parseMetricAggregateQuery({ data: { type: 'metric-aggregate', attributes: c.attributes } }, { maxRangeDays: 366 });
+  const plan = planSeries(query);
+  return rowsFromSeries(query, plan, await readSeriesFromEvents(db, plan));
+}
+
+function canonical(rows: readonly AggregateRow[]): string {
+  const round = (xs: readonly number[] | undefined) => (xs ?? []).map((x) => Math.round(x * 1e4) / 1e4);
+  return JSON.stringify(
+    [...rows]
+      .map((r) => ({ d: r.dimensions, c: r.measurements.count ?? [], s: round(r.measurements.sum_value), u: r.measurements.unique ?? [] }))
+      .sort((a, b) => (JSON.stringify(a.d) < JSON.stringify(b.d) ? -1 : 1)),
+  );
+}
+
+/** Slow cases (the raw references, `by` over a year) get fewer samples so that a 1M run ends in minutes. */
+const SLOW_MS = 250;
+const SLOW_RUNS = 5;
+
+async function sample(runs: number, work: () => Promise<unknown>): Promise<number[]> {
+  const warmStarted = performance.now();
+  await work(); // warm: plan caches, connection, zone tables
+  const n = performance.now() - warmStarted > SLOW_MS ? Math.min(runs, SLOW_RUNS) : runs;
+  const out: number[] = [];
+  for (let i = 0; i < n; i += 1) {
+    const started = performance.now();
+    await work();
+    out.push(performance.now() - started);
+  }
+  return out;
+}
+
+interface Measured {
+  readonly label: string;
+  readonly source: string;
+  readonly fastP50: number;
+  readonly fastP95: number;
+  readonly rawP50: number;
+}
+
+let mismatches = 0;
+
+async function measure(db: Db, handler: Handler, c: Case, source: string): Promise<Measured> {
+  const [fast, raw] = [await viaHandler(handler, c), await viaRawEvents(db, c)];
+  if (canonical(fast) !== canonical(raw)) {
+    mismatches += 1;
+    say(`MISMATCH ${c.label}: the handler's answer differs from raw events`);
+  }
+  const fastSamples = await sample(RUNS, () => viaHandler(handler, c));
+  const rawSamples = await sample(RAW_RUNS, () => viaRawEvents(db, c));
+  return { label: c.label, source, fastP50: percentile(fastSamples, 50), fastP95: percentile(fastSamples, 95), rawP50: percentile(rawSamples, 50) };
+}
+
+function table(title: string, rows: readonly Measured[]): void {
+  say('');
+  say(title);
+  say(`${'case'.padEnd(58)} ${'path'.padEnd(8)} ${'p50 ms'.padStart(8)} ${'p95 ms'.padStart(8)} ${'raw p50'.padStart(9)} ${'raw/fast'.padStart(9)}`);
+  for (const r of rows) {
+    say(
+      `${r.label.padEnd(58)} ${r.source.padEnd(8)} ${fmtMs(r.fastP50).padStart(8)} ${fmtMs(r.fastP95).padStart(8)} ${fmtMs(r.rawP50).padStart(9)} ${(r.rawP50 / r.fastP50).toFixed(1).padStart(8)}x`,
+    );
+  }
+}
+
+function sourceOf(c: Case): string {
+  return planSeries(parseMetricAggregateQuery({ data: { type: 'metric-aggregate', attributes: c.attributes } }, { maxRangeDays: 366 })).source;
+}
+
+/** Late events spread over the year: every one dirties its (metric, hour) until the aggregator runs. */
+async function addLateEvents(db: Db, count: number): Promise<void> {
+  const profiles = await db.query<{ id: string }>('SELECT id FROM klaviyo_profiles ORDER BY id LIMIT 1000');
+  const start = Date.UTC(2025, 0, 1);
+  const span = Date.UTC(2026, 0, 1) - start;
+  const events: NewEvent[] = Array.from({ length: count }, (_, i) => {
+    const at = new Date(start + Math.floor(((i * 7919) % count) / count * span) + i).toISOString();
+    const id = `${LATE_PREFIX}${i}`;
+    const properties = { $value: 12.5, $attributed_flow: i % 3 === 0 ? 'late-flow' : undefined, $flow: 'late-flow' };
+    return {
+      id,
+      timestamp: at,
+      metricId: i % 2 === 0 ? BUSIEST : ORDERS,
+      profileId: profiles[i % Math.max(1, profiles.length)]?.id ?? null,
+      value: '12.5',
+      valueCurrency: null,
+      uuid: null,
+      uniqueId: null,
+      properties,
+      rawData: { type: 'event', id, attributes: { datetime: at, event_properties: properties } },
+    };
+  });
+  for (let i = 0; i < events.length; i += 1000) await db.transaction((tx) => insertEvents(tx, events.slice(i, i + 1000)));
+}
+
+/** Removes this bench's late events and marks their hours dirty, so the next aggregate run makes the rollups exact again. */
+async function removeLateEvents(db: Db): Promise<number> {
+  const rows = await db.query<{ removed: string }>(
+    `WITH removed AS (
+       DELETE FROM klaviyo_events WHERE id LIKE $1 RETURNING metric_id, "timestamp"
+     ), marked AS (
+       INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket)
+       SELECT DISTINCT metric_id, date_trunc('hour', "timestamp" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' FROM removed
+       ON CONFLICT DO NOTHING
+       RETURNING 1
+     )
+     SELECT (SELECT count(*) FROM removed) AS removed`,
+    [`${LATE_PREFIX}%`],
+  );
+  return Number(rows[0]?.removed ?? 0);
+}
+
+/**
+ * Runs the aggregator until no hour is dirty, then vacuums and analyzes the two tables the reader
+ * plans over: the steady state autovacuum keeps. Without it the dirty table's index still points at
+ * every mark the aggregator deleted (7,800 dead entries for one metric after a full build) and the
+ * rollups have no statistics, which tripled the fast path's time in a first measurement.
+ */
+async function aggregateUntilClean(db: Db): Promise<number> {
+  const started = performance.now();
+  for (let i = 0; i < 1000 && (await dirtyBacklog(db)).bucketsWaiting > 0; i += 1) {
+    await runAggregation(db, { batchBuckets: 5000, timeBudgetMs: 60_000 });
+  }
+  await db.query('VACUUM ANALYZE klaviyo_aggregate_dirty');
+  await db.query('VACUUM ANALYZE klaviyo_aggregated_metrics');
+  return (performance.now() - started) / 1000;
+}
+
+async function main(): Promise<void> {
+  setLogLevel('warn');
+  const bench = await openBenchDatabase({ name: 'query', events: EVENTS, seed: SEED });
+  try {
+    // The handler reads its configuration (database, keys) from the environment once, on first use.
+    process.env.DATABASE_URL = bench.url;
+    process.env.API_KEYS = `read:${hashApiKey(READ_KEY)}`;
+    process.env.LOG_LEVEL = 'warn';
+    const { handler } = await import('../functions/metricAggregates');
+    const db = bench.db;
+
+    const removed = await removeLateEvents(db);
+    const aggregateSeconds = await aggregateUntilClean(db);
+    const counts = await db.query<{ metric_id: string; n: string }>(
+      `SELECT metric_id, sum(event_count) AS n FROM klaviyo_aggregated_metrics WHERE granularity = 'hour' AND metric_id IN ($1, $2) GROUP BY 1`,
+      [BUSIEST, ORDERS],
+    );
+    const countOf = (id: string) => Number(counts.find((r) => r.metric_id === id)?.n ?? 0);
+    say(`bench/query: ${EVENTS.toLocaleString('en-US')} events stored (setup ${bench.setupSeconds.toFixed(1)} s${bench.loaded ? ', loaded in this run' : ''}); aggregate to clean ${aggregateSeconds.toFixed(1)} s${removed > 0 ? ` (after removing ${removed} late events of a previous run)` : ''}`);
+    say(`Received Email: ${countOf(BUSIEST).toLocaleString('en-US')} events in 2025; Placed Order: ${countOf(ORDERS).toLocaleString('en-US')}. fast = handler in-process (${RUNS} runs), raw = same answer from raw events (${RAW_RUNS} runs).`);
+
+    const matrix: Measured[] = [];
+    for (const zone of ZONES) {
+      for (const interval of INTERVALS) {
+        for (const by of [[], ['$flow']]) {
+          const c: Case = {
+            label: `year ${interval.padEnd(5)} ${zone.padEnd(16)} count+sum${by.length > 0 ? ' by $flow' : ''}`,
+            attributes: attributes(BUSIEST, ['count', 'sum_value'], interval, zone, '2025-01-01T00:00:00', '2026-01-01T00:00:00', by),
+          };
+          matrix.push(await measure(db, handler, c, sourceOf(c)));
+        }
+      }
+    }
+    table('Matrix: Received Email over 2025 (wall-clock range in each zone)', matrix);
+
+    const headline: Case[] = [
+      { label: 'count+sum_value, day, one year (Received Email)', attributes: attributes(BUSIEST, ['count', 'sum_value'], 'day', 'UTC', '2025-01-01T00:00:00', '2026-01-01T00:00:00') },
+      { label: 'count+sum_value, hour, 7 days (Received Email)', attributes: attributes(BUSIEST, ['count', 'sum_value'], 'hour', 'UTC', '2025-06-02T00:00:00', '2025-06-09T00:00:00') },
+      { label: 'unique, day, 30 days (Received Email)', attributes: attributes(BUSIEST, ['unique'], 'day', 'UTC', '2025-06-01T00:00:00', '2025-07-01T00:00:00') },
+      { label: 'count+sum_value by $attributed_flow, day, 30 days (Placed Order)', attributes: attributes(ORDERS, ['count', 'sum_value'], 'day', 'UTC', '2025-06-01T00:00:00', '2025-07-01T00:00:00', ['$attributed_flow']) },
+      { label: 'count+sum_value, day, one year, Asia/Kolkata (Received Email)', attributes: attributes(BUSIEST, ['count', 'sum_value'], 'day', 'Asia/Kolkata', '2025-01-01T00:00:00', '2026-01-01T00:00:00') },
+    ];
+    const clean: Measured[] = [];
+    for (const c of headline) clean.push(await measure(db, handler, c, sourceOf(c)));
+    table('Headline cases, rollups clean', clean);
+
+    if (LATE > 0) {
+      await addLateEvents(db, LATE);
+      const dirty = (await dirtyBacklog(db)).bucketsWaiting;
+      const fresh: Measured[] = [];
+      for (const c of headline) fresh.push(await measure(db, handler, c, sourceOf(c)));
+      table(`Headline cases after ${LATE.toLocaleString('en-US')} late events (${dirty.toLocaleString('en-US')} dirty hours, recomputed from raw events by the reader)`, fresh);
+      await removeLateEvents(db);
+      await aggregateUntilClean(db);
+    }
+    say('');
+    say(mismatches === 0 ? 'Every fast answer equals the answer from raw events.' : `${mismatches} answers differ from raw events.`);
+    if (mismatches > 0) process.exitCode = 1;
+  } finally {
+    await closeDb();
+    await bench.close();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 1;
+});
