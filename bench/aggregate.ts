@@ -1,0 +1,263 @@
+/**
+ * The incremental aggregator against a full rebuild, measured in the same run on the same data.
+ *
+ *   npx tsx bench/aggregate.ts                        # 10,000,000 events stored (the README's large figure)
+ *   BENCH_EVENTS=1000000 npx tsx bench/aggregate.ts   # 1,000,000 events stored
+ *
+ * The stored dataset (a year of a demo account, lib/demo) is built once by bench/support/dataset.ts in
+ * .data/bench-aggregate-<events> and kept for later runs. Each run:
+ *   1. full rebuild: empties the rollups and the dirty marks and rebuilds every hour from raw events
+ *      (rebuildAggregates, week chunks) - the reference;
+ *   2. ingest: BENCH_NEW_EVENTS (default 10,000) new events spread uniformly over the dataset's year,
+ *      with the dataset's metrics (by the demo catalog's weights) and profiles, through insertEvents
+ *      (the real write path that marks dirty hours) in pages of 1000, one transaction each;
+ *   3. incremental: one runAggregation run (the scheduled function's work), and a check that the
+ *      rollups again add up to the events table;
+ *   4. idle: a run with nothing to do;
+ *   5. materialisation figures: what serving a year of one metric costs from hourly rollups and from
+ *      raw events, and what an exact unique count of a day / a month costs from raw events (what a
+ *      late event would cost to keep a daily / monthly rollup exact).
+ * The events this run added are deleted at the start of the next run, so the dataset stays its size.
+ * Other knobs: BENCH_SEED (default 1), BENCH_BATCH_BUCKETS (default the configured 5000).
+ */
+import { rebuildAggregates, runAggregation, type AggregationResult } from '../lib/aggregation/rollup';
+import { DEMO_METRICS } from '../lib/demo/catalog';
+import type { ClosableDb, Db } from '../lib/db/port';
+import { setLogLevel } from '../lib/log';
+import { readHourlySeries } from '../lib/repositories/aggregates';
+import { insertEvents, type NewEvent } from '../lib/repositories/events';
+import { openBenchDatabase } from './support/dataset';
+
+function intFromEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive whole number, not "${raw}"`);
+  return n;
+}
+
+const EVENTS = intFromEnv('BENCH_EVENTS', 10_000_000);
+const NEW_EVENTS = intFromEnv('BENCH_NEW_EVENTS', 10_000);
+const SEED = intFromEnv('BENCH_SEED', 1);
+const BATCH_BUCKETS = intFromEnv('BENCH_BATCH_BUCKETS', 5000);
+const PAGE = 1000;
+const NEW_ID_PREFIX = 'bench-aggregate-';
+const HOUR = 3_600_000;
+
+const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const ms = (n: number) => `${fmt(n, n < 10 ? 2 : 0)} ms`;
+const say = (line: string) => process.stdout.write(line + '\n');
+
+async function timed<T>(work: () => Promise<T>): Promise<[T, number]> {
+  const started = performance.now();
+  const result = await work();
+  return [result, performance.now() - started];
+}
+
+/** Mulberry32: the new events are the same for the same seed. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+async function one<T extends Record<string, unknown>>(db: Db, text: string, params: (string | number)[] = []): Promise<T> {
+  const rows = await db.query<T>(text, params);
+  if (!rows[0]) throw new Error(`no row from: ${text}`);
+  return rows[0];
+}
+
+async function removePreviousRuns(db: Db): Promise<number> {
+  const rows = await db.query<{ removed: string }>(
+    `WITH removed AS (DELETE FROM klaviyo_events WHERE id LIKE $1 RETURNING 1) SELECT count(*) AS removed FROM removed`,
+    [`${NEW_ID_PREFIX}%`],
+  );
+  return Number(rows[0]?.removed ?? 0);
+}
+
+/** Index-only scans need the visibility map; a dataset loaded by COPY may not have one yet. */
+async function ensureVacuumed(db: Db): Promise<string> {
+  const before = await one<{ pages: number; visible: number }>(
+    db,
+    `SELECT relpages AS pages, relallvisible AS visible FROM pg_class WHERE relname = 'klaviyo_events'`,
+  );
+  if (before.pages > 0 && before.visible >= before.pages * 0.95) return 'already vacuumed';
+  const [, took] = await timed(() => db.query('VACUUM (ANALYZE) klaviyo_events'));
+  return `vacuumed in ${ms(took)}`;
+}
+
+interface Sample {
+  readonly metrics: { id: string; weight: number }[];
+  readonly profiles: string[];
+  readonly from: number;
+  readonly to: number;
+}
+
+async function sampleDataset(db: Db): Promise<Sample> {
+  const stored = new Set((await db.query<{ id: string }>('SELECT id FROM klaviyo_metrics')).map((r) => r.id));
+  const catalog = DEMO_METRICS.filter((m) => stored.has(m.id)).map((m) => ({ id: m.id, weight: m.weight }));
+  const metrics = catalog.length > 0 ? catalog : [...stored].map((id) => ({ id, weight: 1 }));
+  const profiles = (await db.query<{ id: string }>('SELECT id FROM klaviyo_profiles ORDER BY id LIMIT 20000')).map((r) => r.id);
+  const span = await one<{ first: Date; last: Date }>(db, 'SELECT min("timestamp") AS first, max("timestamp") AS last FROM klaviyo_events');
+  return { metrics, profiles, from: span.first.getTime(), to: span.last.getTime() };
+}
+
+function newEvents(sample: Sample, count: number, seed: number): NewEvent[] {
+  const random = prng(seed);
+  const total = sample.metrics.reduce((s, m) => s + m.weight, 0);
+  const pickMetric = () => {
+    let roll = random() * total;
+    for (const m of sample.metrics) {
+      roll -= m.weight;
+      if (roll <= 0) return m.id;
+    }
+    return (sample.metrics[sample.metrics.length - 1] as { id: string }).id;
+  };
+  const run = Date.now().toString(36);
+  return Array.from({ length: count }, (_, i) => {
+    const timestamp = new Date(sample.from + Math.floor(random() * (sample.to - sample.from))).toISOString();
+    const id = `${NEW_ID_PREFIX}${run}-${i}`;
+    const value = random() < 0.3 ? (Math.floor(random() * 50_000) / 100).toFixed(2) : null;
+    return {
+      id,
+      timestamp,
+      metricId: pickMetric(),
+      profileId: sample.profiles.length > 0 ? (sample.profiles[Math.floor(random() * sample.profiles.length)] as string) : null,
+      value,
+      valueCurrency: value === null ? null : 'USD',
+      uuid: null,
+      uniqueId: id,
+      properties: value === null ? {} : { $value: Number(value) },
+      rawData: { type: 'event', id, attributes: { datetime: timestamp } },
+    };
+  });
+}
+
+async function rollupTotals(db: Db): Promise<{ rollups: number; events: number; rows: number }> {
+  const row = await one<{ rollups: string; events: string; rows: string }>(
+    db,
+    `SELECT (SELECT coalesce(sum(event_count), 0) FROM klaviyo_aggregated_metrics WHERE granularity = 'hour') AS rollups,
+            (SELECT count(*) FROM klaviyo_events) AS events,
+            (SELECT count(*) FROM klaviyo_aggregated_metrics WHERE granularity = 'hour') AS rows`,
+  );
+  return { rollups: Number(row.rollups), events: Number(row.events), rows: Number(row.rows) };
+}
+
+/** Serving a year of one metric, per local day: from hourly rollups, and from raw events. */
+async function materialisationFigures(db: Db, metricId: string, from: Date, to: Date): Promise<void> {
+  const year = { metricId, from, to };
+  await readHourlySeries(db, year); // warm the cache the same way for both
+  const [hours, fromRollups] = await timed(() => readHourlySeries(db, year));
+  const [, perDayFromRollups] = await timed(() =>
+    db.query(
+      `SELECT date_trunc('day', bucket, 'America/New_York') AS day, sum(event_count) AS n, sum(sum_value) AS total
+       FROM klaviyo_aggregated_metrics
+       WHERE metric_id = $1 AND granularity = 'hour' AND bucket >= $2::timestamptz AND bucket < $3::timestamptz
+       GROUP BY 1`,
+      [metricId, from.toISOString(), to.toISOString()],
+    ),
+  );
+  const [, perDayFromRaw] = await timed(() =>
+    db.query(
+      `SELECT date_trunc('day', "timestamp", 'America/New_York') AS day, count(*) AS n, sum(value) AS total,
+              count(DISTINCT profile_id) AS uniques
+       FROM klaviyo_events
+       WHERE metric_id = $1 AND "timestamp" >= $2::timestamptz AND "timestamp" < $3::timestamptz
+       GROUP BY 1`,
+      [metricId, from.toISOString(), to.toISOString()],
+    ),
+  );
+  const mid = new Date(from.getTime() + (to.getTime() - from.getTime()) / 2);
+  const hourStart = new Date(Math.floor(mid.getTime() / HOUR) * HOUR);
+  const uniqueOver = (start: Date, end: Date) =>
+    timed(() =>
+      db.query(
+        `SELECT count(*) AS n, count(DISTINCT profile_id) AS uniques FROM klaviyo_events
+         WHERE metric_id = $1 AND "timestamp" >= $2::timestamptz AND "timestamp" < $3::timestamptz`,
+        [metricId, start.toISOString(), end.toISOString()],
+      ),
+    );
+  const [[hourRow], hourUnique] = await uniqueOver(hourStart, new Date(hourStart.getTime() + HOUR));
+  const [[dayRow], dayUnique] = await uniqueOver(hourStart, new Date(hourStart.getTime() + 24 * HOUR));
+  const [[monthRow], monthUnique] = await uniqueOver(hourStart, new Date(hourStart.getTime() + 30 * 24 * HOUR));
+  say(`materialisation, metric ${metricId} (the busiest), one year:`);
+  say(`  year per local day (America/New_York) from ${fmt(hours.length)} hourly rollup rows: ${ms(perDayFromRollups)} (readHourlySeries: ${ms(fromRollups)})`);
+  say(`  year per local day from raw events, with unique profiles:          ${ms(perDayFromRaw)}`);
+  say(
+    `  exact unique profiles from raw events: one hour ${ms(hourUnique)} (${fmt(Number(hourRow?.n))} events), ` +
+      `one day ${ms(dayUnique)} (${fmt(Number(dayRow?.n))}), 30 days ${ms(monthUnique)} (${fmt(Number(monthRow?.n))})`,
+  );
+}
+
+async function bench(db: ClosableDb): Promise<void> {
+  const removed = await removePreviousRuns(db);
+  say(`dataset: ${fmt(EVENTS)} events (seed ${SEED})${removed > 0 ? `; removed ${fmt(removed)} events of earlier runs` : ''}; ${await ensureVacuumed(db)}`);
+  const sample = await sampleDataset(db);
+  say(`  ${sample.metrics.length} metrics, span ${new Date(sample.from).toISOString()} .. ${new Date(sample.to).toISOString()}`);
+
+  // 1. The reference: every hour from raw events.
+  await db.query('TRUNCATE klaviyo_aggregated_metrics, klaviyo_aggregate_dirty');
+  const [full, fullMs] = await timed(() => rebuildAggregates(db));
+  say(
+    `full rebuild: ${ms(fullMs)} - ${fmt(full.eventsScanned)} events into ${fmt(full.bucketsRecomputed)} hour buckets, ` +
+      `${full.chunks} week chunks`,
+  );
+
+  // 2. New events, spread over the year, through the real write path.
+  const fresh = newEvents(sample, NEW_EVENTS, SEED * 7919 + Date.now() % 1000);
+  const [inserted, ingestMs] = await timed(async () => {
+    let count = 0;
+    for (let i = 0; i < fresh.length; i += PAGE) {
+      const page = fresh.slice(i, i + PAGE);
+      count += (await db.transaction((tx) => insertEvents(tx, page))).inserted;
+    }
+    return count;
+  });
+  const marked = await one<{ n: string }>(db, 'SELECT count(*) AS n FROM klaviyo_aggregate_dirty');
+  say(`ingest: ${fmt(inserted)} new events in ${ms(ingestMs)}, ${fmt(Number(marked.n))} (metric, hour) buckets marked dirty`);
+
+  // 3. One scheduled run's work.
+  const [incremental, incrementalMs] = await timed(() => runAggregation(db, { batchBuckets: BATCH_BUCKETS, timeBudgetMs: 600_000 }));
+  say(
+    `incremental run: ${ms(incrementalMs)} - ${fmt(incremental.bucketsRecomputed)} buckets recomputed from ` +
+      `${fmt(incremental.eventsScanned)} events in ${incremental.batches} batches of up to ${fmt(BATCH_BUCKETS)}, ` +
+      `status ${incremental.status}, ${incremental.bucketsWaiting} waiting`,
+  );
+  const totals = await rollupTotals(db);
+  if (totals.rollups !== totals.events) throw new Error(`rollups count ${totals.rollups} events but the table holds ${totals.events}`);
+  say(`  check: the ${fmt(totals.rows)} hourly rows add up to the ${fmt(totals.events)} stored events`);
+
+  // 4. Nothing to do.
+  const [idle, idleMs]: [AggregationResult, number] = await timed(() => runAggregation(db, { batchBuckets: BATCH_BUCKETS, timeBudgetMs: 600_000 }));
+  say(`idle run: ${ms(idleMs)} (${idle.bucketsRecomputed} buckets)`);
+
+  say(
+    `ratio incremental / full rebuild: ${fmt(incrementalMs / fullMs, 3)} ` +
+      `(events read: ${fmt(incremental.eventsScanned / Math.max(1, full.eventsScanned), 3)})`,
+  );
+
+  // 5. What more materialisation would buy and cost.
+  const busiest = sample.metrics.reduce((a, b) => (b.weight > a.weight ? b : a));
+  await materialisationFigures(db, busiest.id, new Date(sample.from), new Date(sample.to + HOUR));
+}
+
+async function main(): Promise<void> {
+  setLogLevel('warn');
+  // One data directory per size: the 1M and the 10M datasets are both kept, so each later run starts at once.
+  const dataset = await openBenchDatabase({ name: `aggregate-${EVENTS}`, events: EVENTS, seed: SEED });
+  try {
+    await bench(dataset.db);
+  } finally {
+    await dataset.close();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 1;
+});
