@@ -18,6 +18,8 @@ const DATA_DIR = join(ROOT, '.data', `e2e-${process.pid}`);
 const KEY_FILE = `${DATA_DIR}.api-key`;
 const SEED_EVENTS = 1500;
 const START_TIMEOUT_MS = 240_000;
+// rate(1 minute) fires on the next minute; the margin is for a loaded machine.
+const SCHEDULE_TIMEOUT_MS = 180_000;
 
 interface Stack {
   readonly child: ChildProcess;
@@ -25,8 +27,16 @@ interface Stack {
   readonly exited: Promise<number | null>;
 }
 
-function startStack(httpPort: number, lambdaPort: number): Stack {
-  const env: NodeJS.ProcessEnv = { ...process.env, HTTP_PORT: String(httpPort), LAMBDA_PORT: String(lambdaPort), SEED_EVENTS: String(SEED_EVENTS) };
+function startStack(httpPort: number, lambdaPort: number, extraEnv: NodeJS.ProcessEnv = {}): Stack {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    HTTP_PORT: String(httpPort),
+    LAMBDA_PORT: String(lambdaPort),
+    SEED_EVENTS: String(SEED_EVENTS),
+    // No schedule unless a test asks for one: a scheduled run would race the test's own invocations.
+    AGGREGATE_SCHEDULE_ENABLED: 'false',
+    ...extraEnv,
+  };
   // What a newcomer has: no database configured, no keys (jest's setup sets both for the in-process tests).
   for (const name of ['DATABASE_URL', 'DB_HOST', 'API_KEYS', 'DB_DRIVER', 'LOG_LEVEL']) delete env[name];
   // As package.json's start script runs it: tsx as a loader in this one process. The tsx CLI would put a
@@ -190,9 +200,9 @@ describeOnce('npm start, end to end', () => {
   );
 
   it(
-    'reuses the data folder on the next start: no second seed, the posted events still there',
+    'reuses the data folder on the next start: no second seed, the posted events still there; the schedule fires',
     async () => {
-      stack = startStack(httpPort, lambdaPort);
+      stack = startStack(httpPort, lambdaPort, { AGGREGATE_SCHEDULE_ENABLED: 'true', AGGREGATE_RATE: 'rate(1 minute)' });
       await waitForOutput(stack, /Ready in [\d.]+ s\./, START_TIMEOUT_MS);
       expect(stack.output()).toMatch(/embedded PostgreSQL on port \d+, reusing/);
       expect(stack.output()).toContain('the database already has events, nothing seeded');
@@ -203,10 +213,14 @@ describeOnce('npm start, end to end', () => {
       expect(event.status).toBe(200);
       expect(event.json().data.id).toBe(first.id);
 
+      // serverless-offline runs the aggregate function on its EventBridge schedule, as AWS would.
+      await waitForOutput(stack, /Successfully invoked scheduled function: \[aggregate\]/, SCHEDULE_TIMEOUT_MS);
+      expect(stack.output()).toMatch(/"message":"aggregate run done".*"status":"done"/);
+
       const pgid = stack.child.pid;
       expect(await interrupt(stack)).toBe(0);
       expect(processesOf(pgid)).toBe('');
     },
-    START_TIMEOUT_MS + 60_000,
+    START_TIMEOUT_MS + SCHEDULE_TIMEOUT_MS + 60_000,
   );
 });
