@@ -30,7 +30,7 @@ import postgres from 'postgres';
  * - a response over 1 MiB refused with UnsupportedResultException "The result exceeds the size
  *   limit", a request over 4 MiB refused;
  * - PostgreSQL errors as DatabaseErrorException with PgJDBC's text and `; SQLState: NNNNN`;
- * - transactions held on a reserved connection per transactionId, one call at a time
+ * - transactions held on a connection of their own per transactionId, one call at a time
  *   ("Transaction is still running a query"), rolled back after 3 minutes without a call;
  * - the 45-second call timeout (StatementTimeoutException; continueAfterTimeout lets it run on).
  *
@@ -402,9 +402,61 @@ function toJson(body: unknown): string {
 interface Transaction {
   readonly id: string;
   readonly database: string;
-  readonly connection: postgres.ReservedSql<Record<string, never>>;
+  /** The connection of a postgres.js `begin` held open until Commit or Rollback arrives. */
+  readonly sql: Sql;
+  /** Ends the transaction: COMMIT or ROLLBACK, resolved once the server has done it. */
+  readonly end: (command: 'COMMIT' | 'ROLLBACK') => Promise<void>;
   busy: boolean;
   idleTimer?: NodeJS.Timeout;
+}
+
+/**
+ * Opens a transaction that outlives this call. postgres.js's `begin` (not `reserve`: in 3.4.9 a
+ * reserve that has to open a new connection never resolves) holds one connection until the returned
+ * `end` is called.
+ *
+ * The endpoint sends COMMIT or ROLLBACK itself, inside the callback. Left to postgres.js, `begin`
+ * would roll back (and throw) whenever any statement of the transaction had failed, even one the
+ * client recovered from with ROLLBACK TO SAVEPOINT, where PostgreSQL and the Data API commit.
+ * After our own COMMIT, postgres.js's closing `commit`/`rollback` finds no transaction (a notice,
+ * not an error), and its rethrow of that earlier failure is ignored: our command's outcome decides.
+ */
+async function openTransaction(pool: Sql): Promise<{ sql: Sql; end: (command: 'COMMIT' | 'ROLLBACK') => Promise<void> }> {
+  let finish: (command: 'COMMIT' | 'ROLLBACK') => void = () => undefined;
+  const ended = new Promise<'COMMIT' | 'ROLLBACK'>((resolve) => {
+    finish = resolve;
+  });
+  let opened: (sql: Sql) => void = () => undefined;
+  let failed: (err: unknown) => void = () => undefined;
+  const ready = new Promise<Sql>((resolve, reject) => {
+    opened = resolve;
+    failed = reject;
+  });
+  let outcome: { ok: true } | { ok: false; error: unknown } | undefined;
+  const done = pool.begin(async (tx) => {
+    opened(tx as unknown as Sql);
+    const command = await ended;
+    try {
+      await tx.unsafe(command);
+      outcome = { ok: true };
+    } catch (error) {
+      outcome = { ok: false, error };
+    }
+  });
+  done.catch((err: unknown) => failed(err));
+  const sql = await ready;
+  return {
+    sql,
+    end: async (command) => {
+      finish(command);
+      const settled = await done.then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      if (outcome === undefined) throw settled ?? new Error('The transaction ended without COMMIT or ROLLBACK');
+      if (!outcome.ok) throw outcome.error;
+    },
+  };
 }
 
 interface PgErrorShape {
@@ -589,11 +641,7 @@ export async function startDataApiServer(options: DataApiServerOptions): Promise
   async function endTransaction(tx: Transaction, command: 'COMMIT' | 'ROLLBACK'): Promise<void> {
     transactions.delete(tx.id);
     if (tx.idleTimer) clearTimeout(tx.idleTimer);
-    try {
-      await tx.connection.unsafe(command);
-    } finally {
-      tx.connection.release();
-    }
+    await tx.end(command);
   }
 
   function transactionFor(id: unknown): Transaction {
@@ -607,7 +655,7 @@ export async function startDataApiServer(options: DataApiServerOptions): Promise
     if (tx.busy) throw new ServiceError(400, 'DatabaseErrorException', 'Transaction is still running a query');
     tx.busy = true;
     try {
-      return await work(tx.connection as unknown as Sql);
+      return await work(tx.sql);
     } finally {
       tx.busy = false;
       if (transactions.has(tx.id)) touch(tx);
@@ -630,15 +678,9 @@ export async function startDataApiServer(options: DataApiServerOptions): Promise
     switch (operation) {
       case 'BeginTransaction': {
         if (!database) throw badRequest('The local Data API needs a database in every request');
-        const connection = await poolFor(database).reserve();
-        try {
-          await connection.unsafe('BEGIN');
-        } catch (err) {
-          connection.release();
-          throw err;
-        }
+        const { sql, end } = await openTransaction(poolFor(database));
         const id = randomBytes(96).toString('base64');
-        const tx: Transaction = { id, database, connection: connection as unknown as Transaction['connection'], busy: false };
+        const tx: Transaction = { id, database, sql, end, busy: false };
         transactions.set(id, tx);
         touch(tx);
         return { transactionId: id };
@@ -682,18 +724,7 @@ export async function startDataApiServer(options: DataApiServerOptions): Promise
         }
         if (!database) throw badRequest('The local Data API needs a database in every request');
         // Outside a transaction the batch is applied whole or not at all.
-        const connection = await poolFor(database).reserve();
-        try {
-          await connection.unsafe('BEGIN');
-          const out = await runAll(connection as unknown as Sql, database);
-          await connection.unsafe('COMMIT');
-          return out;
-        } catch (err) {
-          await connection.unsafe('ROLLBACK').catch(() => undefined);
-          throw err;
-        } finally {
-          connection.release();
-        }
+        return (await poolFor(database).begin((tx) => runAll(tx as unknown as Sql, database))) as Record<string, unknown>;
       }
     }
   }
