@@ -30,7 +30,7 @@ import { seedDemoData } from './seed';
 
 const ROOT = resolve(__dirname, '..');
 const DEFAULT_DATA_DIR = join(ROOT, '.data', 'dev-pg');
-const DEFAULT_SEED_EVENTS = 50_000;
+const DEFAULT_SEED_EVENTS = 30_000;
 const READY_TIMEOUT_MS = 180_000;
 const STOP_TIMEOUT_MS = 15_000;
 
