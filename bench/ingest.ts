@@ -1,0 +1,350 @@
+/**
+ * Ingest throughput against COPY, measured in the same run on the same server and table.
+ *
+ *   npx tsx bench/ingest.ts                      # 1,000,000 events (the figures in the README)
+ *   BENCH_EVENTS=100000 npx tsx bench/ingest.ts  # a quick run
+ *
+ * 1. ingest: the ingest Lambda handler invoked in-process with API Gateway events carrying 1000-event
+ *    pages from lib/demo/generator (GET /api/events?include=metric,profile, with ~1000 included
+ *    profiles each). Only the handler's time counts: generating and serialising a page is the
+ *    client's work.
+ * 2. COPY: the same event rows (the rows ingest stored, from the same mapping) into the same table,
+ *    emptied first, through one `COPY ... FROM STDIN` stream, the limit for bulk loading.
+ * 3. naive: one INSERT per event, autocommitted, as the seed's repository did, on a smaller slice
+ *    (BENCH_NAIVE_EVENTS, default 10,000).
+ * 4. heap: the V8 heap high-water mark of one 1000-event invocation, in a fresh child process.
+ *
+ * Other knobs: BENCH_PROFILES (default 200,000), BENCH_SEED (default 1). Uses DATABASE_URL when set
+ * (it must name a database it may empty), else starts its own embedded PostgreSQL in .data/bench-ingest
+ * and stops it at exit.
+ */
+import { spawn } from 'node:child_process';
+import { createReadStream, createWriteStream, mkdirSync, rmSync, statSync, type WriteStream } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import type { APIGatewayProxyEventV2 } from 'aws-lambda';
+import postgres from 'postgres';
+import { startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
+import { generatePages } from '../lib/demo/generator';
+import { hashApiKey } from '../lib/http/auth';
+import type { HttpHandler } from '../lib/http/handler';
+import { planEventsPage } from '../lib/ingest';
+import { setLogLevel } from '../lib/log';
+import type { NewEvent } from '../lib/repositories/events';
+
+const ROOT = resolve(__dirname, '..');
+const DATA_DIR = join(ROOT, '.data', 'bench-ingest');
+const BENCH_DB = 'bench_ingest';
+const API_KEY = 'bench-ingest-key';
+const PAGE_SIZE = 1000;
+
+function intFromEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive whole number, not "${raw}"`);
+  return n;
+}
+
+const EVENTS = intFromEnv('BENCH_EVENTS', 1_000_000);
+const PROFILES = intFromEnv('BENCH_PROFILES', 200_000);
+const SEED = intFromEnv('BENCH_SEED', 1);
+const NAIVE_EVENTS = Math.min(intFromEnv('BENCH_NAIVE_EVENTS', 10_000), EVENTS);
+
+function apiEvent(body: string): APIGatewayProxyEventV2 {
+  return {
+    version: '2.0',
+    routeKey: 'POST /api/events',
+    rawPath: '/api/events',
+    rawQueryString: '',
+    headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/vnd.api+json' },
+    body,
+    isBase64Encoded: false,
+    requestContext: {
+      accountId: 'bench',
+      apiId: 'bench',
+      domainName: 'localhost',
+      domainPrefix: 'localhost',
+      http: { method: 'POST', path: '/api/events', protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'bench' },
+      requestId: 'bench',
+      routeKey: 'POST /api/events',
+      stage: '$default',
+      time: new Date().toISOString(),
+      timeEpoch: Date.now(),
+    },
+  };
+}
+
+/** The handler reads its configuration on first use: point it at the bench database first. */
+async function loadHandler(databaseUrl: string): Promise<HttpHandler> {
+  process.env.DATABASE_URL = databaseUrl;
+  process.env.API_KEYS = `write:${hashApiKey(API_KEY)}`;
+  setLogLevel('warn');
+  const mod = (await import('../functions/ingest')) as { handler: HttpHandler };
+  return mod.handler;
+}
+
+// COPY text format: backslash, tab, newline and carriage return are escaped; \N is NULL.
+function copyField(value: string | null): string {
+  if (value === null) return '\\N';
+  return value.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
+}
+
+const COPY_COLUMNS = 'id, "timestamp", metric_id, profile_id, value, value_currency, uuid, unique_id, properties, raw_data';
+
+function copyLine(e: NewEvent): string {
+  return [
+    copyField(e.id),
+    copyField(e.timestamp),
+    copyField(e.metricId),
+    copyField(e.profileId),
+    copyField(e.value),
+    copyField(e.valueCurrency),
+    copyField(e.uuid),
+    copyField(e.uniqueId),
+    copyField(JSON.stringify(e.properties)),
+    copyField(JSON.stringify(e.rawData)),
+  ].join('\t');
+}
+
+async function writeAll(stream: WriteStream, text: string): Promise<void> {
+  if (!stream.write(text)) await new Promise<void>((r) => stream.once('drain', () => r()));
+}
+
+function fmt(n: number, digits = 0): string {
+  return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+function mib(bytes: number): string {
+  return `${fmt(bytes / 1024 / 1024, 1)} MiB`;
+}
+
+interface HeapProbe {
+  readonly heapBaseline: number;
+  readonly heapPeak: number;
+  readonly heapAfter: number;
+  readonly rssPeakKb: number;
+  readonly rssBaseline: number;
+  readonly bodyBytes: number;
+  readonly status: number;
+  readonly samples: number;
+}
+
+/** Child process: one invocation of the handler with a fresh 1000-event page, heap sampled throughout. */
+async function heapProbe(): Promise<void> {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const handler = await loadHandler(process.env.BENCH_PROBE_URL as string);
+  // Another seed, so the page's events are new to the table (a page of duplicates would do less).
+  const page = generatePages({ seed: SEED + 1000, events: PAGE_SIZE, profiles: PROFILES }).next().value;
+  if (!page) throw new Error('the generator yielded no page');
+  const body = JSON.stringify(page);
+  const event = apiEvent(body);
+  // Warm up module loading and the connection with an empty page, so only the invocation is measured.
+  await handler(apiEvent(JSON.stringify({ data: [] })));
+  gc();
+  gc();
+  const heapBaseline = process.memoryUsage().heapUsed;
+  const rssBaseline = process.memoryUsage().rss;
+  let heapPeak = heapBaseline;
+  let samples = 0;
+  const sample = () => {
+    samples += 1;
+    const used = getHeapStatistics().used_heap_size;
+    if (used > heapPeak) heapPeak = used;
+  };
+  const timer = setInterval(sample, 1);
+  const result = await handler(event);
+  sample();
+  clearInterval(timer);
+  const heapAfter = process.memoryUsage().heapUsed;
+  const probe: HeapProbe = {
+    heapBaseline,
+    heapPeak,
+    heapAfter,
+    rssBaseline,
+    rssPeakKb: process.resourceUsage().maxRSS,
+    bodyBytes: Buffer.byteLength(body),
+    status: result.statusCode ?? 0,
+    samples,
+  };
+  process.stdout.write(JSON.stringify(probe) + '\n');
+  const { closeDb } = await import('../lib/db');
+  await closeDb();
+}
+
+async function runProbe(url: string): Promise<HeapProbe> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [...process.execArgv, __filename, '--heap-probe'], {
+      env: { ...process.env, BENCH_PROBE_URL: url, LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      const line = out.trim().split('\n').pop() ?? '';
+      if (code !== 0 || !line.startsWith('{')) reject(new Error(`heap probe failed (exit ${code}): ${out.slice(-500)}`));
+      else resolvePromise(JSON.parse(line) as HeapProbe);
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  let server: EmbeddedServer | undefined;
+  let adminUrl: string;
+  if (process.env.DATABASE_URL) {
+    adminUrl = process.env.DATABASE_URL;
+  } else {
+    mkdirSync(DATA_DIR, { recursive: true });
+    process.stdout.write(`starting embedded PostgreSQL in ${DATA_DIR} ...\n`);
+    server = await startEmbeddedPostgres({
+      dataDir: join(DATA_DIR, 'pg'),
+      database: 'postgres',
+      // Durable defaults (fsync and synchronous_commit on); a bit more memory than the stock
+      // 128 MB so that checkpoints do not dominate either side of the comparison.
+      settings: { shared_buffers: '512MB', max_wal_size: '4GB', checkpoint_timeout: '15min' },
+    });
+    adminUrl = server.urlFor('postgres');
+  }
+  const stopServer = async () => {
+    if (server) await server.stop();
+  };
+  process.once('SIGINT', () => void stopServer().finally(() => process.exit(130)));
+
+  const copyFile = join(DATA_DIR, 'copy-rows.tsv');
+  try {
+    const benchUrl = new URL(adminUrl);
+    if (!process.env.DATABASE_URL) {
+      const admin = postgres(adminUrl, { max: 1, onnotice: () => undefined });
+      await admin.unsafe(`DROP DATABASE IF EXISTS ${BENCH_DB} WITH (FORCE)`);
+      await admin.unsafe(`CREATE DATABASE ${BENCH_DB}`);
+      await admin.end();
+      benchUrl.pathname = `/${BENCH_DB}`;
+    }
+    const url = benchUrl.toString();
+    const sql = postgres(url, { max: 1, onnotice: () => undefined });
+    const { migrate } = await import('../lib/db/migrate');
+    const { createPostgresDb } = await import('../lib/db/postgres');
+    const migrator = createPostgresDb({
+      url, ssl: 'disable', poolMax: 1, idleTimeoutSeconds: 5, connectTimeoutSeconds: 10, statementTimeoutMs: 0, prepare: true,
+    });
+    await migrator.query('DROP TABLE IF EXISTS klaviyo_aggregate_dirty, klaviyo_aggregated_metrics, klaviyo_events, klaviyo_profiles, klaviyo_metrics, schema_migrations CASCADE');
+    const migration = await migrate(migrator);
+    await migrator.close();
+
+    const version = await sql<{ v: string }[]>`SELECT current_setting('server_version') AS v`;
+    process.stdout.write(
+      `ingest bench: ${fmt(EVENTS)} events in ${PAGE_SIZE}-event pages, ${fmt(PROFILES)} profiles, seed ${SEED}; ` +
+        `PostgreSQL ${version[0]?.v} (${migration.mode}), node ${process.version}\n`,
+    );
+
+    // 1. ingest through the handler.
+    const handler = await loadHandler(url);
+    mkdirSync(DATA_DIR, { recursive: true });
+    const copyOut = createWriteStream(copyFile);
+    let handlerMs = 0;
+    let clientMs = 0;
+    let ingested = 0;
+    let pages = 0;
+    let bodyBytes = 0;
+    let slowestPageMs = 0;
+    // The naive path's slice: the first events ingest stored, so their metrics and profiles exist.
+    const naiveRows: NewEvent[] = [];
+    const wallStart = performance.now();
+    let lastReport = wallStart;
+    for (const page of generatePages({ seed: SEED, events: EVENTS, profiles: PROFILES, pageSize: PAGE_SIZE })) {
+      const c0 = performance.now();
+      const body = JSON.stringify(page);
+      const event = apiEvent(body);
+      clientMs += performance.now() - c0;
+
+      const t0 = performance.now();
+      const response = await handler(event);
+      const took = performance.now() - t0;
+      handlerMs += took;
+      slowestPageMs = Math.max(slowestPageMs, took);
+      if (response.statusCode !== 200) throw new Error(`page ${pages} answered ${response.statusCode}: ${String(response.body).slice(0, 500)}`);
+      const attributes = (JSON.parse(String(response.body)) as { data: { attributes: { inserted: number } } }).data.attributes;
+      ingested += attributes.inserted;
+      pages += 1;
+      bodyBytes += body.length;
+
+      // The same rows for COPY, from the same mapping (outside the timed part).
+      const plan = planEventsPage(JSON.parse(body));
+      let lines = '';
+      for (const e of plan.events) lines += copyLine(e) + '\n';
+      for (const e of plan.events) if (naiveRows.length < NAIVE_EVENTS) naiveRows.push(e);
+      await writeAll(copyOut, lines);
+
+      const now = performance.now();
+      if (now - lastReport > 10_000) {
+        lastReport = now;
+        process.stdout.write(`  ... ${fmt(ingested)} events, ${fmt(ingested / (handlerMs / 1000))} events/s in the handler\n`);
+      }
+    }
+    await new Promise<void>((r) => copyOut.end(() => r()));
+    const wallMs = performance.now() - wallStart;
+    const ingestRate = ingested / (handlerMs / 1000);
+    const tableSize = await sql<{ events: string; total: string }[]>`
+      SELECT pg_size_pretty(pg_total_relation_size('klaviyo_events')) AS events,
+             pg_size_pretty(pg_database_size(current_database())) AS total`;
+
+    // 2. COPY of the same rows into the same table, emptied.
+    await sql`TRUNCATE klaviyo_events, klaviyo_aggregate_dirty`;
+    await sql`CHECKPOINT`;
+    const copyStart = performance.now();
+    const writable = await sql.unsafe(`COPY klaviyo_events (${COPY_COLUMNS}) FROM STDIN`).writable();
+    await pipeline(createReadStream(copyFile, { highWaterMark: 1 << 20 }), writable);
+    const copyMs = performance.now() - copyStart;
+    const copied = Number((await sql<{ n: string }[]>`SELECT count(*) AS n FROM klaviyo_events`)[0]?.n);
+    const copyRate = copied / (copyMs / 1000);
+    const copyBytes = statSync(copyFile).size;
+
+    // 3. The naive path: one INSERT per event, each its own transaction, on a slice.
+    await sql`TRUNCATE klaviyo_events, klaviyo_aggregate_dirty`;
+    await sql`CHECKPOINT`;
+    const naiveStart = performance.now();
+    for (const e of naiveRows) {
+      await sql.unsafe(
+        `INSERT INTO klaviyo_events (${COPY_COLUMNS})
+         VALUES ($1, $2::timestamptz, $3, $4, $5::numeric, $6, $7, $8, $9::jsonb, $10::jsonb) ON CONFLICT (id, "timestamp") DO NOTHING`,
+        [e.id, e.timestamp, e.metricId, e.profileId, e.value, e.valueCurrency, e.uuid, e.uniqueId, JSON.stringify(e.properties), JSON.stringify(e.rawData)],
+      );
+    }
+    const naiveMs = performance.now() - naiveStart;
+    const naiveRate = naiveRows.length / (naiveMs / 1000);
+    await sql.end();
+
+    // 4. Heap high-water mark of one invocation, in a fresh process.
+    const probe = await runProbe(url);
+
+    const line = (label: string, value: string) => process.stdout.write(`  ${label.padEnd(34)} ${value}\n`);
+    process.stdout.write('\nresults\n');
+    line('ingest (handler, 1000-event pages)', `${fmt(ingestRate)} events/s  (${fmt(ingested)} events, ${pages} pages, ${fmt(handlerMs / 1000, 1)} s in the handler; mean ${fmt(handlerMs / pages, 1)} ms/page, slowest ${fmt(slowestPageMs, 1)} ms)`);
+    line('  page bodies', `${mib(bodyBytes / pages)} per page on average; client-side generation and JSON ${fmt(wallMs / 1000 - handlerMs / 1000, 1)} s (not counted)`);
+    line('COPY FROM STDIN (same rows)', `${fmt(copyRate)} rows/s  (${fmt(copied)} rows, ${mib(copyBytes)} of COPY text, ${fmt(copyMs / 1000, 1)} s)`);
+    line('naive (1 INSERT per event)', `${fmt(naiveRate)} events/s  (${fmt(naiveRows.length)} events, ${fmt(naiveMs / 1000, 1)} s)`);
+    line('ingest / COPY', `${fmt((100 * ingestRate) / copyRate, 1)} %   (goal >= 70 %)`);
+    line('ingest / naive', `${fmt(ingestRate / naiveRate, 1)} x`);
+    line('events table after ingest', `${tableSize[0]?.events} (database ${tableSize[0]?.total})`);
+    line('heap, one 1000-event invocation', `high-water ${mib(probe.heapPeak)} (baseline ${mib(probe.heapBaseline)}, +${mib(probe.heapPeak - probe.heapBaseline)}; ${probe.samples} samples), body ${mib(probe.bodyBytes)}, process max RSS ${mib(probe.rssPeakKb * 1024)}, status ${probe.status}`);
+  } finally {
+    rmSync(copyFile, { force: true });
+    await stopServer();
+  }
+}
+
+if (process.argv.includes('--heap-probe')) {
+  heapProbe().catch((err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exit(1);
+  });
+} else {
+  main().catch((err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exitCode = 1;
+  });
+}
