@@ -62,13 +62,13 @@ const FROM_ROLLUPS = `
     UNION
     SELECT unnest($6::timestamptz[])
   ), stored AS (
-    SELECT width_bucket(a.bucket, $2::timestamptz[]) AS i, a.event_count AS n, a.sum_value AS s, a.unique_profiles AS u
+    SELECT width_bucket(a.bucket, (SELECT $2::timestamptz[])) AS i, a.event_count AS n, a.sum_value AS s, a.unique_profiles AS u
       FROM klaviyo_aggregated_metrics a
      WHERE a.metric_id = $1 AND a.granularity = 'hour'
        AND a.bucket >= $5::text::timestamptz AND a.bucket < $4::text::timestamptz
        AND NOT EXISTS (SELECT 1 FROM raw_hours r WHERE r.hour = a.bucket)
   ), fresh AS (
-    SELECT width_bucket(e."timestamp", $2::timestamptz[]) AS i, count(*) AS n, coalesce(sum(e.value), 0) AS s,
+    SELECT width_bucket(e."timestamp", (SELECT $2::timestamptz[])) AS i, count(*) AS n, coalesce(sum(e.value), 0) AS s,
            count(DISTINCT e.profile_id) AS u
       FROM raw_hours r
       JOIN klaviyo_events e
@@ -125,7 +125,7 @@ function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
   const unique = plan.needsUnique ? 'count(DISTINCT e.profile_id)' : '0';
   return `
     WITH grouped AS (
-      SELECT width_bucket(e."timestamp", $2::timestamptz[]) AS i${dimColumns},
+      SELECT width_bucket(e."timestamp", (SELECT $2::timestamptz[])) AS i${dimColumns},
              count(*) AS n, coalesce(sum(e.value), 0) AS s, ${unique} AS u
         FROM klaviyo_events e
        WHERE e.metric_id = $1 AND e."timestamp" >= $3::text::timestamptz AND e."timestamp" < $4::text::timestamptz
