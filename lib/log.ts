@@ -29,8 +29,9 @@ export function isDebugEnabled(): boolean {
 
 const SENSITIVE_KEY = /^(email|e-mail|phone|phone_number|\$email|\$phone_number|authorization|api[_-]?key|password|secret|token|x-api-key)$/i;
 const EMAIL = /[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/g;
-// E.164 and common national formats: a run of 7+ digits with optional separators.
-const PHONE = /\+?\(?\d[\d\s().-]{6,}\d/g;
+// E.164 and common national formats: a run of 7+ digits with optional separators, standing alone:
+// digits glued to letters or hyphens are part of an id (a UUID's groups read like a dashed number).
+const PHONE = /(?<![\w-])\+?\(?\d[\d\s().-]{6,}\d(?![\w-])/g;
 const BEARER = /(bearer|klaviyo-api-key)\s+[^\s"',;]+/gi;
 
 export function redactText(text: string): string {

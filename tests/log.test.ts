@@ -13,6 +13,10 @@ describe('log redaction', () => {
   it('keeps addresses, dates and ids readable', () => {
     const text = 'connect 127.0.0.1:5432 at 2024-01-02T03:04:05Z id 01GDDKASAP8TKDDA2GRZDSVP4H ts 1667870625';
     expect(redactText(text)).toBe(text);
+    // A UUID's digit groups joined by hyphens once read as a dashed phone number.
+    const uuids = 'event abcfb975-ae12-3456-7890-d87bf831d000 and 12345678-1234-1234-1234-123456789abc';
+    expect(redactText(uuids)).toBe(uuids);
+    expect(redactText('call 555-123-4567, or +44 20 7946 0958.')).toBe('call [phone], or [phone].');
   });
 
   it('redacts sensitive keys and nested values in structured fields', () => {
