@@ -54,7 +54,13 @@ async function main(): Promise<void> {
     return;
   }
   const bar = new SingleBar(
-    { format: 'backfill [{bar}] {percentage}% | chunk {value}/{total} | through {through} | {buckets} hours, {events} events | ETA {eta_formatted}' },
+    {
+      format: 'backfill [{bar}] {percentage}% | chunk {value}/{total} | through {through} | {buckets} hours, {events} events | ETA {eta_formatted}',
+      // On stderr, and also when it is not a terminal (a long backfill under nohup shows its progress in the log).
+      stream: process.stderr,
+      noTTYOutput: true,
+      notTTYSchedule: 5_000,
+    },
     Presets.shades_classic,
   );
   let started = false;

@@ -75,6 +75,8 @@ describe('aggregate and backfill scripts', () => {
     expect(run.code).toBe(0);
     // --to as a date means the whole of that day: two chunks of a day.
     expect(run.stdout).toContain('backfill: 2024-02-03T00:00:00.000Z .. 2024-02-05T00:00:00.000Z in 2 chunks');
+    // The progress bar goes to stderr, also when it is not a terminal.
+    expect(run.stderr).toContain('chunk 2/2 | through 2024-02-05T00:00:00.000Z');
     const damaged = await t.db.query<{ bucket: Date }>(
       `SELECT DISTINCT a.bucket FROM klaviyo_aggregated_metrics a
        WHERE a.event_count <> (SELECT count(*) FROM klaviyo_events e
