@@ -29,6 +29,11 @@ export interface SeedOptions {
   readonly profiles?: number;
   /** Events per page (default 1000, Klaviyo's page and bulk limit). */
   readonly pageSize?: number;
+  /**
+   * Pages written at once (default 1: the next page is built while one is written). Measured on 2
+   * busy cores, 2 was no faster (20k events: 15.5 s with 1, 18.5 s with 2); a bigger server may differ.
+   */
+  readonly concurrency?: number;
   /** Window the events happen in (default the calendar year 2025). */
   readonly start?: Date;
   readonly end?: Date;
@@ -64,6 +69,8 @@ export async function seedDemoData(
   const seed = options.seed ?? DEFAULT_SEED;
   const profiles = options.profiles ?? defaultDemoProfiles(options.events);
   const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
+  const concurrency = options.concurrency ?? 1;
+  if (!Number.isSafeInteger(concurrency) || concurrency < 1) throw new RangeError('concurrency must be a whole number >= 1');
   // Generated events lie in a fixed past window, so "now" only matters for the one-year-ahead rule.
   const ingestOptions = { maxResources: pageSize };
   const pages = generatePages({ events: options.events, seed, profiles, pageSize, start: options.start, end: options.end });
@@ -72,7 +79,8 @@ export async function seedDemoData(
   let pageCount = 0;
   let inserted = 0;
   let duplicates = 0;
-  let writing: Promise<void> | undefined;
+  const inFlight = new Set<Promise<void>>();
+  let failure: { error: unknown } | undefined;
   const write = async (plan: EventsPagePlan) => {
     const counts = await db.transaction((tx) => writeEventsPage(tx, plan));
     events += counts.received;
@@ -82,19 +90,29 @@ export async function seedDemoData(
     onProgress?.({ events, pages: pageCount });
   };
   try {
-    // One page in flight while the next is generated and validated: PostgreSQL writes page n while
-    // this process builds page n+1. Never two writes at once, so pages commit in order and a
-    // failure leaves a clean prefix of the data behind (a re-run completes it).
+    // Pages are written `concurrency` at a time while the next one is generated and validated, so
+    // PostgreSQL works while this process builds pages. Concurrent ingest transactions are safe
+    // (ingest locks rows in id order), and a failure part-way leaves whole pages behind that a
+    // re-run completes, since ingest is idempotent.
     for (const page of pages) {
+      if (failure) break;
       const plan = planEventsPage(page, ingestOptions);
-      if (writing) await writing;
-      writing = write(plan);
+      while (inFlight.size >= concurrency) await Promise.race(inFlight);
+      if (failure) break;
+      const pending: Promise<void> = write(plan).then(
+        () => void inFlight.delete(pending),
+        (error: unknown) => {
+          inFlight.delete(pending);
+          failure ??= { error };
+        },
+      );
+      inFlight.add(pending);
     }
-    if (writing) await writing;
   } finally {
-    // A failed plan must not leave a write running unobserved.
-    if (writing) await writing.catch(() => undefined);
+    // Never return (or throw) with a write still running unobserved.
+    await Promise.all(inFlight);
   }
+  if (failure) throw failure.error;
   return { events, pages: pageCount, inserted, duplicates, profiles, seed, durationMs: Math.round(performance.now() - started) };
 }
 
@@ -108,6 +126,7 @@ interface CliSettings {
   readonly events: number;
   readonly seed: number;
   readonly profiles: number | undefined;
+  readonly concurrency: number;
   readonly aggregate: boolean;
   readonly dataDir: string;
   readonly databaseUrl: string | undefined;
@@ -117,7 +136,7 @@ class UsageError extends Error {}
 
 function usage(): string {
   return [
-    'Usage: npm run seed -- [--events N] [--seed N] [--profiles N] [--no-aggregate] [--data-dir DIR]',
+    'Usage: npm run seed -- [--events N] [--seed N] [--profiles N] [--concurrency N] [--no-aggregate] [--data-dir DIR]',
     '',
     `Writes N generated demo events (default SEED_EVENTS or ${DEFAULT_CLI_EVENTS.toLocaleString('en-US')}) through the ingest`,
     'library into DATABASE_URL, or else into the embedded PostgreSQL of npm start (.data/dev-pg; START_DATA_DIR),',
@@ -142,7 +161,7 @@ function readCliSettings(argv: readonly string[], env: NodeJS.ProcessEnv): CliSe
       continue;
     }
     const [name, inline] = arg.split('=', 2) as [string, string | undefined];
-    if (!['--events', '--seed', '--profiles', '--data-dir'].includes(name)) throw new UsageError(`Unknown option ${arg}\n\n${usage()}`);
+    if (!['--events', '--seed', '--profiles', '--concurrency', '--data-dir'].includes(name)) throw new UsageError(`Unknown option ${arg}\n\n${usage()}`);
     const value = inline ?? argv[(i += 1)];
     if (value === undefined) throw new UsageError(`${name} needs a value`);
     flags.set(name, value);
@@ -156,6 +175,7 @@ function readCliSettings(argv: readonly string[], env: NodeJS.ProcessEnv): CliSe
     events: wholeNumber('--events', flags.get('--events') ?? env.SEED_EVENTS, DEFAULT_CLI_EVENTS),
     seed,
     profiles,
+    concurrency: Math.max(1, wholeNumber('--concurrency', flags.get('--concurrency'), 1)),
     aggregate: !flags.has('--no-aggregate'),
     dataDir: resolve(ROOT, flags.get('--data-dir') ?? (env.START_DATA_DIR?.trim() || join('.data', 'dev-pg'))),
     databaseUrl: env.DATABASE_URL?.trim() || undefined,
@@ -195,7 +215,7 @@ async function cli(argv: readonly string[]): Promise<number> {
     const dbConfig = config().db;
     db =
       dbConfig.driver === 'postgres'
-        ? createPostgresDb({ ...dbConfig, statementTimeoutMs: 0, applicationName: 'klaviyo-analytics-seed' })
+        ? createPostgresDb({ ...dbConfig, poolMax: Math.max(dbConfig.poolMax, settings.concurrency), statementTimeoutMs: 0, applicationName: 'klaviyo-analytics-seed' })
         : createDb(dbConfig);
     const migrated = await migrate(db);
     out(`Migrations: ${migrated.applied.length} applied, ${migrated.alreadyApplied} already there; mode ${migrated.mode}.`);
@@ -207,7 +227,7 @@ async function cli(argv: readonly string[]): Promise<number> {
     bar.start(settings.events, 0);
     let result: SeedResult;
     try {
-      result = await seedDemoData(db, { events: settings.events, seed: settings.seed, profiles: settings.profiles }, (p) =>
+      result = await seedDemoData(db, { events: settings.events, seed: settings.seed, profiles: settings.profiles, concurrency: settings.concurrency }, (p) =>
         bar.update(Math.min(p.events, settings.events)),
       );
       bar.update(settings.events);

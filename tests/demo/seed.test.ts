@@ -69,6 +69,17 @@ describe('seedDemoData', () => {
     expect(await contents(seeded.db)).toEqual(before);
   });
 
+  it('stores the same rows when writing two pages at a time', async () => {
+    const parallel = await freshDatabase({ setEnv: false });
+    try {
+      const result = await seedDemoData(parallel.db, { events: EVENTS, seed: SEED, profiles: PROFILES, concurrency: 2 });
+      expect(result).toMatchObject({ events: EVENTS, pages: 3, inserted: EVENTS });
+      expect(await contents(parallel.db)).toEqual(await contents(ingested.db));
+    } finally {
+      await parallel.drop();
+    }
+  });
+
   it('adds different events for a different seed', async () => {
     const other = await seedDemoData(seeded.db, { events: 500, seed: SEED + 1, profiles: PROFILES });
     expect(other).toMatchObject({ events: 500, inserted: 500, duplicates: 0 });
