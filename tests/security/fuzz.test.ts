@@ -7,6 +7,7 @@ import { handler as metricAggregates } from '../../functions/metricAggregates';
 import * as metrics from '../../functions/metrics';
 import * as profiles from '../../functions/profiles';
 import { closeDb } from '../../lib/db';
+import { setLogLevel, setLogSink } from '../../lib/log';
 import type { HttpHandler } from '../../lib/http/handler';
 import { freshDatabase, type TestDatabase } from '../support/database';
 import { testDriver } from '../support/env';
@@ -314,8 +315,8 @@ const badQuery = fc.record(
   { requiredKeys: [] },
 );
 const badGet = fc.record({
-  // By name: a counterexample then prints the route, not the handler's source.
-  route: fc.constantFrom(...GETS.map((g) => g.path)).map((path) => GETS.find((g) => g.path === path) as (typeof GETS)[number]),
+  // By path: a counterexample then prints the route, not the handler's source.
+  route: fc.constantFrom(...GETS.map((g) => g.path)),
   id: fc.oneof(nastyString, fc.constantFrom('0rG4eQ', '01GDDKASAP8TKDDA2GRZDSVP4H', 'fz_0')),
   query: badQuery,
 });
@@ -364,7 +365,14 @@ describe(`${TOTAL} generated bad requests through the real handlers and database
   const statuses = new Map<number, number>();
   const count = (res: InvokeResult) => statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
 
+  /** The last error line the handlers logged: a failure message then says why it was a 500. */
+  let lastError = '';
+
   beforeAll(async () => {
+    setLogSink((line) => {
+      lastError = line;
+    });
+    setLogLevel('error');
     process.env.INGEST_MAX_BODY_BYTES = String(MAX_BODY);
     t = await freshDatabase();
     // Something to read, and to protect: every write below must leave it as it is.
@@ -372,6 +380,8 @@ describe(`${TOTAL} generated bad requests through the real handlers and database
     before = await databaseChecksum(t.db);
   });
   afterAll(async () => {
+    setLogSink(undefined);
+    setLogLevel('silent');
     delete process.env.INGEST_MAX_BODY_BYTES;
     await closeDb();
     await t.drop();
@@ -379,7 +389,7 @@ describe(`${TOTAL} generated bad requests through the real handlers and database
 
   const expectRefused = (res: InvokeResult, what: string) => {
     count(res);
-    if (res.status < 400 || res.status >= 500) throw new Error(`${what} answered ${res.status}: ${String(res.raw.body).slice(0, 500)}`);
+    if (res.status < 400 || res.status >= 500) throw new Error(`${what} answered ${res.status}: ${String(res.raw.body).slice(0, 500)}\nlogged: ${lastError.slice(0, 800)}`);
     expect(res.headers['content-type']).toBe('application/vnd.api+json');
     expect(Array.isArray(res.body.errors) && res.body.errors.length > 0).toBe(true);
   };
@@ -407,7 +417,8 @@ describe(`${TOTAL} generated bad requests through the real handlers and database
 
   it('answers every generated read (filters, sorts, cursors, includes, ids) below 500', async () => {
     await fc.assert(
-      fc.asyncProperty(badGet, async ({ route, id, query }) => {
+      fc.asyncProperty(badGet, async ({ route: routePath, id, query }) => {
+        const route = GETS.find((g) => g.path === routePath) as (typeof GETS)[number];
         // The handlers read the id from pathParameters; the raw path only has to look like the route.
         const path = route.path.replace('{id}', 'fuzzed');
         const res = await invoke(route.handler, {
@@ -419,7 +430,7 @@ describe(`${TOTAL} generated bad requests through the real handlers and database
           key: 'read',
         });
         count(res);
-        if (res.status >= 500) throw new Error(`GET ${path} ${JSON.stringify(query).slice(0, 300)} answered ${res.status}: ${String(res.raw.body).slice(0, 300)}`);
+        if (res.status >= 500) throw new Error(`GET ${path} ${JSON.stringify(query).slice(0, 300)} answered ${res.status}: ${String(res.raw.body).slice(0, 300)}\nlogged: ${lastError.slice(0, 800)}`);
       }),
       runs(0.3),
     );
@@ -430,7 +441,7 @@ describe(`${TOTAL} generated bad requests through the real handlers and database
       fc.asyncProperty(badAggregate, async (body) => {
         const res = await invoke(metricAggregates, { method: 'POST', path: '/api/metric-aggregates', body, key: 'read' });
         count(res);
-        if (res.status >= 500) throw new Error(`POST /api/metric-aggregates ${JSON.stringify(body).slice(0, 500)} answered ${res.status}`);
+        if (res.status >= 500) throw new Error(`POST /api/metric-aggregates ${JSON.stringify(body).slice(0, 500)} answered ${res.status}\nlogged: ${lastError.slice(0, 800)}`);
       }),
       runs(0.2),
     );

@@ -1,4 +1,3 @@
-import postgres from 'postgres';
 import type { Db } from '../../../lib/db/port';
 
 /**
@@ -50,32 +49,6 @@ export async function holdLock(db: Db, lockStatement: string): Promise<Hold> {
 }
 
 class HoldReleased extends Error {}
-
-/**
- * The same hold on a session of its own, with BEGIN and ROLLBACK sent as plain statements, for tests
- * that stop the server under it. postgres.js 3.4.9 issues the ROLLBACK of a transaction (sql.begin)
- * whose connection has already closed on a socket that no longer exists, and throws from a timer
- * (porsager/postgres#1208): a held sql.begin transaction cannot outlive a server stop.
- */
-export async function holdLockOnSession(url: string, lockStatement: string): Promise<Hold> {
-  const sql = postgres(url, { max: 1, onnotice: () => undefined, connection: { application_name: 'reliability-hold' } });
-  try {
-    const rows = await sql.unsafe<{ pid: number }[]>('SELECT pg_backend_pid() AS pid');
-    await sql.unsafe('BEGIN');
-    await sql.unsafe(lockStatement);
-    return {
-      pid: rows[0]?.pid ?? 0,
-      release: async () => {
-        // After a server stop there is no session left to roll back: the lock went with it.
-        await sql.unsafe('ROLLBACK').catch(() => undefined);
-        await sql.end({ timeout: 5 });
-      },
-    };
-  } catch (err) {
-    await sql.end({ timeout: 5 });
-    throw err;
-  }
-}
 
 /** Backends of this database (other than the caller's) that wait for a lock, i.e. are held. */
 export async function waitingBackends(db: Db): Promise<number[]> {
