@@ -20,14 +20,50 @@ const keepText = (text: string): unknown => text;
 type Sql = ReturnType<typeof connect>;
 type TxSql = postgres.TransactionSql<Sql extends postgres.Sql<infer Types> ? Types : never>;
 
-function txDb(tx: TxSql): Db {
+/** Whether the connection under a transaction has closed (the begin promise rejected on its close). */
+interface TxState {
+  gone: boolean;
+}
+
+/**
+ * postgres.js 3.4.9 answers a failure inside sql.begin / savepoint by writing ROLLBACK on the
+ * transaction's connection even when that connection has closed, and the write throws from a timer,
+ * outside any try, ending the process (porsager/postgres#1208). When a statement failed because the
+ * connection went away, and the close has rejected the transaction already, the callback never
+ * settles: postgres.js then writes nothing more on the dead connection (the server rolled the
+ * transaction back), and the caller has its error from the rejected begin. The close is processed
+ * before the statement's rejection reaches us; one turn of the event loop lets it reject the begin.
+ */
+async function unlessConnectionGone<R>(state: TxState, work: () => Promise<R>): Promise<R> {
+  let result: R;
+  try {
+    result = await work();
+  } catch (err) {
+    if (!state.gone && isConnectionError(err)) await new Promise((resolve) => setImmediate(resolve));
+    if (state.gone) return never();
+    throw err;
+  }
+  // Nor a COMMIT: the connection closed while the callback awaited something else.
+  return state.gone ? never() : result;
+}
+
+const never = () => new Promise<never>(() => undefined);
+
+/** A statement issued after the close would go to a dead socket, or to the pool's next session. */
+function connectionGoneError(): Error {
+  return Object.assign(new Error('the transaction\'s connection has closed'), { code: 'CONNECTION_CLOSED' });
+}
+
+function txDb(tx: TxSql, state: TxState): Db {
   const db: Db = {
     driver: 'postgres',
-    query: async <T extends Row>(text: string, params: readonly SqlParam[] = []) =>
-      (await tx.unsafe(text, toWire(params))) as unknown as T[],
+    query: async <T extends Row>(text: string, params: readonly SqlParam[] = []) => {
+      if (state.gone) throw connectionGoneError();
+      return (await tx.unsafe(text, toWire(params))) as unknown as T[];
+    },
     // A nested transaction becomes a savepoint: what it does rolls back alone when it throws.
     transaction: async <R>(fn: (inner: Db) => Promise<R>) =>
-      (await tx.savepoint(async (sp) => fn(txDb(sp)))) as R,
+      (await tx.savepoint(async (sp) => unlessConnectionGone(state, () => fn(txDb(sp, state))))) as R,
   };
   return db;
 }
@@ -93,7 +129,14 @@ export function createPostgresDb(options: PostgresDriverOptions): ClosableDb {
     query: <T extends Row>(text: string, params: readonly SqlParam[] = []) =>
       once(async () => (await sql.unsafe(text, toWire(params))) as unknown as T[]),
     transaction: <R>(fn: (tx: Db) => Promise<R>) =>
-      once(async () => (await sql.begin(async (tx) => fn(txDb(tx)))) as R),
+      once(async () => {
+        const state: TxState = { gone: false };
+        const begun = sql.begin(async (tx) => unlessConnectionGone(state, () => fn(txDb(tx, state))));
+        begun.catch(() => {
+          state.gone = true;
+        });
+        return (await begun) as R;
+      }),
     close: () => sql.end({ timeout: 5 }),
   };
 }
