@@ -166,6 +166,10 @@ export async function openBenchDatabase(options: BenchDatasetOptions): Promise<B
   };
   const onSignal = (signal: NodeJS.Signals) => {
     process.stderr.write(`\n${signal}: stopping the bench database\n`);
+    // Connections die under running statements as the server stops; postgres.js then throws from a
+    // timer (porsager/postgres#1208). The process is exiting anyway: a stack trace would only hide
+    // the line above.
+    process.on('uncaughtException', () => undefined);
     void stopServer().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
   };
   process.once('SIGINT', onSignal);
@@ -462,7 +466,7 @@ function* profileChunks(generator: ResolvedGeneratorOptions, lastEventOf: Readon
     if (lastEvent === undefined) continue;
     const resource = buildProfileResource(index, options);
     const parsed = ProfileResourceSchema.parse(resource);
-    const row = profileUpsertFrom(parsed, parsed, { ms: Date.parse(lastEvent), iso: lastEvent });
+    const row = profileUpsertFrom(parsed, parsed);
     if (row.isStub) continue;
     chunk += copyRow([
       copyText(row.id),
