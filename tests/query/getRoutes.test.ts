@@ -218,11 +218,15 @@ describe('GET routes: events, profiles, metrics', () => {
     it('exports pages that POST /api/events imports back into the same rows', async () => {
       const before = await snapshot(t);
       const pages = await allPages(events.list, '/api/events', { include: 'metric,profile', 'page[size]': '9' });
-      await t.db.query('DELETE FROM klaviyo_aggregate_dirty');
-      await t.db.query('DELETE FROM klaviyo_aggregated_metrics');
-      await t.db.query('DELETE FROM klaviyo_events');
-      await t.db.query('DELETE FROM klaviyo_profiles');
-      await t.db.query('DELETE FROM klaviyo_metrics');
+      // An empty deployment: every table of the project, whatever bookkeeping tables the schema has.
+      await t.db.query(`DO $empty$
+        DECLARE tables text;
+        BEGIN
+          SELECT string_agg(format('%I', tablename), ', ') INTO tables
+            FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE 'klaviyo\\_%';
+          EXECUTE 'TRUNCATE ' || tables;
+        END
+      $empty$`);
       expect((await snapshot(t)).ev).toHaveLength(0);
       for (const page of pages) await postPage({ data: page.data, included: page.included });
       const after = await snapshot(t);
