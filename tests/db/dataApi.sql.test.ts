@@ -1,4 +1,6 @@
-import { parseDatabaseMessage } from '../../lib/db/dataApi/failures';
+import { runInNewContext } from 'node:vm';
+import { classify, DataApiRequestError, parseDatabaseMessage } from '../../lib/db/dataApi/failures';
+import { TransientDbError } from '../../lib/db/errors';
 import { readMigrations } from '../../lib/db/migrate';
 import { splitStatements, toNamedParameters } from '../../lib/db/dataApi/sql';
 import { formatTimestamp, parseTimestamp, toSqlParameters } from '../../lib/db/dataApi/values';
@@ -133,5 +135,27 @@ describe('Data API error text', () => {
   it('finds no code where the message only mentions one', () => {
     expect(parseDatabaseMessage('Communications link failure')).toBeUndefined();
     expect(parseDatabaseMessage('ERROR: value "; SQLState: 23505" is odd\n  Detail: x')).toBeUndefined();
+  });
+
+  it('retries a network error the SDK wrapped without its code (a reset keep-alive socket)', () => {
+    // What the SDK's retry middleware makes of an error from another realm: only the text survives.
+    const wrapped = Object.assign(new Error('AWS SDK error wrapper for TimeoutError: read ECONNRESET'), { $metadata: {} });
+    const verdict = classify(wrapped);
+    expect(verdict.retryable).toBe(true);
+    expect(verdict.error).toBeInstanceOf(TransientDbError);
+    const reset = classify(Object.assign(new Error('AWS SDK error wrapper for Error: socket hang up ECONNRESET'), { $metadata: {} }));
+    expect(reset.retryable).toBe(true);
+    // Another wrapped failure is not guessed to be transient.
+    const other = classify(Object.assign(new Error('AWS SDK error wrapper for TypeError: x is not a function'), { $metadata: {} }));
+    expect(other).toMatchObject({ retryable: false });
+    expect(other.error).toBeInstanceOf(DataApiRequestError);
+  });
+
+  it('reads an error made in another realm by its code, as one of this realm', () => {
+    const foreign = runInNewContext("Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })") as unknown;
+    expect(foreign instanceof Error).toBe(false);
+    const verdict = classify(foreign);
+    expect(verdict.retryable).toBe(true);
+    expect(verdict.error).toBeInstanceOf(TransientDbError);
   });
 });

@@ -132,6 +132,23 @@ const NETWORK_CODES = new Set([
   'UND_ERR_SOCKET',
 ]);
 
+/**
+ * The SDK's retry middleware replaces an error that is not `instanceof Error` in its realm (one made
+ * in another VM context: jest's, or a bundle's) by `new Error('AWS SDK error wrapper for <name>:
+ * <message>')`, dropping its code. Seen for a request sent on a keep-alive socket the server had
+ * just closed ("TimeoutError: read ECONNRESET"). The text is all that is left to read.
+ */
+const SDK_WRAPPED = /^AWS SDK error wrapper for (\w+)(?::\s*([\s\S]*))?$/;
+
+function isWrappedTransient(message: string): string | undefined {
+  const wrapped = SDK_WRAPPED.exec(message);
+  if (!wrapped) return undefined;
+  const innerName = wrapped[1] as string;
+  const rest = wrapped[2] ?? '';
+  if (innerName === 'TimeoutError' || RETRYABLE_EXCEPTIONS.has(innerName)) return innerName;
+  return [...NETWORK_CODES].find((code) => rest.includes(code));
+}
+
 /** SQLSTATEs that mean the connection behind the service broke: the statement can be run again. */
 const isConnectionSqlState = (code: string) => code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03';
 
@@ -163,7 +180,9 @@ function transient(message: string, code: string, cause: unknown, retryable: boo
 
 /** Maps a failure of an SDK call (or an error already mapped by an inner call) to what to throw. */
 export function classify(raw: unknown): Classified {
-  if (!(raw instanceof Error)) return { error: new Error(String(raw)), retryable: false };
+  // Duck-typed, not only instanceof: an error made in another realm is an Error all the same.
+  const errorLike = raw instanceof Error || (typeof raw === 'object' && raw !== null && 'message' in raw && 'name' in raw);
+  if (!errorLike) return { error: new Error(String(raw)), retryable: false };
   if (
     raw instanceof TransientDbError ||
     raw instanceof DataApiDatabaseError ||
@@ -181,6 +200,8 @@ export function classify(raw: unknown): Classified {
   if (typeof e.code === 'string' && NETWORK_CODES.has(e.code)) {
     return transient(`Data API unreachable: ${message}`, e.code, raw, true);
   }
+  const wrappedTransient = isWrappedTransient(message);
+  if (wrappedTransient) return transient(`Data API unreachable: ${message}`, wrappedTransient, raw, true);
   if (name === 'TimeoutError') return transient(`Data API request timed out: ${message}`, 'TimeoutError', raw, true);
   if (RETRYABLE_EXCEPTIONS.has(name)) return transient(`Data API: ${name}: ${message}`, name, raw, true);
   // The statement ran past the Data API's call timeout and was stopped; running it again would only
@@ -199,5 +220,5 @@ export function classify(raw: unknown): Classified {
   }
   if (status !== undefined && status >= 500) return transient(`Data API: ${name}: ${message}`, name, raw, true);
   if (e.$metadata) return verdict(new DataApiRequestError(`Data API: ${name}: ${message}`, name, raw), false);
-  return { error: raw, retryable: false };
+  return { error: e, retryable: false };
 }
