@@ -36,6 +36,20 @@ describe('postgres.js driver', () => {
     expect(row).toEqual({ v: '9007199254740993', j: { x: 'y' } });
   });
 
+  it('keeps the microseconds of an instant sent as text, and Dates still bind', async () => {
+    const [row] = await t.db.query<{ micro: string; fromDate: string }>(
+      `SELECT to_char($1::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS micro,
+              to_char($2::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS "fromDate"`,
+      ['2024-01-02T03:04:05.123456Z', new Date('2024-01-02T03:04:05.789Z')],
+    );
+    expect(row).toEqual({ micro: '2024-01-02T03:04:05.123456', fromDate: '2024-01-02T03:04:05.789000' });
+  });
+
+  it('plans prepared statements for their parameters (no generic plans)', async () => {
+    const [row] = await t.db.query<{ mode: string }>(`SELECT current_setting('plan_cache_mode') AS mode`);
+    expect(row?.mode).toBe('force_custom_plan');
+  });
+
   it('rolls a transaction back when its function throws', async () => {
     await t.db.query('CREATE TABLE IF NOT EXISTS tx_probe (id int)');
     await expect(
