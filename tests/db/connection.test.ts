@@ -80,9 +80,10 @@ describe('postgres.js driver', () => {
   });
 
   it('classifies a statement timeout as transient', async () => {
-    const db = createPostgresDb({ url: t.url, ...tuning, poolMax: 1, statementTimeoutMs: 50 });
+    // Long enough that the driver's own start-up queries finish on a loaded machine; the sleep far longer.
+    const db = createPostgresDb({ url: t.url, ...tuning, poolMax: 1, statementTimeoutMs: 1000 });
     try {
-      const err = await db.query('SELECT pg_sleep(1)').catch((e: unknown) => e);
+      const err = await db.query('SELECT pg_sleep(10)').catch((e: unknown) => e);
       expect(err).toMatchObject({ code: '57014' });
       expect(isTransientDbError(err)).toBe(true);
     } finally {
