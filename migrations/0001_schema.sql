@@ -104,6 +104,22 @@ CREATE TABLE klaviyo_aggregate_dirty (
 -- so ingest's upserts stay HOT updates and never touch this index.
 CREATE INDEX klaviyo_aggregate_dirty_marked_idx ON klaviyo_aggregate_dirty (first_marked_at);
 
+-- The events ingest inserted that no rollup has counted yet: one row per event really inserted,
+-- written by the statement that inserts the event (so both commit together). The aggregator takes a
+-- marked bucket's rows and adds their count, sum, min, max and new profiles to the stored rollup, so
+-- a run costs what was ingested, not what the touched hours hold. Deltas are exact because events
+-- are never updated or deleted (ingest inserts ON CONFLICT DO NOTHING). A plain table on TimescaleDB
+-- too: rows live minutes, and the aggregator reads them by bucket.
+CREATE TABLE klaviyo_aggregate_pending (
+    metric_id        varchar(64)  NOT NULL,
+    bucket           timestamptz  NOT NULL,
+    event_id         varchar(64)  NOT NULL,
+    "timestamp"      timestamptz  NOT NULL,
+    profile_id       varchar(64),
+    value            numeric,
+    PRIMARY KEY (metric_id, bucket, event_id, "timestamp")
+);
+
 DO $timescale$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') THEN

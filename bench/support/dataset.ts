@@ -364,7 +364,7 @@ async function loadDataset(
     await loader.begin(async (tx) => {
       await tx.unsafe(`SET LOCAL maintenance_work_mem = '1GB'`);
       await tx.unsafe(`SET LOCAL synchronous_commit = off`);
-      await tx.unsafe('TRUNCATE klaviyo_events, klaviyo_profiles, klaviyo_metrics, klaviyo_aggregated_metrics, klaviyo_aggregate_dirty CASCADE');
+      await tx.unsafe('TRUNCATE klaviyo_events, klaviyo_profiles, klaviyo_metrics, klaviyo_aggregated_metrics, klaviyo_aggregate_dirty, klaviyo_aggregate_pending CASCADE');
       await tx.unsafe('DELETE FROM bench_dataset');
 
       const indexes = plainTables ? await eventIndexes(tx) : [];

@@ -16,25 +16,43 @@ import {
  *
  * Ingest marks each (metric, UTC hour) it inserts into in klaviyo_aggregate_dirty, in the statement
  * that inserts the events, with INSERT ... ON CONFLICT DO UPDATE: the mark is row-locked until the
- * ingest commits. A batch of the aggregator is one transaction:
+ * ingest commits. The same statement writes one klaviyo_aggregate_pending row per event it really
+ * inserted (re-deliveries write none), so pending rows commit together with their events and marks.
+ * A batch of the aggregator is one transaction:
  *   1. pg_try_advisory_xact_lock: one writer of rollups at a time; a run that finds it taken stops.
  *   2. statement A: DELETE the oldest marks ... FOR UPDATE SKIP LOCKED ... RETURNING them;
- *   3. statement B: recompute exactly those buckets from raw events and upsert / delete their rows;
+ *   3. statement B: for those buckets, take all their pending rows and add them to the stored rollups
+ *      (count, sum, min, max, and the profiles new to the hour: one index probe per profile), or
+ *      recompute from raw events a bucket that has no pending row (lib/repositories/aggregates.ts);
  *   4. commit.
+ * A run therefore reads what was ingested since the last run, not everything the touched hours hold.
+ * The deltas are exact because events are never updated or deleted (ingest inserts ON CONFLICT DO
+ * NOTHING): what a rollup counted stays true.
  *
- * Why this cannot lose an event under READ COMMITTED (each statement sees what was committed when it
- * started). Take an ingest transaction I that inserts an event into bucket X and the batch T that
- * takes X's mark in statement A. I's own statement writes the event and then upserts the mark.
+ * Why this cannot lose or double-count an event under READ COMMITTED (each statement sees what was
+ * committed when it started). Take an ingest transaction I that inserts an event into bucket X and the
+ * batch T that takes X's mark in statement A. I's own statement writes the event, its pending row, and
+ * then upserts the mark.
  *   - I upserted the mark before A reached it: I holds its row lock until it commits, so A skips it
  *     (or does not even see it, if I created it). X stays marked; a later batch takes it.
  *   - A took the mark first: I's upsert meets A's deleted but uncommitted row and waits for T. After
  *     T commits, I's ON CONFLICT finds no row and inserts a fresh mark. I therefore commits after T,
- *     T did not see I's event, and X is marked again for the next batch.
- *   - I committed before A locked the mark: B starts after A ended, so B's snapshot contains the event.
- * So at T's commit every committed event of X is in X's rollup, and every event committing later
- * leaves a mark: a hour without a mark is exact at every instant, which is what readers rely on.
- * Statements A and B must stay separate: in one statement, B would read events with the snapshot taken
- * before A waited for and followed a mark that I updated and committed meanwhile.
+ *     B saw neither I's event nor its pending row, and X is marked again, with I's pending rows, for
+ *     the next batch.
+ *   - I committed before A locked the mark: B starts after A ended, so B's snapshot contains the event
+ *     and its pending row, and B takes that row.
+ * So B's snapshot holds, for each taken bucket, exactly two kinds of visible events: those already in
+ * the stored rollup (their pending rows were taken by an earlier committed batch or cleared by a
+ * rebuild in the snapshot that counted them) and those whose pending rows B takes now. Adding the
+ * latter to the rollup is exact, and so is the "new profile" probe, which counts the profile's events
+ * in the hour and compares with its taken rows. At T's commit every committed event of X is in X's
+ * rollup, and every event committing later leaves a mark and a pending row: an hour without a mark is
+ * exact at every instant, which is what readers rely on.
+ * Statements A and B must stay separate (the design first had them as one statement; that is wrong):
+ * in one statement, B would read with the snapshot taken before A waited for and followed (READ
+ * COMMITTED re-check of an updated row) a mark that I updated and committed meanwhile. A would take the
+ * mark while B could not see I's pending rows: they would stay behind without a mark, and X, unmarked,
+ * would be short of I's events.
  * The advisory lock is what keeps two writers from storing figures out of order: without it a rebuild
  * that read a bucket before an event committed could overwrite, after it, the newer figures of an
  * incremental batch that took the event's mark.
@@ -52,7 +70,11 @@ export interface AggregationOptions {
 export interface AggregationResult {
   /** 'skipped': another run held the aggregation lock; it does the work. */
   readonly status: 'done' | 'skipped';
+  /** Marked buckets brought up to date. */
   readonly bucketsRecomputed: number;
+  /** Of those, the buckets without pending rows, recomputed from all their raw events. */
+  readonly bucketsFromRaw: number;
+  /** Pending rows taken, plus the raw events of the buckets recomputed from raw. */
   readonly eventsScanned: number;
   /** Rollup rows inserted, changed or removed. */
   readonly rowsChanged: number;
@@ -67,6 +89,7 @@ export interface AggregationResult {
 
 interface BatchOutcome {
   readonly taken: number;
+  readonly fromRaw: number;
   readonly eventsScanned: number;
   readonly rowsChanged: number;
 }
@@ -76,7 +99,7 @@ async function aggregateBatch(db: Db, batchBuckets: number): Promise<BatchOutcom
     if (!(await tryLockAggregation(tx))) return 'locked' as const;
     const taken = await takeDirtyBuckets(tx, batchBuckets);
     const result = await recomputeHourBuckets(tx, taken);
-    return { taken: taken.length, eventsScanned: result.eventsScanned, rowsChanged: result.rowsWritten + result.rowsDeleted };
+    return { taken: taken.length, fromRaw: result.bucketsFromRaw, eventsScanned: result.eventsScanned, rowsChanged: result.rowsWritten + result.rowsDeleted };
   });
 }
 
@@ -90,6 +113,7 @@ export async function runAggregation(db: Db, options: AggregationOptions = {}): 
   const timeBudgetMs = options.timeBudgetMs ?? config().limits.aggregateTimeBudgetMs;
   const started = performance.now();
   let bucketsRecomputed = 0;
+  let bucketsFromRaw = 0;
   let eventsScanned = 0;
   let rowsChanged = 0;
   let batches = 0;
@@ -103,6 +127,7 @@ export async function runAggregation(db: Db, options: AggregationOptions = {}): 
     }
     batches += 1;
     bucketsRecomputed += outcome.taken;
+    bucketsFromRaw += outcome.fromRaw;
     eventsScanned += outcome.eventsScanned;
     rowsChanged += outcome.rowsChanged;
     // A short batch means the rest is locked by ingests still running (or there is nothing left).
@@ -120,6 +145,7 @@ export async function runAggregation(db: Db, options: AggregationOptions = {}): 
   return {
     status: stoppedBy === 'lock' && batches === 0 ? 'skipped' : 'done',
     bucketsRecomputed,
+    bucketsFromRaw,
     eventsScanned,
     rowsChanged,
     batches,
@@ -174,8 +200,11 @@ const ceilHour = (d: Date) => new Date(Math.ceil(d.getTime() / HOUR_MS) * HOUR_M
 /**
  * Recomputes the hourly rollups of a time range from raw events, chunk by chunk, each chunk one
  * transaction under the aggregation lock (waiting for a running batch rather than skipping). The
- * chunk first takes the range's unlocked dirty marks, then recomputes every hour of the range in one
- * statement: the same two-statement order, and the same argument, as an incremental batch (above).
+ * chunk first takes the range's unlocked dirty marks, then recomputes every hour of the range and
+ * clears the range's pending rows in one statement, so in one snapshot: the same two-statement order,
+ * and the same argument, as an incremental batch (above). A mark the chunk skipped (an ingest still
+ * open) stays; if that ingest commits before the recomputation, its events are counted and its pending
+ * rows cleared, and the next batch finds the mark without pending rows and recomputes the hour from raw.
  * Unchanged hours are not rewritten, so a rebuild of correct rollups writes nothing.
  */
 export async function rebuildAggregates(db: Db, options: RebuildOptions = {}): Promise<RebuildResult> {

@@ -18,13 +18,15 @@ export interface HourBucket {
 }
 
 export interface RecomputeResult {
-  /** Buckets whose figures were computed from raw events. */
+  /** Buckets brought up to date (from pending rows or from raw events). */
   readonly bucketsRecomputed: number;
+  /** Of those, the buckets recomputed from all their raw events (no pending rows to add). */
+  readonly bucketsFromRaw: number;
   /** Rollup rows inserted or changed. */
   readonly rowsWritten: number;
   /** Rollup rows removed because their hour no longer has events. */
   readonly rowsDeleted: number;
-  /** Raw events read to compute them. */
+  /** Events read to compute them: pending rows taken, plus every event of the buckets recomputed from raw. */
   readonly eventsScanned: number;
 }
 
@@ -133,11 +135,13 @@ interface RecomputeRow extends Record<string, unknown> {
   written: string;
   deleted: string;
   scanned: string;
+  from_raw?: string;
 }
 
 function recomputeResult(row: RecomputeRow | undefined): RecomputeResult {
   return {
     bucketsRecomputed: Number(row?.recomputed ?? 0),
+    bucketsFromRaw: Number(row?.from_raw ?? row?.recomputed ?? 0),
     rowsWritten: Number(row?.written ?? 0),
     rowsDeleted: Number(row?.deleted ?? 0),
     eventsScanned: Number(row?.scanned ?? 0),
@@ -145,20 +149,77 @@ function recomputeResult(row: RecomputeRow | undefined): RecomputeResult {
 }
 
 /**
- * Recomputes the given (metric, hour) buckets from raw events in one statement and stores them: an
- * upsert for hours that have events, a delete for hours that have none. Each bucket is one range scan
- * of the covering index (metric_id, "timestamp" DESC) INCLUDE (value, profile_id), so the cost follows
- * the number of events in the changed hours, not the size of the table.
+ * Brings the given (metric, hour) buckets, whose dirty marks the caller has just taken, up to date in
+ * one statement (one snapshot):
+ *   - a bucket with pending rows: takes ALL of them (DELETE ... RETURNING) and adds their figures to
+ *     the stored row: count and sum added, min / max by least / greatest (which ignore NULL, as min()
+ *     and max() do), and the profiles new to the hour. A profile of the taken rows is new iff the hour
+ *     holds no event of it other than the taken ones: its events in the hour (one probe of
+ *     klaviyo_events_profile_time_idx) number exactly its taken rows. In this snapshot every visible
+ *     event of the bucket is either among the taken rows or already counted (its pending row was taken
+ *     by a committed batch, or a rebuild counted it and removed its row in one snapshot), and every
+ *     taken row's event is visible (both commit together), so the deltas and the probe are exact.
+ *     Adding is exact only because events are never updated or deleted: ingest inserts them ON
+ *     CONFLICT DO NOTHING, so a counted event never changes or goes away.
+ *   - a bucket without pending rows (its events were counted by a rebuild that left an ingest's mark,
+ *     or they were written by a path that marks without pending rows, such as a COPY followed by a
+ *     rebuild): recomputed from raw events as a whole, through the covering index; an hour left
+ *     without events loses its row. Any writer of events that does not write pending rows must leave
+ *     every hour it touched to a rebuild (or to this path) before ingest writes there again: pending
+ *     rows are added to what is stored, and cannot know about events nobody counted.
+ * The cost of the first kind follows the new events, not the hour's size.
  */
 export async function recomputeHourBuckets(tx: Db, buckets: readonly HourBucket[]): Promise<RecomputeResult> {
   if (buckets.length === 0) return recomputeResult(undefined);
   const payload = JSON.stringify(buckets.map((b) => ({ metric_id: b.metricId, bucket: b.bucket.toISOString() })));
   const rows = await tx.query<RecomputeRow>(
-    `WITH taken AS (
+    `WITH marked AS MATERIALIZED (
        SELECT metric_id, bucket FROM jsonb_to_recordset($1::jsonb) AS t(metric_id text, bucket timestamptz)
+     ), taken AS (
+       DELETE FROM klaviyo_aggregate_pending p
+       USING marked m
+       WHERE p.metric_id = m.metric_id AND p.bucket = m.bucket
+       RETURNING p.metric_id, p.bucket, p.profile_id, p.value
+     ), delta AS MATERIALIZED (
+       SELECT metric_id, bucket, count(*) AS event_count, coalesce(sum(value), 0) AS sum_value,
+              min(value) AS min_value, max(value) AS max_value
+       FROM taken
+       GROUP BY metric_id, bucket
+     ), taken_profiles AS (
+       SELECT metric_id, bucket, profile_id, count(*) AS taken_events
+       FROM taken
+       WHERE profile_id IS NOT NULL
+       GROUP BY metric_id, bucket, profile_id
+     ), new_profiles AS (
+       SELECT tp.metric_id, tp.bucket, count(*) AS unique_profiles
+       FROM taken_profiles tp
+       WHERE (SELECT count(*) FROM klaviyo_events e
+              WHERE e.profile_id = tp.profile_id
+                AND e."timestamp" >= tp.bucket AND e."timestamp" < tp.bucket + interval '1 hour'
+                AND e.metric_id = tp.metric_id) = tp.taken_events
+       GROUP BY tp.metric_id, tp.bucket
+     ), added AS (
+       INSERT INTO klaviyo_aggregated_metrics AS a
+         (metric_id, granularity, bucket, event_count, sum_value, min_value, max_value, unique_profiles)
+       SELECT d.metric_id, 'hour', d.bucket, d.event_count, d.sum_value, d.min_value, d.max_value,
+              coalesce(n.unique_profiles, 0)
+       FROM delta d
+       LEFT JOIN new_profiles n ON n.metric_id = d.metric_id AND n.bucket = d.bucket
+       ORDER BY d.metric_id, d.bucket
+       ON CONFLICT (metric_id, granularity, bucket) DO UPDATE SET
+         event_count = a.event_count + excluded.event_count,
+         sum_value = a.sum_value + excluded.sum_value,
+         min_value = least(a.min_value, excluded.min_value),
+         max_value = greatest(a.max_value, excluded.max_value),
+         unique_profiles = a.unique_profiles + excluded.unique_profiles,
+         updated_at = now()
+       RETURNING 1
+     ), unpending AS MATERIALIZED (
+       SELECT m.metric_id, m.bucket FROM marked m
+       WHERE NOT EXISTS (SELECT 1 FROM delta d WHERE d.metric_id = m.metric_id AND d.bucket = m.bucket)
      ), computed AS (
-       SELECT t.metric_id, t.bucket, s.event_count, s.sum_value, s.min_value, s.max_value, s.unique_profiles
-       FROM taken t
+       SELECT u.metric_id, u.bucket, s.event_count, s.sum_value, s.min_value, s.max_value, s.unique_profiles
+       FROM unpending u
        CROSS JOIN LATERAL (
          SELECT count(*) AS event_count,
                 coalesce(sum(e.value), 0) AS sum_value,
@@ -166,8 +227,8 @@ export async function recomputeHourBuckets(tx: Db, buckets: readonly HourBucket[
                 max(e.value) AS max_value,
                 count(DISTINCT e.profile_id) AS unique_profiles
          FROM klaviyo_events e
-         WHERE e.metric_id = t.metric_id
-           AND e."timestamp" >= t.bucket AND e."timestamp" < t.bucket + interval '1 hour'
+         WHERE e.metric_id = u.metric_id
+           AND e."timestamp" >= u.bucket AND e."timestamp" < u.bucket + interval '1 hour'
        ) s
      ), upserted AS (${UPSERT_HOURS}
      ), removed AS (
@@ -177,10 +238,11 @@ export async function recomputeHourBuckets(tx: Db, buckets: readonly HourBucket[
          AND a.metric_id = c.metric_id AND a.granularity = 'hour' AND a.bucket = c.bucket
        RETURNING 1
      )
-     SELECT (SELECT count(*) FROM computed) AS recomputed,
-            (SELECT count(*) FROM upserted) AS written,
+     SELECT (SELECT count(*) FROM marked) AS recomputed,
+            (SELECT count(*) FROM unpending) AS from_raw,
+            (SELECT count(*) FROM added) + (SELECT count(*) FROM upserted) AS written,
             (SELECT count(*) FROM removed) AS deleted,
-            (SELECT coalesce(sum(event_count), 0) FROM computed) AS scanned`,
+            (SELECT count(*) FROM taken) + (SELECT coalesce(sum(event_count), 0) FROM computed) AS scanned`,
     [payload],
   );
   return recomputeResult(rows[0]);
@@ -190,6 +252,9 @@ export async function recomputeHourBuckets(tx: Db, buckets: readonly HourBucket[
  * Recomputes every hour of a time range (whole UTC hours; `to` exclusive) from raw events, for all
  * metrics or one, in one statement: upserts the hours that have events and deletes the range's rollup
  * rows that have none. Metrics drive the scan so that each one reads its part of the covering index.
+ * In the same statement, so in the same snapshot as the events it counts, it removes the range's
+ * pending rows: each one it can see belongs to an event it counted (they commit together), and one it
+ * cannot see belongs to an event it did not count, which keeps its row and its mark for the next run.
  */
 export async function rebuildHourRange(
   tx: Db,
@@ -198,6 +263,7 @@ export async function rebuildHourRange(
   const params = [range.from.toISOString(), range.to.toISOString(), ...(range.metricId ? [range.metricId] : [])];
   const metricFilter = range.metricId ? 'WHERE m.id = $3' : '';
   const rollupFilter = range.metricId ? 'AND a.metric_id = $3' : '';
+  const pendingFilter = range.metricId ? 'AND p.metric_id = $3' : '';
   const rows = await tx.query<RecomputeRow>(
     `WITH computed AS (
        SELECT m.id AS metric_id,
@@ -218,10 +284,15 @@ export async function rebuildHourRange(
        WHERE a.granularity = 'hour' AND a.bucket >= $1::timestamptz AND a.bucket < $2::timestamptz ${rollupFilter}
          AND NOT EXISTS (SELECT 1 FROM computed c WHERE c.metric_id = a.metric_id AND c.bucket = a.bucket)
        RETURNING 1
+     ), counted AS (
+       DELETE FROM klaviyo_aggregate_pending p
+       WHERE p.bucket >= $1::timestamptz AND p.bucket < $2::timestamptz ${pendingFilter}
+       RETURNING 1
      )
      SELECT (SELECT count(*) FROM computed) AS recomputed,
             (SELECT count(*) FROM upserted) AS written,
             (SELECT count(*) FROM removed) AS deleted,
+            (SELECT count(*) FROM counted) AS pending_cleared,
             (SELECT coalesce(sum(event_count), 0) FROM computed) AS scanned`,
     params,
   );

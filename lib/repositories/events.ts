@@ -40,7 +40,9 @@ export interface InsertEventsOptions {
  * counted as a duplicate. In the same statement, the (metric, UTC hour) buckets of the rows really
  * inserted are marked dirty for the aggregator. DO UPDATE (not DO NOTHING) on the dirty rows is
  * deliberate: it row-locks them until this transaction commits, so the aggregator, which skips
- * locked rows, cannot take a bucket whose new events it could not yet see.
+ * locked rows, cannot take a bucket whose new events it could not yet see. Each row really inserted
+ * also gets a row in klaviyo_aggregate_pending, committed with it: the aggregator adds those rows to
+ * the rollup instead of recounting the whole hour (lib/aggregation/rollup.ts).
  *
  * The metrics and profiles the events reference must exist (ingest creates stubs first).
  */
@@ -79,7 +81,11 @@ export async function insertEvents(
        SELECT id, ts, metric_id, profile_id, value, value_currency, uuid, unique_id, properties, raw_data
        FROM input
        ON CONFLICT (id, "timestamp") DO NOTHING
-       RETURNING metric_id, "timestamp"
+       RETURNING id, metric_id, "timestamp", profile_id, value
+     ), pending AS (
+       INSERT INTO klaviyo_aggregate_pending (metric_id, bucket, event_id, "timestamp", profile_id, value)
+       SELECT metric_id, date_trunc('hour', "timestamp", 'UTC'), id, "timestamp", profile_id, value FROM inserted
+       RETURNING 1
      ), dirty AS (
        INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket)
        SELECT DISTINCT metric_id, date_trunc('hour', "timestamp", 'UTC') FROM inserted
@@ -87,7 +93,7 @@ export async function insertEvents(
        ON CONFLICT (metric_id, bucket) DO UPDATE SET first_marked_at = klaviyo_aggregate_dirty.first_marked_at
        RETURNING 1
      )
-     SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM dirty) AS dirty`,
+     SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM pending) AS pending, (SELECT count(*) FROM dirty) AS dirty`,
     [payload],
   );
   const inserted = Number(rows[0]?.inserted ?? 0);
