@@ -65,7 +65,7 @@ export function planEventsPage(body: unknown, options: IngestOptions = {}): Even
   const window = eventTimeWindow(now);
   const events: NewEvent[] = [];
   const firstIndexOfId = new Map<string, { index: number; ms: number }>();
-  const lastEventOfProfile = new Map<string, Instant>();
+  const referencedProfiles = new Set<string>();
   const referencedMetrics = new Set<string>();
 
   page.data.forEach((item, i) => {
@@ -101,10 +101,7 @@ export function planEventsPage(body: unknown, options: IngestOptions = {}): Even
     const metricId = resource.relationships.metric.data.id;
     const profileId = resource.relationships.profile?.data?.id ?? null;
     referencedMetrics.add(metricId);
-    if (profileId !== null) {
-      const last = lastEventOfProfile.get(profileId);
-      if (!last || at.ms > last.ms) lastEventOfProfile.set(profileId, at);
-    }
+    if (profileId !== null) referencedProfiles.add(profileId);
     events.push({
       id: resource.id,
       timestamp: at.iso,
@@ -141,10 +138,8 @@ export function planEventsPage(body: unknown, options: IngestOptions = {}): Even
   const metrics: MetricUpsert[] = [...metricResources.values()].map((m) => metricUpsertFrom(m.resource, m.original));
   for (const id of referencedMetrics) if (!metricResources.has(id)) metrics.push({ id, isStub: true });
 
-  const profiles: ProfileUpsert[] = [...profileResources.values()].map((p) =>
-    profileUpsertFrom(p.resource, p.original, lastEventOfProfile.get(p.resource.id)),
-  );
-  for (const [id, at] of lastEventOfProfile) if (!profileResources.has(id)) profiles.push({ id, isStub: true, lastEventDate: at.iso });
+  const profiles: ProfileUpsert[] = [...profileResources.values()].map((p) => profileUpsertFrom(p.resource, p.original));
+  for (const id of referencedProfiles) if (!profileResources.has(id)) profiles.push({ id, isStub: true });
 
   return {
     received: page.data.length,

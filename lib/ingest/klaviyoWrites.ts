@@ -150,10 +150,10 @@ export async function writeKlaviyoEvents(tx: Db, entries: readonly PlannedProfil
   );
   const profileIds = entries.map((e, i) => matched[i] ?? newProfileId(e.identity));
 
-  const merges: ProfileMerge[] = entries.map((e, i) => {
-    const latest = e.events.reduce<Instant | undefined>((max, ev) => (!max || ev.at.ms > max.ms ? ev.at : max), undefined);
-    return { id: profileIds[i] as string, attributes: profileAttributesFrom(e.identity.attributes), lastEventDate: latest?.iso ?? null };
-  });
+  const merges: ProfileMerge[] = entries.map((e, i) => ({
+    id: profileIds[i] as string,
+    attributes: profileAttributesFrom(e.identity.attributes),
+  }));
   const profiles = await mergeProfiles(tx, merges);
 
   const events: NewEvent[] = [];

@@ -44,7 +44,7 @@ export function planProfilesDocument(body: unknown, options: IngestOptions = {})
       problems.addZodIssues(['data', i], parsed.error.issues);
       return undefined;
     }
-    return profileUpsertFrom(parsed.data, item as Record<string, unknown>, undefined);
+    return profileUpsertFrom(parsed.data, item as Record<string, unknown>);
   });
 }
 

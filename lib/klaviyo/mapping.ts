@@ -117,18 +117,19 @@ export function profileAttributesFrom(attributes: ProfileIdentity['attributes'] 
   };
 }
 
-/** `eventsLastAt` is the latest event of this profile in the same request, if any. */
-export function profileUpsertFrom(resource: ProfileResource, original: Record<string, unknown>, eventsLastAt: Instant | undefined): ProfileUpsert {
+/**
+ * `lastEventDate` is what Klaviyo states on the resource; readers take the later of it and the
+ * profile's newest stored event.
+ */
+export function profileUpsertFrom(resource: ProfileResource, original: Record<string, unknown>): ProfileUpsert {
   const a = resource.attributes;
-  const stated = a.last_event_date ? parseIsoInstant(a.last_event_date) : undefined;
-  const lastEvent = stated && (!eventsLastAt || stated.ms >= eventsLastAt.ms) ? stated : eventsLastAt;
   return {
     id: resource.id,
     isStub: false,
     ...profileAttributesFrom(a),
     created: a.created ? parseIsoInstant(a.created).iso : null,
     updated: a.updated ? parseIsoInstant(a.updated).iso : null,
-    lastEventDate: lastEvent?.iso ?? null,
+    lastEventDate: a.last_event_date ? parseIsoInstant(a.last_event_date).iso : null,
     rawData: original,
   };
 }

@@ -50,7 +50,7 @@ export type ProfileAttributes = { readonly [K in ProfileTextField]: string | nul
 
 /**
  * A profile resource to store (newest `updated` wins), or (isStub) only an id that events reference.
- * `lastEventDate` moves the stored last_event_date forward, never back, whichever copy wins.
+ * `lastEventDate` is the date Klaviyo states on the resource; it never moves the stored one back.
  */
 export type ProfileUpsert =
   | (ProfileAttributes & {
@@ -62,7 +62,7 @@ export type ProfileUpsert =
       readonly lastEventDate: string | null;
       readonly rawData: Readonly<Record<string, unknown>>;
     })
-  | { readonly id: string; readonly isStub: true; readonly lastEventDate: string | null };
+  | { readonly id: string; readonly isStub: true };
 
 interface ProfileDbRow extends Record<string, unknown> {
   id: string;
@@ -86,9 +86,18 @@ interface ProfileDbRow extends Record<string, unknown> {
   ingested_at: Date;
 }
 
+/**
+ * A profile's last event date, derived when read: the later of what Klaviyo stated on the resource
+ * and the profile's newest stored event, one probe of klaviyo_events_profile_time_idx. Ingest then
+ * never rewrites the ~1000 profiles a page names just to move a date (that was ~40% of a page).
+ */
+export const PROFILE_LAST_EVENT_DATE_SQL = `greatest(p.last_event_date,
+  (SELECT e."timestamp" FROM klaviyo_events e WHERE e.profile_id = p.id ORDER BY e."timestamp" DESC, e.id DESC LIMIT 1))`;
+
 const PROFILE_COLUMNS =
-  'id, email, phone_number, external_id, anonymous_id, first_name, last_name, organization, locale, title, image, ' +
-  'location, properties, created, updated, last_event_date, raw_data, is_stub, ingested_at';
+  'p.id, p.email, p.phone_number, p.external_id, p.anonymous_id, p.first_name, p.last_name, p.organization, p.locale, ' +
+  `p.title, p.image, p.location, p.properties, p.created, p.updated, ${PROFILE_LAST_EVENT_DATE_SQL} AS last_event_date, ` +
+  'p.raw_data, p.is_stub, p.ingested_at';
 
 function toProfileRow(r: ProfileDbRow): ProfileRow {
   return {
@@ -115,7 +124,7 @@ function toProfileRow(r: ProfileDbRow): ProfileRow {
 }
 
 export async function getProfileById(db: Db, id: string): Promise<ProfileRow | null> {
-  const rows = await db.query<ProfileDbRow>(`SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles WHERE id = $1`, [id]);
+  const rows = await db.query<ProfileDbRow>(`SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles p WHERE p.id = $1`, [id]);
   return rows[0] ? toProfileRow(rows[0]) : null;
 }
 
@@ -124,7 +133,7 @@ const FIND_LIMIT_DEFAULT = 100;
 /** Profiles with this email, compared case-insensitively as Klaviyo does (lower(email) index). */
 export async function findProfilesByEmail(db: Db, email: string, limit = FIND_LIMIT_DEFAULT): Promise<ProfileRow[]> {
   const rows = await db.query<ProfileDbRow>(
-    `SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles WHERE lower(email) = lower($1) AND email IS NOT NULL ORDER BY id LIMIT $2`,
+    `SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles p WHERE lower(p.email) = lower($1) AND p.email IS NOT NULL ORDER BY p.id LIMIT $2`,
     [email, limit],
   );
   return rows.map(toProfileRow);
@@ -132,7 +141,7 @@ export async function findProfilesByEmail(db: Db, email: string, limit = FIND_LI
 
 export async function findProfilesByPhoneNumber(db: Db, phoneNumber: string, limit = FIND_LIMIT_DEFAULT): Promise<ProfileRow[]> {
   const rows = await db.query<ProfileDbRow>(
-    `SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles WHERE phone_number = $1 ORDER BY id LIMIT $2`,
+    `SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles p WHERE p.phone_number = $1 ORDER BY p.id LIMIT $2`,
     [phoneNumber, limit],
   );
   return rows.map(toProfileRow);
@@ -140,14 +149,14 @@ export async function findProfilesByPhoneNumber(db: Db, phoneNumber: string, lim
 
 export async function findProfilesByExternalId(db: Db, externalId: string, limit = FIND_LIMIT_DEFAULT): Promise<ProfileRow[]> {
   const rows = await db.query<ProfileDbRow>(
-    `SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles WHERE external_id = $1 ORDER BY id LIMIT $2`,
+    `SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles p WHERE p.external_id = $1 ORDER BY p.id LIMIT $2`,
     [externalId, limit],
   );
   return rows.map(toProfileRow);
 }
 
 export interface UpsertProfilesResult {
-  /** Rows inserted (stubs included) or replaced by a newer copy; last_event_date moves alone are not counted. */
+  /** Rows inserted (stubs included) or replaced by a newer copy. */
   readonly written: number;
 }
 
@@ -161,8 +170,6 @@ const WINS_OVER_STORED = `(NOT excluded.is_stub AND (
   OR excluded.updated > p.updated
   OR (p.updated IS NULL AND excluded.raw_data IS DISTINCT FROM p.raw_data)))`;
 
-const LAST_EVENT_MOVES = `excluded.last_event_date > coalesce(p.last_event_date, '-infinity'::timestamptz)`;
-
 const UPSERT_PROFILES_SQL = `
   WITH input AS (
     SELECT r.* FROM jsonb_to_recordset($1::jsonb) AS r(
@@ -170,56 +177,56 @@ const UPSERT_PROFILES_SQL = `
       location jsonb, properties jsonb, created timestamptz, updated timestamptz, last_event_date timestamptz, raw_data jsonb)
   ), changes AS (
     -- Rows that would not change are left out here, so they are not row-locked by the INSERT.
-    SELECT i.*, (p.id IS NULL OR (NOT i.is_stub AND (p.is_stub OR i.updated > p.updated
-                 OR (p.updated IS NULL AND i.raw_data IS DISTINCT FROM p.raw_data)))) AS replaces
-      FROM input i LEFT JOIN klaviyo_profiles p ON p.id = i.id
+    SELECT i.* FROM input i LEFT JOIN klaviyo_profiles p ON p.id = i.id
      WHERE p.id IS NULL
         OR (NOT i.is_stub AND (p.is_stub OR i.updated > p.updated OR (p.updated IS NULL AND i.raw_data IS DISTINCT FROM p.raw_data)))
-        OR i.last_event_date > coalesce(p.last_event_date, '-infinity'::timestamptz)
   ), written AS (
     INSERT INTO klaviyo_profiles AS p (id, ${ATTRIBUTE_COLUMNS.join(', ')}, last_event_date, is_stub)
     SELECT id, ${ATTRIBUTE_COLUMNS.join(', ')}, last_event_date, is_stub FROM changes ORDER BY id
     ON CONFLICT (id) DO UPDATE SET
-      ${ATTRIBUTE_COLUMNS.map((c) => `${c} = CASE WHEN ${WINS_OVER_STORED} THEN excluded.${c} ELSE p.${c} END`).join(',\n      ')},
-      is_stub = p.is_stub AND excluded.is_stub,
-      ingested_at = CASE WHEN ${WINS_OVER_STORED} THEN now() ELSE p.ingested_at END,
+      ${ATTRIBUTE_COLUMNS.map((c) => `${c} = excluded.${c}`).join(',\n      ')},
+      is_stub = false,
+      ingested_at = now(),
       last_event_date = greatest(p.last_event_date, excluded.last_event_date)
-    WHERE ${WINS_OVER_STORED} OR ${LAST_EVENT_MOVES}
+    WHERE ${WINS_OVER_STORED}
     RETURNING 1
   )
-  SELECT (SELECT count(*) FROM changes WHERE replaces) AS written, (SELECT count(*) FROM written) AS touched`;
+  SELECT count(*) AS written FROM written`;
 
-// A page names ~1000 profiles, nearly all already stored and unchanged: shipping and parsing their
-// full JSON on every page would cost as much as the events. This read (no locks) finds the stored
-// state of the batch's ids, so that only copies that may win travel in full; the others travel as
-// stubs, which only move last_event_date forward.
+// A page names ~1000 profiles, nearly all already stored and unchanged. This read (no locks) finds
+// the stored state of the batch's ids, so that only rows that are new or may win travel to the
+// write, and a page of known, unchanged profiles costs this one read and no write at all.
 const STORED_STATE_SQL = `
   SELECT p.id, p.is_stub, p.updated
     FROM klaviyo_profiles p
    WHERE p.id IN (SELECT jsonb_array_elements_text($1::jsonb))`;
 
 /**
- * Upserts profile resources and stubs, and moves last_event_date forward. A stub is always filled
- * in by the first full copy whatever its `updated`; between full copies the newer `updated` wins,
- * and an older copy arriving late changes no attribute.
+ * Upserts profile resources and stubs. A stub is always filled in by the first full copy whatever
+ * its `updated`; between full copies the newer `updated` wins, and an older copy arriving late
+ * changes nothing.
  *
  * All row locks are taken by ONE statement in id order (two statements that each lock in id order
  * can still deadlock: a row one transaction saw as new and another as stored is locked by each in
- * a different statement). The unlocked read before it only decides what travels in full; it can be
- * stale in one direction only (a stored copy gets newer, never older, and never turns back into a
- * stub), and the statement re-checks every condition on the locked row.
+ * a different statement). The unlocked read before it only decides what travels to that statement;
+ * it can be stale in one direction only (profiles are never deleted, a stored copy gets newer,
+ * never older, and never turns back into a stub), so what it leaves out could not have changed
+ * anything, and the statement re-checks every condition on the locked row.
  */
 export async function upsertProfiles(db: Db, profiles: readonly ProfileUpsert[]): Promise<UpsertProfilesResult> {
   if (profiles.length === 0) return { written: 0 };
   const merged = mergeById(profiles);
   const stored = await db.query<{ id: string; is_stub: boolean; updated: Date | null }>(STORED_STATE_SQL, [
-    JSON.stringify(merged.filter((p) => !p.isStub).map((p) => p.id)),
+    JSON.stringify(merged.map((p) => p.id)),
   ]);
   const storedById = new Map(stored.map((r) => [r.id, r]));
-  const payload = JSON.stringify(
-    merged.map((p) => {
-      if (p.isStub || !mayWin(p, storedById.get(p.id))) return { id: p.id, is_stub: true, last_event_date: p.lastEventDate };
-      return {
+  const rows: Record<string, unknown>[] = [];
+  for (const p of merged) {
+    const known = storedById.get(p.id);
+    if (p.isStub) {
+      if (!known) rows.push({ id: p.id, is_stub: true });
+    } else if (mayWin(p, known)) {
+      rows.push({
         id: p.id,
         is_stub: false,
         email: p.email,
@@ -238,11 +245,12 @@ export async function upsertProfiles(db: Db, profiles: readonly ProfileUpsert[])
         updated: p.updated,
         last_event_date: p.lastEventDate,
         raw_data: p.rawData,
-      };
-    }),
-  );
-  const rows = await db.query<{ written: string }>(UPSERT_PROFILES_SQL, [payload]);
-  return { written: Number(rows[0]?.written ?? 0) };
+      });
+    }
+  }
+  if (rows.length === 0) return { written: 0 };
+  const result = await db.query<{ written: string }>(UPSERT_PROFILES_SQL, [JSON.stringify(rows)]);
+  return { written: Number(result[0]?.written ?? 0) };
 }
 
 /** Whether a full copy could replace the stored row (WINS_OVER_STORED, judged from the unlocked read). */
@@ -261,9 +269,12 @@ function mergeById(profiles: readonly ProfileUpsert[]): ProfileUpsert[] {
       byId.set(p.id, p);
       continue;
     }
-    const lastEventDate = latest(seen.lastEventDate, p.lastEventDate);
-    const keep = seen.isStub ? p : p.isStub ? seen : isNewer(p.updated, seen.updated) ? p : seen;
-    byId.set(p.id, { ...keep, lastEventDate });
+    if (seen.isStub || p.isStub) {
+      byId.set(p.id, seen.isStub ? p : seen);
+      continue;
+    }
+    const keep = isNewer(p.updated, seen.updated) ? p : seen;
+    byId.set(p.id, { ...keep, lastEventDate: latest(seen.lastEventDate, p.lastEventDate) });
   }
   return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
@@ -327,8 +338,6 @@ export async function resolveProfiles(db: Db, identities: readonly ProfileIdenti
 export interface ProfileMerge {
   readonly id: string;
   readonly attributes: ProfileAttributes;
-  /** ISO 8601. */
-  readonly lastEventDate: string | null;
 }
 
 export interface MergeProfilesResult {
@@ -347,12 +356,11 @@ const ATTRIBUTES_CHANGE = `(p.is_stub OR ${MERGED_ROW} IS DISTINCT FROM ${STORED
 const MERGE_PROFILES_SQL = `
   WITH input AS (
     SELECT r.* FROM jsonb_to_recordset($1::jsonb) AS r(
-      id text, ${PROFILE_TEXT_FIELDS.map((f) => `${f} text`).join(', ')}, location jsonb, properties jsonb,
-      last_event_date timestamptz)
+      id text, ${PROFILE_TEXT_FIELDS.map((f) => `${f} text`).join(', ')}, location jsonb, properties jsonb)
   ), written AS (
     INSERT INTO klaviyo_profiles AS p (id, ${PROFILE_TEXT_FIELDS.join(', ')}, location, properties, created, updated,
-                                       last_event_date, raw_data, is_stub)
-    SELECT id, ${PROFILE_TEXT_FIELDS.join(', ')}, location, properties, now(), now(), last_event_date,
+                                       raw_data, is_stub)
+    SELECT id, ${PROFILE_TEXT_FIELDS.join(', ')}, location, properties, now(), now(),
            jsonb_build_object('type', 'profile', 'id', id, 'attributes',
              jsonb_strip_nulls(jsonb_build_object(${PROFILE_TEXT_FIELDS.map((f) => `'${f}', ${f}`).join(', ')},
                'location', location, 'properties', properties)) || jsonb_build_object('created', now(), 'updated', now())),
@@ -372,9 +380,8 @@ const MERGE_PROFILES_SQL = `
                                         'updated', now()))
         ELSE p.raw_data END,
       ingested_at = CASE WHEN ${ATTRIBUTES_CHANGE} THEN now() ELSE p.ingested_at END,
-      is_stub = false,
-      last_event_date = greatest(p.last_event_date, excluded.last_event_date)
-    WHERE ${ATTRIBUTES_CHANGE} OR ${LAST_EVENT_MOVES}
+      is_stub = false
+    WHERE ${ATTRIBUTES_CHANGE}
     RETURNING (xmax = 0) AS inserted, updated = now() AS changed
   )
   SELECT count(*) FILTER (WHERE inserted OR changed) AS written FROM written`;
@@ -393,7 +400,7 @@ export async function mergeProfiles(db: Db, profiles: readonly ProfileMerge[]): 
   const payload = JSON.stringify(
     [...byId.values()]
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-      .map((p) => ({ id: p.id, ...p.attributes, last_event_date: p.lastEventDate })),
+      .map((p) => ({ id: p.id, ...p.attributes })),
   );
   const rows = await db.query<{ written: string }>(MERGE_PROFILES_SQL, [payload]);
   return { written: Number(rows[0]?.written ?? 0) };
@@ -405,5 +412,5 @@ function mergeTwo(a: ProfileMerge, b: ProfileMerge): ProfileMerge {
   for (const f of PROFILE_TEXT_FIELDS) attributes[f] = b.attributes[f] ?? a.attributes[f];
   attributes.location = b.attributes.location ? { ...a.attributes.location, ...b.attributes.location } : a.attributes.location;
   attributes.properties = b.attributes.properties ? { ...a.attributes.properties, ...b.attributes.properties } : a.attributes.properties;
-  return { id: a.id, attributes: attributes as ProfileAttributes, lastEventDate: latest(a.lastEventDate, b.lastEventDate) };
+  return { id: a.id, attributes: attributes as ProfileAttributes };
 }

@@ -1,6 +1,6 @@
 import type { Db, SqlParam } from '../db/port';
 import type { MetricRow } from './metrics';
-import type { ProfileRow } from './profiles';
+import { PROFILE_LAST_EVENT_DATE_SQL, type ProfileRow } from './profiles';
 
 /**
  * The reads behind the GET routes: event lists and timelines in keyset order, events by id, and the
@@ -158,7 +158,9 @@ interface ProfileDbRow extends Record<string, unknown> {
 
 const PROFILE_COLUMNS =
   'p.id, p.email, p.phone_number, p.external_id, p.anonymous_id, p.first_name, p.last_name, p.organization, p.locale, ' +
-  'p.title, p.image, p.location, p.properties, p.created, p.updated, p.last_event_date, p.raw_data, p.is_stub, p.ingested_at';
+  'p.title, p.image, p.location, p.properties, p.created, p.updated, ' +
+  // Derived when read (see PROFILE_LAST_EVENT_DATE_SQL): ingest does not maintain it.
+  `${PROFILE_LAST_EVENT_DATE_SQL} AS last_event_date, p.raw_data, p.is_stub, p.ingested_at`;
 
 function toProfileRow(r: ProfileDbRow): ProfileRow {
   return {

@@ -1,5 +1,6 @@
 import { closeDb } from '../../lib/db';
 import { handler } from '../../functions/ingest';
+import { getProfileById } from '../../lib/repositories/profiles';
 import { freshDatabase, type TestDatabase } from '../support/database';
 import { invoke } from '../support/http';
 import { checksums, fixture } from './helpers';
@@ -70,11 +71,14 @@ describe('ingest of Klaviyo example documents', () => {
       properties: { pseudonym: 'Dr. Octopus' },
       created: new Date('2022-11-08T00:00:00Z'),
       updated: new Date('2022-11-08T00:00:00Z'),
-      // Later than the profile's stated last_event_date: the event in the same page moved it on.
-      last_event_date: new Date('2022-11-08T01:23:45Z'),
+      // The column keeps what Klaviyo stated; readers derive the later event date (below).
+      last_event_date: new Date('2022-11-08T00:00:00Z'),
       raw_data: page.included[1],
       is_stub: false,
     });
+
+    // Later than the profile's stated last_event_date: the event in the same page is what readers answer.
+    expect((await getProfileById(t.db, '01GDDKASAP8TKDDA2GRZDSVP4H'))?.lastEventDate).toEqual(new Date('2022-11-08T01:23:45Z'));
 
     const dirty = await t.db.query(`SELECT metric_id, bucket FROM klaviyo_aggregate_dirty`);
     expect(dirty).toEqual([{ metric_id: '0rG4eQ', bucket: new Date('2022-11-08T01:00:00Z') }]);

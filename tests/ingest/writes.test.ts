@@ -1,5 +1,6 @@
 import { closeDb } from '../../lib/db';
 import { handler } from '../../functions/ingest';
+import { getProfileById } from '../../lib/repositories/profiles';
 import { freshDatabase, type TestDatabase } from '../support/database';
 import { invoke } from '../support/http';
 import { checksums, counts, eventsPage } from './helpers';
@@ -87,8 +88,10 @@ describe('ingest writes', () => {
       { id: 'Mstub0', name: 'Mstub0', is_stub: true, raw_data: null },
     ]);
     expect(await t.db.query(`SELECT id, email, is_stub, last_event_date FROM klaviyo_profiles WHERE id = 'Pstub0'`)).toEqual([
-      { id: 'Pstub0', email: null, is_stub: true, last_event_date: new Date('2024-03-10T00:01:01Z') },
+      { id: 'Pstub0', email: null, is_stub: true, last_event_date: null },
     ]);
+    // Derived from the stub's events when read.
+    expect((await getProfileById(t.db, 'Pstub0'))?.lastEventDate).toEqual(new Date('2024-03-10T00:01:01Z'));
 
     // The real resources arrive later, with an `updated` older than the events: they fill the stubs in.
     const metric = { type: 'metric', id: 'Mstub0', attributes: { name: 'Placed Order', updated: '2001-01-01T00:00:00Z' } };
@@ -99,15 +102,30 @@ describe('ingest writes', () => {
       { name: 'Placed Order', is_stub: false, raw_data: metric },
     ]);
     // last_event_date, learnt from the events, is not moved back by a profile that does not state one.
-    expect(await t.db.query(`SELECT email, is_stub, last_event_date FROM klaviyo_profiles WHERE id = 'Pstub0'`)).toEqual([
-      { email: 'late@example.com', is_stub: false, last_event_date: new Date('2024-03-10T00:01:01Z') },
+    expect(await t.db.query(`SELECT email, is_stub FROM klaviyo_profiles WHERE id = 'Pstub0'`)).toEqual([
+      { email: 'late@example.com', is_stub: false },
     ]);
+    expect((await getProfileById(t.db, 'Pstub0'))?.lastEventDate).toEqual(new Date('2024-03-10T00:01:01Z'));
     // A later page that only references them again does not turn them back into stubs.
     await post('/api/events', eventsPage({ events: 1, prefix: 'stub', metrics: 1, profiles: 1, includeMetrics: false, includeProfiles: false, start: '2024-05-01T00:00:00Z' }));
     expect(await t.db.query(`SELECT is_stub FROM klaviyo_profiles WHERE id = 'Pstub0' UNION ALL SELECT is_stub FROM klaviyo_metrics WHERE id = 'Mstub0'`)).toEqual([
       { is_stub: false },
       { is_stub: false },
     ]);
+  });
+
+  it('writes no profile row for a later page that names known, unchanged profiles; their last_event_date still moves on', async () => {
+    await post('/api/events', eventsPage({ events: 4, prefix: 'known', profiles: 2 }));
+    const profileVersions = () =>
+      t.db.query(`SELECT id, xmin::text AS version, ingested_at FROM klaviyo_profiles WHERE id LIKE 'Pknown%' ORDER BY id`);
+    const before = await profileVersions();
+    expect(before).toHaveLength(2);
+
+    const later = await post('/api/events', eventsPage({ events: 4, prefix: 'known', profiles: 2, start: '2024-06-01T00:00:00Z' }));
+    // The same ids at another time are other events (the key is (id, timestamp)): four new rows.
+    expect(later.body.data.attributes).toMatchObject({ inserted: 4, profiles_upserted: 0 });
+    expect(await profileVersions()).toEqual(before);
+    expect((await getProfileById(t.db, 'Pknown1'))?.lastEventDate).toEqual(new Date(Date.parse('2024-06-01T00:00:00Z') + 3 * 61_000));
   });
 
   it('lets the newest updated win, whatever order the copies arrive in', async () => {
