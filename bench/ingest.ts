@@ -231,7 +231,7 @@ async function main(): Promise<void> {
     const migrator = createPostgresDb({
       url, ssl: 'disable', poolMax: 1, idleTimeoutSeconds: 5, connectTimeoutSeconds: 10, statementTimeoutMs: 0, prepare: true,
     });
-    await migrator.query('DROP TABLE IF EXISTS klaviyo_aggregate_dirty, klaviyo_aggregated_metrics, klaviyo_events, klaviyo_profiles, klaviyo_metrics, schema_migrations CASCADE');
+    await migrator.query('DROP TABLE IF EXISTS klaviyo_aggregate_pending, klaviyo_aggregate_dirty, klaviyo_aggregated_metrics, klaviyo_events, klaviyo_profiles, klaviyo_metrics, schema_migrations CASCADE');
     const migration = await migrate(migrator);
     await migrator.close();
 
