@@ -71,17 +71,21 @@ async function interrupt(stack: Stack): Promise<number | null> {
   return stack.exited;
 }
 
+/**
+ * Live processes of the stack's group, or anything running on its data folder. Zombies are left out:
+ * they have exited and hold nothing, and where PID 1 does not reap orphans (as in some containers) one
+ * lingers until whoever adopted it waits for it.
+ */
 function processesOf(pgid: number | undefined): string {
-  const found: string[] = [];
-  for (const args of [['-a', '-g', String(pgid)], ['-af', DATA_DIR]]) {
-    if (pgid === undefined && args[1] === '-g') continue;
-    try {
-      found.push(execFileSync('pgrep', args, { encoding: 'utf8' }).trim());
-    } catch {
-      // pgrep exits 1 when nothing matches
-    }
-  }
-  return found.filter(Boolean).join('\n');
+  const table = execFileSync('ps', ['-eo', 'pid=,pgid=,stat=,args='], { encoding: 'utf8' });
+  return table
+    .split('\n')
+    .map((line) => line.trim().match(/^(\d+)\s+(\d+)\s+(\S+)\s+(.*)$/))
+    .filter((m): m is RegExpMatchArray => m !== null)
+    .filter(([, , group, stat, args]) => !stat?.startsWith('Z') && (Number(group) === pgid || (args ?? '').includes(DATA_DIR)))
+    .filter(([, pid]) => Number(pid) !== process.pid)
+    .map(([, pid, , , args]) => `${pid} ${args}`)
+    .join('\n');
 }
 
 // The stack runs its own database with the postgres driver whatever the jest project: once is enough.
