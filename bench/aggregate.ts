@@ -28,14 +28,7 @@ import { setLogLevel } from '../lib/log';
 import { readHourlySeries } from '../lib/repositories/aggregates';
 import { insertEvents, type NewEvent } from '../lib/repositories/events';
 import { openBenchDatabase } from './support/dataset';
-
-function intFromEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive whole number, not "${raw}"`);
-  return n;
-}
+import { intFromEnv } from './support/env';
 
 const EVENTS = intFromEnv('BENCH_EVENTS', 10_000_000);
 const NEW_EVENTS = intFromEnv('BENCH_NEW_EVENTS', 10_000);

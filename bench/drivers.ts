@@ -43,14 +43,7 @@ import { ingestEventsPage } from '../lib/ingest';
 import { setLogLevel } from '../lib/log';
 import { getProfileById } from '../lib/repositories/profiles';
 import { startDataApiServer, type DataApiServer } from '../tests/support/dataApiServer';
-
-function intFromEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive whole number, not "${raw}"`);
-  return n;
-}
+import { intFromEnv } from './support/env';
 
 const PAGES = intFromEnv('BENCH_PAGES', 50);
 const PAGE_SIZE = intFromEnv('BENCH_PAGE_SIZE', 1000);

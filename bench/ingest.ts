@@ -33,20 +33,13 @@ import type { HttpHandler } from '../lib/http/handler';
 import { planEventsPage } from '../lib/ingest';
 import { setLogLevel } from '../lib/log';
 import type { NewEvent } from '../lib/repositories/events';
+import { intFromEnv } from './support/env';
 
 const ROOT = resolve(__dirname, '..');
 const DATA_DIR = join(ROOT, '.data', 'bench-ingest');
 const BENCH_DB = 'bench_ingest';
 const API_KEY = 'bench-ingest-key';
 const PAGE_SIZE = 1000;
-
-function intFromEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive whole number, not "${raw}"`);
-  return n;
-}
 
 const EVENTS = intFromEnv('BENCH_EVENTS', 1_000_000);
 const PROFILES = intFromEnv('BENCH_PROFILES', 200_000);

@@ -37,21 +37,14 @@ import { dirtyBacklog } from '../lib/repositories/aggregates';
 import { insertEvents, type NewEvent } from '../lib/repositories/events';
 import { readSeriesFromEvents } from '../lib/repositories/series';
 import { openBenchDatabase } from './support/dataset';
-
-function intFromEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${name} must be a whole number, not "${raw}"`);
-  return n;
-}
+import { intFromEnv } from './support/env';
 
 const EVENTS = intFromEnv('BENCH_EVENTS', 100_000);
 const RUNS = Math.max(1, intFromEnv('BENCH_RUNS', 30));
 const RAW_RUNS = Math.max(1, intFromEnv('BENCH_RAW_RUNS', 5));
 const SEED = intFromEnv('BENCH_SEED', 1);
-const LATE = intFromEnv('BENCH_LATE', 1000);
-const MATRIX = intFromEnv('BENCH_MATRIX', 1) !== 0;
+const LATE = intFromEnv('BENCH_LATE', 1000, 0);
+const MATRIX = intFromEnv('BENCH_MATRIX', 1, 0) !== 0;
 const LATE_PREFIX = 'bench-query-late-';
 const BUSIEST = 'Uu7kBJ'; // Received Email
 const ORDERS = 'K9dFhW'; // Placed Order

@@ -43,7 +43,7 @@ export type MetricUpsert =
     }
   | { readonly id: string; readonly isStub: true };
 
-interface MetricDbRow extends Record<string, unknown> {
+export interface MetricDbRow extends Record<string, unknown> {
   id: string;
   name: string;
   integration: Record<string, unknown> | null;
@@ -54,9 +54,9 @@ interface MetricDbRow extends Record<string, unknown> {
   ingested_at: Date;
 }
 
-const METRIC_COLUMNS = 'id, name, integration, created, updated, raw_data, is_stub, ingested_at';
+export const METRIC_COLUMNS = 'id, name, integration, created, updated, raw_data, is_stub, ingested_at';
 
-function toMetricRow(r: MetricDbRow): MetricRow {
+export function toMetricRow(r: MetricDbRow): MetricRow {
   return {
     id: r.id,
     name: r.name,

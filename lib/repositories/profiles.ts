@@ -64,7 +64,7 @@ export type ProfileUpsert =
     })
   | { readonly id: string; readonly isStub: true };
 
-interface ProfileDbRow extends Record<string, unknown> {
+export interface ProfileDbRow extends Record<string, unknown> {
   id: string;
   email: string | null;
   phone_number: string | null;
@@ -94,12 +94,12 @@ interface ProfileDbRow extends Record<string, unknown> {
 export const PROFILE_LAST_EVENT_DATE_SQL = `greatest(p.last_event_date,
   (SELECT e."timestamp" FROM klaviyo_events e WHERE e.profile_id = p.id ORDER BY e."timestamp" DESC, e.id DESC LIMIT 1))`;
 
-const PROFILE_COLUMNS =
+export const PROFILE_COLUMNS =
   'p.id, p.email, p.phone_number, p.external_id, p.anonymous_id, p.first_name, p.last_name, p.organization, p.locale, ' +
   `p.title, p.image, p.location, p.properties, p.created, p.updated, ${PROFILE_LAST_EVENT_DATE_SQL} AS last_event_date, ` +
   'p.raw_data, p.is_stub, p.ingested_at';
 
-function toProfileRow(r: ProfileDbRow): ProfileRow {
+export function toProfileRow(r: ProfileDbRow): ProfileRow {
   return {
     id: r.id,
     email: r.email,

@@ -1,6 +1,6 @@
 import type { Db, SqlParam } from '../db/port';
-import type { MetricRow } from './metrics';
-import { PROFILE_LAST_EVENT_DATE_SQL, type ProfileRow } from './profiles';
+import { METRIC_COLUMNS, toMetricRow, type MetricDbRow, type MetricRow } from './metrics';
+import { PROFILE_COLUMNS, toProfileRow, type ProfileDbRow, type ProfileRow } from './profiles';
 
 /**
  * The reads behind the GET routes: event lists and timelines in keyset order, events by id, and the
@@ -101,89 +101,17 @@ export async function getEventById(db: Db, id: string): Promise<EventRow | null>
   return rows[0] ? toEventRow(rows[0]) : null;
 }
 
-interface MetricDbRow extends Record<string, unknown> {
-  id: string;
-  name: string;
-  integration: Record<string, unknown> | null;
-  created: Date | null;
-  updated: Date | null;
-  raw_data: Record<string, unknown> | null;
-  is_stub: boolean;
-  ingested_at: Date;
-}
-
 /** The metrics with these ids (those that exist), by id. */
 export async function getMetricsByIds(db: Db, ids: readonly string[]): Promise<MetricRow[]> {
   if (ids.length === 0) return [];
   const rows = await db.query<MetricDbRow>(
-    `SELECT m.id, m.name, m.integration, m.created, m.updated, m.raw_data, m.is_stub, m.ingested_at
+    `SELECT ${METRIC_COLUMNS}
        FROM klaviyo_metrics m
       WHERE m.id IN (SELECT jsonb_array_elements_text($1::jsonb))
       ORDER BY m.id`,
     [JSON.stringify([...new Set(ids)])],
   );
-  return rows.map((r) => ({
-    id: r.id,
-    name: r.name,
-    integration: r.integration,
-    created: r.created,
-    updated: r.updated,
-    rawData: r.raw_data,
-    isStub: r.is_stub,
-    ingestedAt: r.ingested_at,
-  }));
-}
-
-interface ProfileDbRow extends Record<string, unknown> {
-  id: string;
-  email: string | null;
-  phone_number: string | null;
-  external_id: string | null;
-  anonymous_id: string | null;
-  first_name: string | null;
-  last_name: string | null;
-  organization: string | null;
-  locale: string | null;
-  title: string | null;
-  image: string | null;
-  location: Record<string, unknown> | null;
-  properties: Record<string, unknown> | null;
-  created: Date | null;
-  updated: Date | null;
-  last_event_date: Date | null;
-  raw_data: Record<string, unknown> | null;
-  is_stub: boolean;
-  ingested_at: Date;
-}
-
-const PROFILE_COLUMNS =
-  'p.id, p.email, p.phone_number, p.external_id, p.anonymous_id, p.first_name, p.last_name, p.organization, p.locale, ' +
-  'p.title, p.image, p.location, p.properties, p.created, p.updated, ' +
-  // Derived when read (see PROFILE_LAST_EVENT_DATE_SQL): ingest does not maintain it.
-  `${PROFILE_LAST_EVENT_DATE_SQL} AS last_event_date, p.raw_data, p.is_stub, p.ingested_at`;
-
-function toProfileRow(r: ProfileDbRow): ProfileRow {
-  return {
-    id: r.id,
-    email: r.email,
-    phoneNumber: r.phone_number,
-    externalId: r.external_id,
-    anonymousId: r.anonymous_id,
-    firstName: r.first_name,
-    lastName: r.last_name,
-    organization: r.organization,
-    locale: r.locale,
-    title: r.title,
-    image: r.image,
-    location: r.location,
-    properties: r.properties,
-    created: r.created,
-    updated: r.updated,
-    lastEventDate: r.last_event_date,
-    rawData: r.raw_data,
-    isStub: r.is_stub,
-    ingestedAt: r.ingested_at,
-  };
+  return rows.map(toMetricRow);
 }
 
 /** The profiles with these ids (those that exist), by id. */
