@@ -228,7 +228,8 @@ async function aggregateUntilClean(db: Db): Promise<number> {
 
 async function main(): Promise<void> {
   setLogLevel('warn');
-  const bench = await openBenchDatabase({ name: 'query', events: EVENTS, seed: SEED });
+  // BENCH_DATASET reuses another bench's stored dataset of the same size and seed (e.g. aggregate-10000000).
+  const bench = await openBenchDatabase({ name: process.env.BENCH_DATASET ?? 'query', events: EVENTS, seed: SEED });
   try {
     // The handler reads its configuration (database, keys) from the environment once, on first use.
     process.env.DATABASE_URL = bench.url;
