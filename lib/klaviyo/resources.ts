@@ -44,7 +44,10 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
-export function metricResource(metric: MetricRow, baseUrl: string): JsonApiResource {
+export function metricResource(
+  metric: Pick<MetricRow, 'id' | 'name' | 'created' | 'updated' | 'integration'>,
+  baseUrl: string,
+): JsonApiResource {
   return {
     type: 'metric',
     id: metric.id,
@@ -63,19 +66,15 @@ export function metricResource(metric: MetricRow, baseUrl: string): JsonApiResou
  * its event count and the times of its first and last events (null without events).
  */
 export function metricSummaryResource(metric: MetricSummary, baseUrl: string): JsonApiResource {
+  const resource = metricResource(metric, baseUrl);
   return {
-    type: 'metric',
-    id: metric.id,
+    ...resource,
     attributes: {
-      name: metric.name,
-      created: klaviyoDateTime(metric.created),
-      updated: klaviyoDateTime(metric.updated),
-      integration: metric.integration,
+      ...resource.attributes,
       event_count: metric.eventCount,
       first_event_datetime: klaviyoDateTime(metric.firstEventAt),
       last_event_datetime: klaviyoDateTime(metric.lastEventAt),
     },
-    links: { self: `${baseUrl}/api/metrics/${encodeURIComponent(metric.id)}` },
   };
 }
 
