@@ -1,17 +1,9 @@
 import { handler } from '../../functions/health';
-import { closeDb } from '../../lib/db';
-import { freshDatabase, type TestDatabase } from '../support/database';
+import { useFreshDatabase } from '../support/database';
 import { invoke } from '../support/http';
 
 describe('GET /api/health', () => {
-  let t: TestDatabase;
-  beforeAll(async () => {
-    t = await freshDatabase();
-  });
-  afterAll(async () => {
-    await closeDb();
-    await t.drop();
-  });
+  const t = useFreshDatabase();
 
   it('answers without a key and names the database mode', async () => {
     const res = await invoke(handler, { path: '/api/health', key: null });

@@ -1,19 +1,11 @@
-import { closeDb } from '../../lib/db';
 import { handler } from '../../functions/ingest';
 import { getProfileById } from '../../lib/repositories/profiles';
-import { freshDatabase, type TestDatabase } from '../support/database';
+import { useFreshDatabase } from '../support/database';
 import { invoke } from '../support/http';
 import { checksums, fixture } from './helpers';
 
 describe('ingest of Klaviyo example documents', () => {
-  let t: TestDatabase;
-  beforeAll(async () => {
-    t = await freshDatabase();
-  });
-  afterAll(async () => {
-    await closeDb();
-    await t.drop();
-  });
+  const t = useFreshDatabase();
 
   it('stores an events page with its included metric and profile', async () => {
     const page = fixture('events-page.json');

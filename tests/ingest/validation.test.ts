@@ -1,7 +1,7 @@
-import { closeDb, getDb } from '../../lib/db';
+import { getDb } from '../../lib/db';
 import { handler } from '../../functions/ingest';
 import { ingestEventsPage } from '../../lib/ingest';
-import { freshDatabase, type TestDatabase } from '../support/database';
+import { useFreshDatabase } from '../support/database';
 import { invoke } from '../support/http';
 import { counts, eventsPage } from './helpers';
 
@@ -16,14 +16,7 @@ function pointers(body: { errors: { source?: { pointer?: string } }[] }): string
 }
 
 describe('ingest validation', () => {
-  let t: TestDatabase;
-  beforeAll(async () => {
-    t = await freshDatabase();
-  });
-  afterAll(async () => {
-    await closeDb();
-    await t.drop();
-  });
+  const t = useFreshDatabase();
 
   it('rejects a page with every invalid event listed by pointer, and writes none of the valid ones', async () => {
     const page = eventsPage({ events: 20, prefix: 'bad' });

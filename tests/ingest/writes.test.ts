@@ -1,7 +1,6 @@
-import { closeDb } from '../../lib/db';
 import { handler } from '../../functions/ingest';
 import { getProfileById } from '../../lib/repositories/profiles';
-import { freshDatabase, type TestDatabase } from '../support/database';
+import { useFreshDatabase } from '../support/database';
 import { invoke } from '../support/http';
 import { checksums, counts, eventsPage } from './helpers';
 
@@ -38,14 +37,7 @@ function createEventBody(options: { name: string; email?: string; phone?: string
 }
 
 describe('ingest writes', () => {
-  let t: TestDatabase;
-  beforeAll(async () => {
-    t = await freshDatabase();
-  });
-  afterAll(async () => {
-    await closeDb();
-    await t.drop();
-  });
+  const t = useFreshDatabase();
 
   it('leaves identical rows after three deliveries of the same page, and reports the repeats as duplicates', async () => {
     const page = eventsPage({ events: 300, prefix: 'idem', metrics: 4, profiles: 30 });

@@ -1,9 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { closeDb } from '../../lib/db';
 import type { HttpHandler } from '../../lib/http/handler';
-import { freshDatabase, type TestDatabase } from '../support/database';
+import { useFreshDatabase } from '../support/database';
 import { apiEvent, invoke, type InvokeOptions } from '../support/http';
 import { TEST_KEYS } from '../support/setupEnv';
 import { databaseChecksum } from './support/checksum';
@@ -61,14 +60,7 @@ function request(route: Route, extra: Partial<InvokeOptions>): InvokeOptions {
 }
 
 describe('authentication on every deployed route', () => {
-  let t: TestDatabase;
-  beforeAll(async () => {
-    t = await freshDatabase();
-  });
-  afterAll(async () => {
-    await closeDb();
-    await t.drop();
-  });
+  const t = useFreshDatabase();
 
   it('finds every route of the API in serverless.yml', () => {
     const keys = routes.map((r) => `${r.method} ${r.path}`).sort();

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
+import { closeDb } from '../../lib/db';
 import type { ClosableDb } from '../../lib/db/port';
 import { createDataApiDb } from '../../lib/db/dataApi';
 import { createPostgresDb } from '../../lib/db/postgres';
@@ -84,4 +85,36 @@ export function dataApiDb(database: string, retryBudgetMs = 5_000): ClosableDb {
     region: DATA_API_TEST.region,
     retryBudgetMs,
   });
+}
+
+/**
+ * A fresh database for the tests of one describe block (or file): made in beforeAll, and in afterAll
+ * the handlers' lazy client is closed before the database is dropped. The returned object reads the
+ * database of the block, so it is used inside tests and hooks only.
+ */
+export function useFreshDatabase(options: { setEnv?: boolean } = {}): TestDatabase {
+  let current: TestDatabase | undefined;
+  beforeAll(async () => {
+    current = await freshDatabase(options);
+  });
+  afterAll(async () => {
+    await closeDb();
+    await current?.drop();
+  });
+  const made = (): TestDatabase => {
+    if (!current) throw new Error('useFreshDatabase: the database exists from beforeAll on');
+    return current;
+  };
+  return {
+    get name() {
+      return made().name;
+    },
+    get url() {
+      return made().url;
+    },
+    get db() {
+      return made().db;
+    },
+    drop: () => made().drop(),
+  };
 }
