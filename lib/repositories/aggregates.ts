@@ -110,6 +110,19 @@ export async function takeDirtyBucketsInRange(
   return Number(rows[0]?.taken ?? 0);
 }
 
+// What an hour's rollup holds, over raw events `e`: one definition for the aggregator's recounts,
+// rebuilds and readers, so that a stored hour and a recomputed one cannot disagree.
+const HOUR_FIGURES = `count(*) AS event_count,
+  coalesce(sum(e.value), 0) AS sum_value,
+  min(e.value) AS min_value,
+  max(e.value) AS max_value,
+  count(DISTINCT e.profile_id) AS unique_profiles`;
+
+/** One (metric, UTC hour) recounted from its raw events, through the covering index. */
+const recountHour = (metric: string, bucket: string): string => `SELECT ${HOUR_FIGURES}
+  FROM klaviyo_events e
+  WHERE e.metric_id = ${metric} AND e."timestamp" >= ${bucket} AND e."timestamp" < ${bucket} + interval '1 hour'`;
+
 // The upsert writes only what changed: a recomputation that finds the same figures leaves the row,
 // its updated_at and the table's pages as they were.
 const UPSERT_HOURS = `
@@ -220,16 +233,7 @@ export async function recomputeHourBuckets(tx: Db, buckets: readonly HourBucket[
      ), computed AS (
        SELECT u.metric_id, u.bucket, s.event_count, s.sum_value, s.min_value, s.max_value, s.unique_profiles
        FROM unpending u
-       CROSS JOIN LATERAL (
-         SELECT count(*) AS event_count,
-                coalesce(sum(e.value), 0) AS sum_value,
-                min(e.value) AS min_value,
-                max(e.value) AS max_value,
-                count(DISTINCT e.profile_id) AS unique_profiles
-         FROM klaviyo_events e
-         WHERE e.metric_id = u.metric_id
-           AND e."timestamp" >= u.bucket AND e."timestamp" < u.bucket + interval '1 hour'
-       ) s
+       CROSS JOIN LATERAL (${recountHour('u.metric_id', 'u.bucket')}) s
      ), upserted AS (${UPSERT_HOURS}
      ), removed AS (
        DELETE FROM klaviyo_aggregated_metrics a
@@ -268,11 +272,7 @@ export async function rebuildHourRange(
     `WITH computed AS (
        SELECT m.id AS metric_id,
               date_trunc('hour', e."timestamp", 'UTC') AS bucket,
-              count(*) AS event_count,
-              coalesce(sum(e.value), 0) AS sum_value,
-              min(e.value) AS min_value,
-              max(e.value) AS max_value,
-              count(DISTINCT e.profile_id) AS unique_profiles
+              ${HOUR_FIGURES}
        FROM klaviyo_metrics m
        JOIN klaviyo_events e
          ON e.metric_id = m.id AND e."timestamp" >= $1::timestamptz AND e."timestamp" < $2::timestamptz
@@ -362,15 +362,7 @@ export async function readHourlySeries(
      ), fresh AS (
        SELECT d.bucket, s.event_count, s.sum_value, s.min_value, s.max_value, s.unique_profiles
        FROM dirty d
-       CROSS JOIN LATERAL (
-         SELECT count(*) AS event_count,
-                coalesce(sum(e.value), 0) AS sum_value,
-                min(e.value) AS min_value,
-                max(e.value) AS max_value,
-                count(DISTINCT e.profile_id) AS unique_profiles
-         FROM klaviyo_events e
-         WHERE e.metric_id = $1 AND e."timestamp" >= d.bucket AND e."timestamp" < d.bucket + interval '1 hour'
-       ) s
+       CROSS JOIN LATERAL (${recountHour('$1', 'd.bucket')}) s
        WHERE s.event_count > 0
      )
      SELECT bucket, event_count, sum_value, min_value, max_value, unique_profiles FROM stored
