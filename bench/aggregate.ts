@@ -29,6 +29,7 @@ import { readHourlySeries } from '../lib/repositories/aggregates';
 import { insertEvents, type NewEvent } from '../lib/repositories/events';
 import { openBenchDatabase } from './support/dataset';
 import { intFromEnv } from './support/env';
+import { prng } from '../tests/support/random';
 
 const EVENTS = intFromEnv('BENCH_EVENTS', 10_000_000);
 const NEW_EVENTS = intFromEnv('BENCH_NEW_EVENTS', 10_000);
@@ -48,17 +49,6 @@ async function timed<T>(work: () => Promise<T>): Promise<[T, number]> {
   return [result, performance.now() - started];
 }
 
-/** Mulberry32: the new events are the same for the same seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function one<T extends Record<string, unknown>>(db: Db, text: string, params: (string | number)[] = []): Promise<T> {
   const rows = await db.query<T>(text, params);

@@ -1,5 +1,6 @@
 import type { Db } from '../../lib/db/port';
 import type { SimpleEvent } from '../support/events';
+import { prng } from '../support/random';
 
 /**
  * The oracle: hourly figures recomputed from raw events, written independently of the aggregator's
@@ -92,17 +93,6 @@ export async function rollupChecksum(db: Db, options: { rowVersions?: boolean } 
   return `${rows[0]?.n}:${rows[0]?.checksum ?? 'empty'}`;
 }
 
-/** A small deterministic PRNG, so that a failing scenario replays identically. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Random events over [from, from + hours): several metrics and profiles, decimal values with up to

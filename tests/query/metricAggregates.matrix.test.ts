@@ -4,7 +4,8 @@ import { closeDb } from '../../lib/db';
 import { freshDatabase, type TestDatabase } from '../support/database';
 import { storeEvents, type SimpleEvent } from '../support/events';
 import { invoke } from '../support/http';
-import { bucketLabel, localMinuteSecond, oracleRows, prng, wallTimeToInstant, type OracleEvent, type OracleInterval } from './oracle';
+import { bucketLabel, localMinuteSecond, oracleRows, wallTimeToInstant, type OracleEvent, type OracleInterval } from './oracle';
+import { prng } from '../support/random';
 
 /**
  * Every measurement x interval x time zone against the oracle (tests/query/oracle.ts), in three

@@ -6,7 +6,8 @@ import { closeDb } from '../../lib/db';
 import { freshDatabase, type TestDatabase } from '../support/database';
 import { storeEvents, type SimpleEvent } from '../support/events';
 import { invoke, type InvokeResult } from '../support/http';
-import { oracleRows, prng, type OracleEvent } from './oracle';
+import { oracleRows, type OracleEvent } from './oracle';
+import { prng } from '../support/random';
 
 /**
  * POST /api/metric-aggregates beyond the matrix: `by` grouping and dimension filters against the
