@@ -141,7 +141,10 @@ describe('log privacy across real invocations', () => {
     expect((await post('/api/events', page, { key: 'read' })).status).toBe(403);
 
     if (testDriver() === 'postgres') {
-      // A connection lost between invocations: the driver's retry writes a warning with the error.
+      // A connection lost between invocations: when postgres.js meets the dead socket on use, the
+      // driver's retry writes a warning carrying the error (checked with the other lines below). It
+      // may also notice the close first and reconnect silently: that race is why no test here
+      // requires the warning (tests/reliability/connections.test.ts covers the retry itself).
       await terminateHandlerConnections(db);
       expect((await post('/api/events', page)).status).toBe(200);
     }
@@ -164,11 +167,10 @@ describe('log privacy across real invocations', () => {
     expect(run.status).toBe('done');
   });
 
-  it('captured the session: SQL at debug, a warning, an error, and one request line per invocation', () => {
+  it('captured the session: SQL at debug, an error, and one request line per invocation', () => {
     const entries = lines.map((line) => JSON.parse(line) as { level: string; message: string; error?: { message?: string } });
     expect(entries.some((e) => e.level === 'debug' && e.message === 'sql')).toBe(true);
     expect(entries.some((e) => e.level === 'error' && /rejected/.test(e.error?.message ?? ''))).toBe(true);
-    if (testDriver() === 'postgres') expect(entries.some((e) => e.level === 'warn')).toBe(true);
     const requestLines = entries.filter((e) => e.message === 'request' || e.message === 'request failed');
     expect(requestLines).toHaveLength(httpInvocations);
   });
