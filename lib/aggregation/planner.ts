@@ -14,11 +14,18 @@ import { bucketBoundaries, HOUR_MS } from './timezone';
  *   local midnight). count and sum add across hours; so does `unique` when every bucket lies within
  *   one UTC hour (interval=hour in a whole-hour zone), the only case where an hourly distinct count
  *   is a bucket's distinct count.
+ * 'lookback': `unique` over buckets longer than an hour (days in a whole-hour zone). A bucket made of
+ *   whole UTC hours, at most 25 of them, takes count and sum from its hours' rollups and its distinct
+ *   profiles from their lookback counts: hour h adds its profiles with no event in the (h - start)
+ *   hours before it (migrations/0002_profile_hours.sql). A bucket with a dirty hour, or one that is
+ *   cut (not whole hours: a +05:30 zone's days, the range's ends) or longer than 25 hours, is counted
+ *   from raw events as a whole.
  * 'events': everything from raw events in the range, through the covering index (metric_id,
- *   "timestamp" DESC) INCLUDE (value, profile_id): distinct profiles over buckets longer than an
- *   hour, and `by` or dimension filters, which need each event's properties.
+ *   "timestamp" DESC) INCLUDE (value, profile_id): distinct profiles over weeks and months (and over
+ *   days that no lookback can serve), and `by` or dimension filters, which need each event's
+ *   properties.
  */
-export type SeriesSource = 'rollups' | 'events';
+export type SeriesSource = 'rollups' | 'lookback' | 'events';
 
 export interface SeriesPlan {
   readonly metricId: string;
@@ -29,6 +36,8 @@ export interface SeriesPlan {
   readonly source: SeriesSource;
   /** 'rollups' only: UTC hour starts (ms) that a boundary or the range cuts; read from raw events. */
   readonly cutHours: readonly number[];
+  /** 'lookback' only: 0-based numbers of the buckets no lookback can serve; read from raw events. */
+  readonly rawBuckets: readonly number[];
   readonly by: readonly string[];
   readonly dimensionFilters: readonly DimensionFilter[];
   readonly needsUnique: boolean;
@@ -50,12 +59,36 @@ function bucketsWithinSingleHours(boundaries: readonly number[], startUs: number
   return true;
 }
 
+/** Lookback counts reach 24 hours back: a bucket of up to 25 whole hours. */
+const MAX_LOOKBACK_BUCKET_US = 25 * HOUR_US;
+
+/** 0-based numbers of the buckets that are not a run of at most 25 whole UTC hours once clipped to the range. */
+function bucketsWithoutLookback(boundaries: readonly number[], startUs: number, endUs: number): number[] {
+  const raw: number[] = [];
+  for (let i = 0; i + 1 < boundaries.length; i += 1) {
+    const lo = Math.max((boundaries[i] as number) * 1000, startUs);
+    const hi = Math.min((boundaries[i + 1] as number) * 1000, endUs);
+    if (lo % HOUR_US !== 0 || hi % HOUR_US !== 0 || hi - lo > MAX_LOOKBACK_BUCKET_US) raw.push(i);
+  }
+  return raw;
+}
+
+function chooseSource(query: MetricAggregateQuery, boundaries: readonly number[]): { source: SeriesSource; rawBuckets: number[] } {
+  if (query.by.length > 0 || query.dimensionFilters.length > 0) return { source: 'events', rawBuckets: [] };
+  if (!query.measurements.includes('unique') || bucketsWithinSingleHours(boundaries, query.startUs, query.endUs)) {
+    return { source: 'rollups', rawBuckets: [] };
+  }
+  const rawBuckets = bucketsWithoutLookback(boundaries, query.startUs, query.endUs);
+  // Nothing for the lookbacks to serve (weeks, months, a half-hour zone's days): one pass over the events.
+  if (rawBuckets.length === boundaries.length - 1) return { source: 'events', rawBuckets: [] };
+  return { source: 'lookback', rawBuckets };
+}
+
 export function planSeries(query: MetricAggregateQuery): SeriesPlan {
   const boundaries = bucketBoundaries(query.timezone, query.interval, query.startUs / 1000, query.endUs / 1000);
   const needsUnique = query.measurements.includes('unique');
-  const needsProperties = query.by.length > 0 || query.dimensionFilters.length > 0;
-  let source: SeriesSource =
-    needsProperties || (needsUnique && !bucketsWithinSingleHours(boundaries, query.startUs, query.endUs)) ? 'events' : 'rollups';
+  const chosen = chooseSource(query, boundaries);
+  let source = chosen.source;
 
   const cut = new Set<number>();
   if (source === 'rollups') {
@@ -78,6 +111,7 @@ export function planSeries(query: MetricAggregateQuery): SeriesPlan {
     boundaries,
     source,
     cutHours: [...cut].sort((a, b) => a - b),
+    rawBuckets: chosen.rawBuckets,
     by: query.by,
     dimensionFilters: query.dimensionFilters,
     needsUnique,

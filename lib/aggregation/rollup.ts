@@ -10,6 +10,7 @@ import {
   tryLockAggregation,
   waitLockAggregation,
 } from '../repositories/aggregates';
+import { resetLookbacksInRange, syncProfileHours } from '../repositories/profileHours';
 
 /**
  * Incremental hourly rollups.
@@ -21,10 +22,15 @@ import {
  * A batch of the aggregator is one transaction:
  *   1. pg_try_advisory_xact_lock: one writer of rollups at a time; a run that finds it taken stops.
  *   2. statement A: DELETE the oldest marks ... FOR UPDATE SKIP LOCKED ... RETURNING them;
- *   3. statement B: for those buckets, take all their pending rows and add them to the stored rollups
+ *   3. the buckets' profile-hours gain the pending rows' profiles (or, for a bucket without pending
+ *      rows, are replaced from raw events), their neighbours are re-linked and the hours' lookback
+ *      counts adjusted (lib/repositories/profileHours.ts). No event can commit into a taken bucket
+ *      until this transaction ends (its ingest would have to re-mark it), so this statement and B see
+ *      the same pending rows;
+ *   4. statement B: for those buckets, take all their pending rows and add them to the stored rollups
  *      (count, sum, min, max, and the profiles new to the hour: one index probe per profile), or
  *      recompute from raw events a bucket that has no pending row (lib/repositories/aggregates.ts);
- *   4. commit.
+ *   5. commit.
  * A run therefore reads what was ingested since the last run, not everything the touched hours hold.
  * The deltas are exact because events are never updated or deleted (ingest inserts ON CONFLICT DO
  * NOTHING): what a rollup counted stays true.
@@ -98,6 +104,8 @@ async function aggregateBatch(db: Db, batchBuckets: number): Promise<BatchOutcom
   return db.transaction(async (tx) => {
     if (!(await tryLockAggregation(tx))) return 'locked' as const;
     const taken = await takeDirtyBuckets(tx, batchBuckets);
+    // Before the pending rows go: they say which profiles the hours gained.
+    await syncProfileHours(tx, { kind: 'marked', buckets: taken });
     const result = await recomputeHourBuckets(tx, taken);
     return { taken: taken.length, fromRaw: result.bucketsFromRaw, eventsScanned: result.eventsScanned, rowsChanged: result.rowsWritten + result.rowsDeleted };
   });
@@ -239,7 +247,10 @@ export async function rebuildAggregates(db: Db, options: RebuildOptions = {}): P
     const [marks, result] = await db.transaction(async (tx) => {
       await waitLockAggregation(tx);
       const cleared = await takeDirtyBucketsInRange(tx, range);
-      return [cleared, await rebuildHourRange(tx, range)] as const;
+      await syncProfileHours(tx, { kind: 'range', ...range });
+      const rebuilt = await rebuildHourRange(tx, range);
+      await resetLookbacksInRange(tx, range);
+      return [cleared, rebuilt] as const;
     });
     totals.chunks += 1;
     totals.bucketsRecomputed += result.bucketsRecomputed;

@@ -84,6 +84,47 @@ const FROM_ROLLUPS = `
   SELECT ${METRIC_EXISTS} AS metric_exists,
          (SELECT coalesce(jsonb_agg(jsonb_build_array(i, n, s, u) ORDER BY i), '[]'::jsonb) FROM combined) AS buckets`;
 
+/**
+ * `unique` over buckets of whole hours (the 'lookback' plan): a bucket that is neither listed in $6
+ * (1-based numbers of the buckets no lookback serves) nor holds a dirty hour adds its hours' counts,
+ * sums and, for distinct profiles, each hour's lookback count at k = hours since the bucket's start.
+ * The other buckets are counted from raw events as a whole. A dirty hour before a bucket cannot make
+ * its lookbacks wrong: an uncounted event before the bucket's start only moves a profile's previous
+ * hour within "before the start". $7 is the number of buckets.
+ */
+const FROM_LOOKBACKS = `
+  WITH bounds AS MATERIALIZED (SELECT $2::timestamptz[] AS b
+  ), raw_buckets AS (
+    SELECT width_bucket(d.bucket, (SELECT b FROM bounds)) AS i FROM klaviyo_aggregate_dirty d
+     WHERE d.metric_id = $1 AND d.bucket >= $5::text::timestamptz AND d.bucket < $4::text::timestamptz
+    UNION
+    SELECT unnest($6::int[])
+  ), stored AS (
+    SELECT h.i, a.event_count AS n, a.sum_value AS s,
+           a.new_profiles_by_lookback[
+             floor(extract(epoch FROM a.bucket - greatest((SELECT b FROM bounds)[h.i], $3::text::timestamptz)) / 3600)::int + 1] AS u
+      FROM klaviyo_aggregated_metrics a
+     CROSS JOIN LATERAL (SELECT width_bucket(a.bucket, (SELECT b FROM bounds)) AS i) h
+     WHERE a.metric_id = $1 AND a.granularity = 'hour'
+       AND a.bucket >= $3::text::timestamptz AND a.bucket < $4::text::timestamptz
+       AND NOT EXISTS (SELECT 1 FROM raw_buckets r WHERE r.i = h.i)
+  ), fresh AS (
+    SELECT r.i, count(*) AS n, coalesce(sum(e.value), 0) AS s, count(DISTINCT e.profile_id) AS u
+      FROM raw_buckets r
+      JOIN klaviyo_events e
+        ON e.metric_id = $1
+       AND e."timestamp" >= greatest((SELECT b FROM bounds)[r.i], $3::text::timestamptz)
+       AND e."timestamp" < least((SELECT b FROM bounds)[r.i + 1], $4::text::timestamptz)
+     WHERE r.i BETWEEN 1 AND $7
+     GROUP BY r.i
+  ), combined AS (
+    SELECT i, sum(n) AS n, sum(s) AS s, sum(u) AS u
+      FROM (SELECT i, n, s, u FROM stored UNION ALL SELECT i, n, s, u FROM fresh) x
+     GROUP BY i
+  )
+  SELECT ${METRIC_EXISTS} AS metric_exists,
+         (SELECT coalesce(jsonb_agg(jsonb_build_array(i, n, s, u) ORDER BY i), '[]'::jsonb) FROM combined) AS buckets`;
+
 /** SQL text of one dimension filter on e.properties; pushes its parameters. */
 function dimensionPredicate(filter: DimensionFilter, params: SqlParam[]): string {
   params.push(filter.key);
@@ -160,9 +201,13 @@ export async function readSeries(db: Db, plan: SeriesPlan): Promise<SeriesResult
     isoMicros(plan.startUs),
     isoMicros(plan.endUs),
     isoMicros(Math.floor(plan.startUs / HOUR_US) * HOUR_US),
-    timestampArray(plan.cutHours),
   ];
-  const rows = await db.query<SeriesRow>(FROM_ROLLUPS, params);
+  if (plan.source === 'lookback') {
+    params.push(`{${plan.rawBuckets.map((i) => i + 1).join(',')}}`, plan.boundaries.length - 1);
+  } else {
+    params.push(timestampArray(plan.cutHours));
+  }
+  const rows = await db.query<SeriesRow>(plan.source === 'lookback' ? FROM_LOOKBACKS : FROM_ROLLUPS, params);
   return toResult(rows[0], 0);
 }
 

@@ -15,20 +15,52 @@ export interface FiguresText {
   min_value: string | null;
   max_value: string | null;
   unique_profiles: string;
+  /** The 25 lookback counts, as array text. */
+  new_profiles_by_lookback: string;
   [key: string]: unknown;
 }
 
+const ZERO_LOOKBACKS = `'{${Array.from({ length: 25 }, () => 0).join(',')}}'`;
+
+/**
+ * Each hour's lookback counts as their definition states them, for k = 0..24: the distinct profiles
+ * with an event in the hour and none of the same metric in the k hours before it (a NOT EXISTS over
+ * raw events, nothing shared with the aggregator's profile-hours). CTEs `lookbacks(metric_id, bucket,
+ * lookback)` over HOUR_OF_EVENT.
+ */
+const HOUR_OF_EVENT = `date_bin('1 hour', "timestamp", timestamptz '2000-01-01 00:00:00+00')`;
+const ORACLE_LOOKBACKS = `
+  presence AS (
+    SELECT DISTINCT metric_id, ${HOUR_OF_EVENT} AS bucket, profile_id FROM klaviyo_events WHERE profile_id IS NOT NULL
+  ), per_lookback AS (
+    SELECT p.metric_id, p.bucket, k,
+           count(*) FILTER (WHERE NOT EXISTS (
+             SELECT 1 FROM klaviyo_events e
+             WHERE e.metric_id = p.metric_id AND e.profile_id = p.profile_id
+               AND e."timestamp" >= p.bucket - make_interval(hours => k) AND e."timestamp" < p.bucket)) AS n
+    FROM presence p CROSS JOIN generate_series(0, 24) AS k
+    GROUP BY 1, 2, 3
+  ), lookbacks AS (
+    SELECT metric_id, bucket, array_agg(n ORDER BY k)::text AS lookback FROM per_lookback GROUP BY 1, 2
+  )`;
+
 export async function oracleHours(db: Db): Promise<FiguresText[]> {
   return db.query<FiguresText>(
-    `SELECT metric_id,
-            to_char(date_bin('1 hour', "timestamp", timestamptz '2000-01-01 00:00:00+00') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS bucket,
-            count(*)::text AS event_count,
-            coalesce(sum(value), 0)::text AS sum_value,
-            min(value)::text AS min_value,
-            max(value)::text AS max_value,
-            count(DISTINCT profile_id)::text AS unique_profiles
-     FROM klaviyo_events
-     GROUP BY 1, 2
+    `WITH ${ORACLE_LOOKBACKS}, figures AS (
+       SELECT metric_id, ${HOUR_OF_EVENT} AS bucket,
+              count(*)::text AS event_count,
+              coalesce(sum(value), 0)::text AS sum_value,
+              min(value)::text AS min_value,
+              max(value)::text AS max_value,
+              count(DISTINCT profile_id)::text AS unique_profiles
+       FROM klaviyo_events
+       GROUP BY 1, 2
+     )
+     SELECT f.metric_id,
+            to_char(f.bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS bucket,
+            f.event_count, f.sum_value, f.min_value, f.max_value, f.unique_profiles,
+            coalesce(l.lookback, ${ZERO_LOOKBACKS}) AS new_profiles_by_lookback
+     FROM figures f LEFT JOIN lookbacks l ON l.metric_id = f.metric_id AND l.bucket = f.bucket
      ORDER BY 1, 2`,
   );
 }
@@ -41,7 +73,8 @@ export async function storedHours(db: Db): Promise<FiguresText[]> {
             sum_value::text AS sum_value,
             min_value::text AS min_value,
             max_value::text AS max_value,
-            unique_profiles::text AS unique_profiles
+            unique_profiles::text AS unique_profiles,
+            new_profiles_by_lookback::text AS new_profiles_by_lookback
      FROM klaviyo_aggregated_metrics
      WHERE granularity = 'hour'
      ORDER BY 1, 2`,
@@ -59,22 +92,36 @@ export async function dirtyCount(db: Db): Promise<number> {
  */
 export async function contractViolations(db: Db): Promise<Record<string, unknown>[]> {
   return db.query(
-    `WITH oracle AS (
-       SELECT metric_id, date_bin('1 hour', "timestamp", timestamptz '2000-01-01 00:00:00+00') AS bucket,
+    `WITH ${ORACLE_LOOKBACKS}, oracle AS (
+       SELECT e.metric_id, ${HOUR_OF_EVENT} AS bucket,
               count(*) AS event_count, coalesce(sum(value), 0) AS sum_value, min(value) AS min_value,
               max(value) AS max_value, count(DISTINCT profile_id) AS unique_profiles
-       FROM klaviyo_events GROUP BY 1, 2
+       FROM klaviyo_events e GROUP BY 1, 2
      ), stored AS (
-       SELECT metric_id, bucket, event_count, sum_value, min_value, max_value, unique_profiles
+       SELECT metric_id, bucket, event_count, sum_value, min_value, max_value, unique_profiles,
+              new_profiles_by_lookback::text AS lookback
        FROM klaviyo_aggregated_metrics WHERE granularity = 'hour'
+     ), compared AS (
+       SELECT coalesce(o.metric_id, s.metric_id) AS metric_id, coalesce(o.bucket, s.bucket) AS bucket,
+              o.event_count::text AS expected_count, s.event_count::text AS stored_count,
+              (o.event_count, o.sum_value::text, o.min_value::text, o.max_value::text, o.unique_profiles)
+                IS DISTINCT FROM (s.event_count, s.sum_value::text, s.min_value::text, s.max_value::text, s.unique_profiles)
+                AS figures_differ,
+              coalesce(l.lookback, ${ZERO_LOOKBACKS}) IS DISTINCT FROM coalesce(s.lookback, ${ZERO_LOOKBACKS}) AS lookbacks_differ,
+              l.lookback AS expected_lookback, s.lookback AS stored_lookback
+       FROM oracle o
+       FULL JOIN stored s ON s.metric_id = o.metric_id AND s.bucket = o.bucket
+       LEFT JOIN lookbacks l ON l.metric_id = coalesce(o.metric_id, s.metric_id) AND l.bucket = coalesce(o.bucket, s.bucket)
      )
-     SELECT coalesce(o.metric_id, s.metric_id) AS metric_id, coalesce(o.bucket, s.bucket) AS bucket,
-            o.event_count::text AS expected_count, s.event_count::text AS stored_count
-     FROM oracle o FULL JOIN stored s ON s.metric_id = o.metric_id AND s.bucket = o.bucket
-     WHERE (o.event_count, o.sum_value::text, o.min_value::text, o.max_value::text, o.unique_profiles)
-           IS DISTINCT FROM (s.event_count, s.sum_value::text, s.min_value::text, s.max_value::text, s.unique_profiles)
-       AND NOT EXISTS (SELECT 1 FROM klaviyo_aggregate_dirty d
-                       WHERE d.metric_id = coalesce(o.metric_id, s.metric_id) AND d.bucket = coalesce(o.bucket, s.bucket))`,
+     -- Figures must be exact in every unmarked hour; lookback counts in every hour whose 24 hours
+     -- before it are unmarked too (readers use a count at lookback k only then).
+     SELECT metric_id, bucket, expected_count, stored_count, expected_lookback, stored_lookback
+     FROM compared c
+     WHERE (c.figures_differ
+            AND NOT EXISTS (SELECT 1 FROM klaviyo_aggregate_dirty d WHERE d.metric_id = c.metric_id AND d.bucket = c.bucket))
+        OR (c.lookbacks_differ
+            AND NOT EXISTS (SELECT 1 FROM klaviyo_aggregate_dirty d
+                            WHERE d.metric_id = c.metric_id AND d.bucket BETWEEN c.bucket - interval '24 hours' AND c.bucket))`,
   );
 }
 

@@ -1,0 +1,242 @@
+import type { Db } from '../db/port';
+import type { HourBucket } from './aggregates';
+
+/**
+ * Profile-hours (klaviyo_profile_hours) and the lookback counts they feed (new_profiles_by_lookback
+ * of the hourly rollups): what lets a day's distinct profiles be read from 24 rollup rows instead of
+ * the day's events (migrations/0002_profile_hours.sql explains the arithmetic).
+ *
+ * Invariants, kept by the aggregator under its lock (lib/aggregation/rollup.ts):
+ *   - an hour that is not marked dirty has exactly one profile-hour per profile with an event of the
+ *     metric in it, and each profile-hour's previous_bucket is the profile's previous such hour;
+ *   - every hourly rollup's lookback counts are the sums of its profile-hours' spans
+ *     (klaviyo_lookback_span), whatever the hour's state.
+ * Readers use a stored count of hour h at lookback k only when no hour of [h - k, h] is marked, so the
+ * events the rollups have not counted yet never make a stored count wrong: they change a count at
+ * lookback k of a later hour only through an event inside that window.
+ */
+
+/** What the profile-hours of some hours must become: the marked hours of a batch, or a time range. */
+export type ProfileHourScope =
+  | { readonly kind: 'marked'; readonly buckets: readonly HourBucket[] }
+  | { readonly kind: 'range'; readonly from: Date; readonly to: Date; readonly metricId?: string };
+
+export interface ProfileHourSync {
+  readonly added: number;
+  readonly removed: number;
+  /** Profile-hours whose previous hour changed because a neighbour came or went. */
+  readonly relinked: number;
+  /** Hourly rollups whose lookback counts changed. */
+  readonly hoursAdjusted: number;
+}
+
+/**
+ * `truth`: the profile-hours the scope's hours must hold; `removed`: the stored ones they must lose.
+ * Marked hours with pending rows only gain the pending rows' profiles (every event counted before is
+ * already there); marked hours without pending rows, and a rebuild's range, are replaced from raw
+ * events as a whole.
+ */
+function scopeSql(scope: ProfileHourScope): { sql: string; params: string[] } {
+  if (scope.kind === 'marked') {
+    return {
+      params: [JSON.stringify(scope.buckets.map((b) => ({ metric_id: b.metricId, bucket: b.bucket.toISOString() })))],
+      sql: `
+        marked AS MATERIALIZED (
+          SELECT metric_id, bucket FROM jsonb_to_recordset($1::jsonb) AS t(metric_id text, bucket timestamptz)
+        ), with_pending AS MATERIALIZED (
+          SELECT DISTINCT p.metric_id, p.bucket
+          FROM marked m JOIN klaviyo_aggregate_pending p ON p.metric_id = m.metric_id AND p.bucket = m.bucket
+        ), replaced AS MATERIALIZED (
+          SELECT m.metric_id, m.bucket FROM marked m
+          WHERE NOT EXISTS (SELECT 1 FROM with_pending w WHERE w.metric_id = m.metric_id AND w.bucket = m.bucket)
+        ), truth AS MATERIALIZED (
+          SELECT DISTINCT p.metric_id, p.profile_id, p.bucket
+          FROM with_pending w JOIN klaviyo_aggregate_pending p ON p.metric_id = w.metric_id AND p.bucket = w.bucket
+          WHERE p.profile_id IS NOT NULL
+          UNION
+          SELECT DISTINCT r.metric_id, e.profile_id, r.bucket
+          FROM replaced r
+          JOIN klaviyo_events e
+            ON e.metric_id = r.metric_id AND e."timestamp" >= r.bucket AND e."timestamp" < r.bucket + interval '1 hour'
+          WHERE e.profile_id IS NOT NULL
+        ), removed AS MATERIALIZED (
+          SELECT ph.metric_id, ph.profile_id, ph.bucket, ph.previous_bucket
+          FROM replaced r
+          JOIN klaviyo_profile_hours ph ON ph.metric_id = r.metric_id AND ph.bucket = r.bucket
+          WHERE NOT EXISTS (SELECT 1 FROM truth t
+                            WHERE t.metric_id = ph.metric_id AND t.profile_id = ph.profile_id AND t.bucket = ph.bucket)
+        )`,
+    };
+  }
+  const params = [scope.from.toISOString(), scope.to.toISOString(), ...(scope.metricId ? [scope.metricId] : [])];
+  return {
+    params,
+    sql: `
+      truth AS MATERIALIZED (
+        SELECT DISTINCT m.id AS metric_id, e.profile_id, date_trunc('hour', e."timestamp", 'UTC') AS bucket
+        FROM klaviyo_metrics m
+        JOIN klaviyo_events e ON e.metric_id = m.id AND e."timestamp" >= $1::timestamptz AND e."timestamp" < $2::timestamptz
+        WHERE e.profile_id IS NOT NULL ${scope.metricId ? 'AND m.id = $3' : ''}
+      ), removed AS MATERIALIZED (
+        SELECT ph.metric_id, ph.profile_id, ph.bucket, ph.previous_bucket
+        FROM klaviyo_profile_hours ph
+        WHERE ph.bucket >= $1::timestamptz AND ph.bucket < $2::timestamptz ${scope.metricId ? 'AND ph.metric_id = $3' : ''}
+          AND NOT EXISTS (SELECT 1 FROM truth t
+                          WHERE t.metric_id = ph.metric_id AND t.profile_id = ph.profile_id AND t.bucket = ph.bucket)
+      )`,
+  };
+}
+
+/**
+ * From a CTE `spans(metric_id, bucket, span, n)` (n profile-hours of that span, negative to take away),
+ * the CTE `lookbacks(metric_id, bucket, counts)`: the 25 lookback counts those spans add to each hour.
+ */
+const LOOKBACKS_FROM_SPANS = `
+  span_counts AS (
+    SELECT metric_id, bucket, span, sum(n) AS n FROM spans WHERE span > 0 GROUP BY metric_id, bucket, span HAVING sum(n) <> 0
+  ), lookbacks AS (
+    SELECT metric_id, bucket, array_agg(n ORDER BY k) AS counts
+    FROM (SELECT s.metric_id, s.bucket, k, sum(CASE WHEN s.span > k THEN s.n ELSE 0 END)::integer AS n
+          FROM span_counts s CROSS JOIN generate_series(0, 24) AS k
+          GROUP BY s.metric_id, s.bucket, k) per_lookback
+    GROUP BY metric_id, bucket
+  )`;
+
+interface SyncRow extends Record<string, unknown> {
+  added: string;
+  removed: string;
+  relinked: string;
+  adjusted: string;
+}
+
+/**
+ * Brings the scope's profile-hours to what its hours must hold, in one statement: inserts and deletes
+ * them, re-links every profile-hour whose previous hour changed (the ones a change lands next to:
+ * for each changed (metric, profile), its rows between the first and last change and the first row
+ * after), and adds the resulting change of spans to the hours' lookback counts. An hour without a
+ * rollup row yet gets one with zero figures, which the batch's recomputation then fills in.
+ * Must run under the aggregation lock, after the batch has taken its marks and before it takes their
+ * pending rows (recomputeHourBuckets, rebuildHourRange): no event can commit into a taken hour
+ * meanwhile, since its ingest would first have to re-mark the hour, which waits for this transaction.
+ */
+export async function syncProfileHours(tx: Db, scope: ProfileHourScope): Promise<ProfileHourSync> {
+  if (scope.kind === 'marked' && scope.buckets.length === 0) return { added: 0, removed: 0, relinked: 0, hoursAdjusted: 0 };
+  const { sql, params } = scopeSql(scope);
+  const rows = await tx.query<SyncRow>(
+    `WITH ${sql},
+     added AS MATERIALIZED (
+       SELECT t.metric_id, t.profile_id, t.bucket FROM truth t
+       WHERE NOT EXISTS (SELECT 1 FROM klaviyo_profile_hours ph
+                         WHERE ph.metric_id = t.metric_id AND ph.profile_id = t.profile_id AND ph.bucket = t.bucket)
+     ), pairs AS MATERIALIZED (
+       SELECT metric_id, profile_id, min(bucket) AS lo, max(bucket) AS hi
+       FROM (SELECT metric_id, profile_id, bucket FROM added UNION ALL SELECT metric_id, profile_id, bucket FROM removed) c
+       GROUP BY metric_id, profile_id
+     ), nearby AS (
+       SELECT c.lo, x.metric_id, x.profile_id, x.bucket, x.previous_bucket
+       FROM pairs c
+       CROSS JOIN LATERAL (
+         (SELECT ph.metric_id, ph.profile_id, ph.bucket, ph.previous_bucket FROM klaviyo_profile_hours ph
+          WHERE ph.metric_id = c.metric_id AND ph.profile_id = c.profile_id AND ph.bucket < c.lo
+          ORDER BY ph.bucket DESC LIMIT 1)
+         UNION ALL
+         (SELECT ph.metric_id, ph.profile_id, ph.bucket, ph.previous_bucket FROM klaviyo_profile_hours ph
+          WHERE ph.metric_id = c.metric_id AND ph.profile_id = c.profile_id AND ph.bucket >= c.lo AND ph.bucket <= c.hi)
+         UNION ALL
+         (SELECT ph.metric_id, ph.profile_id, ph.bucket, ph.previous_bucket FROM klaviyo_profile_hours ph
+          WHERE ph.metric_id = c.metric_id AND ph.profile_id = c.profile_id AND ph.bucket > c.hi
+          ORDER BY ph.bucket LIMIT 1)
+       ) x
+     ), after AS (
+       SELECT n.lo, n.metric_id, n.profile_id, n.bucket, n.previous_bucket, false AS is_new
+       FROM nearby n
+       WHERE NOT EXISTS (SELECT 1 FROM removed r
+                         WHERE r.metric_id = n.metric_id AND r.profile_id = n.profile_id AND r.bucket = n.bucket)
+       UNION ALL
+       SELECT c.lo, a.metric_id, a.profile_id, a.bucket, NULL::timestamptz, true
+       FROM added a JOIN pairs c ON c.metric_id = a.metric_id AND c.profile_id = a.profile_id
+     ), moved AS MATERIALIZED (
+       SELECT metric_id, profile_id, bucket, is_new, old_previous, new_previous
+       FROM (SELECT metric_id, profile_id, bucket, is_new, lo, previous_bucket AS old_previous,
+                    lag(bucket) OVER (PARTITION BY metric_id, profile_id ORDER BY bucket) AS new_previous
+             FROM after) linked
+       -- The row before the first change keeps its link: nothing before it changed.
+       WHERE bucket >= lo AND (is_new OR old_previous IS DISTINCT FROM new_previous)
+     ), deleted AS (
+       DELETE FROM klaviyo_profile_hours ph
+       USING removed r
+       WHERE ph.metric_id = r.metric_id AND ph.profile_id = r.profile_id AND ph.bucket = r.bucket
+       RETURNING 1
+     ), inserted AS (
+       INSERT INTO klaviyo_profile_hours (metric_id, profile_id, bucket, previous_bucket)
+       SELECT metric_id, profile_id, bucket, new_previous FROM moved WHERE is_new
+       ORDER BY metric_id, profile_id, bucket
+       RETURNING 1
+     ), relinked AS (
+       UPDATE klaviyo_profile_hours ph SET previous_bucket = m.new_previous
+       FROM moved m
+       WHERE NOT m.is_new AND ph.metric_id = m.metric_id AND ph.profile_id = m.profile_id AND ph.bucket = m.bucket
+       RETURNING 1
+     ), spans AS (
+       SELECT metric_id, bucket, klaviyo_lookback_span(bucket, new_previous) AS span, 1 AS n FROM moved
+       UNION ALL
+       SELECT metric_id, bucket, klaviyo_lookback_span(bucket, old_previous), -1 FROM moved WHERE NOT is_new
+       UNION ALL
+       SELECT metric_id, bucket, klaviyo_lookback_span(bucket, previous_bucket), -1 FROM removed
+     ), ${LOOKBACKS_FROM_SPANS},
+     adjusted AS (
+       INSERT INTO klaviyo_aggregated_metrics AS a
+         (metric_id, granularity, bucket, event_count, sum_value, unique_profiles, new_profiles_by_lookback)
+       SELECT metric_id, 'hour', bucket, 0, 0, 0, counts FROM lookbacks
+       ORDER BY metric_id, bucket
+       ON CONFLICT (metric_id, granularity, bucket) DO UPDATE SET
+         new_profiles_by_lookback = ARRAY(
+           SELECT x + y FROM unnest(a.new_profiles_by_lookback, excluded.new_profiles_by_lookback) WITH ORDINALITY AS t(x, y, i)
+           ORDER BY i),
+         updated_at = now()
+       RETURNING 1
+     )
+     SELECT (SELECT count(*) FROM inserted) AS added, (SELECT count(*) FROM deleted) AS removed,
+            (SELECT count(*) FROM relinked) AS relinked, (SELECT count(*) FROM adjusted) AS adjusted`,
+    params,
+  );
+  const row = rows[0];
+  return {
+    added: Number(row?.added ?? 0),
+    removed: Number(row?.removed ?? 0),
+    relinked: Number(row?.relinked ?? 0),
+    hoursAdjusted: Number(row?.adjusted ?? 0),
+  };
+}
+
+/**
+ * Sets the lookback counts of every hourly rollup of a range from its profile-hours, whatever they
+ * held: the rebuild's last step, which repairs counts that were edited or lost (a truncated rollup
+ * table) as the rebuild repairs the other figures. Rows already right are not rewritten.
+ */
+export async function resetLookbacksInRange(tx: Db, range: { from: Date; to: Date; metricId?: string }): Promise<number> {
+  const params = [range.from.toISOString(), range.to.toISOString(), ...(range.metricId ? [range.metricId] : [])];
+  const rows = await tx.query<{ reset: string }>(
+    `WITH spans AS (
+       SELECT metric_id, bucket, klaviyo_lookback_span(bucket, previous_bucket) AS span, 1 AS n
+       FROM klaviyo_profile_hours
+       WHERE bucket >= $1::timestamptz AND bucket < $2::timestamptz ${range.metricId ? 'AND metric_id = $3' : ''}
+     ), ${LOOKBACKS_FROM_SPANS},
+     wanted AS (
+       SELECT a.metric_id, a.bucket, coalesce(l.counts, array_fill(0, ARRAY[25])) AS counts
+       FROM klaviyo_aggregated_metrics a
+       LEFT JOIN lookbacks l ON l.metric_id = a.metric_id AND l.bucket = a.bucket
+       WHERE a.granularity = 'hour' AND a.bucket >= $1::timestamptz AND a.bucket < $2::timestamptz
+             ${range.metricId ? 'AND a.metric_id = $3' : ''}
+     ), reset AS (
+       UPDATE klaviyo_aggregated_metrics a SET new_profiles_by_lookback = w.counts, updated_at = now()
+       FROM wanted w
+       WHERE a.metric_id = w.metric_id AND a.granularity = 'hour' AND a.bucket = w.bucket
+         AND a.new_profiles_by_lookback IS DISTINCT FROM w.counts
+       RETURNING 1
+     )
+     SELECT count(*) AS reset FROM reset`,
+    params,
+  );
+  return Number(rows[0]?.reset ?? 0);
+}
