@@ -2,7 +2,7 @@ import { config, type Config } from '../config';
 import type { ClosableDb } from './port';
 import { createPostgresDb } from './postgres';
 
-export type { Db, ClosableDb, Row, SqlParam } from './port';
+export type { Db, ClosableDb, CopyRow, Row, SqlParam } from './port';
 
 let client: ClosableDb | undefined;
 

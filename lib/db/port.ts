@@ -14,12 +14,22 @@ export type Row = Record<string, unknown>;
 
 export type DbDriverName = 'postgres' | 'data-api';
 
+/** One row for COPY: each column's text form (what the column's input function parses), or null. */
+export type CopyRow = readonly (string | null)[];
+
 export interface Db {
   readonly driver: DbDriverName;
   /** One statement (or, without parameters, a script of several) and its rows. */
   query<T extends Row = Row>(text: string, params?: readonly SqlParam[]): Promise<T[]>;
   /** Runs fn in one transaction; commits when it resolves, rolls back when it throws. */
   transaction<R>(fn: (tx: Db) => Promise<R>): Promise<R>;
+  /**
+   * Loads rows with COPY FROM STDIN: no parameter to encode and decode, so the cheapest way in.
+   * Only the postgres.js driver has it (the Data API has no COPY), and only on a transaction's Db:
+   * it is meant for a temporary staging table that the transaction's next statement reads, which
+   * must be on the same connection. Resolves once the server has stored every row.
+   */
+  copyRows?(table: string, columns: readonly string[], rows: readonly CopyRow[]): Promise<void>;
 }
 
 export interface ClosableDb extends Db {

@@ -2,8 +2,9 @@ import { connect as netConnect, type Socket } from 'node:net';
 import postgres from 'postgres';
 import type { PostgresConnection, PostgresTuning } from '../config';
 import { log, isDebugEnabled } from '../log';
+import { copyTextOf } from './copyFormat';
 import { isConnectionError } from './errors';
-import type { ClosableDb, Db, Row, SqlParam } from './port';
+import type { ClosableDb, CopyRow, Db, Row, SqlParam } from './port';
 
 export interface PostgresDriverOptions extends PostgresConnection, PostgresTuning {
   readonly logSql?: boolean;
@@ -72,12 +73,58 @@ function connectionGoneError(): Error {
   return Object.assign(new Error('the transaction\'s connection has closed'), { code: 'CONNECTION_CLOSED' });
 }
 
+/** What postgres.js's query objects have besides their promise: the rejection the connection calls. */
+interface RejectableQuery {
+  reject?: (err: unknown) => void;
+}
+
+/**
+ * COPY FROM STDIN on the transaction's connection. postgres.js 3.4 settles a COPY's writable only on
+ * the server's CommandComplete: when the server refuses the data after the last byte was sent, the
+ * writable never finishes (porsager/postgres#1173) and awaiting it would hang. So completion is
+ * judged by a statement sent after the data instead, which the server answers only after the COPY's
+ * outcome, and the COPY's own error, which postgres.js hands to the already resolved query, is
+ * caught on the way so that the caller sees its SQLSTATE (a statement_timeout stays retryable), not
+ * the follow-up's "transaction is aborted".
+ */
+async function copyInto(tx: TxSql, table: string, columns: readonly string[], rows: readonly CopyRow[]): Promise<void> {
+  const text = copyTextOf(rows, columns.length);
+  const pending = tx.unsafe(`COPY ${table} (${columns.join(', ')}) FROM STDIN`);
+  let copyError: unknown;
+  const rejectable = pending as unknown as RejectableQuery;
+  const reject = rejectable.reject;
+  if (typeof reject === 'function') {
+    rejectable.reject = (err: unknown) => {
+      copyError ??= err;
+      reject(err);
+    };
+  }
+  const writable = await pending.writable();
+  try {
+    await new Promise<void>((resolve, fail) => {
+      writable.once('error', fail);
+      writable.write(text, (err) => (err ? fail(err) : resolve()));
+    });
+    writable.end();
+    // end() hands the stream to postgres.js's final step (CopyDone) in this turn or the next;
+    // until then the connection refuses other statements ("COPY_IN_PROGRESS").
+    await new Promise((resolve) => setImmediate(resolve));
+    await tx.unsafe('SELECT 1');
+  } catch (err) {
+    throw copyError ?? err;
+  }
+}
+
 function txDb(tx: TxSql, state: TxState): Db {
   const db: Db = {
     driver: 'postgres',
     query: async <T extends Row>(text: string, params: readonly SqlParam[] = []) => {
       if (state.gone) throw connectionGoneError();
       return (await tx.unsafe(text, toWire(params))) as unknown as T[];
+    },
+    copyRows: async (table: string, columns: readonly string[], rows: readonly CopyRow[]) => {
+      if (state.gone) throw connectionGoneError();
+      if (rows.length > 0) await copyInto(tx, table, columns, rows);
     },
     // A nested transaction becomes a savepoint: what it does rolls back alone when it throws.
     transaction: async <R>(fn: (inner: Db) => Promise<R>) =>

@@ -91,3 +91,70 @@ describe('postgres.js driver', () => {
     }
   });
 });
+
+describe('postgres.js driver: copyRows', () => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await freshDatabase({ setEnv: false });
+  });
+  afterAll(async () => {
+    await t.drop();
+  });
+
+  const awkward = ['tab\there', 'line\nbreak', 'cr\rlf\r\n', 'back\\slash \\N \\.', '\\', '\\N', 'ünïcødé ✓ 😀 \u2028', '\u0001\u001f', '', ' '];
+
+  it('loads rows byte for byte, NULLs included, only inside a transaction', async () => {
+    const db = createPostgresDb({ url: t.url, ...tuning, poolMax: 1 });
+    try {
+      expect(db.copyRows).toBeUndefined();
+      const stored = await db.transaction(async (tx) => {
+        await tx.query('CREATE TEMP TABLE copied (n int, v text) ON COMMIT DROP');
+        await tx.copyRows?.('copied', ['n', 'v'], [...awkward.map((v, i) => [String(i), v]), [String(awkward.length), null]]);
+        return tx.query<{ n: number; v: string | null }>('SELECT n, v FROM copied ORDER BY n');
+      });
+      expect(stored).toEqual([...awkward.map((v, n) => ({ n, v })), { n: awkward.length, v: null }]);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('refuses NUL and unpaired surrogates before sending anything', async () => {
+    const db = createPostgresDb({ url: t.url, ...tuning, poolMax: 1 });
+    try {
+      for (const bad of ['a\u0000b', 'x\ud800', '\udc00y']) {
+        const err = await db
+          .transaction(async (tx) => {
+            await tx.query('CREATE TEMP TABLE refused (v text) ON COMMIT DROP');
+            await tx.copyRows?.('refused', ['v'], [['fine'], [bad]]);
+          })
+          .catch((e: unknown) => e);
+        expect(String(err)).toMatch(/NUL or an unpaired UTF-16 surrogate/);
+      }
+    } finally {
+      await db.close();
+    }
+  });
+
+  // postgres.js never settles a COPY's writable when the server refuses the data after the last
+  // byte (porsager/postgres#1173); copyRows must still reject, with the COPY's own SQLSTATE, whether
+  // the server refuses the last row or the first of several megabytes still being sent.
+  it.each([
+    ['the last row of a small load', () => [['1'], ['2'], ['three']]],
+    ['the first row of a large load', () => [['one'], ...Array.from({ length: 200_000 }, (_, i) => [String(i).padStart(40, '0')])]],
+  ])('rejects with the server\'s error when it refuses %s, and the connection serves the next call', async (_label, rows) => {
+    const db = createPostgresDb({ url: t.url, ...tuning, poolMax: 1 });
+    try {
+      const err = await db
+        .transaction(async (tx) => {
+          await tx.query('CREATE TEMP TABLE typed (n numeric) ON COMMIT DROP');
+          await tx.copyRows?.('typed', ['n'], rows());
+          return 'loaded';
+        })
+        .catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: '22P02' });
+      expect(await db.query<{ one: number }>('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+    } finally {
+      await db.close();
+    }
+  });
+});
