@@ -207,7 +207,7 @@ async function bench(db: ClosableDb): Promise<void> {
 
   // 1. The reference: every hour from raw events.
   // The events of earlier runs were deleted above (only a bench does that): their pending rows go too.
-  await db.query('TRUNCATE klaviyo_aggregated_metrics, klaviyo_aggregate_dirty, klaviyo_aggregate_pending');
+  await db.query('TRUNCATE klaviyo_aggregated_metrics, klaviyo_profile_hours, klaviyo_aggregate_dirty, klaviyo_aggregate_pending');
   const [full, fullMs] = await timed(() => rebuildAggregates(db));
   say(
     `full rebuild: ${ms(fullMs)} - ${fmt(full.eventsScanned)} events into ${fmt(full.bucketsRecomputed)} hour buckets, ` +

@@ -193,18 +193,28 @@ async function addLateEvents(db: Db, count: number): Promise<void> {
   for (let i = 0; i < events.length; i += 1000) await db.transaction((tx) => insertEvents(tx, events.slice(i, i + 1000)));
 }
 
-/** Removes this bench's late events and marks their hours dirty, so the next aggregate run makes the rollups exact again. */
+/**
+ * Removes this bench's late events, with their pending rows (an aggregate run would otherwise add
+ * events that no longer exist), and marks their hours dirty: the next run recounts those hours from
+ * raw events and makes the rollups exact again.
+ */
 async function removeLateEvents(db: Db): Promise<number> {
   const rows = await db.query<{ removed: string }>(
     `WITH removed AS (
-       DELETE FROM klaviyo_events WHERE id LIKE $1 RETURNING metric_id, "timestamp"
+       DELETE FROM klaviyo_events WHERE id LIKE $1 RETURNING id, metric_id, "timestamp"
+     ), unpended AS (
+       DELETE FROM klaviyo_aggregate_pending p
+       USING removed r
+       WHERE p.metric_id = r.metric_id AND p.bucket = date_trunc('hour', r."timestamp", 'UTC')
+         AND p.event_id = r.id AND p."timestamp" = r."timestamp"
+       RETURNING 1
      ), marked AS (
        INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket)
        SELECT DISTINCT metric_id, date_trunc('hour', "timestamp" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' FROM removed
        ON CONFLICT DO NOTHING
        RETURNING 1
      )
-     SELECT (SELECT count(*) FROM removed) AS removed`,
+     SELECT (SELECT count(*) FROM removed) AS removed, (SELECT count(*) FROM unpended) AS unpended`,
     [`${LATE_PREFIX}%`],
   );
   return Number(rows[0]?.removed ?? 0);

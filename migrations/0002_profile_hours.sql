@@ -19,8 +19,9 @@ CREATE TABLE klaviyo_profile_hours (
     previous_bucket  timestamptz,
     PRIMARY KEY (metric_id, profile_id, bucket)
 );
--- The rebuild replaces a time range's rows.
-CREATE INDEX klaviyo_profile_hours_bucket_idx ON klaviyo_profile_hours (metric_id, bucket);
+-- The rebuild replaces a time range's rows. Not (metric_id, bucket): the planner would then probe
+-- for one profile-hour through all of its hour's rows instead of the primary key.
+CREATE INDEX klaviyo_profile_hours_bucket_idx ON klaviyo_profile_hours (bucket);
 
 -- How many of the lookback counts (k = 0..24) a profile-hour adds 1 to: the k with
 -- previous_bucket < bucket - k hours. 25 when there is no previous hour (or it is 25 or more hours

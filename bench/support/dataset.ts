@@ -90,7 +90,7 @@ export interface BenchDatabase {
 }
 
 /** Bump when the generator's output changes, so that stored datasets are reloaded. */
-export const DATASET_VERSION = 1;
+export const DATASET_VERSION = 2;
 
 /** A bench's server: memory for a 10M-event table and its indexes, no durability waits. */
 export const BENCH_SERVER_SETTINGS: Readonly<Record<string, string>> = {
@@ -364,7 +364,7 @@ async function loadDataset(
     await loader.begin(async (tx) => {
       await tx.unsafe(`SET LOCAL maintenance_work_mem = '1GB'`);
       await tx.unsafe(`SET LOCAL synchronous_commit = off`);
-      await tx.unsafe('TRUNCATE klaviyo_events, klaviyo_profiles, klaviyo_metrics, klaviyo_aggregated_metrics, klaviyo_aggregate_dirty, klaviyo_aggregate_pending CASCADE');
+      await tx.unsafe('TRUNCATE klaviyo_events, klaviyo_profiles, klaviyo_metrics, klaviyo_aggregated_metrics, klaviyo_profile_hours, klaviyo_aggregate_dirty, klaviyo_aggregate_pending CASCADE');
       await tx.unsafe('DELETE FROM bench_dataset');
 
       const indexes = plainTables ? await eventIndexes(tx) : [];

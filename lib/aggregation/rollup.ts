@@ -10,7 +10,7 @@ import {
   tryLockAggregation,
   waitLockAggregation,
 } from '../repositories/aggregates';
-import { resetLookbacksInRange, syncProfileHours } from '../repositories/profileHours';
+import { applyLookbackAdjustments, resetLookbacksInRange, syncProfileHours } from '../repositories/profileHours';
 
 /**
  * Incremental hourly rollups.
@@ -105,8 +105,8 @@ async function aggregateBatch(db: Db, batchBuckets: number): Promise<BatchOutcom
     if (!(await tryLockAggregation(tx))) return 'locked' as const;
     const taken = await takeDirtyBuckets(tx, batchBuckets);
     // Before the pending rows go: they say which profiles the hours gained.
-    await syncProfileHours(tx, { kind: 'marked', buckets: taken });
-    const result = await recomputeHourBuckets(tx, taken);
+    const profileHours = await syncProfileHours(tx, { kind: 'marked', buckets: taken });
+    const result = await recomputeHourBuckets(tx, taken, profileHours.hours);
     return { taken: taken.length, fromRaw: result.bucketsFromRaw, eventsScanned: result.eventsScanned, rowsChanged: result.rowsWritten + result.rowsDeleted };
   });
 }
@@ -247,9 +247,14 @@ export async function rebuildAggregates(db: Db, options: RebuildOptions = {}): P
     const [marks, result] = await db.transaction(async (tx) => {
       await waitLockAggregation(tx);
       const cleared = await takeDirtyBucketsInRange(tx, range);
-      await syncProfileHours(tx, { kind: 'range', ...range });
+      const profileHours = await syncProfileHours(tx, { kind: 'range', ...range });
       const rebuilt = await rebuildHourRange(tx, range);
+      // The range's lookbacks are set from its profile-hours; the hours after it take the changes.
       await resetLookbacksInRange(tx, range);
+      await applyLookbackAdjustments(
+        tx,
+        profileHours.hours.filter((h) => h.bucket.getTime() >= range.to.getTime() || h.bucket.getTime() < range.from.getTime()),
+      );
       return [cleared, rebuilt] as const;
     });
     totals.chunks += 1;

@@ -1,4 +1,5 @@
 import type { Db } from '../db/port';
+import { addLookbacks, adjustmentsPayload, lookbackAdjustments, type HourAdjustment } from './profileHours';
 
 /**
  * Hourly rollups (klaviyo_aggregated_metrics, granularity 'hour') and the dirty marks that say which
@@ -123,12 +124,16 @@ const recountHour = (metric: string, bucket: string): string => `SELECT ${HOUR_F
   FROM klaviyo_events e
   WHERE e.metric_id = ${metric} AND e."timestamp" >= ${bucket} AND e."timestamp" < ${bucket} + interval '1 hour'`;
 
-// The upsert writes only what changed: a recomputation that finds the same figures leaves the row,
-// its updated_at and the table's pages as they were.
+const ZERO_LOOKBACKS = `'{${Array.from({ length: 25 }, () => 0).join(',')}}'`;
+
+// The upsert writes only what changed: a recomputation that finds the same figures (and has no
+// lookback adjustment) leaves the row, its updated_at and the table's pages as they were. `computed`
+// carries each hour's lookback adjustment (lib/repositories/profileHours.ts): added to what is
+// stored; a new row starts from zero.
 const UPSERT_HOURS = `
   INSERT INTO klaviyo_aggregated_metrics AS a
-    (metric_id, granularity, bucket, event_count, sum_value, min_value, max_value, unique_profiles)
-  SELECT metric_id, 'hour', bucket, event_count, sum_value, min_value, max_value, unique_profiles
+    (metric_id, granularity, bucket, event_count, sum_value, min_value, max_value, unique_profiles, new_profiles_by_lookback)
+  SELECT metric_id, 'hour', bucket, event_count, sum_value, min_value, max_value, unique_profiles, lookbacks
   FROM computed
   WHERE event_count > 0
   ORDER BY metric_id, bucket
@@ -138,9 +143,11 @@ const UPSERT_HOURS = `
     min_value = excluded.min_value,
     max_value = excluded.max_value,
     unique_profiles = excluded.unique_profiles,
+    new_profiles_by_lookback = ${addLookbacks('a.new_profiles_by_lookback', 'excluded.new_profiles_by_lookback')},
     updated_at = now()
   WHERE (a.event_count, a.sum_value, a.min_value, a.max_value, a.unique_profiles)
         IS DISTINCT FROM (excluded.event_count, excluded.sum_value, excluded.min_value, excluded.max_value, excluded.unique_profiles)
+     OR excluded.new_profiles_by_lookback <> ${ZERO_LOOKBACKS}
   RETURNING 1`;
 
 interface RecomputeRow extends Record<string, unknown> {
@@ -166,12 +173,12 @@ function recomputeResult(row: RecomputeRow | undefined): RecomputeResult {
  * one statement (one snapshot):
  *   - a bucket with pending rows: takes ALL of them (DELETE ... RETURNING) and adds their figures to
  *     the stored row: count and sum added, min / max by least / greatest (which ignore NULL, as min()
- *     and max() do), and the profiles new to the hour. A profile of the taken rows is new iff the hour
- *     holds no event of it other than the taken ones: its events in the hour (one probe of
- *     klaviyo_events_profile_time_idx) number exactly its taken rows. In this snapshot every visible
- *     event of the bucket is either among the taken rows or already counted (its pending row was taken
- *     by a committed batch, or a rebuild counted it and removed its row in one snapshot), and every
- *     taken row's event is visible (both commit together), so the deltas and the probe are exact.
+ *     and max() do), and the profiles new to the hour: the profile-hours the batch's sync had to insert
+ *     for the taken rows (`adjustments`, from syncProfileHours, which holds one per profile with a
+ *     counted event in the hour). In this snapshot every visible event of the bucket is either among
+ *     the taken rows or already counted (its pending row was taken by a committed batch, or a rebuild
+ *     counted it and removed its row in one snapshot), and every taken row's event is visible (both
+ *     commit together), so the deltas are exact.
  *     Adding is exact only because events are never updated or deleted: ingest inserts them ON
  *     CONFLICT DO NOTHING, so a counted event never changes or goes away.
  *   - a bucket without pending rows (its events were counted by a rebuild that left an ingest's mark,
@@ -180,14 +187,21 @@ function recomputeResult(row: RecomputeRow | undefined): RecomputeResult {
  *     without events loses its row. Any writer of events that does not write pending rows must leave
  *     every hour it touched to a rebuild (or to this path) before ingest writes there again: pending
  *     rows are added to what is stored, and cannot know about events nobody counted.
+ * Every hour in `adjustments` also adds its lookback change, whether it is one of the buckets or an
+ * hour after them whose profiles the sync re-linked, so each rollup row is written once.
  * The cost of the first kind follows the new events, not the hour's size.
  */
-export async function recomputeHourBuckets(tx: Db, buckets: readonly HourBucket[]): Promise<RecomputeResult> {
+export async function recomputeHourBuckets(
+  tx: Db,
+  buckets: readonly HourBucket[],
+  adjustments: readonly HourAdjustment[],
+): Promise<RecomputeResult> {
   if (buckets.length === 0) return recomputeResult(undefined);
   const payload = JSON.stringify(buckets.map((b) => ({ metric_id: b.metricId, bucket: b.bucket.toISOString() })));
   const rows = await tx.query<RecomputeRow>(
     `WITH marked AS MATERIALIZED (
        SELECT metric_id, bucket FROM jsonb_to_recordset($1::jsonb) AS t(metric_id text, bucket timestamptz)
+     ), adjusted AS MATERIALIZED (${lookbackAdjustments('$2')}
      ), taken AS (
        DELETE FROM klaviyo_aggregate_pending p
        USING marked m
@@ -198,26 +212,13 @@ export async function recomputeHourBuckets(tx: Db, buckets: readonly HourBucket[
               min(value) AS min_value, max(value) AS max_value
        FROM taken
        GROUP BY metric_id, bucket
-     ), taken_profiles AS (
-       SELECT metric_id, bucket, profile_id, count(*) AS taken_events
-       FROM taken
-       WHERE profile_id IS NOT NULL
-       GROUP BY metric_id, bucket, profile_id
-     ), new_profiles AS (
-       SELECT tp.metric_id, tp.bucket, count(*) AS unique_profiles
-       FROM taken_profiles tp
-       WHERE (SELECT count(*) FROM klaviyo_events e
-              WHERE e.profile_id = tp.profile_id
-                AND e."timestamp" >= tp.bucket AND e."timestamp" < tp.bucket + interval '1 hour'
-                AND e.metric_id = tp.metric_id) = tp.taken_events
-       GROUP BY tp.metric_id, tp.bucket
      ), added AS (
        INSERT INTO klaviyo_aggregated_metrics AS a
-         (metric_id, granularity, bucket, event_count, sum_value, min_value, max_value, unique_profiles)
+         (metric_id, granularity, bucket, event_count, sum_value, min_value, max_value, unique_profiles, new_profiles_by_lookback)
        SELECT d.metric_id, 'hour', d.bucket, d.event_count, d.sum_value, d.min_value, d.max_value,
-              coalesce(n.unique_profiles, 0)
+              coalesce(j.new_profiles, 0), coalesce(j.lookbacks, ${ZERO_LOOKBACKS})
        FROM delta d
-       LEFT JOIN new_profiles n ON n.metric_id = d.metric_id AND n.bucket = d.bucket
+       LEFT JOIN adjusted j ON j.metric_id = d.metric_id AND j.bucket = d.bucket
        ORDER BY d.metric_id, d.bucket
        ON CONFLICT (metric_id, granularity, bucket) DO UPDATE SET
          event_count = a.event_count + excluded.event_count,
@@ -225,15 +226,18 @@ export async function recomputeHourBuckets(tx: Db, buckets: readonly HourBucket[
          min_value = least(a.min_value, excluded.min_value),
          max_value = greatest(a.max_value, excluded.max_value),
          unique_profiles = a.unique_profiles + excluded.unique_profiles,
+         new_profiles_by_lookback = ${addLookbacks('a.new_profiles_by_lookback', 'excluded.new_profiles_by_lookback')},
          updated_at = now()
        RETURNING 1
      ), unpending AS MATERIALIZED (
        SELECT m.metric_id, m.bucket FROM marked m
        WHERE NOT EXISTS (SELECT 1 FROM delta d WHERE d.metric_id = m.metric_id AND d.bucket = m.bucket)
      ), computed AS (
-       SELECT u.metric_id, u.bucket, s.event_count, s.sum_value, s.min_value, s.max_value, s.unique_profiles
+       SELECT u.metric_id, u.bucket, s.event_count, s.sum_value, s.min_value, s.max_value, s.unique_profiles,
+              coalesce(j.lookbacks, ${ZERO_LOOKBACKS}) AS lookbacks
        FROM unpending u
        CROSS JOIN LATERAL (${recountHour('u.metric_id', 'u.bucket')}) s
+       LEFT JOIN adjusted j ON j.metric_id = u.metric_id AND j.bucket = u.bucket
      ), upserted AS (${UPSERT_HOURS}
      ), removed AS (
        DELETE FROM klaviyo_aggregated_metrics a
@@ -241,13 +245,21 @@ export async function recomputeHourBuckets(tx: Db, buckets: readonly HourBucket[
        WHERE c.event_count = 0
          AND a.metric_id = c.metric_id AND a.granularity = 'hour' AND a.bucket = c.bucket
        RETURNING 1
+     ), relinked AS (
+       -- Hours outside the batch whose profiles' previous hour moved: only their lookbacks change.
+       UPDATE klaviyo_aggregated_metrics a
+       SET new_profiles_by_lookback = ${addLookbacks('a.new_profiles_by_lookback', 'j.lookbacks')}, updated_at = now()
+       FROM adjusted j
+       WHERE a.metric_id = j.metric_id AND a.granularity = 'hour' AND a.bucket = j.bucket
+         AND NOT EXISTS (SELECT 1 FROM marked m WHERE m.metric_id = j.metric_id AND m.bucket = j.bucket)
+       RETURNING 1
      )
      SELECT (SELECT count(*) FROM marked) AS recomputed,
             (SELECT count(*) FROM unpending) AS from_raw,
-            (SELECT count(*) FROM added) + (SELECT count(*) FROM upserted) AS written,
+            (SELECT count(*) FROM added) + (SELECT count(*) FROM upserted) + (SELECT count(*) FROM relinked) AS written,
             (SELECT count(*) FROM removed) AS deleted,
             (SELECT count(*) FROM taken) + (SELECT coalesce(sum(event_count), 0) FROM computed) AS scanned`,
-    [payload],
+    [payload, adjustmentsPayload(adjustments)],
   );
   return recomputeResult(rows[0]);
 }
@@ -272,7 +284,9 @@ export async function rebuildHourRange(
     `WITH computed AS (
        SELECT m.id AS metric_id,
               date_trunc('hour', e."timestamp", 'UTC') AS bucket,
-              ${HOUR_FIGURES}
+              ${HOUR_FIGURES},
+              -- The rebuild sets its range's lookbacks from the profile-hours afterwards.
+              ${ZERO_LOOKBACKS}::integer[] AS lookbacks
        FROM klaviyo_metrics m
        JOIN klaviyo_events e
          ON e.metric_id = m.id AND e."timestamp" >= $1::timestamptz AND e."timestamp" < $2::timestamptz

@@ -21,13 +21,24 @@ export type ProfileHourScope =
   | { readonly kind: 'marked'; readonly buckets: readonly HourBucket[] }
   | { readonly kind: 'range'; readonly from: Date; readonly to: Date; readonly metricId?: string };
 
+/** What one hour's rollup must take from a sync: added to what it stores. */
+export interface HourAdjustment {
+  readonly metricId: string;
+  /** Start of the UTC hour. */
+  readonly bucket: Date;
+  /** Profile-hours inserted into this hour: the profiles new to it. */
+  readonly newProfiles: number;
+  /** The change of its 25 lookback counts (all zero when only newProfiles matters). */
+  readonly lookbacks: readonly number[];
+}
+
 export interface ProfileHourSync {
   readonly added: number;
   readonly removed: number;
   /** Profile-hours whose previous hour changed because a neighbour came or went. */
   readonly relinked: number;
-  /** Hourly rollups whose lookback counts changed. */
-  readonly hoursAdjusted: number;
+  /** Per hour touched: what its rollup must add (the caller writes rollups once per hour). */
+  readonly hours: readonly HourAdjustment[];
 }
 
 /**
@@ -91,48 +102,65 @@ function scopeSql(scope: ProfileHourScope): { sql: string; params: string[] } {
  * From a CTE `spans(metric_id, bucket, span, n)` (n profile-hours of that span, negative to take away),
  * the CTE `lookbacks(metric_id, bucket, counts)`: the 25 lookback counts those spans add to each hour.
  */
+const LOOKBACKS = Array.from({ length: 25 }, (_, k) => k);
+const ZERO_LOOKBACKS = `{${LOOKBACKS.map(() => 0).join(',')}}`;
+
+/**
+ * From a CTE `spans(metric_id, bucket, span, n)` (n profile-hours of that span, negative to take away),
+ * the CTE `lookbacks(metric_id, bucket, counts)`: the 25 lookback counts those spans add to each hour,
+ * as 25 sums of one grouping pass (written out: a subquery per hour cost more than the rest together).
+ */
 const LOOKBACKS_FROM_SPANS = `
-  span_counts AS (
-    SELECT metric_id, bucket, span, sum(n) AS n FROM spans WHERE span > 0 GROUP BY metric_id, bucket, span HAVING sum(n) <> 0
-  ), lookbacks AS (
-    SELECT metric_id, bucket, array_agg(n ORDER BY k) AS counts
-    FROM (SELECT s.metric_id, s.bucket, k, sum(CASE WHEN s.span > k THEN s.n ELSE 0 END)::integer AS n
-          FROM span_counts s CROSS JOIN generate_series(0, 24) AS k
-          GROUP BY s.metric_id, s.bucket, k) per_lookback
-    GROUP BY metric_id, bucket
+  lookbacks AS (
+    SELECT metric_id, bucket, counts
+    FROM (SELECT metric_id, bucket,
+                 ARRAY[${LOOKBACKS.map((k) => `sum(CASE WHEN span > ${k} THEN n ELSE 0 END)::integer`).join(', ')}] AS counts
+          FROM spans
+          WHERE span > 0
+          GROUP BY metric_id, bucket) per_hour
+    WHERE counts <> '${ZERO_LOOKBACKS}'
   )`;
+
+/** Element-wise sum of two 25-element lookback arrays, written out for the same reason. */
+export const addLookbacks = (a: string, b: string): string => `ARRAY[${LOOKBACKS.map((k) => `${a}[${k + 1}] + ${b}[${k + 1}]`).join(', ')}]`;
 
 interface SyncRow extends Record<string, unknown> {
   added: string;
   removed: string;
   relinked: string;
-  adjusted: string;
+  metric_id: string | null;
+  bucket: Date | null;
+  new_profiles: string | null;
+  lookbacks: string | null;
 }
 
 /**
  * Brings the scope's profile-hours to what its hours must hold, in one statement: inserts and deletes
  * them, re-links every profile-hour whose previous hour changed (the ones a change lands next to:
  * for each changed (metric, profile), its rows between the first and last change and the first row
- * after), and adds the resulting change of spans to the hours' lookback counts. An hour without a
- * rollup row yet gets one with zero figures, which the batch's recomputation then fills in.
+ * after), and returns, per hour touched, the profiles new to it and the change of its lookback
+ * counts. The caller adds them to the rollups in the statement that writes the hours' figures
+ * (recomputeHourBuckets), so that each rollup row is written once per batch.
  * Must run under the aggregation lock, after the batch has taken its marks and before it takes their
  * pending rows (recomputeHourBuckets, rebuildHourRange): no event can commit into a taken hour
  * meanwhile, since its ingest would first have to re-mark the hour, which waits for this transaction.
  */
 export async function syncProfileHours(tx: Db, scope: ProfileHourScope): Promise<ProfileHourSync> {
-  if (scope.kind === 'marked' && scope.buckets.length === 0) return { added: 0, removed: 0, relinked: 0, hoursAdjusted: 0 };
+  if (scope.kind === 'marked' && scope.buckets.length === 0) return { added: 0, removed: 0, relinked: 0, hours: [] };
   const { sql, params } = scopeSql(scope);
   const rows = await tx.query<SyncRow>(
     `WITH ${sql},
-     added AS MATERIALIZED (
-       SELECT t.metric_id, t.profile_id, t.bucket FROM truth t
-       WHERE NOT EXISTS (SELECT 1 FROM klaviyo_profile_hours ph
-                         WHERE ph.metric_id = t.metric_id AND ph.profile_id = t.profile_id AND ph.bucket = t.bucket)
-     ), pairs AS MATERIALIZED (
+     pairs AS MATERIALIZED (
+       -- Every (metric, profile) the scope touches, with the span of its changes; truth rows already
+       -- stored are no change and cost only their share of the scans below.
        SELECT metric_id, profile_id, min(bucket) AS lo, max(bucket) AS hi
-       FROM (SELECT metric_id, profile_id, bucket FROM added UNION ALL SELECT metric_id, profile_id, bucket FROM removed) c
+       FROM (SELECT metric_id, profile_id, bucket FROM truth UNION ALL SELECT metric_id, profile_id, bucket FROM removed) c
        GROUP BY metric_id, profile_id
-     ), nearby AS (
+     ), nearby AS MATERIALIZED (
+       -- Primary-key scans per pair, LIMITed or bounded so that each stays an index probe (a join
+       -- would be planned as a hash of the whole table: the planner cannot know how few rows a batch
+       -- brings): the row before the first change, the rows between the first and last change, and
+       -- the row after the last.
        SELECT c.lo, x.metric_id, x.profile_id, x.bucket, x.previous_bucket
        FROM pairs c
        CROSS JOIN LATERAL (
@@ -147,6 +175,10 @@ export async function syncProfileHours(tx: Db, scope: ProfileHourScope): Promise
           WHERE ph.metric_id = c.metric_id AND ph.profile_id = c.profile_id AND ph.bucket > c.hi
           ORDER BY ph.bucket LIMIT 1)
        ) x
+     ), added AS MATERIALIZED (
+       SELECT t.metric_id, t.profile_id, t.bucket FROM truth t
+       WHERE NOT EXISTS (SELECT 1 FROM nearby n
+                         WHERE n.metric_id = t.metric_id AND n.profile_id = t.profile_id AND n.bucket = t.bucket)
      ), after AS (
        SELECT n.lo, n.metric_id, n.profile_id, n.bucket, n.previous_bucket, false AS is_new
        FROM nearby n
@@ -167,16 +199,14 @@ export async function syncProfileHours(tx: Db, scope: ProfileHourScope): Promise
        USING removed r
        WHERE ph.metric_id = r.metric_id AND ph.profile_id = r.profile_id AND ph.bucket = r.bucket
        RETURNING 1
-     ), inserted AS (
-       INSERT INTO klaviyo_profile_hours (metric_id, profile_id, bucket, previous_bucket)
-       SELECT metric_id, profile_id, bucket, new_previous FROM moved WHERE is_new
+     ), written AS (
+       -- New rows are inserted and re-linked ones updated through their key, in one pass: an UPDATE ...
+       -- FROM would again be planned as a hash join over the whole table.
+       INSERT INTO klaviyo_profile_hours AS ph (metric_id, profile_id, bucket, previous_bucket)
+       SELECT metric_id, profile_id, bucket, new_previous FROM moved
        ORDER BY metric_id, profile_id, bucket
-       RETURNING 1
-     ), relinked AS (
-       UPDATE klaviyo_profile_hours ph SET previous_bucket = m.new_previous
-       FROM moved m
-       WHERE NOT m.is_new AND ph.metric_id = m.metric_id AND ph.profile_id = m.profile_id AND ph.bucket = m.bucket
-       RETURNING 1
+       ON CONFLICT (metric_id, profile_id, bucket) DO UPDATE SET previous_bucket = excluded.previous_bucket
+       RETURNING (xmax = 0) AS inserted
      ), spans AS (
        SELECT metric_id, bucket, klaviyo_lookback_span(bucket, new_previous) AS span, 1 AS n FROM moved
        UNION ALL
@@ -184,29 +214,64 @@ export async function syncProfileHours(tx: Db, scope: ProfileHourScope): Promise
        UNION ALL
        SELECT metric_id, bucket, klaviyo_lookback_span(bucket, previous_bucket), -1 FROM removed
      ), ${LOOKBACKS_FROM_SPANS},
-     adjusted AS (
-       INSERT INTO klaviyo_aggregated_metrics AS a
-         (metric_id, granularity, bucket, event_count, sum_value, unique_profiles, new_profiles_by_lookback)
-       SELECT metric_id, 'hour', bucket, 0, 0, 0, counts FROM lookbacks
-       ORDER BY metric_id, bucket
-       ON CONFLICT (metric_id, granularity, bucket) DO UPDATE SET
-         new_profiles_by_lookback = ARRAY(
-           SELECT x + y FROM unnest(a.new_profiles_by_lookback, excluded.new_profiles_by_lookback) WITH ORDINALITY AS t(x, y, i)
-           ORDER BY i),
-         updated_at = now()
-       RETURNING 1
+     new_profiles AS (
+       SELECT metric_id, bucket, count(*) AS n FROM moved WHERE is_new GROUP BY metric_id, bucket
+     ), hours AS (
+       SELECT coalesce(l.metric_id, n.metric_id) AS metric_id, coalesce(l.bucket, n.bucket) AS bucket,
+              coalesce(n.n, 0) AS new_profiles, coalesce(l.counts, '${ZERO_LOOKBACKS}') AS lookbacks
+       FROM lookbacks l FULL JOIN new_profiles n ON n.metric_id = l.metric_id AND n.bucket = l.bucket
+     ), totals AS (
+       SELECT (SELECT count(*) FROM written WHERE inserted) AS added, (SELECT count(*) FROM deleted) AS removed,
+              (SELECT count(*) FROM written WHERE NOT inserted) AS relinked
      )
-     SELECT (SELECT count(*) FROM inserted) AS added, (SELECT count(*) FROM deleted) AS removed,
-            (SELECT count(*) FROM relinked) AS relinked, (SELECT count(*) FROM adjusted) AS adjusted`,
+     SELECT t.added, t.removed, t.relinked, h.metric_id, h.bucket, h.new_profiles, h.lookbacks::text AS lookbacks
+     FROM totals t LEFT JOIN hours h ON true`,
     params,
   );
   const row = rows[0];
-  return {
-    added: Number(row?.added ?? 0),
-    removed: Number(row?.removed ?? 0),
-    relinked: Number(row?.relinked ?? 0),
-    hoursAdjusted: Number(row?.adjusted ?? 0),
-  };
+  const hours: HourAdjustment[] = [];
+  for (const r of rows) {
+    if (r.metric_id === null || r.bucket === null) continue;
+    hours.push({ metricId: r.metric_id, bucket: r.bucket, newProfiles: Number(r.new_profiles), lookbacks: parseIntArray(r.lookbacks ?? '{}') });
+  }
+  return { added: Number(row?.added ?? 0), removed: Number(row?.removed ?? 0), relinked: Number(row?.relinked ?? 0), hours };
+}
+
+function parseIntArray(text: string): number[] {
+  const inner = text.replace(/^\{|\}$/g, '');
+  return inner === '' ? [] : inner.split(',').map(Number);
+}
+
+/** Lookback adjustments as the JSON parameter the rollup statements read with LOOKBACK_ADJUSTMENTS. */
+export function adjustmentsPayload(hours: readonly HourAdjustment[]): string {
+  return JSON.stringify(
+    hours.map((h) => ({ metric_id: h.metricId, bucket: h.bucket.toISOString(), new_profiles: h.newProfiles, lookbacks: `{${h.lookbacks.join(',')}}` })),
+  );
+}
+
+/** SQL reading adjustmentsPayload() from parameter `param` as rows (metric_id, bucket, new_profiles, lookbacks). */
+export const lookbackAdjustments = (param: string): string =>
+  `SELECT metric_id, bucket, new_profiles, lookbacks
+   FROM jsonb_to_recordset(${param}::jsonb) AS j(metric_id text, bucket timestamptz, new_profiles bigint, lookbacks integer[])`;
+
+/**
+ * Adds lookback adjustments to rollups that exist, for hours a rebuild does not rewrite: the hours
+ * after its range whose profiles it re-linked.
+ */
+export async function applyLookbackAdjustments(tx: Db, hours: readonly HourAdjustment[]): Promise<number> {
+  if (hours.length === 0) return 0;
+  const rows = await tx.query<{ n: string }>(
+    `WITH adjusted AS (
+       UPDATE klaviyo_aggregated_metrics a
+       SET new_profiles_by_lookback = ${addLookbacks('a.new_profiles_by_lookback', 'j.lookbacks')}, updated_at = now()
+       FROM (${lookbackAdjustments('$1')}) j
+       WHERE a.metric_id = j.metric_id AND a.granularity = 'hour' AND a.bucket = j.bucket
+       RETURNING 1
+     )
+     SELECT count(*) AS n FROM adjusted`,
+    [adjustmentsPayload(hours)],
+  );
+  return Number(rows[0]?.n ?? 0);
 }
 
 /**

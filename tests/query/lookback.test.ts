@@ -30,7 +30,7 @@ function eventsAroundMidnights(seed: number, count: number, idPrefix: string): S
 describe('unique per day from lookback counts', () => {
   const t = useFreshDatabase();
 
-  async function served(timezone: string): Promise<{ source: string; unique: number[]; count: number[] }> {
+  async function served(timezone: string): Promise<{ source: string; unique: readonly number[]; count: readonly number[] }> {
     const { document, plan } = await queryMetricAggregates(
       t.db,
       {
