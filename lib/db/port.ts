@@ -24,10 +24,11 @@ export interface Db {
   /** Runs fn in one transaction; commits when it resolves, rolls back when it throws. */
   transaction<R>(fn: (tx: Db) => Promise<R>): Promise<R>;
   /**
-   * Loads rows with COPY FROM STDIN: no parameter to encode and decode, so the cheapest way in.
-   * Only the postgres.js driver has it (the Data API has no COPY), and only on a transaction's Db:
-   * it is meant for a temporary staging table that the transaction's next statement reads, which
-   * must be on the same connection. Resolves once the server has stored every row.
+   * Loads rows with COPY FROM STDIN into a temporary staging table that the transaction's next
+   * statement reads (so only on a transaction's Db: the table lives on its connection). Only the
+   * postgres.js driver has it, and only with prepared statements on: DB_PREPARE=false means RDS Proxy
+   * or PgBouncer, where a temporary table would pin the session. The Data API has no COPY. Resolves
+   * once the server has stored every row.
    */
   copyRows?(table: string, columns: readonly string[], rows: readonly CopyRow[]): Promise<void>;
 }

@@ -115,21 +115,28 @@ async function copyInto(tx: TxSql, table: string, columns: readonly string[], ro
   }
 }
 
-function txDb(tx: TxSql, state: TxState): Db {
+/** What a transaction may do besides statements; see `copyRows` on the port. */
+interface TxOptions {
+  readonly copy: boolean;
+}
+
+function txDb(tx: TxSql, state: TxState, options: TxOptions): Db {
   const db: Db = {
     driver: 'postgres',
     query: async <T extends Row>(text: string, params: readonly SqlParam[] = []) => {
       if (state.gone) throw connectionGoneError();
       return (await tx.unsafe(text, toWire(params))) as unknown as T[];
     },
-    copyRows: async (table: string, columns: readonly string[], rows: readonly CopyRow[]) => {
-      if (state.gone) throw connectionGoneError();
-      if (rows.length > 0) await copyInto(tx, table, columns, rows);
-    },
     // A nested transaction becomes a savepoint: what it does rolls back alone when it throws.
     transaction: async <R>(fn: (inner: Db) => Promise<R>) =>
-      (await tx.savepoint(async (sp) => unlessConnectionGone(state, () => fn(txDb(sp, state))))) as R,
+      (await tx.savepoint(async (sp) => unlessConnectionGone(state, () => fn(txDb(sp, state, options))))) as R,
   };
+  if (options.copy) {
+    db.copyRows = async (table: string, columns: readonly string[], rows: readonly CopyRow[]) => {
+      if (state.gone) throw connectionGoneError();
+      if (rows.length > 0) await copyInto(tx, table, columns, rows);
+    };
+  }
   return db;
 }
 
@@ -177,6 +184,10 @@ function connect(options: PostgresDriverOptions) {
 
 export function createPostgresDb(options: PostgresDriverOptions): ClosableDb {
   const sql = connect(options);
+  // No COPY (so no staging temp table) without prepared statements: DB_PREPARE=false is the setting
+  // for RDS Proxy and PgBouncer, and a temporary table pins an RDS Proxy client to its database
+  // connection for the rest of the session. Callers then take their JSON path, measured as fast.
+  const txOptions: TxOptions = { copy: options.prepare };
 
   // A Lambda container can be frozen while the server drops its connection (restart, failover,
   // idle timeout on a proxy). postgres.js notices only when the dead socket is used; then the unit
@@ -203,7 +214,7 @@ export function createPostgresDb(options: PostgresDriverOptions): ClosableDb {
     transaction: <R>(fn: (tx: Db) => Promise<R>) =>
       once(async () => {
         const state: TxState = { gone: false };
-        const begun = sql.begin(async (tx) => unlessConnectionGone(state, () => fn(txDb(tx, state))));
+        const begun = sql.begin(async (tx) => unlessConnectionGone(state, () => fn(txDb(tx, state, txOptions))));
         begun.catch(() => {
           state.gone = true;
         });

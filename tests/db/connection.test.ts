@@ -118,6 +118,19 @@ describe('postgres.js driver: copyRows', () => {
     }
   });
 
+  it('offers no COPY without prepared statements (the RDS Proxy / PgBouncer setting: a temp table would pin the session)', async () => {
+    const proxied = createPostgresDb({ url: t.url, ...tuning, poolMax: 1, prepare: false });
+    const direct = createPostgresDb({ url: t.url, ...tuning, poolMax: 1, prepare: true });
+    try {
+      expect(await proxied.transaction(async (tx) => typeof tx.copyRows)).toBe('undefined');
+      expect(await direct.transaction(async (tx) => typeof tx.copyRows)).toBe('function');
+      expect(await direct.transaction(async (tx) => tx.transaction(async (sp) => typeof sp.copyRows))).toBe('function');
+    } finally {
+      await proxied.close();
+      await direct.close();
+    }
+  });
+
   it('refuses NUL and unpaired surrogates before sending anything', async () => {
     const db = createPostgresDb({ url: t.url, ...tuning, poolMax: 1 });
     try {
