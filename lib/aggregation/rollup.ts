@@ -10,7 +10,7 @@ import {
   tryLockAggregation,
   waitLockAggregation,
 } from '../repositories/aggregates';
-import { applyLookbackAdjustments, resetLookbacksInRange, syncProfileHours } from '../repositories/profileHours';
+import { applyLookbackAdjustmentsOutside, resetLookbacksInRange, syncProfileHours } from '../repositories/profileHours';
 
 /**
  * Incremental hourly rollups.
@@ -105,8 +105,8 @@ async function aggregateBatch(db: Db, batchBuckets: number): Promise<BatchOutcom
     if (!(await tryLockAggregation(tx))) return 'locked' as const;
     const taken = await takeDirtyBuckets(tx, batchBuckets);
     // Before the pending rows go: they say which profiles the hours gained.
-    const profileHours = await syncProfileHours(tx, { kind: 'marked', buckets: taken });
-    const result = await recomputeHourBuckets(tx, taken, profileHours.hours);
+    await syncProfileHours(tx, { kind: 'marked', buckets: taken });
+    const result = await recomputeHourBuckets(tx, taken);
     return { taken: taken.length, fromRaw: result.bucketsFromRaw, eventsScanned: result.eventsScanned, rowsChanged: result.rowsWritten + result.rowsDeleted };
   });
 }
@@ -247,14 +247,11 @@ export async function rebuildAggregates(db: Db, options: RebuildOptions = {}): P
     const [marks, result] = await db.transaction(async (tx) => {
       await waitLockAggregation(tx);
       const cleared = await takeDirtyBucketsInRange(tx, range);
-      const profileHours = await syncProfileHours(tx, { kind: 'range', ...range });
+      await syncProfileHours(tx, { kind: 'range', ...range });
       const rebuilt = await rebuildHourRange(tx, range);
       // The range's lookbacks are set from its profile-hours; the hours after it take the changes.
       await resetLookbacksInRange(tx, range);
-      await applyLookbackAdjustments(
-        tx,
-        profileHours.hours.filter((h) => h.bucket.getTime() >= range.to.getTime() || h.bucket.getTime() < range.from.getTime()),
-      );
+      await applyLookbackAdjustmentsOutside(tx, range);
       return [cleared, rebuilt] as const;
     });
     totals.chunks += 1;

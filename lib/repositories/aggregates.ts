@@ -1,5 +1,5 @@
 import type { Db } from '../db/port';
-import { addLookbacks, adjustmentsPayload, lookbackAdjustments, type HourAdjustment } from './profileHours';
+import { addLookbacks, TAKE_ADJUSTMENTS } from './profileHours';
 
 /**
  * Hourly rollups (klaviyo_aggregated_metrics, granularity 'hour') and the dirty marks that say which
@@ -187,21 +187,17 @@ function recomputeResult(row: RecomputeRow | undefined): RecomputeResult {
  *     without events loses its row. Any writer of events that does not write pending rows must leave
  *     every hour it touched to a rebuild (or to this path) before ingest writes there again: pending
  *     rows are added to what is stored, and cannot know about events nobody counted.
- * Every hour in `adjustments` also adds its lookback change, whether it is one of the buckets or an
- * hour after them whose profiles the sync re-linked, so each rollup row is written once.
+ * Every hour the sync left an adjustment for also adds its lookback change, whether it is one of the
+ * buckets or an hour after them whose profiles the sync re-linked, so each rollup row is written once.
  * The cost of the first kind follows the new events, not the hour's size.
  */
-export async function recomputeHourBuckets(
-  tx: Db,
-  buckets: readonly HourBucket[],
-  adjustments: readonly HourAdjustment[],
-): Promise<RecomputeResult> {
+export async function recomputeHourBuckets(tx: Db, buckets: readonly HourBucket[]): Promise<RecomputeResult> {
   if (buckets.length === 0) return recomputeResult(undefined);
   const payload = JSON.stringify(buckets.map((b) => ({ metric_id: b.metricId, bucket: b.bucket.toISOString() })));
   const rows = await tx.query<RecomputeRow>(
     `WITH marked AS MATERIALIZED (
        SELECT metric_id, bucket FROM jsonb_to_recordset($1::jsonb) AS t(metric_id text, bucket timestamptz)
-     ), adjusted AS MATERIALIZED (${lookbackAdjustments('$2')}
+     ), adjusted AS MATERIALIZED (${TAKE_ADJUSTMENTS}
      ), taken AS (
        DELETE FROM klaviyo_aggregate_pending p
        USING marked m
@@ -259,7 +255,7 @@ export async function recomputeHourBuckets(
             (SELECT count(*) FROM added) + (SELECT count(*) FROM upserted) + (SELECT count(*) FROM relinked) AS written,
             (SELECT count(*) FROM removed) AS deleted,
             (SELECT count(*) FROM taken) + (SELECT coalesce(sum(event_count), 0) FROM computed) AS scanned`,
-    [payload, adjustmentsPayload(adjustments)],
+    [payload],
   );
   return recomputeResult(rows[0]);
 }

@@ -21,24 +21,13 @@ export type ProfileHourScope =
   | { readonly kind: 'marked'; readonly buckets: readonly HourBucket[] }
   | { readonly kind: 'range'; readonly from: Date; readonly to: Date; readonly metricId?: string };
 
-/** What one hour's rollup must take from a sync: added to what it stores. */
-export interface HourAdjustment {
-  readonly metricId: string;
-  /** Start of the UTC hour. */
-  readonly bucket: Date;
-  /** Profile-hours inserted into this hour: the profiles new to it. */
-  readonly newProfiles: number;
-  /** The change of its 25 lookback counts (all zero when only newProfiles matters). */
-  readonly lookbacks: readonly number[];
-}
-
 export interface ProfileHourSync {
   readonly added: number;
   readonly removed: number;
   /** Profile-hours whose previous hour changed because a neighbour came or went. */
   readonly relinked: number;
-  /** Per hour touched: what its rollup must add (the caller writes rollups once per hour). */
-  readonly hours: readonly HourAdjustment[];
+  /** Hours left in klaviyo_aggregate_adjustments for the batch's rollup statement. */
+  readonly hoursAdjusted: number;
 }
 
 /**
@@ -128,25 +117,22 @@ interface SyncRow extends Record<string, unknown> {
   added: string;
   removed: string;
   relinked: string;
-  metric_id: string | null;
-  bucket: Date | null;
-  new_profiles: string | null;
-  lookbacks: string | null;
+  adjusted: string;
 }
 
 /**
  * Brings the scope's profile-hours to what its hours must hold, in one statement: inserts and deletes
  * them, re-links every profile-hour whose previous hour changed (the ones a change lands next to:
  * for each changed (metric, profile), its rows between the first and last change and the first row
- * after), and returns, per hour touched, the profiles new to it and the change of its lookback
- * counts. The caller adds them to the rollups in the statement that writes the hours' figures
+ * after), and leaves, per hour touched, the profiles new to it and the change of its lookback counts
+ * in klaviyo_aggregate_adjustments. The statement that writes the hours' figures takes them
  * (recomputeHourBuckets), so that each rollup row is written once per batch.
  * Must run under the aggregation lock, after the batch has taken its marks and before it takes their
  * pending rows (recomputeHourBuckets, rebuildHourRange): no event can commit into a taken hour
  * meanwhile, since its ingest would first have to re-mark the hour, which waits for this transaction.
  */
 export async function syncProfileHours(tx: Db, scope: ProfileHourScope): Promise<ProfileHourSync> {
-  if (scope.kind === 'marked' && scope.buckets.length === 0) return { added: 0, removed: 0, relinked: 0, hours: [] };
+  if (scope.kind === 'marked' && scope.buckets.length === 0) return { added: 0, removed: 0, relinked: 0, hoursAdjusted: 0 };
   const { sql, params } = scopeSql(scope);
   const rows = await tx.query<SyncRow>(
     `WITH ${sql},
@@ -220,56 +206,48 @@ export async function syncProfileHours(tx: Db, scope: ProfileHourScope): Promise
        SELECT coalesce(l.metric_id, n.metric_id) AS metric_id, coalesce(l.bucket, n.bucket) AS bucket,
               coalesce(n.n, 0) AS new_profiles, coalesce(l.counts, '${ZERO_LOOKBACKS}') AS lookbacks
        FROM lookbacks l FULL JOIN new_profiles n ON n.metric_id = l.metric_id AND n.bucket = l.bucket
-     ), totals AS (
-       SELECT (SELECT count(*) FROM written WHERE inserted) AS added, (SELECT count(*) FROM deleted) AS removed,
-              (SELECT count(*) FROM written WHERE NOT inserted) AS relinked
+     ), stored AS (
+       INSERT INTO klaviyo_aggregate_adjustments (metric_id, bucket, new_profiles, lookbacks)
+       SELECT metric_id, bucket, new_profiles, lookbacks FROM hours
+       RETURNING 1
      )
-     SELECT t.added, t.removed, t.relinked, h.metric_id, h.bucket, h.new_profiles, h.lookbacks::text AS lookbacks
-     FROM totals t LEFT JOIN hours h ON true`,
+     SELECT (SELECT count(*) FROM written WHERE inserted) AS added, (SELECT count(*) FROM deleted) AS removed,
+            (SELECT count(*) FROM written WHERE NOT inserted) AS relinked, (SELECT count(*) FROM stored) AS adjusted`,
     params,
   );
   const row = rows[0];
-  const hours: HourAdjustment[] = [];
-  for (const r of rows) {
-    if (r.metric_id === null || r.bucket === null) continue;
-    hours.push({ metricId: r.metric_id, bucket: r.bucket, newProfiles: Number(r.new_profiles), lookbacks: parseIntArray(r.lookbacks ?? '{}') });
-  }
-  return { added: Number(row?.added ?? 0), removed: Number(row?.removed ?? 0), relinked: Number(row?.relinked ?? 0), hours };
+  return {
+    added: Number(row?.added ?? 0),
+    removed: Number(row?.removed ?? 0),
+    relinked: Number(row?.relinked ?? 0),
+    hoursAdjusted: Number(row?.adjusted ?? 0),
+  };
 }
-
-function parseIntArray(text: string): number[] {
-  const inner = text.replace(/^\{|\}$/g, '');
-  return inner === '' ? [] : inner.split(',').map(Number);
-}
-
-/** Lookback adjustments as the JSON parameter the rollup statements read with LOOKBACK_ADJUSTMENTS. */
-export function adjustmentsPayload(hours: readonly HourAdjustment[]): string {
-  return JSON.stringify(
-    hours.map((h) => ({ metric_id: h.metricId, bucket: h.bucket.toISOString(), new_profiles: h.newProfiles, lookbacks: `{${h.lookbacks.join(',')}}` })),
-  );
-}
-
-/** SQL reading adjustmentsPayload() from parameter `param` as rows (metric_id, bucket, new_profiles, lookbacks). */
-export const lookbackAdjustments = (param: string): string =>
-  `SELECT metric_id, bucket, new_profiles, lookbacks
-   FROM jsonb_to_recordset(${param}::jsonb) AS j(metric_id text, bucket timestamptz, new_profiles bigint, lookbacks integer[])`;
 
 /**
- * Adds lookback adjustments to rollups that exist, for hours a rebuild does not rewrite: the hours
- * after its range whose profiles it re-linked.
+ * Takes every row of klaviyo_aggregate_adjustments (DELETE ... RETURNING) as the rows
+ * (metric_id, bucket, new_profiles, lookbacks): for a CTE of the statement that writes the rollups.
  */
-export async function applyLookbackAdjustments(tx: Db, hours: readonly HourAdjustment[]): Promise<number> {
-  if (hours.length === 0) return 0;
+export const TAKE_ADJUSTMENTS = `DELETE FROM klaviyo_aggregate_adjustments RETURNING metric_id, bucket, new_profiles, lookbacks`;
+
+/**
+ * A rebuild's counterpart of the batch statement: takes the sync's adjustments and adds the lookback
+ * changes of the hours outside [from, to) (the hours after the range whose profiles it re-linked) to
+ * their rollups; the range's own hours are set from their profile-hours by resetLookbacksInRange.
+ */
+export async function applyLookbackAdjustmentsOutside(tx: Db, range: { from: Date; to: Date }): Promise<number> {
   const rows = await tx.query<{ n: string }>(
-    `WITH adjusted AS (
+    `WITH taken AS (${TAKE_ADJUSTMENTS}
+     ), adjusted AS (
        UPDATE klaviyo_aggregated_metrics a
        SET new_profiles_by_lookback = ${addLookbacks('a.new_profiles_by_lookback', 'j.lookbacks')}, updated_at = now()
-       FROM (${lookbackAdjustments('$1')}) j
+       FROM taken j
        WHERE a.metric_id = j.metric_id AND a.granularity = 'hour' AND a.bucket = j.bucket
+         AND (j.bucket < $1::timestamptz OR j.bucket >= $2::timestamptz)
        RETURNING 1
      )
      SELECT count(*) AS n FROM adjusted`,
-    [adjustmentsPayload(hours)],
+    [range.from.toISOString(), range.to.toISOString()],
   );
   return Number(rows[0]?.n ?? 0);
 }

@@ -3,6 +3,7 @@ import { queryMetricAggregates } from '../../lib/aggregation/query';
 import { useFreshDatabase } from '../support/database';
 import { storeEvents, type SimpleEvent } from '../support/events';
 import { prng } from '../support/random';
+import { contractViolations } from '../aggregation/oracle';
 
 /**
  * Distinct profiles per day served from lookback counts (the 'lookback' plan), against a plain
@@ -105,5 +106,28 @@ describe('unique per day from lookback counts', () => {
     const before = await t.db.query(`SELECT xmin::text FROM klaviyo_aggregated_metrics ORDER BY metric_id, bucket`);
     await rebuildAggregates(t.db);
     expect(await t.db.query(`SELECT xmin::text FROM klaviyo_aggregated_metrics ORDER BY metric_id, bucket`)).toEqual(before);
+  });
+});
+
+describe('a batch of 5,000 hours', () => {
+  const t = useFreshDatabase();
+
+  it('keeps every lookback exact, and its statements within the Data API limits', async () => {
+    // One event per hour for 6,000 hours, 40 profiles taking turns: every profile-hour is re-linked
+    // by the next one, and one batch takes 5,000 marks (the sync's per-hour output stays in a table,
+    // not in a result over the Data API's 1 MiB).
+    const start = Date.UTC(2024, 0, 1);
+    const events: SimpleEvent[] = Array.from({ length: 6000 }, (_, i) => ({
+      id: `h${i}`,
+      metricId: 'QmBig',
+      profileId: `p${(i * 7) % 40}`,
+      at: new Date(start + i * 3_600_000 + 60_000),
+      value: 1,
+    }));
+    await storeEvents(t.db, events);
+    const run = await runAggregation(t.db, { batchBuckets: 5000, timeBudgetMs: 600_000 });
+    expect(run).toMatchObject({ status: 'done', bucketsRecomputed: 6000, batches: 2, bucketsWaiting: 0 });
+    expect(await contractViolations(t.db)).toEqual([]);
+    expect((await t.db.query('SELECT 1 FROM klaviyo_aggregate_adjustments')).length).toBe(0);
   });
 });
