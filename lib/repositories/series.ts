@@ -51,6 +51,15 @@ const HOUR_US = 3_600_000_000;
 
 const METRIC_EXISTS = 'EXISTS (SELECT 1 FROM klaviyo_metrics m WHERE m.id = $1)';
 
+/** The end of both fast paths: bucket figures from `stored` and `fresh` (CTEs i, n, s, u) added up. */
+const STORED_PLUS_FRESH = `, combined AS (
+    SELECT i, sum(n) AS n, sum(s) AS s, sum(u) AS u
+      FROM (SELECT i, n, s, u FROM stored UNION ALL SELECT i, n, s, u FROM fresh) x
+     GROUP BY i
+  )
+  SELECT ${METRIC_EXISTS} AS metric_exists,
+         (SELECT coalesce(jsonb_agg(jsonb_build_array(i, n, s, u) ORDER BY i), '[]'::jsonb) FROM combined) AS buckets`;
+
 /**
  * Clean hours from rollups, dirty and cut hours from raw events. $5 is the start of the UTC hour
  * that holds the range's start, $6 the cut hours.
@@ -76,13 +85,7 @@ const FROM_ROLLUPS = `
        AND e."timestamp" >= greatest(r.hour, $3::text::timestamptz)
        AND e."timestamp" < least(r.hour + interval '1 hour', $4::text::timestamptz)
      GROUP BY 1
-  ), combined AS (
-    SELECT i, sum(n) AS n, sum(s) AS s, sum(u) AS u
-      FROM (SELECT i, n, s, u FROM stored UNION ALL SELECT i, n, s, u FROM fresh) x
-     GROUP BY i
-  )
-  SELECT ${METRIC_EXISTS} AS metric_exists,
-         (SELECT coalesce(jsonb_agg(jsonb_build_array(i, n, s, u) ORDER BY i), '[]'::jsonb) FROM combined) AS buckets`;
+  )${STORED_PLUS_FRESH}`;
 
 /**
  * `unique` over buckets of whole hours (the 'lookback' plan): a bucket that is neither listed in $6
@@ -117,13 +120,7 @@ const FROM_LOOKBACKS = `
        AND e."timestamp" < least((SELECT b FROM bounds)[r.i + 1], $4::text::timestamptz)
      WHERE r.i BETWEEN 1 AND $7
      GROUP BY r.i
-  ), combined AS (
-    SELECT i, sum(n) AS n, sum(s) AS s, sum(u) AS u
-      FROM (SELECT i, n, s, u FROM stored UNION ALL SELECT i, n, s, u FROM fresh) x
-     GROUP BY i
-  )
-  SELECT ${METRIC_EXISTS} AS metric_exists,
-         (SELECT coalesce(jsonb_agg(jsonb_build_array(i, n, s, u) ORDER BY i), '[]'::jsonb) FROM combined) AS buckets`;
+  )${STORED_PLUS_FRESH}`;
 
 /** SQL text of one dimension filter on e.properties; pushes its parameters. */
 function dimensionPredicate(filter: DimensionFilter, params: SqlParam[]): string {

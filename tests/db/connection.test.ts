@@ -1,16 +1,10 @@
 import { createPostgresDb } from '../../lib/db/postgres';
 import { isTransientDbError } from '../../lib/db/errors';
-import { freshDatabase, type TestDatabase } from '../support/database';
+import { useFreshDatabase } from '../support/database';
 import { tuning } from '../support/env';
 
 describe('postgres.js driver', () => {
-  let t: TestDatabase;
-  beforeAll(async () => {
-    t = await freshDatabase({ setEnv: false });
-  });
-  afterAll(async () => {
-    await t.drop();
-  });
+  const t = useFreshDatabase({ setEnv: false });
 
   it('converts types as the port promises', async () => {
     const [row] = await t.db.query(
@@ -93,13 +87,7 @@ describe('postgres.js driver', () => {
 });
 
 describe('postgres.js driver: copyRows', () => {
-  let t: TestDatabase;
-  beforeAll(async () => {
-    t = await freshDatabase({ setEnv: false });
-  });
-  afterAll(async () => {
-    await t.drop();
-  });
+  const t = useFreshDatabase({ setEnv: false });
 
   const awkward = ['tab\there', 'line\nbreak', 'cr\rlf\r\n', 'back\\slash \\N \\.', '\\', '\\N', 'ünïcødé ✓ 😀 \u2028', '\u0001\u001f', '', ' '];
 

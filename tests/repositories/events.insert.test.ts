@@ -1,14 +1,8 @@
-import { freshDatabase, type TestDatabase } from '../support/database';
+import { useFreshDatabase } from '../support/database';
 import { storeEvents } from '../support/events';
 
 describe('insertEvents', () => {
-  let t: TestDatabase;
-  beforeAll(async () => {
-    t = await freshDatabase({ setEnv: false });
-  });
-  afterAll(async () => {
-    await t.drop();
-  });
+  const t = useFreshDatabase({ setEnv: false });
 
   it('inserts once, reports re-deliveries as duplicates, and marks UTC hour buckets dirty', async () => {
     const events = [

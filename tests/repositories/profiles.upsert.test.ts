@@ -1,6 +1,6 @@
 import type { Db } from '../../lib/db/port';
 import { epochMicros, upsertProfiles, type ProfileUpsert } from '../../lib/repositories/profiles';
-import { freshDatabase, type TestDatabase } from '../support/database';
+import { useFreshDatabase } from '../support/database';
 
 /** Which copies travel to the write statement: only those that may replace the stored row. */
 function copy(id: string, updated: string | null, firstName: string): ProfileUpsert {
@@ -40,13 +40,7 @@ function counting(db: Db, statements: string[]): Db {
 const writes = (statements: readonly string[]) => statements.filter((s) => s.includes('INSERT INTO klaviyo_profiles')).length;
 
 describe('upsertProfiles: what travels', () => {
-  let t: TestDatabase;
-  beforeAll(async () => {
-    t = await freshDatabase({ setEnv: false });
-  });
-  afterAll(async () => {
-    await t.drop();
-  });
+  const t = useFreshDatabase({ setEnv: false });
 
   it('sends no write for copies equal to the stored ones to the microsecond, and sends one newer by a microsecond', async () => {
     const first = [copy('Pa', '2024-05-01T00:00:00.123456Z', 'one'), copy('Pb', '2024-05-01T02:00:00+02:00', 'one')];
