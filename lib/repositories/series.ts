@@ -61,13 +61,20 @@ const STORED_PLUS_FRESH = `, combined AS (
          (SELECT coalesce(jsonb_agg(jsonb_build_array(i, n, s, u) ORDER BY i), '[]'::jsonb) FROM combined) AS buckets`;
 
 /**
- * Clean hours from rollups, dirty and cut hours from raw events. $5 is the start of the UTC hour
- * that holds the range's start, $6 the cut hours.
+ * Clean hours from rollups, cut hours from raw events. $5 is the start of the UTC hour that holds the
+ * range's start, $6 the cut hours. A dirty hour that has pending rows is its rollup plus its pending
+ * rows when $7 (count and sum only: distinct profiles do not add), exactly as the aggregator will
+ * make it: pending rows are the events its rollup has not counted (both change in one transaction,
+ * and the aggregator relies on the same sum). Other dirty hours are recounted from raw events.
  */
 const FROM_ROLLUPS = `
-  WITH raw_hours AS (
-    SELECT d.bucket AS hour FROM klaviyo_aggregate_dirty d
+  WITH dirty AS MATERIALIZED (
+    SELECT d.bucket AS hour,
+           $7::boolean AND EXISTS (SELECT 1 FROM klaviyo_aggregate_pending p WHERE p.metric_id = $1 AND p.bucket = d.bucket) AS adds_pending
+      FROM klaviyo_aggregate_dirty d
      WHERE d.metric_id = $1 AND d.bucket >= $5::text::timestamptz AND d.bucket < $4::text::timestamptz
+  ), raw_hours AS (
+    SELECT hour FROM dirty WHERE NOT adds_pending
     UNION
     SELECT unnest($6::timestamptz[])
   ), stored AS (
@@ -84,6 +91,12 @@ const FROM_ROLLUPS = `
         ON e.metric_id = $1
        AND e."timestamp" >= greatest(r.hour, $3::text::timestamptz)
        AND e."timestamp" < least(r.hour + interval '1 hour', $4::text::timestamptz)
+     GROUP BY 1
+    UNION ALL
+    SELECT width_bucket(p."timestamp", (SELECT $2::timestamptz[])) AS i, count(*) AS n, coalesce(sum(p.value), 0) AS s, 0 AS u
+      FROM dirty d
+      JOIN klaviyo_aggregate_pending p ON p.metric_id = $1 AND p.bucket = d.hour
+     WHERE d.adds_pending AND NOT EXISTS (SELECT 1 FROM raw_hours r WHERE r.hour = d.hour)
      GROUP BY 1
   )${STORED_PLUS_FRESH}`;
 
@@ -202,7 +215,7 @@ export async function readSeries(db: Db, plan: SeriesPlan): Promise<SeriesResult
   if (plan.source === 'lookback') {
     params.push(`{${plan.rawBuckets.map((i) => i + 1).join(',')}}`, plan.boundaries.length - 1);
   } else {
-    params.push(timestampArray(plan.cutHours));
+    params.push(timestampArray(plan.cutHours), !plan.needsUnique);
   }
   const rows = await db.query<SeriesRow>(plan.source === 'lookback' ? FROM_LOOKBACKS : FROM_ROLLUPS, params);
   return toResult(rows[0], 0);
