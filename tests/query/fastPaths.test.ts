@@ -6,8 +6,8 @@ import { prng } from '../support/random';
 import { contractViolations } from '../aggregation/oracle';
 
 /**
- * The fast paths against plain SQL over raw events. Distinct profiles per day served from lookback counts (the 'lookback' plan), against a plain
- * count(DISTINCT profile_id) per local day, in every state the rollups pass through: freshly rolled
+ * The fast paths against plain SQL over raw events. First, distinct profiles per day served from
+ * lookback counts (the 'lookback' plan), against a plain count(DISTINCT profile_id) per local day, in every state the rollups pass through: freshly rolled
  * up, with late events marked but not rolled up (before a day and inside it), rolled up again, and
  * after events were deleted and a range rebuilt. Profiles are few and their events cluster around
  * local midnights, so most days hold profiles whose previous event lies hours before the day starts.
