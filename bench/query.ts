@@ -289,7 +289,7 @@ async function main(): Promise<void> {
       const dirty = (await dirtyBacklog(db)).bucketsWaiting;
       const fresh: Measured[] = [];
       for (const c of headline) fresh.push(await measure(db, handler, c, sourceOf(c)));
-      table(`Headline cases after ${LATE.toLocaleString('en-US')} late events (${dirty.toLocaleString('en-US')} dirty hours, recomputed from raw events by the reader)`, fresh);
+      table(`Headline cases after ${LATE.toLocaleString('en-US')} late events (${dirty.toLocaleString('en-US')} dirty hours: count and sum read them as rollup + pending rows, unique recounts their days from raw events)`, fresh);
       await removeLateEvents(db);
       await aggregateUntilClean(db);
     }
