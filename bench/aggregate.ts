@@ -29,7 +29,7 @@ import type { ClosableDb, Db } from '../lib/db/port';
 import { setLogLevel } from '../lib/log';
 import { readHourlySeries } from '../lib/repositories/aggregates';
 import { insertEvents, type NewEvent } from '../lib/repositories/events';
-import { openBenchDatabase } from './support/dataset';
+import { openBenchDatabase, removeBenchEvents } from './support/dataset';
 import { intFromEnv } from './support/env';
 import { prng } from '../tests/support/random';
 
@@ -58,32 +58,6 @@ async function one<T extends Record<string, unknown>>(db: Db, text: string, para
   const rows = await db.query<T>(text, params);
   if (!rows[0]) throw new Error(`no row from: ${text}`);
   return rows[0];
-}
-
-/**
- * Deletes the events earlier runs added, with their pending rows, and marks their hours: the next
- * aggregate run recounts those hours from raw events (a full rebuild also makes them exact).
- */
-async function removePreviousRuns(db: Db): Promise<number> {
-  const rows = await db.query<{ removed: string }>(
-    `WITH removed AS (
-       DELETE FROM klaviyo_events WHERE id LIKE $1 RETURNING id, metric_id, "timestamp"
-     ), unpended AS (
-       DELETE FROM klaviyo_aggregate_pending p
-       USING removed r
-       WHERE p.metric_id = r.metric_id AND p.bucket = date_trunc('hour', r."timestamp", 'UTC')
-         AND p.event_id = r.id AND p."timestamp" = r."timestamp"
-       RETURNING 1
-     ), marked AS (
-       INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket)
-       SELECT DISTINCT metric_id, date_trunc('hour', "timestamp", 'UTC') FROM removed
-       ON CONFLICT DO NOTHING
-       RETURNING 1
-     )
-     SELECT (SELECT count(*) FROM removed) AS removed, (SELECT count(*) FROM unpended) AS unpended, (SELECT count(*) FROM marked) AS marked`,
-    [`${NEW_ID_PREFIX}%`],
-  );
-  return Number(rows[0]?.removed ?? 0);
 }
 
 /** Index-only scans need the visibility map; a dataset loaded by COPY may not have one yet. */
@@ -256,7 +230,7 @@ async function incrementalRound(db: ClosableDb, sample: Sample, round: number): 
 }
 
 async function bench(db: ClosableDb): Promise<void> {
-  const removed = await removePreviousRuns(db);
+  const removed = await removeBenchEvents(db, NEW_ID_PREFIX);
   say(`dataset: ${fmt(EVENTS)} events (seed ${SEED})${removed > 0 ? `; removed ${fmt(removed)} events of earlier runs` : ''}; ${await ensureVacuumed(db)}`);
   const sample = await sampleDataset(db);
   say(`  ${sample.metrics.length} metrics, span ${new Date(sample.from).toISOString()} .. ${new Date(sample.to).toISOString()}`);

@@ -37,7 +37,7 @@ import { setLogLevel } from '../lib/log';
 import { dirtyBacklog } from '../lib/repositories/aggregates';
 import { insertEvents, type NewEvent } from '../lib/repositories/events';
 import { readSeriesFromEvents } from '../lib/repositories/series';
-import { openBenchDatabase } from './support/dataset';
+import { openBenchDatabase, removeBenchEvents } from './support/dataset';
 import { intFromEnv } from './support/env';
 
 const EVENTS = intFromEnv('BENCH_EVENTS', 100_000);
@@ -195,33 +195,6 @@ async function addLateEvents(db: Db, count: number): Promise<void> {
 }
 
 /**
- * Removes this bench's late events, with their pending rows (an aggregate run would otherwise add
- * events that no longer exist), and marks their hours dirty: the next run recounts those hours from
- * raw events and makes the rollups exact again.
- */
-async function removeLateEvents(db: Db): Promise<number> {
-  const rows = await db.query<{ removed: string }>(
-    `WITH removed AS (
-       DELETE FROM klaviyo_events WHERE id LIKE $1 RETURNING id, metric_id, "timestamp"
-     ), unpended AS (
-       DELETE FROM klaviyo_aggregate_pending p
-       USING removed r
-       WHERE p.metric_id = r.metric_id AND p.bucket = date_trunc('hour', r."timestamp", 'UTC')
-         AND p.event_id = r.id AND p."timestamp" = r."timestamp"
-       RETURNING 1
-     ), marked AS (
-       INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket)
-       SELECT DISTINCT metric_id, date_trunc('hour', "timestamp" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' FROM removed
-       ON CONFLICT DO NOTHING
-       RETURNING 1
-     )
-     SELECT (SELECT count(*) FROM removed) AS removed, (SELECT count(*) FROM unpended) AS unpended`,
-    [`${LATE_PREFIX}%`],
-  );
-  return Number(rows[0]?.removed ?? 0);
-}
-
-/**
  * Runs the aggregator until no hour is dirty, then vacuums and analyzes the two tables the reader
  * plans over: the steady state autovacuum keeps. Without it the dirty table's index still points at
  * every mark the aggregator deleted (7,800 dead entries for one metric after a full build) and the
@@ -249,7 +222,7 @@ async function main(): Promise<void> {
     const { handler } = await import('../functions/metricAggregates');
     const db = bench.db;
 
-    const removed = await removeLateEvents(db);
+    const removed = await removeBenchEvents(db, LATE_PREFIX);
     const aggregateSeconds = await aggregateUntilClean(db);
     const counts = await db.query<{ metric_id: string; n: string }>(
       `SELECT metric_id, sum(event_count) AS n FROM klaviyo_aggregated_metrics WHERE granularity = 'hour' AND metric_id IN ($1, $2) GROUP BY 1`,
@@ -290,7 +263,7 @@ async function main(): Promise<void> {
       const fresh: Measured[] = [];
       for (const c of headline) fresh.push(await measure(db, handler, c, sourceOf(c)));
       table(`Headline cases after ${LATE.toLocaleString('en-US')} late events (${dirty.toLocaleString('en-US')} dirty hours: count and sum read them as rollup + pending rows, unique recounts their days from raw events)`, fresh);
-      await removeLateEvents(db);
+      await removeBenchEvents(db, LATE_PREFIX);
       await aggregateUntilClean(db);
     }
     say('');

@@ -5,7 +5,7 @@ import type { PostgresTuning } from '../../lib/config';
 import { startEmbeddedPostgres, type EmbeddedServer } from '../../lib/db/embedded';
 import { rebuildAggregates, runAggregation } from '../../lib/aggregation/rollup';
 import { databaseMode, migrate } from '../../lib/db/migrate';
-import type { ClosableDb } from '../../lib/db/port';
+import type { ClosableDb, Db } from '../../lib/db/port';
 import { createPostgresDb } from '../../lib/db/postgres';
 import {
   buildProfileResource,
@@ -549,4 +549,31 @@ if (require.main === module) {
     process.stderr.write(`dataset failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     process.exitCode = 1;
   });
+}
+
+/**
+ * Deletes the events a bench added (ids starting with `idPrefix`) with their pending rows (an aggregate
+ * run would otherwise add events that no longer exist), and marks their hours dirty: the next run
+ * recounts those hours from raw events and makes the rollups exact again. Returns how many went.
+ */
+export async function removeBenchEvents(db: Db, idPrefix: string): Promise<number> {
+  const rows = await db.query<{ removed: string }>(
+    `WITH removed AS (
+       DELETE FROM klaviyo_events WHERE id LIKE $1 RETURNING id, metric_id, "timestamp"
+     ), unpended AS (
+       DELETE FROM klaviyo_aggregate_pending p
+       USING removed r
+       WHERE p.metric_id = r.metric_id AND p.bucket = date_trunc('hour', r."timestamp", 'UTC')
+         AND p.event_id = r.id AND p."timestamp" = r."timestamp"
+       RETURNING 1
+     ), marked AS (
+       INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket)
+       SELECT DISTINCT metric_id, date_trunc('hour', "timestamp", 'UTC') FROM removed
+       ON CONFLICT DO NOTHING
+       RETURNING 1
+     )
+     SELECT (SELECT count(*) FROM removed) AS removed, (SELECT count(*) FROM unpended) AS unpended, (SELECT count(*) FROM marked) AS marked`,
+    [`${idPrefix}%`],
+  );
+  return Number(rows[0]?.removed ?? 0);
 }
