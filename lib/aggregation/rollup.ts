@@ -28,8 +28,9 @@ import { applyLookbackAdjustmentsOutside, resetLookbacksInRange, syncProfileHour
  *      until this transaction ends (its ingest would have to re-mark it), so this statement and B see
  *      the same pending rows;
  *   4. statement B: for those buckets, take all their pending rows and add them to the stored rollups
- *      (count, sum, min, max, and the profiles new to the hour: one index probe per profile), or
- *      recompute from raw events a bucket that has no pending row (lib/repositories/aggregates.ts);
+ *      (count, sum, min, max, the profiles new to the hour and the lookback changes the sync left in
+ *      klaviyo_aggregate_adjustments), or recompute from raw events a bucket that has no pending row
+ *      (lib/repositories/aggregates.ts);
  *   5. commit.
  * A run therefore reads what was ingested since the last run, not everything the touched hours hold.
  * The deltas are exact because events are never updated or deleted (ingest inserts ON CONFLICT DO

@@ -1,5 +1,5 @@
 import type { Db } from '../db/port';
-import { addLookbacks, TAKE_ADJUSTMENTS } from './profileHours';
+import { addLookbacks, TAKE_ADJUSTMENTS, ZERO_LOOKBACKS } from './profileHours';
 
 /**
  * Hourly rollups (klaviyo_aggregated_metrics, granularity 'hour') and the dirty marks that say which
@@ -124,8 +124,6 @@ const recountHour = (metric: string, bucket: string): string => `SELECT ${HOUR_F
   FROM klaviyo_events e
   WHERE e.metric_id = ${metric} AND e."timestamp" >= ${bucket} AND e."timestamp" < ${bucket} + interval '1 hour'`;
 
-const ZERO_LOOKBACKS = `'{${Array.from({ length: 25 }, () => 0).join(',')}}'`;
-
 // The upsert writes only what changed: a recomputation that finds the same figures (and has no
 // lookback adjustment) leaves the row, its updated_at and the table's pages as they were. `computed`
 // carries each hour's lookback adjustment (lib/repositories/profileHours.ts): added to what is
@@ -174,8 +172,8 @@ function recomputeResult(row: RecomputeRow | undefined): RecomputeResult {
  *   - a bucket with pending rows: takes ALL of them (DELETE ... RETURNING) and adds their figures to
  *     the stored row: count and sum added, min / max by least / greatest (which ignore NULL, as min()
  *     and max() do), and the profiles new to the hour: the profile-hours the batch's sync had to insert
- *     for the taken rows (`adjustments`, from syncProfileHours, which holds one per profile with a
- *     counted event in the hour). In this snapshot every visible event of the bucket is either among
+ *     for the taken rows (left in klaviyo_aggregate_adjustments by syncProfileHours, which holds one
+ *     per profile with a counted event in the hour). In this snapshot every visible event of the bucket is either among
  *     the taken rows or already counted (its pending row was taken by a committed batch, or a rebuild
  *     counted it and removed its row in one snapshot), and every taken row's event is visible (both
  *     commit together), so the deltas are exact.
@@ -282,7 +280,7 @@ export async function rebuildHourRange(
               date_trunc('hour', e."timestamp", 'UTC') AS bucket,
               ${HOUR_FIGURES},
               -- The rebuild sets its range's lookbacks from the profile-hours afterwards.
-              ${ZERO_LOOKBACKS}::integer[] AS lookbacks
+              ${ZERO_LOOKBACKS} AS lookbacks
        FROM klaviyo_metrics m
        JOIN klaviyo_events e
          ON e.metric_id = m.id AND e."timestamp" >= $1::timestamptz AND e."timestamp" < $2::timestamptz

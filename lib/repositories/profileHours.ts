@@ -92,7 +92,8 @@ function scopeSql(scope: ProfileHourScope): { sql: string; params: string[] } {
  * the CTE `lookbacks(metric_id, bucket, counts)`: the 25 lookback counts those spans add to each hour.
  */
 const LOOKBACKS = Array.from({ length: 25 }, (_, k) => k);
-const ZERO_LOOKBACKS = `{${LOOKBACKS.map(() => 0).join(',')}}`;
+/** SQL literal: 25 zero lookback counts (a new rollup row's, and "no change"). */
+export const ZERO_LOOKBACKS = `'{${LOOKBACKS.map(() => 0).join(',')}}'::integer[]`;
 
 /**
  * From a CTE `spans(metric_id, bucket, span, n)` (n profile-hours of that span, negative to take away),
@@ -107,7 +108,7 @@ const LOOKBACKS_FROM_SPANS = `
           FROM spans
           WHERE span > 0
           GROUP BY metric_id, bucket) per_hour
-    WHERE counts <> '${ZERO_LOOKBACKS}'
+    WHERE counts <> ${ZERO_LOOKBACKS}
   )`;
 
 /** Element-wise sum of two 25-element lookback arrays, written out for the same reason. */
@@ -204,7 +205,7 @@ export async function syncProfileHours(tx: Db, scope: ProfileHourScope): Promise
        SELECT metric_id, bucket, count(*) AS n FROM moved WHERE is_new GROUP BY metric_id, bucket
      ), hours AS (
        SELECT coalesce(l.metric_id, n.metric_id) AS metric_id, coalesce(l.bucket, n.bucket) AS bucket,
-              coalesce(n.n, 0) AS new_profiles, coalesce(l.counts, '${ZERO_LOOKBACKS}') AS lookbacks
+              coalesce(n.n, 0) AS new_profiles, coalesce(l.counts, ${ZERO_LOOKBACKS}) AS lookbacks
        FROM lookbacks l FULL JOIN new_profiles n ON n.metric_id = l.metric_id AND n.bucket = l.bucket
      ), stored AS (
        INSERT INTO klaviyo_aggregate_adjustments (metric_id, bucket, new_profiles, lookbacks)
@@ -266,7 +267,7 @@ export async function resetLookbacksInRange(tx: Db, range: { from: Date; to: Dat
        WHERE bucket >= $1::timestamptz AND bucket < $2::timestamptz ${range.metricId ? 'AND metric_id = $3' : ''}
      ), ${LOOKBACKS_FROM_SPANS},
      wanted AS (
-       SELECT a.metric_id, a.bucket, coalesce(l.counts, array_fill(0, ARRAY[25])) AS counts
+       SELECT a.metric_id, a.bucket, coalesce(l.counts, ${ZERO_LOOKBACKS}) AS counts
        FROM klaviyo_aggregated_metrics a
        LEFT JOIN lookbacks l ON l.metric_id = a.metric_id AND l.bucket = a.bucket
        WHERE a.granularity = 'hour' AND a.bucket >= $1::timestamptz AND a.bucket < $2::timestamptz
