@@ -31,10 +31,12 @@ export interface ProfileHourSync {
 }
 
 /**
- * `truth`: the profile-hours the scope's hours must hold; `removed`: the stored ones they must lose.
- * Marked hours with pending rows only gain the pending rows' profiles (every event counted before is
- * already there); marked hours without pending rows, and a rebuild's range, are replaced from raw
- * events as a whole.
+ * `candidates`: profile-hours the scope's hours must hold and that may not be stored yet; `removed`:
+ * the stored ones they must lose. Marked hours with pending rows only gain the pending rows' profiles
+ * (every event counted before is already there); marked hours without pending rows, and a rebuild's
+ * range, are compared as a whole with their raw events, and only the differences go on: a recount
+ * that finds what is stored (a rebuild of correct rollups, the hours of deleted events) then costs
+ * one read of the hours' events and profile-hours, not a probe per profile.
  */
 function scopeSql(scope: ProfileHourScope): { sql: string; params: string[] } {
   if (scope.kind === 'marked') {
@@ -42,29 +44,35 @@ function scopeSql(scope: ProfileHourScope): { sql: string; params: string[] } {
       params: [JSON.stringify(scope.buckets.map((b) => ({ metric_id: b.metricId, bucket: b.bucket.toISOString() })))],
       sql: `
         marked AS MATERIALIZED (
-          SELECT metric_id, bucket FROM jsonb_to_recordset($1::jsonb) AS t(metric_id text, bucket timestamptz)
-        ), with_pending AS MATERIALIZED (
-          SELECT DISTINCT p.metric_id, p.bucket
-          FROM marked m JOIN klaviyo_aggregate_pending p ON p.metric_id = m.metric_id AND p.bucket = m.bucket
-        ), replaced AS MATERIALIZED (
-          SELECT m.metric_id, m.bucket FROM marked m
-          WHERE NOT EXISTS (SELECT 1 FROM with_pending w WHERE w.metric_id = m.metric_id AND w.bucket = m.bucket)
-        ), truth AS MATERIALIZED (
-          SELECT DISTINCT p.metric_id, p.profile_id, p.bucket
-          FROM with_pending w JOIN klaviyo_aggregate_pending p ON p.metric_id = w.metric_id AND p.bucket = w.bucket
-          WHERE p.profile_id IS NOT NULL
-          UNION
-          SELECT DISTINCT r.metric_id, e.profile_id, r.bucket
-          FROM replaced r
+          -- Whether each hour has pending rows, as a probe per hour rather than a join: the pending
+          -- table is empty between batches, and a join with an estimate of one row from its
+          -- statistics can be planned as a nested loop over every pair of rows.
+          SELECT metric_id, bucket,
+                 EXISTS (SELECT 1 FROM klaviyo_aggregate_pending p WHERE p.metric_id = t.metric_id AND p.bucket = t.bucket) AS has_pending
+          FROM jsonb_to_recordset($1::jsonb) AS t(metric_id text, bucket timestamptz)
+        ), recounted AS MATERIALIZED (
+          SELECT DISTINCT m.metric_id, e.profile_id, m.bucket
+          FROM marked m
           JOIN klaviyo_events e
-            ON e.metric_id = r.metric_id AND e."timestamp" >= r.bucket AND e."timestamp" < r.bucket + interval '1 hour'
-          WHERE e.profile_id IS NOT NULL
-        ), removed AS MATERIALIZED (
+            ON e.metric_id = m.metric_id AND e."timestamp" >= m.bucket AND e."timestamp" < m.bucket + interval '1 hour'
+          WHERE NOT m.has_pending AND e.profile_id IS NOT NULL
+        ), held AS MATERIALIZED (
           SELECT ph.metric_id, ph.profile_id, ph.bucket, ph.previous_bucket
-          FROM replaced r
-          JOIN klaviyo_profile_hours ph ON ph.metric_id = r.metric_id AND ph.bucket = r.bucket
-          WHERE NOT EXISTS (SELECT 1 FROM truth t
-                            WHERE t.metric_id = ph.metric_id AND t.profile_id = ph.profile_id AND t.bucket = ph.bucket)
+          FROM marked m
+          JOIN klaviyo_profile_hours ph ON ph.metric_id = m.metric_id AND ph.bucket = m.bucket
+          WHERE NOT m.has_pending
+        ), candidates AS MATERIALIZED (
+          SELECT DISTINCT p.metric_id, p.profile_id, p.bucket
+          FROM marked m JOIN klaviyo_aggregate_pending p ON p.metric_id = m.metric_id AND p.bucket = m.bucket
+          WHERE m.has_pending AND p.profile_id IS NOT NULL
+          UNION ALL
+          SELECT r.metric_id, r.profile_id, r.bucket FROM recounted r
+          WHERE NOT EXISTS (SELECT 1 FROM held s
+                            WHERE s.metric_id = r.metric_id AND s.profile_id = r.profile_id AND s.bucket = r.bucket)
+        ), removed AS MATERIALIZED (
+          SELECT s.metric_id, s.profile_id, s.bucket, s.previous_bucket FROM held s
+          WHERE NOT EXISTS (SELECT 1 FROM recounted r
+                            WHERE r.metric_id = s.metric_id AND r.profile_id = s.profile_id AND r.bucket = s.bucket)
         )`,
     };
   }
@@ -72,17 +80,23 @@ function scopeSql(scope: ProfileHourScope): { sql: string; params: string[] } {
   return {
     params,
     sql: `
-      truth AS MATERIALIZED (
+      recounted AS MATERIALIZED (
         SELECT DISTINCT m.id AS metric_id, e.profile_id, date_trunc('hour', e."timestamp", 'UTC') AS bucket
         FROM klaviyo_metrics m
         JOIN klaviyo_events e ON e.metric_id = m.id AND e."timestamp" >= $1::timestamptz AND e."timestamp" < $2::timestamptz
         WHERE e.profile_id IS NOT NULL ${scope.metricId ? 'AND m.id = $3' : ''}
-      ), removed AS MATERIALIZED (
+      ), held AS MATERIALIZED (
         SELECT ph.metric_id, ph.profile_id, ph.bucket, ph.previous_bucket
         FROM klaviyo_profile_hours ph
         WHERE ph.bucket >= $1::timestamptz AND ph.bucket < $2::timestamptz ${scope.metricId ? 'AND ph.metric_id = $3' : ''}
-          AND NOT EXISTS (SELECT 1 FROM truth t
-                          WHERE t.metric_id = ph.metric_id AND t.profile_id = ph.profile_id AND t.bucket = ph.bucket)
+      ), candidates AS MATERIALIZED (
+        SELECT r.metric_id, r.profile_id, r.bucket FROM recounted r
+        WHERE NOT EXISTS (SELECT 1 FROM held s
+                          WHERE s.metric_id = r.metric_id AND s.profile_id = r.profile_id AND s.bucket = r.bucket)
+      ), removed AS MATERIALIZED (
+        SELECT s.metric_id, s.profile_id, s.bucket, s.previous_bucket FROM held s
+        WHERE NOT EXISTS (SELECT 1 FROM recounted r
+                          WHERE r.metric_id = s.metric_id AND r.profile_id = s.profile_id AND r.bucket = s.bucket)
       )`,
   };
 }
@@ -111,6 +125,13 @@ const LOOKBACKS_FROM_SPANS = `
     WHERE counts <> ${ZERO_LOOKBACKS}
   )`;
 
+/**
+ * Aggregate: the element-wise sum of a column of lookback arrays (NULLs add nothing), written out for
+ * the same reason.
+ */
+export const sumLookbacks = (column: string): string =>
+  `ARRAY[${LOOKBACKS.map((k) => `coalesce(sum(${column}[${k + 1}]), 0)::integer`).join(', ')}]`;
+
 /** Element-wise sum of two 25-element lookback arrays, written out for the same reason. */
 export const addLookbacks = (a: string, b: string): string => `ARRAY[${LOOKBACKS.map((k) => `${a}[${k + 1}] + ${b}[${k + 1}]`).join(', ')}]`;
 
@@ -138,10 +159,10 @@ export async function syncProfileHours(tx: Db, scope: ProfileHourScope): Promise
   const rows = await tx.query<SyncRow>(
     `WITH ${sql},
      pairs AS MATERIALIZED (
-       -- Every (metric, profile) the scope touches, with the span of its changes; truth rows already
+       -- Every (metric, profile) the scope may change, with the span of its changes; candidates already
        -- stored are no change and cost only their share of the scans below.
        SELECT metric_id, profile_id, min(bucket) AS lo, max(bucket) AS hi
-       FROM (SELECT metric_id, profile_id, bucket FROM truth UNION ALL SELECT metric_id, profile_id, bucket FROM removed) c
+       FROM (SELECT metric_id, profile_id, bucket FROM candidates UNION ALL SELECT metric_id, profile_id, bucket FROM removed) c
        GROUP BY metric_id, profile_id
      ), nearby AS MATERIALIZED (
        -- Primary-key scans per pair, LIMITed or bounded so that each stays an index probe (a join
@@ -163,7 +184,7 @@ export async function syncProfileHours(tx: Db, scope: ProfileHourScope): Promise
           ORDER BY ph.bucket LIMIT 1)
        ) x
      ), added AS MATERIALIZED (
-       SELECT t.metric_id, t.profile_id, t.bucket FROM truth t
+       SELECT t.metric_id, t.profile_id, t.bucket FROM candidates t
        WHERE NOT EXISTS (SELECT 1 FROM nearby n
                          WHERE n.metric_id = t.metric_id AND n.profile_id = t.profile_id AND n.bucket = t.bucket)
      ), after AS (
