@@ -22,16 +22,13 @@ import { applyLookbackAdjustmentsOutside, resetLookbacksInRange, syncProfileHour
  * A batch of the aggregator is one transaction:
  *   1. pg_try_advisory_xact_lock: one writer of rollups at a time; a run that finds it taken stops.
  *   2. statement A: DELETE the oldest marks ... FOR UPDATE SKIP LOCKED ... RETURNING them;
- *   3. the buckets' profile-hours gain the pending rows' profiles (or, for a bucket without pending
- *      rows, are replaced from raw events), their neighbours are re-linked and the hours' lookback
- *      counts adjusted (lib/repositories/profileHours.ts). No event can commit into a taken bucket
- *      until this transaction ends (its ingest would have to re-mark it), so this statement and B see
- *      the same pending rows;
- *   4. statement B: for those buckets, take all their pending rows and add them to the stored rollups
- *      (count, sum, min, max, the profiles new to the hour and the lookback changes the sync left in
- *      klaviyo_aggregate_adjustments), or recompute from raw events a bucket that has no pending row
- *      (lib/repositories/aggregates.ts);
- *   5. commit.
+ *   3. statement B, for those buckets: their profile-hours gain the pending rows' profiles (or, for a
+ *      bucket without pending rows, are compared with its raw events), their neighbours are re-linked
+ *      (lib/repositories/profileHours.ts); it takes all their pending rows and adds them to the stored
+ *      rollups (count, sum, min, max, the profiles new to the hour and the lookback changes), or
+ *      recomputes from raw events a bucket that has no pending row (lib/repositories/aggregates.ts);
+ *      one statement, so one snapshot for the profile-hours and the rollups;
+ *   4. commit.
  * A run therefore reads what was ingested since the last run, not everything the touched hours hold.
  * The deltas are exact because events are never updated or deleted (ingest inserts ON CONFLICT DO
  * NOTHING): what a rollup counted stays true.
@@ -105,8 +102,6 @@ async function aggregateBatch(db: Db, batchBuckets: number): Promise<BatchOutcom
   return db.transaction(async (tx) => {
     if (!(await tryLockAggregation(tx))) return 'locked' as const;
     const taken = await takeDirtyBuckets(tx, batchBuckets);
-    // Before the pending rows go: they say which profiles the hours gained.
-    await syncProfileHours(tx, { kind: 'marked', buckets: taken });
     const result = await recomputeHourBuckets(tx, taken);
     return { taken: taken.length, fromRaw: result.bucketsFromRaw, eventsScanned: result.eventsScanned, rowsChanged: result.rowsWritten + result.rowsDeleted };
   });

@@ -1,5 +1,5 @@
 import type { Db } from '../db/port';
-import { addLookbacks, sumLookbacks, TAKE_ADJUSTMENTS, ZERO_LOOKBACKS } from './profileHours';
+import { addLookbacks, profileHourSyncCtes, sumLookbacks, ZERO_LOOKBACKS } from './profileHours';
 
 /**
  * Hourly rollups (klaviyo_aggregated_metrics, granularity 'hour') and the dirty marks that say which
@@ -171,9 +171,9 @@ function recomputeResult(row: RecomputeRow | undefined): RecomputeResult {
  * one statement (one snapshot):
  *   - a bucket with pending rows: takes ALL of them (DELETE ... RETURNING) and adds their figures to
  *     the stored row: count and sum added, min / max by least / greatest (which ignore NULL, as min()
- *     and max() do), and the profiles new to the hour: the profile-hours the batch's sync had to insert
- *     for the taken rows (left in klaviyo_aggregate_adjustments by syncProfileHours, which holds one
- *     per profile with a counted event in the hour). In this snapshot every visible event of the bucket is either among
+ *     and max() do), and the profiles new to the hour: the profile-hours the same statement inserts for
+ *     the taken rows (profileHourSyncCtes: the table holds one per profile with a counted event in
+ *     the hour). In this snapshot every visible event of the bucket is either among
  *     the taken rows or already counted (its pending row was taken by a committed batch, or a rebuild
  *     counted it and removed its row in one snapshot), and every taken row's event is visible (both
  *     commit together), so the deltas are exact.
@@ -185,26 +185,27 @@ function recomputeResult(row: RecomputeRow | undefined): RecomputeResult {
  *     without events loses its row. Any writer of events that does not write pending rows must leave
  *     every hour it touched to a rebuild (or to this path) before ingest writes there again: pending
  *     rows are added to what is stored, and cannot know about events nobody counted.
- * Every hour the sync left an adjustment for also adds its lookback change, whether it is one of the
- * buckets or an hour after them whose profiles the sync re-linked, so each rollup row is written once.
+ * Every hour the profile-hour sync adjusts also adds its lookback change, whether it is one of the
+ * buckets or an hour after them whose profiles it re-linked, so each rollup row is written once. The
+ * sync is part of this statement rather than one before it: a statement less, and no round trip of
+ * the adjustments through klaviyo_aggregate_adjustments (which only the rebuild still uses).
  * The cost of the first kind follows the new events, not the hour's size.
  */
 export async function recomputeHourBuckets(tx: Db, buckets: readonly HourBucket[]): Promise<RecomputeResult> {
   if (buckets.length === 0) return recomputeResult(undefined);
-  const payload = JSON.stringify(buckets.map((b) => ({ metric_id: b.metricId, bucket: b.bucket.toISOString() })));
+  const sync = profileHourSyncCtes({ kind: 'marked', buckets });
   const rows = await tx.query<RecomputeRow>(
-    `WITH marked AS MATERIALIZED (
-       SELECT metric_id, bucket FROM jsonb_to_recordset($1::jsonb) AS t(metric_id text, bucket timestamptz)
-     ), adjusted AS (${TAKE_ADJUSTMENTS}
-     ), taken AS (
+    `WITH ${sync.sql},
+     taken AS (
        DELETE FROM klaviyo_aggregate_pending p
        USING marked m
-       WHERE p.metric_id = m.metric_id AND p.bucket = m.bucket
+       WHERE m.has_pending AND p.metric_id = m.metric_id AND p.bucket = m.bucket
        RETURNING p.metric_id, p.bucket, p.value
-     ), hours AS MATERIALIZED (
-       -- Everything the batch knows about each hour it writes, brought together by grouping, not by
-       -- joins: the planner estimates a DELETE ... RETURNING of a table that is empty between batches
-       -- at one row, and joined two of them as a nested loop of 5,000 x 5,000 rows (3.4 s at 10M).
+     ), rollup_hours AS MATERIALIZED (
+       -- Everything the batch knows about each hour whose rollup it writes, brought together by
+       -- grouping, not by joins: the planner estimates a DELETE ... RETURNING of a table that is empty
+       -- between batches at one row, and once joined two of them as a nested loop of 5,000 x 5,000
+       -- rows (3.4 s at 10M).
        SELECT metric_id, bucket, bool_or(is_marked) AS is_marked,
               sum(events) AS event_count, coalesce(sum(value), 0) AS sum_value, min(value) AS min_value,
               max(value) AS max_value, sum(new_profiles) AS new_profiles, ${sumLookbacks('lookbacks')} AS lookbacks
@@ -214,14 +215,14 @@ export async function recomputeHourBuckets(tx: Db, buckets: readonly HourBucket[
              UNION ALL
              SELECT metric_id, bucket, false, 1, value, 0, NULL FROM taken
              UNION ALL
-             SELECT metric_id, bucket, false, 0, NULL, new_profiles, lookbacks FROM adjusted) known
+             SELECT metric_id, bucket, false, 0, NULL, new_profiles, lookbacks FROM adjustments) known
        GROUP BY metric_id, bucket
-     ), added AS (
+     ), summed AS (
        -- Marked hours with pending rows: their figures are added to the stored row.
        INSERT INTO klaviyo_aggregated_metrics AS a
          (metric_id, granularity, bucket, event_count, sum_value, min_value, max_value, unique_profiles, new_profiles_by_lookback)
        SELECT metric_id, 'hour', bucket, event_count, sum_value, min_value, max_value, new_profiles, lookbacks
-       FROM hours
+       FROM rollup_hours
        WHERE is_marked AND event_count > 0
        ORDER BY metric_id, bucket
        ON CONFLICT (metric_id, granularity, bucket) DO UPDATE SET
@@ -236,30 +237,31 @@ export async function recomputeHourBuckets(tx: Db, buckets: readonly HourBucket[
      ), computed AS (
        -- Marked hours without pending rows: recounted from raw events.
        SELECT h.metric_id, h.bucket, s.event_count, s.sum_value, s.min_value, s.max_value, s.unique_profiles, h.lookbacks
-       FROM hours h
+       FROM rollup_hours h
        CROSS JOIN LATERAL (${recountHour('h.metric_id', 'h.bucket')}) s
        WHERE h.is_marked AND h.event_count = 0
      ), upserted AS (${UPSERT_HOURS}
-     ), removed AS (
+     ), emptied AS (
        DELETE FROM klaviyo_aggregated_metrics a
        USING computed c
        WHERE c.event_count = 0
          AND a.metric_id = c.metric_id AND a.granularity = 'hour' AND a.bucket = c.bucket
        RETURNING 1
-     ), relinked AS (
+     ), outside AS (
        -- Hours outside the batch whose profiles' previous hour moved: only their lookbacks change.
        UPDATE klaviyo_aggregated_metrics a
        SET new_profiles_by_lookback = ${addLookbacks('a.new_profiles_by_lookback', 'h.lookbacks')}, updated_at = now()
-       FROM hours h
+       FROM rollup_hours h
        WHERE NOT h.is_marked AND a.metric_id = h.metric_id AND a.granularity = 'hour' AND a.bucket = h.bucket
        RETURNING 1
      )
      SELECT (SELECT count(*) FROM marked) AS recomputed,
-            (SELECT count(*) FROM hours WHERE is_marked AND event_count = 0) AS from_raw,
-            (SELECT count(*) FROM added) + (SELECT count(*) FROM upserted) + (SELECT count(*) FROM relinked) AS written,
-            (SELECT count(*) FROM removed) AS deleted,
-            (SELECT coalesce(sum(event_count), 0) FROM hours WHERE is_marked) + (SELECT coalesce(sum(event_count), 0) FROM computed) AS scanned`,
-    [payload],
+            (SELECT count(*) FROM rollup_hours WHERE is_marked AND event_count = 0) AS from_raw,
+            (SELECT count(*) FROM summed) + (SELECT count(*) FROM upserted) + (SELECT count(*) FROM outside) AS written,
+            (SELECT count(*) FROM emptied) AS deleted,
+            (SELECT coalesce(sum(event_count), 0) FROM rollup_hours WHERE is_marked)
+              + (SELECT coalesce(sum(event_count), 0) FROM computed) AS scanned`,
+    sync.params,
   );
   return recomputeResult(rows[0]);
 }

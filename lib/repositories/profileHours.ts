@@ -8,7 +8,8 @@ import type { HourBucket } from './aggregates';
  *
  * Invariants, kept by the aggregator under its lock (lib/aggregation/rollup.ts):
  *   - an hour that is not marked dirty has exactly one profile-hour per profile with an event of the
- *     metric in it, and each profile-hour's previous_bucket is the profile's previous such hour;
+ *     metric in it, and each profile-hour's previous_bucket is the profile's previous such hour when
+ *     that lies within the 24 hours before it, NULL otherwise (migrations/0005);
  *   - every hourly rollup's lookback counts are the sums of its profile-hours' spans
  *     (klaviyo_lookback_span), whatever the hour's state.
  * Readers use a stored count of hour h at lookback k only when no hour of [h - k, h] is marked, so the
@@ -135,29 +136,27 @@ export const sumLookbacks = (column: string): string =>
 /** Element-wise sum of two 25-element lookback arrays, written out for the same reason. */
 export const addLookbacks = (a: string, b: string): string => `ARRAY[${LOOKBACKS.map((k) => `${a}[${k + 1}] + ${b}[${k + 1}]`).join(', ')}]`;
 
-interface SyncRow extends Record<string, unknown> {
-  added: string;
-  removed: string;
-  relinked: string;
-  adjusted: string;
-}
-
 /**
- * Brings the scope's profile-hours to what its hours must hold, in one statement: inserts and deletes
- * them, re-links every profile-hour whose previous hour changed (the ones a change lands next to:
- * for each changed (metric, profile), its rows between the first and last change and the first row
- * after), and leaves, per hour touched, the profiles new to it and the change of its lookback counts
- * in klaviyo_aggregate_adjustments. The statement that writes the hours' figures takes them
- * (recomputeHourBuckets), so that each rollup row is written once per batch.
- * Must run under the aggregation lock, after the batch has taken its marks and before it takes their
- * pending rows (recomputeHourBuckets, rebuildHourRange): no event can commit into a taken hour
- * meanwhile, since its ingest would first have to re-mark the hour, which waits for this transaction.
+ * The CTEs (text to follow a WITH, ending without a comma) that bring the scope's profile-hours to
+ * what its hours must hold: they insert and delete them, re-link every profile-hour whose previous
+ * hour changed (for each changed (metric, profile), among its rows from the first change to 24 hours
+ * after the last), and define, per hour touched, the profiles new
+ * to it and the change of its lookback counts as the CTE
+ * `adjustments(metric_id, bucket, new_profiles, lookbacks)`. The CTEs `inserted`, `relinked` and
+ * `deleted` return a row per profile-hour written; `marked` (the marked scope only) holds the
+ * scope's hours with whether each has pending rows.
+ * For the incremental batch they are part of the statement that writes the rollups
+ * (recomputeHourBuckets), so each rollup row is written once; a rebuild leaves the adjustments in
+ * klaviyo_aggregate_adjustments (syncProfileHours).
+ * Must run under the aggregation lock, after the batch has taken its marks and no later than the
+ * statement that takes their pending rows: no event can commit into a taken hour meanwhile, since its
+ * ingest would first have to re-mark the hour, which waits for this transaction.
  */
-export async function syncProfileHours(tx: Db, scope: ProfileHourScope): Promise<ProfileHourSync> {
-  if (scope.kind === 'marked' && scope.buckets.length === 0) return { added: 0, removed: 0, relinked: 0, hoursAdjusted: 0 };
+export function profileHourSyncCtes(scope: ProfileHourScope): { sql: string; params: string[] } {
   const { sql, params } = scopeSql(scope);
-  const rows = await tx.query<SyncRow>(
-    `WITH ${sql},
+  return {
+    params,
+    sql: `${sql},
      pairs AS MATERIALIZED (
        -- Every (metric, profile) the scope may change, with the span of its changes; candidates already
        -- stored are no change and cost only their share of the scans below.
@@ -165,23 +164,16 @@ export async function syncProfileHours(tx: Db, scope: ProfileHourScope): Promise
        FROM (SELECT metric_id, profile_id, bucket FROM candidates UNION ALL SELECT metric_id, profile_id, bucket FROM removed) c
        GROUP BY metric_id, profile_id
      ), nearby AS MATERIALIZED (
-       -- Primary-key scans per pair, LIMITed or bounded so that each stays an index probe (a join
-       -- would be planned as a hash of the whole table: the planner cannot know how few rows a batch
-       -- brings): the row before the first change, the rows between the first and last change, and
-       -- the row after the last.
+       -- One primary-key range scan per pair (LATERAL, so that it stays an index scan: a join would be
+       -- planned as a hash of the whole table, since the planner cannot know how few rows a batch
+       -- brings). A link only reaches 24 hours back (migrations/0005), so the rows a change can
+       -- re-link, and the neighbours they can take, all lie within 24 hours of the changes.
        SELECT c.lo, x.metric_id, x.profile_id, x.bucket, x.previous_bucket
        FROM pairs c
        CROSS JOIN LATERAL (
-         (SELECT ph.metric_id, ph.profile_id, ph.bucket, ph.previous_bucket FROM klaviyo_profile_hours ph
-          WHERE ph.metric_id = c.metric_id AND ph.profile_id = c.profile_id AND ph.bucket < c.lo
-          ORDER BY ph.bucket DESC LIMIT 1)
-         UNION ALL
-         (SELECT ph.metric_id, ph.profile_id, ph.bucket, ph.previous_bucket FROM klaviyo_profile_hours ph
-          WHERE ph.metric_id = c.metric_id AND ph.profile_id = c.profile_id AND ph.bucket >= c.lo AND ph.bucket <= c.hi)
-         UNION ALL
-         (SELECT ph.metric_id, ph.profile_id, ph.bucket, ph.previous_bucket FROM klaviyo_profile_hours ph
-          WHERE ph.metric_id = c.metric_id AND ph.profile_id = c.profile_id AND ph.bucket > c.hi
-          ORDER BY ph.bucket LIMIT 1)
+         SELECT ph.metric_id, ph.profile_id, ph.bucket, ph.previous_bucket FROM klaviyo_profile_hours ph
+         WHERE ph.metric_id = c.metric_id AND ph.profile_id = c.profile_id
+           AND ph.bucket >= c.lo - interval '24 hours' AND ph.bucket <= c.hi + interval '24 hours'
        ) x
      ), added AS MATERIALIZED (
        SELECT t.metric_id, t.profile_id, t.bucket FROM candidates t
@@ -198,23 +190,34 @@ export async function syncProfileHours(tx: Db, scope: ProfileHourScope): Promise
      ), moved AS MATERIALIZED (
        SELECT metric_id, profile_id, bucket, is_new, old_previous, new_previous
        FROM (SELECT metric_id, profile_id, bucket, is_new, lo, previous_bucket AS old_previous,
-                    lag(bucket) OVER (PARTITION BY metric_id, profile_id ORDER BY bucket) AS new_previous
-             FROM after) linked
-       -- The row before the first change keeps its link: nothing before it changed.
+                    -- The window holds every row from 24 hours before the first change: a row's
+                    -- previous row in it is its previous hour, if that lies within 24 hours.
+                    CASE WHEN lag(bucket) OVER by_pair >= bucket - interval '24 hours' THEN lag(bucket) OVER by_pair END
+                      AS new_previous
+             FROM after
+             WINDOW by_pair AS (PARTITION BY metric_id, profile_id ORDER BY bucket)) linked
+       -- Rows before the first change keep their links: nothing before them changed.
        WHERE bucket >= lo AND (is_new OR old_previous IS DISTINCT FROM new_previous)
      ), deleted AS (
        DELETE FROM klaviyo_profile_hours ph
        USING removed r
        WHERE ph.metric_id = r.metric_id AND ph.profile_id = r.profile_id AND ph.bucket = r.bucket
        RETURNING 1
-     ), written AS (
-       -- New rows are inserted and re-linked ones updated through their key, in one pass: an UPDATE ...
-       -- FROM would again be planned as a hash join over the whole table.
+     ), inserted AS (
+       -- Not stored (they are not among the pair's rows between its first and last change), and only
+       -- the aggregator writes this table, under its lock: a plain insert, a third cheaper than an upsert.
+       INSERT INTO klaviyo_profile_hours (metric_id, profile_id, bucket, previous_bucket)
+       SELECT metric_id, profile_id, bucket, new_previous FROM moved WHERE is_new
+       ORDER BY metric_id, profile_id, bucket
+       RETURNING 1
+     ), relinked AS (
+       -- Updated through their key as an upsert that always conflicts: an UPDATE ... FROM would be
+       -- planned as a hash join over the whole table.
        INSERT INTO klaviyo_profile_hours AS ph (metric_id, profile_id, bucket, previous_bucket)
-       SELECT metric_id, profile_id, bucket, new_previous FROM moved
+       SELECT metric_id, profile_id, bucket, new_previous FROM moved WHERE NOT is_new
        ORDER BY metric_id, profile_id, bucket
        ON CONFLICT (metric_id, profile_id, bucket) DO UPDATE SET previous_bucket = excluded.previous_bucket
-       RETURNING (xmax = 0) AS inserted
+       RETURNING 1
      ), spans AS (
        SELECT metric_id, bucket, klaviyo_lookback_span(bucket, new_previous) AS span, 1 AS n FROM moved
        UNION ALL
@@ -224,17 +227,30 @@ export async function syncProfileHours(tx: Db, scope: ProfileHourScope): Promise
      ), ${LOOKBACKS_FROM_SPANS},
      new_profiles AS (
        SELECT metric_id, bucket, count(*) AS n FROM moved WHERE is_new GROUP BY metric_id, bucket
-     ), hours AS (
+     ), adjustments AS (
        SELECT coalesce(l.metric_id, n.metric_id) AS metric_id, coalesce(l.bucket, n.bucket) AS bucket,
               coalesce(n.n, 0) AS new_profiles, coalesce(l.counts, ${ZERO_LOOKBACKS}) AS lookbacks
        FROM lookbacks l FULL JOIN new_profiles n ON n.metric_id = l.metric_id AND n.bucket = l.bucket
-     ), stored AS (
+     )`,
+  };
+}
+
+/**
+ * A rebuild's sync: the profile-hours of a time range, in one statement, with the hours' adjustments
+ * left in klaviyo_aggregate_adjustments for resetLookbacksInRange and applyLookbackAdjustmentsOutside.
+ */
+export async function syncProfileHours(tx: Db, scope: ProfileHourScope): Promise<ProfileHourSync> {
+  if (scope.kind === 'marked' && scope.buckets.length === 0) return { added: 0, removed: 0, relinked: 0, hoursAdjusted: 0 };
+  const { sql, params } = profileHourSyncCtes(scope);
+  const rows = await tx.query<{ added: string; removed: string; relinked: string; adjusted: string }>(
+    `WITH ${sql},
+     stored AS (
        INSERT INTO klaviyo_aggregate_adjustments (metric_id, bucket, new_profiles, lookbacks)
-       SELECT metric_id, bucket, new_profiles, lookbacks FROM hours
+       SELECT metric_id, bucket, new_profiles, lookbacks FROM adjustments
        RETURNING 1
      )
-     SELECT (SELECT count(*) FROM written WHERE inserted) AS added, (SELECT count(*) FROM deleted) AS removed,
-            (SELECT count(*) FROM written WHERE NOT inserted) AS relinked, (SELECT count(*) FROM stored) AS adjusted`,
+     SELECT (SELECT count(*) FROM inserted) AS added, (SELECT count(*) FROM deleted) AS removed,
+            (SELECT count(*) FROM relinked) AS relinked, (SELECT count(*) FROM stored) AS adjusted`,
     params,
   );
   const row = rows[0];
@@ -246,11 +262,8 @@ export async function syncProfileHours(tx: Db, scope: ProfileHourScope): Promise
   };
 }
 
-/**
- * Takes every row of klaviyo_aggregate_adjustments (DELETE ... RETURNING) as the rows
- * (metric_id, bucket, new_profiles, lookbacks): for a CTE of the statement that writes the rollups.
- */
-export const TAKE_ADJUSTMENTS = `DELETE FROM klaviyo_aggregate_adjustments RETURNING metric_id, bucket, new_profiles, lookbacks`;
+/** Takes every row of klaviyo_aggregate_adjustments (DELETE ... RETURNING): what syncProfileHours left. */
+const TAKE_ADJUSTMENTS = `DELETE FROM klaviyo_aggregate_adjustments RETURNING metric_id, bucket, new_profiles, lookbacks`;
 
 /**
  * A rebuild's counterpart of the batch statement: takes the sync's adjustments and adds the lookback

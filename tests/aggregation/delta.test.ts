@@ -258,4 +258,31 @@ describe('delta rollups', () => {
     await expectExact(t);
     expect(await hour(t, 'm', '2024-04-01T13:00:00Z')).toMatchObject({ event_count: '2', max_value: '9', unique_profiles: '1' });
   });
+
+  it('links a profile-hour to its previous hour only within 24 hours, and re-links only there', async () => {
+    // Profile pw of metric w: hours 00:00 and 30:00 (30 hours apart: no link), then late events at
+    // 10:00 (links 30:00 to it), 05:00 (25 hours before 30:00: links nothing there) and 54:00 (exactly
+    // 24 hours after 30:00: linked). The oracle checks every hour's 25 lookback counts; the links are
+    // checked as stored, since a link kept too far back gives the same spans until a later change.
+    const at = (hours: number) => new Date(Date.parse('2024-05-01T00:00:00Z') + hours * 3_600_000).toISOString();
+    const links = async () =>
+      (
+        await t.db.query<{ bucket: Date; previous_bucket: Date | null }>(
+          `SELECT bucket, previous_bucket FROM klaviyo_profile_hours WHERE metric_id = 'w' AND profile_id = 'pw' ORDER BY bucket`,
+        )
+      ).map((r) => [r.bucket.toISOString(), r.previous_bucket?.toISOString() ?? null]);
+    await ingestAndRunByDelta(t, [
+      { id: 'w0', metricId: 'w', profileId: 'pw', at: at(0), value: null },
+      { id: 'w30', metricId: 'w', profileId: 'pw', at: at(30), value: null },
+    ], 2);
+    expect(await links()).toEqual([[at(0), null], [at(30), null]]);
+    await ingestAndRunByDelta(t, [{ id: 'w10', metricId: 'w', profileId: 'pw', at: at(10), value: null }], 1);
+    expect(await links()).toEqual([[at(0), null], [at(10), at(0)], [at(30), at(10)]]);
+    await ingestAndRunByDelta(t, [
+      { id: 'w5', metricId: 'w', profileId: 'pw', at: at(5), value: null },
+      { id: 'w54', metricId: 'w', profileId: 'pw', at: at(54), value: null },
+      { id: 'w79', metricId: 'w', profileId: 'pw', at: at(79), value: null },
+    ], 3);
+    expect(await links()).toEqual([[at(0), null], [at(5), at(0)], [at(10), at(5)], [at(30), at(10)], [at(54), at(30)], [at(79), null]]);
+  });
 });
