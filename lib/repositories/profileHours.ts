@@ -32,6 +32,23 @@ export interface ProfileHourSync {
 }
 
 /**
+ * `candidates` and `removed` from CTEs `recounted` (the profile-hours raw events give the recounted
+ * hours) and `held` (what those hours store): the differences, plus `fresh`, a query of profile-hours
+ * that may be new for another reason (a batch's pending rows).
+ */
+const differences = (fresh?: string): string => `
+  candidates AS MATERIALIZED (${fresh ? `${fresh}
+    UNION ALL` : ''}
+    SELECT r.metric_id, r.profile_id, r.bucket FROM recounted r
+    WHERE NOT EXISTS (SELECT 1 FROM held s
+                      WHERE s.metric_id = r.metric_id AND s.profile_id = r.profile_id AND s.bucket = r.bucket)
+  ), removed AS MATERIALIZED (
+    SELECT s.metric_id, s.profile_id, s.bucket, s.previous_bucket FROM held s
+    WHERE NOT EXISTS (SELECT 1 FROM recounted r
+                      WHERE r.metric_id = s.metric_id AND r.profile_id = s.profile_id AND r.bucket = s.bucket)
+  )`;
+
+/**
  * `candidates`: profile-hours the scope's hours must hold and that may not be stored yet; `removed`:
  * the stored ones they must lose. Marked hours with pending rows only gain the pending rows' profiles
  * (every event counted before is already there); marked hours without pending rows, and a rebuild's
@@ -62,19 +79,10 @@ function scopeSql(scope: ProfileHourScope): { sql: string; params: string[] } {
           FROM marked m
           JOIN klaviyo_profile_hours ph ON ph.metric_id = m.metric_id AND ph.bucket = m.bucket
           WHERE NOT m.has_pending
-        ), candidates AS MATERIALIZED (
+        ), ${differences(`
           SELECT DISTINCT p.metric_id, p.profile_id, p.bucket
           FROM marked m JOIN klaviyo_aggregate_pending p ON p.metric_id = m.metric_id AND p.bucket = m.bucket
-          WHERE m.has_pending AND p.profile_id IS NOT NULL
-          UNION ALL
-          SELECT r.metric_id, r.profile_id, r.bucket FROM recounted r
-          WHERE NOT EXISTS (SELECT 1 FROM held s
-                            WHERE s.metric_id = r.metric_id AND s.profile_id = r.profile_id AND s.bucket = r.bucket)
-        ), removed AS MATERIALIZED (
-          SELECT s.metric_id, s.profile_id, s.bucket, s.previous_bucket FROM held s
-          WHERE NOT EXISTS (SELECT 1 FROM recounted r
-                            WHERE r.metric_id = s.metric_id AND r.profile_id = s.profile_id AND r.bucket = s.bucket)
-        )`,
+          WHERE m.has_pending AND p.profile_id IS NOT NULL`)}`,
     };
   }
   const params = [scope.from.toISOString(), scope.to.toISOString(), ...(scope.metricId ? [scope.metricId] : [])];
@@ -90,15 +98,7 @@ function scopeSql(scope: ProfileHourScope): { sql: string; params: string[] } {
         SELECT ph.metric_id, ph.profile_id, ph.bucket, ph.previous_bucket
         FROM klaviyo_profile_hours ph
         WHERE ph.bucket >= $1::timestamptz AND ph.bucket < $2::timestamptz ${scope.metricId ? 'AND ph.metric_id = $3' : ''}
-      ), candidates AS MATERIALIZED (
-        SELECT r.metric_id, r.profile_id, r.bucket FROM recounted r
-        WHERE NOT EXISTS (SELECT 1 FROM held s
-                          WHERE s.metric_id = r.metric_id AND s.profile_id = r.profile_id AND s.bucket = r.bucket)
-      ), removed AS MATERIALIZED (
-        SELECT s.metric_id, s.profile_id, s.bucket, s.previous_bucket FROM held s
-        WHERE NOT EXISTS (SELECT 1 FROM recounted r
-                          WHERE r.metric_id = s.metric_id AND r.profile_id = s.profile_id AND r.bucket = s.bucket)
-      )`,
+      ), ${differences()}`,
   };
 }
 
