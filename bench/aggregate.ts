@@ -21,7 +21,8 @@
  * The events this run added are deleted at the start of the next run, so the dataset stays its size.
  * Other knobs: BENCH_SEED (default 1), BENCH_BATCH_BUCKETS (default the configured 5000), BENCH_REBUILD=0
  * (skip step 1: the removed events' hours are recounted by a run instead, and the tables vacuumed; for
- * timing the incremental run again without an 18-minute rebuild at 10M).
+ * timing the incremental run again without a 7-minute rebuild at 10M), BENCH_SHARED_BUFFERS (the
+ * server's buffer pool, default 1GB; bench/support/dataset.ts).
  */
 import { rebuildAggregates, runAggregation, type AggregationResult } from '../lib/aggregation/rollup';
 import { DEMO_METRICS } from '../lib/demo/catalog';
