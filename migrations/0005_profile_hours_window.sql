@@ -3,8 +3,9 @@
 -- previous_bucket now holds the previous hour only when it lies within the 24 hours before, and NULL
 -- otherwise. The aggregator then finds every link a change can make or break in one bounded range
 -- scan per (metric, profile), the rows within 24 hours of the change, instead of three index probes
--- (the row before, the rows between, the row after) whose backward probe cost the most: measured at
--- 10M events, a 5,000-hour batch went from ~1.0 s to 0.41-0.66 s (profiled with warm caches).
+-- (the row before, the rows between, the row after) whose backward probe cost the most. With the
+-- other changes of the same day, the incremental run at 10M events went from 4.3-4.8 s to 1.4-2.6 s
+-- (bench/aggregate.ts; README, Aggregate bench).
 -- Spans and lookback counts are unchanged by this: only links of 25 hours or more are cleared.
 UPDATE klaviyo_profile_hours
 SET previous_bucket = NULL
