@@ -243,7 +243,7 @@ export async function rebuildAggregates(db: Db, options: RebuildOptions = {}): P
     const [marks, result] = await db.transaction(async (tx) => {
       await waitLockAggregation(tx);
       const cleared = await takeDirtyBucketsInRange(tx, range);
-      await syncProfileHours(tx, { kind: 'range', ...range });
+      await syncProfileHours(tx, range);
       const rebuilt = await rebuildHourRange(tx, range);
       // The range's lookbacks are set from its profile-hours; the hours after it take the changes.
       await resetLookbacksInRange(tx, range);

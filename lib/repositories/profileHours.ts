@@ -239,9 +239,11 @@ export function profileHourSyncCtes(scope: ProfileHourScope): { sql: string; par
  * A rebuild's sync: the profile-hours of a time range, in one statement, with the hours' adjustments
  * left in klaviyo_aggregate_adjustments for resetLookbacksInRange and applyLookbackAdjustmentsOutside.
  */
-export async function syncProfileHours(tx: Db, scope: ProfileHourScope): Promise<ProfileHourSync> {
-  if (scope.kind === 'marked' && scope.buckets.length === 0) return { added: 0, removed: 0, relinked: 0, hoursAdjusted: 0 };
-  const { sql, params } = profileHourSyncCtes(scope);
+export async function syncProfileHours(
+  tx: Db,
+  range: { readonly from: Date; readonly to: Date; readonly metricId?: string },
+): Promise<ProfileHourSync> {
+  const { sql, params } = profileHourSyncCtes({ kind: 'range', ...range });
   const rows = await tx.query<{ added: string; removed: string; relinked: string; adjusted: string }>(
     `WITH ${sql},
      stored AS (
