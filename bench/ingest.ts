@@ -13,6 +13,10 @@
  * 3. naive: one INSERT per event, autocommitted, as the seed's repository did, on a smaller slice
  *    (BENCH_NAIVE_EVENTS, default 10,000).
  * 4. heap: the V8 heap high-water mark of one 1000-event invocation, in a fresh child process.
+ * 5. where a page's time goes: every BENCH_STAGE_EVERY-th page (default 50) is not given to the
+ *    handler but written through the same lib/ calls one by one, each timed: JSON.parse, validation
+ *    and mapping (planEventsPage), then in one transaction the metrics, profiles and events
+ *    statements, and the commit. Those pages count in the COPY rows but not in the handler's figure.
  *
  * Other knobs: BENCH_PROFILES (default 200,000), BENCH_SEED (default 1). Uses DATABASE_URL when set
  * (it must name a database it may empty), else starts its own embedded PostgreSQL in .data/bench-ingest
@@ -32,7 +36,10 @@ import { hashApiKey } from '../lib/http/auth';
 import type { HttpHandler } from '../lib/http/handler';
 import { planEventsPage } from '../lib/ingest';
 import { setLogLevel } from '../lib/log';
-import type { NewEvent } from '../lib/repositories/events';
+import type { Db } from '../lib/db';
+import { insertEvents, type NewEvent } from '../lib/repositories/events';
+import { upsertMetrics } from '../lib/repositories/metrics';
+import { upsertProfiles } from '../lib/repositories/profiles';
 import { intFromEnv } from './support/env';
 
 const ROOT = resolve(__dirname, '..');
@@ -45,6 +52,35 @@ const EVENTS = intFromEnv('BENCH_EVENTS', 1_000_000);
 const PROFILES = intFromEnv('BENCH_PROFILES', 200_000);
 const SEED = intFromEnv('BENCH_SEED', 1);
 const NAIVE_EVENTS = Math.min(intFromEnv('BENCH_NAIVE_EVENTS', 10_000), EVENTS);
+const STAGE_EVERY = intFromEnv('BENCH_STAGE_EVERY', 50, 2);
+
+const STAGES = ['JSON.parse', 'validate and map', 'metrics statement', 'profiles statements', 'events statements', 'commit'] as const;
+type Stage = (typeof STAGES)[number];
+
+/** A page written through the calls the handler makes, each one timed (ms added to `into`). */
+async function ingestPageByStage(db: Db, body: string, into: Map<Stage, number>): Promise<number> {
+  let at = performance.now();
+  const lap = (stage: Stage) => {
+    const now = performance.now();
+    into.set(stage, (into.get(stage) ?? 0) + now - at);
+    at = now;
+  };
+  const parsed: unknown = JSON.parse(body);
+  lap('JSON.parse');
+  const plan = planEventsPage(parsed);
+  lap('validate and map');
+  const inserted = await db.transaction(async (tx) => {
+    await upsertMetrics(tx, plan.metrics);
+    lap('metrics statement');
+    await upsertProfiles(tx, plan.profiles);
+    lap('profiles statements');
+    const events = await insertEvents(tx, plan.events);
+    lap('events statements');
+    return events.inserted;
+  });
+  lap('commit');
+  return inserted;
+}
 
 function apiEvent(body: string): APIGatewayProxyEventV2 {
   return {
@@ -244,6 +280,10 @@ async function main(): Promise<void> {
     let pages = 0;
     let bodyBytes = 0;
     let slowestPageMs = 0;
+    const { getDb } = await import('../lib/db');
+    const stageMs = new Map<Stage, number>();
+    let stagedPages = 0;
+    let stagedEvents = 0;
     // The naive path's slice: the first events ingest stored, so their metrics and profiles exist.
     const naiveRows: NewEvent[] = [];
     const wallStart = performance.now();
@@ -254,16 +294,21 @@ async function main(): Promise<void> {
       const event = apiEvent(body);
       clientMs += performance.now() - c0;
 
-      const t0 = performance.now();
-      const response = await handler(event);
-      const took = performance.now() - t0;
-      handlerMs += took;
-      slowestPageMs = Math.max(slowestPageMs, took);
-      if (response.statusCode !== 200) throw new Error(`page ${pages} answered ${response.statusCode}: ${String(response.body).slice(0, 500)}`);
-      const attributes = (JSON.parse(String(response.body)) as { data: { attributes: { inserted: number } } }).data.attributes;
-      ingested += attributes.inserted;
-      pages += 1;
-      bodyBytes += body.length;
+      if ((pages + stagedPages + 1) % STAGE_EVERY === 0) {
+        stagedEvents += await ingestPageByStage(getDb(), body, stageMs);
+        stagedPages += 1;
+      } else {
+        const t0 = performance.now();
+        const response = await handler(event);
+        const took = performance.now() - t0;
+        handlerMs += took;
+        slowestPageMs = Math.max(slowestPageMs, took);
+        if (response.statusCode !== 200) throw new Error(`page ${pages} answered ${response.statusCode}: ${String(response.body).slice(0, 500)}`);
+        const attributes = (JSON.parse(String(response.body)) as { data: { attributes: { inserted: number } } }).data.attributes;
+        ingested += attributes.inserted;
+        pages += 1;
+        bodyBytes += body.length;
+      }
 
       // The same rows for COPY, from the same mapping (outside the timed part).
       const plan = planEventsPage(JSON.parse(body));
@@ -322,6 +367,15 @@ async function main(): Promise<void> {
     line('naive (1 INSERT per event)', `${fmt(naiveRate)} events/s  (${fmt(naiveRows.length)} events, ${fmt(naiveMs / 1000, 1)} s)`);
     line('ingest / COPY', `${fmt((100 * ingestRate) / copyRate, 1)} %   (goal >= 70 %)`);
     line('ingest / naive', `${fmt(ingestRate / naiveRate, 1)} x`);
+    const stagedMs = [...stageMs.values()].reduce((a, b) => a + b, 0);
+    if (stagedPages > 0) {
+    line(`where a page's time goes (${stagedPages} pages)`, `${fmt(stagedMs / stagedPages, 1)} ms/page, ${fmt(stagedEvents / (stagedMs / 1000))} events/s written stage by stage (every ${STAGE_EVERY}th page; not in the handler's figure)`);
+    for (const stage of STAGES) {
+      const ms = stageMs.get(stage) ?? 0;
+      line(`  ${stage}`, `${fmt(ms / stagedPages, 1).padStart(7)} ms/page  ${fmt((100 * ms) / stagedMs, 1).padStart(5)} %`);
+    }
+    line('  COPY of a page\'s rows, for scale', `${fmt((1000 * PAGE_SIZE) / copyRate, 1).padStart(7)} ms/page`);
+    }
     line('events table after ingest', `${tableSize[0]?.events} (database ${tableSize[0]?.total})`);
     line('heap, one 1000-event invocation', `high-water ${mib(probe.heapPeak)} (baseline ${mib(probe.heapBaseline)}, +${mib(probe.heapPeak - probe.heapBaseline)}; ${probe.samples} samples), body ${mib(probe.bodyBytes)}, process max RSS ${mib(probe.rssPeakKb * 1024)}, status ${probe.status}`);
   } finally {
