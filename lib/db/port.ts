@@ -24,11 +24,11 @@ export interface Db {
   /** Runs fn in one transaction; commits when it resolves, rolls back when it throws. */
   transaction<R>(fn: (tx: Db) => Promise<R>): Promise<R>;
   /**
-   * Loads rows with COPY FROM STDIN into a temporary staging table that the transaction's next
-   * statement reads (so only on a transaction's Db: the table lives on its connection). Only the
-   * postgres.js driver has it, and only with prepared statements on: DB_PREPARE=false means RDS Proxy
-   * or PgBouncer, where a temporary table would pin the session. The Data API has no COPY. Resolves
-   * once the server has stored every row.
+   * Loads rows with COPY FROM STDIN into a table, within the transaction (so only on a
+   * transaction's Db, savepoints included). Only the postgres.js driver has it, and only with
+   * prepared statements on: DB_PREPARE=false means RDS Proxy or PgBouncer, where COPY has not been
+   * tried. The Data API has no COPY. Resolves once the server has stored every row; rejects with the
+   * COPY's own error (its SQLSTATE in `code`) when the server refuses one.
    */
   copyRows?(table: string, columns: readonly string[], rows: readonly CopyRow[]): Promise<void>;
 }

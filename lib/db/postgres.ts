@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
 import postgres from 'postgres';
 import type { PostgresConnection, PostgresTuning } from '../config';
@@ -73,8 +74,9 @@ function connectionGoneError(): Error {
   return Object.assign(new Error('the transaction\'s connection has closed'), { code: 'CONNECTION_CLOSED' });
 }
 
-/** What postgres.js's query objects have besides their promise: the rejection the connection calls. */
-interface RejectableQuery {
+/** What postgres.js's query objects have besides their promise: the settlers the connection calls. */
+interface SettlableQuery {
+  resolve?: (value: unknown) => void;
   reject?: (err: unknown) => void;
 }
 
@@ -91,18 +93,33 @@ async function copyInto(tx: TxSql, table: string, columns: readonly string[], ro
   const text = copyTextOf(rows, columns.length);
   const pending = tx.unsafe(`COPY ${table} (${columns.join(', ')}) FROM STDIN`);
   let copyError: unknown;
-  const rejectable = pending as unknown as RejectableQuery;
-  const reject = rejectable.reject;
-  if (typeof reject === 'function') {
-    rejectable.reject = (err: unknown) => {
+  const settlable = pending as unknown as SettlableQuery;
+  const rejectQuery = settlable.reject;
+  if (typeof rejectQuery === 'function') {
+    settlable.reject = (err: unknown) => {
       copyError ??= err;
-      reject(err);
+      rejectQuery(err);
+    };
+  }
+  // A listener for the stream's whole life, attached the moment postgres.js makes the stream: when
+  // the server refuses the COPY (a row, or a statement trigger that fires before any row), postgres.js
+  // destroys the stream with that error, possibly in the same tick as it hands the stream over, and
+  // a stream 'error' nobody listens to is thrown out of the event loop.
+  let streamError: unknown;
+  const resolveQuery = settlable.resolve;
+  if (typeof resolveQuery === 'function') {
+    settlable.resolve = (value: unknown) => {
+      if (value instanceof EventEmitter) {
+        value.on('error', (err: unknown) => {
+          streamError ??= err;
+        });
+      }
+      resolveQuery(value);
     };
   }
   const writable = await pending.writable();
   try {
     await new Promise<void>((resolve, fail) => {
-      writable.once('error', fail);
       writable.write(text, (err) => (err ? fail(err) : resolve()));
     });
     writable.end();
@@ -111,7 +128,7 @@ async function copyInto(tx: TxSql, table: string, columns: readonly string[], ro
     await new Promise((resolve) => setImmediate(resolve));
     await tx.unsafe('SELECT 1');
   } catch (err) {
-    throw copyError ?? err;
+    throw copyError ?? streamError ?? err;
   }
 }
 
@@ -184,9 +201,9 @@ function connect(options: PostgresDriverOptions) {
 
 export function createPostgresDb(options: PostgresDriverOptions): ClosableDb {
   const sql = connect(options);
-  // No COPY (so no staging temp table) without prepared statements: DB_PREPARE=false is the setting
-  // for RDS Proxy and PgBouncer, and a temporary table pins an RDS Proxy client to its database
-  // connection for the rest of the session. Callers then take their JSON path, measured as fast.
+  // No COPY without prepared statements: DB_PREPARE=false is the setting for RDS Proxy and
+  // PgBouncer, where COPY's sub-protocol has not been tried; callers there take their JSON path, a
+  // single INSERT ... ON CONFLICT, which is what those setups were tested with.
   const txOptions: TxOptions = { copy: options.prepare };
 
   // A Lambda container can be frozen while the server drops its connection (restart, failover,

@@ -106,7 +106,7 @@ describe('postgres.js driver: copyRows', () => {
     }
   });
 
-  it('offers no COPY without prepared statements (the RDS Proxy / PgBouncer setting: a temp table would pin the session)', async () => {
+  it('offers no COPY without prepared statements (the RDS Proxy / PgBouncer setting, where COPY has not been tried)', async () => {
     const proxied = createPostgresDb({ url: t.url, ...tuning, poolMax: 1, prepare: false });
     const direct = createPostgresDb({ url: t.url, ...tuning, poolMax: 1, prepare: true });
     try {
@@ -116,6 +116,26 @@ describe('postgres.js driver: copyRows', () => {
     } finally {
       await proxied.close();
       await direct.close();
+    }
+  });
+
+  // A statement trigger refuses the COPY before any row: the server's error can arrive in the same
+  // read as its go-ahead, so postgres.js destroys the stream in the tick it hands it over. Repeated,
+  // because which read it lands in is up to the socket.
+  it('rejects with the server\'s error when a statement trigger refuses the COPY before any row', async () => {
+    await t.db.query(`CREATE TABLE guarded (n int)`);
+    await t.db.query(`CREATE FUNCTION refuse_copy() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = '40001'; END $$`);
+    await t.db.query(`CREATE TRIGGER refuse_copy BEFORE INSERT ON guarded FOR EACH STATEMENT EXECUTE FUNCTION refuse_copy()`);
+    const db = createPostgresDb({ url: t.url, ...tuning, poolMax: 1 });
+    try {
+      for (let attempt = 0; attempt < 30; attempt += 1) {
+        const err = await db.transaction((tx) => tx.copyRows?.('guarded', ['n'], [['1'], ['2']]) ?? Promise.resolve()).catch((e: unknown) => e);
+        expect(err).toMatchObject({ code: '40001' });
+      }
+      expect(await db.query<{ n: string }>('SELECT count(*) AS n FROM guarded')).toEqual([{ n: '0' }]);
+    } finally {
+      await db.close();
     }
   });
 

@@ -1,14 +1,18 @@
 import type { CopyRow, Db } from '../../lib/db/port';
 import { HttpError } from '../../lib/http/errors';
 import { ingestEventsPage, planEventsPage } from '../../lib/ingest';
+import { createPostgresDb } from '../../lib/db/postgres';
 import { insertEvents } from '../../lib/repositories/events';
+import { untilHeld } from '../reliability/support/faults';
+import { tuning } from '../support/env';
 import { freshDatabase, type TestDatabase } from '../support/database';
 import { eventsPage } from './helpers';
 
 /**
- * The two ways a page's events reach klaviyo_events: by COPY into a staging table (postgres.js,
+ * The two ways a page's events reach klaviyo_events: by COPY into the table itself (postgres.js,
  * inside a transaction) and as one JSON parameter (the Data API, or outside a transaction). Both
- * must store exactly the same bytes, whatever the strings hold.
+ * must store exactly the same bytes, whatever the strings hold, and COPY must stay idempotent
+ * under re-deliveries, repeats within a page and a concurrent writer of the same events.
  */
 
 interface Seen {
@@ -102,7 +106,7 @@ describe('ingest: the COPY path and the JSON path', () => {
     expect(first).toMatchObject({ received: 40, inserted: 40, duplicates: 0 });
 
     const copies = viaDefault.db.driver === 'postgres';
-    expect(seen.copiedInto).toEqual(copies ? ['klaviyo_events_staging'] : []);
+    expect(seen.copiedInto).toEqual(copies ? ['klaviyo_events'] : []);
     expect(seen.statements.some((s) => s.includes('jsonb_to_recordset($1::jsonb) AS r(\n         id text, ts timestamptz'))).toBe(!copies);
     expect(seenJson.copiedInto).toEqual([]);
 
@@ -131,24 +135,59 @@ describe('ingest: the COPY path and the JSON path', () => {
     expect(await viaDefault.db.query('SELECT id, xmin::text AS xmin, ingested_at FROM klaviyo_events ORDER BY id, "timestamp"')).toEqual(before);
   });
 
-  it('starts each batch of a transaction from an empty staging table', async () => {
-    const page = eventsPage({ events: 30, prefix: 'tw', metrics: 2, profiles: 3 });
+  it('stores an event a page repeats (same id and time) once', async () => {
+    const page = eventsPage({ events: 12, prefix: 'rp', metrics: 2, profiles: 3 });
+    page.data.push(structuredClone(page.data[4]), structuredClone(page.data[4]));
+    const result = await ingestEventsPage(viaDefault.db, page, LIMITS);
+    expect(result).toMatchObject({ received: 14, inserted: 12, duplicates: 2 });
+    const rows = await viaDefault.db.query<{ n: string; pending: string }>(
+      `SELECT (SELECT count(*) FROM klaviyo_events WHERE id LIKE 'rp%') AS n,
+              (SELECT count(*) FROM klaviyo_aggregate_pending WHERE event_id LIKE 'rp%') AS pending`,
+    );
+    expect(rows).toEqual([{ n: '12', pending: '12' }]);
+  });
+
+  it('waits for a concurrent writer of the same events, then stores only the others (COPY falls back to ON CONFLICT)', async () => {
+    const page = eventsPage({ events: 40, prefix: 'cc', metrics: 3, profiles: 5 });
     const plan = planEventsPage(page, LIMITS);
-    const results = await viaDefault.db.transaction(async (tx) => {
-      await ingestEventsPage(tx, { data: [], included: page.included }, LIMITS);
-      const one = await insertEvents(tx, plan.events.slice(0, 10));
-      // Rows a first batch left staged would come back with the second one.
-      await tx.query(`DELETE FROM klaviyo_aggregate_pending WHERE event_id LIKE 'tw%'`);
-      await tx.query(`DELETE FROM klaviyo_events WHERE id LIKE 'tw%'`);
-      const two = await insertEvents(tx, plan.events.slice(10, 30));
-      return [one, two];
-    });
-    expect(results).toEqual([
-      { inserted: 10, duplicates: 0 },
-      { inserted: 20, duplicates: 0 },
-    ]);
-    const ids = await viaDefault.db.query<{ id: string }>(`SELECT id FROM klaviyo_events WHERE id LIKE 'tw%' ORDER BY id`);
-    expect(ids.map((r) => r.id)).toEqual(plan.events.slice(10, 30).map((e) => e.id));
+    const holder = createPostgresDb({ url: viaDefault.url, ...tuning, poolMax: 1 });
+    const monitor = createPostgresDb({ url: viaDefault.url, ...tuning, poolMax: 1 });
+    const seen: Seen = { copiedInto: [], statements: [] };
+    let release = () => undefined as void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    try {
+      // The metrics and profiles are stored first, so that the only rows both writers want are events.
+      // The holder writes every other event and keeps its transaction open: the other writer's read
+      // cannot see those rows, and its COPY of them has to wait.
+      await ingestEventsPage(viaDefault.db, { data: [], included: page.included }, LIMITS);
+      let holding = () => undefined as void;
+      const held = new Promise<void>((resolve) => (holding = resolve));
+      const holderDone = holder.transaction(async (tx) => {
+        const result = await insertEvents(tx, plan.events.filter((_, i) => i % 2 === 0));
+        holding();
+        await released;
+        return result;
+      });
+      await held;
+      const writer = ingestEventsPage(observed(viaDefault.db, seen), page, LIMITS);
+      await untilHeld(monitor);
+      release();
+      expect(await holderDone).toEqual({ inserted: 20, duplicates: 0 });
+      expect(await writer).toMatchObject({ received: 40, inserted: 20, duplicates: 20 });
+    } finally {
+      release();
+      await holder.close();
+      await monitor.close();
+    }
+    if (viaDefault.db.driver === 'postgres') expect(seen.copiedInto).toEqual(['klaviyo_events']);
+    // The ON CONFLICT statement ran: after the COPY's savepoint rolled back, or as the only path.
+    expect(seen.statements.some((s) => s.includes('ON CONFLICT (id, "timestamp") DO NOTHING'))).toBe(true);
+    const rows = await viaDefault.db.query<{ n: string; distinct_ids: string; pending: string }>(
+      `SELECT (SELECT count(*) FROM klaviyo_events WHERE id LIKE 'cc%') AS n,
+              (SELECT count(DISTINCT id) FROM klaviyo_events WHERE id LIKE 'cc%') AS distinct_ids,
+              (SELECT count(*) FROM klaviyo_aggregate_pending WHERE event_id LIKE 'cc%') AS pending`,
+    );
+    expect(rows).toEqual([{ n: '40', distinct_ids: '40', pending: '40' }]);
   });
 
   it('never gets a NUL to either path: validation answers 422 first and nothing is written', async () => {
