@@ -17,6 +17,8 @@
  *    handler but written through the same lib/ calls one by one, each timed: JSON.parse, validation
  *    and mapping (planEventsPage), then in one transaction the metrics, profiles and events
  *    statements, and the commit. Those pages count in the COPY rows but not in the handler's figure.
+ *    Every other one of them goes with COPY hidden from the transaction, so the same run compares
+ *    the driver's two write paths: COPY (postgres.js) and one JSON parameter (the Data API's).
  *
  * Other knobs: BENCH_PROFILES (default 200,000), BENCH_SEED (default 1). Uses DATABASE_URL when set
  * (it must name a database it may empty), else starts its own embedded PostgreSQL in .data/bench-ingest
@@ -57,8 +59,13 @@ const STAGE_EVERY = intFromEnv('BENCH_STAGE_EVERY', 50, 2);
 const STAGES = ['JSON.parse', 'validate and map', 'metrics statement', 'profiles statements', 'events statements', 'commit'] as const;
 type Stage = (typeof STAGES)[number];
 
+/** The transaction as the Data API's driver offers it: no COPY, so every write takes its JSON path. */
+function withoutCopy(tx: Db): Db {
+  return { driver: tx.driver, query: (text, params) => tx.query(text, params), transaction: (fn) => tx.transaction((inner) => fn(withoutCopy(inner))) };
+}
+
 /** A page written through the calls the handler makes, each one timed (ms added to `into`). */
-async function ingestPageByStage(db: Db, body: string, into: Map<Stage, number>): Promise<number> {
+async function ingestPageByStage(db: Db, body: string, into: Map<Stage, number>, viaJson: boolean): Promise<number> {
   let at = performance.now();
   const lap = (stage: Stage) => {
     const now = performance.now();
@@ -69,7 +76,8 @@ async function ingestPageByStage(db: Db, body: string, into: Map<Stage, number>)
   lap('JSON.parse');
   const plan = planEventsPage(parsed);
   lap('validate and map');
-  const inserted = await db.transaction(async (tx) => {
+  const inserted = await db.transaction(async (copyingTx) => {
+    const tx = viaJson ? withoutCopy(copyingTx) : copyingTx;
     await upsertMetrics(tx, plan.metrics);
     lap('metrics statement');
     await upsertProfiles(tx, plan.profiles);
@@ -281,9 +289,7 @@ async function main(): Promise<void> {
     let bodyBytes = 0;
     let slowestPageMs = 0;
     const { getDb } = await import('../lib/db');
-    const stageMs = new Map<Stage, number>();
-    let stagedPages = 0;
-    let stagedEvents = 0;
+    const paths = { copy: { ms: new Map<Stage, number>(), pages: 0, events: 0 }, json: { ms: new Map<Stage, number>(), pages: 0, events: 0 } };
     // The naive path's slice: the first events ingest stored, so their metrics and profiles exist.
     const naiveRows: NewEvent[] = [];
     const wallStart = performance.now();
@@ -294,9 +300,11 @@ async function main(): Promise<void> {
       const event = apiEvent(body);
       clientMs += performance.now() - c0;
 
-      if ((pages + stagedPages + 1) % STAGE_EVERY === 0) {
-        stagedEvents += await ingestPageByStage(getDb(), body, stageMs);
-        stagedPages += 1;
+      const staged = paths.copy.pages + paths.json.pages;
+      if ((pages + staged + 1) % STAGE_EVERY === 0) {
+        const path = staged % 2 === 0 ? paths.copy : paths.json;
+        path.events += await ingestPageByStage(getDb(), body, path.ms, path === paths.json);
+        path.pages += 1;
       } else {
         const t0 = performance.now();
         const response = await handler(event);
@@ -367,14 +375,21 @@ async function main(): Promise<void> {
     line('naive (1 INSERT per event)', `${fmt(naiveRate)} events/s  (${fmt(naiveRows.length)} events, ${fmt(naiveMs / 1000, 1)} s)`);
     line('ingest / COPY', `${fmt((100 * ingestRate) / copyRate, 1)} %   (goal >= 70 %)`);
     line('ingest / naive', `${fmt(ingestRate / naiveRate, 1)} x`);
-    const stagedMs = [...stageMs.values()].reduce((a, b) => a + b, 0);
-    if (stagedPages > 0) {
-    line(`where a page's time goes (${stagedPages} pages)`, `${fmt(stagedMs / stagedPages, 1)} ms/page, ${fmt(stagedEvents / (stagedMs / 1000))} events/s written stage by stage (every ${STAGE_EVERY}th page; not in the handler's figure)`);
-    for (const stage of STAGES) {
-      const ms = stageMs.get(stage) ?? 0;
-      line(`  ${stage}`, `${fmt(ms / stagedPages, 1).padStart(7)} ms/page  ${fmt((100 * ms) / stagedMs, 1).padStart(5)} %`);
-    }
-    line('  COPY of a page\'s rows, for scale', `${fmt((1000 * PAGE_SIZE) / copyRate, 1).padStart(7)} ms/page`);
+    if (paths.copy.pages > 0 && paths.json.pages > 0) {
+      const total = (ms: Map<Stage, number>) => [...ms.values()].reduce((a, b) => a + b, 0);
+      const perPage = (path: typeof paths.copy, stage?: Stage) => (stage ? (path.ms.get(stage) ?? 0) : total(path.ms)) / path.pages;
+      line(
+        `where a page's time goes`,
+        `one page in ${STAGE_EVERY} written stage by stage, not in the handler's figure: ${paths.copy.pages} pages by COPY, ${paths.json.pages} by JSON parameter, alternating`,
+      );
+      line('  stage', `${'COPY path'.padStart(17)} ${'JSON path'.padStart(17)}`);
+      for (const stage of STAGES) {
+        const cell = (path: typeof paths.copy) => `${fmt(perPage(path, stage), 1).padStart(7)} ms ${fmt((100 * (path.ms.get(stage) ?? 0)) / total(path.ms), 1).padStart(5)} %`;
+        line(`  ${stage}`, `${cell(paths.copy)} ${cell(paths.json)}`);
+      }
+      line('  a page in all', `${fmt(perPage(paths.copy), 1).padStart(7)} ms         ${fmt(perPage(paths.json), 1).padStart(7)} ms`);
+      line('  events/s', `${fmt(paths.copy.events / (total(paths.copy.ms) / 1000)).padStart(10)}         ${fmt(paths.json.events / (total(paths.json.ms) / 1000)).padStart(10)}`);
+      line('  COPY of a page\'s rows, for scale', `${fmt((1000 * PAGE_SIZE) / copyRate, 1).padStart(7)} ms (the COPY above, per ${PAGE_SIZE} rows)`);
     }
     line('events table after ingest', `${tableSize[0]?.events} (database ${tableSize[0]?.total})`);
     line('heap, one 1000-event invocation', `high-water ${mib(probe.heapPeak)} (baseline ${mib(probe.heapBaseline)}, +${mib(probe.heapPeak - probe.heapBaseline)}; ${probe.samples} samples), body ${mib(probe.bodyBytes)}, process max RSS ${mib(probe.rssPeakKb * 1024)}, status ${probe.status}`);

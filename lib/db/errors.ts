@@ -28,6 +28,9 @@ const CONNECTION_CODES = new Set([
   'EHOSTUNREACH',
 ]);
 
+/** SQLSTATE of a duplicate key: for writers that fall back to ON CONFLICT when a COPY meets one. */
+export const UNIQUE_VIOLATION = '23505';
+
 export function errorCode(err: unknown): string | undefined {
   if (err && typeof err === 'object' && 'code' in err) {
     const code = (err as { code: unknown }).code;

@@ -1,4 +1,4 @@
-import { errorCode } from '../db/errors';
+import { errorCode, UNIQUE_VIOLATION } from '../db/errors';
 import type { Db } from '../db/port';
 
 /**
@@ -132,8 +132,6 @@ const MARK_COPIED_SQL = `WITH inserted AS (
        SELECT id, metric_id, "timestamp", profile_id, value
        FROM jsonb_to_recordset($1::jsonb) AS r(id text, metric_id text, "timestamp" timestamptz, profile_id text, value numeric)
      ), ${MARK_INSERTED_CTES}`;
-
-const UNIQUE_VIOLATION = '23505';
 
 /**
  * The postgres.js path. COPY cannot skip a row that is stored already, so one read finds those first

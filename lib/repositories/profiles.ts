@@ -1,8 +1,9 @@
+import { errorCode, UNIQUE_VIOLATION } from '../db/errors';
 import type { Db } from '../db/port';
 
 /**
- * Profiles. Writes are one statement per batch with the rows as one JSON parameter; every write
- * sorts its rows by id, so concurrent ingests lock profiles in the same order and cannot deadlock.
+ * Profiles. A batch's writes sort its rows by id, so concurrent ingests lock profiles in the same
+ * order (upsertProfiles says why they cannot deadlock).
  */
 
 export interface ProfileRow {
@@ -216,46 +217,108 @@ interface StoredState extends Record<string, unknown> {
  * its `updated`; between full copies the newer `updated` wins, and an older copy arriving late
  * changes nothing.
  *
- * All row locks are taken by ONE statement in id order (two statements that each lock in id order
- * can still deadlock: a row one transaction saw as new and another as stored is locked by each in
- * a different statement). The unlocked read before it only decides what travels to that statement;
- * it can be stale in one direction only (profiles are never deleted, a stored copy gets newer,
- * never older, and never turns back into a stub), so what it leaves out could not have changed
- * anything, and the statement re-checks every condition on the locked row.
+ * An unlocked read of the batch's ids decides what each copy needs: profiles it did not find go by
+ * COPY straight into the table (where the postgres.js driver offers COPY), and copies that may
+ * replace a stored one go to ONE upsert statement, which locks them in id order and re-checks
+ * every condition on the locked row. The read can be stale in one direction only (profiles are never
+ * deleted, a stored copy gets newer, never older, and never turns back into a stub), so what it
+ * leaves out could not have changed anything.
+ *
+ * No deadlock between two such writers: a COPY holds only rows its transaction inserted, which no
+ * other transaction's read could have found, so no other upsert waits for them; and a COPY waits
+ * only for another transaction's inserted rows, in id order, before its own transaction has locked
+ * anything here. A profile that another transaction inserted after the read fails the COPY with a
+ * unique violation once that transaction commits; the COPY's savepoint rolls back, and the whole
+ * thing starts again from the read, which now finds that profile. Each new start finds at least one
+ * more stored profile, so it ends.
  */
 export async function upsertProfiles(db: Db, profiles: readonly ProfileUpsert[]): Promise<UpsertProfilesResult> {
   if (profiles.length === 0) return { written: 0 };
   const merged = mergeById(profiles);
-  const stored = await db.query<StoredState>(STORED_STATE_SQL, [JSON.stringify(merged.map((p) => p.id))]);
-  const storedById = new Map(stored.map((r) => [r.id, r]));
-  const rows: Record<string, unknown>[] = [];
-  for (const p of merged) {
-    const known = storedById.get(p.id);
-    if (p.isStub) {
-      if (!known) rows.push({ id: p.id, is_stub: true });
-    } else if (mayWin(p, known)) {
-      rows.push({
-        id: p.id,
-        is_stub: false,
-        email: p.email,
-        phone_number: p.phone_number,
-        external_id: p.external_id,
-        anonymous_id: p.anonymous_id,
-        first_name: p.first_name,
-        last_name: p.last_name,
-        organization: p.organization,
-        locale: p.locale,
-        title: p.title,
-        image: p.image,
-        location: p.location,
-        properties: p.properties,
-        created: p.created,
-        updated: p.updated,
-        last_event_date: p.lastEventDate,
-        raw_data: p.rawData,
-      });
+  let storedBefore = -1;
+  for (;;) {
+    const stored = await db.query<StoredState>(STORED_STATE_SQL, [JSON.stringify(merged.map((p) => p.id))]);
+    const storedById = new Map(stored.map((r) => [r.id, r]));
+    const unseen: ProfileUpsert[] = [];
+    const mayReplace: ProfileUpsert[] = [];
+    for (const p of merged) {
+      const known = storedById.get(p.id);
+      if (!known) unseen.push(p);
+      else if (!p.isStub && mayWin(p, known)) mayReplace.push(p);
     }
+    if (!db.copyRows || unseen.length === 0) return upsertThroughJson(db, [...unseen, ...mayReplace]);
+    const refused = await copyUnseen(db, unseen);
+    if (refused === undefined) return { written: unseen.length + (await upsertThroughJson(db, mayReplace)).written };
+    // A duplicate the read cannot explain (no more stored profiles than last time) is not a race.
+    if (stored.length <= storedBefore) throw refused;
+    storedBefore = stored.length;
   }
+}
+
+/** Every profile column a write sets, in COPY's order; ingested_at keeps its default. */
+const COPY_COLUMNS = ['id', 'is_stub', ...ATTRIBUTE_COLUMNS, 'last_event_date'] as const;
+
+/**
+ * Profiles the unlocked read did not find, by COPY straight into the table, in a savepoint. Returns
+ * the unique violation that refused them (the savepoint then rolled back), or undefined once stored.
+ */
+async function copyUnseen(db: Db, unseen: readonly ProfileUpsert[]): Promise<unknown> {
+  const json = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
+  try {
+    await db.transaction(async (savepoint) => {
+      if (!savepoint.copyRows) throw new Error('the driver offers COPY in a transaction but not in its savepoints');
+      await savepoint.copyRows(
+        'klaviyo_profiles',
+        COPY_COLUMNS,
+        unseen.map((p) =>
+          p.isStub
+            ? [p.id, 'true', ...ATTRIBUTE_COLUMNS.map(() => null), null]
+            : [
+                p.id,
+                'false',
+                ...PROFILE_TEXT_FIELDS.map((f) => p[f]),
+                json(p.location),
+                json(p.properties),
+                p.created,
+                p.updated,
+                json(p.rawData),
+                p.lastEventDate,
+              ],
+        ),
+      );
+    });
+    return undefined;
+  } catch (err) {
+    if (errorCode(err) === UNIQUE_VIOLATION) return err;
+    throw err;
+  }
+}
+
+async function upsertThroughJson(db: Db, profiles: readonly ProfileUpsert[]): Promise<UpsertProfilesResult> {
+  const rows = profiles.map((p) =>
+    p.isStub
+      ? { id: p.id, is_stub: true }
+      : {
+          id: p.id,
+          is_stub: false,
+          email: p.email,
+          phone_number: p.phone_number,
+          external_id: p.external_id,
+          anonymous_id: p.anonymous_id,
+          first_name: p.first_name,
+          last_name: p.last_name,
+          organization: p.organization,
+          locale: p.locale,
+          title: p.title,
+          image: p.image,
+          location: p.location,
+          properties: p.properties,
+          created: p.created,
+          updated: p.updated,
+          last_event_date: p.lastEventDate,
+          raw_data: p.rawData,
+        },
+  );
   if (rows.length === 0) return { written: 0 };
   const result = await db.query<{ written: string }>(UPSERT_PROFILES_SQL, [JSON.stringify(rows)]);
   return { written: Number(result[0]?.written ?? 0) };

@@ -3,6 +3,7 @@ import { HttpError } from '../../lib/http/errors';
 import { ingestEventsPage, planEventsPage } from '../../lib/ingest';
 import { createPostgresDb } from '../../lib/db/postgres';
 import { insertEvents } from '../../lib/repositories/events';
+import { upsertProfiles } from '../../lib/repositories/profiles';
 import { untilHeld } from '../reliability/support/faults';
 import { tuning } from '../support/env';
 import { freshDatabase, type TestDatabase } from '../support/database';
@@ -61,6 +62,20 @@ function awkwardPage() {
     if (i % 5 === 0) event.attributes.value = '12.50';
     if (i % 7 === 0) event.attributes.event_properties.$value = '-0.0001';
   });
+  page.included.forEach((resource, i) => {
+    if (resource.type !== 'profile') return;
+    const s = AWKWARD[i % AWKWARD.length] as string;
+    Object.assign(resource.attributes, {
+      first_name: s,
+      last_name: i % 2 === 0 ? null : `${s}!`,
+      title: s,
+      last_event_date: '2024-03-01T10:00:00.123456+00:00',
+      location: { city: s, latitude: 1.5e-7, nested: [s, null] },
+      properties: { [`key ${s}`]: s, big: 12345678901234567890 },
+    });
+  });
+  // A profile that events name but the page does not include: stored as a stub on both paths.
+  page.data[5].relationships.profile.data.id = 'Pstub ✓';
   // An id with a tab and a backslash, and an event with no event_properties at all (its properties
   // column is {} while raw_data has none: the column cannot come from raw_data).
   page.data[1].id = 'id\twith\\odd ✓';
@@ -74,6 +89,11 @@ const EVENT_ROWS = `SELECT id, "timestamp", metric_id, profile_id, value::text A
 const PENDING_ROWS = `SELECT metric_id, bucket, event_id, "timestamp", profile_id, value::text AS value
                         FROM klaviyo_aggregate_pending ORDER BY metric_id, bucket, event_id, "timestamp"`;
 const DIRTY_ROWS = 'SELECT metric_id, bucket FROM klaviyo_aggregate_dirty ORDER BY metric_id, bucket';
+// Every column but ingested_at (the time of the write), as text.
+const PROFILE_ROWS = `SELECT id, email, phone_number, external_id, anonymous_id, first_name, last_name, organization, locale, title, image,
+                             location::text AS location, properties::text AS properties, created::text AS created, updated::text AS updated,
+                             last_event_date::text AS last_event_date, raw_data::text AS raw_data, is_stub
+                        FROM klaviyo_profiles ORDER BY id`;
 
 const LIMITS = { maxResources: 1000 };
 
@@ -82,6 +102,7 @@ async function stored(db: Db) {
     events: await db.query(EVENT_ROWS),
     pending: await db.query(PENDING_ROWS),
     dirty: await db.query(DIRTY_ROWS),
+    profiles: await db.query(PROFILE_ROWS),
   };
 }
 
@@ -106,7 +127,7 @@ describe('ingest: the COPY path and the JSON path', () => {
     expect(first).toMatchObject({ received: 40, inserted: 40, duplicates: 0 });
 
     const copies = viaDefault.db.driver === 'postgres';
-    expect(seen.copiedInto).toEqual(copies ? ['klaviyo_events'] : []);
+    expect(seen.copiedInto).toEqual(copies ? ['klaviyo_profiles', 'klaviyo_events'] : []);
     expect(seen.statements.some((s) => s.includes('jsonb_to_recordset($1::jsonb) AS r(\n         id text, ts timestamptz'))).toBe(!copies);
     expect(seenJson.copiedInto).toEqual([]);
 
@@ -114,6 +135,8 @@ describe('ingest: the COPY path and the JSON path', () => {
     const b = await stored(viaJson.db);
     expect(a.events).toHaveLength(40);
     expect(a.pending).toHaveLength(40);
+    expect(a.profiles).toHaveLength(8);
+    expect(a.profiles.filter((r) => r.is_stub).map((r) => r.id)).toEqual(['Pstub ✓']);
     expect(a).toEqual(b);
 
     // And the bytes are the sender's, not merely the same mistake twice.
@@ -188,6 +211,49 @@ describe('ingest: the COPY path and the JSON path', () => {
               (SELECT count(*) FROM klaviyo_aggregate_pending WHERE event_id LIKE 'cc%') AS pending`,
     );
     expect(rows).toEqual([{ n: '40', distinct_ids: '40', pending: '40' }]);
+  });
+
+  it('waits for a concurrent writer of the same new profiles, then stores each once (a refused COPY starts again from the read)', async () => {
+    const page = eventsPage({ events: 30, prefix: 'cq', metrics: 2, profiles: 10 });
+    const plan = planEventsPage(page, LIMITS);
+    const holder = createPostgresDb({ url: viaDefault.url, ...tuning, poolMax: 1 });
+    const monitor = createPostgresDb({ url: viaDefault.url, ...tuning, poolMax: 1 });
+    const seen: Seen = { copiedInto: [], statements: [] };
+    let release = () => undefined as void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    try {
+      await ingestEventsPage(viaDefault.db, { data: [], included: page.included.filter((r) => r.type === 'metric') }, LIMITS);
+      let holding = () => undefined as void;
+      const held = new Promise<void>((resolve) => (holding = resolve));
+      const holderDone = holder.transaction(async (tx) => {
+        const result = await upsertProfiles(tx, plan.profiles.filter((_, i) => i % 2 === 0));
+        holding();
+        await released;
+        return result;
+      });
+      await held;
+      const writer = ingestEventsPage(observed(viaDefault.db, seen), page, LIMITS);
+      await untilHeld(monitor);
+      release();
+      expect(await holderDone).toEqual({ written: 5 });
+      // The holder's copies are the same as the page's: only the other five are written.
+      expect(await writer).toMatchObject({ received: 30, inserted: 30, profiles_upserted: 5 });
+    } finally {
+      release();
+      await holder.close();
+      await monitor.close();
+    }
+    if (viaDefault.db.driver === 'postgres') {
+      // Refused once (the holder's five), then the other five; the read ran once per attempt.
+      expect(seen.copiedInto).toEqual(['klaviyo_profiles', 'klaviyo_profiles', 'klaviyo_events']);
+      expect(seen.statements.filter((s) => s.includes('FROM klaviyo_profiles p\n   WHERE p.id IN'))).toHaveLength(2);
+    } else {
+      expect(seen.statements.some((s) => s.includes('INSERT INTO klaviyo_profiles AS p'))).toBe(true);
+    }
+    const rows = await viaDefault.db.query<{ n: string; stubs: string }>(
+      `SELECT count(*) AS n, count(*) FILTER (WHERE is_stub) AS stubs FROM klaviyo_profiles WHERE id LIKE 'Pcq%'`,
+    );
+    expect(rows).toEqual([{ n: '10', stubs: '0' }]);
   });
 
   it('never gets a NUL to either path: validation answers 422 first and nothing is written', async () => {
