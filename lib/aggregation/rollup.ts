@@ -15,9 +15,10 @@ import { applyLookbackAdjustmentsOutside, resetLookbacksInRange, syncProfileHour
 /**
  * Incremental hourly rollups.
  *
- * Ingest marks each (metric, UTC hour) it inserts into in klaviyo_aggregate_dirty, in the statement
- * that inserts the events, with INSERT ... ON CONFLICT DO UPDATE: the mark is row-locked until the
- * ingest commits. The same statement writes one klaviyo_aggregate_pending row per event it really
+ * Ingest marks each (metric, UTC hour) it inserts into in klaviyo_aggregate_dirty, in the transaction
+ * that inserts the events and after them (the same statement on the JSON path; the statement after
+ * the COPY on the COPY path), with INSERT ... ON CONFLICT DO UPDATE: the mark is row-locked until the
+ * ingest commits. With the mark it writes one klaviyo_aggregate_pending row per event it really
  * inserted (re-deliveries write none), so pending rows commit together with their events and marks.
  * A batch of the aggregator is one transaction:
  *   1. pg_try_advisory_xact_lock: one writer of rollups at a time; a run that finds it taken stops.
@@ -35,8 +36,8 @@ import { applyLookbackAdjustmentsOutside, resetLookbacksInRange, syncProfileHour
  *
  * Why this cannot lose or double-count an event under READ COMMITTED (each statement sees what was
  * committed when it started). Take an ingest transaction I that inserts an event into bucket X and the
- * batch T that takes X's mark in statement A. I's own statement writes the event, its pending row, and
- * then upserts the mark.
+ * batch T that takes X's mark in statement A. I writes the event, its pending row, and then upserts
+ * the mark, all before it commits (only that order and the one commit matter below).
  *   - I upserted the mark before A reached it: I holds its row lock until it commits, so A skips it
  *     (or does not even see it, if I created it). X stays marked; a later batch takes it.
  *   - A took the mark first: I's upsert meets A's deleted but uncommitted row and waits for T. After

@@ -138,8 +138,11 @@ const MARK_COPIED_SQL = `WITH inserted AS (
  * and only the others are copied, in (id, timestamp) order. A row the read could not see, because a
  * concurrent transaction had inserted it and not yet committed, makes the COPY wait for that
  * transaction and then fail with a unique violation: the COPY ran in a savepoint, which rolls back,
- * and the batch goes through the JSON path's INSERT ... ON CONFLICT DO NOTHING instead.
- * Measured per 1000-event page against that statement: 209 against 243 ms (README, Ingest bench).
+ * and the batch goes through the JSON path's INSERT ... ON CONFLICT DO NOTHING instead. Per
+ * 1000-event page the events' statements cost about the same on both paths (120 against 122 ms in
+ * bench/ingest.ts's same-run comparison; the insert with its indexes and foreign-key checks is the
+ * cost, whichever way the rows travel), the commit after them less (4 against 10 ms), and a whole
+ * page 179 against 201 ms with the profiles' COPY (README, Ingest bench).
  */
 async function insertByCopy(db: Db, events: readonly NewEvent[]): Promise<number> {
   const keys = new Set<string>();
