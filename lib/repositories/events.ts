@@ -1,4 +1,4 @@
-import { errorCode, UNIQUE_VIOLATION } from '../db/errors';
+import { copyUnlessDuplicate } from '../db/copy';
 import type { Db } from '../db/port';
 
 /**
@@ -156,30 +156,24 @@ async function insertByCopy(db: Db, events: readonly NewEvent[]): Promise<number
   const storedAt = new Set(stored.map((r) => Number(r.position)));
   const fresh = unique.filter((_, i) => !storedAt.has(i));
   if (fresh.length === 0) return 0;
-  try {
-    await db.transaction(async (savepoint) => {
-      if (!savepoint.copyRows) throw new Error('the driver offers COPY in a transaction but not in its savepoints');
-      await savepoint.copyRows(
-        'klaviyo_events',
-        EVENT_COLUMNS,
-        fresh.map((e) => [
-          e.id,
-          e.timestamp,
-          e.metricId,
-          e.profileId,
-          e.value,
-          e.valueCurrency,
-          e.uuid,
-          e.uniqueId,
-          JSON.stringify(e.properties),
-          JSON.stringify(e.rawData),
-        ]),
-      );
-    });
-  } catch (err) {
-    if (errorCode(err) !== UNIQUE_VIOLATION) throw err;
-    return insertThroughJson(db, events);
-  }
+  const refused = await copyUnlessDuplicate(
+    db,
+    'klaviyo_events',
+    EVENT_COLUMNS,
+    fresh.map((e) => [
+      e.id,
+      e.timestamp,
+      e.metricId,
+      e.profileId,
+      e.value,
+      e.valueCurrency,
+      e.uuid,
+      e.uniqueId,
+      JSON.stringify(e.properties),
+      JSON.stringify(e.rawData),
+    ]),
+  );
+  if (refused !== undefined) return insertThroughJson(db, events);
   const marked = await db.query<{ inserted: string }>(MARK_COPIED_SQL, [
     JSON.stringify(fresh.map((e) => ({ id: e.id, metric_id: e.metricId, timestamp: e.timestamp, profile_id: e.profileId, value: e.value }))),
   ]);

@@ -1,4 +1,4 @@
-import { errorCode, UNIQUE_VIOLATION } from '../db/errors';
+import { copyUnlessDuplicate } from '../db/copy';
 import type { Db } from '../db/port';
 
 /**
@@ -262,36 +262,28 @@ const COPY_COLUMNS = ['id', 'is_stub', ...ATTRIBUTE_COLUMNS, 'last_event_date'] 
  * Profiles the unlocked read did not find, by COPY straight into the table, in a savepoint. Returns
  * the unique violation that refused them (the savepoint then rolled back), or undefined once stored.
  */
-async function copyUnseen(db: Db, unseen: readonly ProfileUpsert[]): Promise<unknown> {
+function copyUnseen(db: Db, unseen: readonly ProfileUpsert[]): Promise<unknown> {
   const json = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
-  try {
-    await db.transaction(async (savepoint) => {
-      if (!savepoint.copyRows) throw new Error('the driver offers COPY in a transaction but not in its savepoints');
-      await savepoint.copyRows(
-        'klaviyo_profiles',
-        COPY_COLUMNS,
-        unseen.map((p) =>
-          p.isStub
-            ? [p.id, 'true', ...ATTRIBUTE_COLUMNS.map(() => null), null]
-            : [
-                p.id,
-                'false',
-                ...PROFILE_TEXT_FIELDS.map((f) => p[f]),
-                json(p.location),
-                json(p.properties),
-                p.created,
-                p.updated,
-                json(p.rawData),
-                p.lastEventDate,
-              ],
-        ),
-      );
-    });
-    return undefined;
-  } catch (err) {
-    if (errorCode(err) === UNIQUE_VIOLATION) return err;
-    throw err;
-  }
+  return copyUnlessDuplicate(
+    db,
+    'klaviyo_profiles',
+    COPY_COLUMNS,
+    unseen.map((p) =>
+      p.isStub
+        ? [p.id, 'true', ...ATTRIBUTE_COLUMNS.map(() => null), null]
+        : [
+            p.id,
+            'false',
+            ...PROFILE_TEXT_FIELDS.map((f) => p[f]),
+            json(p.location),
+            json(p.properties),
+            p.created,
+            p.updated,
+            json(p.rawData),
+            p.lastEventDate,
+          ],
+    ),
+  );
 }
 
 async function upsertThroughJson(db: Db, profiles: readonly ProfileUpsert[]): Promise<UpsertProfilesResult> {

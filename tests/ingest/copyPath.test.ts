@@ -118,6 +118,36 @@ describe('ingest: the COPY path and the JSON path', () => {
     await viaJson.drop();
   });
 
+  /**
+   * Runs `hold` in a transaction on a connection of its own and keeps that transaction open until
+   * `write` waits for it (some backend waits for a lock), then commits it; returns both results.
+   */
+  async function whileHeld<H, W>(hold: (tx: Db) => Promise<H>, write: () => Promise<W>): Promise<[H, W]> {
+    const holder = createPostgresDb({ url: viaDefault.url, ...tuning, poolMax: 1 });
+    const monitor = createPostgresDb({ url: viaDefault.url, ...tuning, poolMax: 1 });
+    let release = () => undefined as void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    try {
+      let holding = () => undefined as void;
+      const held = new Promise<void>((resolve) => (holding = resolve));
+      const holderDone = holder.transaction(async (tx) => {
+        const result = await hold(tx);
+        holding();
+        await released;
+        return result;
+      });
+      await held;
+      const writer = write();
+      await untilHeld(monitor);
+      release();
+      return [await holderDone, await writer];
+    } finally {
+      release();
+      await holder.close();
+      await monitor.close();
+    }
+  }
+
   it('takes COPY on the postgres.js driver (JSON on the Data API) and stores the same bytes as the JSON path', async () => {
     const seen: Seen = { copiedInto: [], statements: [] };
     const seenJson: Seen = { copiedInto: [], statements: [] };
@@ -173,35 +203,17 @@ describe('ingest: the COPY path and the JSON path', () => {
   it('waits for a concurrent writer of the same events, then stores only the others (COPY falls back to ON CONFLICT)', async () => {
     const page = eventsPage({ events: 40, prefix: 'cc', metrics: 3, profiles: 5 });
     const plan = planEventsPage(page, LIMITS);
-    const holder = createPostgresDb({ url: viaDefault.url, ...tuning, poolMax: 1 });
-    const monitor = createPostgresDb({ url: viaDefault.url, ...tuning, poolMax: 1 });
     const seen: Seen = { copiedInto: [], statements: [] };
-    let release = () => undefined as void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    try {
-      // The metrics and profiles are stored first, so that the only rows both writers want are events.
-      // The holder writes every other event and keeps its transaction open: the other writer's read
-      // cannot see those rows, and its COPY of them has to wait.
-      await ingestEventsPage(viaDefault.db, { data: [], included: page.included }, LIMITS);
-      let holding = () => undefined as void;
-      const held = new Promise<void>((resolve) => (holding = resolve));
-      const holderDone = holder.transaction(async (tx) => {
-        const result = await insertEvents(tx, plan.events.filter((_, i) => i % 2 === 0));
-        holding();
-        await released;
-        return result;
-      });
-      await held;
-      const writer = ingestEventsPage(observed(viaDefault.db, seen), page, LIMITS);
-      await untilHeld(monitor);
-      release();
-      expect(await holderDone).toEqual({ inserted: 20, duplicates: 0 });
-      expect(await writer).toMatchObject({ received: 40, inserted: 20, duplicates: 20 });
-    } finally {
-      release();
-      await holder.close();
-      await monitor.close();
-    }
+    // The metrics and profiles are stored first, so that the only rows both writers want are events.
+    // The holder writes every other event and keeps its transaction open: the other writer's read
+    // cannot see those rows, and its COPY of them has to wait.
+    await ingestEventsPage(viaDefault.db, { data: [], included: page.included }, LIMITS);
+    const [held, written] = await whileHeld(
+      (tx) => insertEvents(tx, plan.events.filter((_, i) => i % 2 === 0)),
+      () => ingestEventsPage(observed(viaDefault.db, seen), page, LIMITS),
+    );
+    expect(held).toEqual({ inserted: 20, duplicates: 0 });
+    expect(written).toMatchObject({ received: 40, inserted: 20, duplicates: 20 });
     if (viaDefault.db.driver === 'postgres') expect(seen.copiedInto).toEqual(['klaviyo_events']);
     // The ON CONFLICT statement ran: after the COPY's savepoint rolled back, or as the only path.
     expect(seen.statements.some((s) => s.includes('ON CONFLICT (id, "timestamp") DO NOTHING'))).toBe(true);
@@ -216,33 +228,15 @@ describe('ingest: the COPY path and the JSON path', () => {
   it('waits for a concurrent writer of the same new profiles, then stores each once (a refused COPY starts again from the read)', async () => {
     const page = eventsPage({ events: 30, prefix: 'cq', metrics: 2, profiles: 10 });
     const plan = planEventsPage(page, LIMITS);
-    const holder = createPostgresDb({ url: viaDefault.url, ...tuning, poolMax: 1 });
-    const monitor = createPostgresDb({ url: viaDefault.url, ...tuning, poolMax: 1 });
     const seen: Seen = { copiedInto: [], statements: [] };
-    let release = () => undefined as void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    try {
-      await ingestEventsPage(viaDefault.db, { data: [], included: page.included.filter((r) => r.type === 'metric') }, LIMITS);
-      let holding = () => undefined as void;
-      const held = new Promise<void>((resolve) => (holding = resolve));
-      const holderDone = holder.transaction(async (tx) => {
-        const result = await upsertProfiles(tx, plan.profiles.filter((_, i) => i % 2 === 0));
-        holding();
-        await released;
-        return result;
-      });
-      await held;
-      const writer = ingestEventsPage(observed(viaDefault.db, seen), page, LIMITS);
-      await untilHeld(monitor);
-      release();
-      expect(await holderDone).toEqual({ written: 5 });
-      // The holder's copies are the same as the page's: only the other five are written.
-      expect(await writer).toMatchObject({ received: 30, inserted: 30, profiles_upserted: 5 });
-    } finally {
-      release();
-      await holder.close();
-      await monitor.close();
-    }
+    await ingestEventsPage(viaDefault.db, { data: [], included: page.included.filter((r) => r.type === 'metric') }, LIMITS);
+    const [held, written] = await whileHeld(
+      (tx) => upsertProfiles(tx, plan.profiles.filter((_, i) => i % 2 === 0)),
+      () => ingestEventsPage(observed(viaDefault.db, seen), page, LIMITS),
+    );
+    expect(held).toEqual({ written: 5 });
+    // The holder's copies are the same as the page's: only the other five are written.
+    expect(written).toMatchObject({ received: 30, inserted: 30, profiles_upserted: 5 });
     if (viaDefault.db.driver === 'postgres') {
       // Refused once (the holder's five), then the other five; the read ran once per attempt.
       expect(seen.copiedInto).toEqual(['klaviyo_profiles', 'klaviyo_profiles', 'klaviyo_events']);
