@@ -39,7 +39,8 @@ import type { HttpHandler } from '../lib/http/handler';
 import { planEventsPage } from '../lib/ingest';
 import { setLogLevel } from '../lib/log';
 import type { Db } from '../lib/db';
-import { insertEvents, type NewEvent } from '../lib/repositories/events';
+import { copyTextOf } from '../lib/db/copyFormat';
+import { EVENT_COLUMNS, eventCopyRow, insertEvents, type NewEvent } from '../lib/repositories/events';
 import { upsertMetrics } from '../lib/repositories/metrics';
 import { upsertProfiles } from '../lib/repositories/profiles';
 import { intFromEnv } from './support/env';
@@ -123,28 +124,7 @@ async function loadHandler(databaseUrl: string): Promise<HttpHandler> {
   return mod.handler;
 }
 
-// COPY text format: backslash, tab, newline and carriage return are escaped; \N is NULL.
-function copyField(value: string | null): string {
-  if (value === null) return '\\N';
-  return value.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
-}
-
-const COPY_COLUMNS = 'id, "timestamp", metric_id, profile_id, value, value_currency, uuid, unique_id, properties, raw_data';
-
-function copyLine(e: NewEvent): string {
-  return [
-    copyField(e.id),
-    copyField(e.timestamp),
-    copyField(e.metricId),
-    copyField(e.profileId),
-    copyField(e.value),
-    copyField(e.valueCurrency),
-    copyField(e.uuid),
-    copyField(e.uniqueId),
-    copyField(JSON.stringify(e.properties)),
-    copyField(JSON.stringify(e.rawData)),
-  ].join('\t');
-}
+const COPY_COLUMNS = EVENT_COLUMNS.join(', ');
 
 async function writeAll(stream: WriteStream, text: string): Promise<void> {
   if (!stream.write(text)) await new Promise<void>((r) => stream.once('drain', () => r()));
@@ -320,8 +300,7 @@ async function main(): Promise<void> {
 
       // The same rows for COPY, from the same mapping (outside the timed part).
       const plan = planEventsPage(JSON.parse(body));
-      let lines = '';
-      for (const e of plan.events) lines += copyLine(e) + '\n';
+      const lines = copyTextOf(plan.events.map(eventCopyRow), EVENT_COLUMNS.length);
       for (const e of plan.events) if (naiveRows.length < NAIVE_EVENTS) naiveRows.push(e);
       await writeAll(copyOut, lines);
 

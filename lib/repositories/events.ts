@@ -1,5 +1,5 @@
 import { copyUnlessDuplicate } from '../db/copy';
-import type { Db } from '../db/port';
+import type { CopyRow, Db } from '../db/port';
 
 /**
  * Events: the write path and the reads that lists, timelines and exports need.
@@ -62,7 +62,8 @@ export async function insertEvents(
   return { inserted, duplicates: events.length - inserted };
 }
 
-const EVENT_COLUMNS = ['id', '"timestamp"', 'metric_id', 'profile_id', 'value', 'value_currency', 'uuid', 'unique_id', 'properties', 'raw_data'] as const;
+/** klaviyo_events' columns as a write sets them, in the order of eventCopyRow's fields. */
+export const EVENT_COLUMNS = ['id', '"timestamp"', 'metric_id', 'profile_id', 'value', 'value_currency', 'uuid', 'unique_id', 'properties', 'raw_data'] as const;
 
 /**
  * The pending rows and dirty marks of the rows in `inserted` (id, metric_id, "timestamp",
@@ -160,24 +161,18 @@ async function insertByCopy(db: Db, events: readonly NewEvent[]): Promise<number
     db,
     'klaviyo_events',
     EVENT_COLUMNS,
-    fresh.map((e) => [
-      e.id,
-      e.timestamp,
-      e.metricId,
-      e.profileId,
-      e.value,
-      e.valueCurrency,
-      e.uuid,
-      e.uniqueId,
-      JSON.stringify(e.properties),
-      JSON.stringify(e.rawData),
-    ]),
+    fresh.map(eventCopyRow),
   );
   if (refused !== undefined) return insertThroughJson(db, events);
   const marked = await db.query<{ inserted: string }>(MARK_COPIED_SQL, [
     JSON.stringify(fresh.map((e) => ({ id: e.id, metric_id: e.metricId, timestamp: e.timestamp, profile_id: e.profileId, value: e.value }))),
   ]);
   return Number(marked[0]?.inserted ?? 0);
+}
+
+/** An event as the text of EVENT_COLUMNS, for COPY (the bench's COPY reference loads the same rows). */
+export function eventCopyRow(e: NewEvent): CopyRow {
+  return [e.id, e.timestamp, e.metricId, e.profileId, e.value, e.valueCurrency, e.uuid, e.uniqueId, JSON.stringify(e.properties), JSON.stringify(e.rawData)];
 }
 
 function propertiesInRawData(rawData: Readonly<Record<string, unknown>>): unknown {
