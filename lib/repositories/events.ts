@@ -135,15 +135,14 @@ const MARK_COPIED_SQL = `WITH inserted AS (
      ), ${MARK_INSERTED_CTES}`;
 
 /**
- * The postgres.js path. COPY cannot skip a row that is stored already, so one read finds those first
- * and only the others are copied, in (id, timestamp) order. A row the read could not see, because a
- * concurrent transaction had inserted it and not yet committed, makes the COPY wait for that
- * transaction and then fail with a unique violation: the COPY ran in a savepoint, which rolls back,
- * and the batch goes through the JSON path's INSERT ... ON CONFLICT DO NOTHING instead. Per
- * 1000-event page the events' statements cost about the same on both paths (120 against 122 ms in
- * bench/ingest.ts's same-run comparison; the insert with its indexes and foreign-key checks is the
- * cost, whichever way the rows travel), the commit after them less (4 against 10 ms), and a whole
- * page 179 against 201 ms with the profiles' COPY (README, Ingest bench).
+ * The postgres.js path. A page of new events, what a sync mostly sends, goes straight in by COPY. COPY
+ * cannot skip a stored row: one refuses it with a unique violation (in a savepoint, which rolls
+ * back), and then one read sets aside the rows already stored and only the others are copied. A
+ * page sent again is refused at its first row, so a re-delivery costs that and the read. Reading
+ * first on every page cost 6-10 ms of a page's 200-300 (bench pages, the two ways alternating). A row the read
+ * could not see, because a concurrent transaction had inserted it and not yet committed, makes the
+ * second COPY wait for that transaction and fail in turn: the batch then goes through the JSON
+ * path's INSERT ... ON CONFLICT DO NOTHING.
  */
 async function insertByCopy(db: Db, events: readonly NewEvent[]): Promise<number> {
   const keys = new Set<string>();
@@ -153,6 +152,8 @@ async function insertByCopy(db: Db, events: readonly NewEvent[]): Promise<number
     keys.add(key);
     return true;
   });
+  const rows = unique.map(eventCopyRow);
+  if ((await copyUnlessDuplicate(db, 'klaviyo_events', EVENT_COLUMNS, rows)) === undefined) return markCopied(db, unique);
   const stored = await db.query<{ position: string }>(STORED_POSITIONS_SQL, [JSON.stringify(unique.map((e) => [e.id, e.timestamp]))]);
   const storedAt = new Set(stored.map((r) => Number(r.position)));
   const fresh = unique.filter((_, i) => !storedAt.has(i));
@@ -161,11 +162,16 @@ async function insertByCopy(db: Db, events: readonly NewEvent[]): Promise<number
     db,
     'klaviyo_events',
     EVENT_COLUMNS,
-    fresh.map(eventCopyRow),
+    rows.filter((_, i) => !storedAt.has(i)),
   );
   if (refused !== undefined) return insertThroughJson(db, events);
+  return markCopied(db, fresh);
+}
+
+/** The pending rows and dirty marks of events just copied, in the same transaction, after them. */
+async function markCopied(db: Db, copied: readonly NewEvent[]): Promise<number> {
   const marked = await db.query<{ inserted: string }>(MARK_COPIED_SQL, [
-    JSON.stringify(fresh.map((e) => ({ id: e.id, metric_id: e.metricId, timestamp: e.timestamp, profile_id: e.profileId, value: e.value }))),
+    JSON.stringify(copied.map((e) => ({ id: e.id, metric_id: e.metricId, timestamp: e.timestamp, profile_id: e.profileId, value: e.value }))),
   ]);
   return Number(marked[0]?.inserted ?? 0);
 }

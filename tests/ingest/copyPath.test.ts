@@ -1,4 +1,4 @@
-import type { CopyRow, Db } from '../../lib/db/port';
+import type { CopyRow, Db, Row, SqlParam } from '../../lib/db/port';
 import { HttpError } from '../../lib/http/errors';
 import { ingestEventsPage, planEventsPage } from '../../lib/ingest';
 import { createPostgresDb } from '../../lib/db/postgres';
@@ -159,6 +159,8 @@ describe('ingest: the COPY path and the JSON path', () => {
     const copies = viaDefault.db.driver === 'postgres';
     expect(seen.copiedInto).toEqual(copies ? ['klaviyo_profiles', 'klaviyo_events'] : []);
     expect(seen.statements.some((s) => s.includes('jsonb_to_recordset($1::jsonb) AS r(\n         id text, ts timestamptz'))).toBe(!copies);
+    // New events go in without a read of the stored keys first.
+    expect(seen.statements.some((s) => s.includes('WITH ORDINALITY AS k(key, position)'))).toBe(false);
     expect(seenJson.copiedInto).toEqual([]);
 
     const a = await stored(viaDefault.db);
@@ -183,8 +185,11 @@ describe('ingest: the COPY path and the JSON path', () => {
 
   it('reports a re-delivery through COPY as duplicates and changes nothing', async () => {
     const before = await viaDefault.db.query('SELECT id, xmin::text AS xmin, ingested_at FROM klaviyo_events ORDER BY id, "timestamp"');
-    const again = await ingestEventsPage(viaDefault.db, awkwardPage(), LIMITS);
+    const seen: Seen = { copiedInto: [], statements: [] };
+    const again = await ingestEventsPage(observed(viaDefault.db, seen), awkwardPage(), LIMITS);
     expect(again).toMatchObject({ received: 40, inserted: 0, duplicates: 40 });
+    // Refused at its first row, then the read finds every row stored: nothing is copied again.
+    if (viaDefault.db.driver === 'postgres') expect(seen.copiedInto).toEqual(['klaviyo_events']);
     expect(await viaDefault.db.query('SELECT id, xmin::text AS xmin, ingested_at FROM klaviyo_events ORDER BY id, "timestamp"')).toEqual(before);
   });
 
@@ -200,13 +205,13 @@ describe('ingest: the COPY path and the JSON path', () => {
     expect(rows).toEqual([{ n: '12', pending: '12' }]);
   });
 
-  it('waits for a concurrent writer of the same events, then stores only the others (COPY falls back to ON CONFLICT)', async () => {
+  it('waits for a concurrent writer of the same events, then stores only the others', async () => {
     const page = eventsPage({ events: 40, prefix: 'cc', metrics: 3, profiles: 5 });
     const plan = planEventsPage(page, LIMITS);
     const seen: Seen = { copiedInto: [], statements: [] };
     // The metrics and profiles are stored first, so that the only rows both writers want are events.
-    // The holder writes every other event and keeps its transaction open: the other writer's read
-    // cannot see those rows, and its COPY of them has to wait.
+    // The holder writes every other event and keeps its transaction open: the other writer's COPY
+    // of them has to wait, and is refused once the holder commits.
     await ingestEventsPage(viaDefault.db, { data: [], included: page.included }, LIMITS);
     const [held, written] = await whileHeld(
       (tx) => insertEvents(tx, plan.events.filter((_, i) => i % 2 === 0)),
@@ -214,13 +219,62 @@ describe('ingest: the COPY path and the JSON path', () => {
     );
     expect(held).toEqual({ inserted: 20, duplicates: 0 });
     expect(written).toMatchObject({ received: 40, inserted: 20, duplicates: 20 });
-    if (viaDefault.db.driver === 'postgres') expect(seen.copiedInto).toEqual(['klaviyo_events']);
-    // The ON CONFLICT statement ran: after the COPY's savepoint rolled back, or as the only path.
-    expect(seen.statements.some((s) => s.includes('ON CONFLICT (id, "timestamp") DO NOTHING'))).toBe(true);
+    if (viaDefault.db.driver === 'postgres') {
+      // Refused after the wait, then the read, then the other twenty by COPY.
+      expect(seen.copiedInto).toEqual(['klaviyo_events', 'klaviyo_events']);
+      expect(seen.statements.filter((s) => s.includes('WITH ORDINALITY AS k(key, position)'))).toHaveLength(1);
+    } else {
+      expect(seen.statements.some((s) => s.includes('ON CONFLICT (id, "timestamp") DO NOTHING'))).toBe(true);
+    }
     const rows = await viaDefault.db.query<{ n: string; distinct_ids: string; pending: string }>(
       `SELECT (SELECT count(*) FROM klaviyo_events WHERE id LIKE 'cc%') AS n,
               (SELECT count(DISTINCT id) FROM klaviyo_events WHERE id LIKE 'cc%') AS distinct_ids,
               (SELECT count(*) FROM klaviyo_aggregate_pending WHERE event_id LIKE 'cc%') AS pending`,
+    );
+    expect(rows).toEqual([{ n: '40', distinct_ids: '40', pending: '40' }]);
+  });
+
+  it('takes ON CONFLICT when an event is committed between the read and the second COPY', async () => {
+    const page = eventsPage({ events: 40, prefix: 'cr', metrics: 3, profiles: 5 });
+    const plan = planEventsPage(page, LIMITS);
+    const seen: Seen = { copiedInto: [], statements: [] };
+    await ingestEventsPage(viaDefault.db, { data: [], included: page.included }, LIMITS);
+    // Half the page is stored, so the first COPY is refused and the read runs.
+    await insertEvents(viaDefault.db, plan.events.filter((_, i) => i % 2 === 0));
+    const late = plan.events[1];
+    if (!late) throw new Error('the page has no second event');
+    const racer = createPostgresDb({ url: viaDefault.url, ...tuning, poolMax: 1 });
+    try {
+      // Another writer commits one of the events the read has just found missing.
+      const racing: Db = {
+        ...viaDefault.db,
+        transaction: (fn) =>
+          observed(viaDefault.db, seen).transaction((tx) =>
+            fn({
+              ...tx,
+              query: async <T extends Row>(text: string, params?: readonly SqlParam[]) => {
+                const rows = await tx.query<T>(text, params);
+                if (text.includes('WITH ORDINALITY AS k(key, position)')) await insertEvents(racer, [late]);
+                return rows;
+              },
+            }),
+          ),
+      };
+      const written = await ingestEventsPage(racing, page, LIMITS);
+      if (viaDefault.db.driver === 'postgres') {
+        expect(written).toMatchObject({ received: 40, inserted: 19, duplicates: 21 });
+        expect(seen.copiedInto).toEqual(['klaviyo_events', 'klaviyo_events']);
+      } else {
+        expect(written).toMatchObject({ received: 40, inserted: 20, duplicates: 20 });
+      }
+      expect(seen.statements.some((s) => s.includes('ON CONFLICT (id, "timestamp") DO NOTHING'))).toBe(true);
+    } finally {
+      await racer.close();
+    }
+    const rows = await viaDefault.db.query<{ n: string; distinct_ids: string; pending: string }>(
+      `SELECT (SELECT count(*) FROM klaviyo_events WHERE id LIKE 'cr%') AS n,
+              (SELECT count(DISTINCT id) FROM klaviyo_events WHERE id LIKE 'cr%') AS distinct_ids,
+              (SELECT count(*) FROM klaviyo_aggregate_pending WHERE event_id LIKE 'cr%') AS pending`,
     );
     expect(rows).toEqual([{ n: '40', distinct_ids: '40', pending: '40' }]);
   });
