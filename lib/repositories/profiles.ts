@@ -171,11 +171,13 @@ const WINS_OVER_STORED = `(NOT excluded.is_stub AND (
   OR excluded.updated > p.updated
   OR (p.updated IS NULL AND excluded.raw_data IS DISTINCT FROM p.raw_data)))`;
 
+// The JSON rows' columns, as profileRows writes them.
+const INPUT_COLUMNS = `id text, is_stub boolean, ${PROFILE_TEXT_FIELDS.map((f) => `${f} text`).join(', ')},
+      location jsonb, properties jsonb, created timestamptz, updated timestamptz, last_event_date timestamptz, raw_data jsonb`;
+
 const UPSERT_PROFILES_SQL = `
   WITH input AS (
-    SELECT r.* FROM jsonb_to_recordset($1::jsonb) AS r(
-      id text, is_stub boolean, ${PROFILE_TEXT_FIELDS.map((f) => `${f} text`).join(', ')},
-      location jsonb, properties jsonb, created timestamptz, updated timestamptz, last_event_date timestamptz, raw_data jsonb)
+    SELECT r.* FROM jsonb_to_recordset($1::jsonb) AS r(${INPUT_COLUMNS})
   ), changes AS (
     -- Rows that would not change are left out here, so they are not row-locked by the INSERT.
     SELECT i.* FROM input i LEFT JOIN klaviyo_profiles p ON p.id = i.id
@@ -193,6 +195,18 @@ const UPSERT_PROFILES_SQL = `
     RETURNING 1
   )
   SELECT count(*) AS written FROM written`;
+
+// New profiles after a COPY of them was refused: each inserted unless another transaction has
+// stored it meanwhile (waiting for one still open), in the order the COPY had them. No stored row
+// is locked, and nothing is retried.
+const INSERT_UNLESS_STORED_SQL = `
+  INSERT INTO klaviyo_profiles AS p (id, ${ATTRIBUTE_COLUMNS.join(', ')}, last_event_date, is_stub)
+  SELECT r.id, ${ATTRIBUTE_COLUMNS.map((c) => `r.${c}`).join(', ')}, r.last_event_date, r.is_stub
+    FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (${INPUT_COLUMNS})) WITH ORDINALITY
+         AS r(id, is_stub, ${PROFILE_TEXT_FIELDS.join(', ')}, location, properties, created, updated, last_event_date, raw_data, position)
+   ORDER BY r.position
+  ON CONFLICT (id) DO NOTHING
+  RETURNING p.id`;
 
 // A page names ~1000 profiles, nearly all already stored and unchanged. This read (no locks) finds
 // the stored state of the batch's ids, so that only rows that are new or may win travel to the
@@ -224,35 +238,39 @@ interface StoredState extends Record<string, unknown> {
  * deleted, a stored copy gets newer, never older, and never turns back into a stub), so what it
  * leaves out could not have changed anything.
  *
- * No deadlock between two such writers: a COPY holds only rows its transaction inserted, which no
- * other transaction's read could have found, so no other upsert waits for them; and a COPY waits
- * only for another transaction's inserted rows, in id order, before its own transaction has locked
- * anything here. A profile that another transaction inserted after the read fails the COPY with a
- * unique violation once that transaction commits; the COPY's savepoint rolls back, and the whole
- * thing starts again from the read, which now finds that profile. Each new start finds at least one
- * more stored profile, so it ends.
+ * When a COPY is refused, another transaction inserted one of those profiles after the read (the
+ * COPY waited for it to commit). The savepoint rolls back, and the same profiles go to one INSERT
+ * ... ON CONFLICT DO NOTHING in the same order, which waits for any such transaction still open and
+ * skips what it stored; the copies it skipped join the upsert, which replaces a stored copy only
+ * when ours wins. Starting again from the read instead (the first version) could be refused again
+ * by the next writer, and again: with four pages in flight that each brought new profiles, a page
+ * took up to 12 s (bench/ingest.ts, BENCH_CONCURRENCY=4).
+ *
+ * No deadlock between two such writers. Each first inserts its new profiles in one statement, in
+ * one order all writers share (by id, as the COPY has them, and the same after a refusal), locking
+ * no stored row meanwhile: two inserting writers can wait for each other's rows only along that
+ * order, never in a cycle. Only then does each lock the stored rows it may replace, in one statement
+ * in id order. A writer that holds such a row is past its own inserts, so it never waits for rows a
+ * writer still at this step holds: that one has inserted its profiles and nothing else yet.
  */
 export async function upsertProfiles(db: Db, profiles: readonly ProfileUpsert[]): Promise<UpsertProfilesResult> {
   if (profiles.length === 0) return { written: 0 };
   const merged = mergeById(profiles);
-  let storedBefore = -1;
-  for (;;) {
-    const stored = await db.query<StoredState>(STORED_STATE_SQL, [JSON.stringify(merged.map((p) => p.id))]);
-    const storedById = new Map(stored.map((r) => [r.id, r]));
-    const unseen: ProfileUpsert[] = [];
-    const mayReplace: ProfileUpsert[] = [];
-    for (const p of merged) {
-      const known = storedById.get(p.id);
-      if (!known) unseen.push(p);
-      else if (!p.isStub && mayWin(p, known)) mayReplace.push(p);
-    }
-    if (!db.copyRows || unseen.length === 0) return upsertThroughJson(db, [...unseen, ...mayReplace]);
-    const refused = await copyUnseen(db, unseen);
-    if (refused === undefined) return { written: unseen.length + (await upsertThroughJson(db, mayReplace)).written };
-    // A duplicate the read cannot explain (no more stored profiles than last time) is not a race.
-    if (stored.length <= storedBefore) throw refused;
-    storedBefore = stored.length;
+  const stored = await db.query<StoredState>(STORED_STATE_SQL, [JSON.stringify(merged.map((p) => p.id))]);
+  const storedById = new Map(stored.map((r) => [r.id, r]));
+  const unseen: ProfileUpsert[] = [];
+  const mayReplace: ProfileUpsert[] = [];
+  for (const p of merged) {
+    const known = storedById.get(p.id);
+    if (!known) unseen.push(p);
+    else if (!p.isStub && mayWin(p, known)) mayReplace.push(p);
   }
+  if (!db.copyRows || unseen.length === 0) return upsertThroughJson(db, [...unseen, ...mayReplace]);
+  if ((await copyUnseen(db, unseen)) === undefined) return { written: unseen.length + (await upsertThroughJson(db, mayReplace)).written };
+  const inserted = await db.query<{ id: string }>(INSERT_UNLESS_STORED_SQL, [JSON.stringify(profileRows(unseen))]);
+  const insertedIds = new Set(inserted.map((r) => r.id));
+  const storedMeanwhile = unseen.filter((p) => !p.isStub && !insertedIds.has(p.id));
+  return { written: inserted.length + (await upsertThroughJson(db, [...mayReplace, ...storedMeanwhile])).written };
 }
 
 /** Every profile column a write sets, in COPY's order; ingested_at keeps its default. */
@@ -286,8 +304,9 @@ function copyUnseen(db: Db, unseen: readonly ProfileUpsert[]): Promise<unknown> 
   );
 }
 
-async function upsertThroughJson(db: Db, profiles: readonly ProfileUpsert[]): Promise<UpsertProfilesResult> {
-  const rows = profiles.map((p) =>
+/** Profiles as the JSON rows of INPUT_COLUMNS. */
+function profileRows(profiles: readonly ProfileUpsert[]) {
+  return profiles.map((p) =>
     p.isStub
       ? { id: p.id, is_stub: true }
       : {
@@ -311,8 +330,11 @@ async function upsertThroughJson(db: Db, profiles: readonly ProfileUpsert[]): Pr
           raw_data: p.rawData,
         },
   );
-  if (rows.length === 0) return { written: 0 };
-  const result = await db.query<{ written: string }>(UPSERT_PROFILES_SQL, [JSON.stringify(rows)]);
+}
+
+async function upsertThroughJson(db: Db, profiles: readonly ProfileUpsert[]): Promise<UpsertProfilesResult> {
+  if (profiles.length === 0) return { written: 0 };
+  const result = await db.query<{ written: string }>(UPSERT_PROFILES_SQL, [JSON.stringify(profileRows(profiles))]);
   return { written: Number(result[0]?.written ?? 0) };
 }
 

@@ -279,7 +279,7 @@ describe('ingest: the COPY path and the JSON path', () => {
     expect(rows).toEqual([{ n: '40', distinct_ids: '40', pending: '40' }]);
   });
 
-  it('waits for a concurrent writer of the same new profiles, then stores each once (a refused COPY starts again from the read)', async () => {
+  it('waits for a concurrent writer of the same new profiles, then stores each once (a refused COPY goes to INSERT ... ON CONFLICT DO NOTHING)', async () => {
     const page = eventsPage({ events: 30, prefix: 'cq', metrics: 2, profiles: 10 });
     const plan = planEventsPage(page, LIMITS);
     const seen: Seen = { copiedInto: [], statements: [] };
@@ -292,9 +292,10 @@ describe('ingest: the COPY path and the JSON path', () => {
     // The holder's copies are the same as the page's: only the other five are written.
     expect(written).toMatchObject({ received: 30, inserted: 30, profiles_upserted: 5 });
     if (viaDefault.db.driver === 'postgres') {
-      // Refused once (the holder's five), then the other five; the read ran once per attempt.
-      expect(seen.copiedInto).toEqual(['klaviyo_profiles', 'klaviyo_profiles', 'klaviyo_events']);
-      expect(seen.statements.filter((s) => s.includes('FROM klaviyo_profiles p\n   WHERE p.id IN'))).toHaveLength(2);
+      // Refused once (the holder's five), then the page's ten inserted unless stored; one read only.
+      expect(seen.copiedInto).toEqual(['klaviyo_profiles', 'klaviyo_events']);
+      expect(seen.statements.filter((s) => s.includes('ON CONFLICT (id) DO NOTHING'))).toHaveLength(1);
+      expect(seen.statements.filter((s) => s.includes('FROM klaviyo_profiles p\n   WHERE p.id IN'))).toHaveLength(1);
     } else {
       expect(seen.statements.some((s) => s.includes('INSERT INTO klaviyo_profiles AS p'))).toBe(true);
     }
@@ -302,6 +303,31 @@ describe('ingest: the COPY path and the JSON path', () => {
       `SELECT count(*) AS n, count(*) FILTER (WHERE is_stub) AS stubs FROM klaviyo_profiles WHERE id LIKE 'Pcq%'`,
     );
     expect(rows).toEqual([{ n: '10', stubs: '0' }]);
+  });
+
+  it.each([
+    ['older', '2001-01-01T00:00:00Z', 'page'],
+    ['newer', '2039-01-01T00:00:00Z', 'held'],
+  ])('after a refused COPY, replaces a concurrent writer\'s %s copy only when the page\'s wins', async (_label, heldUpdated, winner) => {
+    const prefix = heldUpdated.startsWith('2001') ? 'co' : 'cn';
+    const page = eventsPage({ events: 12, prefix, metrics: 1, profiles: 4 });
+    const plan = planEventsPage(page, LIMITS);
+    await ingestEventsPage(viaDefault.db, { data: [], included: page.included.filter((r) => r.type === 'metric') }, LIMITS);
+    const heldCopies = plan.profiles
+      .filter((p) => !p.isStub)
+      .slice(0, 2)
+      .map((p) => (p.isStub ? p : { ...p, first_name: 'held', updated: heldUpdated }));
+    const [, written] = await whileHeld(
+      (tx) => upsertProfiles(tx, heldCopies),
+      () => ingestEventsPage(viaDefault.db, page, LIMITS),
+    );
+    expect(written).toMatchObject({ received: 12, inserted: 12, profiles_upserted: winner === 'page' ? 4 : 2 });
+    const names = await viaDefault.db.query<{ first_name: string | null }>(
+      'SELECT first_name FROM klaviyo_profiles WHERE id = ANY($1::text[]) ORDER BY id',
+      [`{${heldCopies.map((p) => p.id).join(',')}}`],
+    );
+    const expected = winner === 'page' ? plan.profiles.filter((p) => !p.isStub).slice(0, 2).map((p) => (p.isStub ? null : p.first_name)) : ['held', 'held'];
+    expect(names.map((r) => r.first_name)).toEqual(expected);
   });
 
   it('never gets a NUL to either path: validation answers 422 first and nothing is written', async () => {
