@@ -97,6 +97,17 @@ const PROFILE_ROWS = `SELECT id, email, phone_number, external_id, anonymous_id,
 
 const LIMITS = { maxResources: 1000 };
 
+/** How many events with ids starting `prefix` are stored, how many distinct ids, and their pending rows. */
+async function storedOnce(db: Db, prefix: string) {
+  const rows = await db.query<{ n: string; distinct_ids: string; pending: string }>(
+    `SELECT (SELECT count(*) FROM klaviyo_events WHERE id LIKE $1) AS n,
+            (SELECT count(DISTINCT id) FROM klaviyo_events WHERE id LIKE $1) AS distinct_ids,
+            (SELECT count(*) FROM klaviyo_aggregate_pending WHERE event_id LIKE $1) AS pending`,
+    [`${prefix}%`],
+  );
+  return rows[0];
+}
+
 async function stored(db: Db) {
   return {
     events: await db.query(EVENT_ROWS),
@@ -226,12 +237,7 @@ describe('ingest: the COPY path and the JSON path', () => {
     } else {
       expect(seen.statements.some((s) => s.includes('ON CONFLICT (id, "timestamp") DO NOTHING'))).toBe(true);
     }
-    const rows = await viaDefault.db.query<{ n: string; distinct_ids: string; pending: string }>(
-      `SELECT (SELECT count(*) FROM klaviyo_events WHERE id LIKE 'cc%') AS n,
-              (SELECT count(DISTINCT id) FROM klaviyo_events WHERE id LIKE 'cc%') AS distinct_ids,
-              (SELECT count(*) FROM klaviyo_aggregate_pending WHERE event_id LIKE 'cc%') AS pending`,
-    );
-    expect(rows).toEqual([{ n: '40', distinct_ids: '40', pending: '40' }]);
+    expect(await storedOnce(viaDefault.db, 'cc')).toEqual({ n: '40', distinct_ids: '40', pending: '40' });
   });
 
   it('takes ON CONFLICT when an event is committed between the read and the second COPY', async () => {
@@ -271,12 +277,7 @@ describe('ingest: the COPY path and the JSON path', () => {
     } finally {
       await racer.close();
     }
-    const rows = await viaDefault.db.query<{ n: string; distinct_ids: string; pending: string }>(
-      `SELECT (SELECT count(*) FROM klaviyo_events WHERE id LIKE 'cr%') AS n,
-              (SELECT count(DISTINCT id) FROM klaviyo_events WHERE id LIKE 'cr%') AS distinct_ids,
-              (SELECT count(*) FROM klaviyo_aggregate_pending WHERE event_id LIKE 'cr%') AS pending`,
-    );
-    expect(rows).toEqual([{ n: '40', distinct_ids: '40', pending: '40' }]);
+    expect(await storedOnce(viaDefault.db, 'cr')).toEqual({ n: '40', distinct_ids: '40', pending: '40' });
   });
 
   it('waits for a concurrent writer of the same new profiles, then stores each once (a refused COPY goes to INSERT ... ON CONFLICT DO NOTHING)', async () => {
