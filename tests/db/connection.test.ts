@@ -119,6 +119,32 @@ describe('postgres.js driver: copyRows', () => {
     }
   });
 
+  // The connection forces custom plans for its own statements; under that setting PostgreSQL would
+  // also re-plan a foreign key check's internal query for every copied row. A row trigger sees the
+  // setting the COPY runs with.
+  it('copies with cached plans, and gives the transaction back with custom plans forced, also after a refused COPY', async () => {
+    await t.db.query(`CREATE TABLE plan_seen (mode text)`);
+    await t.db.query(`CREATE TABLE planned (n int CHECK (n > 0))`);
+    await t.db.query(`CREATE FUNCTION note_plan_mode() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN INSERT INTO plan_seen VALUES (current_setting('plan_cache_mode')); RETURN NEW; END $$`);
+    await t.db.query(`CREATE TRIGGER note_plan_mode BEFORE INSERT ON planned FOR EACH ROW EXECUTE FUNCTION note_plan_mode()`);
+    const db = createPostgresDb({ url: t.url, ...tuning, poolMax: 1, prepare: true });
+    const mode = async (q: { query: typeof db.query }) => (await q.query<{ m: string }>(`SELECT current_setting('plan_cache_mode') AS m`))[0]?.m;
+    try {
+      const inside = await db.transaction(async (tx) => {
+        await tx.copyRows?.('planned', ['n'], [['1'], ['2']]);
+        const refused = await tx.transaction((sp) => sp.copyRows?.('planned', ['n'], [['3'], ['-1']]) ?? Promise.resolve()).catch((e: unknown) => e);
+        expect(refused).toMatchObject({ code: '23514' });
+        return mode(tx);
+      });
+      expect(inside).toBe('force_custom_plan');
+      expect(await mode(db)).toBe('force_custom_plan');
+      expect(await t.db.query<{ mode: string }>('SELECT mode FROM plan_seen')).toEqual([{ mode: 'auto' }, { mode: 'auto' }]);
+    } finally {
+      await db.close();
+    }
+  });
+
   // A statement trigger refuses the COPY before any row: the server's error can arrive in the same
   // read as its go-ahead, so postgres.js destroys the stream in the tick it hands it over. Repeated,
   // because which read it lands in is up to the socket.
