@@ -26,6 +26,13 @@
  *    Every other one of them goes with COPY hidden from the transaction, so the same run compares
  *    the driver's two write paths: COPY (postgres.js) and one JSON parameter (the Data API's).
  *
+ * 6. the floor: on BENCH_FLOOR_PAGES pages (default 200) written again into the emptied table, one
+ *    transaction per page, alternately only the COPY of the page's events, and the events statements
+ *    the ingest itself runs (the same COPY, then the pending rows and dirty marks the aggregate
+ *    function needs, in the same transaction); with the JSON.parse of each body. What no per-page
+ *    write can go below, before validation, metrics and profiles: one page at a time, the ingest's
+ *    ratio to COPY cannot exceed COPY / (events statements + JSON.parse).
+ *
  * BENCH_PROFILES_FIRST=1 stores every profile before the clock starts, as a sync that reads Klaviyo's
  * profiles stream before its events does: the pages then bring no new profiles, only known ones.
  *
@@ -69,6 +76,7 @@ const NAIVE_EVENTS = Math.min(intFromEnv('BENCH_NAIVE_EVENTS', 10_000), EVENTS);
 const STAGE_EVERY = intFromEnv('BENCH_STAGE_EVERY', 50, 2);
 const CONCURRENCY = intFromEnv('BENCH_CONCURRENCY', 1);
 const PROFILES_FIRST = process.env.BENCH_PROFILES_FIRST === '1';
+const FLOOR_PAGES = intFromEnv('BENCH_FLOOR_PAGES', 200, 2);
 
 const STAGES = ['JSON.parse', 'validate and map', 'metrics statement', 'profiles statements', 'events statements', 'commit'] as const;
 type Stage = (typeof STAGES)[number];
@@ -410,6 +418,36 @@ async function main(): Promise<void> {
     }
     const naiveMs = performance.now() - naiveStart;
     const naiveRate = naiveRows.length / (naiveMs / 1000);
+
+    // 6. The floor, on the emptied table: pages alternately by COPY alone and by the ingest's events
+    //    statements, each page its own transaction, so that both meet the same table as it grows.
+    await sql`TRUNCATE klaviyo_events, klaviyo_aggregate_pending, klaviyo_aggregate_dirty`;
+    await sql`CHECKPOINT`;
+    const floor = { parseMs: 0, copyMs: 0, copyPages: 0, eventsMs: 0, eventsPages: 0 };
+    const floorLines = createInterface({ input: createReadStream(pagesFile, { highWaterMark: 1 << 20 }), crlfDelay: Infinity });
+    for await (const body of floorLines) {
+      const pageIndex = floor.copyPages + floor.eventsPages;
+      if (pageIndex >= FLOOR_PAGES) break;
+      const parseStart = performance.now();
+      const parsed: unknown = JSON.parse(body);
+      floor.parseMs += performance.now() - parseStart;
+      const { events } = planEventsPage(parsed);
+      const rows = events.map(eventCopyRow);
+      const started = performance.now();
+      if (pageIndex % 2 === 0) {
+        await getDb().transaction(async (tx) => {
+          if (!tx.copyRows) throw new Error('the bench needs the postgres.js driver (COPY)');
+          await tx.copyRows('klaviyo_events', EVENT_COLUMNS, rows);
+        });
+        floor.copyMs += performance.now() - started;
+        floor.copyPages += 1;
+      } else {
+        await getDb().transaction((tx) => insertEvents(tx, events));
+        floor.eventsMs += performance.now() - started;
+        floor.eventsPages += 1;
+      }
+    }
+    floorLines.close();
     await sql.end();
 
     // 4. Heap high-water mark of one invocation, in a fresh process.
@@ -444,6 +482,19 @@ async function main(): Promise<void> {
       line('  a page in all', `${fmt(perPage(paths.copy), 1).padStart(7)} ms         ${fmt(perPage(paths.json), 1).padStart(7)} ms`);
       line('  events/s', `${fmt(paths.copy.events / (total(paths.copy.ms) / 1000)).padStart(10)}         ${fmt(paths.json.events / (total(paths.json.ms) / 1000)).padStart(10)}`);
       line('  COPY of a page\'s rows, for scale', `${fmt((1000 * PAGE_SIZE) / copyRate, 1).padStart(7)} ms (the COPY above, per ${PAGE_SIZE} rows)`);
+    }
+    {
+      const copyPage = floor.copyMs / floor.copyPages;
+      const eventsPage = floor.eventsMs / floor.eventsPages;
+      const parsePage = floor.parseMs / (floor.copyPages + floor.eventsPages);
+      line('the floor of a page\'s write', `${floor.copyPages + floor.eventsPages} pages into the emptied table, one transaction each, alternating`);
+      line('  COPY of its events alone', `${fmt(copyPage, 1).padStart(7)} ms/page`);
+      line('  the ingest\'s events statements', `${fmt(eventsPage, 1).padStart(7)} ms/page (the same COPY, then its pending rows and dirty marks)`);
+      line('  JSON.parse of its body', `${fmt(parsePage, 1).padStart(7)} ms/page`);
+      line(
+        '  one page at a time, at most',
+        `${fmt((100 * copyPage) / (eventsPage + parsePage), 1)} % of COPY, with no validation, metrics or profiles (COPY / (events statements + JSON.parse))`,
+      );
     }
     line('events table after ingest', `${tableSize[0]?.events} (database ${tableSize[0]?.total})`);
     line('heap, one 1000-event invocation', `high-water ${mib(probe.heapPeak)} (baseline ${mib(probe.heapBaseline)}, +${mib(probe.heapPeak - probe.heapBaseline)}; ${probe.samples} samples), body ${mib(probe.bodyBytes)}, process max RSS ${mib(probe.rssPeakKb * 1024)}, status ${probe.status}`);
