@@ -194,7 +194,8 @@ function connect(options: PostgresDriverOptions) {
       // Prepared statements switch to a generic plan after five runs; for time-range aggregates the
       // plan depends on the range and on which hours are dirty, and the generic one was up to 2x slower
       // in bench/query. Planning each run costs well under a millisecond. (Unprepared statements, the
-      // RDS Proxy / PgBouncer setting, are always planned for their parameters.)
+      // RDS Proxy / PgBouncer setting, are always planned for their parameters.) COPY runs without
+      // it: see copyInto.
       ...(options.prepare ? { plan_cache_mode: 'force_custom_plan' } : {}),
     },
     debug: (_connection: number, query: string) => {
