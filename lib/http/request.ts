@@ -30,19 +30,36 @@ function definedOnly(map: Record<string, string | undefined> | undefined): Recor
   return out;
 }
 
-export function bodyBytes(event: APIGatewayProxyEventV2): Buffer {
-  if (event.body === undefined || event.body === null) return Buffer.alloc(0);
-  return event.isBase64Encoded ? Buffer.from(event.body, 'base64') : Buffer.from(event.body, 'utf8');
-}
-
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
+/**
+ * The body's size in bytes, and its text on demand. A body API Gateway passes as text is a JS
+ * string already: its UTF-8 size is counted without encoding it, and it is parsed as it is
+ * (encoding and decoding 1.6 MB again cost 6-10 ms a page, more than the JSON.parse). A base64
+ * body is decoded, and must be valid UTF-8.
+ */
+function bodyOf(event: APIGatewayProxyEventV2): { size: number; text: () => string } {
+  const body = event.body ?? '';
+  if (!event.isBase64Encoded) return { size: Buffer.byteLength(body, 'utf8'), text: () => body };
+  const bytes = Buffer.from(body, 'base64');
+  return {
+    size: bytes.length,
+    text: () => {
+      try {
+        return strictUtf8.decode(bytes);
+      } catch {
+        throw new HttpError(400, { code: 'invalid_encoding', detail: 'The request body is not valid UTF-8.', pointer: '' });
+      }
+    },
+  };
+}
+
 export function parseJsonBody(event: APIGatewayProxyEventV2, headers: Record<string, string>, maxBytes: number): unknown {
-  const bytes = bodyBytes(event);
-  if (bytes.length > maxBytes) {
+  const body = bodyOf(event);
+  if (body.size > maxBytes) {
     throw new HttpError(413, {
       code: 'payload_too_large',
-      detail: `The request body is ${bytes.length} bytes; the limit is ${maxBytes} bytes.`,
+      detail: `The request body is ${body.size} bytes; the limit is ${maxBytes} bytes.`,
     });
   }
   const contentType = headers['content-type'];
@@ -54,15 +71,10 @@ export function parseJsonBody(event: APIGatewayProxyEventV2, headers: Record<str
       header: 'Content-Type',
     });
   }
-  if (bytes.length === 0) {
+  if (body.size === 0) {
     throw new HttpError(400, { code: 'invalid', detail: 'The request body is empty; a JSON document is required.', pointer: '' });
   }
-  let text: string;
-  try {
-    text = strictUtf8.decode(bytes);
-  } catch {
-    throw new HttpError(400, { code: 'invalid_encoding', detail: 'The request body is not valid UTF-8.', pointer: '' });
-  }
+  const text = body.text();
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {

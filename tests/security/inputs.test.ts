@@ -3,7 +3,7 @@ import * as metrics from '../../functions/metrics';
 import * as profiles from '../../functions/profiles';
 import { closeDb } from '../../lib/db';
 import { freshDatabase, type TestDatabase } from '../support/database';
-import { invoke, type InvokeOptions } from '../support/http';
+import { apiEvent, invoke, type InvokeOptions } from '../support/http';
 import { databaseChecksum, rowCounts } from './support/checksum';
 
 /**
@@ -94,6 +94,24 @@ describe('hostile inputs', () => {
       expect(res.status).toBeGreaterThanOrEqual(400);
       expect(res.status).toBeLessThan(500);
     }
+    expect(await databaseChecksum(t.db)).toEqual(before);
+  });
+
+  // A text body is parsed as the string it is: an unpaired surrogate in it (API Gateway would not
+  // produce one, an in-process caller can) is refused with its pointer, not silently replaced.
+  it('decodes a base64 body strictly, and refuses an unpaired surrogate in a text body with its pointer', async () => {
+    const before = await databaseChecksum(t.db);
+    const page = (firstName: string) =>
+      `{"data":[{"type":"profile","id":"sur1","attributes":{"first_name":"${firstName}","updated":"2024-01-01T00:00:00+00:00"}}]}`;
+    const notUtf8 = Buffer.concat([Buffer.from(page('a')).subarray(0, 70), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from(page('a')).subarray(70)]);
+    const encoded = await post('/api/profiles', notUtf8, { base64: true });
+    expect(encoded.status).toBe(400);
+    expect(encoded.body.errors[0]).toMatchObject({ status: '400', code: 'invalid_encoding' });
+
+    const event = apiEvent({ method: 'POST', path: '/api/profiles', routeKey: 'POST /api/profiles', body: page('a'), key: 'write' });
+    const raw = await ingest({ ...event, body: page('x\ud800y') });
+    expect(raw.statusCode).toBe(422);
+    expect(JSON.parse(String(raw.body)).errors[0]).toMatchObject({ code: 'invalid_character', source: { pointer: '/data/0/attributes/first_name' } });
     expect(await databaseChecksum(t.db)).toEqual(before);
   });
 
