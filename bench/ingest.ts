@@ -504,9 +504,10 @@ async function main(): Promise<void> {
         `${fmt(eventsPage, 1).padStart(7)} ms/page (the same COPY, then the pending rows and dirty marks: +${fmt((100 * (eventsPage - copyPage)) / copyPage, 1)} %)`,
       );
     }
-    if (paths.copy.pages > 0) {
+    if (paths.copy.pages > 0 && CONCURRENCY === 1) {
       // The staged pages ran among the handler's, in the ingest figure's conditions: what a page must
-      // do at least there, against the one-stream COPY's time for as many rows.
+      // do at least there, against the one-stream COPY's time for as many rows. (With pages in
+      // flight their times include waiting for the others, so the line would mean nothing.)
       const mustDo = ((paths.copy.ms.get('JSON.parse') ?? 0) + (paths.copy.ms.get('events statements') ?? 0)) / paths.copy.pages;
       line(
         'one page at a time, at most',
