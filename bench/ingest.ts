@@ -81,6 +81,11 @@ const BOOKKEEPING_PAGES = intFromEnv('BENCH_BOOKKEEPING_PAGES', 200, 2);
 const STAGES = ['JSON.parse', 'validate and map', 'metrics statement', 'profiles statements', 'events statements', 'commit'] as const;
 type Stage = (typeof STAGES)[number];
 
+/** The generated page bodies, one per line. */
+function pageLines(file: string) {
+  return createInterface({ input: createReadStream(file, { highWaterMark: 1 << 20 }), crlfDelay: Infinity });
+}
+
 /** The transaction as the Data API's driver offers it: no COPY, so every write takes its JSON path. */
 function withoutCopy(tx: Db): Db {
   return { driver: tx.driver, query: (text, params) => tx.query(text, params), transaction: (fn) => tx.transaction((inner) => fn(withoutCopy(inner))) };
@@ -326,7 +331,7 @@ async function main(): Promise<void> {
     let pages = 0;
     let slowestPageMs = 0;
     const paths = { copy: { ms: new Map<Stage, number>(), pages: 0, events: 0 }, json: { ms: new Map<Stage, number>(), pages: 0, events: 0 } };
-    const lines = createInterface({ input: createReadStream(pagesFile, { highWaterMark: 1 << 20 }), crlfDelay: Infinity })[Symbol.asyncIterator]();
+    const lines = pageLines(pagesFile)[Symbol.asyncIterator]();
     let reading: Promise<unknown> = Promise.resolve();
     let taken = 0;
     // One reader at a time: each invocation gets a whole line and its position.
@@ -430,9 +435,9 @@ async function main(): Promise<void> {
     const bookkeeping = { copyMs: 0, copyPages: 0, eventsMs: 0, eventsPages: 0 };
     for (const timed of [false, true]) {
       await sql`TRUNCATE klaviyo_events, klaviyo_aggregate_pending, klaviyo_aggregate_dirty`;
-      const pageLines = createInterface({ input: createReadStream(pagesFile, { highWaterMark: 1 << 20 }), crlfDelay: Infinity });
+      const lines = pageLines(pagesFile);
       let pageIndex = 0;
-      for await (const body of pageLines) {
+      for await (const body of lines) {
         if (pageIndex >= BOOKKEEPING_PAGES) break;
         const { events } = planEventsPage(JSON.parse(body));
         const rows = events.map(eventCopyRow);
@@ -457,7 +462,7 @@ async function main(): Promise<void> {
           bookkeeping.eventsPages += 1;
         }
       }
-      pageLines.close();
+      lines.close();
     }
     await sql.end();
 
