@@ -45,7 +45,12 @@ const ROUNDS = Math.max(1, intFromEnv('BENCH_ROUNDS', 2));
 const PREWARM = intFromEnv('BENCH_PREWARM', 0, 0) !== 0;
 
 /** What an incremental run reads and writes, with their indexes (not the events: it reads only pending rows). */
-const AGGREGATOR_TABLES = ['klaviyo_profile_hours', 'klaviyo_aggregated_metrics', 'klaviyo_aggregate_pending', 'klaviyo_aggregate_dirty'];
+const AGGREGATOR_TABLES = [
+  'klaviyo_profile_hours',
+  'klaviyo_aggregated_metrics',
+  'klaviyo_aggregate_pending',
+  'klaviyo_aggregate_dirty',
+];
 
 async function prewarmAggregatorTables(db: Db): Promise<void> {
   await db.query('CREATE EXTENSION IF NOT EXISTS pg_prewarm');
@@ -69,7 +74,8 @@ const PAGE = 1000;
 const NEW_ID_PREFIX = 'bench-aggregate-';
 const HOUR = 3_600_000;
 
-const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const fmt = (n: number, digits = 0) =>
+  n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const ms = (n: number) => `${fmt(n, n < 10 ? 2 : 0)} ms`;
 const say = (line: string) => process.stdout.write(line + '\n');
 
@@ -79,8 +85,11 @@ async function timed<T>(work: () => Promise<T>): Promise<[T, number]> {
   return [result, performance.now() - started];
 }
 
-
-async function one<T extends Record<string, unknown>>(db: Db, text: string, params: (string | number)[] = []): Promise<T> {
+async function one<T extends Record<string, unknown>>(
+  db: Db,
+  text: string,
+  params: (string | number)[] = [],
+): Promise<T> {
   const rows = await db.query<T>(text, params);
   if (!rows[0]) throw new Error(`no row from: ${text}`);
   return rows[0];
@@ -108,8 +117,13 @@ async function sampleDataset(db: Db): Promise<Sample> {
   const stored = new Set((await db.query<{ id: string }>('SELECT id FROM klaviyo_metrics')).map((r) => r.id));
   const catalog = DEMO_METRICS.filter((m) => stored.has(m.id)).map((m) => ({ id: m.id, weight: m.weight }));
   const metrics = catalog.length > 0 ? catalog : [...stored].map((id) => ({ id, weight: 1 }));
-  const profiles = (await db.query<{ id: string }>('SELECT id FROM klaviyo_profiles ORDER BY id LIMIT 20000')).map((r) => r.id);
-  const span = await one<{ first: Date; last: Date }>(db, 'SELECT min("timestamp") AS first, max("timestamp") AS last FROM klaviyo_events');
+  const profiles = (await db.query<{ id: string }>('SELECT id FROM klaviyo_profiles ORDER BY id LIMIT 20000')).map(
+    (r) => r.id,
+  );
+  const span = await one<{ first: Date; last: Date }>(
+    db,
+    'SELECT min("timestamp") AS first, max("timestamp") AS last FROM klaviyo_events',
+  );
   return { metrics, profiles, from: span.first.getTime(), to: span.last.getTime() };
 }
 
@@ -133,7 +147,8 @@ function newEvents(sample: Sample, count: number, seed: number): NewEvent[] {
       id,
       timestamp,
       metricId: pickMetric(),
-      profileId: sample.profiles.length > 0 ? (sample.profiles[Math.floor(random() * sample.profiles.length)] as string) : null,
+      profileId:
+        sample.profiles.length > 0 ? (sample.profiles[Math.floor(random() * sample.profiles.length)] as string) : null,
       value,
       valueCurrency: value === null ? null : 'USD',
       uuid: null,
@@ -192,7 +207,9 @@ async function materialisationFigures(db: Db, metricId: string, from: Date, to: 
   const [[dayRow], dayUnique] = await uniqueOver(hourStart, new Date(hourStart.getTime() + 24 * HOUR));
   const [[monthRow], monthUnique] = await uniqueOver(hourStart, new Date(hourStart.getTime() + 30 * 24 * HOUR));
   say(`materialisation, metric ${metricId} (the busiest), one year:`);
-  say(`  year per local day (America/New_York) from ${fmt(hours.length)} hourly rollup rows: ${ms(perDayFromRollups)} (readHourlySeries: ${ms(fromRollups)})`);
+  say(
+    `  year per local day (America/New_York) from ${fmt(hours.length)} hourly rollup rows: ${ms(perDayFromRollups)} (readHourlySeries: ${ms(fromRollups)})`,
+  );
   say(`  year per local day from raw events, with unique profiles:          ${ms(perDayFromRaw)}`);
   say(
     `  exact unique profiles from raw events: one hour ${ms(hourUnique)} (${fmt(Number(hourRow?.n))} events), ` +
@@ -201,7 +218,10 @@ async function materialisationFigures(db: Db, metricId: string, from: Date, to: 
 }
 
 /** How many of the given hours' stored rollups differ from their raw events (untimed; the exactness check at scale). */
-async function touchedBucketsDifferingFromRaw(db: Db, touched: readonly { metric_id: string; bucket: Date }[]): Promise<number> {
+async function touchedBucketsDifferingFromRaw(
+  db: Db,
+  touched: readonly { metric_id: string; bucket: Date }[],
+): Promise<number> {
   const payload = JSON.stringify(touched.map((b) => ({ metric_id: b.metric_id, bucket: b.bucket.toISOString() })));
   const row = await one<{ wrong: string }>(
     db,
@@ -233,23 +253,31 @@ async function incrementalRound(db: ClosableDb, sample: Sample, round: number): 
     return count;
   });
   const marked = await one<{ n: string }>(db, 'SELECT count(*) AS n FROM klaviyo_aggregate_dirty');
-  say(`round ${round} ingest: ${fmt(inserted)} new events in ${ms(ingestMs)}, ${fmt(Number(marked.n))} (metric, hour) buckets marked dirty`);
-  const touched = await db.query<{ metric_id: string; bucket: Date }>('SELECT metric_id, bucket FROM klaviyo_aggregate_dirty');
+  say(
+    `round ${round} ingest: ${fmt(inserted)} new events in ${ms(ingestMs)}, ${fmt(Number(marked.n))} (metric, hour) buckets marked dirty`,
+  );
+  const touched = await db.query<{ metric_id: string; bucket: Date }>(
+    'SELECT metric_id, bucket FROM klaviyo_aggregate_dirty',
+  );
 
-  const [incremental, incrementalMs] = await timed(() => runAggregation(db, { batchBuckets: BATCH_BUCKETS, timeBudgetMs: 600_000 }));
+  const [incremental, incrementalMs] = await timed(() =>
+    runAggregation(db, { batchBuckets: BATCH_BUCKETS, timeBudgetMs: 600_000 }),
+  );
   say(
     `round ${round} incremental run: ${ms(incrementalMs)} - ${fmt(incremental.bucketsRecomputed)} buckets recomputed from ` +
       `${fmt(incremental.eventsScanned)} events in ${incremental.batches} batches of up to ${fmt(BATCH_BUCKETS)}, ` +
       `status ${incremental.status}, ${incremental.bucketsWaiting} waiting; ${fmt(incremental.bucketsFromRaw)} of them from raw events`,
   );
   const [wrong, recountMs] = await timed(() => touchedBucketsDifferingFromRaw(db, touched));
-  if (wrong > 0) throw new Error(`${wrong} of the ${touched.length} touched hours differ from a recomputation from raw events`);
+  if (wrong > 0)
+    throw new Error(`${wrong} of the ${touched.length} touched hours differ from a recomputation from raw events`);
   say(
     `  check: the ${fmt(touched.length)} touched hours equal a recomputation from raw events (count, sum, min, max, unique profiles); ` +
       `that recount alone (what a run did before pending rows) took ${ms(recountMs)}`,
   );
   const totals = await rollupTotals(db);
-  if (totals.rollups !== totals.events) throw new Error(`rollups count ${totals.rollups} events but the table holds ${totals.events}`);
+  if (totals.rollups !== totals.events)
+    throw new Error(`rollups count ${totals.rollups} events but the table holds ${totals.events}`);
   say(`  check: the ${fmt(totals.rows)} hourly rows add up to the ${fmt(totals.events)} stored events`);
 
   return [incremental, incrementalMs];
@@ -257,15 +285,21 @@ async function incrementalRound(db: ClosableDb, sample: Sample, round: number): 
 
 async function bench(db: ClosableDb): Promise<void> {
   const removed = await removeBenchEvents(db, NEW_ID_PREFIX);
-  say(`dataset: ${fmt(EVENTS)} events (seed ${SEED})${removed > 0 ? `; removed ${fmt(removed)} events of earlier runs` : ''}; ${await ensureVacuumed(db)}`);
+  say(
+    `dataset: ${fmt(EVENTS)} events (seed ${SEED})${removed > 0 ? `; removed ${fmt(removed)} events of earlier runs` : ''}; ${await ensureVacuumed(db)}`,
+  );
   const sample = await sampleDataset(db);
-  say(`  ${sample.metrics.length} metrics, span ${new Date(sample.from).toISOString()} .. ${new Date(sample.to).toISOString()}`);
+  say(
+    `  ${sample.metrics.length} metrics, span ${new Date(sample.from).toISOString()} .. ${new Date(sample.to).toISOString()}`,
+  );
 
   // 1. The reference: every hour from raw events.
   let full: { eventsScanned: number } | null = null;
   let fullMs = Number.NaN;
   if (REBUILD) {
-    await db.query('TRUNCATE klaviyo_aggregated_metrics, klaviyo_profile_hours, klaviyo_aggregate_dirty, klaviyo_aggregate_pending');
+    await db.query(
+      'TRUNCATE klaviyo_aggregated_metrics, klaviyo_profile_hours, klaviyo_aggregate_dirty, klaviyo_aggregate_pending',
+    );
     const [rebuilt, took] = await timed(() => rebuildAggregates(db));
     [full, fullMs] = [rebuilt, took];
     say(
@@ -275,12 +309,16 @@ async function bench(db: ClosableDb): Promise<void> {
   } else {
     // The hours of the events removed above are recounted from raw events, then the tables vacuumed,
     // as autovacuum keeps them between scheduled runs.
-    const [cleanup, took] = await timed(() => runAggregation(db, { batchBuckets: BATCH_BUCKETS, timeBudgetMs: 3_600_000 }));
+    const [cleanup, took] = await timed(() =>
+      runAggregation(db, { batchBuckets: BATCH_BUCKETS, timeBudgetMs: 3_600_000 }),
+    );
     await db.query('VACUUM ANALYZE klaviyo_aggregated_metrics');
     await db.query('VACUUM ANALYZE klaviyo_profile_hours');
     await db.query('VACUUM ANALYZE klaviyo_aggregate_dirty');
     await db.query('VACUUM ANALYZE klaviyo_aggregate_pending');
-    say(`full rebuild skipped (BENCH_REBUILD=0); the removed events' ${fmt(cleanup.bucketsRecomputed)} hours recounted from raw in ${ms(took)}, then vacuumed`);
+    say(
+      `full rebuild skipped (BENCH_REBUILD=0); the removed events' ${fmt(cleanup.bucketsRecomputed)} hours recounted from raw in ${ms(took)}, then vacuumed`,
+    );
   }
 
   // 2-3. New events, spread over the year, through the real write path, then one scheduled run's work;
@@ -293,7 +331,9 @@ async function bench(db: ClosableDb): Promise<void> {
     [incremental, incrementalMs] = await incrementalRound(db, sample, round);
   }
   // 4. Nothing to do.
-  const [idle, idleMs]: [AggregationResult, number] = await timed(() => runAggregation(db, { batchBuckets: BATCH_BUCKETS, timeBudgetMs: 600_000 }));
+  const [idle, idleMs]: [AggregationResult, number] = await timed(() =>
+    runAggregation(db, { batchBuckets: BATCH_BUCKETS, timeBudgetMs: 600_000 }),
+  );
   say(`idle run: ${ms(idleMs)} (${idle.bucketsRecomputed} buckets)`);
 
   if (full && incremental) {

@@ -110,7 +110,11 @@ async function main(): Promise<void> {
     adminUrl = url.toString();
   } else {
     rmSync(DATA_DIR, { recursive: true, force: true });
-    server = await startEmbeddedPostgres({ dataDir: DATA_DIR, database: 'postgres', settings: { synchronous_commit: 'off' } });
+    server = await startEmbeddedPostgres({
+      dataDir: DATA_DIR,
+      database: 'postgres',
+      settings: { synchronous_commit: 'off' },
+    });
     adminUrl = server.urlFor('postgres');
   }
   const urlOf = (database: string) => {
@@ -152,7 +156,9 @@ async function main(): Promise<void> {
     };
     clients.push(dbs.postgres, dbs['data-api']);
 
-    say(`bench/drivers: ${PAGES} pages of ${PAGE_SIZE} events, ${RUNS} query runs, seed ${SEED}; data-api = local endpoint over the same PostgreSQL`);
+    say(
+      `bench/drivers: ${PAGES} pages of ${PAGE_SIZE} events, ${RUNS} query runs, seed ${SEED}; data-api = local endpoint over the same PostgreSQL`,
+    );
 
     // 1. Ingest
     const ingest: Samples = { postgres: [], 'data-api': [] };
@@ -181,10 +187,14 @@ async function main(): Promise<void> {
 
     // Same data on both sides, or the comparison means nothing.
     const counts = await Promise.all(
-      DRIVERS.map(async (driver) => (await dbs[driver].query<{ n: string }>('SELECT count(*) AS n FROM klaviyo_events'))[0]?.n),
+      DRIVERS.map(
+        async (driver) => (await dbs[driver].query<{ n: string }>('SELECT count(*) AS n FROM klaviyo_events'))[0]?.n,
+      ),
     );
     if (counts[0] !== counts[1] || Number(counts[0]) !== stored) {
-      throw new Error(`The drivers stored different data: postgres ${counts[0]}, data-api ${counts[1]}, inserted ${stored}`);
+      throw new Error(
+        `The drivers stored different data: postgres ${counts[0]}, data-api ${counts[1]}, inserted ${stored}`,
+      );
     }
 
     // The aggregator as the schedule runs it, until no hour is dirty, through each driver.
@@ -222,7 +232,8 @@ async function main(): Promise<void> {
         answers[driver] = JSON.stringify(result.document);
       }
     }
-    if (answers.postgres !== answers['data-api']) throw new Error('The drivers answered the metric aggregates query differently');
+    if (answers.postgres !== answers['data-api'])
+      throw new Error('The drivers answered the metric aggregates query differently');
     summarise('metric aggregates', aggregates);
 
     // 3. Profile lookup
@@ -244,8 +255,10 @@ async function main(): Promise<void> {
       }
     }
     summarise('profile lookup', lookups);
-    say('ratio = data-api / postgres (same run, same server). The local endpoint is not AWS: this is the driver\'s own overhead');
-    say('plus one loopback HTTP round trip per statement, not the real service\'s network latency or Aurora capacity.');
+    say(
+      "ratio = data-api / postgres (same run, same server). The local endpoint is not AWS: this is the driver's own overhead",
+    );
+    say("plus one loopback HTTP round trip per statement, not the real service's network latency or Aurora capacity.");
   } finally {
     for (const db of clients) await db.close().catch(() => undefined);
     await endpoint?.stop().catch(() => undefined);

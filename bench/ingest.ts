@@ -78,7 +78,14 @@ const CONCURRENCY = intFromEnv('BENCH_CONCURRENCY', 1);
 const PROFILES_FIRST = process.env.BENCH_PROFILES_FIRST === '1';
 const BOOKKEEPING_PAGES = intFromEnv('BENCH_BOOKKEEPING_PAGES', 200, 2);
 
-const STAGES = ['JSON.parse', 'validate and map', 'metrics statement', 'profiles statements', 'events statements', 'commit'] as const;
+const STAGES = [
+  'JSON.parse',
+  'validate and map',
+  'metrics statement',
+  'profiles statements',
+  'events statements',
+  'commit',
+] as const;
 type Stage = (typeof STAGES)[number];
 
 /** The generated page bodies, one per line. */
@@ -88,7 +95,11 @@ function pageLines(file: string) {
 
 /** The transaction as the Data API's driver offers it: no COPY, so every write takes its JSON path. */
 function withoutCopy(tx: Db): Db {
-  return { driver: tx.driver, query: (text, params) => tx.query(text, params), transaction: (fn) => tx.transaction((inner) => fn(withoutCopy(inner))) };
+  return {
+    driver: tx.driver,
+    query: (text, params) => tx.query(text, params),
+    transaction: (fn) => tx.transaction((inner) => fn(withoutCopy(inner))),
+  };
 }
 
 /** A page written through the calls the handler makes, each one timed (ms added to `into`). */
@@ -234,7 +245,8 @@ async function runProbe(url: string): Promise<HeapProbe> {
     child.on('error', reject);
     child.on('exit', (code) => {
       const line = out.trim().split('\n').pop() ?? '';
-      if (code !== 0 || !line.startsWith('{')) reject(new Error(`heap probe failed (exit ${code}): ${out.slice(-500)}`));
+      if (code !== 0 || !line.startsWith('{'))
+        reject(new Error(`heap probe failed (exit ${code}): ${out.slice(-500)}`));
       else resolvePromise(JSON.parse(line) as HeapProbe);
     });
   });
@@ -278,9 +290,17 @@ async function main(): Promise<void> {
     const { migrate } = await import('../lib/db/migrate');
     const { createPostgresDb } = await import('../lib/db/postgres');
     const migrator = createPostgresDb({
-      url, ssl: 'disable', poolMax: 1, idleTimeoutSeconds: 5, connectTimeoutSeconds: 10, statementTimeoutMs: 0, prepare: true,
+      url,
+      ssl: 'disable',
+      poolMax: 1,
+      idleTimeoutSeconds: 5,
+      connectTimeoutSeconds: 10,
+      statementTimeoutMs: 0,
+      prepare: true,
     });
-    await migrator.query('DROP TABLE IF EXISTS klaviyo_aggregate_pending, klaviyo_aggregate_dirty, klaviyo_aggregated_metrics, klaviyo_events, klaviyo_profiles, klaviyo_metrics, schema_migrations CASCADE');
+    await migrator.query(
+      'DROP TABLE IF EXISTS klaviyo_aggregate_pending, klaviyo_aggregate_dirty, klaviyo_aggregated_metrics, klaviyo_events, klaviyo_profiles, klaviyo_metrics, schema_migrations CASCADE',
+    );
     const migration = await migrate(migrator);
     await migrator.close();
 
@@ -308,7 +328,10 @@ async function main(): Promise<void> {
       const plan = planEventsPage(JSON.parse(body));
       // The naive path's slice: the first events ingest stores, so their metrics and profiles exist.
       for (const e of plan.events) if (naiveRows.length < NAIVE_EVENTS) naiveRows.push(e);
-      await writeAll(copyOuts[generated % copyOuts.length] as WriteStream, copyTextOf(plan.events.map(eventCopyRow), EVENT_COLUMNS.length));
+      await writeAll(
+        copyOuts[generated % copyOuts.length] as WriteStream,
+        copyTextOf(plan.events.map(eventCopyRow), EVENT_COLUMNS.length),
+      );
       generated += 1;
     }
     await Promise.all([pagesOut, ...copyOuts].map((out) => new Promise<void>((r) => out.end(() => r()))));
@@ -320,7 +343,9 @@ async function main(): Promise<void> {
       // include is stored (and unchanged) before the clock starts.
       process.stdout.write(`storing the ${fmt(PROFILES)} profiles first ...\n`);
       for (let from = 0; from < PROFILES; from += PAGE_SIZE) {
-        const data = Array.from({ length: Math.min(PAGE_SIZE, PROFILES - from) }, (_, i) => buildProfileResource(from + i, { seed: SEED }));
+        const data = Array.from({ length: Math.min(PAGE_SIZE, PROFILES - from) }, (_, i) =>
+          buildProfileResource(from + i, { seed: SEED }),
+        );
         const profiles = planProfilesDocument({ data });
         await getDb().transaction((tx) => upsertProfiles(tx, profiles));
       }
@@ -330,7 +355,10 @@ async function main(): Promise<void> {
     let stagedEvents = 0;
     let pages = 0;
     let slowestPageMs = 0;
-    const paths = { copy: { ms: new Map<Stage, number>(), pages: 0, events: 0 }, json: { ms: new Map<Stage, number>(), pages: 0, events: 0 } };
+    const paths = {
+      copy: { ms: new Map<Stage, number>(), pages: 0, events: 0 },
+      json: { ms: new Map<Stage, number>(), pages: 0, events: 0 },
+    };
     const lines = pageLines(pagesFile)[Symbol.asyncIterator]();
     let reading: Promise<unknown> = Promise.resolve();
     let taken = 0;
@@ -359,15 +387,21 @@ async function main(): Promise<void> {
           const took = performance.now() - t0;
           handlerMs += took;
           slowestPageMs = Math.max(slowestPageMs, took);
-          if (response.statusCode !== 200) throw new Error(`page ${page.index} answered ${response.statusCode}: ${String(response.body).slice(0, 500)}`);
-          const attributes = (JSON.parse(String(response.body)) as { data: { attributes: { inserted: number } } }).data.attributes;
+          if (response.statusCode !== 200)
+            throw new Error(
+              `page ${page.index} answered ${response.statusCode}: ${String(response.body).slice(0, 500)}`,
+            );
+          const attributes = (JSON.parse(String(response.body)) as { data: { attributes: { inserted: number } } }).data
+            .attributes;
           ingested += attributes.inserted;
           pages += 1;
         }
         const now = performance.now();
         if (now - lastReport > 10_000) {
           lastReport = now;
-          process.stdout.write(`  ... ${fmt(ingested + stagedEvents)} events, ${fmt((ingested + stagedEvents) / ((now - wallStart) / 1000))} events/s\n`);
+          process.stdout.write(
+            `  ... ${fmt(ingested + stagedEvents)} events, ${fmt((ingested + stagedEvents) / ((now - wallStart) / 1000))} events/s\n`,
+          );
         }
       }
     };
@@ -392,10 +426,13 @@ async function main(): Promise<void> {
       const started = performance.now();
       await Promise.all(
         inputs.map(async (files, i) => {
-          const writable = await (copiers[i] as postgres.Sql).unsafe(`COPY klaviyo_events (${COPY_COLUMNS}) FROM STDIN`).writable();
+          const writable = await (copiers[i] as postgres.Sql)
+            .unsafe(`COPY klaviyo_events (${COPY_COLUMNS}) FROM STDIN`)
+            .writable();
           const through = new PassThrough({ highWaterMark: 1 << 20 });
           const feeding = (async () => {
-            for (const file of files) await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), through, { end: false });
+            for (const file of files)
+              await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), through, { end: false });
             through.end();
           })();
           await Promise.all([feeding, pipeline(through, writable)]);
@@ -421,7 +458,18 @@ async function main(): Promise<void> {
       await sql.unsafe(
         `INSERT INTO klaviyo_events (${COPY_COLUMNS})
          VALUES ($1, $2::timestamptz, $3, $4, $5::numeric, $6, $7, $8, $9::jsonb, $10::jsonb) ON CONFLICT (id, "timestamp") DO NOTHING`,
-        [e.id, e.timestamp, e.metricId, e.profileId, e.value, e.valueCurrency, e.uuid, e.uniqueId, JSON.stringify(e.properties), JSON.stringify(e.rawData)],
+        [
+          e.id,
+          e.timestamp,
+          e.metricId,
+          e.profileId,
+          e.value,
+          e.valueCurrency,
+          e.uuid,
+          e.uniqueId,
+          JSON.stringify(e.properties),
+          JSON.stringify(e.rawData),
+        ],
       );
     }
     const naiveMs = performance.now() - naiveStart;
@@ -475,37 +523,65 @@ async function main(): Promise<void> {
       `ingest (${CONCURRENCY} in flight)`,
       `${fmt(ingestRate)} events/s  (${fmt(ingested + stagedEvents)} events in ${fmt(wallMs / 1000, 1)} s of wall time, ${generated} pages of ${PAGE_SIZE})`,
     );
-    line('  in the handler alone', `${fmt(handlerRate)} events/s  (${pages} pages, ${fmt(handlerMs / 1000, 1)} s of invocations; mean ${fmt(handlerMs / pages, 1)} ms/page, slowest ${fmt(slowestPageMs, 1)} ms)`);
+    line(
+      '  in the handler alone',
+      `${fmt(handlerRate)} events/s  (${pages} pages, ${fmt(handlerMs / 1000, 1)} s of invocations; mean ${fmt(handlerMs / pages, 1)} ms/page, slowest ${fmt(slowestPageMs, 1)} ms)`,
+    );
     line('  page bodies', `${mib(bodyBytes / generated)} per page on average, generated before the clock started`);
-    line('COPY FROM STDIN (same rows)', `${fmt(copyRate)} rows/s  (${fmt(copied)} rows, ${mib(copyBytes)} of COPY text, ${fmt(copyMs / 1000, 1)} s, one stream)`);
-    if (copyParallel) line(`COPY, ${CONCURRENCY} streams at once`, `${fmt(copyParallel.rate)} rows/s  (${fmt(copyParallel.rows)} rows, ${fmt(copyParallel.ms / 1000, 1)} s)`);
-    line('naive (1 INSERT per event)', `${fmt(naiveRate)} events/s  (${fmt(naiveRows.length)} events, ${fmt(naiveMs / 1000, 1)} s)`);
+    line(
+      'COPY FROM STDIN (same rows)',
+      `${fmt(copyRate)} rows/s  (${fmt(copied)} rows, ${mib(copyBytes)} of COPY text, ${fmt(copyMs / 1000, 1)} s, one stream)`,
+    );
+    if (copyParallel)
+      line(
+        `COPY, ${CONCURRENCY} streams at once`,
+        `${fmt(copyParallel.rate)} rows/s  (${fmt(copyParallel.rows)} rows, ${fmt(copyParallel.ms / 1000, 1)} s)`,
+      );
+    line(
+      'naive (1 INSERT per event)',
+      `${fmt(naiveRate)} events/s  (${fmt(naiveRows.length)} events, ${fmt(naiveMs / 1000, 1)} s)`,
+    );
     line('ingest / COPY', `${fmt((100 * ingestRate) / copyRate, 1)} %   (goal >= 70 %; against one COPY stream)`);
-    if (copyParallel) line(`ingest / COPY in ${CONCURRENCY} streams`, `${fmt((100 * ingestRate) / copyParallel.rate, 1)} %`);
+    if (copyParallel)
+      line(`ingest / COPY in ${CONCURRENCY} streams`, `${fmt((100 * ingestRate) / copyParallel.rate, 1)} %`);
     line('ingest / naive', `${fmt(ingestRate / naiveRate, 1)} x`);
     if (paths.copy.pages > 0 && paths.json.pages > 0) {
       const total = (ms: Map<Stage, number>) => [...ms.values()].reduce((a, b) => a + b, 0);
-      const perPage = (path: typeof paths.copy, stage?: Stage) => (stage ? (path.ms.get(stage) ?? 0) : total(path.ms)) / path.pages;
+      const perPage = (path: typeof paths.copy, stage?: Stage) =>
+        (stage ? (path.ms.get(stage) ?? 0) : total(path.ms)) / path.pages;
       line(
         `where a page's time goes`,
         `one page in ${STAGE_EVERY} written stage by stage, not in the handler's figure: ${paths.copy.pages} pages by COPY, ${paths.json.pages} by JSON parameter, alternating`,
       );
       line('  stage', `${'COPY path'.padStart(17)} ${'JSON path'.padStart(17)}`);
       for (const stage of STAGES) {
-        const cell = (path: typeof paths.copy) => `${fmt(perPage(path, stage), 1).padStart(7)} ms ${fmt((100 * (path.ms.get(stage) ?? 0)) / total(path.ms), 1).padStart(5)} %`;
+        const cell = (path: typeof paths.copy) =>
+          `${fmt(perPage(path, stage), 1).padStart(7)} ms ${fmt((100 * (path.ms.get(stage) ?? 0)) / total(path.ms), 1).padStart(5)} %`;
         line(`  ${stage}`, `${cell(paths.copy)} ${cell(paths.json)}`);
       }
-      line('  a page in all', `${fmt(perPage(paths.copy), 1).padStart(7)} ms         ${fmt(perPage(paths.json), 1).padStart(7)} ms`);
-      line('  events/s', `${fmt(paths.copy.events / (total(paths.copy.ms) / 1000)).padStart(10)}         ${fmt(paths.json.events / (total(paths.json.ms) / 1000)).padStart(10)}`);
-      line('  COPY of a page\'s rows, for scale', `${fmt((1000 * PAGE_SIZE) / copyRate, 1).padStart(7)} ms (the COPY above, per ${PAGE_SIZE} rows)`);
+      line(
+        '  a page in all',
+        `${fmt(perPage(paths.copy), 1).padStart(7)} ms         ${fmt(perPage(paths.json), 1).padStart(7)} ms`,
+      );
+      line(
+        '  events/s',
+        `${fmt(paths.copy.events / (total(paths.copy.ms) / 1000)).padStart(10)}         ${fmt(paths.json.events / (total(paths.json.ms) / 1000)).padStart(10)}`,
+      );
+      line(
+        "  COPY of a page's rows, for scale",
+        `${fmt((1000 * PAGE_SIZE) / copyRate, 1).padStart(7)} ms (the COPY above, per ${PAGE_SIZE} rows)`,
+      );
     }
     {
       const copyPage = bookkeeping.copyMs / bookkeeping.copyPages;
       const eventsPage = bookkeeping.eventsMs / bookkeeping.eventsPages;
-      line('bookkeeping on a page\'s COPY', `${bookkeeping.copyPages + bookkeeping.eventsPages} pages into the emptied table, one transaction each, alternating`);
+      line(
+        "bookkeeping on a page's COPY",
+        `${bookkeeping.copyPages + bookkeeping.eventsPages} pages into the emptied table, one transaction each, alternating`,
+      );
       line('  COPY of its events alone', `${fmt(copyPage, 1).padStart(7)} ms/page`);
       line(
-        '  the ingest\'s events statements',
+        "  the ingest's events statements",
         `${fmt(eventsPage, 1).padStart(7)} ms/page (the same COPY, then the pending rows and dirty marks: +${fmt((100 * (eventsPage - copyPage)) / copyPage, 1)} %)`,
       );
     }
@@ -513,7 +589,8 @@ async function main(): Promise<void> {
       // The staged pages ran among the handler's, in the ingest figure's conditions: what a page must
       // do at least there, against the one-stream COPY's time for as many rows. (With pages in
       // flight their times include waiting for the others, so the line would mean nothing.)
-      const mustDo = ((paths.copy.ms.get('JSON.parse') ?? 0) + (paths.copy.ms.get('events statements') ?? 0)) / paths.copy.pages;
+      const mustDo =
+        ((paths.copy.ms.get('JSON.parse') ?? 0) + (paths.copy.ms.get('events statements') ?? 0)) / paths.copy.pages;
       line(
         'one page at a time, at most',
         `${fmt((100 * ((1000 * PAGE_SIZE) / copyRate)) / mustDo, 1)} % of one COPY stream: its ${fmt((1000 * PAGE_SIZE) / copyRate, 1)} ms per ${PAGE_SIZE} rows against ` +
@@ -521,7 +598,10 @@ async function main(): Promise<void> {
       );
     }
     line('events table after ingest', `${tableSize[0]?.events} (database ${tableSize[0]?.total})`);
-    line('heap, one 1000-event invocation', `high-water ${mib(probe.heapPeak)} (baseline ${mib(probe.heapBaseline)}, +${mib(probe.heapPeak - probe.heapBaseline)}; ${probe.samples} samples), body ${mib(probe.bodyBytes)}, process max RSS ${mib(probe.rssPeakKb * 1024)}, status ${probe.status}`);
+    line(
+      'heap, one 1000-event invocation',
+      `high-water ${mib(probe.heapPeak)} (baseline ${mib(probe.heapBaseline)}, +${mib(probe.heapPeak - probe.heapBaseline)}; ${probe.samples} samples), body ${mib(probe.bodyBytes)}, process max RSS ${mib(probe.rssPeakKb * 1024)}, status ${probe.status}`,
+    );
   } finally {
     for (const file of [pagesFile, ...copyFiles]) rmSync(file, { force: true });
     await stopServer();

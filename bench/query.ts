@@ -66,7 +66,15 @@ interface Case {
   readonly attributes: Record<string, unknown>;
 }
 
-function attributes(metricId: string, measurements: string[], interval: string, timezone: string, from: string, to: string, by: string[] = []) {
+function attributes(
+  metricId: string,
+  measurements: string[],
+  interval: string,
+  timezone: string,
+  from: string,
+  to: string,
+  by: string[] = [],
+) {
   return {
     metric_id: metricId,
     measurements,
@@ -87,7 +95,16 @@ function requestEvent(body: unknown): APIGatewayProxyEventV2 {
     headers: { authorization: `Bearer ${READ_KEY}`, 'content-type': 'application/vnd.api+json', host: 'localhost' },
     body: JSON.stringify(body),
     isBase64Encoded: false,
-    requestContext: { http: { method: 'POST', path: '/api/metric-aggregates', protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'bench' }, requestId: 'bench' },
+    requestContext: {
+      http: {
+        method: 'POST',
+        path: '/api/metric-aggregates',
+        protocol: 'HTTP/1.1',
+        sourceIp: '127.0.0.1',
+        userAgent: 'bench',
+      },
+      requestId: 'bench',
+    },
   };
   return event as unknown as APIGatewayProxyEventV2;
 }
@@ -102,7 +119,10 @@ async function viaHandler(handler: Handler, c: Case): Promise<AggregateRow[]> {
 }
 
 async function viaRawEvents(db: Db, c: Case): Promise<AggregateRow[]> {
-  const query = parseMetricAggregateQuery({ data: { type: 'metric-aggregate', attributes: c.attributes } }, { maxRangeDays: 366 });
+  const query = parseMetricAggregateQuery(
+    { data: { type: 'metric-aggregate', attributes: c.attributes } },
+    { maxRangeDays: 366 },
+  );
   const plan = planSeries(query);
   return rowsFromSeries(query, plan, await readSeriesFromEvents(db, plan));
 }
@@ -111,7 +131,12 @@ function canonical(rows: readonly AggregateRow[]): string {
   const round = (xs: readonly number[] | undefined) => (xs ?? []).map((x) => Math.round(x * 1e4) / 1e4);
   return JSON.stringify(
     [...rows]
-      .map((r) => ({ d: r.dimensions, c: r.measurements.count ?? [], s: round(r.measurements.sum_value), u: r.measurements.unique ?? [] }))
+      .map((r) => ({
+        d: r.dimensions,
+        c: r.measurements.count ?? [],
+        s: round(r.measurements.sum_value),
+        u: r.measurements.unique ?? [],
+      }))
       .sort((a, b) => (JSON.stringify(a.d) < JSON.stringify(b.d) ? -1 : 1)),
   );
 }
@@ -151,13 +176,21 @@ async function measure(db: Db, handler: Handler, c: Case, source: string): Promi
   }
   const fastSamples = await sample(RUNS, () => viaHandler(handler, c));
   const rawSamples = await sample(RAW_RUNS, () => viaRawEvents(db, c));
-  return { label: c.label, source, fastP50: percentile(fastSamples, 50), fastP95: percentile(fastSamples, 95), rawP50: percentile(rawSamples, 50) };
+  return {
+    label: c.label,
+    source,
+    fastP50: percentile(fastSamples, 50),
+    fastP95: percentile(fastSamples, 95),
+    rawP50: percentile(rawSamples, 50),
+  };
 }
 
 function table(title: string, rows: readonly Measured[]): void {
   say('');
   say(title);
-  say(`${'case'.padEnd(58)} ${'path'.padEnd(8)} ${'p50 ms'.padStart(8)} ${'p95 ms'.padStart(8)} ${'raw p50'.padStart(9)} ${'raw/fast'.padStart(9)}`);
+  say(
+    `${'case'.padEnd(58)} ${'path'.padEnd(8)} ${'p50 ms'.padStart(8)} ${'p95 ms'.padStart(8)} ${'raw p50'.padStart(9)} ${'raw/fast'.padStart(9)}`,
+  );
   for (const r of rows) {
     say(
       `${r.label.padEnd(58)} ${r.source.padEnd(8)} ${fmtMs(r.fastP50).padStart(8)} ${fmtMs(r.fastP95).padStart(8)} ${fmtMs(r.rawP50).padStart(9)} ${(r.rawP50 / r.fastP50).toFixed(1).padStart(8)}x`,
@@ -166,7 +199,9 @@ function table(title: string, rows: readonly Measured[]): void {
 }
 
 function sourceOf(c: Case): string {
-  return planSeries(parseMetricAggregateQuery({ data: { type: 'metric-aggregate', attributes: c.attributes } }, { maxRangeDays: 366 })).source;
+  return planSeries(
+    parseMetricAggregateQuery({ data: { type: 'metric-aggregate', attributes: c.attributes } }, { maxRangeDays: 366 }),
+  ).source;
 }
 
 /** Late events spread over the year: every one dirties its (metric, hour) until the aggregator runs. */
@@ -175,7 +210,7 @@ async function addLateEvents(db: Db, count: number): Promise<void> {
   const start = Date.UTC(2025, 0, 1);
   const span = Date.UTC(2026, 0, 1) - start;
   const events: NewEvent[] = Array.from({ length: count }, (_, i) => {
-    const at = new Date(start + Math.floor(((i * 7919) % count) / count * span) + i).toISOString();
+    const at = new Date(start + Math.floor((((i * 7919) % count) / count) * span) + i).toISOString();
     const id = `${LATE_PREFIX}${i}`;
     const properties = { $value: 12.5, $attributed_flow: i % 3 === 0 ? 'late-flow' : undefined, $flow: 'late-flow' };
     return {
@@ -191,7 +226,8 @@ async function addLateEvents(db: Db, count: number): Promise<void> {
       rawData: { type: 'event', id, attributes: { datetime: at, event_properties: properties } },
     };
   });
-  for (let i = 0; i < events.length; i += 1000) await db.transaction((tx) => insertEvents(tx, events.slice(i, i + 1000)));
+  for (let i = 0; i < events.length; i += 1000)
+    await db.transaction((tx) => insertEvents(tx, events.slice(i, i + 1000)));
 }
 
 /**
@@ -229,8 +265,12 @@ async function main(): Promise<void> {
       [BUSIEST, ORDERS],
     );
     const countOf = (id: string) => Number(counts.find((r) => r.metric_id === id)?.n ?? 0);
-    say(`bench/query: ${EVENTS.toLocaleString('en-US')} events stored (setup ${bench.setupSeconds.toFixed(1)} s${bench.loaded ? ', loaded in this run' : ''}); aggregate to clean ${aggregateSeconds.toFixed(1)} s${removed > 0 ? ` (after removing ${removed} late events of a previous run)` : ''}`);
-    say(`Received Email: ${countOf(BUSIEST).toLocaleString('en-US')} events in 2025; Placed Order: ${countOf(ORDERS).toLocaleString('en-US')}. fast = handler in-process (${RUNS} runs), raw = same answer from raw events (${RAW_RUNS} runs).`);
+    say(
+      `bench/query: ${EVENTS.toLocaleString('en-US')} events stored (setup ${bench.setupSeconds.toFixed(1)} s${bench.loaded ? ', loaded in this run' : ''}); aggregate to clean ${aggregateSeconds.toFixed(1)} s${removed > 0 ? ` (after removing ${removed} late events of a previous run)` : ''}`,
+    );
+    say(
+      `Received Email: ${countOf(BUSIEST).toLocaleString('en-US')} events in 2025; Placed Order: ${countOf(ORDERS).toLocaleString('en-US')}. fast = handler in-process (${RUNS} runs), raw = same answer from raw events (${RAW_RUNS} runs).`,
+    );
 
     const matrix: Measured[] = [];
     for (const zone of MATRIX ? ZONES : []) {
@@ -238,7 +278,15 @@ async function main(): Promise<void> {
         for (const by of [[], ['$flow']]) {
           const c: Case = {
             label: `year ${interval.padEnd(5)} ${zone.padEnd(16)} count+sum${by.length > 0 ? ' by $flow' : ''}`,
-            attributes: attributes(BUSIEST, ['count', 'sum_value'], interval, zone, '2025-01-01T00:00:00', '2026-01-01T00:00:00', by),
+            attributes: attributes(
+              BUSIEST,
+              ['count', 'sum_value'],
+              interval,
+              zone,
+              '2025-01-01T00:00:00',
+              '2026-01-01T00:00:00',
+              by,
+            ),
           };
           matrix.push(await measure(db, handler, c, sourceOf(c)));
         }
@@ -247,11 +295,55 @@ async function main(): Promise<void> {
     if (MATRIX) table('Matrix: Received Email over 2025 (wall-clock range in each zone)', matrix);
 
     const headline: Case[] = [
-      { label: 'count+sum_value, day, one year (Received Email)', attributes: attributes(BUSIEST, ['count', 'sum_value'], 'day', 'UTC', '2025-01-01T00:00:00', '2026-01-01T00:00:00') },
-      { label: 'count+sum_value, hour, 7 days (Received Email)', attributes: attributes(BUSIEST, ['count', 'sum_value'], 'hour', 'UTC', '2025-06-02T00:00:00', '2025-06-09T00:00:00') },
-      { label: 'unique, day, 30 days (Received Email)', attributes: attributes(BUSIEST, ['unique'], 'day', 'UTC', '2025-06-01T00:00:00', '2025-07-01T00:00:00') },
-      { label: 'count+sum_value by $attributed_flow, day, 30 days (Placed Order)', attributes: attributes(ORDERS, ['count', 'sum_value'], 'day', 'UTC', '2025-06-01T00:00:00', '2025-07-01T00:00:00', ['$attributed_flow']) },
-      { label: 'count+sum_value, day, one year, Asia/Kolkata (Received Email)', attributes: attributes(BUSIEST, ['count', 'sum_value'], 'day', 'Asia/Kolkata', '2025-01-01T00:00:00', '2026-01-01T00:00:00') },
+      {
+        label: 'count+sum_value, day, one year (Received Email)',
+        attributes: attributes(
+          BUSIEST,
+          ['count', 'sum_value'],
+          'day',
+          'UTC',
+          '2025-01-01T00:00:00',
+          '2026-01-01T00:00:00',
+        ),
+      },
+      {
+        label: 'count+sum_value, hour, 7 days (Received Email)',
+        attributes: attributes(
+          BUSIEST,
+          ['count', 'sum_value'],
+          'hour',
+          'UTC',
+          '2025-06-02T00:00:00',
+          '2025-06-09T00:00:00',
+        ),
+      },
+      {
+        label: 'unique, day, 30 days (Received Email)',
+        attributes: attributes(BUSIEST, ['unique'], 'day', 'UTC', '2025-06-01T00:00:00', '2025-07-01T00:00:00'),
+      },
+      {
+        label: 'count+sum_value by $attributed_flow, day, 30 days (Placed Order)',
+        attributes: attributes(
+          ORDERS,
+          ['count', 'sum_value'],
+          'day',
+          'UTC',
+          '2025-06-01T00:00:00',
+          '2025-07-01T00:00:00',
+          ['$attributed_flow'],
+        ),
+      },
+      {
+        label: 'count+sum_value, day, one year, Asia/Kolkata (Received Email)',
+        attributes: attributes(
+          BUSIEST,
+          ['count', 'sum_value'],
+          'day',
+          'Asia/Kolkata',
+          '2025-01-01T00:00:00',
+          '2026-01-01T00:00:00',
+        ),
+      },
     ];
     const clean: Measured[] = [];
     for (const c of headline) clean.push(await measure(db, handler, c, sourceOf(c)));
@@ -262,12 +354,19 @@ async function main(): Promise<void> {
       const dirty = (await dirtyBacklog(db)).bucketsWaiting;
       const fresh: Measured[] = [];
       for (const c of headline) fresh.push(await measure(db, handler, c, sourceOf(c)));
-      table(`Headline cases after ${LATE.toLocaleString('en-US')} late events (${dirty.toLocaleString('en-US')} dirty hours: count and sum read them as rollup + pending rows, unique recounts their days from raw events)`, fresh);
+      table(
+        `Headline cases after ${LATE.toLocaleString('en-US')} late events (${dirty.toLocaleString('en-US')} dirty hours: count and sum read them as rollup + pending rows, unique recounts their days from raw events)`,
+        fresh,
+      );
       await removeBenchEvents(db, LATE_PREFIX);
       await aggregateUntilClean(db);
     }
     say('');
-    say(mismatches === 0 ? 'Every fast answer equals the answer from raw events.' : `${mismatches} answers differ from raw events.`);
+    say(
+      mismatches === 0
+        ? 'Every fast answer equals the answer from raw events.'
+        : `${mismatches} answers differ from raw events.`,
+    );
     if (mismatches > 0) process.exitCode = 1;
   } finally {
     await closeDb();

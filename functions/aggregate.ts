@@ -12,10 +12,7 @@ import { dirtyBacklog } from '../lib/repositories/aggregates';
  * the runtime: a failed run is logged and reported in the result, and whatever it had not committed
  * is still marked dirty for the next run, so a retry by Lambda would only repeat the same work.
  */
-const ScheduledEventSchema = z
-  .looseObject({ id: z.string().optional() })
-  .optional()
-  .catch(undefined);
+const ScheduledEventSchema = z.looseObject({ id: z.string().optional() }).optional().catch(undefined);
 
 export type AggregateRunResult =
   | (AggregationResult & { readonly scheduledEventId?: string })
@@ -29,16 +26,22 @@ export type AggregateRunResult =
 // The last batch and the log line must fit in what is left of the Lambda's time.
 const SAFETY_MARGIN_MS = 10_000;
 
-export async function handler(event?: Partial<ScheduledEvent> | null, context?: Partial<Context>): Promise<AggregateRunResult> {
+export async function handler(
+  event?: Partial<ScheduledEvent> | null,
+  context?: Partial<Context>,
+): Promise<AggregateRunResult> {
   const started = performance.now();
   const scheduledEventId = ScheduledEventSchema.parse(event ?? undefined)?.id;
   try {
     const limits = config().limits;
-    const remaining = typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : Infinity;
+    const remaining =
+      typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : Infinity;
     const timeBudgetMs = Math.max(1, Math.min(limits.aggregateTimeBudgetMs, remaining - SAFETY_MARGIN_MS));
     const result = await runAggregation(getDb(), { batchBuckets: limits.aggregateBatchBuckets, timeBudgetMs });
     log.info(
-      result.status === 'skipped' ? 'aggregate run skipped: another run holds the aggregation lock' : 'aggregate run done',
+      result.status === 'skipped'
+        ? 'aggregate run skipped: another run holds the aggregation lock'
+        : 'aggregate run done',
       { function: 'aggregate', scheduledEventId, ...result },
     );
     return { ...result, scheduledEventId };
@@ -47,7 +50,14 @@ export async function handler(event?: Partial<ScheduledEvent> | null, context?: 
     const code = errorCode(err);
     // The lag is still worth reporting when the run failed, unless the database itself is the failure.
     const lagSeconds = await (async () => (await dirtyBacklog(getDb())).oldestAgeSeconds)().catch(() => null);
-    log.error('aggregate run failed', { function: 'aggregate', scheduledEventId, status: 'error', durationMs, lagSeconds, error: err });
+    log.error('aggregate run failed', {
+      function: 'aggregate',
+      scheduledEventId,
+      status: 'error',
+      durationMs,
+      lagSeconds,
+      error: err,
+    });
     const name = err instanceof Error ? err.name : 'Error';
     return { status: 'error', scheduledEventId, durationMs, error: { name, ...(code ? { code } : {}) } };
   }

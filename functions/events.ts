@@ -13,5 +13,8 @@ export const list = httpHandler({ name: 'events-list', scope: 'read' }, async (r
 /** GET /api/events/{id} (include=metric,profile). */
 export const get = httpHandler({ name: 'events-get', scope: 'read' }, async (request) => {
   const id = request.pathParams.id ?? '';
-  return { status: 200, body: await getEventDocument(getDb(), id, { baseUrl: apiBaseUrl(request.headers), query: request.query }) };
+  return {
+    status: 200,
+    body: await getEventDocument(getDb(), id, { baseUrl: apiBaseUrl(request.headers), query: request.query }),
+  };
 });

@@ -47,10 +47,13 @@ const routes: Record<string, HttpHandler> = {
   '/api/metrics': httpHandler({ name: 'ingest-metrics', scope: 'write' }, async (request, fields) =>
     ok(counted(fields, await upsertMetricsDocument(getDb(), request.json()))),
   ),
-  '/api/event-bulk-create-jobs': httpHandler({ name: 'ingest-bulk-create', scope: 'write' }, async (request, fields) => {
-    counted(fields, await bulkCreateEvents(getDb(), request.json()));
-    return accepted;
-  }),
+  '/api/event-bulk-create-jobs': httpHandler(
+    { name: 'ingest-bulk-create', scope: 'write' },
+    async (request, fields) => {
+      counted(fields, await bulkCreateEvents(getDb(), request.json()));
+      return accepted;
+    },
+  ),
 };
 
 const unknownRoute = httpHandler({ name: 'ingest', scope: 'write' }, async (request) => {
@@ -58,7 +61,11 @@ const unknownRoute = httpHandler({ name: 'ingest', scope: 'write' }, async (requ
 });
 
 const wrongMethod = httpHandler({ name: 'ingest', scope: 'write' }, async (request) => {
-  throw new HttpError(405, { code: 'method_not_allowed', detail: `${request.method} is not allowed here; use POST.` }, { Allow: 'POST' });
+  throw new HttpError(
+    405,
+    { code: 'method_not_allowed', detail: `${request.method} is not allowed here; use POST.` },
+    { Allow: 'POST' },
+  );
 });
 
 /** The route from API Gateway's routeKey ("POST /api/events"), else from the raw path. */

@@ -13,5 +13,8 @@ export const list = httpHandler({ name: 'metrics-list', scope: 'read' }, async (
 /** GET /api/metrics/{id}. */
 export const get = httpHandler({ name: 'metrics-get', scope: 'read' }, async (request) => {
   const id = request.pathParams.id ?? '';
-  return { status: 200, body: await getMetricDocument(getDb(), id, { baseUrl: apiBaseUrl(request.headers), query: request.query }) };
+  return {
+    status: 200,
+    body: await getMetricDocument(getDb(), id, { baseUrl: apiBaseUrl(request.headers), query: request.query }),
+  };
 });

@@ -13,13 +13,19 @@ export const list = httpHandler({ name: 'profiles-list', scope: 'read' }, async 
 /** GET /api/profiles/{id}. */
 export const get = httpHandler({ name: 'profiles-get', scope: 'read' }, async (request) => {
   const id = request.pathParams.id ?? '';
-  return { status: 200, body: await getProfileDocument(getDb(), id, { baseUrl: apiBaseUrl(request.headers), query: request.query }) };
+  return {
+    status: 200,
+    body: await getProfileDocument(getDb(), id, { baseUrl: apiBaseUrl(request.headers), query: request.query }),
+  };
 });
 
 /** GET /api/profiles/{id}/events: the profile's timeline, newest first, keyset-paginated. */
 export const events = httpHandler({ name: 'profiles-events', scope: 'read' }, async (request, logFields) => {
   const id = request.pathParams.id ?? '';
-  const document = await getProfileEventsDocument(getDb(), id, { baseUrl: apiBaseUrl(request.headers), query: request.query });
+  const document = await getProfileEventsDocument(getDb(), id, {
+    baseUrl: apiBaseUrl(request.headers),
+    query: request.query,
+  });
   logFields.rows = document.data.length;
   return { status: 200, body: document };
 });

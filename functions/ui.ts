@@ -8,7 +8,10 @@ import { chartPage, chartPageSecurityPolicy } from '../lib/ui/page';
  * for it with the key the user enters. HTML rather than JSON:API, so it does not go through
  * httpHandler, but it keeps the same rules: one log line, and it never throws.
  */
-export async function handler(event: APIGatewayProxyEventV2, context?: Partial<Context>): Promise<APIGatewayProxyStructuredResultV2> {
+export async function handler(
+  event: APIGatewayProxyEventV2,
+  context?: Partial<Context>,
+): Promise<APIGatewayProxyStructuredResultV2> {
   const started = process.hrtime.bigint();
   let response: APIGatewayProxyStructuredResultV2;
   let error: unknown;
@@ -27,7 +30,11 @@ export async function handler(event: APIGatewayProxyEventV2, context?: Partial<C
     };
   } catch (err) {
     error = err;
-    response = { statusCode: 500, headers: { 'content-type': 'text/plain; charset=utf-8' }, body: 'The chart page is unavailable.' };
+    response = {
+      statusCode: 500,
+      headers: { 'content-type': 'text/plain; charset=utf-8' },
+      body: 'The chart page is unavailable.',
+    };
   }
   const fields = {
     function: 'ui',

@@ -27,7 +27,8 @@ export function isDebugEnabled(): boolean {
   return threshold <= order.debug;
 }
 
-const SENSITIVE_KEY = /^(email|e-mail|phone|phone_number|\$email|\$phone_number|authorization|api[_-]?key|password|secret|token|x-api-key)$/i;
+const SENSITIVE_KEY =
+  /^(email|e-mail|phone|phone_number|\$email|\$phone_number|authorization|api[_-]?key|password|secret|token|x-api-key)$/i;
 const EMAIL = /[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/g;
 // E.164 and common national formats: a run of 7+ digits with optional separators, standing alone:
 // digits glued to letters or hyphens are part of an id (a UUID's groups read like a dashed number).
@@ -71,7 +72,12 @@ export function redact(value: unknown, depth = 0): unknown {
 
 function write(level: Level, message: string, fields?: LogFields): void {
   if (order[level] < threshold) return;
-  const entry = { level, time: new Date().toISOString(), message: redactText(message), ...(redact(fields ?? {}) as LogFields) };
+  const entry = {
+    level,
+    time: new Date().toISOString(),
+    message: redactText(message),
+    ...(redact(fields ?? {}) as LogFields),
+  };
   sink(JSON.stringify(entry));
 }
 

@@ -8,7 +8,10 @@ import { closeDb, getDb } from '../lib/db';
  */
 async function main(): Promise<void> {
   const { aggregateBatchBuckets, aggregateTimeBudgetMs } = config().limits;
-  const result = await runAggregation(getDb(), { batchBuckets: aggregateBatchBuckets, timeBudgetMs: aggregateTimeBudgetMs });
+  const result = await runAggregation(getDb(), {
+    batchBuckets: aggregateBatchBuckets,
+    timeBudgetMs: aggregateTimeBudgetMs,
+  });
   process.stdout.write(
     (result.status === 'skipped'
       ? 'aggregate: skipped, another run holds the aggregation lock\n'

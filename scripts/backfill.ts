@@ -10,7 +10,8 @@ import { closeDb, getDb } from '../lib/db';
  * one chunk per transaction, with a progress bar. Dates are UTC; a date without a time in --to means
  * the whole of that day. Safe while ingest and the scheduled aggregator run.
  */
-const USAGE = 'usage: npm run backfill -- [--from YYYY-MM-DD[THH:MM:SSZ]] [--to YYYY-MM-DD[THH:MM:SSZ]] [--metric ID] [--chunk-hours N]';
+const USAGE =
+  'usage: npm run backfill -- [--from YYYY-MM-DD[THH:MM:SSZ]] [--to YYYY-MM-DD[THH:MM:SSZ]] [--metric ID] [--chunk-hours N]';
 const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
 const DAY_MS = 86_400_000;
 
@@ -40,7 +41,8 @@ function parseOptions(argv: string[]) {
   if (from && to && to.getTime() <= from.getTime()) throw new UsageError('--to must be after --from');
   const chunkText = values['chunk-hours'];
   const chunkHours = chunkText === undefined ? DEFAULT_REBUILD_CHUNK_HOURS : Number(chunkText);
-  if (!Number.isInteger(chunkHours) || chunkHours < 1) throw new UsageError('--chunk-hours must be a whole number, at least 1');
+  if (!Number.isInteger(chunkHours) || chunkHours < 1)
+    throw new UsageError('--chunk-hours must be a whole number, at least 1');
   return { from, to, metricId: values.metric, chunkHours };
 }
 
@@ -55,7 +57,8 @@ async function main(): Promise<void> {
   }
   const bar = new SingleBar(
     {
-      format: 'backfill [{bar}] {percentage}% | chunk {value}/{total} | through {through} | {buckets} hours, {events} events | ETA {eta_formatted}',
+      format:
+        'backfill [{bar}] {percentage}% | chunk {value}/{total} | through {through} | {buckets} hours, {events} events | ETA {eta_formatted}',
       // On stderr, and also when it is not a terminal (a long backfill under nohup shows its progress in the log).
       stream: process.stderr,
       noTTYOutput: true,

@@ -64,7 +64,10 @@ function parseArgs(argv: readonly string[]): Options {
   return {
     out: resolve(values.get('out') || (bench || values.has('figures') ? 'bench-chart.png' : 'chart.png')),
     metric: values.get('metric') || undefined,
-    measurements: (values.get('measurements') || 'count').split(',').map((m) => m.trim()).filter(Boolean),
+    measurements: (values.get('measurements') || 'count')
+      .split(',')
+      .map((m) => m.trim())
+      .filter(Boolean),
     interval: values.get('interval') || 'day',
     timezone: values.get('timezone') || 'UTC',
     from: values.get('from') || undefined,
@@ -87,14 +90,19 @@ export function benchTable(markdown: string, n: number, source: string): ChartSp
   let current: string[][] | undefined;
   for (const line of section.split('\n')) {
     if (/^\s*\|/.test(line)) {
-      const cells = line.trim().replace(/^\||\|$/g, '').split('|').map((c) => c.trim());
+      const cells = line
+        .trim()
+        .replace(/^\||\|$/g, '')
+        .split('|')
+        .map((c) => c.trim());
       if (cells.every((c) => /^:?-{2,}:?$/.test(c))) continue;
       if (!current) tables.push((current = []));
       current.push(cells);
     } else current = undefined;
   }
   const table = tables[n - 1];
-  if (!table || table.length < 2) throw new Error(`${source} has no table ${n} under "## Benchmarks" (found ${tables.length})`);
+  if (!table || table.length < 2)
+    throw new Error(`${source} has no table ${n} under "## Benchmarks" (found ${tables.length})`);
   const [header, ...rows] = table as [string[], ...string[][]];
   const series = header
     .slice(1)
@@ -113,7 +121,9 @@ async function render(page: Page, out: string): Promise<void> {
 }
 
 async function waitForChart(page: Page): Promise<void> {
-  await page.waitForFunction(() => ['ready', 'error', 'empty'].includes(document.body.dataset.state ?? ''), undefined, { timeout: 60_000 });
+  await page.waitForFunction(() => ['ready', 'error', 'empty'].includes(document.body.dataset.state ?? ''), undefined, {
+    timeout: 60_000,
+  });
   const state = await page.evaluate(() => document.body.dataset.state);
   if (state !== 'ready') throw new Error(`the chart page says: ${await page.textContent('#status')}`);
 }
@@ -140,7 +150,8 @@ async function apiSource(): Promise<ApiSource> {
   let server: EmbeddedServer | undefined;
   if (!process.env.DATABASE_URL) {
     const dataDir = join(ROOT, '.data', 'dev-pg');
-    if (!existsSync(join(dataDir, 'PG_VERSION'))) throw new Error('No data yet: run `npm start` once (it seeds demo data), or set DATABASE_URL.');
+    if (!existsSync(join(dataDir, 'PG_VERSION')))
+      throw new Error('No data yet: run `npm start` once (it seeds demo data), or set DATABASE_URL.');
     server = await startEmbeddedPostgres({ dataDir, database: 'klaviyo' });
     process.env.DATABASE_URL = server.url;
     process.stdout.write(`started the embedded database in ${dataDir}\n`);
@@ -169,7 +180,10 @@ async function metricChart(page: Page, options: Options): Promise<void> {
       const wanted = options.metric.toLowerCase();
       const value = await page.$$eval(
         '#metric option',
-        (os, w) => os.map((o) => ({ v: (o as HTMLOptionElement).value, t: (o.textContent ?? '').replace(/\s+\(.*$/, '') })).find((o) => o.v.toLowerCase() === w || o.t.toLowerCase() === w)?.v,
+        (os, w) =>
+          os
+            .map((o) => ({ v: (o as HTMLOptionElement).value, t: (o.textContent ?? '').replace(/\s+\(.*$/, '') }))
+            .find((o) => o.v.toLowerCase() === w || o.t.toLowerCase() === w)?.v,
         wanted,
       );
       if (!value) throw new Error(`No metric with the id or name ${options.metric}`);
@@ -199,7 +213,10 @@ async function figuresChart(page: Page, spec: ChartSpec, out: string): Promise<v
   const api = await startLocalApi();
   try {
     await page.goto(`${api.url}/`);
-    await page.evaluate((s) => (window as unknown as { klaviyoChart: { show(spec: unknown): void } }).klaviyoChart.show(s), spec);
+    await page.evaluate(
+      (s) => (window as unknown as { klaviyoChart: { show(spec: unknown): void } }).klaviyoChart.show(s),
+      spec,
+    );
     await waitForChart(page);
     await render(page, out);
   } finally {
@@ -211,15 +228,24 @@ async function main(argv: readonly string[]): Promise<void> {
   const options = parseArgs(argv);
   // The handlers' one-line-per-request logs would bury the one line this script prints.
   if (!process.env.LOG_LEVEL) setLogLevel('warn');
-  if (!existsSync(CHROMIUM_PATH)) throw new Error(`No Chromium at ${CHROMIUM_PATH}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
+  if (!existsSync(CHROMIUM_PATH))
+    throw new Error(`No Chromium at ${CHROMIUM_PATH}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
   const browser = await launchChromium();
   try {
-    const context = await browser.newContext({ viewport: { width: 1100, height: 800 }, deviceScaleFactor: 2, timezoneId: 'UTC' });
+    const context = await browser.newContext({
+      viewport: { width: 1100, height: 800 },
+      deviceScaleFactor: 2,
+      timezoneId: 'UTC',
+    });
     const page = await context.newPage();
     if (options.figures) {
       await figuresChart(page, JSON.parse(readFileSync(options.figures, 'utf8')) as ChartSpec, options.out);
     } else if (options.bench) {
-      await figuresChart(page, benchTable(readFileSync(options.bench, 'utf8'), options.table, options.bench), options.out);
+      await figuresChart(
+        page,
+        benchTable(readFileSync(options.bench, 'utf8'), options.table, options.bench),
+        options.out,
+      );
     } else {
       await metricChart(page, options);
     }

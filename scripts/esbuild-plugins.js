@@ -21,10 +21,14 @@ const STUBBED = {
 
 function exportNames(source) {
   const names = new Set();
-  for (const m of source.matchAll(/^export (?:async )?(?:function\*?|const|let|var|class) ([A-Za-z_$][\w$]*)/gm)) names.add(m[1]);
+  for (const m of source.matchAll(/^export (?:async )?(?:function\*?|const|let|var|class) ([A-Za-z_$][\w$]*)/gm))
+    names.add(m[1]);
   for (const m of source.matchAll(/^export \{([^}]*)\}/gm)) {
     for (const part of m[1].split(',')) {
-      const name = part.trim().split(/\s+as\s+/).pop();
+      const name = part
+        .trim()
+        .split(/\s+as\s+/)
+        .pop();
       if (name) names.add(name);
     }
   }
@@ -34,7 +38,9 @@ function exportNames(source) {
 function stubSource(which, realPath) {
   if (which === 'locales') return 'export { default as en } from "zod/v4/locales/en.js";';
   const real = fs.readFileSync(realPath, 'utf8');
-  const lines = ['function notBundled() { throw new Error("zod JSON Schema conversion is not bundled (scripts/esbuild-plugins.js)"); }'];
+  const lines = [
+    'function notBundled() { throw new Error("zod JSON Schema conversion is not bundled (scripts/esbuild-plugins.js)"); }',
+  ];
   for (const name of exportNames(real)) {
     // Functions that zod calls while building a schema return a method: it must exist, and throws when used.
     lines.push(`export function ${name}() { return notBundled; }`);

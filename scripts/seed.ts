@@ -71,10 +71,18 @@ export async function seedDemoData(
   const profiles = options.profiles ?? defaultDemoProfiles(options.events);
   const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
   const concurrency = options.concurrency ?? 1;
-  if (!Number.isSafeInteger(concurrency) || concurrency < 1) throw new RangeError('concurrency must be a whole number >= 1');
+  if (!Number.isSafeInteger(concurrency) || concurrency < 1)
+    throw new RangeError('concurrency must be a whole number >= 1');
   // Generated events lie in a fixed past window, so "now" only matters for the one-year-ahead rule.
   const ingestOptions = { maxResources: pageSize };
-  const pages = generatePages({ events: options.events, seed, profiles, pageSize, start: options.start, end: options.end });
+  const pages = generatePages({
+    events: options.events,
+    seed,
+    profiles,
+    pageSize,
+    start: options.start,
+    end: options.end,
+  });
 
   let events = 0;
   let pageCount = 0;
@@ -114,7 +122,15 @@ export async function seedDemoData(
     await Promise.all(inFlight);
   }
   if (failure) throw failure.error;
-  return { events, pages: pageCount, inserted, duplicates, profiles, seed, durationMs: Math.round(performance.now() - started) };
+  return {
+    events,
+    pages: pageCount,
+    inserted,
+    duplicates,
+    profiles,
+    seed,
+    durationMs: Math.round(performance.now() - started),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -148,7 +164,8 @@ function usage(): string {
 function wholeNumber(name: string, raw: string | undefined, fallback: number): number {
   if (raw === undefined || raw.trim() === '') return fallback;
   const value = Number(raw.replace(/_/g, ''));
-  if (!Number.isSafeInteger(value) || value < 0) throw new UsageError(`${name} must be a whole number, not ${JSON.stringify(raw)}`);
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new UsageError(`${name} must be a whole number, not ${JSON.stringify(raw)}`);
   return value;
 }
 
@@ -162,7 +179,8 @@ function readCliSettings(argv: readonly string[], env: NodeJS.ProcessEnv): CliSe
       continue;
     }
     const [name, inline] = arg.split('=', 2) as [string, string | undefined];
-    if (!['--events', '--seed', '--profiles', '--concurrency', '--data-dir'].includes(name)) throw new UsageError(`Unknown option ${arg}\n\n${usage()}`);
+    if (!['--events', '--seed', '--profiles', '--concurrency', '--data-dir'].includes(name))
+      throw new UsageError(`Unknown option ${arg}\n\n${usage()}`);
     const value = inline ?? argv[(i += 1)];
     if (value === undefined) throw new UsageError(`${name} needs a value`);
     flags.set(name, value);
@@ -216,10 +234,17 @@ async function cli(argv: readonly string[]): Promise<number> {
     const dbConfig = config().db;
     db =
       dbConfig.driver === 'postgres'
-        ? createPostgresDb({ ...dbConfig, poolMax: Math.max(dbConfig.poolMax, settings.concurrency), statementTimeoutMs: 0, applicationName: 'klaviyo-analytics-seed' })
+        ? createPostgresDb({
+            ...dbConfig,
+            poolMax: Math.max(dbConfig.poolMax, settings.concurrency),
+            statementTimeoutMs: 0,
+            applicationName: 'klaviyo-analytics-seed',
+          })
         : createDb(dbConfig);
     const migrated = await migrate(db);
-    out(`Migrations: ${migrated.applied.length} applied, ${migrated.alreadyApplied} already there; mode ${migrated.mode}.`);
+    out(
+      `Migrations: ${migrated.applied.length} applied, ${migrated.alreadyApplied} already there; mode ${migrated.mode}.`,
+    );
 
     const bar = new SingleBar(
       { format: 'Seeding [{bar}] {percentage}% | {value}/{total} events | {duration}s', hideCursor: true },
@@ -228,8 +253,15 @@ async function cli(argv: readonly string[]): Promise<number> {
     bar.start(settings.events, 0);
     let result: SeedResult;
     try {
-      result = await seedDemoData(db, { events: settings.events, seed: settings.seed, profiles: settings.profiles, concurrency: settings.concurrency }, (p) =>
-        bar.update(Math.min(p.events, settings.events)),
+      result = await seedDemoData(
+        db,
+        {
+          events: settings.events,
+          seed: settings.seed,
+          profiles: settings.profiles,
+          concurrency: settings.concurrency,
+        },
+        (p) => bar.update(Math.min(p.events, settings.events)),
       );
       bar.update(settings.events);
     } finally {

@@ -29,13 +29,19 @@ module.exports = async ({ resolveVariable }) => {
   const vpc = subnetIds.length > 0 ? { subnetIds, securityGroupIds } : false;
 
   // serverless.yml resolves every stage's values, chosen or not: the local stage gets inert ones.
-  if (stage === 'local') return { driver, vpc, dbSecretArn: 'unused-locally', dbClusterArn: 'unused-locally', dbName: 'unused-locally' };
+  if (stage === 'local')
+    return { driver, vpc, dbSecretArn: 'unused-locally', dbClusterArn: 'unused-locally', dbName: 'unused-locally' };
   const dataApi = driver === 'data-api';
   return {
     driver,
     vpc,
-    dbSecretArn: required('DB_SECRET_ARN', 'the ARN of the database secret (JSON: host, port, username, password, dbname)'),
-    dbClusterArn: dataApi ? required('DB_CLUSTER_ARN', 'DB_DRIVER=data-api needs the Aurora cluster ARN') : 'unused-by-postgres',
+    dbSecretArn: required(
+      'DB_SECRET_ARN',
+      'the ARN of the database secret (JSON: host, port, username, password, dbname)',
+    ),
+    dbClusterArn: dataApi
+      ? required('DB_CLUSTER_ARN', 'DB_DRIVER=data-api needs the Aurora cluster ARN')
+      : 'unused-by-postgres',
     dbName: dataApi ? required('DB_NAME', 'DB_DRIVER=data-api needs the database name') : 'unused-by-postgres',
   };
 };

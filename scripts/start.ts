@@ -118,7 +118,11 @@ async function portInUse(port: number, host: string): Promise<boolean> {
 /** The local key: one per data folder (or per external database), kept next to it in .data/. */
 function localApiKey(settings: StartSettings): { key: string; file: string; created: boolean } {
   const file = settings.databaseUrl
-    ? join(ROOT, '.data', `external-${createHash('sha256').update(settings.databaseUrl).digest('hex').slice(0, 12)}.api-key`)
+    ? join(
+        ROOT,
+        '.data',
+        `external-${createHash('sha256').update(settings.databaseUrl).digest('hex').slice(0, 12)}.api-key`,
+      )
     : join(dirname(settings.dataDir), `${basename(settings.dataDir)}.api-key`);
   if (existsSync(file)) {
     const key = readFileSync(file, 'utf8').trim();
@@ -240,7 +244,8 @@ class OfflineOutput {
 async function waitForApi(url: string, osls: ChildProcess): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (Date.now() < deadline) {
-    if (osls.exitCode !== null || osls.signalCode !== null) throw new Error('serverless-offline exited during start-up');
+    if (osls.exitCode !== null || osls.signalCode !== null)
+      throw new Error('serverless-offline exited during start-up');
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
       await res.arrayBuffer();
@@ -287,7 +292,8 @@ async function aggregateOnce(db: ClosableDb): Promise<void> {
     buckets += result.bucketsRecomputed;
     if (result.status === 'skipped' || result.bucketsWaiting === 0 || result.bucketsRecomputed === 0) break;
   }
-  if (buckets > 0) out(`Aggregated ${buckets.toLocaleString('en-US')} hour buckets in ${seconds(performance.now() - started)}.`);
+  if (buckets > 0)
+    out(`Aggregated ${buckets.toLocaleString('en-US')} hour buckets in ${seconds(performance.now() - started)}.`);
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -338,7 +344,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       throw new UsageError(`Port ${settings.httpPort} is in use (another npm start?). Stop it, or set HTTP_PORT.`);
     }
     if (await portInUse(settings.lambdaPort, settings.host)) {
-      throw new UsageError(`Port ${settings.lambdaPort} (serverless-offline's Lambda endpoint) is in use. Set LAMBDA_PORT.`);
+      throw new UsageError(
+        `Port ${settings.lambdaPort} (serverless-offline's Lambda endpoint) is in use. Set LAMBDA_PORT.`,
+      );
     }
 
     let databaseUrl: string;
@@ -379,7 +387,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     });
     try {
       const migrated = await migrate(db);
-      out(`Migrations: ${migrated.applied.length} applied, ${migrated.alreadyApplied} already there; mode ${migrated.mode}.`);
+      out(
+        `Migrations: ${migrated.applied.length} applied, ${migrated.alreadyApplied} already there; mode ${migrated.mode}.`,
+      );
     } catch (err) {
       if (err instanceof MigrationError && !settings.databaseUrl) {
         err.message += `\nThis data folder was made with an older schema: start afresh with \`npm start -- --reset\`.`;
@@ -399,7 +409,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     osls.stdout?.on('data', (chunk: Buffer) => output.write(chunk));
     osls.stderr?.on('data', (chunk: Buffer) => output.write(chunk));
     const oslsExit = new Promise<string>((done) =>
-      (osls as ChildProcess).once('exit', (code, signal) => done(`serverless-offline exited (${signal ?? `code ${code}`})`)),
+      (osls as ChildProcess).once('exit', (code, signal) =>
+        done(`serverless-offline exited (${signal ?? `code ${code}`})`),
+      ),
     );
 
     const baseUrl = `http://${settings.host}:${settings.httpPort}`;
@@ -434,7 +446,9 @@ export async function main(argv: readonly string[]): Promise<number> {
         `klaviyo-analytics-local-aggregate/invocations`,
     );
     out(`  Example:  curl -H "Authorization: Bearer ${local ? local.key : '<key>'}" ${baseUrl}/api/metrics`);
-    out(`  Aggregation runs on its schedule (${process.env.AGGREGATE_RATE ?? 'rate(5 minutes)'}); queries are fresh in between.`);
+    out(
+      `  Aggregation runs on its schedule (${process.env.AGGREGATE_RATE ?? 'rate(5 minutes)'}); queries are fresh in between.`,
+    );
     out('Press Ctrl-C to stop.');
     out('');
     output.stream();

@@ -3,12 +3,34 @@ import { ConfigError, loadConfig } from '../lib/config';
 describe('configuration', () => {
   it('reads DATABASE_URL with Lambda-sized defaults', () => {
     const cfg = loadConfig({ DATABASE_URL: 'postgres://u:p@h:5432/d' });
-    expect(cfg.db).toMatchObject({ driver: 'postgres', url: 'postgres://u:p@h:5432/d', poolMax: 1, prepare: true, idleTimeoutSeconds: 20 });
+    expect(cfg.db).toMatchObject({
+      driver: 'postgres',
+      url: 'postgres://u:p@h:5432/d',
+      poolMax: 1,
+      prepare: true,
+      idleTimeoutSeconds: 20,
+    });
   });
 
   it("reads the seed's DB_HOST variables", () => {
-    const cfg = loadConfig({ DB_HOST: 'db', DB_PORT: '6543', DB_USER: 'u', DB_PASSWORD: 'p', DB_NAME: 'klaviyo', DB_PREPARE: 'false', DB_POOL_MAX: '3' });
-    expect(cfg.db).toMatchObject({ driver: 'postgres', host: 'db', port: 6543, user: 'u', database: 'klaviyo', prepare: false, poolMax: 3 });
+    const cfg = loadConfig({
+      DB_HOST: 'db',
+      DB_PORT: '6543',
+      DB_USER: 'u',
+      DB_PASSWORD: 'p',
+      DB_NAME: 'klaviyo',
+      DB_PREPARE: 'false',
+      DB_POOL_MAX: '3',
+    });
+    expect(cfg.db).toMatchObject({
+      driver: 'postgres',
+      host: 'db',
+      port: 6543,
+      user: 'u',
+      database: 'klaviyo',
+      prepare: false,
+      poolMax: 3,
+    });
   });
 
   it('fails loudly, naming the variable, when a value is missing or malformed', () => {

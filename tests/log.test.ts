@@ -23,7 +23,11 @@ describe('log redaction', () => {
     const lines: string[] = [];
     setLogSink((line) => lines.push(line));
     setLogLevel('info');
-    log.info('ingest', { email: 'a@b.co', nested: { phone_number: '+4420', note: 'mail a@b.co' }, authorization: 'Bearer x' });
+    log.info('ingest', {
+      email: 'a@b.co',
+      nested: { phone_number: '+4420', note: 'mail a@b.co' },
+      authorization: 'Bearer x',
+    });
     setLogSink(undefined);
     setLogLevel('silent');
     const entry = JSON.parse(lines[0] ?? '{}');

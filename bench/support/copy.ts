@@ -59,10 +59,15 @@ export async function copyIn(
     const check = async () => {
       if (done) return;
       try {
-        const rows = await watch.unsafe<{ state: string | null }[]>('SELECT state FROM pg_stat_activity WHERE pid = $1', [pid ?? 0]);
+        const rows = await watch.unsafe<{ state: string | null }[]>(
+          'SELECT state FROM pg_stat_activity WHERE pid = $1',
+          [pid ?? 0],
+        );
         if (rows[0]?.state === 'idle in transaction (aborted)') {
           await watch.unsafe('SELECT pg_terminate_backend($1)', [pid ?? 0]);
-          reject(new Error(`${statement.split(' FROM ')[0]} failed on the server (see its log); the load was rolled back`));
+          reject(
+            new Error(`${statement.split(' FROM ')[0]} failed on the server (see its log); the load was rolled back`),
+          );
           return;
         }
       } catch {

@@ -111,7 +111,8 @@ export const BENCH_SERVER_SETTINGS: Readonly<Record<string, string>> = {
 function sharedBuffersFromEnv(): string {
   const raw = process.env.BENCH_SHARED_BUFFERS;
   if (raw === undefined || raw === '') return '1GB';
-  if (!/^[1-9][0-9]*(MB|GB)$/.test(raw)) throw new Error(`BENCH_SHARED_BUFFERS must look like 512MB or 6GB, not "${raw}"`);
+  if (!/^[1-9][0-9]*(MB|GB)$/.test(raw))
+    throw new Error(`BENCH_SHARED_BUFFERS must look like 512MB or 6GB, not "${raw}"`);
   return raw;
 }
 
@@ -145,7 +146,10 @@ async function recordedDataset(db: ClosableDb, name: string): Promise<DatasetRec
        loaded_at   timestamptz NOT NULL DEFAULT now()
      )`,
   );
-  const rows = await db.query<DatasetRecord>('SELECT events, seed, profiles, version FROM bench_dataset WHERE name = $1', [name]);
+  const rows = await db.query<DatasetRecord>(
+    'SELECT events, seed, profiles, version FROM bench_dataset WHERE name = $1',
+    [name],
+  );
   return rows[0];
 }
 
@@ -161,7 +165,8 @@ export async function openBenchDatabase(options: BenchDatasetOptions): Promise<B
   const started = performance.now();
   const show = options.progress ?? true;
   const generator = resolveGeneratorOptions({ events: options.events, seed: options.seed, profiles: options.profiles });
-  if (!/^[a-z0-9][a-z0-9_-]*$/i.test(options.name)) throw new Error(`bench dataset name "${options.name}" must be letters, digits, - or _`);
+  if (!/^[a-z0-9][a-z0-9_-]*$/i.test(options.name))
+    throw new Error(`bench dataset name "${options.name}" must be letters, digits, - or _`);
 
   let server: EmbeddedServer | undefined;
   let url = process.env.DATABASE_URL;
@@ -206,7 +211,12 @@ export async function openBenchDatabase(options: BenchDatasetOptions): Promise<B
   try {
     await migrate(db);
     const record = await recordedDataset(db, options.name);
-    const wanted = { events: generator.events, seed: generator.seed, profiles: generator.profiles, version: DATASET_VERSION };
+    const wanted = {
+      events: generator.events,
+      seed: generator.seed,
+      profiles: generator.profiles,
+      version: DATASET_VERSION,
+    };
     const matches =
       options.reload !== true &&
       record !== undefined &&
@@ -218,7 +228,10 @@ export async function openBenchDatabase(options: BenchDatasetOptions): Promise<B
     let loaded = false;
     if (!matches) {
       if (server === undefined) await refuseToWipeForeignData(db);
-      say(show, `bench-${options.name}: loading ${generator.events.toLocaleString('en-US')} events (seed ${generator.seed}, ${generator.profiles.toLocaleString('en-US')} profiles)...`);
+      say(
+        show,
+        `bench-${options.name}: loading ${generator.events.toLocaleString('en-US')} events (seed ${generator.seed}, ${generator.profiles.toLocaleString('en-US')} profiles)...`,
+      );
       const loadStarted = performance.now();
       await loadDataset(url, db, options.name, generator, options.markDirty ?? true, show);
       loaded = true;
@@ -227,7 +240,10 @@ export async function openBenchDatabase(options: BenchDatasetOptions): Promise<B
     let aggregateSeconds = 0;
     if (options.aggregate ?? true) aggregateSeconds = await aggregateDataset(db, options.name, loaded, show);
     const setupSeconds = (performance.now() - started) / 1000;
-    say(show, `bench-${options.name}: ${loaded ? 'set up' : 'dataset already stored; ready'} in ${setupSeconds.toFixed(1)} s`);
+    say(
+      show,
+      `bench-${options.name}: ${loaded ? 'set up' : 'dataset already stored; ready'} in ${setupSeconds.toFixed(1)} s`,
+    );
     return { db, url, setupSeconds, loaded, aggregateSeconds, generator, close };
   } catch (err) {
     await close().catch(() => undefined);
@@ -260,7 +276,11 @@ async function aggregateDataset(db: ClosableDb, name: string, fullRebuild: boole
     say(show, `bench-${name}: building the hourly rollups...`);
     const result = await rebuildAggregates(db, {
       chunkHours: 31 * 24,
-      onProgress: (p) => say(show, `  rollups: chunk ${p.chunksDone}/${p.chunksTotal}, ${p.eventsScanned.toLocaleString('en-US')} events scanned`),
+      onProgress: (p) =>
+        say(
+          show,
+          `  rollups: chunk ${p.chunksDone}/${p.chunksTotal}, ${p.eventsScanned.toLocaleString('en-US')} events scanned`,
+        ),
     });
     // The load's marks outside the events' span (none, normally) are cleared by the drain below.
     say(show, `bench-${name}: ${result.bucketsRecomputed.toLocaleString('en-US')} hour buckets rolled up`);
@@ -270,7 +290,9 @@ async function aggregateDataset(db: ClosableDb, name: string, fullRebuild: boole
     if (Number(waiting[0]?.n) === 0) break;
     const run = await runAggregation(db, { batchBuckets: 5000, timeBudgetMs: 600_000 });
     if (run.bucketsRecomputed === 0) {
-      throw new Error(`bench-${name}: dirty marks remain but the aggregator took none (another aggregator holding them?)`);
+      throw new Error(
+        `bench-${name}: dirty marks remain but the aggregator took none (another aggregator holding them?)`,
+      );
     }
   }
   const seconds = (performance.now() - started) / 1000;
@@ -322,7 +344,8 @@ async function eventIndexes(tx: postgres.TransactionSql): Promise<IndexDefinitio
 
 const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
-const EVENT_COLUMNS = 'id, "timestamp", metric_id, profile_id, value, value_currency, uuid, unique_id, properties, raw_data';
+const EVENT_COLUMNS =
+  'id, "timestamp", metric_id, profile_id, value, value_currency, uuid, unique_id, properties, raw_data';
 const PROFILE_COLUMNS =
   'id, email, phone_number, external_id, anonymous_id, first_name, last_name, organization, locale, title, image, ' +
   'location, properties, created, updated, last_event_date, raw_data, is_stub';
@@ -357,7 +380,11 @@ async function loadDataset(
   const mode = await databaseMode(db);
   // Hypertables take neither COPY FREEZE nor dropped indexes (each chunk has its own).
   const plainTables = mode === 'postgres';
-  const loader = postgres(url, { max: 1, onnotice: () => undefined, connection: { application_name: `bench-${name}-load` } });
+  const loader = postgres(url, {
+    max: 1,
+    onnotice: () => undefined,
+    connection: { application_name: `bench-${name}-load` },
+  });
   const watch = postgres(url, { max: 1, onnotice: () => undefined });
   const bar = new SingleBar(
     {
@@ -375,14 +402,17 @@ async function loadDataset(
     await loader.begin(async (tx) => {
       await tx.unsafe(`SET LOCAL maintenance_work_mem = '1GB'`);
       await tx.unsafe(`SET LOCAL synchronous_commit = off`);
-      await tx.unsafe('TRUNCATE klaviyo_events, klaviyo_profiles, klaviyo_metrics, klaviyo_aggregated_metrics, klaviyo_profile_hours, klaviyo_aggregate_dirty, klaviyo_aggregate_pending CASCADE');
+      await tx.unsafe(
+        'TRUNCATE klaviyo_events, klaviyo_profiles, klaviyo_metrics, klaviyo_aggregated_metrics, klaviyo_profile_hours, klaviyo_aggregate_dirty, klaviyo_aggregate_pending CASCADE',
+      );
       await tx.unsafe('DELETE FROM bench_dataset');
 
       const indexes = plainTables ? await eventIndexes(tx) : [];
       const foreignKeys = indexes.filter((i) => i.contype === 'f');
       const keys = indexes.filter((i) => i.contype === 'p' || i.contype === 'u');
       const plainIndexes = indexes.filter((i) => i.kind === 'index');
-      for (const fk of foreignKeys) await tx.unsafe(`ALTER TABLE ${fk.table_name} DROP CONSTRAINT ${quoteIdent(fk.name)}`);
+      for (const fk of foreignKeys)
+        await tx.unsafe(`ALTER TABLE ${fk.table_name} DROP CONSTRAINT ${quoteIdent(fk.name)}`);
       for (const key of keys) await tx.unsafe(`ALTER TABLE ${key.table_name} DROP CONSTRAINT ${quoteIdent(key.name)}`);
       for (const index of plainIndexes) await tx.unsafe(`DROP INDEX ${quoteIdent(index.name)}`);
 
@@ -402,7 +432,8 @@ async function loadDataset(
             metricsSeen.add(metricId);
             // ISO text with one offset compares like time.
             const last = lastEventOfProfile.get(profile);
-            if (last === undefined || event.attributes.datetime > last) lastEventOfProfile.set(profile, event.attributes.datetime);
+            if (last === undefined || event.attributes.datetime > last)
+              lastEventOfProfile.set(profile, event.attributes.datetime);
             if (markDirty) {
               let hours = dirtyHours.get(metricId);
               if (!hours) dirtyHours.set(metricId, (hours = new Set<number>()));
@@ -410,7 +441,10 @@ async function loadDataset(
             }
           }
           done += page.data.length;
-          if (show) bar.update(done, { rate: Math.round(done / ((performance.now() - started) / 1000)).toLocaleString('en-US') });
+          if (show)
+            bar.update(done, {
+              rate: Math.round(done / ((performance.now() - started) / 1000)).toLocaleString('en-US'),
+            });
           yield chunk;
         }
       }
@@ -418,8 +452,18 @@ async function loadDataset(
       if (show) bar.stop();
 
       say(show, `  metrics and ${lastEventOfProfile.size.toLocaleString('en-US')} profiles...`);
-      await copyIn(tx, watch, `COPY klaviyo_metrics (${METRIC_COLUMNS}) FROM STDIN${freeze}`, metricChunks(generator, metricsSeen));
-      await copyIn(tx, watch, `COPY klaviyo_profiles (${PROFILE_COLUMNS}) FROM STDIN${freeze}`, profileChunks(generator, lastEventOfProfile));
+      await copyIn(
+        tx,
+        watch,
+        `COPY klaviyo_metrics (${METRIC_COLUMNS}) FROM STDIN${freeze}`,
+        metricChunks(generator, metricsSeen),
+      );
+      await copyIn(
+        tx,
+        watch,
+        `COPY klaviyo_profiles (${PROFILE_COLUMNS}) FROM STDIN${freeze}`,
+        profileChunks(generator, lastEventOfProfile),
+      );
       if (markDirty) {
         await copyIn(tx, watch, 'COPY klaviyo_aggregate_dirty (metric_id, bucket) FROM STDIN', dirtyChunks(dirtyHours));
       }
@@ -438,11 +482,22 @@ async function loadDataset(
       }
       await tx.unsafe(
         `INSERT INTO bench_dataset (name, events, seed, profiles, version, load_seconds) VALUES ($1, $2, $3, $4, $5, $6)`,
-        [name, generator.events, generator.seed, generator.profiles, DATASET_VERSION, (performance.now() - started) / 1000],
+        [
+          name,
+          generator.events,
+          generator.seed,
+          generator.profiles,
+          DATASET_VERSION,
+          (performance.now() - started) / 1000,
+        ],
       );
     });
     say(show, '  analyzing...');
-    await db.query(plainTables ? 'ANALYZE klaviyo_events, klaviyo_profiles, klaviyo_metrics, klaviyo_aggregate_dirty' : 'VACUUM (ANALYZE) klaviyo_events');
+    await db.query(
+      plainTables
+        ? 'ANALYZE klaviyo_events, klaviyo_profiles, klaviyo_metrics, klaviyo_aggregate_dirty'
+        : 'VACUUM (ANALYZE) klaviyo_events',
+    );
   } finally {
     bar.stop();
     await Promise.all([loader.end({ timeout: 5 }), watch.end({ timeout: 5 })]);
@@ -468,7 +523,10 @@ function* metricChunks(generator: ResolvedGeneratorOptions, seen: ReadonlySet<st
 }
 
 /** Profiles rebuilt from their index (the generator is deterministic): the pages' included copies need not be kept. */
-function* profileChunks(generator: ResolvedGeneratorOptions, lastEventOf: ReadonlyMap<string, string>): Generator<string> {
+function* profileChunks(
+  generator: ResolvedGeneratorOptions,
+  lastEventOf: ReadonlyMap<string, string>,
+): Generator<string> {
   const options = { seed: generator.seed, start: generator.start, links: generator.links };
   let chunk = '';
   for (let index = 0; index < generator.profiles; index += 1) {
@@ -537,7 +595,13 @@ async function main(): Promise<void> {
     reload: process.env.BENCH_RELOAD === '1',
   });
   try {
-    const [counts] = await bench.db.query<{ events: string; profiles: string; metrics: string; dirty: string; size: string }>(
+    const [counts] = await bench.db.query<{
+      events: string;
+      profiles: string;
+      metrics: string;
+      dirty: string;
+      size: string;
+    }>(
       `SELECT (SELECT count(*) FROM klaviyo_events) AS events, (SELECT count(*) FROM klaviyo_profiles) AS profiles,
               (SELECT count(*) FROM klaviyo_metrics) AS metrics, (SELECT count(*) FROM klaviyo_aggregate_dirty) AS dirty,
               pg_size_pretty(pg_database_size(current_database())) AS size`,

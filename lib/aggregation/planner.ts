@@ -73,7 +73,10 @@ function bucketsWithoutLookback(boundaries: readonly number[], startUs: number, 
   return raw;
 }
 
-function chooseSource(query: MetricAggregateQuery, boundaries: readonly number[]): { source: SeriesSource; rawBuckets: number[] } {
+function chooseSource(
+  query: MetricAggregateQuery,
+  boundaries: readonly number[],
+): { source: SeriesSource; rawBuckets: number[] } {
   if (query.by.length > 0 || query.dimensionFilters.length > 0) return { source: 'events', rawBuckets: [] };
   if (!query.measurements.includes('unique') || bucketsWithinSingleHours(boundaries, query.startUs, query.endUs)) {
     return { source: 'rollups', rawBuckets: [] };

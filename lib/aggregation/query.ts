@@ -58,9 +58,14 @@ export function rowsFromSeries(query: MetricAggregateQuery, plan: SeriesPlan, se
   }));
 }
 
-export async function queryMetricAggregates(db: Db, body: unknown, options: MetricAggregateOptions): Promise<MetricAggregateOutcome> {
+export async function queryMetricAggregates(
+  db: Db,
+  body: unknown,
+  options: MetricAggregateOptions,
+): Promise<MetricAggregateOutcome> {
   const parsed = parseMetricAggregateQuery(body, { maxRangeDays: options.maxRangeDays });
-  const query = parsed.pageCursor === null && options.pageCursor ? { ...parsed, pageCursor: options.pageCursor } : parsed;
+  const query =
+    parsed.pageCursor === null && options.pageCursor ? { ...parsed, pageCursor: options.pageCursor } : parsed;
   const plan = planSeries(query);
   const series = await readSeries(db, plan);
   if (!series.metricExists) {

@@ -104,7 +104,12 @@ async function aggregateBatch(db: Db, batchBuckets: number): Promise<BatchOutcom
     if (!(await tryLockAggregation(tx))) return 'locked' as const;
     const taken = await takeDirtyBuckets(tx, batchBuckets);
     const result = await recomputeHourBuckets(tx, taken);
-    return { taken: taken.length, fromRaw: result.bucketsFromRaw, eventsScanned: result.eventsScanned, rowsChanged: result.rowsWritten + result.rowsDeleted };
+    return {
+      taken: taken.length,
+      fromRaw: result.bucketsFromRaw,
+      eventsScanned: result.eventsScanned,
+      rowsChanged: result.rowsWritten + result.rowsDeleted,
+    };
   });
 }
 
@@ -215,7 +220,8 @@ const ceilHour = (d: Date) => new Date(Math.ceil(d.getTime() / HOUR_MS) * HOUR_M
 export async function rebuildAggregates(db: Db, options: RebuildOptions = {}): Promise<RebuildResult> {
   const started = performance.now();
   const chunkHours = options.chunkHours ?? DEFAULT_REBUILD_CHUNK_HOURS;
-  if (!Number.isInteger(chunkHours) || chunkHours < 1) throw new RangeError('chunkHours must be a whole number of hours, at least 1');
+  if (!Number.isInteger(chunkHours) || chunkHours < 1)
+    throw new RangeError('chunkHours must be a whole number of hours, at least 1');
   let from = options.from;
   let to = options.to;
   if (!from || !to) {

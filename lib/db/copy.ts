@@ -8,7 +8,12 @@ import type { CopyRow, Db } from './port';
  * A row another transaction inserted and has not committed makes the COPY wait for that transaction
  * first. Any other error is thrown.
  */
-export async function copyUnlessDuplicate(tx: Db, table: string, columns: readonly string[], rows: readonly CopyRow[]): Promise<unknown> {
+export async function copyUnlessDuplicate(
+  tx: Db,
+  table: string,
+  columns: readonly string[],
+  rows: readonly CopyRow[],
+): Promise<unknown> {
   try {
     await tx.transaction(async (savepoint) => {
       if (!savepoint.copyRows) throw new Error('the driver offers COPY in a transaction but not in its savepoints');

@@ -12,7 +12,12 @@ import { splitStatements, toNamedParameters } from './dataApi/sql';
 import { decodeRecords, toSqlParameters } from './dataApi/values';
 import type { ClosableDb, Db, Row, SqlParam } from './port';
 
-export { DataApiDatabaseError, DataApiRequestError, DataApiRequestTooLargeError, DataApiResultTooLargeError } from './dataApi/failures';
+export {
+  DataApiDatabaseError,
+  DataApiRequestError,
+  DataApiRequestTooLargeError,
+  DataApiResultTooLargeError,
+} from './dataApi/failures';
 
 /**
  * The Db port over the RDS Data API (Aurora PostgreSQL through HTTPS: no VPC, no connection pool).
@@ -133,7 +138,11 @@ export function createDataApiDb(options: DataApiDriverOptions): ClosableDb {
     }
   }
 
-  async function execute<T extends Row>(sql: string, params: readonly SqlParam[], transactionId?: string): Promise<T[]> {
+  async function execute<T extends Row>(
+    sql: string,
+    params: readonly SqlParam[],
+    transactionId?: string,
+  ): Promise<T[]> {
     const input: ExecuteStatementCommandInput = {
       ...target,
       database: options.database,

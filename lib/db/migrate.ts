@@ -34,7 +34,9 @@ const FILE_PATTERN = /^(\d{4})_[a-z0-9_]+\.sql$/;
 export const DEFAULT_MIGRATIONS_DIR = resolve(__dirname, '..', '..', 'migrations');
 
 export function readMigrations(dir: string = DEFAULT_MIGRATIONS_DIR): MigrationFile[] {
-  const names = readdirSync(dir).filter((n) => n.endsWith('.sql')).sort();
+  const names = readdirSync(dir)
+    .filter((n) => n.endsWith('.sql'))
+    .sort();
   const files = names.map((name) => {
     const match = FILE_PATTERN.exec(name);
     if (!match) throw new MigrationError(`Migration file name "${name}" must look like 0001_description.sql`);

@@ -31,8 +31,14 @@ const passTimestamp = (value: unknown): unknown => (value instanceof Date ? valu
  * The socket is handed over while still connecting (writes queue until it is up), so postgres.js's
  * connect_timeout covers the connect as before; the project's configuration names one host.
  */
-function noDelaySocket(options: { host: readonly string[]; port: readonly number[]; path?: string | false | null }): Socket {
-  const socket = options.path ? netConnect(options.path) : netConnect(options.port[0] ?? 5432, options.host[0] ?? 'localhost');
+function noDelaySocket(options: {
+  host: readonly string[];
+  port: readonly number[];
+  path?: string | false | null;
+}): Socket {
+  const socket = options.path
+    ? netConnect(options.path)
+    : netConnect(options.port[0] ?? 5432, options.host[0] ?? 'localhost');
   socket.setNoDelay(true);
   return socket;
 }
@@ -71,7 +77,7 @@ const never = () => new Promise<never>(() => undefined);
 
 /** A statement issued after the close would go to a dead socket, or to the pool's next session. */
 function connectionGoneError(): Error {
-  return Object.assign(new Error('the transaction\'s connection has closed'), { code: 'CONNECTION_CLOSED' });
+  return Object.assign(new Error("the transaction's connection has closed"), { code: 'CONNECTION_CLOSED' });
 }
 
 /** What postgres.js's query objects have besides their promise: the settlers the connection calls. */

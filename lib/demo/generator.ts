@@ -30,7 +30,15 @@ import { buildWorld, type World } from './world';
  */
 export * from './types';
 export { DEMO_METRICS, demoMetricByName, INTEGRATIONS, type DemoMetric, type Integration } from './catalog';
-export { buildProfileResource, profileId, profileTraits, DEFAULT_START, DEFAULT_END, DEFAULT_SEED, KLAVIYO_API_URL } from './profiles';
+export {
+  buildProfileResource,
+  profileId,
+  profileTraits,
+  DEFAULT_START,
+  DEFAULT_END,
+  DEFAULT_SEED,
+  KLAVIYO_API_URL,
+} from './profiles';
 export { AUDIENCE_UTC_OFFSET_HOURS, HOURLY_ACTIVITY, WEEKDAY_ACTIVITY } from './timeline';
 
 export const DEFAULT_PAGE_SIZE = 1000;
@@ -80,9 +88,12 @@ export function resolveGeneratorOptions(options: GeneratorOptions): ResolvedGene
     lateShare: options.lateShare ?? DEFAULT_LATE_SHARE,
     links: options.links ?? true,
   };
-  if (!Number.isSafeInteger(resolved.events) || resolved.events < 0) throw new RangeError('events must be a whole number >= 0');
-  if (!Number.isSafeInteger(resolved.profiles) || resolved.profiles < 1) throw new RangeError('profiles must be a whole number >= 1');
-  if (!Number.isSafeInteger(resolved.pageSize) || resolved.pageSize < 1) throw new RangeError('pageSize must be a whole number >= 1');
+  if (!Number.isSafeInteger(resolved.events) || resolved.events < 0)
+    throw new RangeError('events must be a whole number >= 0');
+  if (!Number.isSafeInteger(resolved.profiles) || resolved.profiles < 1)
+    throw new RangeError('profiles must be a whole number >= 1');
+  if (!Number.isSafeInteger(resolved.pageSize) || resolved.pageSize < 1)
+    throw new RangeError('pageSize must be a whole number >= 1');
   if (!Number.isInteger(resolved.seed)) throw new RangeError('seed must be an integer');
   if (!(resolved.lateShare >= 0 && resolved.lateShare <= 1)) throw new RangeError('lateShare must be within [0, 1]');
   if (!(resolved.end.getTime() > resolved.start.getTime())) throw new RangeError('end must be after start');
@@ -134,7 +145,8 @@ function concentration(metric: DemoMetric): number {
 }
 
 function channelNeeds(metric: DemoMetric): 'phone' | 'email' | null {
-  if (metric.kind === 'received-sms' || metric.kind === 'clicked-sms' || metric.kind === 'unsubscribed-sms') return 'phone';
+  if (metric.kind === 'received-sms' || metric.kind === 'clicked-sms' || metric.kind === 'unsubscribed-sms')
+    return 'phone';
   if (metric.integration.key === 'klaviyo' && metric.kind !== 'active-on-site') return 'email';
   return null;
 }
@@ -191,8 +203,10 @@ class ArrivalQueue {
         const left = 2 * i + 1;
         const right = left + 1;
         let smallest = i;
-        if (left < items.length && ArrivalQueue.before(items[left] as LateSpec, items[smallest] as LateSpec)) smallest = left;
-        if (right < items.length && ArrivalQueue.before(items[right] as LateSpec, items[smallest] as LateSpec)) smallest = right;
+        if (left < items.length && ArrivalQueue.before(items[left] as LateSpec, items[smallest] as LateSpec))
+          smallest = left;
+        if (right < items.length && ArrivalQueue.before(items[right] as LateSpec, items[smallest] as LateSpec))
+          smallest = right;
         if (smallest === i) break;
         [items[i], items[smallest]] = [items[smallest] as LateSpec, items[i] as LateSpec];
         i = smallest;
@@ -305,7 +319,13 @@ class PageBuilder {
     for (let i = 0; i < specs.length; i += 1) {
       const metric = specs.metric[i] as number;
       const profile = specs.profile[i] as number;
-      data[i] = this.event(specs.sequence[i] as number, specs.timeMs[i] as number, metric, profile, specs.seed[i] as number);
+      data[i] = this.event(
+        specs.sequence[i] as number,
+        specs.timeMs[i] as number,
+        metric,
+        profile,
+        specs.seed[i] as number,
+      );
       if (metricSeen[metric] === 0) {
         metricSeen[metric] = 1;
         metrics.push(metric);

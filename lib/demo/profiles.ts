@@ -92,7 +92,13 @@ function profileCore(seed: number, startMs: number, index: number): ProfileCore 
   const key = deriveSeed(seed ^ 0x1d5eed, index);
   const createdMs = startMs - 1000 - Math.floor((profileWord(key, 1) / 4294967296) * PROFILE_HISTORY_MS);
   const updatedMs = createdMs + Math.floor((profileWord(key, 2) / 4294967296) * (startMs - createdMs));
-  const id = ulidFromWords(createdMs, profileWord(key, 3), profileWord(key, 4), profileWord(key, 5), profileWord(key, 6));
+  const id = ulidFromWords(
+    createdMs,
+    profileWord(key, 3),
+    profileWord(key, 4),
+    profileWord(key, 5),
+    profileWord(key, 6),
+  );
   return { id, createdMs, updatedMs };
 }
 
@@ -114,11 +120,11 @@ export function buildProfileResource(index: number, options: ProfileBuildOptions
   const first = random.int(FIRST_NAMES.length);
   const last = random.int(LAST_NAMES.length);
   const place = pickPlace(random);
-  const email = traits.hasEmail ? `${FIRST_NAMES_ASCII[first]}.${LAST_NAMES_ASCII[last]}${index}@${traits.emailDomain}` : null;
-  // 555 is the fictional area code; (index * 7919 + c) mod 10^7 is a bijection, so numbers are unique.
-  const phone = traits.hasPhone
-    ? `+1555${String((index * 7919 + 1_234_567) % 10_000_000).padStart(7, '0')}`
+  const email = traits.hasEmail
+    ? `${FIRST_NAMES_ASCII[first]}.${LAST_NAMES_ASCII[last]}${index}@${traits.emailDomain}`
     : null;
+  // 555 is the fictional area code; (index * 7919 + c) mod 10^7 is a bijection, so numbers are unique.
+  const phone = traits.hasPhone ? `+1555${String((index * 7919 + 1_234_567) % 10_000_000).padStart(7, '0')}` : null;
   const hasExternalId = random.chance(0.55);
   const isBusiness = random.chance(0.15);
   const properties: JsonObject = {
@@ -126,7 +132,8 @@ export function buildProfileResource(index: number, options: ProfileBuildOptions
     'Accepts Marketing': random.chance(0.8),
     'Customer Tier': random.pick(CUSTOMER_TIERS),
   };
-  if (random.chance(0.3)) properties['Favorite Category'] = random.pick(['Apparel', 'Home', 'Outerwear', 'Bags', 'Footwear']);
+  if (random.chance(0.3))
+    properties['Favorite Category'] = random.pick(['Apparel', 'Home', 'Outerwear', 'Bags', 'Footwear']);
   const documentationIp = `${random.pick(['192.0.2', '198.51.100', '203.0.113'])}.${1 + random.int(254)}`;
   const resource: ProfileResource = {
     type: 'profile',

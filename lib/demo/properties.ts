@@ -224,7 +224,10 @@ export function eventProperties(kind: MetricKind, ctx: PropertyContext): JsonObj
     case 'subscribed': {
       const list = random.pick(LISTS);
       const viaForm = random.chance(0.7);
-      const props: JsonObject = { List: list.name, Method: viaForm ? 'Form' : random.pick(['API', 'Checkout', 'Import']) };
+      const props: JsonObject = {
+        List: list.name,
+        Method: viaForm ? 'Form' : random.pick(['API', 'Checkout', 'Import']),
+      };
       if (viaForm) props.form_id = random.pick(FORMS).id;
       return props;
     }

@@ -83,7 +83,9 @@ export class Random {
   }
 }
 
-const BASE62_CODES = Array.from('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz', (c) => c.charCodeAt(0));
+const BASE62_CODES = Array.from('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz', (c) =>
+  c.charCodeAt(0),
+);
 const CROCKFORD32_CODES = Array.from('0123456789ABCDEFGHJKMNPQRSTVWXYZ', (c) => c.charCodeAt(0));
 const HEX_CODES = Array.from('0123456789abcdef', (c) => c.charCodeAt(0));
 const DASH = 45;
@@ -110,11 +112,15 @@ export function base62(random: Random, length: number): string {
     const c3 = B(Math.floor(w / 238_328) % 62);
     const c4 = B(Math.floor(w / 14_776_336) % 62);
     out +=
-      n === 5 ? String.fromCharCode(c0, c1, c2, c3, c4)
-      : n === 4 ? String.fromCharCode(c0, c1, c2, c3)
-      : n === 3 ? String.fromCharCode(c0, c1, c2)
-      : n === 2 ? String.fromCharCode(c0, c1)
-      : String.fromCharCode(c0);
+      n === 5
+        ? String.fromCharCode(c0, c1, c2, c3, c4)
+        : n === 4
+          ? String.fromCharCode(c0, c1, c2, c3)
+          : n === 3
+            ? String.fromCharCode(c0, c1, c2)
+            : n === 2
+              ? String.fromCharCode(c0, c1)
+              : String.fromCharCode(c0);
   }
   return out;
 }
@@ -148,8 +154,18 @@ export function sequenceId(random: Random, sequence: number, key: number): strin
   }
   const s = shifted as [number, number, number, number, number, number, number];
   return String.fromCharCode(
-    B(w % 62), B(Math.floor(w / 62) % 62), B(Math.floor(w / 3844) % 62), B(Math.floor(w / 238_328) % 62),
-    B(Math.floor(w / 14_776_336) % 62), s[0], s[1], s[2], s[3], s[4], s[5], s[6],
+    B(w % 62),
+    B(Math.floor(w / 62) % 62),
+    B(Math.floor(w / 3844) % 62),
+    B(Math.floor(w / 238_328) % 62),
+    B(Math.floor(w / 14_776_336) % 62),
+    s[0],
+    s[1],
+    s[2],
+    s[3],
+    s[4],
+    s[5],
+    s[6],
   );
 }
 const SHIFTED: number[] = [0, 0, 0, 0, 0, 0, 0];
@@ -160,13 +176,32 @@ export function ulidFromWords(epochMs: number, a: number, b: number, c: number, 
   const high = Math.floor(t / 1_073_741_824); // top 18 bits: 2^30
   const low = t % 1_073_741_824; // bottom 30 bits
   return String.fromCharCode(
-    K((high >>> 15) & 31), K((high >>> 10) & 31), K((high >>> 5) & 31), K(high & 31),
-    K((low >>> 25) & 31), K((low >>> 20) & 31), K((low >>> 15) & 31),
-    K((low >>> 10) & 31), K((low >>> 5) & 31), K(low & 31),
-    K(a & 31), K((a >>> 5) & 31), K((a >>> 10) & 31), K((a >>> 15) & 31),
-    K(b & 31), K((b >>> 5) & 31), K((b >>> 10) & 31), K((b >>> 15) & 31),
-    K(c & 31), K((c >>> 5) & 31), K((c >>> 10) & 31), K((c >>> 15) & 31),
-    K(d & 31), K((d >>> 5) & 31), K((d >>> 10) & 31), K((d >>> 15) & 31),
+    K((high >>> 15) & 31),
+    K((high >>> 10) & 31),
+    K((high >>> 5) & 31),
+    K(high & 31),
+    K((low >>> 25) & 31),
+    K((low >>> 20) & 31),
+    K((low >>> 15) & 31),
+    K((low >>> 10) & 31),
+    K((low >>> 5) & 31),
+    K(low & 31),
+    K(a & 31),
+    K((a >>> 5) & 31),
+    K((a >>> 10) & 31),
+    K((a >>> 15) & 31),
+    K(b & 31),
+    K((b >>> 5) & 31),
+    K((b >>> 10) & 31),
+    K((b >>> 15) & 31),
+    K(c & 31),
+    K((c >>> 5) & 31),
+    K((c >>> 10) & 31),
+    K((c >>> 15) & 31),
+    K(d & 31),
+    K((d >>> 5) & 31),
+    K((d >>> 10) & 31),
+    K((d >>> 15) & 31),
   );
 }
 
@@ -181,12 +216,42 @@ export function uuid4(random: Random): string {
   const c = random.uint32();
   const d = random.uint32();
   return String.fromCharCode(
-    X((a >>> 28) & 15), X((a >>> 24) & 15), X((a >>> 20) & 15), X((a >>> 16) & 15), X((a >>> 12) & 15), X((a >>> 8) & 15),
-    X((a >>> 4) & 15), X(a & 15), DASH, X((b >>> 28) & 15), X((b >>> 24) & 15), X((b >>> 20) & 15),
-    X((b >>> 16) & 15), DASH, X(4), X((b >>> 8) & 15), X((b >>> 4) & 15), X(b & 15),
-    DASH, X(8 | ((c >>> 28) & 3)), X((c >>> 24) & 15), X((c >>> 20) & 15), X((c >>> 16) & 15), DASH,
-    X((c >>> 12) & 15), X((c >>> 8) & 15), X((c >>> 4) & 15), X(c & 15), X((d >>> 28) & 15), X((d >>> 24) & 15),
-    X((d >>> 20) & 15), X((d >>> 16) & 15), X((d >>> 12) & 15), X((d >>> 8) & 15), X((d >>> 4) & 15), X(d & 15)
+    X((a >>> 28) & 15),
+    X((a >>> 24) & 15),
+    X((a >>> 20) & 15),
+    X((a >>> 16) & 15),
+    X((a >>> 12) & 15),
+    X((a >>> 8) & 15),
+    X((a >>> 4) & 15),
+    X(a & 15),
+    DASH,
+    X((b >>> 28) & 15),
+    X((b >>> 24) & 15),
+    X((b >>> 20) & 15),
+    X((b >>> 16) & 15),
+    DASH,
+    X(4),
+    X((b >>> 8) & 15),
+    X((b >>> 4) & 15),
+    X(b & 15),
+    DASH,
+    X(8 | ((c >>> 28) & 3)),
+    X((c >>> 24) & 15),
+    X((c >>> 20) & 15),
+    X((c >>> 16) & 15),
+    DASH,
+    X((c >>> 12) & 15),
+    X((c >>> 8) & 15),
+    X((c >>> 4) & 15),
+    X(c & 15),
+    X((d >>> 28) & 15),
+    X((d >>> 24) & 15),
+    X((d >>> 20) & 15),
+    X((d >>> 16) & 15),
+    X((d >>> 12) & 15),
+    X((d >>> 8) & 15),
+    X((d >>> 4) & 15),
+    X(d & 15),
   );
 }
 
@@ -213,10 +278,30 @@ export function isoSeconds(seconds: number): string {
   const minute = Math.floor((secondOfDay % 3600) / 60);
   const second = secondOfDay % 60;
   return String.fromCharCode(
-    ZERO + (Math.floor(year / 1000) % 10), ZERO + (Math.floor(year / 100) % 10), ZERO + (Math.floor(year / 10) % 10),
-    ZERO + (year % 10), DASH, ZERO + Math.floor(month / 10), ZERO + (month % 10), DASH,
-    ZERO + Math.floor(day / 10), ZERO + (day % 10), 84 /* T */, ZERO + Math.floor(hour / 10), ZERO + (hour % 10),
-    58 /* : */, ZERO + Math.floor(minute / 10), ZERO + (minute % 10), 58, ZERO + Math.floor(second / 10),
-    ZERO + (second % 10), 43 /* + */, ZERO, ZERO, 58, ZERO, ZERO,
+    ZERO + (Math.floor(year / 1000) % 10),
+    ZERO + (Math.floor(year / 100) % 10),
+    ZERO + (Math.floor(year / 10) % 10),
+    ZERO + (year % 10),
+    DASH,
+    ZERO + Math.floor(month / 10),
+    ZERO + (month % 10),
+    DASH,
+    ZERO + Math.floor(day / 10),
+    ZERO + (day % 10),
+    84 /* T */,
+    ZERO + Math.floor(hour / 10),
+    ZERO + (hour % 10),
+    58 /* : */,
+    ZERO + Math.floor(minute / 10),
+    ZERO + (minute % 10),
+    58,
+    ZERO + Math.floor(second / 10),
+    ZERO + (second % 10),
+    43 /* + */,
+    ZERO,
+    ZERO,
+    58,
+    ZERO,
+    ZERO,
   );
 }

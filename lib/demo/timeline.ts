@@ -73,7 +73,8 @@ export class ActivityCurve {
       if (localDay !== cachedDay) {
         cachedDay = localDay;
         const noise = 0.85 + (mix32(daySeed ^ Math.imul(localDay, 0x9e3779b1)) / 4294967296) * 0.3;
-        dayFactor = noise * seasonalActivity(localDay * DAY_MS) * (WEEKDAY_ACTIVITY[(((localDay + 4) % 7) + 7) % 7] as number);
+        dayFactor =
+          noise * seasonalActivity(localDay * DAY_MS) * (WEEKDAY_ACTIVITY[(((localDay + 4) % 7) + 7) % 7] as number);
       }
       const localHour = Math.floor(localMs / HOUR_MS) - localDay * 24;
       const covered = (Math.min(endMs, hourMs + HOUR_MS) - Math.max(startMs, hourMs)) / HOUR_MS;

@@ -2,7 +2,7 @@ import type { Integration } from './catalog';
 
 /**
  * The JSON:API shapes of Klaviyo's GET /api/events?include=metric,profile, as the generator emits
- * them (see ../shared/fixtures/klaviyo/events-page.json).
+ * them (see tests/fixtures/klaviyo/events-page.json).
  */
 export type JsonPrimitive = string | number | boolean | null;
 export type JsonValue = JsonPrimitive | JsonValue[] | JsonObject;

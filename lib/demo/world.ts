@@ -1,8 +1,4 @@
-import {
-  CAMPAIGN_THEMES,
-  FLOW_TEMPLATES,
-  SUBJECT_TEMPLATES,
-} from './catalog';
+import { CAMPAIGN_THEMES, FLOW_TEMPLATES, SUBJECT_TEMPLATES } from './catalog';
 import { base62, deriveSeed, mix32, Random } from './random';
 
 /**
@@ -42,10 +38,23 @@ export interface World {
 }
 
 const FLOW_SUBJECTS = [
-  'Welcome to the family', 'Did you forget something?', 'Still thinking it over?', 'Thanks for your order!',
-  'We miss you', 'Happy birthday! A gift inside', 'Is this goodbye?', "It's back in stock", 'Price drop alert',
-  'Time to restock?', 'How did we do?', "You're a VIP now", 'You might also like', 'Your order has shipped',
-  'You have points to spend', 'Happy anniversary', 'Your wishlist misses you',
+  'Welcome to the family',
+  'Did you forget something?',
+  'Still thinking it over?',
+  'Thanks for your order!',
+  'We miss you',
+  'Happy birthday! A gift inside',
+  'Is this goodbye?',
+  "It's back in stock",
+  'Price drop alert',
+  'Time to restock?',
+  'How did we do?',
+  "You're a VIP now",
+  'You might also like',
+  'Your order has shipped',
+  'You have points to spend',
+  'Happy anniversary',
+  'Your wishlist misses you',
 ];
 
 const DAY_MS = 86_400_000;

@@ -46,7 +46,11 @@ export function authorize(authorization: string | undefined, needed: Scope, keys
   if (!key) {
     throw new HttpError(
       401,
-      { code: 'not_authenticated', detail: 'Send an API key as "Authorization: Bearer <key>" or "Klaviyo-API-Key <key>".', header: 'Authorization' },
+      {
+        code: 'not_authenticated',
+        detail: 'Send an API key as "Authorization: Bearer <key>" or "Klaviyo-API-Key <key>".',
+        header: 'Authorization',
+      },
       { 'WWW-Authenticate': 'Bearer' },
     );
   }

@@ -24,7 +24,10 @@ export interface HandlerOptions {
 }
 
 export type Operation = (request: HttpRequest, logFields: LogFields) => Promise<HttpResult>;
-export type HttpHandler = (event: APIGatewayProxyEventV2, context?: Partial<Context>) => Promise<APIGatewayProxyStructuredResultV2>;
+export type HttpHandler = (
+  event: APIGatewayProxyEventV2,
+  context?: Partial<Context>,
+) => Promise<APIGatewayProxyStructuredResultV2>;
 
 export const JSON_API = 'application/vnd.api+json';
 const RETRY_AFTER_SECONDS = '2';
@@ -32,7 +35,11 @@ const RETRY_AFTER_SECONDS = '2';
 let coldStart = true;
 let apiKeys: ApiKeyEntry[] | undefined;
 
-export function jsonApiResponse(status: number, body: unknown, headers: Readonly<Record<string, string>> = {}): APIGatewayProxyStructuredResultV2 {
+export function jsonApiResponse(
+  status: number,
+  body: unknown,
+  headers: Readonly<Record<string, string>> = {},
+): APIGatewayProxyStructuredResultV2 {
   return {
     statusCode: status,
     headers: { 'content-type': JSON_API, ...headers },
@@ -45,7 +52,11 @@ export function errorDocument(errors: readonly ApiErrorObject[]): { errors: read
 }
 
 function fixedError(status: number, code: string, detail: string, headers: Record<string, string> = {}) {
-  return jsonApiResponse(status, errorDocument([{ status: String(status), code, title: titleFor(status), detail }]), headers);
+  return jsonApiResponse(
+    status,
+    errorDocument([{ status: String(status), code, title: titleFor(status), detail }]),
+    headers,
+  );
 }
 
 /** Maps any failure to a response: domain errors by type, database errors by code. */
@@ -58,7 +69,11 @@ export function errorToResponse(err: unknown, fields: LogFields): APIGatewayProx
     // Text from the request that PostgreSQL cannot hold (a NUL, an invalid byte sequence) and that
     // validation let through: the request's fault, and its transaction rolled back.
     fields.db_code = errorCode(err);
-    return fixedError(400, 'invalid', 'The request contains text that cannot be stored (a NUL character or an invalid byte sequence).');
+    return fixedError(
+      400,
+      'invalid',
+      'The request contains text that cannot be stored (a NUL character or an invalid byte sequence).',
+    );
   }
   if (isTransientDbError(err)) {
     fields.error = err;
@@ -99,9 +114,10 @@ export function httpHandler(options: HandlerOptions, operation: Operation): Http
       }
       rejectNulCharacters(request);
       const result = await operation(request, fields);
-      response = result.body === undefined && result.status === 204
-        ? { statusCode: 204, headers: { ...result.headers } }
-        : jsonApiResponse(result.status, result.body, result.headers);
+      response =
+        result.body === undefined && result.status === 204
+          ? { statusCode: 204, headers: { ...result.headers } }
+          : jsonApiResponse(result.status, result.body, result.headers);
     } catch (err) {
       response = errorToResponse(err, fields);
     }

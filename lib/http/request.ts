@@ -48,13 +48,21 @@ function bodyOf(event: APIGatewayProxyEventV2): { size: number; text: () => stri
       try {
         return strictUtf8.decode(bytes);
       } catch {
-        throw new HttpError(400, { code: 'invalid_encoding', detail: 'The request body is not valid UTF-8.', pointer: '' });
+        throw new HttpError(400, {
+          code: 'invalid_encoding',
+          detail: 'The request body is not valid UTF-8.',
+          pointer: '',
+        });
       }
     },
   };
 }
 
-export function parseJsonBody(event: APIGatewayProxyEventV2, headers: Record<string, string>, maxBytes: number): unknown {
+export function parseJsonBody(
+  event: APIGatewayProxyEventV2,
+  headers: Record<string, string>,
+  maxBytes: number,
+): unknown {
   const body = bodyOf(event);
   if (body.size > maxBytes) {
     throw new HttpError(413, {
@@ -72,14 +80,22 @@ export function parseJsonBody(event: APIGatewayProxyEventV2, headers: Record<str
     });
   }
   if (body.size === 0) {
-    throw new HttpError(400, { code: 'invalid', detail: 'The request body is empty; a JSON document is required.', pointer: '' });
+    throw new HttpError(400, {
+      code: 'invalid',
+      detail: 'The request body is empty; a JSON document is required.',
+      pointer: '',
+    });
   }
   const text = body.text();
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
     const reason = err instanceof SyntaxError ? err.message.slice(0, 200) : 'syntax error';
-    throw new HttpError(400, { code: 'invalid_json', detail: `The request body is not valid JSON: ${reason}`, pointer: '' });
+    throw new HttpError(400, {
+      code: 'invalid_json',
+      detail: `The request body is not valid JSON: ${reason}`,
+      pointer: '',
+    });
   }
 }
 
@@ -90,12 +106,20 @@ export function parseJsonBody(event: APIGatewayProxyEventV2, headers: Record<str
 export function rejectNulCharacters(request: Pick<HttpRequest, 'query' | 'pathParams'>): void {
   for (const [name, value] of Object.entries(request.pathParams)) {
     if (value.includes('\u0000')) {
-      throw new HttpError(400, { code: 'invalid', detail: `The path parameter ${name} contains a NUL character.`, parameter: name });
+      throw new HttpError(400, {
+        code: 'invalid',
+        detail: `The path parameter ${name} contains a NUL character.`,
+        parameter: name,
+      });
     }
   }
   for (const [name, value] of Object.entries(request.query)) {
     if (name.includes('\u0000') || value.includes('\u0000')) {
-      throw new HttpError(400, { code: 'invalid', detail: 'A query parameter contains a NUL character.', parameter: name.replace(/\u0000/g, '') });
+      throw new HttpError(400, {
+        code: 'invalid',
+        detail: 'A query parameter contains a NUL character.',
+        parameter: name.replace(/\u0000/g, ''),
+      });
     }
   }
 }

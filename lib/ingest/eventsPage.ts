@@ -39,7 +39,13 @@ export interface EventsPagePlan {
 }
 
 /** Rejects more items than the limit before looking at any of them. */
-export function checkResourceCount(problems: Problems, path: (string | number)[], count: number, max: number, what: string): void {
+export function checkResourceCount(
+  problems: Problems,
+  path: (string | number)[],
+  count: number,
+  max: number,
+  what: string,
+): void {
   if (count > max) {
     problems.add(path, 'too_many_resources', `${count} ${what} sent; at most ${max} are accepted per request.`);
     problems.throwIfAny();
@@ -81,20 +87,29 @@ export function planEventsPage(body: unknown, options: IngestOptions = {}): Even
 
     const seen = firstIndexOfId.get(resource.id);
     if (seen && seen.ms !== at.ms) {
-      problems.add(['data', i, 'id'], 'conflicting_duplicate', `id ${resource.id} is also /data/${seen.index}, with another time; an event's time never changes.`);
+      problems.add(
+        ['data', i, 'id'],
+        'conflicting_duplicate',
+        `id ${resource.id} is also /data/${seen.index}, with another time; an event's time never changes.`,
+      );
       return;
     }
     if (!seen) firstIndexOfId.set(resource.id, { index: i, ms: at.ms });
 
     // The sender's own object (zod's output is a copy): raw_data and properties then share it.
-    const properties = (original.attributes as { event_properties?: Record<string, unknown> | null }).event_properties ?? {};
+    const properties =
+      (original.attributes as { event_properties?: Record<string, unknown> | null }).event_properties ?? {};
     const defaults = eventDefaults(properties);
     let value = defaults.value;
     const explicit = resource.attributes.value;
     if (explicit !== undefined && explicit !== null) {
       value = decimalText(explicit);
       if (value === null) {
-        problems.add(['data', i, 'attributes', 'value'], 'invalid_value', 'value must be a number or a decimal string.');
+        problems.add(
+          ['data', i, 'attributes', 'value'],
+          'invalid_value',
+          'value must be a number or a decimal string.',
+        );
         return;
       }
     }
@@ -127,9 +142,16 @@ export function planEventsPage(body: unknown, options: IngestOptions = {}): Even
     } else if (type === 'profile') {
       const parsed = ProfileResourceSchema.safeParse(item);
       if (!parsed.success) return problems.addZodIssues(['included', j], parsed.error.issues);
-      keepNewest(profileResources, parsed.data.id, { resource: parsed.data, original: item as Record<string, unknown> });
+      keepNewest(profileResources, parsed.data.id, {
+        resource: parsed.data,
+        original: item as Record<string, unknown>,
+      });
     } else if (!isPlainObject(item) || typeof type !== 'string') {
-      problems.add(['included', j, 'type'], 'required', 'type is required: each included resource is a metric or a profile.');
+      problems.add(
+        ['included', j, 'type'],
+        'required',
+        'type is required: each included resource is a metric or a profile.',
+      );
     }
     // Other included types (a later `include=...`) have no table here; they are not stored.
   });
@@ -138,7 +160,9 @@ export function planEventsPage(body: unknown, options: IngestOptions = {}): Even
   const metrics: MetricUpsert[] = [...metricResources.values()].map((m) => metricUpsertFrom(m.resource, m.original));
   for (const id of referencedMetrics) if (!metricResources.has(id)) metrics.push({ id, isStub: true });
 
-  const profiles: ProfileUpsert[] = [...profileResources.values()].map((p) => profileUpsertFrom(p.resource, p.original));
+  const profiles: ProfileUpsert[] = [...profileResources.values()].map((p) =>
+    profileUpsertFrom(p.resource, p.original),
+  );
   for (const id of referencedProfiles) if (!profileResources.has(id)) profiles.push({ id, isStub: true });
 
   return {
@@ -162,7 +186,11 @@ function eventInstant(
     at = parseIsoInstant(attributes.datetime);
     field = 'datetime';
     if (typeof attributes.timestamp === 'number' && Math.abs(at.ms / 1000 - attributes.timestamp) >= 1) {
-      problems.add([...path, 'timestamp'], 'inconsistent', `timestamp ${attributes.timestamp} is not the second of datetime ${attributes.datetime}.`);
+      problems.add(
+        [...path, 'timestamp'],
+        'inconsistent',
+        `timestamp ${attributes.timestamp} is not the second of datetime ${attributes.datetime}.`,
+      );
       return undefined;
     }
   } else if (typeof attributes.timestamp === 'number') {
@@ -176,7 +204,12 @@ function eventInstant(
   return at;
 }
 
-export function checkEventTime(at: Instant, path: (string | number)[], window: EventTimeWindow, problems: Problems): boolean {
+export function checkEventTime(
+  at: Instant,
+  path: (string | number)[],
+  window: EventTimeWindow,
+  problems: Problems,
+): boolean {
   const field = String(path[path.length - 1]);
   if (at.ms < window.minMs) {
     problems.add(path, 'out_of_range', `${field} must not be before 2000-01-01T00:00:00Z.`);
@@ -189,7 +222,11 @@ export function checkEventTime(at: Instant, path: (string | number)[], window: E
   return true;
 }
 
-function keepNewest<T extends { resource: { attributes: { updated?: string | null } } }>(map: Map<string, T>, id: string, next: T): void {
+function keepNewest<T extends { resource: { attributes: { updated?: string | null } } }>(
+  map: Map<string, T>,
+  id: string,
+  next: T,
+): void {
   const seen = map.get(id);
   if (!seen) {
     map.set(id, next);

@@ -1,6 +1,12 @@
 import type { Db } from '../db/port';
 import { createdEventIdFor, eventUuidFor, metricIdFor, profileIdFor } from '../klaviyo/ids';
-import { eventTimeWindow, parseIsoInstant, profileAttributesFrom, type EventTimeWindow, type Instant } from '../klaviyo/mapping';
+import {
+  eventTimeWindow,
+  parseIsoInstant,
+  profileAttributesFrom,
+  type EventTimeWindow,
+  type Instant,
+} from '../klaviyo/mapping';
 import {
   BulkCreateBodySchema,
   BulkEventEntrySchema,
@@ -45,7 +51,13 @@ function truncatedToSecond(ms: number): Instant {
   return { ms: second, iso: new Date(second).toISOString() };
 }
 
-function eventTime(attributes: CreatedEventAttributes, path: PathSegment[], window: EventTimeWindow, now: Date, problems: Problems): Instant | undefined {
+function eventTime(
+  attributes: CreatedEventAttributes,
+  path: PathSegment[],
+  window: EventTimeWindow,
+  now: Date,
+  problems: Problems,
+): Instant | undefined {
   if (!attributes.time) return truncatedToSecond(now.getTime());
   const at = parseIsoInstant(attributes.time);
   return checkEventTime(at, [...path, 'time'], window, problems) ? truncatedToSecond(at.ms) : undefined;

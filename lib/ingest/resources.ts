@@ -59,14 +59,30 @@ export function planMetricsDocument(body: unknown, options: IngestOptions = {}):
   });
 }
 
-export async function upsertProfilesDocument(db: Db, body: unknown, options: IngestOptions = {}): Promise<IngestCounts> {
+export async function upsertProfilesDocument(
+  db: Db,
+  body: unknown,
+  options: IngestOptions = {},
+): Promise<IngestCounts> {
   const profiles = planProfilesDocument(body, options);
   const result = await db.transaction((tx) => upsertProfiles(tx, profiles));
-  return { received: profiles.length, inserted: 0, duplicates: 0, metrics_upserted: 0, profiles_upserted: result.written };
+  return {
+    received: profiles.length,
+    inserted: 0,
+    duplicates: 0,
+    metrics_upserted: 0,
+    profiles_upserted: result.written,
+  };
 }
 
 export async function upsertMetricsDocument(db: Db, body: unknown, options: IngestOptions = {}): Promise<IngestCounts> {
   const metrics = planMetricsDocument(body, options);
   const result = await db.transaction((tx) => upsertMetrics(tx, metrics));
-  return { received: metrics.length, inserted: 0, duplicates: 0, metrics_upserted: result.written, profiles_upserted: 0 };
+  return {
+    received: metrics.length,
+    inserted: 0,
+    duplicates: 0,
+    metrics_upserted: result.written,
+    profiles_upserted: 0,
+  };
 }

@@ -28,7 +28,9 @@ export function resolvedLimits(options: IngestOptions): { maxResources: number; 
   };
 }
 
-export function ingestResultDocument(counts: IngestCounts): { data: { type: 'ingest-result'; attributes: IngestCounts } } {
+export function ingestResultDocument(counts: IngestCounts): {
+  data: { type: 'ingest-result'; attributes: IngestCounts };
+} {
   return {
     data: {
       type: 'ingest-result',

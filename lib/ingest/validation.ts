@@ -49,7 +49,11 @@ export class Problems {
       const path = [...base, ...issue.path.filter((s): s is PathSegment => typeof s !== 'symbol')];
       const field = path.length > 0 ? String(path[path.length - 1]) : 'the document';
       const missing = issue.code === 'invalid_type' && 'input' in issue && issue.input === undefined;
-      this.add(path, missing ? 'required' : codeOf(issue), missing ? `${field} is required.` : `${field} ${issue.message}.`);
+      this.add(
+        path,
+        missing ? 'required' : codeOf(issue),
+        missing ? `${field} is required.` : `${field} ${issue.message}.`,
+      );
     }
   }
 
@@ -95,14 +99,23 @@ const hasSurrogate = /[\ud800-\udfff]/;
  */
 function stringProblem(s: string): { code: string; detail: string } | undefined {
   if (s.indexOf('\u0000') !== -1) {
-    return { code: 'invalid_character', detail: 'contains the NUL character (\\u0000), which PostgreSQL cannot store; remove it.' };
+    return {
+      code: 'invalid_character',
+      detail: 'contains the NUL character (\\u0000), which PostgreSQL cannot store; remove it.',
+    };
   }
   if (hasSurrogate.test(s) && !isWellFormed(s)) {
-    return { code: 'invalid_character', detail: 'contains an unpaired UTF-16 surrogate (e.g. \\ud800), which is not valid Unicode.' };
+    return {
+      code: 'invalid_character',
+      detail: 'contains an unpaired UTF-16 surrogate (e.g. \\ud800), which is not valid Unicode.',
+    };
   }
   // A UTF-8 character takes at most 3 bytes per UTF-16 unit, so short strings skip the byte count.
   if (s.length * 3 > MAX_STRING_BYTES && Buffer.byteLength(s, 'utf8') > MAX_STRING_BYTES) {
-    return { code: 'string_too_long', detail: `is larger than ${MAX_STRING_BYTES} bytes (100 KB), Klaviyo's limit for a string.` };
+    return {
+      code: 'string_too_long',
+      detail: `is larger than ${MAX_STRING_BYTES} bytes (100 KB), Klaviyo's limit for a string.`,
+    };
   }
   return undefined;
 }
@@ -133,8 +146,11 @@ export function checkJsonValues(value: unknown, path: PathSegment[], problems: P
 }
 
 function storable(s: string): boolean {
-  return s.indexOf('\u0000') === -1 && (s.length * 3 <= MAX_STRING_BYTES || Buffer.byteLength(s, 'utf8') <= MAX_STRING_BYTES) &&
-    !(hasSurrogate.test(s) && !isWellFormed(s));
+  return (
+    s.indexOf('\u0000') === -1 &&
+    (s.length * 3 <= MAX_STRING_BYTES || Buffer.byteLength(s, 'utf8') <= MAX_STRING_BYTES) &&
+    !(hasSurrogate.test(s) && !isWellFormed(s))
+  );
 }
 
 function allStorable(value: unknown, depth: number): boolean {

@@ -196,7 +196,8 @@ export function valueText(value: FilterValue): string | null {
 
 // Klaviyo's datetime filter values: ISO 8601, "T" or a space between date and time, optional
 // fraction (to microseconds) and optional offset (Z, +hh:mm, +hhmm, +hh).
-const DATETIME = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?$/;
+const DATETIME =
+  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?$/;
 
 export interface ParsedDateTime {
   /** Wall-clock fields; month 1-12. */

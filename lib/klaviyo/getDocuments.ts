@@ -67,7 +67,11 @@ const EVENT_INCLUDES = ['metric', 'profile'] as const;
 type EventInclude = (typeof EVENT_INCLUDES)[number];
 
 function notFound(what: string, id: string): HttpError {
-  return new HttpError(404, { code: 'not_found', detail: `No ${what} with id ${JSON.stringify(id.slice(0, 100))}.`, parameter: 'id' });
+  return new HttpError(404, {
+    code: 'not_found',
+    detail: `No ${what} with id ${JSON.stringify(id.slice(0, 100))}.`,
+    parameter: 'id',
+  });
 }
 
 /**
@@ -75,14 +79,25 @@ function notFound(what: string, id: string): HttpError {
  * before their resource arrived) are left out: the events' relationships carry the ids, and an
  * importer makes the same stubs from them, whereas an included stub would arrive as a real resource.
  */
-async function includedFor(db: Db, events: readonly EventRow[], wanted: ReadonlySet<EventInclude>, baseUrl: string): Promise<JsonApiResource[]> {
+async function includedFor(
+  db: Db,
+  events: readonly EventRow[],
+  wanted: ReadonlySet<EventInclude>,
+  baseUrl: string,
+): Promise<JsonApiResource[]> {
   const out: JsonApiResource[] = [];
   if (wanted.has('metric')) {
-    const metrics = await getMetricsByIds(db, events.map((e) => e.metricId));
+    const metrics = await getMetricsByIds(
+      db,
+      events.map((e) => e.metricId),
+    );
     out.push(...metrics.filter((m) => !m.isStub).map((m) => includedMetric(m, baseUrl)));
   }
   if (wanted.has('profile')) {
-    const profiles = await getProfilesByIds(db, events.flatMap((e) => (e.profileId === null ? [] : [e.profileId])));
+    const profiles = await getProfilesByIds(
+      db,
+      events.flatMap((e) => (e.profileId === null ? [] : [e.profileId])),
+    );
     out.push(...profiles.filter((p) => !p.isStub).map((p) => includedProfile(p, baseUrl)));
   }
   return out;
@@ -96,7 +111,11 @@ interface EventsFilter {
 }
 
 function setOnce(filter: EventsFilter, key: 'metricId' | 'profileId', value: string, source: string): void {
-  if (filter[key] !== undefined && filter[key] !== value) throw parameterError('filter', `${source}: the filter names two different ${key === 'metricId' ? 'metric_id' : 'profile_id'} values.`);
+  if (filter[key] !== undefined && filter[key] !== value)
+    throw parameterError(
+      'filter',
+      `${source}: the filter names two different ${key === 'metricId' ? 'metric_id' : 'profile_id'} values.`,
+    );
   filter[key] = value;
 }
 
@@ -104,7 +123,8 @@ function eventsFilter(query: QueryParams, fields: readonly string[]): EventsFilt
   const out: EventsFilter = {};
   for (const c of parseFilterParam(query)) {
     if ((c.field === 'metric_id' || c.field === 'profile_id') && fields.includes(c.field)) {
-      if (c.operator !== 'equals') throw parameterError('filter', `${c.source}: ${c.field} takes equals, e.g. equals(${c.field},"abc")`);
+      if (c.operator !== 'equals')
+        throw parameterError('filter', `${c.source}: ${c.field} takes equals, e.g. equals(${c.field},"abc")`);
       setOnce(out, c.field === 'metric_id' ? 'metricId' : 'profileId', conditionText(c), c.source);
     } else if (c.field === 'datetime' || c.field === 'timestamp') {
       const at = conditionInstantMicros(c);
@@ -116,10 +136,16 @@ function eventsFilter(query: QueryParams, fields: readonly string[]): EventsFilt
         const to = c.operator === 'less-or-equal' ? at + 1 : at;
         out.toUs = Math.min(out.toUs ?? Infinity, to);
       } else {
-        throw parameterError('filter', `${c.source}: ${c.field} takes greater-or-equal, greater-than, less-or-equal or less-than`);
+        throw parameterError(
+          'filter',
+          `${c.source}: ${c.field} takes greater-or-equal, greater-than, less-or-equal or less-than`,
+        );
       }
     } else {
-      throw parameterError('filter', `${c.source}: this route filters on ${[...fields, 'datetime', 'timestamp'].join(', ')}`);
+      throw parameterError(
+        'filter',
+        `${c.source}: this route filters on ${[...fields, 'datetime', 'timestamp'].join(', ')}`,
+      );
     }
   }
   return out;
@@ -139,7 +165,11 @@ async function eventsPage(
   db: Db,
   ctx: RequestContext,
   path: string,
-  options: { readonly profileId?: string; readonly descendingByDefault: boolean; readonly filterFields: readonly string[] },
+  options: {
+    readonly profileId?: string;
+    readonly descendingByDefault: boolean;
+    readonly filterFields: readonly string[];
+  },
 ): Promise<ListDocument> {
   checkKnownParams(ctx.query, EVENT_LIST_PARAMS);
   const filter = eventsFilter(ctx.query, options.filterFields);
@@ -195,7 +225,9 @@ export async function getEventDocument(db: Db, id: string, ctx: RequestContext):
   if (!event) throw notFound('event', id);
   const data = eventResource(event, ctx.baseUrl);
   const links = { self: linkTo(ctx.baseUrl, `/api/events/${encodeURIComponent(id)}`, {}) };
-  return wanted.size > 0 ? { data, links, included: await includedFor(db, [event], wanted, ctx.baseUrl) } : { data, links };
+  return wanted.size > 0
+    ? { data, links, included: await includedFor(db, [event], wanted, ctx.baseUrl) }
+    : { data, links };
 }
 
 const PROFILE_KEYS: readonly ProfileKey[] = ['id', 'email', 'phone_number', 'external_id'];
@@ -221,7 +253,10 @@ export async function getProfilesDocument(db: Db, ctx: RequestContext): Promise<
   const page = rows.slice(0, size);
   const last = page[page.length - 1];
   const next = rows.length > size && last ? encodeCursor(print, [last.id]) : undefined;
-  return { data: page.map((p) => profileResource(p, ctx.baseUrl)), links: pageLinks(ctx.baseUrl, '/api/profiles', ctx.query, next) };
+  return {
+    data: page.map((p) => profileResource(p, ctx.baseUrl)),
+    links: pageLinks(ctx.baseUrl, '/api/profiles', ctx.query, next),
+  };
 }
 
 /** GET /api/profiles/{id}. */
@@ -229,7 +264,10 @@ export async function getProfileDocument(db: Db, id: string, ctx: RequestContext
   checkKnownParams(ctx.query, []);
   const profile = await getProfileById(db, id);
   if (!profile) throw notFound('profile', id);
-  return { data: profileResource(profile, ctx.baseUrl), links: { self: linkTo(ctx.baseUrl, `/api/profiles/${encodeURIComponent(id)}`, {}) } };
+  return {
+    data: profileResource(profile, ctx.baseUrl),
+    links: { self: linkTo(ctx.baseUrl, `/api/profiles/${encodeURIComponent(id)}`, {}) },
+  };
 }
 
 /** GET /api/metrics: every metric with its event count and first and last event, by id. */
@@ -239,7 +277,10 @@ export async function getMetricsDocument(db: Db, ctx: RequestContext): Promise<L
   let integrationCategory: string | undefined;
   for (const c of parseFilterParam(ctx.query)) {
     if (c.operator !== 'equals' || (c.field !== 'integration.name' && c.field !== 'integration.category')) {
-      throw parameterError('filter', `${c.source}: metrics are filtered with equals(integration.name,"...") or equals(integration.category,"...")`);
+      throw parameterError(
+        'filter',
+        `${c.source}: metrics are filtered with equals(integration.name,"...") or equals(integration.category,"...")`,
+      );
     }
     if (c.field === 'integration.name') integrationName = conditionText(c);
     else integrationCategory = conditionText(c);
@@ -258,7 +299,10 @@ export async function getMetricsDocument(db: Db, ctx: RequestContext): Promise<L
   const last = page[page.length - 1];
   const more = rows.length > size || (rows.length === size && size === METRICS_PAGE.max);
   const next = more && last ? encodeCursor(print, [last.id]) : undefined;
-  return { data: page.map((m) => metricSummaryResource(m, ctx.baseUrl)), links: pageLinks(ctx.baseUrl, '/api/metrics', ctx.query, next) };
+  return {
+    data: page.map((m) => metricSummaryResource(m, ctx.baseUrl)),
+    links: pageLinks(ctx.baseUrl, '/api/metrics', ctx.query, next),
+  };
 }
 
 /** GET /api/metrics/{id}, with the same event count and first and last event as the list. */
@@ -266,5 +310,8 @@ export async function getMetricDocument(db: Db, id: string, ctx: RequestContext)
   checkKnownParams(ctx.query, []);
   const [metric] = await listMetrics(db, { id, limit: 1 });
   if (!metric) throw notFound('metric', id);
-  return { data: metricSummaryResource(metric, ctx.baseUrl), links: { self: linkTo(ctx.baseUrl, `/api/metrics/${encodeURIComponent(id)}`, {}) } };
+  return {
+    data: metricSummaryResource(metric, ctx.baseUrl),
+    links: { self: linkTo(ctx.baseUrl, `/api/metrics/${encodeURIComponent(id)}`, {}) },
+  };
 }

@@ -45,7 +45,10 @@ export function includes<T extends string>(query: QueryParams, allowed: readonly
   for (const raw of text.split(',')) {
     const name = raw.trim();
     if (!(allowed as readonly string[]).includes(name)) {
-      throw parameterError('include', `include takes ${allowed.join(', ')} (comma-separated), not ${JSON.stringify(name.slice(0, 100))}.`);
+      throw parameterError(
+        'include',
+        `include takes ${allowed.join(', ')} (comma-separated), not ${JSON.stringify(name.slice(0, 100))}.`,
+      );
     }
     out.add(name as T);
   }
@@ -66,7 +69,11 @@ export function parseFilterParam(query: QueryParams): FilterCondition[] {
 /** The string a condition compares with (a quoted or bare value), or an error naming the condition. */
 export function conditionText(c: FilterCondition): string {
   const text = c.value && c.value.kind !== 'list' && c.value.kind !== 'null' ? valueText(c.value) : null;
-  if (text === null || text === '') throw parameterError('filter', `${c.source}: ${c.operator} takes a field and one value, e.g. ${c.operator}(${c.field},"value")`);
+  if (text === null || text === '')
+    throw parameterError(
+      'filter',
+      `${c.source}: ${c.operator} takes a field and one value, e.g. ${c.operator}(${c.field},"value")`,
+    );
   return text;
 }
 
@@ -74,7 +81,10 @@ export function conditionText(c: FilterCondition): string {
 export function conditionList(c: FilterCondition): string[] {
   const items = c.value?.kind === 'list' ? c.value.items.map((v) => valueText(v)) : [];
   if (items.length === 0 || items.length > 100 || !items.every((v): v is string => typeof v === 'string' && v !== '')) {
-    throw parameterError('filter', `${c.source}: ${c.operator} takes a field and a list of 1 to 100 values, e.g. ${c.operator}(${c.field},["a","b"])`);
+    throw parameterError(
+      'filter',
+      `${c.source}: ${c.operator} takes a field and a list of 1 to 100 values, e.g. ${c.operator}(${c.field},["a","b"])`,
+    );
   }
   return items;
 }
@@ -91,10 +101,12 @@ export function isoFromMicros(us: number): string {
  */
 export function conditionInstantMicros(c: FilterCondition): number {
   const v = c.value;
-  if (v?.kind === 'number' && c.field === 'timestamp' && Number.isFinite(v.value)) return Math.round(v.value * 1_000_000);
+  if (v?.kind === 'number' && c.field === 'timestamp' && Number.isFinite(v.value))
+    return Math.round(v.value * 1_000_000);
   const text = v && (v.kind === 'bare' || v.kind === 'string') ? v.value : undefined;
   const dt = text === undefined ? undefined : parseDateTime(text);
-  if (!dt) throw parameterError('filter', `${c.source}: the value must be an ISO 8601 datetime such as 2022-12-01T00:00:00Z`);
+  if (!dt)
+    throw parameterError('filter', `${c.source}: the value must be an ISO 8601 datetime such as 2022-12-01T00:00:00Z`);
   const ms = Date.UTC(dt.year, dt.month - 1, dt.day, dt.hour, dt.minute, dt.second) - (dt.offsetMinutes ?? 0) * 60_000;
   return ms * 1000 + dt.micro;
 }
@@ -124,18 +136,28 @@ export function decodeCursor(query: QueryParams, print: string, length: number):
   }
   const parsed = CursorSchema.safeParse(decoded);
   if (!parsed.success || parsed.data.f !== print || parsed.data.k.length !== length) {
-    throw parameterError('page[cursor]', 'page[cursor] is not a cursor of this query: follow links.next of the previous page without changing the other parameters.');
+    throw parameterError(
+      'page[cursor]',
+      'page[cursor] is not a cursor of this query: follow links.next of the previous page without changing the other parameters.',
+    );
   }
   return parsed.data.k;
 }
 
 /** The URL of this route with these parameters (brackets left readable, as Klaviyo writes its links). */
 export function linkTo(baseUrl: string, path: string, query: QueryParams): string {
-  const pairs = Object.entries(query).map(([k, v]) => `${encodeURIComponent(k).replace(/%5B/g, '[').replace(/%5D/g, ']')}=${encodeURIComponent(v)}`);
+  const pairs = Object.entries(query).map(
+    ([k, v]) => `${encodeURIComponent(k).replace(/%5B/g, '[').replace(/%5D/g, ']')}=${encodeURIComponent(v)}`,
+  );
   return `${baseUrl}${path}${pairs.length > 0 ? `?${pairs.join('&')}` : ''}`;
 }
 
-export function pageLinks(baseUrl: string, path: string, query: QueryParams, nextCursor: string | undefined): { self: string; next?: string } {
+export function pageLinks(
+  baseUrl: string,
+  path: string,
+  query: QueryParams,
+  nextCursor: string | undefined,
+): { self: string; next?: string } {
   const self = linkTo(baseUrl, path, query);
   if (nextCursor === undefined) return { self };
   return { self, next: linkTo(baseUrl, path, { ...query, 'page[cursor]': nextCursor }) };

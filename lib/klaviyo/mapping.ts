@@ -70,7 +70,9 @@ function textOrNull(value: unknown): string | null {
 }
 
 function objectOrNull(value: unknown): Record<string, unknown> | null {
-  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : null;
 }
 
 /** Klaviyo's own keys inside event_properties that carry what Create Event sends as attributes. */
@@ -99,7 +101,9 @@ export function metricUpsertFrom(resource: MetricResource, original: Record<stri
   };
 }
 
-export function profileAttributesFrom(attributes: ProfileIdentity['attributes'] | ProfileResource['attributes'] | undefined): ProfileAttributes {
+export function profileAttributesFrom(
+  attributes: ProfileIdentity['attributes'] | ProfileResource['attributes'] | undefined,
+): ProfileAttributes {
   const a = attributes ?? {};
   return {
     email: a.email ?? null,

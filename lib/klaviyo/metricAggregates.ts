@@ -2,7 +2,14 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { firstInstantAtOrAfterWallTime, resolveTimeZone, type CalendarInterval } from '../aggregation/timezone';
 import { HttpError, type ErrorItem } from '../http/errors';
-import { FilterSyntaxError, parseDateTime, parseFilter, valueText, type FilterCondition, type FilterValue } from './filter';
+import {
+  FilterSyntaxError,
+  parseDateTime,
+  parseFilter,
+  valueText,
+  type FilterCondition,
+  type FilterValue,
+} from './filter';
 
 /**
  * Klaviyo's Query Metric Aggregates (POST /api/metric-aggregates), revision 2026-07-15: the request
@@ -72,7 +79,9 @@ const AttributesSchema = z.strictObject(
       error: 'must name at least one measurement',
     }),
     interval: z
-      .enum(INTERVALS, { error: (issue) => `${JSON.stringify(issue.input)} is not an interval; use hour, day, week or month` })
+      .enum(INTERVALS, {
+        error: (issue) => `${JSON.stringify(issue.input)} is not an interval; use hour, day, week or month`,
+      })
       .nullish(),
     filter: z.union([z.array(z.string({ error: 'must be a filter string' })), z.string()], {
       error: 'is required: a list of filter strings holding the datetime range',
@@ -96,7 +105,9 @@ const AttributesSchema = z.strictObject(
       .nullish(),
     page_cursor: z.string({ error: 'must be a string' }).nullish(),
     sort: z.string({ error: 'must be a string' }).nullish(),
-    return_fields: z.array(z.string({ error: 'must be a string' }), { error: 'must be a list of field names' }).nullish(),
+    return_fields: z
+      .array(z.string({ error: 'must be a string' }), { error: 'must be a list of field names' })
+      .nullish(),
   },
   { error: 'must be an object' },
 );
@@ -137,7 +148,8 @@ function instantMicros(text: string, timezone: string): number | undefined {
   const dt = parseDateTime(text);
   if (!dt) return undefined;
   const wall = Date.UTC(dt.year, dt.month - 1, dt.day, dt.hour, dt.minute, dt.second);
-  const ms = dt.offsetMinutes === null ? firstInstantAtOrAfterWallTime(timezone, wall) : wall - dt.offsetMinutes * 60_000;
+  const ms =
+    dt.offsetMinutes === null ? firstInstantAtOrAfterWallTime(timezone, wall) : wall - dt.offsetMinutes * 60_000;
   return ms * MICROS_PER_MS + dt.micro;
 }
 
@@ -154,7 +166,13 @@ interface FilterOutcome {
   dimensions: DimensionFilter[];
 }
 
-function applyCondition(c: FilterCondition, timezone: string, out: FilterOutcome, pointer: string, errors: ErrorItem[]): void {
+function applyCondition(
+  c: FilterCondition,
+  timezone: string,
+  out: FilterOutcome,
+  pointer: string,
+  errors: ErrorItem[],
+): void {
   if (c.field === 'datetime') {
     if (!RANGE_OPERATORS.has(c.operator)) {
       errors.push({
@@ -167,7 +185,11 @@ function applyCondition(c: FilterCondition, timezone: string, out: FilterOutcome
     const text = c.value && (c.value.kind === 'bare' || c.value.kind === 'string') ? c.value.value : undefined;
     const at = text === undefined ? undefined : instantMicros(text, timezone);
     if (at === undefined) {
-      errors.push({ code: 'invalid', detail: `${c.source}: the value must be an ISO 8601 datetime such as 2022-12-01T00:00:00`, pointer });
+      errors.push({
+        code: 'invalid',
+        detail: `${c.source}: the value must be an ISO 8601 datetime such as 2022-12-01T00:00:00`,
+        pointer,
+      });
       return;
     }
     // Internally the range is [start, end): timestamptz has microsecond resolution, so "greater than
@@ -190,7 +212,11 @@ function applyCondition(c: FilterCondition, timezone: string, out: FilterOutcome
     return;
   }
   if (c.field.length > MAX_DIMENSION_LENGTH) {
-    errors.push({ code: 'invalid', detail: `${c.source}: the field name is longer than ${MAX_DIMENSION_LENGTH} characters`, pointer });
+    errors.push({
+      code: 'invalid',
+      detail: `${c.source}: the field name is longer than ${MAX_DIMENSION_LENGTH} characters`,
+      pointer,
+    });
     return;
   }
   const values = dimensionValues(c.value);
@@ -238,7 +264,11 @@ export function parseMetricAggregateQuery(body: unknown, limits: { maxRangeDays:
       conditions = parseFilter(entry);
     } catch (err) {
       if (!(err instanceof FilterSyntaxError)) throw err;
-      errors.push({ code: 'invalid', detail: `The filter ${JSON.stringify(entry.slice(0, 200))} is malformed: ${err.message}`, pointer });
+      errors.push({
+        code: 'invalid',
+        detail: `The filter ${JSON.stringify(entry.slice(0, 200))} is malformed: ${err.message}`,
+        pointer,
+      });
       return;
     }
     // Without a valid zone the datetimes cannot be read; the zone's own error says why.
@@ -254,7 +284,11 @@ export function parseMetricAggregateQuery(body: unknown, limits: { maxRangeDays:
       pointer: FILTER_POINTER,
     });
   } else if (endUs <= startUs) {
-    errors.push({ code: 'invalid', detail: 'The datetime range is empty: its end must be after its start.', pointer: FILTER_POINTER });
+    errors.push({
+      code: 'invalid',
+      detail: 'The datetime range is empty: its end must be after its start.',
+      pointer: FILTER_POINTER,
+    });
   } else if (endUs - startUs > limits.maxRangeDays * MICROS_PER_DAY) {
     errors.push({
       code: 'invalid',
@@ -267,7 +301,11 @@ export function parseMetricAggregateQuery(body: unknown, limits: { maxRangeDays:
   const by = a.by ?? [];
   const duplicate = by.find((key, i) => by.indexOf(key) !== i);
   if (duplicate !== undefined) {
-    errors.push({ code: 'invalid', detail: `by names ${JSON.stringify(duplicate)} twice`, pointer: '/data/attributes/by' });
+    errors.push({
+      code: 'invalid',
+      detail: `by names ${JSON.stringify(duplicate)} twice`,
+      pointer: '/data/attributes/by',
+    });
   }
 
   let sort: SortKey | null = null;
@@ -378,7 +416,8 @@ function decodeCursor(cursor: string, fingerprint: string): CursorKey {
   const invalid = () =>
     new HttpError(400, {
       code: 'invalid',
-      detail: 'page_cursor is not a cursor of this query: send the body of the first page unchanged, with page_cursor from its links.next',
+      detail:
+        'page_cursor is not a cursor of this query: send the body of the first page unchanged, with page_cursor from its links.next',
       pointer: '/data/attributes/page_cursor',
     });
   let decoded: unknown;
@@ -407,12 +446,16 @@ export function buildMetricAggregateDocument(
 ): MetricAggregateDocument {
   const fingerprint = queryFingerprint(query);
   const descending = query.sort?.descending ?? false;
-  const keyed = rows.map((row) => ({ row, key: [sortValue(row, query.sort, query.by), ...row.dimensions] as CursorKey }));
+  const keyed = rows.map((row) => ({
+    row,
+    key: [sortValue(row, query.sort, query.by), ...row.dimensions] as CursorKey,
+  }));
   keyed.sort((x, y) => compareKeys(x.key, y.key, descending));
   let start = 0;
   if (query.pageCursor) {
     const after = decodeCursor(query.pageCursor, fingerprint);
-    while (start < keyed.length && compareKeys((keyed[start] as { key: CursorKey }).key, after, descending) <= 0) start += 1;
+    while (start < keyed.length && compareKeys((keyed[start] as { key: CursorKey }).key, after, descending) <= 0)
+      start += 1;
   }
   const page = keyed.slice(start, start + query.pageSize);
   const last = page[page.length - 1];

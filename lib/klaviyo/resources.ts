@@ -37,7 +37,10 @@ export function apiBaseUrl(headers: Readonly<Record<string, string>>): string {
 /** An instant as Klaviyo writes it: 2022-11-08T01:23:45+00:00 (milliseconds only when there are some). */
 export function klaviyoDateTime(date: Date | null): string | null {
   if (!date) return null;
-  return date.toISOString().replace(/\.000Z$/, '+00:00').replace(/Z$/, '+00:00');
+  return date
+    .toISOString()
+    .replace(/\.000Z$/, '+00:00')
+    .replace(/Z$/, '+00:00');
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -114,8 +117,14 @@ export interface StoredEvent {
   readonly rawData: unknown;
 }
 
-function relationshipTo(type: 'metric' | 'profile', id: string, existing: unknown, eventSelf: string): Record<string, unknown> {
-  if (isObject(existing) && isObject(existing.data) && existing.data.type === type && existing.data.id === id) return existing;
+function relationshipTo(
+  type: 'metric' | 'profile',
+  id: string,
+  existing: unknown,
+  eventSelf: string,
+): Record<string, unknown> {
+  if (isObject(existing) && isObject(existing.data) && existing.data.type === type && existing.data.id === id)
+    return existing;
   return {
     data: { type, id },
     links: { self: `${eventSelf}/relationships/${type}`, related: `${eventSelf}/${type}` },
@@ -143,7 +152,8 @@ export function eventResource(event: StoredEvent, baseUrl: string): JsonApiResou
     ...rawRelationships,
     metric: relationshipTo('metric', event.metricId, rawRelationships.metric, self),
   };
-  if (event.profileId !== null) relationships.profile = relationshipTo('profile', event.profileId, rawRelationships.profile, self);
+  if (event.profileId !== null)
+    relationships.profile = relationshipTo('profile', event.profileId, rawRelationships.profile, self);
   else delete relationships.profile;
   return {
     ...raw,
@@ -161,12 +171,14 @@ export function eventResource(event: StoredEvent, baseUrl: string): JsonApiResou
  */
 export function includedMetric(metric: MetricRow, baseUrl: string): JsonApiResource {
   const raw = metric.rawData;
-  if (isObject(raw) && raw.type === 'metric' && raw.id === metric.id && isObject(raw.attributes)) return raw as JsonApiResource;
+  if (isObject(raw) && raw.type === 'metric' && raw.id === metric.id && isObject(raw.attributes))
+    return raw as JsonApiResource;
   return metricResource(metric, baseUrl);
 }
 
 export function includedProfile(profile: ProfileRow, baseUrl: string): JsonApiResource {
   const raw = profile.rawData;
-  if (isObject(raw) && raw.type === 'profile' && raw.id === profile.id && isObject(raw.attributes)) return raw as JsonApiResource;
+  if (isObject(raw) && raw.type === 'profile' && raw.id === profile.id && isObject(raw.attributes))
+    return raw as JsonApiResource;
   return profileResource(profile, baseUrl);
 }

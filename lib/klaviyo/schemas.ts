@@ -2,7 +2,7 @@ import { z } from 'zod';
 
 /**
  * Klaviyo's JSON:API resources as ingest accepts them (revision 2026-07-15 of Klaviyo's OpenAPI
- * specification; ../shared/fixtures/klaviyo holds examples). Objects are loose: fields Klaviyo adds
+ * specification; tests/fixtures/klaviyo holds examples). Objects are loose: fields Klaviyo adds
  * later pass validation and reach raw_data, which stores each resource exactly as received.
  *
  * Limits that cut across every field (string size, NUL, nesting depth) are checked by
@@ -53,7 +53,10 @@ export const EventResourceSchema = z.looseObject({
   id: resourceId,
   attributes: z.looseObject(
     {
-      timestamp: z.number({ error: 'must be a whole number of seconds' }).int({ error: 'must be a whole number of seconds' }).nullish(),
+      timestamp: z
+        .number({ error: 'must be a whole number of seconds' })
+        .int({ error: 'must be a whole number of seconds' })
+        .nullish(),
       datetime: isoDateTime.nullish(),
       event_properties: jsonObject.nullish(),
       uuid: nullableText,
@@ -210,7 +213,10 @@ export const BulkProfileEntrySchema = z.looseObject({
     {
       profile: z.looseObject({ data: ProfileIdentitySchema }, { error: 'is required' }),
       // Checked one by one (BulkEventEntrySchema), so that one bad event does not hide the others.
-      events: z.looseObject({ data: z.array(z.unknown(), { error: 'must be an array of events' }) }, { error: 'is required' }),
+      events: z.looseObject(
+        { data: z.array(z.unknown(), { error: 'must be an array of events' }) },
+        { error: 'is required' },
+      ),
       backfill: z.boolean({ error: 'must be a boolean' }).nullish(),
     },
     { error: 'must be an object' },

@@ -63,7 +63,18 @@ export async function insertEvents(
 }
 
 /** klaviyo_events' columns as a write sets them, in the order of eventCopyRow's fields. */
-export const EVENT_COLUMNS = ['id', '"timestamp"', 'metric_id', 'profile_id', 'value', 'value_currency', 'uuid', 'unique_id', 'properties', 'raw_data'] as const;
+export const EVENT_COLUMNS = [
+  'id',
+  '"timestamp"',
+  'metric_id',
+  'profile_id',
+  'value',
+  'value_currency',
+  'uuid',
+  'unique_id',
+  'properties',
+  'raw_data',
+] as const;
 
 /**
  * The pending rows and dirty marks of the rows in `inserted` (id, metric_id, "timestamp",
@@ -153,8 +164,11 @@ async function insertByCopy(db: Db, events: readonly NewEvent[]): Promise<number
     return true;
   });
   const rows = unique.map(eventCopyRow);
-  if ((await copyUnlessDuplicate(db, 'klaviyo_events', EVENT_COLUMNS, rows)) === undefined) return markCopied(db, unique);
-  const stored = await db.query<{ position: string }>(STORED_POSITIONS_SQL, [JSON.stringify(unique.map((e) => [e.id, e.timestamp]))]);
+  if ((await copyUnlessDuplicate(db, 'klaviyo_events', EVENT_COLUMNS, rows)) === undefined)
+    return markCopied(db, unique);
+  const stored = await db.query<{ position: string }>(STORED_POSITIONS_SQL, [
+    JSON.stringify(unique.map((e) => [e.id, e.timestamp])),
+  ]);
   const storedAt = new Set(stored.map((r) => Number(r.position)));
   const fresh = unique.filter((_, i) => !storedAt.has(i));
   if (fresh.length === 0) return 0;
@@ -171,19 +185,40 @@ async function insertByCopy(db: Db, events: readonly NewEvent[]): Promise<number
 /** The pending rows and dirty marks of events just copied, in the same transaction, after them. */
 async function markCopied(db: Db, copied: readonly NewEvent[]): Promise<number> {
   const marked = await db.query<{ inserted: string }>(MARK_COPIED_SQL, [
-    JSON.stringify(copied.map((e) => ({ id: e.id, metric_id: e.metricId, timestamp: e.timestamp, profile_id: e.profileId, value: e.value }))),
+    JSON.stringify(
+      copied.map((e) => ({
+        id: e.id,
+        metric_id: e.metricId,
+        timestamp: e.timestamp,
+        profile_id: e.profileId,
+        value: e.value,
+      })),
+    ),
   ]);
   return Number(marked[0]?.inserted ?? 0);
 }
 
 /** An event as the text of EVENT_COLUMNS, for COPY (the bench's COPY reference loads the same rows). */
 export function eventCopyRow(e: NewEvent): CopyRow {
-  return [e.id, e.timestamp, e.metricId, e.profileId, e.value, e.valueCurrency, e.uuid, e.uniqueId, JSON.stringify(e.properties), JSON.stringify(e.rawData)];
+  return [
+    e.id,
+    e.timestamp,
+    e.metricId,
+    e.profileId,
+    e.value,
+    e.valueCurrency,
+    e.uuid,
+    e.uniqueId,
+    JSON.stringify(e.properties),
+    JSON.stringify(e.rawData),
+  ];
 }
 
 function propertiesInRawData(rawData: Readonly<Record<string, unknown>>): unknown {
   const attributes = rawData.attributes;
-  return attributes !== null && typeof attributes === 'object' ? (attributes as Record<string, unknown>).event_properties : undefined;
+  return attributes !== null && typeof attributes === 'object'
+    ? (attributes as Record<string, unknown>).event_properties
+    : undefined;
 }
 
 async function insertEventsOncePerId(db: Db, events: readonly NewEvent[]): Promise<InsertEventsResult> {

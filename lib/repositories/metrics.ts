@@ -122,7 +122,13 @@ export async function listMetrics(db: Db, options: ListMetricsOptions = {}): Pro
         AND ($5::text IS NULL OR m.id = $5)
       ORDER BY m.id
       LIMIT $4`,
-    [options.afterId ?? null, options.integrationName ?? null, options.integrationCategory ?? null, limit, options.id ?? null],
+    [
+      options.afterId ?? null,
+      options.integrationName ?? null,
+      options.integrationCategory ?? null,
+      limit,
+      options.id ?? null,
+    ],
   );
   return rows.map((r) => ({
     id: r.id,
@@ -161,7 +167,8 @@ export async function upsertMetrics(db: Db, metrics: readonly MetricUpsert[]): P
   for (const m of metrics) {
     const seen = byId.get(m.id);
     // A full copy beats a stub; of two full copies the newer one is kept.
-    if (!seen || (seen.isStub && !m.isStub) || (!seen.isStub && !m.isStub && newerThan(m.updated, seen.updated))) byId.set(m.id, m);
+    if (!seen || (seen.isStub && !m.isStub) || (!seen.isStub && !m.isStub && newerThan(m.updated, seen.updated)))
+      byId.set(m.id, m);
   }
   const payload = JSON.stringify(
     [...byId.values()]
@@ -208,7 +215,10 @@ export async function upsertMetrics(db: Db, metrics: readonly MetricUpsert[]): P
 
 /** Makes sure a row exists for each id (a stub where none does), leaving existing rows untouched. */
 export async function ensureMetricStubs(db: Db, ids: readonly string[]): Promise<UpsertMetricsResult> {
-  return upsertMetrics(db, ids.map((id) => ({ id, isStub: true as const })));
+  return upsertMetrics(
+    db,
+    ids.map((id) => ({ id, isStub: true as const })),
+  );
 }
 
 /**

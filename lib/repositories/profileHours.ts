@@ -37,8 +37,12 @@ export interface ProfileHourSync {
  * that may be new for another reason (a batch's pending rows).
  */
 const differences = (fresh?: string): string => `
-  candidates AS MATERIALIZED (${fresh ? `${fresh}
-    UNION ALL` : ''}
+  candidates AS MATERIALIZED (${
+    fresh
+      ? `${fresh}
+    UNION ALL`
+      : ''
+  }
     SELECT r.metric_id, r.profile_id, r.bucket FROM recounted r
     WHERE NOT EXISTS (SELECT 1 FROM held s
                       WHERE s.metric_id = r.metric_id AND s.profile_id = r.profile_id AND s.bucket = r.bucket)
@@ -134,7 +138,8 @@ export const sumLookbacks = (column: string): string =>
   `ARRAY[${LOOKBACKS.map((k) => `coalesce(sum(${column}[${k + 1}]), 0)::integer`).join(', ')}]`;
 
 /** Element-wise sum of two 25-element lookback arrays, written out for the same reason. */
-export const addLookbacks = (a: string, b: string): string => `ARRAY[${LOOKBACKS.map((k) => `${a}[${k + 1}] + ${b}[${k + 1}]`).join(', ')}]`;
+export const addLookbacks = (a: string, b: string): string =>
+  `ARRAY[${LOOKBACKS.map((k) => `${a}[${k + 1}] + ${b}[${k + 1}]`).join(', ')}]`;
 
 /**
  * The CTEs (text to follow a WITH, ending without a comma) that bring the scope's profile-hours to
@@ -294,7 +299,10 @@ export async function applyLookbackAdjustmentsOutside(tx: Db, range: { from: Dat
  * held: the rebuild's last step, which repairs counts that were edited or lost (a truncated rollup
  * table) as the rebuild repairs the other figures. Rows already right are not rewritten.
  */
-export async function resetLookbacksInRange(tx: Db, range: { from: Date; to: Date; metricId?: string }): Promise<number> {
+export async function resetLookbacksInRange(
+  tx: Db,
+  range: { from: Date; to: Date; metricId?: string },
+): Promise<number> {
   const params = [range.from.toISOString(), range.to.toISOString(), ...(range.metricId ? [range.metricId] : [])];
   const metricFilter = range.metricId ? 'AND metric_id = $3' : '';
   const rows = await tx.query<{ reset: string }>(

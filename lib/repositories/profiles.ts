@@ -140,7 +140,11 @@ export async function findProfilesByEmail(db: Db, email: string, limit = FIND_LI
   return rows.map(toProfileRow);
 }
 
-export async function findProfilesByPhoneNumber(db: Db, phoneNumber: string, limit = FIND_LIMIT_DEFAULT): Promise<ProfileRow[]> {
+export async function findProfilesByPhoneNumber(
+  db: Db,
+  phoneNumber: string,
+  limit = FIND_LIMIT_DEFAULT,
+): Promise<ProfileRow[]> {
   const rows = await db.query<ProfileDbRow>(
     `SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles p WHERE p.phone_number = $1 ORDER BY p.id LIMIT $2`,
     [phoneNumber, limit],
@@ -148,7 +152,11 @@ export async function findProfilesByPhoneNumber(db: Db, phoneNumber: string, lim
   return rows.map(toProfileRow);
 }
 
-export async function findProfilesByExternalId(db: Db, externalId: string, limit = FIND_LIMIT_DEFAULT): Promise<ProfileRow[]> {
+export async function findProfilesByExternalId(
+  db: Db,
+  externalId: string,
+  limit = FIND_LIMIT_DEFAULT,
+): Promise<ProfileRow[]> {
   const rows = await db.query<ProfileDbRow>(
     `SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles p WHERE p.external_id = $1 ORDER BY p.id LIMIT $2`,
     [externalId, limit],
@@ -266,7 +274,8 @@ export async function upsertProfiles(db: Db, profiles: readonly ProfileUpsert[])
     else if (!p.isStub && mayWin(p, known)) mayReplace.push(p);
   }
   if (!db.copyRows || unseen.length === 0) return upsertThroughJson(db, [...unseen, ...mayReplace]);
-  if ((await copyUnseen(db, unseen)) === undefined) return { written: unseen.length + (await upsertThroughJson(db, mayReplace)).written };
+  if ((await copyUnseen(db, unseen)) === undefined)
+    return { written: unseen.length + (await upsertThroughJson(db, mayReplace)).written };
   const inserted = await db.query<{ id: string }>(INSERT_UNLESS_STORED_SQL, [JSON.stringify(profileRows(unseen))]);
   const insertedIds = new Set(inserted.map((r) => r.id));
   const storedMeanwhile = unseen.filter((p) => !p.isStub && !insertedIds.has(p.id));
@@ -409,7 +418,13 @@ export interface ProfileIdentifiers {
 export async function resolveProfiles(db: Db, identities: readonly ProfileIdentifiers[]): Promise<(string | null)[]> {
   if (identities.length === 0) return [];
   const payload = JSON.stringify(
-    identities.map((p, ord) => ({ ord, id: p.id, email: p.email, phone_number: p.phoneNumber, external_id: p.externalId })),
+    identities.map((p, ord) => ({
+      ord,
+      id: p.id,
+      email: p.email,
+      phone_number: p.phoneNumber,
+      external_id: p.externalId,
+    })),
   );
   const rows = await db.query<{ ord: number; id: string | null }>(
     `SELECT i.ord, m.id
@@ -449,7 +464,8 @@ export interface MergeProfilesResult {
 
 const MERGED = {
   text: (f: string) => `coalesce(excluded.${f}, p.${f})`,
-  object: (f: string) => `CASE WHEN excluded.${f} IS NULL THEN p.${f} ELSE coalesce(p.${f}, '{}'::jsonb) || excluded.${f} END`,
+  object: (f: string) =>
+    `CASE WHEN excluded.${f} IS NULL THEN p.${f} ELSE coalesce(p.${f}, '{}'::jsonb) || excluded.${f} END`,
 };
 const MERGED_ROW = `ROW(${PROFILE_TEXT_FIELDS.map(MERGED.text).join(', ')}, ${MERGED.object('location')}, ${MERGED.object('properties')})`;
 const STORED_ROW = `ROW(${PROFILE_TEXT_FIELDS.map((f) => `p.${f}`).join(', ')}, p.location, p.properties)`;
@@ -512,7 +528,11 @@ export async function mergeProfiles(db: Db, profiles: readonly ProfileMerge[]): 
 function mergeTwo(a: ProfileMerge, b: ProfileMerge): ProfileMerge {
   const attributes: Record<string, unknown> = { ...a.attributes };
   for (const f of PROFILE_TEXT_FIELDS) attributes[f] = b.attributes[f] ?? a.attributes[f];
-  attributes.location = b.attributes.location ? { ...a.attributes.location, ...b.attributes.location } : a.attributes.location;
-  attributes.properties = b.attributes.properties ? { ...a.attributes.properties, ...b.attributes.properties } : a.attributes.properties;
+  attributes.location = b.attributes.location
+    ? { ...a.attributes.location, ...b.attributes.location }
+    : a.attributes.location;
+  attributes.properties = b.attributes.properties
+    ? { ...a.attributes.properties, ...b.attributes.properties }
+    : a.attributes.properties;
   return { id: a.id, attributes: attributes as ProfileAttributes };
 }

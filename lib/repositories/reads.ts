@@ -97,7 +97,10 @@ export async function listEvents(db: Db, query: EventListQuery): Promise<EventRo
 
 /** An event by id (the primary key's leading column); null when there is none. */
 export async function getEventById(db: Db, id: string): Promise<EventRow | null> {
-  const rows = await db.query<EventDbRow>(`SELECT ${EVENT_COLUMNS} FROM klaviyo_events e WHERE e.id = $1 ORDER BY e."timestamp" LIMIT 1`, [id]);
+  const rows = await db.query<EventDbRow>(
+    `SELECT ${EVENT_COLUMNS} FROM klaviyo_events e WHERE e.id = $1 ORDER BY e."timestamp" LIMIT 1`,
+    [id],
+  );
   return rows[0] ? toEventRow(rows[0]) : null;
 }
 

@@ -226,7 +226,12 @@ export async function readSeries(db: Db, plan: SeriesPlan): Promise<SeriesResult
  * distinct counts over long buckets, and the reference the benchmark compares the fast path with.
  */
 export async function readSeriesFromEvents(db: Db, plan: SeriesPlan): Promise<SeriesResult> {
-  const params: SqlParam[] = [plan.metricId, timestampArray(plan.boundaries), isoMicros(plan.startUs), isoMicros(plan.endUs)];
+  const params: SqlParam[] = [
+    plan.metricId,
+    timestampArray(plan.boundaries),
+    isoMicros(plan.startUs),
+    isoMicros(plan.endUs),
+  ];
   const sql = fromEventsSql(plan, params);
   const rows = await db.query<SeriesRow>(sql, params);
   return toResult(rows[0], plan.by.length);

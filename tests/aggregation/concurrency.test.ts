@@ -68,17 +68,24 @@ describe('concurrency', () => {
   }
 
   async function isMarked(metricId: string, bucket: string): Promise<boolean> {
-    const rows = await t.db.query(`SELECT 1 FROM klaviyo_aggregate_dirty WHERE metric_id = $1 AND bucket = $2::timestamptz`, [
-      metricId,
-      bucket,
-    ]);
+    const rows = await t.db.query(
+      `SELECT 1 FROM klaviyo_aggregate_dirty WHERE metric_id = $1 AND bucket = $2::timestamptz`,
+      [metricId, bucket],
+    );
     return rows.length === 1;
   }
 
   it('two overlapping runs: no bucket counted twice or missed, no deadlock, one skips or both finish', async () => {
     await storeEvents(
       t.db,
-      randomEvents(11, { count: 3000, from: '2024-02-01T00:00:00Z', hours: 24 * 20, metrics: ['a', 'b', 'c', 'd'], profiles: 80, idPrefix: 'conc' }),
+      randomEvents(11, {
+        count: 3000,
+        from: '2024-02-01T00:00:00Z',
+        hours: 24 * 20,
+        metrics: ['a', 'b', 'c', 'd'],
+        profiles: 80,
+        idPrefix: 'conc',
+      }),
     );
     const marked = await dirtyCount(t.db);
     expect(marked).toBeGreaterThan(500);
@@ -106,7 +113,13 @@ describe('concurrency', () => {
     const result = await runAggregation(client('skipper'), { batchBuckets: 20, timeBudgetMs: 60_000 });
     release.open();
     await holding;
-    expect(result).toMatchObject({ status: 'skipped', bucketsRecomputed: 0, batches: 0, bucketsWaiting: 1, stoppedBy: 'lock' });
+    expect(result).toMatchObject({
+      status: 'skipped',
+      bucketsRecomputed: 0,
+      batches: 0,
+      bucketsWaiting: 1,
+      stoppedBy: 'lock',
+    });
     expect(await dirtyCount(t.db)).toBe(1);
     await runAggregation(t.db, { batchBuckets: 20, timeBudgetMs: 60_000 });
     await expectExact();
@@ -115,7 +128,14 @@ describe('concurrency', () => {
   it('a rebuild and an incremental run at the same time end exact', async () => {
     await storeEvents(
       t.db,
-      randomEvents(12, { count: 2000, from: '2024-02-10T00:00:00Z', hours: 24 * 30, metrics: ['a', 'b', 'e'], profiles: 50, idPrefix: 'rebuild_conc' }),
+      randomEvents(12, {
+        count: 2000,
+        from: '2024-02-10T00:00:00Z',
+        hours: 24 * 30,
+        metrics: ['a', 'b', 'e'],
+        profiles: 50,
+        idPrefix: 'rebuild_conc',
+      }),
     );
     const [rebuilt, ran] = await Promise.all([
       rebuildAggregates(client('rebuilder'), { chunkHours: 24 }),
@@ -134,7 +154,9 @@ describe('concurrency', () => {
     const inserted = gate();
     const commit = gate();
     const ingesting = ingest.transaction(async (tx) => {
-      await storeEvents(tx, [{ id: 'open_new', metricId: 'a', profileId: 'p_77', at: '2023-12-31T23:30:00Z', value: '4.5' }]);
+      await storeEvents(tx, [
+        { id: 'open_new', metricId: 'a', profileId: 'p_77', at: '2023-12-31T23:30:00Z', value: '4.5' },
+      ]);
       inserted.open();
       await commit.opened;
     });
@@ -159,7 +181,9 @@ describe('concurrency', () => {
     expect(before).toHaveLength(1);
     const inHour = (minutes: number) => new Date(new Date(bucket).getTime() + minutes * 60_000);
     // Committed but not yet aggregated: the hour is marked.
-    await storeEvents(t.db, [{ id: 'remark_committed', metricId: 'a', profileId: 'p_1', at: inHour(10), value: '100' }]);
+    await storeEvents(t.db, [
+      { id: 'remark_committed', metricId: 'a', profileId: 'p_1', at: inHour(10), value: '100' },
+    ]);
     const ingest = client('ingest-open-remark');
     const inserted = gate();
     const commit = gate();
@@ -180,7 +204,9 @@ describe('concurrency', () => {
 
   it('an ingest that arrives after a run took the mark waits for it, re-marks the hour, and the next run is exact', async () => {
     const bucket = '2024-02-02T07:00:00Z';
-    await storeEvents(t.db, [{ id: 'race_first', metricId: 'b', profileId: 'p_2', at: '2024-02-02T07:05:00Z', value: '10' }]);
+    await storeEvents(t.db, [
+      { id: 'race_first', metricId: 'b', profileId: 'p_2', at: '2024-02-02T07:05:00Z', value: '10' },
+    ]);
     // Hold the run between its two statements: it has taken the mark and now waits to write rollups.
     const blocker = client('rollup-blocker');
     const locked = gate();
@@ -197,7 +223,9 @@ describe('concurrency', () => {
 
     const ingest = client('ingest-late');
     const ingesting = ingest.transaction((tx) =>
-      storeEvents(tx, [{ id: 'race_second', metricId: 'b', profileId: 'p_3', at: '2024-02-02T07:55:00Z', value: '20' }]),
+      storeEvents(tx, [
+        { id: 'race_second', metricId: 'b', profileId: 'p_3', at: '2024-02-02T07:55:00Z', value: '20' },
+      ]),
     );
     // The ingest's mark upsert meets the run's deleted, uncommitted mark and waits for the run.
     await waitUntilBlocked('ingest-late');

@@ -76,7 +76,11 @@ describe('delta rollups', () => {
   });
 
   it('a profile already counted in the hour adds an event but no unique profile', async () => {
-    await ingestAndRunByDelta(t, [{ id: 'again_p1', metricId: 'm', profileId: 'p1', at: '2024-04-01T10:45:00Z', value: '6' }], 1);
+    await ingestAndRunByDelta(
+      t,
+      [{ id: 'again_p1', metricId: 'm', profileId: 'p1', at: '2024-04-01T10:45:00Z', value: '6' }],
+      1,
+    );
     expect(await hour(t, 'm', '2024-04-01T10:00:00Z')).toEqual({
       event_count: '4',
       sum_value: '18',
@@ -113,7 +117,9 @@ describe('delta rollups', () => {
   });
 
   it('two ingests of one new profile before a run grow the count by one, and an old profile mixed in by none', async () => {
-    await storeEvents(t.db, [{ id: 'split_a', metricId: 'm', profileId: 'p7', at: '2024-04-01T10:03:00Z', value: '6' }]);
+    await storeEvents(t.db, [
+      { id: 'split_a', metricId: 'm', profileId: 'p7', at: '2024-04-01T10:03:00Z', value: '6' },
+    ]);
     await storeEvents(t.db, [
       { id: 'split_b', metricId: 'm', profileId: 'p7', at: '2024-04-01T10:04:00Z', value: '6' },
       { id: 'split_c', metricId: 'm', profileId: 'p2', at: '2024-04-01T10:06:00Z', value: '6' },
@@ -210,7 +216,11 @@ describe('delta rollups', () => {
       await tx.query(`INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket) VALUES ('m', '2024-04-01T10:00:00Z')`);
     });
     const events = (await oracleHours(t.db)).find((r) => r.metric_id === 'm' && r.bucket === '2024-04-01T10:00:00Z');
-    expect(await run(t)).toMatchObject({ bucketsRecomputed: 1, bucketsFromRaw: 1, eventsScanned: Number(events?.event_count) });
+    expect(await run(t)).toMatchObject({
+      bucketsRecomputed: 1,
+      bucketsFromRaw: 1,
+      eventsScanned: Number(events?.event_count),
+    });
     await expectExact(t);
     expect(await hour(t, 'm', '2024-04-01T10:00:00Z')).toMatchObject({ max_value: '1000' });
   });
@@ -221,7 +231,10 @@ describe('delta rollups', () => {
       { id: 'before_rebuild2', metricId: 'other', profileId: 'p9', at: '2024-04-03T12:00:00Z', value: '3' },
     ]);
     // A rebuild of one day only: the other day's pending row and mark stay for the run.
-    const rebuilt = await rebuildAggregates(t.db, { from: new Date('2024-04-01T00:00:00Z'), to: new Date('2024-04-02T00:00:00Z') });
+    const rebuilt = await rebuildAggregates(t.db, {
+      from: new Date('2024-04-01T00:00:00Z'),
+      to: new Date('2024-04-02T00:00:00Z'),
+    });
     expect(rebuilt.marksCleared).toBe(1);
     expect(await pendingCount(t)).toBe(1);
     expect(await run(t)).toMatchObject({ bucketsRecomputed: 1, bucketsFromRaw: 0, eventsScanned: 1 });
@@ -232,7 +245,9 @@ describe('delta rollups', () => {
     const ingest = createPostgresDb({ url: t.url, ...tuning, poolMax: 1, applicationName: 'delta-ingest' });
     clients.push(ingest);
     // The mark exists already, so the open ingest holds its row lock.
-    await storeEvents(t.db, [{ id: 'open_a', metricId: 'm', profileId: 'p10', at: '2024-04-01T13:00:00Z', value: '1' }]);
+    await storeEvents(t.db, [
+      { id: 'open_a', metricId: 'm', profileId: 'p10', at: '2024-04-01T13:00:00Z', value: '1' },
+    ]);
     let release!: () => void;
     const released = new Promise<void>((resolve) => {
       release = resolve;
@@ -242,7 +257,9 @@ describe('delta rollups', () => {
       stored = resolve;
     });
     const open = ingest.transaction(async (tx) => {
-      await storeEvents(tx, [{ id: 'open_b', metricId: 'm', profileId: 'p10', at: '2024-04-01T13:30:00Z', value: '9' }]);
+      await storeEvents(tx, [
+        { id: 'open_b', metricId: 'm', profileId: 'p10', at: '2024-04-01T13:30:00Z', value: '9' },
+      ]);
       stored();
       await released;
     });
@@ -256,7 +273,11 @@ describe('delta rollups', () => {
     await open;
     expect(await run(t)).toMatchObject({ bucketsRecomputed: 1, bucketsFromRaw: 0, eventsScanned: 1 });
     await expectExact(t);
-    expect(await hour(t, 'm', '2024-04-01T13:00:00Z')).toMatchObject({ event_count: '2', max_value: '9', unique_profiles: '1' });
+    expect(await hour(t, 'm', '2024-04-01T13:00:00Z')).toMatchObject({
+      event_count: '2',
+      max_value: '9',
+      unique_profiles: '1',
+    });
   });
 
   it('links a profile-hour to its previous hour only within 24 hours, and re-links only there', async () => {
@@ -271,18 +292,40 @@ describe('delta rollups', () => {
           `SELECT bucket, previous_bucket FROM klaviyo_profile_hours WHERE metric_id = 'w' AND profile_id = 'pw' ORDER BY bucket`,
         )
       ).map((r) => [r.bucket.toISOString(), r.previous_bucket?.toISOString() ?? null]);
-    await ingestAndRunByDelta(t, [
-      { id: 'w0', metricId: 'w', profileId: 'pw', at: at(0), value: null },
-      { id: 'w30', metricId: 'w', profileId: 'pw', at: at(30), value: null },
-    ], 2);
-    expect(await links()).toEqual([[at(0), null], [at(30), null]]);
+    await ingestAndRunByDelta(
+      t,
+      [
+        { id: 'w0', metricId: 'w', profileId: 'pw', at: at(0), value: null },
+        { id: 'w30', metricId: 'w', profileId: 'pw', at: at(30), value: null },
+      ],
+      2,
+    );
+    expect(await links()).toEqual([
+      [at(0), null],
+      [at(30), null],
+    ]);
     await ingestAndRunByDelta(t, [{ id: 'w10', metricId: 'w', profileId: 'pw', at: at(10), value: null }], 1);
-    expect(await links()).toEqual([[at(0), null], [at(10), at(0)], [at(30), at(10)]]);
-    await ingestAndRunByDelta(t, [
-      { id: 'w5', metricId: 'w', profileId: 'pw', at: at(5), value: null },
-      { id: 'w54', metricId: 'w', profileId: 'pw', at: at(54), value: null },
-      { id: 'w79', metricId: 'w', profileId: 'pw', at: at(79), value: null },
-    ], 3);
-    expect(await links()).toEqual([[at(0), null], [at(5), at(0)], [at(10), at(5)], [at(30), at(10)], [at(54), at(30)], [at(79), null]]);
+    expect(await links()).toEqual([
+      [at(0), null],
+      [at(10), at(0)],
+      [at(30), at(10)],
+    ]);
+    await ingestAndRunByDelta(
+      t,
+      [
+        { id: 'w5', metricId: 'w', profileId: 'pw', at: at(5), value: null },
+        { id: 'w54', metricId: 'w', profileId: 'pw', at: at(54), value: null },
+        { id: 'w79', metricId: 'w', profileId: 'pw', at: at(79), value: null },
+      ],
+      3,
+    );
+    expect(await links()).toEqual([
+      [at(0), null],
+      [at(5), at(0)],
+      [at(10), at(5)],
+      [at(30), at(10)],
+      [at(54), at(30)],
+      [at(79), null],
+    ]);
   });
 });

@@ -21,7 +21,12 @@ describe('aggregate handler when the database fails', () => {
     const result = await handler({ id: 'evt-err' } as never);
     expect(result).toMatchObject({ status: 'error', scheduledEventId: 'evt-err', error: { code: '3D000' } });
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatchObject({ level: 'error', message: 'aggregate run failed', status: 'error', lagSeconds: null });
+    expect(lines[0]).toMatchObject({
+      level: 'error',
+      message: 'aggregate run failed',
+      status: 'error',
+      lagSeconds: null,
+    });
     expect(typeof lines[0]?.durationMs).toBe('number');
   });
 });

@@ -105,7 +105,13 @@ describe('aggregate handler', () => {
       Array.from({ length: 30 }, (_, i) => ({ metricId: 'm3', at: new Date(Date.UTC(2024, 0, 1, i)), value: '1' })),
     );
     const spent = await handler(scheduledEvent('evt-3'), context(1_000));
-    expect(spent).toMatchObject({ status: 'done', bucketsRecomputed: 10, batches: 1, stoppedBy: 'budget', bucketsWaiting: 20 });
+    expect(spent).toMatchObject({
+      status: 'done',
+      bucketsRecomputed: 10,
+      batches: 1,
+      stoppedBy: 'budget',
+      bucketsWaiting: 20,
+    });
     expect(lines).toHaveLength(1);
     const next = await handler(scheduledEvent('evt-4'), context(60_000));
     expect(next).toMatchObject({ status: 'done', bucketsRecomputed: 20, bucketsWaiting: 0, stoppedBy: 'drained' });

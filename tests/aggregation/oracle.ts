@@ -130,7 +130,7 @@ export async function contractViolations(db: Db): Promise<Record<string, unknown
  * TimescaleDB's compressed chunks have no xmin/ctid; there updated_at (set by every rewrite) has to do.
  */
 export async function rollupChecksum(db: Db, options: { rowVersions?: boolean } = {}): Promise<string> {
-  const versions = options.rowVersions ?? true ? `, xmin::text, ctid::text` : '';
+  const versions = (options.rowVersions ?? true) ? `, xmin::text, ctid::text` : '';
   const rows = await db.query<{ checksum: string | null; n: string }>(
     `SELECT md5(string_agg(concat_ws('|', metric_id, granularity, bucket, event_count, sum_value, min_value, max_value,
                                      unique_profiles, updated_at${versions}), ',' ORDER BY metric_id, granularity, bucket)) AS checksum,
@@ -139,7 +139,6 @@ export async function rollupChecksum(db: Db, options: { rowVersions?: boolean } 
   );
   return `${rows[0]?.n}:${rows[0]?.checksum ?? 'empty'}`;
 }
-
 
 /**
  * Random events over [from, from + hours): several metrics and profiles, decimal values with up to

@@ -10,7 +10,14 @@ describe('rebuildAggregates', () => {
     t = await freshDatabase();
     await storeEvents(
       t.db,
-      randomEvents(21, { count: 2000, from: '2024-01-01T00:00:00Z', hours: 24 * 40, metrics: ['x', 'y', 'z'], profiles: 50, idPrefix: 'rb' }),
+      randomEvents(21, {
+        count: 2000,
+        from: '2024-01-01T00:00:00Z',
+        hours: 24 * 40,
+        metrics: ['x', 'y', 'z'],
+        profiles: 50,
+        idPrefix: 'rb',
+      }),
     );
   });
   afterAll(async () => {
@@ -23,7 +30,9 @@ describe('rebuildAggregates', () => {
       `UPDATE klaviyo_aggregated_metrics SET event_count = event_count + 1
        WHERE bucket IN ('2024-01-05T00:00:00Z', '2024-01-05T01:00:00Z', '2024-01-25T00:00:00Z', '2024-01-25T01:00:00Z')`,
     );
-    await t.db.query(`DELETE FROM klaviyo_aggregated_metrics WHERE bucket IN ('2024-01-06T05:00:00Z', '2024-01-26T05:00:00Z')`);
+    await t.db.query(
+      `DELETE FROM klaviyo_aggregated_metrics WHERE bucket IN ('2024-01-06T05:00:00Z', '2024-01-26T05:00:00Z')`,
+    );
     await t.db.query(
       `INSERT INTO klaviyo_aggregated_metrics (metric_id, granularity, bucket, event_count, sum_value, unique_profiles)
        VALUES ('x', 'hour', '2023-06-01T00:00:00Z', 5, 5, 1), ('y', 'hour', '2024-01-07T00:30:00Z', 1, 1, 1)
@@ -69,7 +78,11 @@ describe('rebuildAggregates', () => {
       chunkHours: 24,
     });
     expect(inside.chunks).toBe(3);
-    await rebuildAggregates(t.db, { from: new Date('2024-01-05T00:00:00Z'), to: new Date('2024-01-08T00:00:00Z'), chunkHours: 24 });
+    await rebuildAggregates(t.db, {
+      from: new Date('2024-01-05T00:00:00Z'),
+      to: new Date('2024-01-08T00:00:00Z'),
+      chunkHours: 24,
+    });
     const stored = await storedHours(t.db);
     const oracle = await oracleHours(t.db);
     const inRange = (r: { bucket: string }) => r.bucket >= '2024-01-05' && r.bucket < '2024-01-08';
@@ -93,21 +106,31 @@ describe('rebuildAggregates', () => {
       from: new Date('2024-01-10T10:30:00Z'),
       to: new Date('2024-01-10T12:00:01Z'),
     });
-    expect(result).toMatchObject({ from: new Date('2024-01-10T10:00:00Z'), to: new Date('2024-01-10T13:00:00Z'), chunks: 1 });
+    expect(result).toMatchObject({
+      from: new Date('2024-01-10T10:00:00Z'),
+      to: new Date('2024-01-10T13:00:00Z'),
+      chunks: 1,
+    });
     const stored = await storedHours(t.db);
     const oracle = await oracleHours(t.db);
     const repaired = (r: { metric_id: string; bucket: string }) =>
       r.metric_id === 'z' && r.bucket >= '2024-01-10T10' && r.bucket < '2024-01-10T13';
     expect(stored.filter(repaired).length).toBeGreaterThan(0);
     expect(stored.filter(repaired)).toEqual(oracle.filter(repaired));
-    expect(stored.filter((r) => !repaired(r)).every((r, i) => r.sum_value !== oracle.filter((o) => !repaired(o))[i]?.sum_value)).toBe(true);
+    expect(
+      stored
+        .filter((r) => !repaired(r))
+        .every((r, i) => r.sum_value !== oracle.filter((o) => !repaired(o))[i]?.sum_value),
+    ).toBe(true);
     await rebuildAggregates(t.db);
     expect(await storedHours(t.db)).toEqual(oracle);
   });
 
   it('after a rebuild, new ingests are picked up by the incremental run as usual', async () => {
     await storeEvents(t.db, [{ metricId: 'x', profileId: 'p_1', at: '2024-01-03T03:03:03Z', value: '3.3' }]);
-    expect(await runAggregation(t.db, { batchBuckets: 100, timeBudgetMs: 60_000 })).toMatchObject({ bucketsRecomputed: 1 });
+    expect(await runAggregation(t.db, { batchBuckets: 100, timeBudgetMs: 60_000 })).toMatchObject({
+      bucketsRecomputed: 1,
+    });
     expect(await storedHours(t.db)).toEqual(await oracleHours(t.db));
   });
 

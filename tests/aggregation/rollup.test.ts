@@ -2,7 +2,15 @@ import { runAggregation } from '../../lib/aggregation/rollup';
 import { readHourlySeries } from '../../lib/repositories/aggregates';
 import { freshDatabase, type TestDatabase } from '../support/database';
 import { storeEvents, type SimpleEvent } from '../support/events';
-import { contractViolations, dirtyCount, oracleHours, randomEvents, rollupChecksum, storedHours, type FiguresText } from './oracle';
+import {
+  contractViolations,
+  dirtyCount,
+  oracleHours,
+  randomEvents,
+  rollupChecksum,
+  storedHours,
+  type FiguresText,
+} from './oracle';
 
 /**
  * The incremental aggregator, scenario after scenario on one database: after each run, every stored
@@ -71,18 +79,28 @@ describe('runAggregation', () => {
     const after = await storedHours(t.db);
     const figures = ({ new_profiles_by_lookback: _lookbacks, ...rest }: FiguresText) => JSON.stringify(rest);
     const changed = after.filter((row) => !before.some((b) => figures(b) === figures(row)));
-    const touched = ['opened 2024-01-15T08:00:00Z', 'placed 2024-03-01T00:00:00Z', 'placed 2024-03-02T13:00:00Z', 'placed 2024-03-02T14:00:00Z'];
+    const touched = [
+      'opened 2024-01-15T08:00:00Z',
+      'placed 2024-03-01T00:00:00Z',
+      'placed 2024-03-02T13:00:00Z',
+      'placed 2024-03-02T14:00:00Z',
+    ];
     expect(changed.map((r) => `${r.metric_id} ${r.bucket}`).sort()).toEqual(touched);
     // Other hours may change their lookback counts only: a late event of a profile changes how new the
     // profile is in its next hour with an event, if that hour lies within the following 24.
-    const relinked = after.filter((row) => !changed.includes(row) && !before.some((b) => JSON.stringify(b) === JSON.stringify(row)));
+    const relinked = after.filter(
+      (row) => !changed.includes(row) && !before.some((b) => JSON.stringify(b) === JSON.stringify(row)),
+    );
     for (const row of relinked) {
       const hour = Date.parse(row.bucket);
       const near = touched.some((key) => {
         const [metric, bucket] = key.split(' ') as [string, string];
         return metric === row.metric_id && hour > Date.parse(bucket) && hour - Date.parse(bucket) <= 24 * 3_600_000;
       });
-      expect({ row: `${row.metric_id} ${row.bucket}`, near }).toEqual({ row: `${row.metric_id} ${row.bucket}`, near: true });
+      expect({ row: `${row.metric_id} ${row.bucket}`, near }).toEqual({
+        row: `${row.metric_id} ${row.bucket}`,
+        near: true,
+      });
     }
   });
 
@@ -96,7 +114,10 @@ describe('runAggregation', () => {
   });
 
   it('a re-delivery mixed with new events counts each event once', async () => {
-    const batch = [...fresh.slice(400, 450), { id: 'mixed1', metricId: 'clicked', profileId: 'p_3', at: '2024-03-03T10:10:00Z', value: '1.5' }];
+    const batch = [
+      ...fresh.slice(400, 450),
+      { id: 'mixed1', metricId: 'clicked', profileId: 'p_3', at: '2024-03-03T10:10:00Z', value: '1.5' },
+    ];
     expect(await storeEvents(t.db, batch)).toEqual({ inserted: 1, duplicates: 50 });
     expect(await run(t)).toMatchObject({ bucketsRecomputed: 1 });
     await expectExact(t);
@@ -105,7 +126,14 @@ describe('runAggregation', () => {
   it('a new metric gets its own hours', async () => {
     await storeEvents(
       t.db,
-      randomEvents(2, { count: 200, from: '2024-03-02T00:00:00Z', hours: 30, metrics: ['subscribed'], profiles: 10, idPrefix: 'sub' }),
+      randomEvents(2, {
+        count: 200,
+        from: '2024-03-02T00:00:00Z',
+        hours: 30,
+        metrics: ['subscribed'],
+        profiles: 10,
+        idPrefix: 'sub',
+      }),
     );
     await run(t);
     await expectExact(t);
@@ -116,8 +144,22 @@ describe('runAggregation', () => {
   });
 
   it('a run between two ingests into the same hours', async () => {
-    const first = randomEvents(3, { count: 300, from: '2024-03-04T00:00:00Z', hours: 6, metrics: ['placed', 'opened'], profiles: 20, idPrefix: 'between_a' });
-    const second = randomEvents(4, { count: 300, from: '2024-03-04T00:00:00Z', hours: 6, metrics: ['placed', 'opened'], profiles: 40, idPrefix: 'between_b' });
+    const first = randomEvents(3, {
+      count: 300,
+      from: '2024-03-04T00:00:00Z',
+      hours: 6,
+      metrics: ['placed', 'opened'],
+      profiles: 20,
+      idPrefix: 'between_a',
+    });
+    const second = randomEvents(4, {
+      count: 300,
+      from: '2024-03-04T00:00:00Z',
+      hours: 6,
+      metrics: ['placed', 'opened'],
+      profiles: 40,
+      idPrefix: 'between_b',
+    });
     await storeEvents(t.db, first);
     await run(t);
     await expectExact(t);
@@ -133,7 +175,13 @@ describe('runAggregation', () => {
     await storeEvents(t.db, [
       { id: 'dec1', metricId: 'refund', profileId: 'p_1', at: '2024-05-01T10:00:00Z', value: '0.1' },
       { id: 'dec2', metricId: 'refund', profileId: 'p_1', at: '2024-05-01T10:15:00Z', value: '0.2' },
-      { id: 'dec3', metricId: 'refund', profileId: null, at: '2024-05-01T10:30:00Z', value: '12345678901234567890.123456789' },
+      {
+        id: 'dec3',
+        metricId: 'refund',
+        profileId: null,
+        at: '2024-05-01T10:30:00Z',
+        value: '12345678901234567890.123456789',
+      },
       { id: 'dec4', metricId: 'refund', profileId: null, at: '2024-05-01T10:45:00Z', value: null },
       { id: 'dec5', metricId: 'refund', profileId: 'p_2', at: '2024-05-01T10:59:59Z', value: '-3.50' },
       { id: 'noval1', metricId: 'viewed', profileId: null, at: '2024-05-01T11:00:00Z', value: null },
@@ -159,11 +207,15 @@ describe('runAggregation', () => {
   });
 
   it('removes the row of an hour that no longer has events', async () => {
-    await storeEvents(t.db, [{ id: 'gone', metricId: 'placed', profileId: 'p_1', at: '2024-06-01T00:30:00Z', value: '1' }]);
+    await storeEvents(t.db, [
+      { id: 'gone', metricId: 'placed', profileId: 'p_1', at: '2024-06-01T00:30:00Z', value: '1' },
+    ]);
     await run(t);
     await t.db.transaction(async (tx) => {
       await tx.query(`DELETE FROM klaviyo_events WHERE id = 'gone'`);
-      await tx.query(`INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket) VALUES ('placed', '2024-06-01T00:00:00Z')`);
+      await tx.query(
+        `INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket) VALUES ('placed', '2024-06-01T00:00:00Z')`,
+      );
     });
     expect(await run(t)).toMatchObject({ bucketsRecomputed: 1, rowsChanged: 1, eventsScanned: 0 });
     await expectExact(t);
@@ -187,7 +239,9 @@ describe('runAggregation', () => {
 
   it('recomputes a bucket whose figures did not change without rewriting its row', async () => {
     const checksum = await rollupChecksum(t.db);
-    await t.db.query(`INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket) VALUES ('placed', '2024-03-01T00:00:00Z')`);
+    await t.db.query(
+      `INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket) VALUES ('placed', '2024-03-01T00:00:00Z')`,
+    );
     expect(await run(t)).toMatchObject({ bucketsRecomputed: 1, rowsChanged: 0 });
     expect(await rollupChecksum(t.db)).toBe(checksum);
   });
@@ -195,13 +249,26 @@ describe('runAggregation', () => {
   it('stops at the time budget with the rest still marked, and reports the lag', async () => {
     await storeEvents(
       t.db,
-      randomEvents(5, { count: 400, from: '2024-07-01T00:00:00Z', hours: 200, metrics: ['placed'], profiles: 30, idPrefix: 'budget' }),
+      randomEvents(5, {
+        count: 400,
+        from: '2024-07-01T00:00:00Z',
+        hours: 200,
+        metrics: ['placed'],
+        profiles: 30,
+        idPrefix: 'budget',
+      }),
     );
     await t.db.query(`UPDATE klaviyo_aggregate_dirty SET first_marked_at = now() - interval '90 seconds'`);
     const marked = await dirtyCount(t.db);
     // A budget of 1 ms lets exactly one batch run.
     const result = await runAggregation(t.db, { batchBuckets: 10, timeBudgetMs: 1 });
-    expect(result).toMatchObject({ status: 'done', bucketsRecomputed: 10, batches: 1, stoppedBy: 'budget', bucketsWaiting: marked - 10 });
+    expect(result).toMatchObject({
+      status: 'done',
+      bucketsRecomputed: 10,
+      batches: 1,
+      stoppedBy: 'budget',
+      bucketsWaiting: marked - 10,
+    });
     expect(result.lagSeconds).toBeGreaterThanOrEqual(90);
     expect(await contractViolations(t.db)).toEqual([]);
     await run(t);

@@ -19,12 +19,22 @@ interface ScriptRun {
 
 function runScript(script: string, args: string[], databaseUrl: string): Promise<ScriptRun> {
   // A clean environment: the scripts must work from DATABASE_URL alone (the postgres.js driver).
-  const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn' };
+  const env = {
+    PATH: process.env.PATH ?? '',
+    HOME: process.env.HOME ?? '',
+    DATABASE_URL: databaseUrl,
+    LOG_LEVEL: 'warn',
+  };
   return new Promise((done) => {
-    execFile(TSX, [resolve(ROOT, 'scripts', script), ...args], { cwd: ROOT, env, timeout: 120_000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-      done({ code, stdout, stderr });
-    });
+    execFile(
+      TSX,
+      [resolve(ROOT, 'scripts', script), ...args],
+      { cwd: ROOT, env, timeout: 120_000 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+        done({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -37,7 +47,14 @@ describe('aggregate and backfill scripts', () => {
     t = await freshDatabase({ setEnv: false });
     await storeEvents(
       t.db,
-      randomEvents(31, { count: 600, from: '2024-02-01T00:00:00Z', hours: 24 * 10, metrics: ['s1', 's2'], profiles: 30, idPrefix: 'script' }),
+      randomEvents(31, {
+        count: 600,
+        from: '2024-02-01T00:00:00Z',
+        hours: 24 * 10,
+        metrics: ['s1', 's2'],
+        profiles: 30,
+        idPrefix: 'script',
+      }),
     );
   });
   afterAll(async () => {
@@ -67,11 +84,15 @@ describe('aggregate and backfill scripts', () => {
     const insideHour = (inside[0] as { bucket: Date }).bucket;
     const outsideHour = (outside[0] as { bucket: Date }).bucket;
     expect(insideHour.getTime()).toBeGreaterThanOrEqual(Date.parse('2024-02-04T00:00:00Z'));
-    await t.db.query(`UPDATE klaviyo_aggregated_metrics SET event_count = event_count + 100 WHERE bucket IN ($1::timestamptz, $2::timestamptz)`, [
-      insideHour.toISOString(),
-      outsideHour.toISOString(),
-    ]);
-    const run = await runScript('backfill.ts', ['--from', '2024-02-03', '--to', '2024-02-04', '--chunk-hours', '24'], t.url);
+    await t.db.query(
+      `UPDATE klaviyo_aggregated_metrics SET event_count = event_count + 100 WHERE bucket IN ($1::timestamptz, $2::timestamptz)`,
+      [insideHour.toISOString(), outsideHour.toISOString()],
+    );
+    const run = await runScript(
+      'backfill.ts',
+      ['--from', '2024-02-03', '--to', '2024-02-04', '--chunk-hours', '24'],
+      t.url,
+    );
     expect(run.code).toBe(0);
     // --to as a date means the whole of that day: two chunks of a day.
     expect(run.stdout).toContain('backfill: 2024-02-03T00:00:00.000Z .. 2024-02-05T00:00:00.000Z in 2 chunks');
@@ -90,7 +111,10 @@ describe('aggregate and backfill scripts', () => {
 
   it('npm run backfill with a bad argument: usage on stderr, exit 2, nothing written', async () => {
     const before = await storedHours(t.db);
-    for (const args of [['--from', '2024-02-05', '--to', '2024-02-01'], ['--frm', '2024-01-01']]) {
+    for (const args of [
+      ['--from', '2024-02-05', '--to', '2024-02-01'],
+      ['--frm', '2024-01-01'],
+    ]) {
       const run = await runScript('backfill.ts', args, t.url);
       expect(run.code).toBe(2);
       expect(run.stderr).toContain('usage: npm run backfill');

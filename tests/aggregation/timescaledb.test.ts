@@ -44,7 +44,14 @@ describe('aggregation on TimescaleDB (PGlite)', () => {
   it('rolls up a year and a half of events exactly', async () => {
     await storeEvents(
       db,
-      randomEvents(31, { count: 1200, from: oldStart.toISOString(), hours: 500 * 24, metrics: ['m1', 'm2'], profiles: 40, idPrefix: 'ts' }),
+      randomEvents(31, {
+        count: 1200,
+        from: oldStart.toISOString(),
+        hours: 500 * 24,
+        metrics: ['m1', 'm2'],
+        profiles: 40,
+        idPrefix: 'ts',
+      }),
     );
     expect(await runAggregation(db, options)).toMatchObject({ status: 'done', eventsScanned: 1200, bucketsWaiting: 0 });
     expect(await dirtyCount(db)).toBe(0);
@@ -66,15 +73,37 @@ describe('aggregation on TimescaleDB (PGlite)', () => {
     );
     expect(known).toBeDefined();
     await storeEvents(db, [
-      { id: 'late_old', metricId: 'm1', profileId: 'p_late', at: new Date(oldHour.getTime() + 59 * 60_000), value: '12.34' },
-      { id: 'late_known', metricId: 'm1', profileId: known?.profile_id, at: new Date(oldHour.getTime() + 58 * 60_000), value: '0' },
+      {
+        id: 'late_old',
+        metricId: 'm1',
+        profileId: 'p_late',
+        at: new Date(oldHour.getTime() + 59 * 60_000),
+        value: '12.34',
+      },
+      {
+        id: 'late_known',
+        metricId: 'm1',
+        profileId: known?.profile_id,
+        at: new Date(oldHour.getTime() + 58 * 60_000),
+        value: '0',
+      },
       { id: 'late_mid', metricId: 'm2', profileId: null, at: new Date(now - 200 * DAY), value: null },
     ]);
     // Added from the pending rows: only the three new events read.
-    expect(await runAggregation(db, options)).toMatchObject({ bucketsRecomputed: 2, bucketsFromRaw: 0, eventsScanned: 3 });
+    expect(await runAggregation(db, options)).toMatchObject({
+      bucketsRecomputed: 2,
+      bucketsFromRaw: 0,
+      eventsScanned: 3,
+    });
     expect(await storedHours(db)).toEqual(await oracleHours(db));
-    const series = await readHourlySeries(db, { metricId: 'm1', from: oldHour, to: new Date(oldHour.getTime() + 3_600_000) });
-    const expected = (await oracleHours(db)).find((r) => r.metric_id === 'm1' && r.bucket === oldHour.toISOString().replace('.000Z', 'Z'));
+    const series = await readHourlySeries(db, {
+      metricId: 'm1',
+      from: oldHour,
+      to: new Date(oldHour.getTime() + 3_600_000),
+    });
+    const expected = (await oracleHours(db)).find(
+      (r) => r.metric_id === 'm1' && r.bucket === oldHour.toISOString().replace('.000Z', 'Z'),
+    );
     expect(series).toEqual([
       {
         bucket: oldHour,
@@ -90,14 +119,19 @@ describe('aggregation on TimescaleDB (PGlite)', () => {
   it('a run with nothing to do changes nothing; a full rebuild of correct rollups neither', async () => {
     const checksum = await rollupChecksum(db, { rowVersions: false });
     expect(await runAggregation(db, options)).toMatchObject({ bucketsRecomputed: 0, rowsChanged: 0 });
-    expect(await rebuildAggregates(db, { chunkHours: 24 * 30 })).toMatchObject({ rowsWritten: 0, rowsDeleted: 0, eventsScanned: 1203 });
+    expect(await rebuildAggregates(db, { chunkHours: 24 * 30 })).toMatchObject({
+      rowsWritten: 0,
+      rowsDeleted: 0,
+      eventsScanned: 1203,
+    });
     expect(await rollupChecksum(db, { rowVersions: false })).toBe(checksum);
   });
 
   it('a rebuild repairs damaged rollups, also in compressed chunks', async () => {
-    await db.query(`UPDATE klaviyo_aggregated_metrics SET event_count = event_count + 1 WHERE bucket < $1::timestamptz`, [
-      hourOf(new Date(now - 450 * DAY)).toISOString(),
-    ]);
+    await db.query(
+      `UPDATE klaviyo_aggregated_metrics SET event_count = event_count + 1 WHERE bucket < $1::timestamptz`,
+      [hourOf(new Date(now - 450 * DAY)).toISOString()],
+    );
     expect(await storedHours(db)).not.toEqual(await oracleHours(db));
     await rebuildAggregates(db, { chunkHours: 24 * 30 });
     expect(await storedHours(db)).toEqual(await oracleHours(db));

@@ -89,7 +89,18 @@ describe('postgres.js driver', () => {
 describe('postgres.js driver: copyRows', () => {
   const t = useFreshDatabase({ setEnv: false });
 
-  const awkward = ['tab\there', 'line\nbreak', 'cr\rlf\r\n', 'back\\slash \\N \\.', '\\', '\\N', 'ünïcødé ✓ 😀 \u2028', '\u0001\u001f', '', ' '];
+  const awkward = [
+    'tab\there',
+    'line\nbreak',
+    'cr\rlf\r\n',
+    'back\\slash \\N \\.',
+    '\\',
+    '\\N',
+    'ünïcødé ✓ 😀 \u2028',
+    '\u0001\u001f',
+    '',
+    ' ',
+  ];
 
   it('loads rows byte for byte, NULLs included, only inside a transaction', async () => {
     const db = createPostgresDb({ url: t.url, ...tuning, poolMax: 1 });
@@ -97,7 +108,11 @@ describe('postgres.js driver: copyRows', () => {
       expect(db.copyRows).toBeUndefined();
       const stored = await db.transaction(async (tx) => {
         await tx.query('CREATE TEMP TABLE copied (n int, v text) ON COMMIT DROP');
-        await tx.copyRows?.('copied', ['n', 'v'], [...awkward.map((v, i) => [String(i), v]), [String(awkward.length), null]]);
+        await tx.copyRows?.(
+          'copied',
+          ['n', 'v'],
+          [...awkward.map((v, i) => [String(i), v]), [String(awkward.length), null]],
+        );
         return tx.query<{ n: number; v: string | null }>('SELECT n, v FROM copied ORDER BY n');
       });
       expect(stored).toEqual([...awkward.map((v, n) => ({ n, v })), { n: awkward.length, v: null }]);
@@ -127,19 +142,27 @@ describe('postgres.js driver: copyRows', () => {
     await t.db.query(`CREATE TABLE planned (n int CHECK (n > 0))`);
     await t.db.query(`CREATE FUNCTION note_plan_mode() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN INSERT INTO plan_seen VALUES (current_setting('plan_cache_mode')); RETURN NEW; END $$`);
-    await t.db.query(`CREATE TRIGGER note_plan_mode BEFORE INSERT ON planned FOR EACH ROW EXECUTE FUNCTION note_plan_mode()`);
+    await t.db.query(
+      `CREATE TRIGGER note_plan_mode BEFORE INSERT ON planned FOR EACH ROW EXECUTE FUNCTION note_plan_mode()`,
+    );
     const db = createPostgresDb({ url: t.url, ...tuning, poolMax: 1, prepare: true });
-    const mode = async (q: { query: typeof db.query }) => (await q.query<{ m: string }>(`SELECT current_setting('plan_cache_mode') AS m`))[0]?.m;
+    const mode = async (q: { query: typeof db.query }) =>
+      (await q.query<{ m: string }>(`SELECT current_setting('plan_cache_mode') AS m`))[0]?.m;
     try {
       const inside = await db.transaction(async (tx) => {
         await tx.copyRows?.('planned', ['n'], [['1'], ['2']]);
-        const refused = await tx.transaction((sp) => sp.copyRows?.('planned', ['n'], [['3'], ['-1']]) ?? Promise.resolve()).catch((e: unknown) => e);
+        const refused = await tx
+          .transaction((sp) => sp.copyRows?.('planned', ['n'], [['3'], ['-1']]) ?? Promise.resolve())
+          .catch((e: unknown) => e);
         expect(refused).toMatchObject({ code: '23514' });
         return mode(tx);
       });
       expect(inside).toBe('force_custom_plan');
       expect(await mode(db)).toBe('force_custom_plan');
-      expect(await t.db.query<{ mode: string }>('SELECT mode FROM plan_seen')).toEqual([{ mode: 'auto' }, { mode: 'auto' }]);
+      expect(await t.db.query<{ mode: string }>('SELECT mode FROM plan_seen')).toEqual([
+        { mode: 'auto' },
+        { mode: 'auto' },
+      ]);
     } finally {
       await db.close();
     }
@@ -148,15 +171,19 @@ describe('postgres.js driver: copyRows', () => {
   // A statement trigger refuses the COPY before any row: the server's error can arrive in the same
   // read as its go-ahead, so postgres.js destroys the stream in the tick it hands it over. Repeated,
   // because which read it lands in is up to the socket.
-  it('rejects with the server\'s error when a statement trigger refuses the COPY before any row', async () => {
+  it("rejects with the server's error when a statement trigger refuses the COPY before any row", async () => {
     await t.db.query(`CREATE TABLE guarded (n int)`);
     await t.db.query(`CREATE FUNCTION refuse_copy() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = '40001'; END $$`);
-    await t.db.query(`CREATE TRIGGER refuse_copy BEFORE INSERT ON guarded FOR EACH STATEMENT EXECUTE FUNCTION refuse_copy()`);
+    await t.db.query(
+      `CREATE TRIGGER refuse_copy BEFORE INSERT ON guarded FOR EACH STATEMENT EXECUTE FUNCTION refuse_copy()`,
+    );
     const db = createPostgresDb({ url: t.url, ...tuning, poolMax: 1 });
     try {
       for (let attempt = 0; attempt < 30; attempt += 1) {
-        const err = await db.transaction((tx) => tx.copyRows?.('guarded', ['n'], [['1'], ['2']]) ?? Promise.resolve()).catch((e: unknown) => e);
+        const err = await db
+          .transaction((tx) => tx.copyRows?.('guarded', ['n'], [['1'], ['2']]) ?? Promise.resolve())
+          .catch((e: unknown) => e);
         expect(err).toMatchObject({ code: '40001' });
       }
       expect(await db.query<{ n: string }>('SELECT count(*) AS n FROM guarded')).toEqual([{ n: '0' }]);
@@ -187,21 +214,27 @@ describe('postgres.js driver: copyRows', () => {
   // the server refuses the last row or the first of several megabytes still being sent.
   it.each([
     ['the last row of a small load', () => [['1'], ['2'], ['three']]],
-    ['the first row of a large load', () => [['one'], ...Array.from({ length: 200_000 }, (_, i) => [String(i).padStart(40, '0')])]],
-  ])('rejects with the server\'s error when it refuses %s, and the connection serves the next call', async (_label, rows) => {
-    const db = createPostgresDb({ url: t.url, ...tuning, poolMax: 1 });
-    try {
-      const err = await db
-        .transaction(async (tx) => {
-          await tx.query('CREATE TEMP TABLE typed (n numeric) ON COMMIT DROP');
-          await tx.copyRows?.('typed', ['n'], rows());
-          return 'loaded';
-        })
-        .catch((e: unknown) => e);
-      expect(err).toMatchObject({ code: '22P02' });
-      expect(await db.query<{ one: number }>('SELECT 1 AS one')).toEqual([{ one: 1 }]);
-    } finally {
-      await db.close();
-    }
-  });
+    [
+      'the first row of a large load',
+      () => [['one'], ...Array.from({ length: 200_000 }, (_, i) => [String(i).padStart(40, '0')])],
+    ],
+  ])(
+    "rejects with the server's error when it refuses %s, and the connection serves the next call",
+    async (_label, rows) => {
+      const db = createPostgresDb({ url: t.url, ...tuning, poolMax: 1 });
+      try {
+        const err = await db
+          .transaction(async (tx) => {
+            await tx.query('CREATE TEMP TABLE typed (n numeric) ON COMMIT DROP');
+            await tx.copyRows?.('typed', ['n'], rows());
+            return 'loaded';
+          })
+          .catch((e: unknown) => e);
+        expect(err).toMatchObject({ code: '22P02' });
+        expect(await db.query<{ one: number }>('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+      } finally {
+        await db.close();
+      }
+    },
+  );
 });

@@ -64,7 +64,9 @@ describe('Data API SQL text', () => {
     const doBlock = statements.filter((s) => s.includes('DO $timescale$'));
     expect(doBlock).toHaveLength(1);
     expect(doBlock[0]).toMatch(/END\s+\$timescale\$$/);
-    expect(statements.filter((s) => /^CREATE TABLE/m.test(s.replace(/^--.*$/gm, '').trim())).length).toBeGreaterThanOrEqual(5);
+    expect(
+      statements.filter((s) => /^CREATE TABLE/m.test(s.replace(/^--.*$/gm, '').trim())).length,
+    ).toBeGreaterThanOrEqual(5);
   });
 });
 
@@ -124,7 +126,9 @@ describe('Data API error text', () => {
       message: 'duplicate key value violates unique constraint "t_pkey"',
       detail: 'Key (id)=(1) already exists.',
     });
-    expect(parseDatabaseMessage('ERROR: column "x" does not exist\n  Hint: Perhaps x1.\n  Position: 8; SQLState: 42703')).toEqual({
+    expect(
+      parseDatabaseMessage('ERROR: column "x" does not exist\n  Hint: Perhaps x1.\n  Position: 8; SQLState: 42703'),
+    ).toEqual({
       code: '42703',
       message: 'column "x" does not exist',
       hint: 'Perhaps x1.',
@@ -139,14 +143,20 @@ describe('Data API error text', () => {
 
   it('retries a network error the SDK wrapped without its code (a reset keep-alive socket)', () => {
     // What the SDK's retry middleware makes of an error from another realm: only the text survives.
-    const wrapped = Object.assign(new Error('AWS SDK error wrapper for TimeoutError: read ECONNRESET'), { $metadata: {} });
+    const wrapped = Object.assign(new Error('AWS SDK error wrapper for TimeoutError: read ECONNRESET'), {
+      $metadata: {},
+    });
     const verdict = classify(wrapped);
     expect(verdict.retryable).toBe(true);
     expect(verdict.error).toBeInstanceOf(TransientDbError);
-    const reset = classify(Object.assign(new Error('AWS SDK error wrapper for Error: socket hang up ECONNRESET'), { $metadata: {} }));
+    const reset = classify(
+      Object.assign(new Error('AWS SDK error wrapper for Error: socket hang up ECONNRESET'), { $metadata: {} }),
+    );
     expect(reset.retryable).toBe(true);
     // Another wrapped failure is not guessed to be transient.
-    const other = classify(Object.assign(new Error('AWS SDK error wrapper for TypeError: x is not a function'), { $metadata: {} }));
+    const other = classify(
+      Object.assign(new Error('AWS SDK error wrapper for TypeError: x is not a function'), { $metadata: {} }),
+    );
     expect(other).toMatchObject({ retryable: false });
     expect(other.error).toBeInstanceOf(DataApiRequestError);
   });

@@ -190,11 +190,15 @@ describe('RDS Data API driver', () => {
 
     it('sends strings as varchar, as the Data API does, so a timestamp compared without a cast fails', async () => {
       await api.query('CREATE TABLE IF NOT EXISTS strict_types (at timestamptz)');
-      const err = await api.query('SELECT 1 FROM strict_types WHERE at > $1', ['2024-01-01T00:00:00Z']).catch((e: unknown) => e);
+      const err = await api
+        .query('SELECT 1 FROM strict_types WHERE at > $1', ['2024-01-01T00:00:00Z'])
+        .catch((e: unknown) => e);
       expect(err).toBeInstanceOf(DataApiDatabaseError);
       expect(err).toMatchObject({ code: '42883' });
       // With the cast the port asks for, it works.
-      expect(await api.query('SELECT 1 AS one FROM strict_types WHERE at > $1::timestamptz', ['2024-01-01T00:00:00Z'])).toEqual([]);
+      expect(
+        await api.query('SELECT 1 AS one FROM strict_types WHERE at > $1::timestamptz', ['2024-01-01T00:00:00Z']),
+      ).toEqual([]);
     });
 
     it('reads a placeholder inside a string as text', async () => {
@@ -256,7 +260,9 @@ describe('RDS Data API driver', () => {
         await tx.transaction(async (inner) => {
           await inner.query('INSERT INTO tx_rows VALUES (3)');
           // A failed statement in a savepoint is rolled back alone, the transaction goes on.
-          await expect(inner.transaction((deeper) => deeper.query('INSERT INTO tx_rows VALUES (3)'))).rejects.toMatchObject({
+          await expect(
+            inner.transaction((deeper) => deeper.query('INSERT INTO tx_rows VALUES (3)')),
+          ).rejects.toMatchObject({
             code: '23505',
           });
         });
@@ -310,14 +316,19 @@ describe('RDS Data API driver', () => {
     });
 
     it('runs a script atomically: a failing statement leaves nothing of the earlier ones', async () => {
-      await expect(api.query('CREATE TABLE half_done (id int); SELECT no_such_function();')).rejects.toMatchObject({ code: '42883' });
+      await expect(api.query('CREATE TABLE half_done (id int); SELECT no_such_function();')).rejects.toMatchObject({
+        code: '42883',
+      });
       expect(await pg.query(`SELECT 1 FROM pg_tables WHERE tablename = 'half_done'`)).toEqual([]);
     });
 
     it('refuses several statements with parameters, as both PostgreSQL and the Data API do', async () => {
       const err = await api.query('SELECT $1::int; SELECT 2', [1]).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(DataApiRequestError);
-      expect(err).toMatchObject({ code: 'ValidationException', message: expect.stringMatching(/Multistatements aren't supported/) });
+      expect(err).toMatchObject({
+        code: 'ValidationException',
+        message: expect.stringMatching(/Multistatements aren't supported/),
+      });
     });
 
     it('treats a script of nothing but comments as no statement', async () => {
@@ -334,7 +345,14 @@ describe('RDS Data API driver', () => {
     });
 
     it('retries a communications link failure and a cluster resuming from a pause', async () => {
-      await injectFaults(endpoint, t.name, FAULTS.communicationsLinkFailure, FAULTS.resuming, FAULTS.serviceUnavailable, FAULTS.databaseUnavailable);
+      await injectFaults(
+        endpoint,
+        t.name,
+        FAULTS.communicationsLinkFailure,
+        FAULTS.resuming,
+        FAULTS.serviceUnavailable,
+        FAULTS.databaseUnavailable,
+      );
       expect(await api.query('SELECT 2 AS two')).toEqual([{ two: 2 }]);
     });
 
@@ -404,14 +422,21 @@ describe('RDS Data API driver', () => {
 
     it("stops a statement at the service's call timeout", async () => {
       const server = await startDataApiServer({ adminUrl: adminUrl(), callTimeoutMs: 300 });
-      const slow = createDataApiDb({ ...DATA_API_TEST, database: t.name, endpoint: server.endpoint, retryBudgetMs: 1_000 });
+      const slow = createDataApiDb({
+        ...DATA_API_TEST,
+        database: t.name,
+        endpoint: server.endpoint,
+        retryBudgetMs: 1_000,
+      });
       try {
         const err = await slow.query('SELECT pg_sleep(5)').catch((e: unknown) => e);
         expect(err).toMatchObject({ name: 'TransientDbError', code: 'StatementTimeoutException' });
         // The statement was cancelled, not left running (the cancel request itself takes a moment).
         let running: unknown[] = [];
         for (let i = 0; i < 100; i += 1) {
-          running = await pg.query(`SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(5)' AND state = 'active'`);
+          running = await pg.query(
+            `SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(5)' AND state = 'active'`,
+          );
           if (running.length === 0) break;
           await new Promise((resolve) => setTimeout(resolve, 20));
         }
@@ -425,7 +450,9 @@ describe('RDS Data API driver', () => {
 
   describe('size limits', () => {
     it('fails clearly on a result over 1 MiB instead of returning part of it', async () => {
-      const err = await api.query(`SELECT repeat('x', 1000) AS filler FROM generate_series(1, 1100)`).catch((e: unknown) => e);
+      const err = await api
+        .query(`SELECT repeat('x', 1000) AS filler FROM generate_series(1, 1100)`)
+        .catch((e: unknown) => e);
       expect(err).toBeInstanceOf(DataApiResultTooLargeError);
       expect((err as Error).message).toMatch(/1 MiB.*Page the query/);
       // A page under the limit passes whole.
@@ -470,7 +497,11 @@ describe('RDS Data API driver', () => {
 describe('local Data API endpoint', () => {
   let t: TestDatabase;
   let client: RDSDataClient;
-  const target = () => ({ resourceArn: DATA_API_TEST.clusterArn, secretArn: DATA_API_TEST.secretArn, database: t.name });
+  const target = () => ({
+    resourceArn: DATA_API_TEST.clusterArn,
+    secretArn: DATA_API_TEST.secretArn,
+    database: t.name,
+  });
 
   beforeAll(async () => {
     t = await freshDatabase({ setEnv: false });
@@ -542,19 +573,44 @@ describe('local Data API endpoint', () => {
     ]);
     expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
     const refused = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
-    expect(refused.reason).toMatchObject({ name: 'DatabaseErrorException', message: 'Transaction is still running a query' });
-    await client.send(new RollbackTransactionCommand({ resourceArn: DATA_API_TEST.clusterArn, secretArn: DATA_API_TEST.secretArn, transactionId }));
+    expect(refused.reason).toMatchObject({
+      name: 'DatabaseErrorException',
+      message: 'Transaction is still running a query',
+    });
+    await client.send(
+      new RollbackTransactionCommand({
+        resourceArn: DATA_API_TEST.clusterArn,
+        secretArn: DATA_API_TEST.secretArn,
+        transactionId,
+      }),
+    );
   });
 
   it('runs BatchExecuteStatement over parameter sets, all or nothing', async () => {
-    await client.send(new ExecuteStatementCommand({ ...target(), sql: 'CREATE TABLE batch_rows (id int PRIMARY KEY)' }));
+    await client.send(
+      new ExecuteStatementCommand({ ...target(), sql: 'CREATE TABLE batch_rows (id int PRIMARY KEY)' }),
+    );
     const sets = [1, 2, 3].map((id) => [{ name: 'id', value: { longValue: id } }]);
-    const out = await client.send(new BatchExecuteStatementCommand({ ...target(), sql: 'INSERT INTO batch_rows VALUES (:id)', parameterSets: sets }));
+    const out = await client.send(
+      new BatchExecuteStatementCommand({
+        ...target(),
+        sql: 'INSERT INTO batch_rows VALUES (:id)',
+        parameterSets: sets,
+      }),
+    );
     expect(out.updateResults).toHaveLength(3);
     await expect(
-      client.send(new BatchExecuteStatementCommand({ ...target(), sql: 'INSERT INTO batch_rows VALUES (:id)', parameterSets: [[{ name: 'id', value: { longValue: 4 } }], sets[0] ?? []] })),
+      client.send(
+        new BatchExecuteStatementCommand({
+          ...target(),
+          sql: 'INSERT INTO batch_rows VALUES (:id)',
+          parameterSets: [[{ name: 'id', value: { longValue: 4 } }], sets[0] ?? []],
+        }),
+      ),
     ).rejects.toMatchObject({ name: 'DatabaseErrorException', message: expect.stringMatching(/SQLState: 23505$/) });
-    const rows = await client.send(new ExecuteStatementCommand({ ...target(), sql: 'SELECT count(*) AS n FROM batch_rows' }));
+    const rows = await client.send(
+      new ExecuteStatementCommand({ ...target(), sql: 'SELECT count(*) AS n FROM batch_rows' }),
+    );
     expect(rows.records).toEqual([[{ longValue: 3 }]]);
   });
 

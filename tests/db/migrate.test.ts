@@ -6,7 +6,8 @@ import { freshDatabase, type TestDatabase } from '../support/database';
 
 function copyOfMigrations(): string {
   const dir = mkdtempSync(join(tmpdir(), 'migrations-'));
-  for (const name of readdirSync(DEFAULT_MIGRATIONS_DIR)) copyFileSync(join(DEFAULT_MIGRATIONS_DIR, name), join(dir, name));
+  for (const name of readdirSync(DEFAULT_MIGRATIONS_DIR))
+    copyFileSync(join(DEFAULT_MIGRATIONS_DIR, name), join(dir, name));
   return dir;
 }
 

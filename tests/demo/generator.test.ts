@@ -1,5 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import {
   AUDIENCE_UTC_OFFSET_HOURS,
   buildProfileResource,
@@ -16,6 +14,7 @@ import {
   type ProfileResource,
 } from '../../lib/demo/generator';
 import { isoSeconds, Random, sequenceId } from '../../lib/demo/random';
+import { klaviyoFixture } from '../support/fixtures';
 
 const START = new Date('2025-01-01T00:00:00Z');
 const END = new Date('2026-01-01T00:00:00Z');
@@ -72,9 +71,7 @@ describe('generatePages determinism', () => {
 describe('generatePages shape', () => {
   const docs = pages({ seed: 7, events: 4_000, profiles: 1_500, pageSize: 500, start: START, end: END });
   const all = events(docs);
-  const fixture = JSON.parse(
-    readFileSync(join(__dirname, '..', '..', '..', 'shared', 'fixtures', 'klaviyo', 'events-page.json'), 'utf8'),
-  ) as { data: unknown[]; included: { type: string }[] };
+  const fixture = klaviyoFixture<{ data: unknown[]; included: { type: string }[] }>('events-page.json');
 
   it('puts every referenced metric and profile in its page, once, and nothing else', () => {
     for (const doc of docs) {
@@ -113,7 +110,7 @@ describe('generatePages shape', () => {
     }
   });
 
-  it('has the key structure of Klaviyo\'s GET /api/events?include=metric,profile document', () => {
+  it("has the key structure of Klaviyo's GET /api/events?include=metric,profile document", () => {
     const doc = docs[0] as EventsPageDocument;
     expect(Object.keys(doc).sort()).toEqual(Object.keys(fixture).sort());
     const withoutProperties = (e: unknown) => {
@@ -131,7 +128,9 @@ describe('generatePages shape', () => {
     const fixtureProfile = fixture.included.find((r) => r.type === 'profile');
     const profile = doc.included.find((r): r is ProfileResource => r.type === 'profile');
     // last_event_date changes with every event; a generator that must emit the same resource on every page leaves it out.
-    const profilePaths = keyPaths(fixtureProfile).filter((p) => !p.includes('last_event_date') && !p.startsWith('/attributes/properties/'));
+    const profilePaths = keyPaths(fixtureProfile).filter(
+      (p) => !p.includes('last_event_date') && !p.startsWith('/attributes/properties/'),
+    );
     expect(keyPaths(profile)).toEqual(expect.arrayContaining(profilePaths));
   });
 
@@ -163,7 +162,9 @@ describe('generatePages shape', () => {
   });
 
   it('gives order metrics a positive $value in whole cents, and Placed Order its Items', () => {
-    const orderMetrics = new Set(['Placed Order', 'Ordered Product', 'Started Checkout', 'Fulfilled Order'].map((n) => demoMetricByName(n).id));
+    const orderMetrics = new Set(
+      ['Placed Order', 'Ordered Product', 'Started Checkout', 'Fulfilled Order'].map((n) => demoMetricByName(n).id),
+    );
     const orders = all.filter((e) => orderMetrics.has(e.relationships.metric.data.id));
     expect(orders.length).toBeGreaterThan(20);
     for (const order of orders) {
@@ -181,10 +182,15 @@ describe('generatePages shape', () => {
     const emails = all.filter((e) => e.relationships.metric.data.id === demoMetricByName('Received Email').id);
     for (const email of emails) {
       expect(email.attributes.event_properties).toEqual(
-        expect.objectContaining({ $message: expect.any(String), 'Campaign Name': expect.any(String), Subject: expect.any(String) }),
+        expect.objectContaining({
+          $message: expect.any(String),
+          'Campaign Name': expect.any(String),
+          Subject: expect.any(String),
+        }),
       );
     }
-    const distinct = (key: string) => new Set(all.map((e) => e.attributes.event_properties[key]).filter((v) => v !== undefined)).size;
+    const distinct = (key: string) =>
+      new Set(all.map((e) => e.attributes.event_properties[key]).filter((v) => v !== undefined)).size;
     expect(distinct('$flow')).toBeGreaterThanOrEqual(10);
     expect(distinct('$message')).toBeGreaterThanOrEqual(30);
     expect(distinct('URL')).toBeGreaterThanOrEqual(100);
@@ -220,8 +226,12 @@ describe('generatePages distribution', () => {
 
   it('has yearly seasonality: the Black Friday week is busier than an ordinary autumn week', () => {
     const count = (from: string, to: string) =>
-      all.filter((e) => e.attributes.timestamp >= Date.parse(from) / 1000 && e.attributes.timestamp < Date.parse(to) / 1000).length;
-    expect(count('2025-11-24T05:00:00Z', '2025-12-01T05:00:00Z')).toBeGreaterThan(count('2025-10-06T05:00:00Z', '2025-10-13T05:00:00Z') * 1.3);
+      all.filter(
+        (e) => e.attributes.timestamp >= Date.parse(from) / 1000 && e.attributes.timestamp < Date.parse(to) / 1000,
+      ).length;
+    expect(count('2025-11-24T05:00:00Z', '2025-12-01T05:00:00Z')).toBeGreaterThan(
+      count('2025-10-06T05:00:00Z', '2025-10-13T05:00:00Z') * 1.3,
+    );
   });
 
   function lateEvents(documents: readonly EventsPageDocument[]): EventResource[] {
@@ -236,7 +246,14 @@ describe('generatePages distribution', () => {
 
   it('emits about lateShare of the events in a later page than their time, days to weeks late', () => {
     // Dense enough (a page spans hours) that a delay of a day or more always crosses pages.
-    const dense = pages({ seed: 3, events: 40_000, profiles: 5_000, pageSize: 500, start: START, end: new Date('2025-02-15T00:00:00Z') });
+    const dense = pages({
+      seed: 3,
+      events: 40_000,
+      profiles: 5_000,
+      pageSize: 500,
+      start: START,
+      end: new Date('2025-02-15T00:00:00Z'),
+    });
     const late = lateEvents(dense);
     expect(late.length / 40_000).toBeGreaterThan(0.016);
     expect(late.length / 40_000).toBeLessThan(0.024);
@@ -272,7 +289,8 @@ describe('generatePages distribution', () => {
 
   it('orders metric frequencies like a store: received >> opened >> clicked >> placed order', () => {
     const counts = new Map<string, number>();
-    for (const e of all) counts.set(e.relationships.metric.data.id, (counts.get(e.relationships.metric.data.id) ?? 0) + 1);
+    for (const e of all)
+      counts.set(e.relationships.metric.data.id, (counts.get(e.relationships.metric.data.id) ?? 0) + 1);
     const count = (name: string) => counts.get(demoMetricByName(name).id) ?? 0;
     expect(count('Received Email')).toBeGreaterThan(2 * count('Opened Email'));
     expect(count('Opened Email')).toBeGreaterThan(3 * count('Clicked Email'));

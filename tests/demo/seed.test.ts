@@ -45,12 +45,21 @@ describe('seedDemoData', () => {
 
   it('stores exactly what ingesting the generator pages one by one stores, reporting progress page by page', async () => {
     const progress: SeedProgress[] = [];
-    const result = await seedDemoData(seeded.db, { events: EVENTS, seed: SEED, profiles: PROFILES }, (p) => progress.push(p));
+    const result = await seedDemoData(seeded.db, { events: EVENTS, seed: SEED, profiles: PROFILES }, (p) =>
+      progress.push(p),
+    );
     for (const page of generatePages({ events: EVENTS, seed: SEED, profiles: PROFILES })) {
       await ingestEventsPage(ingested.db, page, { maxResources: 1000 });
     }
 
-    expect(result).toMatchObject({ events: EVENTS, pages: 3, inserted: EVENTS, duplicates: 0, profiles: PROFILES, seed: SEED });
+    expect(result).toMatchObject({
+      events: EVENTS,
+      pages: 3,
+      inserted: EVENTS,
+      duplicates: 0,
+      profiles: PROFILES,
+      seed: SEED,
+    });
     expect(progress).toEqual([
       { events: 1000, pages: 1 },
       { events: 2000, pages: 2 },
@@ -72,7 +81,12 @@ describe('seedDemoData', () => {
   it('stores the same rows when writing two pages at a time', async () => {
     const parallel = await freshDatabase({ setEnv: false });
     try {
-      const result = await seedDemoData(parallel.db, { events: EVENTS, seed: SEED, profiles: PROFILES, concurrency: 2 });
+      const result = await seedDemoData(parallel.db, {
+        events: EVENTS,
+        seed: SEED,
+        profiles: PROFILES,
+        concurrency: 2,
+      });
       expect(result).toMatchObject({ events: EVENTS, pages: 3, inserted: EVENTS });
       expect(await contents(parallel.db)).toEqual(await contents(ingested.db));
     } finally {

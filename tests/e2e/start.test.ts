@@ -59,7 +59,8 @@ function startStack(httpPort: number, lambdaPort: number, extraEnv: NodeJS.Proce
 async function waitForOutput(stack: Stack, pattern: RegExp, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!pattern.test(stack.output())) {
-    if (stack.child.exitCode !== null) throw new Error(`npm start exited (${stack.child.exitCode}):\n${stack.output()}`);
+    if (stack.child.exitCode !== null)
+      throw new Error(`npm start exited (${stack.child.exitCode}):\n${stack.output()}`);
     if (Date.now() > deadline) throw new Error(`npm start did not print ${pattern} in time:\n${stack.output()}`);
     await new Promise((r) => setTimeout(r, 200));
   }
@@ -82,7 +83,10 @@ function processesOf(pgid: number | undefined): string {
     .split('\n')
     .map((line) => line.trim().match(/^(\d+)\s+(\d+)\s+(\S+)\s+(.*)$/))
     .filter((m): m is RegExpMatchArray => m !== null)
-    .filter(([, , group, stat, args]) => !stat?.startsWith('Z') && (Number(group) === pgid || (args ?? '').includes(DATA_DIR)))
+    .filter(
+      ([, , group, stat, args]) =>
+        !stat?.startsWith('Z') && (Number(group) === pgid || (args ?? '').includes(DATA_DIR)),
+    )
     .filter(([, pid]) => Number(pid) !== process.pid)
     .map(([, pid, , , args]) => `${pid} ${args}`)
     .join('\n');
@@ -98,7 +102,15 @@ describeOnce('npm start, end to end', () => {
   let base: string;
   let key: string;
   // Events far from the demo data's window, so that what we read back is exactly what we posted.
-  const [page] = [...generatePages({ events: 300, profiles: 30, seed: 42, start: new Date('2021-06-07T00:00:00Z'), end: new Date('2021-06-14T00:00:00Z') })] as EventsPageDocument[];
+  const [page] = [
+    ...generatePages({
+      events: 300,
+      profiles: 30,
+      seed: 42,
+      start: new Date('2021-06-07T00:00:00Z'),
+      end: new Date('2021-06-14T00:00:00Z'),
+    }),
+  ] as EventsPageDocument[];
   const posted = page as EventsPageDocument;
 
   beforeAll(async () => {
@@ -118,7 +130,10 @@ describeOnce('npm start, end to end', () => {
   const api = async (path: string, init: { method?: string; body?: unknown } = {}) => {
     const res = await fetch(`${base}${path}`, {
       method: init.method ?? (init.body === undefined ? 'GET' : 'POST'),
-      headers: { authorization: `Bearer ${key}`, ...(init.body === undefined ? {} : { 'content-type': 'application/vnd.api+json' }) },
+      headers: {
+        authorization: `Bearer ${key}`,
+        ...(init.body === undefined ? {} : { 'content-type': 'application/vnd.api+json' }),
+      },
       body: init.body === undefined ? undefined : JSON.stringify(init.body),
     });
     const text = await res.text();
@@ -126,10 +141,13 @@ describeOnce('npm start, end to end', () => {
   };
 
   const invokeAggregate = async () => {
-    const res = await fetch(`http://localhost:${lambdaPort}/2015-03-31/functions/klaviyo-analytics-local-aggregate/invocations`, {
-      method: 'POST',
-      body: '{}',
-    });
+    const res = await fetch(
+      `http://localhost:${lambdaPort}/2015-03-31/functions/klaviyo-analytics-local-aggregate/invocations`,
+      {
+        method: 'POST',
+        body: '{}',
+      },
+    );
     expect(res.status).toBe(200);
     return (await res.json()) as { status: string; bucketsRecomputed: number; bucketsWaiting: number };
   };
@@ -154,13 +172,19 @@ describeOnce('npm start, end to end', () => {
       // The seed is there.
       const metrics = await api('/api/metrics');
       expect(metrics.status).toBe(200);
-      const seeded = (metrics.json().data as { attributes: { event_count: number } }[]).reduce((s, m) => s + m.attributes.event_count, 0);
+      const seeded = (metrics.json().data as { attributes: { event_count: number } }[]).reduce(
+        (s, m) => s + m.attributes.event_count,
+        0,
+      );
       expect(seeded).toBe(SEED_EVENTS);
 
       // A page of events over HTTP, then the aggregate function through serverless-offline.
       const ingest = await api('/api/events', { body: posted });
       expect(ingest.status).toBe(200);
-      expect(ingest.json().data.attributes).toMatchObject({ received: posted.data.length, inserted: posted.data.length });
+      expect(ingest.json().data.attributes).toMatchObject({
+        received: posted.data.length,
+        inserted: posted.data.length,
+      });
       const run = await invokeAggregate();
       expect(run).toMatchObject({ status: 'done', bucketsWaiting: 0 });
       expect(run.bucketsRecomputed).toBeGreaterThan(0);
@@ -189,9 +213,13 @@ describeOnce('npm start, end to end', () => {
           },
         });
         expect(res.status).toBe(200);
-        const { dates, data } = res.json().data.attributes as { dates: string[]; data: { measurements: { count: number[] } }[] };
+        const { dates, data } = res.json().data.attributes as {
+          dates: string[];
+          data: { measurements: { count: number[] } }[];
+        };
         const got = new Map(dates.map((d, i) => [d.slice(0, 10), data[0]?.measurements.count[i] ?? 0]));
-        for (const [day, count] of perDay) expect({ metricId, day, count: got.get(day) }).toEqual({ metricId, day, count });
+        for (const [day, count] of perDay)
+          expect({ metricId, day, count: got.get(day) }).toEqual({ metricId, day, count });
       }
 
       const pgid = stack.child.pid;
@@ -206,7 +234,10 @@ describeOnce('npm start, end to end', () => {
   it(
     'reuses the data folder on the next start: no second seed, the posted events still there; the schedule fires',
     async () => {
-      stack = startStack(httpPort, lambdaPort, { AGGREGATE_SCHEDULE_ENABLED: 'true', AGGREGATE_RATE: 'rate(1 minute)' });
+      stack = startStack(httpPort, lambdaPort, {
+        AGGREGATE_SCHEDULE_ENABLED: 'true',
+        AGGREGATE_RATE: 'rate(1 minute)',
+      });
       await waitForOutput(stack, /Ready in [\d.]+ s\./, START_TIMEOUT_MS);
       expect(stack.output()).toMatch(/embedded PostgreSQL on port \d+, reusing/);
       expect(stack.output()).toContain('the database already has events, nothing seeded');

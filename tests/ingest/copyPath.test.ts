@@ -45,7 +45,19 @@ function observed(db: Db, seen: Seen, withoutCopy = false): Db {
 }
 
 // Every character that means something to COPY's text format or to JSON, and some that mean nothing.
-const AWKWARD = ['tab\there', 'new\nline', 'cr\rlf\r\n', 'back\\slash', '\\N', '\\.', '\\', 'quote"s\'', 'ünïcødé ✓ 😀 \u2028', '\u0001\u001f', ' '];
+const AWKWARD = [
+  'tab\there',
+  'new\nline',
+  'cr\rlf\r\n',
+  'back\\slash',
+  '\\N',
+  '\\.',
+  '\\',
+  'quote"s\'',
+  'ünïcødé ✓ 😀 \u2028',
+  '\u0001\u001f',
+  ' ',
+];
 
 function awkwardPage() {
   const page = eventsPage({ events: 40, prefix: 'cp', metrics: 3, profiles: 7 });
@@ -169,7 +181,9 @@ describe('ingest: the COPY path and the JSON path', () => {
 
     const copies = viaDefault.db.driver === 'postgres';
     expect(seen.copiedInto).toEqual(copies ? ['klaviyo_profiles', 'klaviyo_events'] : []);
-    expect(seen.statements.some((s) => s.includes('jsonb_to_recordset($1::jsonb) AS r(\n         id text, ts timestamptz'))).toBe(!copies);
+    expect(
+      seen.statements.some((s) => s.includes('jsonb_to_recordset($1::jsonb) AS r(\n         id text, ts timestamptz')),
+    ).toBe(!copies);
     // New events go in without a read of the stored keys first.
     expect(seen.statements.some((s) => s.includes('WITH ORDINALITY AS k(key, position)'))).toBe(false);
     expect(seenJson.copiedInto).toEqual([]);
@@ -195,13 +209,19 @@ describe('ingest: the COPY path and the JSON path', () => {
   });
 
   it('reports a re-delivery through COPY as duplicates and changes nothing', async () => {
-    const before = await viaDefault.db.query('SELECT id, xmin::text AS xmin, ingested_at FROM klaviyo_events ORDER BY id, "timestamp"');
+    const before = await viaDefault.db.query(
+      'SELECT id, xmin::text AS xmin, ingested_at FROM klaviyo_events ORDER BY id, "timestamp"',
+    );
     const seen: Seen = { copiedInto: [], statements: [] };
     const again = await ingestEventsPage(observed(viaDefault.db, seen), awkwardPage(), LIMITS);
     expect(again).toMatchObject({ received: 40, inserted: 0, duplicates: 40 });
     // Refused at its first row, then the read finds every row stored: nothing is copied again.
     if (viaDefault.db.driver === 'postgres') expect(seen.copiedInto).toEqual(['klaviyo_events']);
-    expect(await viaDefault.db.query('SELECT id, xmin::text AS xmin, ingested_at FROM klaviyo_events ORDER BY id, "timestamp"')).toEqual(before);
+    expect(
+      await viaDefault.db.query(
+        'SELECT id, xmin::text AS xmin, ingested_at FROM klaviyo_events ORDER BY id, "timestamp"',
+      ),
+    ).toEqual(before);
   });
 
   it('stores an event a page repeats (same id and time) once', async () => {
@@ -225,7 +245,11 @@ describe('ingest: the COPY path and the JSON path', () => {
     // of them has to wait, and is refused once the holder commits.
     await ingestEventsPage(viaDefault.db, { data: [], included: page.included }, LIMITS);
     const [held, written] = await whileHeld(
-      (tx) => insertEvents(tx, plan.events.filter((_, i) => i % 2 === 0)),
+      (tx) =>
+        insertEvents(
+          tx,
+          plan.events.filter((_, i) => i % 2 === 0),
+        ),
       () => ingestEventsPage(observed(viaDefault.db, seen), page, LIMITS),
     );
     expect(held).toEqual({ inserted: 20, duplicates: 0 });
@@ -246,7 +270,10 @@ describe('ingest: the COPY path and the JSON path', () => {
     const seen: Seen = { copiedInto: [], statements: [] };
     await ingestEventsPage(viaDefault.db, { data: [], included: page.included }, LIMITS);
     // Half the page is stored, so the first COPY is refused and the read runs.
-    await insertEvents(viaDefault.db, plan.events.filter((_, i) => i % 2 === 0));
+    await insertEvents(
+      viaDefault.db,
+      plan.events.filter((_, i) => i % 2 === 0),
+    );
     const late = plan.events[1];
     if (!late) throw new Error('the page has no second event');
     const racer = createPostgresDb({ url: viaDefault.url, ...tuning, poolMax: 1 });
@@ -284,9 +311,17 @@ describe('ingest: the COPY path and the JSON path', () => {
     const page = eventsPage({ events: 30, prefix: 'cq', metrics: 2, profiles: 10 });
     const plan = planEventsPage(page, LIMITS);
     const seen: Seen = { copiedInto: [], statements: [] };
-    await ingestEventsPage(viaDefault.db, { data: [], included: page.included.filter((r) => r.type === 'metric') }, LIMITS);
+    await ingestEventsPage(
+      viaDefault.db,
+      { data: [], included: page.included.filter((r) => r.type === 'metric') },
+      LIMITS,
+    );
     const [held, written] = await whileHeld(
-      (tx) => upsertProfiles(tx, plan.profiles.filter((_, i) => i % 2 === 0)),
+      (tx) =>
+        upsertProfiles(
+          tx,
+          plan.profiles.filter((_, i) => i % 2 === 0),
+        ),
       () => ingestEventsPage(observed(viaDefault.db, seen), page, LIMITS),
     );
     expect(held).toEqual({ written: 5 });
@@ -309,27 +344,40 @@ describe('ingest: the COPY path and the JSON path', () => {
   it.each([
     ['older', '2001-01-01T00:00:00Z', 'page'],
     ['newer', '2039-01-01T00:00:00Z', 'held'],
-  ])('after a refused COPY, replaces a concurrent writer\'s %s copy only when the page\'s wins', async (_label, heldUpdated, winner) => {
-    const prefix = heldUpdated.startsWith('2001') ? 'co' : 'cn';
-    const page = eventsPage({ events: 12, prefix, metrics: 1, profiles: 4 });
-    const plan = planEventsPage(page, LIMITS);
-    await ingestEventsPage(viaDefault.db, { data: [], included: page.included.filter((r) => r.type === 'metric') }, LIMITS);
-    const heldCopies = plan.profiles
-      .filter((p) => !p.isStub)
-      .slice(0, 2)
-      .map((p) => (p.isStub ? p : { ...p, first_name: 'held', updated: heldUpdated }));
-    const [, written] = await whileHeld(
-      (tx) => upsertProfiles(tx, heldCopies),
-      () => ingestEventsPage(viaDefault.db, page, LIMITS),
-    );
-    expect(written).toMatchObject({ received: 12, inserted: 12, profiles_upserted: winner === 'page' ? 4 : 2 });
-    const names = await viaDefault.db.query<{ first_name: string | null }>(
-      'SELECT first_name FROM klaviyo_profiles WHERE id = ANY($1::text[]) ORDER BY id',
-      [`{${heldCopies.map((p) => p.id).join(',')}}`],
-    );
-    const expected = winner === 'page' ? plan.profiles.filter((p) => !p.isStub).slice(0, 2).map((p) => (p.isStub ? null : p.first_name)) : ['held', 'held'];
-    expect(names.map((r) => r.first_name)).toEqual(expected);
-  });
+  ])(
+    "after a refused COPY, replaces a concurrent writer's %s copy only when the page's wins",
+    async (_label, heldUpdated, winner) => {
+      const prefix = heldUpdated.startsWith('2001') ? 'co' : 'cn';
+      const page = eventsPage({ events: 12, prefix, metrics: 1, profiles: 4 });
+      const plan = planEventsPage(page, LIMITS);
+      await ingestEventsPage(
+        viaDefault.db,
+        { data: [], included: page.included.filter((r) => r.type === 'metric') },
+        LIMITS,
+      );
+      const heldCopies = plan.profiles
+        .filter((p) => !p.isStub)
+        .slice(0, 2)
+        .map((p) => (p.isStub ? p : { ...p, first_name: 'held', updated: heldUpdated }));
+      const [, written] = await whileHeld(
+        (tx) => upsertProfiles(tx, heldCopies),
+        () => ingestEventsPage(viaDefault.db, page, LIMITS),
+      );
+      expect(written).toMatchObject({ received: 12, inserted: 12, profiles_upserted: winner === 'page' ? 4 : 2 });
+      const names = await viaDefault.db.query<{ first_name: string | null }>(
+        'SELECT first_name FROM klaviyo_profiles WHERE id = ANY($1::text[]) ORDER BY id',
+        [`{${heldCopies.map((p) => p.id).join(',')}}`],
+      );
+      const expected =
+        winner === 'page'
+          ? plan.profiles
+              .filter((p) => !p.isStub)
+              .slice(0, 2)
+              .map((p) => (p.isStub ? null : p.first_name))
+          : ['held', 'held'];
+      expect(names.map((r) => r.first_name)).toEqual(expected);
+    },
+  );
 
   it('never gets a NUL to either path: validation answers 422 first and nothing is written', async () => {
     const page = awkwardPage();

@@ -13,7 +13,10 @@ describe('ingest of Klaviyo example documents', () => {
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toBe('application/vnd.api+json');
     expect(res.body).toEqual({
-      data: { type: 'ingest-result', attributes: { received: 1, inserted: 1, duplicates: 0, metrics_upserted: 1, profiles_upserted: 1 } },
+      data: {
+        type: 'ingest-result',
+        attributes: { received: 1, inserted: 1, duplicates: 0, metrics_upserted: 1, profiles_upserted: 1 },
+      },
     });
 
     const [event] = await t.db.query(
@@ -32,7 +35,9 @@ describe('ingest of Klaviyo example documents', () => {
       raw_data: page.data[0],
     });
 
-    const [metric] = await t.db.query(`SELECT id, name, integration, created, updated, raw_data, is_stub FROM klaviyo_metrics`);
+    const [metric] = await t.db.query(
+      `SELECT id, name, integration, created, updated, raw_data, is_stub FROM klaviyo_metrics`,
+    );
     expect(metric).toEqual({
       id: '0rG4eQ',
       name: 'Viewed Product',
@@ -70,7 +75,9 @@ describe('ingest of Klaviyo example documents', () => {
     });
 
     // Later than the profile's stated last_event_date: the event in the same page is what readers answer.
-    expect((await getProfileById(t.db, '01GDDKASAP8TKDDA2GRZDSVP4H'))?.lastEventDate).toEqual(new Date('2022-11-08T01:23:45Z'));
+    expect((await getProfileById(t.db, '01GDDKASAP8TKDDA2GRZDSVP4H'))?.lastEventDate).toEqual(
+      new Date('2022-11-08T01:23:45Z'),
+    );
 
     const dirty = await t.db.query(`SELECT metric_id, bucket FROM klaviyo_aggregate_dirty`);
     expect(dirty).toEqual([{ metric_id: '0rG4eQ', bucket: new Date('2022-11-08T01:00:00Z') }]);
@@ -78,19 +85,37 @@ describe('ingest of Klaviyo example documents', () => {
 
   it('answers a re-delivered page with duplicates and changes nothing', async () => {
     const before = await checksums(t.db);
-    const res = await invoke(handler, { method: 'POST', path: '/api/events', body: fixture('events-page.json'), key: 'write' });
-    expect(res.body.data.attributes).toEqual({ received: 1, inserted: 0, duplicates: 1, metrics_upserted: 0, profiles_upserted: 0 });
+    const res = await invoke(handler, {
+      method: 'POST',
+      path: '/api/events',
+      body: fixture('events-page.json'),
+      key: 'write',
+    });
+    expect(res.body.data.attributes).toEqual({
+      received: 1,
+      inserted: 0,
+      duplicates: 1,
+      metrics_upserted: 0,
+      profiles_upserted: 0,
+    });
     expect(await checksums(t.db)).toEqual(before);
   });
 
-  it('accepts Klaviyo\'s Create Event body with 202 and resolves the profile by email', async () => {
+  it("accepts Klaviyo's Create Event body with 202 and resolves the profile by email", async () => {
     const body = fixture('create-event-request.json');
     const res = await invoke(handler, { method: 'POST', path: '/api/events', body, key: 'write' });
     expect(res.status).toBe(202);
     expect(res.raw.body).toBe('');
 
     // The fixture's profile has the email of the profile stored from the page above.
-    const events = await t.db.query<{ profile_id: string; metric_id: string; value: string; value_currency: string; timestamp: Date; properties: unknown }>(
+    const events = await t.db.query<{
+      profile_id: string;
+      metric_id: string;
+      value: string;
+      value_currency: string;
+      timestamp: Date;
+      properties: unknown;
+    }>(
       `SELECT profile_id, metric_id, value, value_currency, "timestamp", properties FROM klaviyo_events WHERE uuid <> 'PLACEHOLDER_EVENT_UUID'`,
     );
     expect(events).toEqual([
@@ -116,16 +141,37 @@ describe('ingest of Klaviyo example documents', () => {
     profile.id = '01GDDKASAP8TKDDA2GRZDSVP5Z';
     const p = await invoke(handler, { method: 'POST', path: '/api/profiles', body: { data: [profile] }, key: 'write' });
     expect(p.status).toBe(200);
-    expect(p.body.data.attributes).toEqual({ received: 1, inserted: 0, duplicates: 0, metrics_upserted: 0, profiles_upserted: 1 });
+    expect(p.body.data.attributes).toEqual({
+      received: 1,
+      inserted: 0,
+      duplicates: 0,
+      metrics_upserted: 0,
+      profiles_upserted: 1,
+    });
 
     const metric = fixture('metric.json');
     metric.id = 'XyZ123';
-    const m = await invoke(handler, { method: 'POST', path: '/api/metrics', body: { data: [metric] }, key: 'write', contentType: 'application/json' });
+    const m = await invoke(handler, {
+      method: 'POST',
+      path: '/api/metrics',
+      body: { data: [metric] },
+      key: 'write',
+      contentType: 'application/json',
+    });
     expect(m.status).toBe(200);
-    expect(m.body.data.attributes).toEqual({ received: 1, inserted: 0, duplicates: 0, metrics_upserted: 1, profiles_upserted: 0 });
+    expect(m.body.data.attributes).toEqual({
+      received: 1,
+      inserted: 0,
+      duplicates: 0,
+      metrics_upserted: 1,
+      profiles_upserted: 0,
+    });
 
-    const rows = await t.db.query(`SELECT id, is_stub, raw_data FROM klaviyo_profiles WHERE id = $1
-                                   UNION ALL SELECT id, is_stub, raw_data FROM klaviyo_metrics WHERE id = $2`, [profile.id, metric.id]);
+    const rows = await t.db.query(
+      `SELECT id, is_stub, raw_data FROM klaviyo_profiles WHERE id = $1
+                                   UNION ALL SELECT id, is_stub, raw_data FROM klaviyo_metrics WHERE id = $2`,
+      [profile.id, metric.id],
+    );
     expect(rows).toEqual([
       { id: profile.id, is_stub: false, raw_data: profile },
       { id: metric.id, is_stub: false, raw_data: metric },

@@ -1,11 +1,10 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Db } from '../../lib/db/port';
 
-/** Klaviyo's example documents (../shared/fixtures/klaviyo), parsed afresh for each use. */
-export function fixture<T = any>(name: string): T { // eslint-disable-line @typescript-eslint/no-explicit-any
-  return JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'shared', 'fixtures', 'klaviyo', name), 'utf8')) as T;
-}
+import { klaviyoFixture } from '../support/fixtures';
+
+/** A fixture as untyped JSON: the ingest tests index it freely and check what they read by their assertions. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const fixture = <T = any>(name: string): T => klaviyoFixture<T>(name);
 
 const TABLES = {
   klaviyo_metrics: 'id',
@@ -49,7 +48,8 @@ export interface PageOptions {
 }
 
 /** A page shaped like GET /api/events?include=metric,profile, deterministic for its options. */
-export function eventsPage(options: PageOptions): { data: any[]; included: any[] } { // eslint-disable-line @typescript-eslint/no-explicit-any
+export function eventsPage(options: PageOptions): { data: any[]; included: any[] } {
+  // eslint-disable-line @typescript-eslint/no-explicit-any
   const prefix = options.prefix ?? 'ev';
   const metricCount = options.metrics ?? 3;
   const profileCount = options.profiles ?? 10;
@@ -64,7 +64,12 @@ export function eventsPage(options: PageOptions): { data: any[]; included: any[]
       attributes: {
         timestamp: Math.floor(ms / 1000),
         datetime: new Date(ms).toISOString().replace('.000Z', '+00:00'),
-        event_properties: { $value: i % 2 === 0 ? (i + 0.5).toFixed(2) : i, $event_id: `e-${i}`, 'Campaign Name': `C${i % 4}`, items: [{ sku: `S${i}` }] },
+        event_properties: {
+          $value: i % 2 === 0 ? (i + 0.5).toFixed(2) : i,
+          $event_id: `e-${i}`,
+          'Campaign Name': `C${i % 4}`,
+          items: [{ sku: `S${i}` }],
+        },
         uuid: `uuid-${prefix}-${i}`,
       },
       relationships: {
@@ -80,7 +85,12 @@ export function eventsPage(options: PageOptions): { data: any[]; included: any[]
       included.push({
         type: 'metric',
         id: `M${prefix}${m}`,
-        attributes: { name: `Metric ${m}`, created: '2023-01-01T00:00:00+00:00', updated: '2023-01-01T00:00:00+00:00', integration: { name: 'Shopify', category: 'eCommerce' } },
+        attributes: {
+          name: `Metric ${m}`,
+          created: '2023-01-01T00:00:00+00:00',
+          updated: '2023-01-01T00:00:00+00:00',
+          integration: { name: 'Shopify', category: 'eCommerce' },
+        },
       });
     }
   }

@@ -136,14 +136,26 @@ describe('ingest validation', () => {
   it('answers 415 to a wrong content type, accepts application/json, and 400 to malformed JSON', async () => {
     const page = eventsPage({ events: 2, prefix: 'ct' });
     const before = await counts(t.db);
-    const wrong = await invoke(handler, { method: 'POST', path: '/api/events', body: page, key: 'write', contentType: 'text/plain' });
+    const wrong = await invoke(handler, {
+      method: 'POST',
+      path: '/api/events',
+      body: page,
+      key: 'write',
+      contentType: 'text/plain',
+    });
     expect(wrong.status).toBe(415);
     const malformed = await invoke(handler, { method: 'POST', path: '/api/events', body: '{"data": [', key: 'write' });
     expect(malformed.status).toBe(400);
     expect(malformed.body.errors[0].code).toBe('invalid_json');
     expect(await counts(t.db)).toEqual(before);
 
-    const json = await invoke(handler, { method: 'POST', path: '/api/events', body: page, key: 'write', contentType: 'application/json; charset=utf-8' });
+    const json = await invoke(handler, {
+      method: 'POST',
+      path: '/api/events',
+      body: page,
+      key: 'write',
+      contentType: 'application/json; charset=utf-8',
+    });
     expect(json.status).toBe(200);
     expect(json.body.data.attributes.inserted).toBe(2);
   });
@@ -170,13 +182,23 @@ describe('ingest validation', () => {
       },
     });
     expect(profiles.status).toBe(422);
-    expect(pointers(profiles.body)).toEqual(['/data/1/attributes/updated', '/data/2/type', '/data/3/attributes/location', '/data/3/id']);
+    expect(pointers(profiles.body)).toEqual([
+      '/data/1/attributes/updated',
+      '/data/2/type',
+      '/data/3/attributes/location',
+      '/data/3/id',
+    ]);
 
     const metrics = await invoke(handler, {
       method: 'POST',
       path: '/api/metrics',
       key: 'write',
-      body: { data: [{ type: 'metric', id: 'm1', attributes: { name: 'Placed Order' } }, { type: 'metric', id: 'm2', attributes: { name: '' } }] },
+      body: {
+        data: [
+          { type: 'metric', id: 'm1', attributes: { name: 'Placed Order' } },
+          { type: 'metric', id: 'm2', attributes: { name: '' } },
+        ],
+      },
     });
     expect(metrics.status).toBe(422);
     expect(pointers(metrics.body)).toEqual(['/data/1/attributes/name']);
@@ -223,7 +245,11 @@ describe('ingest validation', () => {
             'events-bulk-create': {
               data: [
                 entry([event('2024-01-01T00:00:00Z')]),
-                entry([event('2024-01-01T00:00:00Z'), event('2199-01-01T00:00:00Z'), event('2024-01-01T00:00:00Z', 'x'.repeat(128))]),
+                entry([
+                  event('2024-01-01T00:00:00Z'),
+                  event('2199-01-01T00:00:00Z'),
+                  event('2024-01-01T00:00:00Z', 'x'.repeat(128)),
+                ]),
               ],
             },
           },
@@ -232,7 +258,10 @@ describe('ingest validation', () => {
     });
     expect(bulk.status).toBe(422);
     const base = '/data/attributes/events-bulk-create/data/1/attributes/events/data';
-    expect(pointers(bulk.body)).toEqual([`${base}/1/attributes/time`, `${base}/2/attributes/metric/data/attributes/name`]);
+    expect(pointers(bulk.body)).toEqual([
+      `${base}/1/attributes/time`,
+      `${base}/2/attributes/metric/data/attributes/name`,
+    ]);
 
     const tooMany = await invoke(handler, {
       method: 'POST',
@@ -243,7 +272,13 @@ describe('ingest validation', () => {
           type: 'event-bulk-create-job',
           attributes: {
             'events-bulk-create': {
-              data: [entry(Array.from({ length: 600 }, () => event('2024-01-01T00:00:00Z'))), entry(Array.from({ length: 401 }, () => event('2024-01-01T00:00:00Z')), 'b@example.com')],
+              data: [
+                entry(Array.from({ length: 600 }, () => event('2024-01-01T00:00:00Z'))),
+                entry(
+                  Array.from({ length: 401 }, () => event('2024-01-01T00:00:00Z')),
+                  'b@example.com',
+                ),
+              ],
             },
           },
         },

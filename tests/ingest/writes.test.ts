@@ -11,7 +11,15 @@ import { checksums, counts, eventsPage } from './helpers';
  */
 const post = (path: string, body: unknown) => invoke(handler, { method: 'POST', path, body, key: 'write' });
 
-function createEventBody(options: { name: string; email?: string; phone?: string; externalId?: string; time?: string; uniqueId?: string; value?: number }) {
+function createEventBody(options: {
+  name: string;
+  email?: string;
+  phone?: string;
+  externalId?: string;
+  time?: string;
+  uniqueId?: string;
+  value?: number;
+}) {
   return {
     data: {
       type: 'event',
@@ -43,17 +51,33 @@ describe('ingest writes', () => {
     const page = eventsPage({ events: 300, prefix: 'idem', metrics: 4, profiles: 30 });
     const first = await post('/api/events', page);
     expect(first.status).toBe(200);
-    expect(first.body.data.attributes).toEqual({ received: 300, inserted: 300, duplicates: 0, metrics_upserted: 4, profiles_upserted: 30 });
+    expect(first.body.data.attributes).toEqual({
+      received: 300,
+      inserted: 300,
+      duplicates: 0,
+      metrics_upserted: 4,
+      profiles_upserted: 30,
+    });
     const once = await checksums(t.db);
     for (let delivery = 2; delivery <= 3; delivery += 1) {
       const again = await post('/api/events', page);
-      expect(again.body.data.attributes).toEqual({ received: 300, inserted: 0, duplicates: 300, metrics_upserted: 0, profiles_upserted: 0 });
+      expect(again.body.data.attributes).toEqual({
+        received: 300,
+        inserted: 0,
+        duplicates: 300,
+        metrics_upserted: 0,
+        profiles_upserted: 0,
+      });
       expect(await checksums(t.db)).toEqual(once);
     }
     // A page that repeats one of its own events stores it once.
     const repeated = eventsPage({ events: 2, prefix: 'rep' });
     repeated.data.push(repeated.data[0]);
-    expect((await post('/api/events', repeated)).body.data.attributes).toMatchObject({ received: 3, inserted: 2, duplicates: 1 });
+    expect((await post('/api/events', repeated)).body.data.attributes).toMatchObject({
+      received: 3,
+      inserted: 2,
+      duplicates: 1,
+    });
   });
 
   it('takes the value from attributes.value, else event_properties.$value, and keeps unknown fields in raw_data', async () => {
@@ -73,22 +97,43 @@ describe('ingest writes', () => {
   });
 
   it('keeps events whose metric and profile are unknown as minimal rows, filled in later whatever their updated', async () => {
-    const page = eventsPage({ events: 2, prefix: 'stub', metrics: 1, profiles: 1, includeMetrics: false, includeProfiles: false });
+    const page = eventsPage({
+      events: 2,
+      prefix: 'stub',
+      metrics: 1,
+      profiles: 1,
+      includeMetrics: false,
+      includeProfiles: false,
+    });
     const res = await post('/api/events', page);
-    expect(res.body.data.attributes).toEqual({ received: 2, inserted: 2, duplicates: 0, metrics_upserted: 1, profiles_upserted: 1 });
+    expect(res.body.data.attributes).toEqual({
+      received: 2,
+      inserted: 2,
+      duplicates: 0,
+      metrics_upserted: 1,
+      profiles_upserted: 1,
+    });
     expect(await t.db.query(`SELECT id, name, is_stub, raw_data FROM klaviyo_metrics WHERE id = 'Mstub0'`)).toEqual([
       { id: 'Mstub0', name: 'Mstub0', is_stub: true, raw_data: null },
     ]);
-    expect(await t.db.query(`SELECT id, email, is_stub, last_event_date FROM klaviyo_profiles WHERE id = 'Pstub0'`)).toEqual([
-      { id: 'Pstub0', email: null, is_stub: true, last_event_date: null },
-    ]);
+    expect(
+      await t.db.query(`SELECT id, email, is_stub, last_event_date FROM klaviyo_profiles WHERE id = 'Pstub0'`),
+    ).toEqual([{ id: 'Pstub0', email: null, is_stub: true, last_event_date: null }]);
     // Derived from the stub's events when read.
     expect((await getProfileById(t.db, 'Pstub0'))?.lastEventDate).toEqual(new Date('2024-03-10T00:01:01Z'));
 
     // The real resources arrive later, with an `updated` older than the events: they fill the stubs in.
-    const metric = { type: 'metric', id: 'Mstub0', attributes: { name: 'Placed Order', updated: '2001-01-01T00:00:00Z' } };
+    const metric = {
+      type: 'metric',
+      id: 'Mstub0',
+      attributes: { name: 'Placed Order', updated: '2001-01-01T00:00:00Z' },
+    };
     expect((await post('/api/metrics', { data: [metric] })).body.data.attributes.metrics_upserted).toBe(1);
-    const profile = { type: 'profile', id: 'Pstub0', attributes: { email: 'late@example.com', updated: '2001-01-01T00:00:00Z' } };
+    const profile = {
+      type: 'profile',
+      id: 'Pstub0',
+      attributes: { email: 'late@example.com', updated: '2001-01-01T00:00:00Z' },
+    };
     expect((await post('/api/profiles', { data: [profile] })).body.data.attributes.profiles_upserted).toBe(1);
     expect(await t.db.query(`SELECT name, is_stub, raw_data FROM klaviyo_metrics WHERE id = 'Mstub0'`)).toEqual([
       { name: 'Placed Order', is_stub: false, raw_data: metric },
@@ -99,37 +144,70 @@ describe('ingest writes', () => {
     ]);
     expect((await getProfileById(t.db, 'Pstub0'))?.lastEventDate).toEqual(new Date('2024-03-10T00:01:01Z'));
     // A later page that only references them again does not turn them back into stubs.
-    await post('/api/events', eventsPage({ events: 1, prefix: 'stub', metrics: 1, profiles: 1, includeMetrics: false, includeProfiles: false, start: '2024-05-01T00:00:00Z' }));
-    expect(await t.db.query(`SELECT is_stub FROM klaviyo_profiles WHERE id = 'Pstub0' UNION ALL SELECT is_stub FROM klaviyo_metrics WHERE id = 'Mstub0'`)).toEqual([
-      { is_stub: false },
-      { is_stub: false },
-    ]);
+    await post(
+      '/api/events',
+      eventsPage({
+        events: 1,
+        prefix: 'stub',
+        metrics: 1,
+        profiles: 1,
+        includeMetrics: false,
+        includeProfiles: false,
+        start: '2024-05-01T00:00:00Z',
+      }),
+    );
+    expect(
+      await t.db.query(
+        `SELECT is_stub FROM klaviyo_profiles WHERE id = 'Pstub0' UNION ALL SELECT is_stub FROM klaviyo_metrics WHERE id = 'Mstub0'`,
+      ),
+    ).toEqual([{ is_stub: false }, { is_stub: false }]);
   });
 
   it('writes no profile row for a later page that names known, unchanged profiles; their last_event_date still moves on', async () => {
     await post('/api/events', eventsPage({ events: 4, prefix: 'known', profiles: 2 }));
     const profileVersions = () =>
-      t.db.query(`SELECT id, xmin::text AS version, ingested_at FROM klaviyo_profiles WHERE id LIKE 'Pknown%' ORDER BY id`);
+      t.db.query(
+        `SELECT id, xmin::text AS version, ingested_at FROM klaviyo_profiles WHERE id LIKE 'Pknown%' ORDER BY id`,
+      );
     const before = await profileVersions();
     expect(before).toHaveLength(2);
 
-    const later = await post('/api/events', eventsPage({ events: 4, prefix: 'known', profiles: 2, start: '2024-06-01T00:00:00Z' }));
+    const later = await post(
+      '/api/events',
+      eventsPage({ events: 4, prefix: 'known', profiles: 2, start: '2024-06-01T00:00:00Z' }),
+    );
     // The same ids at another time are other events (the key is (id, timestamp)): four new rows.
     expect(later.body.data.attributes).toMatchObject({ inserted: 4, profiles_upserted: 0 });
     expect(await profileVersions()).toEqual(before);
-    expect((await getProfileById(t.db, 'Pknown1'))?.lastEventDate).toEqual(new Date(Date.parse('2024-06-01T00:00:00Z') + 3 * 61_000));
+    expect((await getProfileById(t.db, 'Pknown1'))?.lastEventDate).toEqual(
+      new Date(Date.parse('2024-06-01T00:00:00Z') + 3 * 61_000),
+    );
   });
 
   it('lets the newest updated win, whatever order the copies arrive in', async () => {
-    const copy = (name: string, updated: string) => ({ type: 'profile', id: 'Pnewest', attributes: { first_name: name, updated } });
-    const firstName = async () => (await t.db.query<{ first_name: string }>(`SELECT first_name FROM klaviyo_profiles WHERE id = 'Pnewest'`))[0]?.first_name;
+    const copy = (name: string, updated: string) => ({
+      type: 'profile',
+      id: 'Pnewest',
+      attributes: { first_name: name, updated },
+    });
+    const firstName = async () =>
+      (await t.db.query<{ first_name: string }>(`SELECT first_name FROM klaviyo_profiles WHERE id = 'Pnewest'`))[0]
+        ?.first_name;
 
-    expect((await post('/api/profiles', { data: [copy('February', '2024-02-01T00:00:00Z')] })).body.data.attributes.profiles_upserted).toBe(1);
+    expect(
+      (await post('/api/profiles', { data: [copy('February', '2024-02-01T00:00:00Z')] })).body.data.attributes
+        .profiles_upserted,
+    ).toBe(1);
     const before = await checksums(t.db);
-    expect((await post('/api/profiles', { data: [copy('January', '2024-01-01T00:00:00Z')] })).body.data.attributes.profiles_upserted).toBe(0);
+    expect(
+      (await post('/api/profiles', { data: [copy('January', '2024-01-01T00:00:00Z')] })).body.data.attributes
+        .profiles_upserted,
+    ).toBe(0);
     expect(await checksums(t.db)).toEqual(before);
     // Two copies in one request: the newer one wins even when it comes first.
-    await post('/api/profiles', { data: [copy('April', '2024-04-01T00:00:00Z'), copy('March', '2024-03-01T00:00:00Z')] });
+    await post('/api/profiles', {
+      data: [copy('April', '2024-04-01T00:00:00Z'), copy('March', '2024-03-01T00:00:00Z')],
+    });
     expect(await firstName()).toBe('April');
     // Newer by microseconds only (a JS Date would see them as equal).
     await post('/api/profiles', { data: [copy('A', '2024-05-01T00:00:00.000100Z')] });
@@ -143,28 +221,60 @@ describe('ingest writes', () => {
     await post('/api/events', page);
     expect(await firstName()).toBe('B');
 
-    const metric = (name: string, updated: string) => ({ type: 'metric', id: 'Mnewest', attributes: { name, updated } });
+    const metric = (name: string, updated: string) => ({
+      type: 'metric',
+      id: 'Mnewest',
+      attributes: { name, updated },
+    });
     await post('/api/metrics', { data: [metric('New name', '2024-02-01T00:00:00Z')] });
-    expect((await post('/api/metrics', { data: [metric('Old name', '2023-01-01T00:00:00Z')] })).body.data.attributes.metrics_upserted).toBe(0);
+    expect(
+      (await post('/api/metrics', { data: [metric('Old name', '2023-01-01T00:00:00Z')] })).body.data.attributes
+        .metrics_upserted,
+    ).toBe(0);
     expect(await t.db.query(`SELECT name FROM klaviyo_metrics WHERE id = 'Mnewest'`)).toEqual([{ name: 'New name' }]);
   });
 
   it('de-duplicates Create Event by unique_id per profile and metric, else by the time to the second', async () => {
     const email = 'Dedup@Example.com';
-    const a = await post('/api/events', createEventBody({ name: 'Started Checkout', email, uniqueId: 'order-1', time: '2024-06-01T10:00:00Z', value: 5 }));
+    const a = await post(
+      '/api/events',
+      createEventBody({ name: 'Started Checkout', email, uniqueId: 'order-1', time: '2024-06-01T10:00:00Z', value: 5 }),
+    );
     expect(a.status).toBe(202);
     expect(a.raw.body).toBe('');
     // Same unique_id, another time and value: Klaviyo keeps the first.
-    await post('/api/events', createEventBody({ name: 'Started Checkout', email: 'dedup@example.com', uniqueId: 'order-1', time: '2024-06-02T10:00:00Z', value: 6 }));
+    await post(
+      '/api/events',
+      createEventBody({
+        name: 'Started Checkout',
+        email: 'dedup@example.com',
+        uniqueId: 'order-1',
+        time: '2024-06-02T10:00:00Z',
+        value: 6,
+      }),
+    );
     // Same unique_id under another metric, and another unique_id: two more events.
-    await post('/api/events', createEventBody({ name: 'Placed Order', email, uniqueId: 'order-1', time: '2024-06-01T10:00:00Z' }));
-    await post('/api/events', createEventBody({ name: 'Started Checkout', email, uniqueId: 'order-2', time: '2024-06-01T10:00:00Z' }));
+    await post(
+      '/api/events',
+      createEventBody({ name: 'Placed Order', email, uniqueId: 'order-1', time: '2024-06-01T10:00:00Z' }),
+    );
+    await post(
+      '/api/events',
+      createEventBody({ name: 'Started Checkout', email, uniqueId: 'order-2', time: '2024-06-01T10:00:00Z' }),
+    );
     // Without unique_id: the same second is the same event, another second another one.
     await post('/api/events', createEventBody({ name: 'Started Checkout', email, time: '2024-06-03T10:00:00.100Z' }));
     await post('/api/events', createEventBody({ name: 'Started Checkout', email, time: '2024-06-03T10:00:00.900Z' }));
     await post('/api/events', createEventBody({ name: 'Started Checkout', email, time: '2024-06-03T10:00:01Z' }));
 
-    const rows = await t.db.query<{ name: string; unique_id: string | null; timestamp: Date; value: string | null; profile_id: string; metric_id: string }>(
+    const rows = await t.db.query<{
+      name: string;
+      unique_id: string | null;
+      timestamp: Date;
+      value: string | null;
+      profile_id: string;
+      metric_id: string;
+    }>(
       `SELECT m.name, e.unique_id, e."timestamp", e.value, e.profile_id, e.metric_id
          FROM klaviyo_events e JOIN klaviyo_metrics m ON m.id = e.metric_id JOIN klaviyo_profiles p ON p.id = e.profile_id
         WHERE lower(p.email) = 'dedup@example.com' ORDER BY m.name, e."timestamp", e.unique_id`,
@@ -180,7 +290,9 @@ describe('ingest writes', () => {
     expect(new Set(rows.map((r) => r.profile_id)).size).toBe(1);
     expect(rows[0]?.profile_id).toMatch(/^[0-7][0-9A-HJKMNP-TV-Z]{25}$/);
     for (const r of rows) expect(r.metric_id).toMatch(/^[0-9A-Za-z]{6}$/);
-    expect(await t.db.query(`SELECT count(*)::int AS n FROM klaviyo_metrics WHERE name = 'Started Checkout'`)).toEqual([{ n: 1 }]);
+    expect(await t.db.query(`SELECT count(*)::int AS n FROM klaviyo_metrics WHERE name = 'Started Checkout'`)).toEqual([
+      { n: 1 },
+    ]);
   });
 
   it('resolves Create Event profiles by id, then email, phone_number and external_id', async () => {
@@ -217,7 +329,9 @@ describe('ingest writes', () => {
       `SELECT e.profile_id FROM klaviyo_events e JOIN klaviyo_metrics m ON m.id = e.metric_id WHERE m.name = 'Resolved' ORDER BY e."timestamp"`,
     );
     expect(rows.slice(0, 4).map((r) => r.profile_id)).toEqual(['A2', 'B1', 'C1', 'D1']);
-    const created = await t.db.query(`SELECT external_id, first_name, is_stub FROM klaviyo_profiles WHERE id = $1`, [rows[4]?.profile_id ?? '']);
+    const created = await t.db.query(`SELECT external_id, first_name, is_stub FROM klaviyo_profiles WHERE id = $1`, [
+      rows[4]?.profile_id ?? '',
+    ]);
     expect(created).toEqual([{ external_id: 'x-new', first_name: 'New', is_stub: false }]);
   });
 
@@ -264,7 +378,9 @@ describe('ingest writes', () => {
     // The events statement fails after the metrics and profiles of the same request were written.
     await t.db.query(`CREATE FUNCTION fail_transiently() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN RAISE EXCEPTION 'simulated serialization failure' USING ERRCODE = '40001'; END $$`);
-    await t.db.query(`CREATE TRIGGER fail_transiently BEFORE INSERT ON klaviyo_events FOR EACH STATEMENT EXECUTE FUNCTION fail_transiently()`);
+    await t.db.query(
+      `CREATE TRIGGER fail_transiently BEFORE INSERT ON klaviyo_events FOR EACH STATEMENT EXECUTE FUNCTION fail_transiently()`,
+    );
     const page = eventsPage({ events: 5, prefix: 'fail', metrics: 2, profiles: 2 });
     const before = await checksums(t.db);
     const res = await post('/api/events', page);
@@ -275,6 +391,12 @@ describe('ingest writes', () => {
 
     await t.db.query(`DROP TRIGGER fail_transiently ON klaviyo_events`);
     const retried = await post('/api/events', page);
-    expect(retried.body.data.attributes).toEqual({ received: 5, inserted: 5, duplicates: 0, metrics_upserted: 2, profiles_upserted: 2 });
+    expect(retried.body.data.attributes).toEqual({
+      received: 5,
+      inserted: 5,
+      duplicates: 0,
+      metrics_upserted: 2,
+      profiles_upserted: 2,
+    });
   });
 });

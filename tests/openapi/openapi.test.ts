@@ -82,15 +82,24 @@ function expectDocumented(operation: string, answer: Answer): void {
   if (!op) throw new Error(`openapi.yaml does not document ${operation}`);
   const documented = op.responses[String(answer.status)];
   if (!documented) {
-    throw new Error(`${operation} answered ${answer.status}, which openapi.yaml does not list: ${answer.text.slice(0, 300)}`);
+    throw new Error(
+      `${operation} answered ${answer.status}, which openapi.yaml does not list: ${answer.text.slice(0, 300)}`,
+    );
   }
   const { object, at } = resolveResponse(documented);
   const mediaType = answer.contentType.split(';')[0]?.trim() ?? '';
   if (!object.content) {
-    expect({ operation, status: answer.status, body: answer.text }).toEqual({ operation, status: answer.status, body: '' });
+    expect({ operation, status: answer.status, body: answer.text }).toEqual({
+      operation,
+      status: answer.status,
+      body: '',
+    });
   } else {
     const media = object.content[mediaType];
-    if (!media) throw new Error(`${operation} ${answer.status} answered ${mediaType || 'no content type'}; documented: ${Object.keys(object.content).join(', ')}`);
+    if (!media)
+      throw new Error(
+        `${operation} ${answer.status} answered ${mediaType || 'no content type'}; documented: ${Object.keys(object.content).join(', ')}`,
+      );
     if (media.schema !== undefined) {
       const schemaPointer = at
         ? `${at}/content/${pointer(mediaType)}/schema`
@@ -132,12 +141,21 @@ describe('openapi.yaml', () => {
 describe('real responses conform to openapi.yaml', () => {
   let t: TestDatabase;
   let api: LocalApi;
-  let page: { data: { id: string; relationships: { metric: { data: { id: string } }; profile?: { data: { id: string } } } }[]; included: unknown[] };
+  let page: {
+    data: { id: string; relationships: { metric: { data: { id: string } }; profile?: { data: { id: string } } } }[];
+    included: unknown[];
+  };
 
   beforeAll(async () => {
     t = await freshDatabase();
     api = await startLocalApi();
-    const [first] = generatePages({ events: 40, profiles: 8, seed: 7, start: new Date('2025-03-01T00:00:00Z'), end: new Date('2025-03-08T00:00:00Z') });
+    const [first] = generatePages({
+      events: 40,
+      profiles: 8,
+      seed: 7,
+      start: new Date('2025-03-01T00:00:00Z'),
+      end: new Date('2025-03-08T00:00:00Z'),
+    });
     page = first as unknown as typeof page;
   });
 
@@ -149,8 +167,15 @@ describe('real responses conform to openapi.yaml', () => {
 
   async function call(
     operation: string,
-    options: { path?: string; body?: unknown; key?: keyof typeof TEST_KEYS | null; contentType?: string; raw?: string } = {},
-  ): Promise<Answer & { json: () => any }> { // eslint-disable-line @typescript-eslint/no-explicit-any
+    options: {
+      path?: string;
+      body?: unknown;
+      key?: keyof typeof TEST_KEYS | null;
+      contentType?: string;
+      raw?: string;
+    } = {},
+  ): Promise<Answer & { json: () => any }> {
+    // eslint-disable-line @typescript-eslint/no-explicit-any
     const [method, template] = operation.split(' ') as [string, string];
     const headers: Record<string, string> = {};
     const key = options.key === undefined ? 'admin' : options.key;
@@ -182,7 +207,9 @@ describe('real responses conform to openapi.yaml', () => {
     const stored = await call('POST /api/events', { body: page, key: 'write' });
     expect(stored.status).toBe(200);
     expect(stored.json().data.attributes.inserted).toBe(page.data.length);
-    expect((await call('POST /api/events', { body: page, key: 'write' })).json().data.attributes.duplicates).toBe(page.data.length);
+    expect((await call('POST /api/events', { body: page, key: 'write' })).json().data.attributes.duplicates).toBe(
+      page.data.length,
+    );
 
     const metrics = page.included.filter((r) => (r as { type: string }).type === 'metric');
     const profiles = page.included.filter((r) => (r as { type: string }).type === 'profile');
@@ -212,7 +239,9 @@ describe('real responses conform to openapi.yaml', () => {
                 type: 'event-bulk-create',
                 attributes: {
                   profile: { data: { type: 'profile', attributes: { email: 'bulk@example.com' } } },
-                  events: { data: [{ type: 'event', attributes: { ...createEvent.data.attributes, profile: undefined } }] },
+                  events: {
+                    data: [{ type: 'event', attributes: { ...createEvent.data.attributes, profile: undefined } }],
+                  },
                 },
               },
             ],
@@ -222,14 +251,24 @@ describe('real responses conform to openapi.yaml', () => {
     };
     expect((await call('POST /api/event-bulk-create-jobs', { body: bulk, key: 'write' })).status).toBe(202);
 
-    const invalid = await call('POST /api/events', { body: { data: [{ type: 'event', id: 'x', attributes: {} }] }, key: 'write' });
+    const invalid = await call('POST /api/events', {
+      body: { data: [{ type: 'event', id: 'x', attributes: {} }] },
+      key: 'write',
+    });
     expect(invalid.status).toBe(422);
     expect(invalid.json().errors[0].source.pointer).toMatch(/^\/data\/0\//);
-    expect((await call('POST /api/profiles', { body: { data: [{ type: 'profile' }] }, key: 'write' })).status).toBe(422);
-    expect((await call('POST /api/metrics', { body: { data: [{ type: 'metric', id: 'm' }] }, key: 'write' })).status).toBe(422);
+    expect((await call('POST /api/profiles', { body: { data: [{ type: 'profile' }] }, key: 'write' })).status).toBe(
+      422,
+    );
+    expect(
+      (await call('POST /api/metrics', { body: { data: [{ type: 'metric', id: 'm' }] }, key: 'write' })).status,
+    ).toBe(422);
     expect((await call('POST /api/event-bulk-create-jobs', { body: { data: {} }, key: 'write' })).status).toBe(422);
     expect((await call('POST /api/events', { raw: '{"data": [', key: 'write' })).status).toBe(400);
-    expect((await call('POST /api/events', { raw: 'a=b', contentType: 'application/x-www-form-urlencoded', key: 'write' })).status).toBe(415);
+    expect(
+      (await call('POST /api/events', { raw: 'a=b', contentType: 'application/x-www-form-urlencoded', key: 'write' }))
+        .status,
+    ).toBe(415);
     expect((await call('POST /api/events', { body: page, key: null })).status).toBe(401);
     expect((await call('POST /api/events', { body: page, key: 'read' })).status).toBe(403);
     const huge = JSON.stringify({ data: [], padding: 'x'.repeat(5 * 1024 * 1024) });
@@ -239,19 +278,52 @@ describe('real responses conform to openapi.yaml', () => {
   it('metric aggregates: an answer, a bad request, an unknown metric', async () => {
     const body = (attributes: Record<string, unknown>) => ({ data: { type: 'metric-aggregate', attributes } });
     const ok = await call('POST /api/metric-aggregates', {
-      body: body({ metric_id: metricId(), measurements: ['count', 'sum_value', 'unique'], interval: 'day', filter: range, timezone: 'America/New_York' }),
+      body: body({
+        metric_id: metricId(),
+        measurements: ['count', 'sum_value', 'unique'],
+        interval: 'day',
+        filter: range,
+        timezone: 'America/New_York',
+      }),
       key: 'read',
     });
     expect(ok.status).toBe(200);
     expect(ok.json().data.attributes.dates.length).toBeGreaterThan(0);
     const grouped = await call('POST /api/metric-aggregates', {
-      body: body({ metric_id: metricId(), measurements: ['count'], interval: 'week', filter: range, by: ['$attributed_flow'] }),
+      body: body({
+        metric_id: metricId(),
+        measurements: ['count'],
+        interval: 'week',
+        filter: range,
+        by: ['$attributed_flow'],
+      }),
       key: 'read',
     });
     expect(grouped.status).toBe(200);
-    expect((await call('POST /api/metric-aggregates', { body: body({ metric_id: metricId(), measurements: ['nope'], filter: range }), key: 'read' })).status).toBe(400);
-    expect((await call('POST /api/metric-aggregates', { body: body({ metric_id: 'NoSuchMetric', measurements: ['count'], filter: range }), key: 'read' })).status).toBe(404);
-    expect((await call('POST /api/metric-aggregates', { body: body({ metric_id: metricId(), measurements: ['count'], filter: range }), key: 'write' })).status).toBe(403);
+    expect(
+      (
+        await call('POST /api/metric-aggregates', {
+          body: body({ metric_id: metricId(), measurements: ['nope'], filter: range }),
+          key: 'read',
+        })
+      ).status,
+    ).toBe(400);
+    expect(
+      (
+        await call('POST /api/metric-aggregates', {
+          body: body({ metric_id: 'NoSuchMetric', measurements: ['count'], filter: range }),
+          key: 'read',
+        })
+      ).status,
+    ).toBe(404);
+    expect(
+      (
+        await call('POST /api/metric-aggregates', {
+          body: body({ metric_id: metricId(), measurements: ['count'], filter: range }),
+          key: 'write',
+        })
+      ).status,
+    ).toBe(403);
   });
 
   it('metrics, profiles and events: lists, lookups, timelines and refusals', async () => {
@@ -262,13 +334,28 @@ describe('real responses conform to openapi.yaml', () => {
 
     const profile = await call('GET /api/profiles/{id}', { path: `/api/profiles/${profileId()}`, key: 'read' });
     expect(profile.status).toBe(200);
-    expect((await call('GET /api/profiles/{id}', { path: '/api/profiles/NoSuchProfile', key: 'read' })).status).toBe(404);
+    expect((await call('GET /api/profiles/{id}', { path: '/api/profiles/NoSuchProfile', key: 'read' })).status).toBe(
+      404,
+    );
     const email = profile.json().data.attributes.email as string;
-    const found = await call('GET /api/profiles', { path: `/api/profiles?filter=${encodeURIComponent(`equals(email,"${email}")`)}`, key: 'read' });
+    const found = await call('GET /api/profiles', {
+      path: `/api/profiles?filter=${encodeURIComponent(`equals(email,"${email}")`)}`,
+      key: 'read',
+    });
     expect(found.json().data.map((p: { id: string }) => p.id)).toEqual([profileId()]);
-    expect((await call('GET /api/profiles', { path: `/api/profiles?filter=${encodeURIComponent('nonsense(')}`, key: 'read' })).status).toBe(400);
+    expect(
+      (
+        await call('GET /api/profiles', {
+          path: `/api/profiles?filter=${encodeURIComponent('nonsense(')}`,
+          key: 'read',
+        })
+      ).status,
+    ).toBe(400);
 
-    const timeline = await call('GET /api/profiles/{id}/events', { path: `/api/profiles/${profileId()}/events?page[size]=2`, key: 'read' });
+    const timeline = await call('GET /api/profiles/{id}/events', {
+      path: `/api/profiles/${profileId()}/events?page[size]=2`,
+      key: 'read',
+    });
     expect(timeline.status).toBe(200);
     expect(timeline.json().data.length).toBeGreaterThan(0);
 
@@ -277,8 +364,18 @@ describe('real responses conform to openapi.yaml', () => {
       key: 'read',
     });
     expect(events.json().data.length).toBeGreaterThan(0);
-    expect((await call('GET /api/events', { path: `/api/events?filter=${encodeURIComponent('bogus(x')}`, key: 'read' })).status).toBe(400);
-    expect((await call('GET /api/events/{id}', { path: `/api/events/${encodeURIComponent(event().id)}?include=metric,profile`, key: 'read' })).status).toBe(200);
+    expect(
+      (await call('GET /api/events', { path: `/api/events?filter=${encodeURIComponent('bogus(x')}`, key: 'read' }))
+        .status,
+    ).toBe(400);
+    expect(
+      (
+        await call('GET /api/events/{id}', {
+          path: `/api/events/${encodeURIComponent(event().id)}?include=metric,profile`,
+          key: 'read',
+        })
+      ).status,
+    ).toBe(200);
     expect((await call('GET /api/events/{id}', { path: '/api/events/NoSuchEvent', key: 'read' })).status).toBe(404);
     expect((await call('GET /api/events', { key: null })).status).toBe(401);
     expect((await call('GET /api/events', { key: 'write' })).status).toBe(403);

@@ -24,14 +24,22 @@ function eventsAroundMidnights(seed: number, count: number, idPrefix: string): S
     const day = Date.UTC(2024, 9, 20 + Math.floor(random() * 21));
     const midnight = day + (random() < 0.5 ? 0 : (random() < 0.5 ? 4 : 5) * 3_600_000);
     const at = new Date(Math.floor(midnight + (random() * 60 - 30) * 3_600_000));
-    return { id: `${idPrefix}${i}`, metricId: METRIC, profileId: random() < 0.05 ? null : `p${Math.floor(random() * 12)}`, at, value: 1 };
+    return {
+      id: `${idPrefix}${i}`,
+      metricId: METRIC,
+      profileId: random() < 0.05 ? null : `p${Math.floor(random() * 12)}`,
+      at,
+      value: 1,
+    };
   });
 }
 
 describe('unique per day from lookback counts', () => {
   const t = useFreshDatabase();
 
-  async function served(timezone: string): Promise<{ source: string; unique: readonly number[]; count: readonly number[] }> {
+  async function served(
+    timezone: string,
+  ): Promise<{ source: string; unique: readonly number[]; count: readonly number[] }> {
     const { document, plan } = await queryMetricAggregates(
       t.db,
       {
@@ -105,7 +113,9 @@ describe('unique per day from lookback counts', () => {
     // A rebuild of correct rollups changes nothing.
     const before = await t.db.query(`SELECT xmin::text FROM klaviyo_aggregated_metrics ORDER BY metric_id, bucket`);
     await rebuildAggregates(t.db);
-    expect(await t.db.query(`SELECT xmin::text FROM klaviyo_aggregated_metrics ORDER BY metric_id, bucket`)).toEqual(before);
+    expect(await t.db.query(`SELECT xmin::text FROM klaviyo_aggregated_metrics ORDER BY metric_id, bucket`)).toEqual(
+      before,
+    );
   });
 });
 
@@ -139,15 +149,28 @@ describe('count and sum of dirty hours: their rollup plus their pending rows', (
   async function answer(interval: string, timezone: string, from: string, to: string) {
     const { document, plan } = await queryMetricAggregates(
       t.db,
-      { data: { type: 'metric-aggregate', attributes: { metric_id: metric, measurements: ['count', 'sum_value'], interval, timezone, filter: [`greater-or-equal(datetime,${from})`, `less-than(datetime,${to})`] } } },
+      {
+        data: {
+          type: 'metric-aggregate',
+          attributes: {
+            metric_id: metric,
+            measurements: ['count', 'sum_value'],
+            interval,
+            timezone,
+            filter: [`greater-or-equal(datetime,${from})`, `less-than(datetime,${to})`],
+          },
+        },
+      },
       { maxRangeDays: 366, baseUrl: '' },
     );
     const m = document.data.attributes.data[0]?.measurements ?? {};
     // Each bucket's instants, clipped to the range: what the oracle counts over.
-    const windows = plan.boundaries.slice(0, -1).map((b, i) => [
-      new Date(Math.max(b, plan.startUs / 1000)).toISOString(),
-      new Date(Math.min(plan.boundaries[i + 1] as number, plan.endUs / 1000)).toISOString(),
-    ]);
+    const windows = plan.boundaries
+      .slice(0, -1)
+      .map((b, i) => [
+        new Date(Math.max(b, plan.startUs / 1000)).toISOString(),
+        new Date(Math.min(plan.boundaries[i + 1] as number, plan.endUs / 1000)).toISOString(),
+      ]);
     return { source: plan.source, windows, count: m.count ?? [], sum: m.sum_value ?? [] };
   }
 
@@ -172,10 +195,28 @@ describe('count and sum of dirty hours: their rollup plus their pending rows', (
   it('equals raw events before and after the aggregator takes the pending rows, and for cut and unmarked-by-pending hours', async () => {
     const random = prng(7);
     const at = (i: number) => new Date(Date.UTC(2024, 2, 1) + Math.floor(random() * 20 * 86_400_000) + i);
-    await storeEvents(t.db, Array.from({ length: 800 }, (_, i) => ({ id: `s${i}`, metricId: metric, profileId: `p${i % 30}`, at: at(i), value: (i % 97) + 0.25 })));
+    await storeEvents(
+      t.db,
+      Array.from({ length: 800 }, (_, i) => ({
+        id: `s${i}`,
+        metricId: metric,
+        profileId: `p${i % 30}`,
+        at: at(i),
+        value: (i % 97) + 0.25,
+      })),
+    );
     await runAggregation(t.db);
     // Late events: their hours are marked and hold pending rows until the next run.
-    await storeEvents(t.db, Array.from({ length: 150 }, (_, i) => ({ id: `l${i}`, metricId: metric, profileId: `p${i % 30}`, at: at(i), value: (i % 13) + 0.5 })));
+    await storeEvents(
+      t.db,
+      Array.from({ length: 150 }, (_, i) => ({
+        id: `l${i}`,
+        metricId: metric,
+        profileId: `p${i % 30}`,
+        at: at(i),
+        value: (i % 13) + 0.5,
+      })),
+    );
     // An hour marked without pending rows (what a rebuild or a deletion leaves): recounted from raw.
     await t.db.query(
       `WITH gone AS (DELETE FROM klaviyo_events WHERE id IN ('s1', 's2') RETURNING date_trunc('hour', "timestamp", 'UTC') AS hour),

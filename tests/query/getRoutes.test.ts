@@ -31,13 +31,23 @@ const metricResources = [
   {
     type: 'metric',
     id: M_ORDER,
-    attributes: { name: 'Placed Order', created: '2023-01-01T00:00:00+00:00', updated: '2023-06-01T00:00:00+00:00', integration: { name: 'Shopify', category: 'eCommerce' } },
+    attributes: {
+      name: 'Placed Order',
+      created: '2023-01-01T00:00:00+00:00',
+      updated: '2023-06-01T00:00:00+00:00',
+      integration: { name: 'Shopify', category: 'eCommerce' },
+    },
     links: { self: `https://a.klaviyo.com/api/metrics/${M_ORDER}` },
   },
   {
     type: 'metric',
     id: M_OPEN,
-    attributes: { name: 'Opened Email', created: '2023-01-01T00:00:00+00:00', updated: '2023-01-01T00:00:00+00:00', integration: { name: 'Klaviyo', category: 'Internal' } },
+    attributes: {
+      name: 'Opened Email',
+      created: '2023-01-01T00:00:00+00:00',
+      updated: '2023-01-01T00:00:00+00:00',
+      integration: { name: 'Klaviyo', category: 'Internal' },
+    },
     links: { self: `https://a.klaviyo.com/api/metrics/${M_OPEN}` },
   },
 ];
@@ -83,11 +93,19 @@ function buildEvents(): { sent: Sent[]; resources: Record<string, unknown>[] } {
       attributes: {
         timestamp: ms / 1000,
         datetime: new Date(ms).toISOString().replace('.000Z', '+00:00'),
-        event_properties: { $value: (i * 7.25).toFixed(2), $event_id: `order-${i}`, Items: ['a', `b${i}`], nested: { n: i } },
+        event_properties: {
+          $value: (i * 7.25).toFixed(2),
+          $event_id: `order-${i}`,
+          Items: ['a', `b${i}`],
+          nested: { n: i },
+        },
         uuid: `uuid-${id}`,
       },
       relationships: {
-        metric: { data: { type: 'metric', id: metricId }, links: { self: `https://a.klaviyo.com/api/events/${id}/relationships/metric` } },
+        metric: {
+          data: { type: 'metric', id: metricId },
+          links: { self: `https://a.klaviyo.com/api/events/${id}/relationships/metric` },
+        },
         ...(profileId ? { profile: { data: { type: 'profile', id: profileId } } } : {}),
       },
       links: { self: `https://a.klaviyo.com/api/events/${id}` },
@@ -101,12 +119,22 @@ const { sent: SENT, resources: EVENT_RESOURCES } = buildEvents();
 const byTimeThenId = (a: Sent, b: Sent) => a.ms - b.ms || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 const ascending = [...SENT].sort(byTimeThenId);
 
-async function get(handler: HttpHandler, path: string, query: Record<string, string> = {}, pathParams?: Record<string, string>): Promise<InvokeResult> {
+async function get(
+  handler: HttpHandler,
+  path: string,
+  query: Record<string, string> = {},
+  pathParams?: Record<string, string>,
+): Promise<InvokeResult> {
   return invoke(handler, { method: 'GET', path, query, key: 'read', ...(pathParams ? { pathParams } : {}) });
 }
 
 /** Follows links.next from the first page; returns every page's body. */
-async function allPages(handler: HttpHandler, path: string, query: Record<string, string>, pathParams?: Record<string, string>) {
+async function allPages(
+  handler: HttpHandler,
+  path: string,
+  query: Record<string, string>,
+  pathParams?: Record<string, string>,
+) {
   const pages: InvokeResult['body'][] = [];
   let q: Record<string, string> | undefined = query;
   while (q) {
@@ -132,7 +160,9 @@ async function snapshot(t: TestDatabase) {
             value_currency, uuid, unique_id, properties, raw_data
        FROM klaviyo_events ORDER BY id`,
   );
-  const me = await t.db.query(`SELECT id, name, integration, created, updated, raw_data, is_stub FROM klaviyo_metrics ORDER BY id`);
+  const me = await t.db.query(
+    `SELECT id, name, integration, created, updated, raw_data, is_stub FROM klaviyo_metrics ORDER BY id`,
+  );
   const pr = await t.db.query(
     `SELECT id, email, phone_number, external_id, first_name, location, properties, created, updated, last_event_date, raw_data, is_stub
        FROM klaviyo_profiles ORDER BY id`,
@@ -209,7 +239,9 @@ describe('GET routes: events, profiles, metrics', () => {
       expect(included).toEqual([`metric:${M_OPEN}`, `metric:${M_ORDER}`, `profile:${P_JOHN}`, `profile:${P_SARAH}`]);
       // Included resources are the resources as received.
       expect(res.body.included.find((r: { id: string }) => r.id === P_SARAH)).toEqual(profileResources[0]);
-      const stubbed = res.body.data.find((e: { relationships: { metric: { data: { id: string } } } }) => e.relationships.metric.data.id === M_STUB);
+      const stubbed = res.body.data.find(
+        (e: { relationships: { metric: { data: { id: string } } } }) => e.relationships.metric.data.id === M_STUB,
+      );
       expect(stubbed).toBeDefined();
       const onlyMetric = await get(events.list, '/api/events', { include: 'metric', 'page[size]': '3' });
       expect(onlyMetric.body.included.every((r: { type: string }) => r.type === 'metric')).toBe(true);
@@ -238,12 +270,16 @@ describe('GET routes: events, profiles, metrics', () => {
   describe('GET /api/events/{id}', () => {
     it('returns the event as the list does, with includes', async () => {
       const target = ascending[10] as Sent;
-      const listed = (await get(events.list, '/api/events', { 'page[size]': '200' })).body.data.find((e: { id: string }) => e.id === target.id);
+      const listed = (await get(events.list, '/api/events', { 'page[size]': '200' })).body.data.find(
+        (e: { id: string }) => e.id === target.id,
+      );
       const res = await get(events.get, `/api/events/${target.id}`, { include: 'profile' }, { id: target.id });
       expect(res.status).toBe(200);
       expect(res.body.data).toEqual(listed);
       expect(res.body.data.attributes.event_properties.nested).toEqual({ n: expect.any(Number) });
-      expect(res.body.included.map((r: { id: string }) => r.id)).toEqual(target.profileId && target.profileId !== P_STUB ? [target.profileId] : []);
+      expect(res.body.included.map((r: { id: string }) => r.id)).toEqual(
+        target.profileId && target.profileId !== P_STUB ? [target.profileId] : [],
+      );
     });
 
     it('answers a JSON:API 404 for an unknown id', async () => {
@@ -257,9 +293,15 @@ describe('GET routes: events, profiles, metrics', () => {
     it('GET /api/profiles/{id} returns the profile; unknown ids are 404', async () => {
       const res = await get(profiles.get, `/api/profiles/${P_SARAH}`, {}, { id: P_SARAH });
       expect(res.status).toBe(200);
-      expect(res.body.data).toMatchObject({ type: 'profile', id: P_SARAH, attributes: { email: 'Sarah.Mason@Example.com', external_id: 'ext-sarah', properties: { tier: 'gold' } } });
+      expect(res.body.data).toMatchObject({
+        type: 'profile',
+        id: P_SARAH,
+        attributes: { email: 'Sarah.Mason@Example.com', external_id: 'ext-sarah', properties: { tier: 'gold' } },
+      });
       expect(res.body.data.attributes.last_event_date).toBe(
-        new Date(Math.max(...SENT.filter((e) => e.profileId === P_SARAH).map((e) => e.ms))).toISOString().replace('.000Z', '+00:00'),
+        new Date(Math.max(...SENT.filter((e) => e.profileId === P_SARAH).map((e) => e.ms)))
+          .toISOString()
+          .replace('.000Z', '+00:00'),
       );
       const missing = await get(profiles.get, '/api/profiles/none', {}, { id: 'none' });
       expect(missing.status).toBe(404);
@@ -288,15 +330,34 @@ describe('GET routes: events, profiles, metrics', () => {
     });
 
     it('GET /api/profiles/{id}/events is the timeline, newest first, paginated, with a metric filter', async () => {
-      const mine = SENT.filter((e) => e.profileId === P_SARAH).sort(byTimeThenId).reverse();
-      const pages = await allPages(profiles.events, `/api/profiles/${P_SARAH}/events`, { 'page[size]': '4' }, { id: P_SARAH });
+      const mine = SENT.filter((e) => e.profileId === P_SARAH)
+        .sort(byTimeThenId)
+        .reverse();
+      const pages = await allPages(
+        profiles.events,
+        `/api/profiles/${P_SARAH}/events`,
+        { 'page[size]': '4' },
+        { id: P_SARAH },
+      );
       expect(pages.flatMap((p) => p.data.map((e: { id: string }) => e.id))).toEqual(mine.map((e) => e.id));
-      const opens = await allPages(profiles.events, `/api/profiles/${P_SARAH}/events`, { filter: `equals(metric_id,"${M_OPEN}")`, 'page[size]': '3' }, { id: P_SARAH });
-      expect(opens.flatMap((p) => p.data.map((e: { id: string }) => e.id))).toEqual(mine.filter((e) => e.metricId === M_OPEN).map((e) => e.id));
+      const opens = await allPages(
+        profiles.events,
+        `/api/profiles/${P_SARAH}/events`,
+        { filter: `equals(metric_id,"${M_OPEN}")`, 'page[size]': '3' },
+        { id: P_SARAH },
+      );
+      expect(opens.flatMap((p) => p.data.map((e: { id: string }) => e.id))).toEqual(
+        mine.filter((e) => e.metricId === M_OPEN).map((e) => e.id),
+      );
       const missing = await get(profiles.events, '/api/profiles/none/events', {}, { id: 'none' });
       expect(missing.status).toBe(404);
       // Another profile's events are not this route's business.
-      const other = await get(profiles.events, `/api/profiles/${P_SARAH}/events`, { filter: `equals(profile_id,"${P_JOHN}")` }, { id: P_SARAH });
+      const other = await get(
+        profiles.events,
+        `/api/profiles/${P_SARAH}/events`,
+        { filter: `equals(profile_id,"${P_JOHN}")` },
+        { id: P_SARAH },
+      );
       expectParameterError(other, 'filter');
     });
   });
@@ -318,8 +379,12 @@ describe('GET routes: events, profiles, metrics', () => {
         const res = await get(metrics.list, '/api/metrics');
         expect(res.status).toBe(200);
         expect(res.body.data.map((m: { id: string }) => m.id)).toEqual([M_ORDER, M_OPEN, M_STUB].sort());
-        for (const m of res.body.data) expect({ phase, id: m.id, ...m.attributes }).toMatchObject({ phase, id: m.id, ...expectedSummary(m.id) });
-        expect(res.body.data.find((m: { id: string }) => m.id === M_ORDER).attributes).toMatchObject({ name: 'Placed Order', integration: { name: 'Shopify' } });
+        for (const m of res.body.data)
+          expect({ phase, id: m.id, ...m.attributes }).toMatchObject({ phase, id: m.id, ...expectedSummary(m.id) });
+        expect(res.body.data.find((m: { id: string }) => m.id === M_ORDER).attributes).toMatchObject({
+          name: 'Placed Order',
+          integration: { name: 'Shopify' },
+        });
       }
     });
 
@@ -333,7 +398,11 @@ describe('GET routes: events, profiles, metrics', () => {
     it('GET /api/metrics/{id} returns one metric with its figures; unknown is 404', async () => {
       const res = await get(metrics.get, `/api/metrics/${M_OPEN}`, {}, { id: M_OPEN });
       expect(res.status).toBe(200);
-      expect(res.body.data).toMatchObject({ type: 'metric', id: M_OPEN, attributes: { name: 'Opened Email', ...expectedSummary(M_OPEN) } });
+      expect(res.body.data).toMatchObject({
+        type: 'metric',
+        id: M_OPEN,
+        attributes: { name: 'Opened Email', ...expectedSummary(M_OPEN) },
+      });
       const missing = await get(metrics.get, '/api/metrics/none', {}, { id: 'none' });
       expect(missing.status).toBe(404);
       expect(missing.body.errors[0]).toMatchObject({ status: '404', code: 'not_found' });
@@ -366,7 +435,11 @@ describe('GET routes: events, profiles, metrics', () => {
       ];
       for (const [handler, path, query, parameter] of cases) {
         const res = await get(handler, path, query);
-        expect({ query, status: res.status, parameter: res.body.errors?.[0]?.source?.parameter }).toEqual({ query, status: 400, parameter });
+        expect({ query, status: res.status, parameter: res.body.errors?.[0]?.source?.parameter }).toEqual({
+          query,
+          status: 400,
+          parameter,
+        });
       }
       expectParameterError(await get(events.get, '/api/events/x', { include: 'everything' }, { id: 'x' }), 'include');
     });

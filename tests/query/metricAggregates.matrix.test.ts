@@ -4,7 +4,14 @@ import { closeDb } from '../../lib/db';
 import { freshDatabase, type TestDatabase } from '../support/database';
 import { storeEvents, type SimpleEvent } from '../support/events';
 import { invoke } from '../support/http';
-import { bucketLabel, localMinuteSecond, oracleRows, wallTimeToInstant, type OracleEvent, type OracleInterval } from './oracle';
+import {
+  bucketLabel,
+  localMinuteSecond,
+  oracleRows,
+  wallTimeToInstant,
+  type OracleEvent,
+  type OracleInterval,
+} from './oracle';
 import { prng } from '../support/random';
 
 /**
@@ -123,34 +130,52 @@ describe('POST /api/metric-aggregates against an oracle over raw rows', () => {
           expect(actual[0].dimensions).toEqual([]);
           const want = expected[0] as (typeof expected)[number];
           expect({ context, count: actual[0].measurements.count }).toEqual({ context, count: want.measurements.count });
-          expect({ context, unique: actual[0].measurements.unique }).toEqual({ context, unique: want.measurements.unique });
-          expect({ context, sum: round(actual[0].measurements.sum_value) }).toEqual({ context, sum: round(want.measurements.sum_value) });
+          expect({ context, unique: actual[0].measurements.unique }).toEqual({
+            context,
+            unique: want.measurements.unique,
+          });
+          expect({ context, sum: round(actual[0].measurements.sum_value) }).toEqual({
+            context,
+            sum: round(want.measurements.sum_value),
+          });
         }
       }
     }
   }
 
-  it('answers from raw events while every hour is dirty (no aggregate run yet)', async () => {
-    const dirty = await t.db.query<{ n: string }>('SELECT count(*) AS n FROM klaviyo_aggregate_dirty');
-    expect(Number(dirty[0]?.n)).toBeGreaterThan(100);
-    await checkAll('before the run');
-  }, MATRIX_TIMEOUT_MS);
+  it(
+    'answers from raw events while every hour is dirty (no aggregate run yet)',
+    async () => {
+      const dirty = await t.db.query<{ n: string }>('SELECT count(*) AS n FROM klaviyo_aggregate_dirty');
+      expect(Number(dirty[0]?.n)).toBeGreaterThan(100);
+      await checkAll('before the run');
+    },
+    MATRIX_TIMEOUT_MS,
+  );
 
-  it('answers from the rollups after an aggregate run', async () => {
-    const result = await runAggregation(t.db);
-    expect(result.status).toBe('done');
-    const dirty = await t.db.query<{ n: string }>('SELECT count(*) AS n FROM klaviyo_aggregate_dirty');
-    expect(Number(dirty[0]?.n)).toBe(0);
-    await checkAll('after the run');
-  }, MATRIX_TIMEOUT_MS);
+  it(
+    'answers from the rollups after an aggregate run',
+    async () => {
+      const result = await runAggregation(t.db);
+      expect(result.status).toBe('done');
+      const dirty = await t.db.query<{ n: string }>('SELECT count(*) AS n FROM klaviyo_aggregate_dirty');
+      expect(Number(dirty[0]?.n)).toBe(0);
+      await checkAll('after the run');
+    },
+    MATRIX_TIMEOUT_MS,
+  );
 
-  it('stays exact when late events land in hours already rolled up', async () => {
-    const late = makeEvents(99, 300);
-    await storeEvents(t.db, late);
-    stored.push(...asOracle(late));
-    // The rollups of those hours are stale now; their dirty marks are what makes readers recompute.
-    const dirty = await t.db.query<{ n: string }>('SELECT count(*) AS n FROM klaviyo_aggregate_dirty');
-    expect(Number(dirty[0]?.n)).toBeGreaterThan(50);
-    await checkAll('after late data');
-  }, MATRIX_TIMEOUT_MS);
+  it(
+    'stays exact when late events land in hours already rolled up',
+    async () => {
+      const late = makeEvents(99, 300);
+      await storeEvents(t.db, late);
+      stored.push(...asOracle(late));
+      // The rollups of those hours are stale now; their dirty marks are what makes readers recompute.
+      const dirty = await t.db.query<{ n: string }>('SELECT count(*) AS n FROM klaviyo_aggregate_dirty');
+      expect(Number(dirty[0]?.n)).toBeGreaterThan(50);
+      await checkAll('after late data');
+    },
+    MATRIX_TIMEOUT_MS,
+  );
 });

@@ -1,5 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { handler } from '../../functions/metricAggregates';
 import { runAggregation } from '../../lib/aggregation/rollup';
 import { closeDb } from '../../lib/db';
@@ -8,6 +6,7 @@ import { storeEvents, type SimpleEvent } from '../support/events';
 import { invoke, type InvokeResult } from '../support/http';
 import { oracleRows, type OracleEvent } from './oracle';
 import { prng } from '../support/random';
+import { klaviyoFixture } from '../support/fixtures';
 
 /**
  * POST /api/metric-aggregates beyond the matrix: `by` grouping and dimension filters against the
@@ -63,7 +62,10 @@ function body(attributes: Record<string, unknown>): unknown {
   };
 }
 
-const query = (attributes: Record<string, unknown>, extra: { query?: Record<string, string> } = {}): Promise<InvokeResult> =>
+const query = (
+  attributes: Record<string, unknown>,
+  extra: { query?: Record<string, string> } = {},
+): Promise<InvokeResult> =>
   invoke(handler, { path: '/api/metric-aggregates', key: 'read', body: body(attributes), ...extra });
 
 const round = (xs: readonly number[]) => xs.map((x) => Math.round(x * 1e6) / 1e6);
@@ -72,7 +74,12 @@ type Row = { dimensions: string[]; measurements: Record<string, number[]> };
 
 function normalise(rows: readonly Row[]) {
   return [...rows]
-    .map((r) => ({ dimensions: r.dimensions, count: r.measurements.count, sum: round(r.measurements.sum_value ?? []), unique: r.measurements.unique }))
+    .map((r) => ({
+      dimensions: r.dimensions,
+      count: r.measurements.count,
+      sum: round(r.measurements.sum_value ?? []),
+      unique: r.measurements.unique,
+    }))
     .sort((a, b) => (JSON.stringify(a.dimensions) < JSON.stringify(b.dimensions) ? -1 : 1));
 }
 
@@ -96,7 +103,14 @@ describe('POST /api/metric-aggregates: by, filters, paging, errors', () => {
         expect(res.status).toBe(200);
         const start = zone === 'UTC' ? Date.UTC(2022, 11, 1) : Date.UTC(2022, 11, 1) - 5.5 * 3_600_000;
         const end = start + 8 * 86_400_000;
-        const expected = oracleRows(ORACLE, { zone, interval: 'day', start, end, dates: res.body.data.attributes.dates, by });
+        const expected = oracleRows(ORACLE, {
+          zone,
+          interval: 'day',
+          start,
+          end,
+          dates: res.body.data.attributes.dates,
+          by,
+        });
         expect(normalise(res.body.data.attributes.data)).toEqual(normalise(expected as Row[]));
         expect(res.body.data.attributes.data.some((r: Row) => r.dimensions[0] === '')).toBe(true);
       }
@@ -106,17 +120,33 @@ describe('POST /api/metric-aggregates: by, filters, paging, errors', () => {
   it('applies dimension filters (equals, any, contains on lists)', async () => {
     const cases: Array<[string, (e: OracleEvent) => boolean]> = [
       ['equals($attributed_channel,"sms")', (e) => e.properties.$attributed_channel === 'sms'],
-      ['any($attributed_flow,["Welcome","Winback"])', (e) => ['Welcome', 'Winback'].includes(e.properties.$attributed_flow as string)],
-      ['contains(Items,"hat")', (e) => Array.isArray(e.properties.Items) && (e.properties.Items as string[]).includes('hat')],
+      [
+        'any($attributed_flow,["Welcome","Winback"])',
+        (e) => ['Welcome', 'Winback'].includes(e.properties.$attributed_flow as string),
+      ],
+      [
+        'contains(Items,"hat")',
+        (e) => Array.isArray(e.properties.Items) && (e.properties.Items as string[]).includes('hat'),
+      ],
     ];
     for (const [filter, where] of cases) {
       const res = await query({
         filter: ['greater-or-equal(datetime,2022-12-01T00:00:00)', 'less-than(datetime,2022-12-09T00:00:00)', filter],
       });
       expect({ filter, status: res.status }).toEqual({ filter, status: 200 });
-      const expected = oracleRows(ORACLE, { zone: 'UTC', interval: 'day', start: Date.UTC(2022, 11, 1), end: Date.UTC(2022, 11, 9), dates: res.body.data.attributes.dates, where });
+      const expected = oracleRows(ORACLE, {
+        zone: 'UTC',
+        interval: 'day',
+        start: Date.UTC(2022, 11, 1),
+        end: Date.UTC(2022, 11, 9),
+        dates: res.body.data.attributes.dates,
+        where,
+      });
       expect((expected[0] as Row).measurements.count?.some((n) => n > 0)).toBe(true);
-      expect({ filter, rows: normalise(res.body.data.attributes.data) }).toEqual({ filter, rows: normalise(expected as Row[]) });
+      expect({ filter, rows: normalise(res.body.data.attributes.data) }).toEqual({
+        filter,
+        rows: normalise(expected as Row[]),
+      });
     }
   });
 
@@ -124,16 +154,29 @@ describe('POST /api/metric-aggregates: by, filters, paging, errors', () => {
     const pivot = EVENTS[0]?.at as Date;
     const at = pivot.toISOString().replace('.000Z', '');
     const end = '2022-12-09T00:00:00';
-    const count = (res: InvokeResult) => (res.body.data.attributes.data[0].measurements.count as number[]).reduce((a, b) => a + b, 0);
+    const count = (res: InvokeResult) =>
+      (res.body.data.attributes.data[0].measurements.count as number[]).reduce((a, b) => a + b, 0);
     const same = ORACLE.filter((e) => e.at.getTime() === pivot.getTime()).length;
     expect(same).toBeGreaterThan(0);
-    const ge = await query({ measurements: ['count'], filter: `greater-or-equal(datetime,${at}),less-than(datetime,${end})` });
-    const gt = await query({ measurements: ['count'], filter: [`greater-than(datetime,${at})`, `less-than(datetime,${end})`] });
+    const ge = await query({
+      measurements: ['count'],
+      filter: `greater-or-equal(datetime,${at}),less-than(datetime,${end})`,
+    });
+    const gt = await query({
+      measurements: ['count'],
+      filter: [`greater-than(datetime,${at})`, `less-than(datetime,${end})`],
+    });
     expect(ge.status).toBe(200);
     expect(count(ge)).toBe(ORACLE.filter((e) => e.at.getTime() >= pivot.getTime()).length);
     expect(count(gt)).toBe(count(ge) - same);
-    const le = await query({ measurements: ['count'], filter: ['greater-or-equal(datetime,2022-12-01T00:00:00)', `less-or-equal(datetime,${at}Z)`] });
-    const lt = await query({ measurements: ['count'], filter: ['greater-or-equal(datetime,2022-12-01T00:00:00)', `less-than(datetime,${at}+00:00)`] });
+    const le = await query({
+      measurements: ['count'],
+      filter: ['greater-or-equal(datetime,2022-12-01T00:00:00)', `less-or-equal(datetime,${at}Z)`],
+    });
+    const lt = await query({
+      measurements: ['count'],
+      filter: ['greater-or-equal(datetime,2022-12-01T00:00:00)', `less-than(datetime,${at}+00:00)`],
+    });
     expect(count(le)).toBe(ORACLE.filter((e) => e.at.getTime() <= pivot.getTime()).length);
     expect(count(lt)).toBe(count(le) - same);
   });
@@ -147,7 +190,12 @@ describe('POST /api/metric-aggregates: by, filters, paging, errors', () => {
     const paged: Row[] = [];
     let cursor: string | undefined;
     for (let i = 0; i < 20; i += 1) {
-      const res = await query({ by: ['$attributed_flow', '$attributed_channel'], sort: '-count', page_size: 4, ...(cursor ? { page_cursor: cursor } : {}) });
+      const res = await query({
+        by: ['$attributed_flow', '$attributed_channel'],
+        sort: '-count',
+        page_size: 4,
+        ...(cursor ? { page_cursor: cursor } : {}),
+      });
       expect(res.status).toBe(200);
       paged.push(...res.body.data.attributes.data);
       const next: string | undefined = res.body.links.next;
@@ -161,7 +209,7 @@ describe('POST /api/metric-aggregates: by, filters, paging, errors', () => {
   });
 
   it("accepts the spec's example request shape", async () => {
-    const example = JSON.parse(readFileSync(join(__dirname, '../../../shared/fixtures/klaviyo/metric-aggregates-request.json'), 'utf8'));
+    const example = klaviyoFixture<{ data: { attributes: Record<string, unknown> } }>('metric-aggregates-request.json');
     example.data.attributes.metric_id = METRIC;
     const res = await invoke(handler, { path: '/api/metric-aggregates', key: 'read', body: example });
     expect(res.status).toBe(200);
@@ -174,7 +222,11 @@ describe('POST /api/metric-aggregates: by, filters, paging, errors', () => {
   it('answers 404 for an unknown metric and 400 for each kind of bad request', async () => {
     const missing = await query({ metric_id: 'nope' });
     expect(missing.status).toBe(404);
-    expect(missing.body.errors[0]).toMatchObject({ status: '404', code: 'not_found', source: { pointer: '/data/attributes/metric_id' } });
+    expect(missing.body.errors[0]).toMatchObject({
+      status: '404',
+      code: 'not_found',
+      source: { pointer: '/data/attributes/metric_id' },
+    });
     const range = (from: string, to: string) => [`greater-or-equal(datetime,${from})`, `less-than(datetime,${to})`];
     const bad: Array<[Record<string, unknown>, string]> = [
       [{ measurements: ['count', 'median'] }, '/data/attributes/measurements/1'],
@@ -185,11 +237,26 @@ describe('POST /api/metric-aggregates: by, filters, paging, errors', () => {
       [{ filter: ['greater-or-equal(datetime,2022-12-01T00:00:00)'] }, '/data/attributes/filter'],
       [{ filter: range('2022-01-01T00:00:00', '2023-03-01T00:00:00') }, '/data/attributes/filter'],
       [{ filter: range('2022-12-09T00:00:00', '2022-12-01T00:00:00') }, '/data/attributes/filter'],
-      [{ filter: ['greater-or-equal(datetime,2022-13-01T00:00:00)', 'less-than(datetime,2022-12-09T00:00:00)'] }, '/data/attributes/filter/0'],
-      [{ filter: ['greater-or-equal(datetime,2022-12-01', 'less-than(datetime,2022-12-09T00:00:00)'] }, '/data/attributes/filter/0'],
-      [{ filter: [...range('2022-12-01T00:00:00', '2022-12-09T00:00:00'), 'or(equals(a,"b"),equals(a,"c"))'] }, '/data/attributes/filter/2'],
-      [{ filter: [...range('2022-12-01T00:00:00', '2022-12-09T00:00:00'), 'any($flow,"x")'] }, '/data/attributes/filter/2'],
-      [{ filter: [...range('2022-12-01T00:00:00', '2022-12-09T00:00:00'), 'greater-than(value,3)'] }, '/data/attributes/filter/2'],
+      [
+        { filter: ['greater-or-equal(datetime,2022-13-01T00:00:00)', 'less-than(datetime,2022-12-09T00:00:00)'] },
+        '/data/attributes/filter/0',
+      ],
+      [
+        { filter: ['greater-or-equal(datetime,2022-12-01', 'less-than(datetime,2022-12-09T00:00:00)'] },
+        '/data/attributes/filter/0',
+      ],
+      [
+        { filter: [...range('2022-12-01T00:00:00', '2022-12-09T00:00:00'), 'or(equals(a,"b"),equals(a,"c"))'] },
+        '/data/attributes/filter/2',
+      ],
+      [
+        { filter: [...range('2022-12-01T00:00:00', '2022-12-09T00:00:00'), 'any($flow,"x")'] },
+        '/data/attributes/filter/2',
+      ],
+      [
+        { filter: [...range('2022-12-01T00:00:00', '2022-12-09T00:00:00'), 'greater-than(value,3)'] },
+        '/data/attributes/filter/2',
+      ],
       [{ by: ['$flow', '$flow'] }, '/data/attributes/by'],
       [{ sort: 'median' }, '/data/attributes/sort'],
       [{ page_size: 0 }, '/data/attributes/page_size'],
@@ -199,13 +266,21 @@ describe('POST /api/metric-aggregates: by, filters, paging, errors', () => {
     ];
     for (const [attributes, pointer] of bad) {
       const res = await query(attributes);
-      expect({ attributes, status: res.status, pointers: res.body.errors?.map((e: { source?: { pointer?: string } }) => e.source?.pointer) }).toEqual({
+      expect({
+        attributes,
+        status: res.status,
+        pointers: res.body.errors?.map((e: { source?: { pointer?: string } }) => e.source?.pointer),
+      }).toEqual({
         attributes,
         status: 400,
         pointers: expect.arrayContaining([pointer]),
       });
     }
-    const wrongType = await invoke(handler, { path: '/api/metric-aggregates', key: 'read', body: { data: { type: 'metric', attributes: {} } } });
+    const wrongType = await invoke(handler, {
+      path: '/api/metric-aggregates',
+      key: 'read',
+      body: { data: { type: 'metric', attributes: {} } },
+    });
     expect(wrongType.status).toBe(400);
     const noKey = await invoke(handler, { path: '/api/metric-aggregates', key: null, body: body({}) });
     expect(noKey.status).toBe(401);

@@ -104,7 +104,12 @@ export function oracleRows(
     const key = JSON.stringify(dims);
     let row = rows.get(key);
     if (!row) {
-      row = { dims, count: new Array(n).fill(0), sum: new Array(n).fill(0), profiles: Array.from({ length: n }, () => new Set<string>()) };
+      row = {
+        dims,
+        count: new Array(n).fill(0),
+        sum: new Array(n).fill(0),
+        profiles: Array.from({ length: n }, () => new Set<string>()),
+      };
       rows.set(key, row);
     }
     return row;
@@ -128,4 +133,3 @@ export function oracleRows(
     measurements: { count: r.count, sum_value: r.sum, unique: r.profiles.map((s) => s.size) },
   }));
 }
-

@@ -11,11 +11,17 @@ const range = (from: string, to: string) => [`greater-or-equal(datetime,${from})
 
 describe('planSeries', () => {
   it('serves unique per day from lookback counts in whole-hour zones, DST days of 23 and 25 hours included', () => {
-    expect(plan({ measurements: ['unique'], filter: range('2022-10-01T00:00:00', '2022-11-30T00:00:00') })).toMatchObject({
+    expect(
+      plan({ measurements: ['unique'], filter: range('2022-10-01T00:00:00', '2022-11-30T00:00:00') }),
+    ).toMatchObject({
       source: 'lookback',
       rawBuckets: [],
     });
-    const newYork = plan({ measurements: ['unique', 'count'], timezone: 'America/New_York', filter: range('2022-03-10T00:00:00', '2022-11-10T00:00:00') });
+    const newYork = plan({
+      measurements: ['unique', 'count'],
+      timezone: 'America/New_York',
+      filter: range('2022-03-10T00:00:00', '2022-11-10T00:00:00'),
+    });
     expect(newYork).toMatchObject({ source: 'lookback', rawBuckets: [] });
     const hours = newYork.boundaries.slice(1).map((b, i) => (b - (newYork.boundaries[i] as number)) / 3_600_000);
     expect(new Set(hours)).toEqual(new Set([23, 24, 25]));
@@ -28,14 +34,38 @@ describe('planSeries', () => {
   });
 
   it('reads raw events where no lookback serves a bucket: half-hour zones, weeks, months, by', () => {
-    expect(plan({ measurements: ['unique'], timezone: 'Asia/Kolkata', filter: range('2022-10-01T00:00:00', '2022-11-01T00:00:00') }).source).toBe('events');
-    expect(plan({ measurements: ['unique'], interval: 'week', filter: range('2022-10-03T00:00:00', '2022-11-28T00:00:00') }).source).toBe('events');
-    expect(plan({ measurements: ['unique'], interval: 'month', filter: range('2022-01-01T00:00:00', '2022-11-01T00:00:00') }).source).toBe('events');
-    expect(plan({ measurements: ['count'], by: ['$attributed_flow'], filter: range('2022-10-01T00:00:00', '2022-11-01T00:00:00') }).source).toBe('events');
+    expect(
+      plan({
+        measurements: ['unique'],
+        timezone: 'Asia/Kolkata',
+        filter: range('2022-10-01T00:00:00', '2022-11-01T00:00:00'),
+      }).source,
+    ).toBe('events');
+    expect(
+      plan({ measurements: ['unique'], interval: 'week', filter: range('2022-10-03T00:00:00', '2022-11-28T00:00:00') })
+        .source,
+    ).toBe('events');
+    expect(
+      plan({ measurements: ['unique'], interval: 'month', filter: range('2022-01-01T00:00:00', '2022-11-01T00:00:00') })
+        .source,
+    ).toBe('events');
+    expect(
+      plan({
+        measurements: ['count'],
+        by: ['$attributed_flow'],
+        filter: range('2022-10-01T00:00:00', '2022-11-01T00:00:00'),
+      }).source,
+    ).toBe('events');
   });
 
   it('keeps hourly rollups for count and sum, and for unique per hour', () => {
-    expect(plan({ measurements: ['count', 'sum_value'], filter: range('2022-01-01T00:00:00', '2022-12-31T00:00:00') }).source).toBe('rollups');
-    expect(plan({ measurements: ['unique'], interval: 'hour', filter: range('2022-10-01T00:00:00', '2022-10-08T00:00:00') }).source).toBe('rollups');
+    expect(
+      plan({ measurements: ['count', 'sum_value'], filter: range('2022-01-01T00:00:00', '2022-12-31T00:00:00') })
+        .source,
+    ).toBe('rollups');
+    expect(
+      plan({ measurements: ['unique'], interval: 'hour', filter: range('2022-10-01T00:00:00', '2022-10-08T00:00:00') })
+        .source,
+    ).toBe('rollups');
   });
 });

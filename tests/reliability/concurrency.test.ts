@@ -123,7 +123,12 @@ function bulkBody(entries: readonly BulkEntry[]): unknown {
           data: entries.map((entry) => ({
             type: 'event-bulk-create',
             attributes: {
-              profile: { data: { type: 'profile', attributes: { email: profileEmail(entry.profile), first_name: `P${entry.profile}` } } },
+              profile: {
+                data: {
+                  type: 'profile',
+                  attributes: { email: profileEmail(entry.profile), first_name: `P${entry.profile}` },
+                },
+              },
               events: {
                 data: entry.events.map((e) => ({
                   type: 'event',
@@ -161,7 +166,14 @@ describe('8 concurrent ingest streams with re-deliveries while the aggregator ru
   });
 
   it('events pages: stores every event once, never deadlocks, and rollups equal the raw-event oracle', async () => {
-    const pool = makeEvents({ prefix: 'cc', count: POOL_EVENTS, from: '2024-07-01T00:00:00Z', hours: 72, metrics: ['m1', 'm2', 'm3', 'm4', 'm5', 'm6'], profiles: 150 });
+    const pool = makeEvents({
+      prefix: 'cc',
+      count: POOL_EVENTS,
+      from: '2024-07-01T00:00:00Z',
+      hours: 72,
+      metrics: ['m1', 'm2', 'm3', 'm4', 'm5', 'm6'],
+      profiles: 150,
+    });
     const outcome = await runStreams(
       clients,
       (stream) => pagesOfStream(pool, stream),
@@ -189,7 +201,9 @@ describe('8 concurrent ingest streams with re-deliveries while the aggregator ru
       profile: 1000 + p,
       events: Array.from({ length: PER_PROFILE }, (_, k) => ({
         name: names[(p + k) % names.length] as string,
-        time: new Date(Date.parse('2024-07-05T00:00:00Z') + Math.floor(random() * 48) * 3_600_000 + k * 1000).toISOString(),
+        time: new Date(
+          Date.parse('2024-07-05T00:00:00Z') + Math.floor(random() * 48) * 3_600_000 + k * 1000,
+        ).toISOString(),
         uniqueId: `order-${p}-${k}`,
         value: Math.round(random() * 10_000) / 100,
       })),
@@ -200,7 +214,12 @@ describe('8 concurrent ingest streams with re-deliveries while the aggregator ru
       const offset = (stream % 2) * 10;
       const pages: BulkEntry[][] = [];
       for (let start = 0; start < entries.length; start += 20) {
-        pages.push(shuffled(Array.from({ length: 20 }, (_, i) => entries[(start + offset + i) % entries.length] as BulkEntry), r));
+        pages.push(
+          shuffled(
+            Array.from({ length: 20 }, (_, i) => entries[(start + offset + i) % entries.length] as BulkEntry),
+            r,
+          ),
+        );
       }
       return shuffled(pages, r);
     };

@@ -63,12 +63,34 @@ describeOnPostgres('terminated connections', () => {
   });
 
   it('recovers on the next invocation when the connection was terminated between invocations', async () => {
-    const first = await post(pageOf(makeEvents({ prefix: 'between1', count: 50, from: '2024-03-01T00:00:00Z', hours: 10, metrics: METRICS, profiles: 20 })));
+    const first = await post(
+      pageOf(
+        makeEvents({
+          prefix: 'between1',
+          count: 50,
+          from: '2024-03-01T00:00:00Z',
+          hours: 10,
+          metrics: METRICS,
+          profiles: 20,
+        }),
+      ),
+    );
     expect(first.status).toBe(200);
     expect(await terminateHandlerConnections(db)).toBeGreaterThan(0);
 
     // The warm client's socket is dead; the invocation must not fail because of it.
-    const second = await post(pageOf(makeEvents({ prefix: 'between2', count: 50, from: '2024-03-01T00:00:00Z', hours: 10, metrics: METRICS, profiles: 20 })));
+    const second = await post(
+      pageOf(
+        makeEvents({
+          prefix: 'between2',
+          count: 50,
+          from: '2024-03-01T00:00:00Z',
+          hours: 10,
+          metrics: METRICS,
+          profiles: 20,
+        }),
+      ),
+    );
     expect(second.status).toBe(200);
     expect(second.body.data.attributes).toMatchObject({ received: 50, inserted: 50, duplicates: 0 });
 
@@ -78,7 +100,14 @@ describeOnPostgres('terminated connections', () => {
   });
 
   it('writes nothing and answers 503 while every attempt is terminated mid-transaction, then succeeds', async () => {
-    const events = makeEvents({ prefix: 'during', count: 200, from: '2024-03-02T00:00:00Z', hours: 30, metrics: ['mD', ...METRICS], profiles: 60 });
+    const events = makeEvents({
+      prefix: 'during',
+      count: 200,
+      from: '2024-03-02T00:00:00Z',
+      hours: 30,
+      metrics: ['mD', ...METRICS],
+      profiles: 60,
+    });
     const before = await databaseChecksum(db);
     const countsBefore = await rowCounts(db);
 
@@ -89,7 +118,9 @@ describeOnPostgres('terminated connections', () => {
       const pending = post(pageOf(events));
       const [pid] = await untilHeld(db);
       // Proof that the batch was really cut in the middle: it had written the other tables.
-      expect(await tablesWrittenBy(db, pid as number)).toEqual(expect.arrayContaining(['klaviyo_metrics', 'klaviyo_profiles']));
+      expect(await tablesWrittenBy(db, pid as number)).toEqual(
+        expect.arrayContaining(['klaviyo_metrics', 'klaviyo_profiles']),
+      );
       await terminate(db, [pid as number]);
       outcome = await terminateWhileWaiting(db, pending);
     } finally {
@@ -107,7 +138,14 @@ describeOnPostgres('terminated connections', () => {
   });
 
   it('retries a unit of work cut off once on a new connection, and stores it exactly once', async () => {
-    const events = makeEvents({ prefix: 'once', count: 120, from: '2024-03-03T00:00:00Z', hours: 12, metrics: METRICS, profiles: 30 });
+    const events = makeEvents({
+      prefix: 'once',
+      count: 120,
+      from: '2024-03-03T00:00:00Z',
+      hours: 12,
+      metrics: METRICS,
+      profiles: 30,
+    });
     const eventsBefore = (await rowCounts(db)).events;
     const hold = await holdLock(db, 'LOCK TABLE klaviyo_events IN EXCLUSIVE MODE');
     let res: InvokeResult;

@@ -40,10 +40,20 @@ describeOnPostgres('every route at once on a pool of one connection', () => {
 
   it('serves them all, on one connection, without a deadlock, and the rollups end equal to the oracle', async () => {
     const pages = Array.from({ length: 8 }, (_, i) =>
-      makeEvents({ prefix: `p1_${i}`, count: 80, from: '2024-08-01T00:00:00Z', hours: 30, metrics: ['mA', 'mB', 'mC'], profiles: 40 }),
+      makeEvents({
+        prefix: `p1_${i}`,
+        count: 80,
+        from: '2024-08-01T00:00:00Z',
+        hours: 30,
+        metrics: ['mA', 'mB', 'mC'],
+        profiles: 40,
+      }),
     );
     // Seed one page so that the reads have something to find.
-    expect((await invoke(ingest, { method: 'POST', path: '/api/events', body: pageOf(pages[0] ?? []), key: 'write' })).status).toBe(200);
+    expect(
+      (await invoke(ingest, { method: 'POST', path: '/api/events', body: pageOf(pages[0] ?? []), key: 'write' }))
+        .status,
+    ).toBe(200);
 
     let running = true;
     let mostConnections = 0;
@@ -57,7 +67,8 @@ describeOnPostgres('every route at once on a pool of one connection', () => {
       }
     })();
 
-    const post = (path: string, body: unknown) => invoke(ingest, { method: 'POST', path, routeKey: `POST ${path}`, body, key: 'write' });
+    const post = (path: string, body: unknown) =>
+      invoke(ingest, { method: 'POST', path, routeKey: `POST ${path}`, body, key: 'write' });
     const get = (handler: Parameters<typeof invoke>[0], path: string, id?: string, query?: Record<string, string>) =>
       invoke(handler, { method: 'GET', path, pathParams: id === undefined ? undefined : { id }, query, key: 'read' });
     const aggregates = () =>
@@ -80,7 +91,8 @@ describeOnPostgres('every route at once on a pool of one connection', () => {
       });
 
     const work: { name: string; expected: number[]; run: Promise<InvokeResult | { status: number }> }[] = [];
-    const add = (name: string, expected: number[], run: Promise<InvokeResult | { status: number }>) => work.push({ name, expected, run });
+    const add = (name: string, expected: number[], run: Promise<InvokeResult | { status: number }>) =>
+      work.push({ name, expected, run });
     for (const [i, page] of pages.entries()) {
       add(`ingest ${i}`, [200], post('/api/events', pageOf(page)));
       // A re-delivery of the neighbour's page, racing its first delivery.
@@ -94,13 +106,19 @@ describeOnPostgres('every route at once on a pool of one connection', () => {
       add(`metric ${i}`, [200], get(metrics.get, '/api/metrics/{id}', 'mA'));
       add(`missing ${i}`, [404], get(metrics.get, '/api/metrics/{id}', 'nope'));
       add(`aggregates ${i}`, [200], aggregates());
-      add(`aggregator ${i}`, [0], aggregate({}, {}).then((r) => ({ status: r.status === 'error' ? 1 : 0 })));
+      add(
+        `aggregator ${i}`,
+        [0],
+        aggregate({}, {}).then((r) => ({ status: r.status === 'error' ? 1 : 0 })),
+      );
     }
     const results = await Promise.all(work.map((w) => w.run));
     running = false;
     await sampler;
 
-    const unexpected = work.map((w, i) => ({ name: w.name, status: results[i]?.status })).filter((r, i) => !work[i]?.expected.includes(r.status ?? -1));
+    const unexpected = work
+      .map((w, i) => ({ name: w.name, status: results[i]?.status }))
+      .filter((r, i) => !work[i]?.expected.includes(r.status ?? -1));
     expect(unexpected).toEqual([]);
     expect(mostConnections).toBe(1);
     expect((await rowCounts(db)).events).toBe(8 * 80);

@@ -54,12 +54,30 @@ describeOnPostgres('the database stopped during an ingest and started again', ()
   }, 60_000);
 
   it('loses no committed data, writes no partial batch, answers 503 while down and recovers', async () => {
-    const warmup = await post(pageOf(makeEvents({ prefix: 'before', count: 100, from: '2024-05-01T00:00:00Z', hours: 24, metrics: ['m1', 'm2'], profiles: 30 })));
+    const warmup = await post(
+      pageOf(
+        makeEvents({
+          prefix: 'before',
+          count: 100,
+          from: '2024-05-01T00:00:00Z',
+          hours: 24,
+          metrics: ['m1', 'm2'],
+          profiles: 30,
+        }),
+      ),
+    );
     expect(warmup.status).toBe(200);
     const committed = await databaseChecksum(server.db);
     const counts = await rowCounts(server.db);
 
-    const events = makeEvents({ prefix: 'cut', count: 300, from: '2024-05-02T00:00:00Z', hours: 48, metrics: ['m2', 'm3'], profiles: 80 });
+    const events = makeEvents({
+      prefix: 'cut',
+      count: 300,
+      from: '2024-05-02T00:00:00Z',
+      hours: 48,
+      metrics: ['m2', 'm3'],
+      profiles: 80,
+    });
     // The hold is a transaction of the test's own client that is idle when the server stops and
     // fails after it: postgres.js 3.4.9 would write its ROLLBACK to a closed socket and throw from a
     // timer (porsager/postgres#1208); lib/db/postgres.ts must keep the process alive through it.
@@ -68,7 +86,9 @@ describeOnPostgres('the database stopped during an ingest and started again', ()
     try {
       const pending = post(pageOf(events));
       const [pid] = await untilHeld(server.db);
-      expect(await tablesWrittenBy(server.db, pid as number)).toEqual(expect.arrayContaining(['klaviyo_metrics', 'klaviyo_profiles']));
+      expect(await tablesWrittenBy(server.db, pid as number)).toEqual(
+        expect.arrayContaining(['klaviyo_metrics', 'klaviyo_profiles']),
+      );
 
       // A fast shutdown, as `pg_ctl stop` and a failover do: sessions are terminated, open transactions lost.
       await server.stop();

@@ -37,18 +37,45 @@ describeOnPostgres('a statement timeout in the middle of an ingest', () => {
   });
 
   it('rolls the batch back, answers 503 with Retry-After, and succeeds after the cause is gone', async () => {
-    const post = (body: unknown) => invoke(ingest, { method: 'POST', path: '/api/events', routeKey: 'POST /api/events', body, key: 'write' });
-    expect((await post(pageOf(makeEvents({ prefix: 'seed', count: 40, from: '2024-06-01T00:00:00Z', hours: 5, metrics: ['m1'], profiles: 10 })))).status).toBe(200);
+    const post = (body: unknown) =>
+      invoke(ingest, { method: 'POST', path: '/api/events', routeKey: 'POST /api/events', body, key: 'write' });
+    expect(
+      (
+        await post(
+          pageOf(
+            makeEvents({
+              prefix: 'seed',
+              count: 40,
+              from: '2024-06-01T00:00:00Z',
+              hours: 5,
+              metrics: ['m1'],
+              profiles: 10,
+            }),
+          ),
+        )
+      ).status,
+    ).toBe(200);
     const before = await databaseChecksum(db);
     const counts = await rowCounts(db);
 
-    const page = pageOf(makeEvents({ prefix: 'slow', count: 150, from: '2024-06-02T00:00:00Z', hours: 20, metrics: ['m1', 'm2'], profiles: 40 }));
+    const page = pageOf(
+      makeEvents({
+        prefix: 'slow',
+        count: 150,
+        from: '2024-06-02T00:00:00Z',
+        hours: 20,
+        metrics: ['m1', 'm2'],
+        profiles: 40,
+      }),
+    );
     const hold = await holdLock(db, 'LOCK TABLE klaviyo_events IN EXCLUSIVE MODE');
     let timedOut;
     try {
       const pending = post(page);
       const [pid] = await untilHeld(db);
-      expect(await tablesWrittenBy(db, pid as number)).toEqual(expect.arrayContaining(['klaviyo_metrics', 'klaviyo_profiles']));
+      expect(await tablesWrittenBy(db, pid as number)).toEqual(
+        expect.arrayContaining(['klaviyo_metrics', 'klaviyo_profiles']),
+      );
       timedOut = await pending;
     } finally {
       await hold.release();
@@ -56,7 +83,12 @@ describeOnPostgres('a statement timeout in the middle of an ingest', () => {
     expect(timedOut.status).toBe(503);
     expect(timedOut.headers['retry-after']).toMatch(/^\d+$/);
     expect(timedOut.body.errors).toEqual([
-      { status: '503', code: 'service_unavailable', title: 'Service unavailable', detail: 'The database is temporarily unavailable; retry shortly.' },
+      {
+        status: '503',
+        code: 'service_unavailable',
+        title: 'Service unavailable',
+        detail: 'The database is temporarily unavailable; retry shortly.',
+      },
     ]);
     expect(await rowCounts(db)).toEqual(counts);
     expect(await databaseChecksum(db)).toEqual(before);

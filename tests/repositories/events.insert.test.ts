@@ -17,7 +17,9 @@ describe('insertEvents', () => {
     });
     expect(first).toEqual({ inserted: 3, duplicates: 0 });
     expect(await storeEvents(t.db, events)).toEqual({ inserted: 0, duplicates: 3 });
-    const stored = await t.db.query<{ id: string; value: string | null }>('SELECT id, value FROM klaviyo_events ORDER BY id');
+    const stored = await t.db.query<{ id: string; value: string | null }>(
+      'SELECT id, value FROM klaviyo_events ORDER BY id',
+    );
     expect(stored).toEqual([
       { id: 'e1', value: '10.50' },
       { id: 'e2', value: '1' },

@@ -37,7 +37,8 @@ function counting(db: Db, statements: string[]): Db {
   };
 }
 
-const writes = (statements: readonly string[]) => statements.filter((s) => s.includes('INSERT INTO klaviyo_profiles')).length;
+const writes = (statements: readonly string[]) =>
+  statements.filter((s) => s.includes('INSERT INTO klaviyo_profiles')).length;
 
 describe('upsertProfiles: what travels', () => {
   const t = useFreshDatabase({ setEnv: false });

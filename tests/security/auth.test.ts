@@ -14,7 +14,11 @@ import crypto = require('node:crypto');
  */
 
 function entries(spec: Record<string, Scope>): ApiKeyEntry[] {
-  return parseApiKeys(Object.entries(spec).map(([key, scope]) => `${scope}:${hashApiKey(key)}`).join(','));
+  return parseApiKeys(
+    Object.entries(spec)
+      .map(([key, scope]) => `${scope}:${hashApiKey(key)}`)
+      .join(','),
+  );
 }
 
 function httpErrorOf(fn: () => unknown): HttpError {
@@ -221,7 +225,11 @@ describe('the HTTP wrapper', () => {
   });
 
   it('reads the Authorization header whatever its letter case', async () => {
-    const res = await invoke(write, { method: 'POST', key: null, headers: { AUTHORIZATION: `Klaviyo-API-Key ${TEST_KEYS.write}` } });
+    const res = await invoke(write, {
+      method: 'POST',
+      key: null,
+      headers: { AUTHORIZATION: `Klaviyo-API-Key ${TEST_KEYS.write}` },
+    });
     expect(res.status).toBe(200);
     expect(calls).toBe(1);
   });
@@ -229,7 +237,11 @@ describe('the HTTP wrapper', () => {
   it('answers 403 to a read key on a write route without running it', async () => {
     const res = await invoke(write, { method: 'POST', key: 'read' });
     expect(res.status).toBe(403);
-    expect(res.body.errors[0]).toMatchObject({ status: '403', code: 'permission_denied', source: { header: 'Authorization' } });
+    expect(res.body.errors[0]).toMatchObject({
+      status: '403',
+      code: 'permission_denied',
+      source: { header: 'Authorization' },
+    });
     expect(calls).toBe(0);
   });
 

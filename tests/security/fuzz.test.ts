@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { handler as ingest } from '../../functions/ingest';
@@ -14,6 +13,7 @@ import { testDriver } from '../support/env';
 import { invoke, type InvokeOptions, type InvokeResult } from '../support/http';
 import { makeEvents, pageOf } from '../reliability/support/pages';
 import { databaseChecksum, type TableChecksum } from './support/checksum';
+import { klaviyoFixture } from '../support/fixtures';
 
 /**
  * Generated bad requests through the real handlers and the real database: wrong types, missing
@@ -27,27 +27,29 @@ import { databaseChecksum, type TableChecksum } from './support/checksum';
 // database, so a tenth of the count there keeps `npm test` short without losing a driver.
 const TOTAL = Number(process.env.FUZZ_RUNS ?? (testDriver() === 'data-api' ? 1_000 : 10_000));
 const seed = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : undefined;
-const runs = (share: number) => ({ numRuns: Math.max(1, Math.round(TOTAL * share)), ...(seed === undefined ? {} : { seed }) });
+const runs = (share: number) => ({
+  numRuns: Math.max(1, Math.round(TOTAL * share)),
+  ...(seed === undefined ? {} : { seed }),
+});
 // Small enough that oversize bodies are cheap to make; every valid base document fits well below it.
 const MAX_BODY = 64 * 1024;
 
 type Json = unknown;
 type Path = readonly (string | number)[];
 
-const fixture = (name: string): Json =>
-  JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'shared', 'fixtures', 'klaviyo', name), 'utf8')) as Json;
+const fixture = (name: string): Json => klaviyoFixture(name);
 
 const SQL_INJECTION = [
   "'; DROP TABLE klaviyo_events; --",
   "' OR '1'='1",
-  "1; DELETE FROM klaviyo_profiles WHERE true; --",
+  '1; DELETE FROM klaviyo_profiles WHERE true; --',
   "\\'; TRUNCATE klaviyo_metrics CASCADE; --",
-  "$1::text); DROP TABLE klaviyo_aggregated_metrics; --",
+  '$1::text); DROP TABLE klaviyo_aggregated_metrics; --',
   "x') UNION SELECT email, phone_number FROM klaviyo_profiles --",
-  "pg_sleep(10)",
+  'pg_sleep(10)',
   "E'\\\\x00'",
   '"); SELECT pg_terminate_backend(pg_backend_pid()); --',
-  "$$; DROP SCHEMA public CASCADE; $$",
+  '$$; DROP SCHEMA public CASCADE; $$',
 ];
 const INVALID_DATES = [
   '2024-13-01T00:00:00+00:00',
@@ -64,10 +66,22 @@ const INVALID_DATES = [
   'NaN',
   '2024-01-01T00:00:00\u0000Z',
 ];
-const INVALID_ZONES = ['Mars/Olympus_Mons', 'UTC+25', '', 'America/New York', '../../etc/passwd', 'EST5EDT,M3.2.0,M11.1.0', '\u0000'];
+const INVALID_ZONES = [
+  'Mars/Olympus_Mons',
+  'UTC+25',
+  '',
+  'America/New York',
+  '../../etc/passwd',
+  'EST5EDT,M3.2.0,M11.1.0',
+  '\u0000',
+];
 
-const nulString = fc.tuple(fc.string({ maxLength: 10 }), fc.string({ maxLength: 10 })).map(([a, b]) => `${a}\u0000${b}`);
-const loneSurrogate = fc.tuple(fc.string({ maxLength: 5 }), fc.constantFrom('\ud800', '\udfff', '\udc00x')).map(([a, b]) => a + b);
+const nulString = fc
+  .tuple(fc.string({ maxLength: 10 }), fc.string({ maxLength: 10 }))
+  .map(([a, b]) => `${a}\u0000${b}`);
+const loneSurrogate = fc
+  .tuple(fc.string({ maxLength: 5 }), fc.constantFrom('\ud800', '\udfff', '\udc00x'))
+  .map(([a, b]) => a + b);
 const hugeString = fc.integer({ min: 5_000, max: 40_000 }).map((n) => 'x'.repeat(n));
 const deepNesting = fc.integer({ min: 50, max: 600 }).map((depth) => {
   let v: Json = 'bottom';
@@ -99,7 +113,9 @@ function setAt(doc: Json, path: Path, value: Json): Json {
   if (path.length === 0) return value;
   const [head, ...rest] = path;
   const base = (doc !== null && typeof doc === 'object' ? doc : {}) as Record<string | number, Json>;
-  const copy: Record<string | number, Json> = Array.isArray(base) ? [...(base as Json[])] as unknown as Record<number, Json> : { ...base };
+  const copy: Record<string | number, Json> = Array.isArray(base)
+    ? ([...(base as Json[])] as unknown as Record<number, Json>)
+    : { ...base };
   copy[head as string | number] = setAt(base[head as string | number], rest, value);
   return copy;
 }
@@ -128,8 +144,17 @@ interface Fatal {
   readonly bad: fc.Arbitrary<Json | typeof MISSING>;
 }
 const MISSING = Symbol('missing');
-const notThe = (literal: string) => fc.oneof(wrongType, nastyString.filter((s) => s !== literal), fc.constant(MISSING));
-const notADate = fc.oneof(fc.constantFrom(...INVALID_DATES), wrongType.filter((v) => typeof v !== 'number'), fc.constant(MISSING));
+const notThe = (literal: string) =>
+  fc.oneof(
+    wrongType,
+    nastyString.filter((s) => s !== literal),
+    fc.constant(MISSING),
+  );
+const notADate = fc.oneof(
+  fc.constantFrom(...INVALID_DATES),
+  wrongType.filter((v) => typeof v !== 'number'),
+  fc.constant(MISSING),
+);
 const notAString = fc.oneof(wrongType, deepNesting, fc.constant(MISSING));
 
 interface WriteRoute {
@@ -138,17 +163,25 @@ interface WriteRoute {
   readonly fatal: readonly Fatal[];
 }
 
-const eventsPage = pageOf(makeEvents({ prefix: 'fz', count: 3, from: '2024-01-01T00:00:00Z', hours: 3, metrics: ['fzM'], profiles: 2 }));
+const eventsPage = pageOf(
+  makeEvents({ prefix: 'fz', count: 3, from: '2024-01-01T00:00:00Z', hours: 3, metrics: ['fzM'], profiles: 2 }),
+);
 const WRITES: readonly WriteRoute[] = [
   {
     path: '/api/events',
     base: eventsPage,
     fatal: [
-      { path: ['data'], bad: fc.oneof(fc.integer(), fc.string({ maxLength: 10 }), fc.constant(true), fc.constant(MISSING)) },
+      {
+        path: ['data'],
+        bad: fc.oneof(fc.integer(), fc.string({ maxLength: 10 }), fc.constant(true), fc.constant(MISSING)),
+      },
       { path: ['data', 0, 'type'], bad: notThe('event') },
       { path: ['data', 0, 'id'], bad: notAString },
       // datetime may be missing when timestamp is there: only a present, invalid one is fatal.
-      { path: ['data', 0, 'attributes', 'datetime'], bad: fc.oneof(fc.constantFrom(...INVALID_DATES), fc.boolean(), fc.constant({})) },
+      {
+        path: ['data', 0, 'attributes', 'datetime'],
+        bad: fc.oneof(fc.constantFrom(...INVALID_DATES), fc.boolean(), fc.constant({})),
+      },
       { path: ['data', 1, 'relationships', 'metric', 'data', 'id'], bad: notAString },
     ],
   },
@@ -158,9 +191,15 @@ const WRITES: readonly WriteRoute[] = [
     fatal: [
       { path: ['data', 'type'], bad: notThe('event') },
       // time is optional (Klaviyo takes the time of receipt): only a present, invalid one is fatal.
-      { path: ['data', 'attributes', 'time'], bad: fc.oneof(fc.constantFrom(...INVALID_DATES), fc.boolean(), fc.constant({})) },
+      {
+        path: ['data', 'attributes', 'time'],
+        bad: fc.oneof(fc.constantFrom(...INVALID_DATES), fc.boolean(), fc.constant({})),
+      },
       { path: ['data', 'attributes', 'metric', 'data', 'attributes', 'name'], bad: notAString },
-      { path: ['data', 'attributes', 'metric'], bad: fc.oneof(fc.integer(), fc.string({ maxLength: 10 }), fc.constant(MISSING)) },
+      {
+        path: ['data', 'attributes', 'metric'],
+        bad: fc.oneof(fc.integer(), fc.string({ maxLength: 10 }), fc.constant(MISSING)),
+      },
     ],
   },
   {
@@ -169,7 +208,10 @@ const WRITES: readonly WriteRoute[] = [
     fatal: [
       { path: ['data', 0, 'type'], bad: notThe('profile') },
       { path: ['data', 0, 'id'], bad: notAString },
-      { path: ['data', 0, 'attributes', 'updated'], bad: fc.oneof(fc.constantFrom(...INVALID_DATES.filter((d) => d !== '')), fc.integer()) },
+      {
+        path: ['data', 0, 'attributes', 'updated'],
+        bad: fc.oneof(fc.constantFrom(...INVALID_DATES.filter((d) => d !== '')), fc.integer()),
+      },
     ],
   },
   {
@@ -203,8 +245,26 @@ const WRITES: readonly WriteRoute[] = [
     },
     fatal: [
       { path: ['data', 'type'], bad: notThe('event-bulk-create-job') },
-      { path: ['data', 'attributes', 'events-bulk-create', 'data'], bad: fc.oneof(fc.integer(), fc.string({ maxLength: 10 }), fc.constant(MISSING)) },
-      { path: ['data', 'attributes', 'events-bulk-create', 'data', 0, 'attributes', 'events', 'data', 0, 'attributes', 'time'], bad: fc.oneof(fc.constantFrom(...INVALID_DATES), fc.boolean(), fc.constant({})) },
+      {
+        path: ['data', 'attributes', 'events-bulk-create', 'data'],
+        bad: fc.oneof(fc.integer(), fc.string({ maxLength: 10 }), fc.constant(MISSING)),
+      },
+      {
+        path: [
+          'data',
+          'attributes',
+          'events-bulk-create',
+          'data',
+          0,
+          'attributes',
+          'events',
+          'data',
+          0,
+          'attributes',
+          'time',
+        ],
+        bad: fc.oneof(fc.constantFrom(...INVALID_DATES), fc.boolean(), fc.constant({})),
+      },
     ],
   },
 ];
@@ -234,14 +294,22 @@ const JSON_TYPES = ['application/json', 'application/vnd.api+json', 'application
 const badBytes = fc.oneof(
   // Invalid UTF-8: lone continuation bytes, overlong forms, surrogates encoded in UTF-8, truncation.
   fc
-    .tuple(fc.constantFrom([0x80], [0xc0, 0xaf], [0xed, 0xa0, 0x80], [0xf8, 0x88, 0x80, 0x80, 0x80], [0xe2, 0x82], [0xff]), fc.boolean())
+    .tuple(
+      fc.constantFrom([0x80], [0xc0, 0xaf], [0xed, 0xa0, 0x80], [0xf8, 0x88, 0x80, 0x80, 0x80], [0xe2, 0x82], [0xff]),
+      fc.boolean(),
+    )
     .map(([bytes, wrapped]) => ({
-      body: wrapped ? Buffer.concat([Buffer.from('{"data":[{"type":"event","id":"'), Buffer.from(bytes), Buffer.from('"}]}')]) : Buffer.from(bytes),
+      body: wrapped
+        ? Buffer.concat([Buffer.from('{"data":[{"type":"event","id":"'), Buffer.from(bytes), Buffer.from('"}]}')])
+        : Buffer.from(bytes),
       contentType: 'application/json',
     })),
   // Not JSON, or truncated JSON.
   fc
-    .oneof(fc.string({ maxLength: 60 }), fc.constantFrom('{', '{"data":', '[1,2', 'NaN', '{"data":[}', "{'data':[]}", '\u0000', '{"a":1}{"b":2}'))
+    .oneof(
+      fc.string({ maxLength: 60 }),
+      fc.constantFrom('{', '{"data":', '[1,2', 'NaN', '{"data":[}', "{'data':[]}", '\u0000', '{"a":1}{"b":2}'),
+    )
     .filter((text) => {
       try {
         JSON.parse(text);
@@ -250,10 +318,22 @@ const badBytes = fc.oneof(
         return true;
       }
     })
-    .map((text) => ({ body: Buffer.from(text), contentType: fc.sample(fc.constantFrom(...JSON_TYPES), 1)[0] as string })),
+    .map((text) => ({
+      body: Buffer.from(text),
+      contentType: fc.sample(fc.constantFrom(...JSON_TYPES), 1)[0] as string,
+    })),
   // A valid document sent with a media type that is not JSON, or none.
   fc
-    .constantFrom('text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/jsonx', 'application/xml', 'json', '', null)
+    .constantFrom(
+      'text/plain',
+      'application/x-www-form-urlencoded',
+      'multipart/form-data; boundary=x',
+      'application/jsonx',
+      'application/xml',
+      'json',
+      '',
+      null,
+    )
     .map((contentType) => ({ body: Buffer.from(JSON.stringify(eventsPage)), contentType })),
   // Oversize: a valid document padded past the limit.
   {
@@ -282,26 +362,62 @@ const GETS: readonly { readonly path: string; readonly handler: HttpHandler; rea
   { path: '/api/profiles/{id}', handler: profiles.get, id: true },
   { path: '/api/profiles/{id}/events', handler: profiles.events, id: true },
 ];
-const FIELDS = ['datetime', 'timestamp', 'metric_id', 'profile_id', 'id', 'email', 'phone_number', 'name', 'created', 'updated', 'integration.name', 'x'];
-const OPERATORS = ['equals', 'greater-than', 'greater-or-equal', 'less-than', 'less-or-equal', 'any', 'contains', 'has', 'and', 'or', 'not'];
+const FIELDS = [
+  'datetime',
+  'timestamp',
+  'metric_id',
+  'profile_id',
+  'id',
+  'email',
+  'phone_number',
+  'name',
+  'created',
+  'updated',
+  'integration.name',
+  'x',
+];
+const OPERATORS = [
+  'equals',
+  'greater-than',
+  'greater-or-equal',
+  'less-than',
+  'less-or-equal',
+  'any',
+  'contains',
+  'has',
+  'and',
+  'or',
+  'not',
+];
 const filterValue = fc.oneof(
   nastyString.map((s) => JSON.stringify(s)),
   fc.constantFrom(...INVALID_DATES),
   fc.constantFrom(...SQL_INJECTION),
   fc.integer().map(String),
-  fc.array(fc.constantFrom(...SQL_INJECTION).map((s) => JSON.stringify(s)), { maxLength: 3 }).map((xs) => `[${xs.join(',')}]`),
+  fc
+    .array(
+      fc.constantFrom(...SQL_INJECTION).map((s) => JSON.stringify(s)),
+      { maxLength: 3 },
+    )
+    .map((xs) => `[${xs.join(',')}]`),
   fc.string({ maxLength: 20 }),
 );
 const filterText = fc.oneof(
   fc
-    .array(fc.tuple(fc.constantFrom(...OPERATORS), fc.constantFrom(...FIELDS), filterValue), { minLength: 1, maxLength: 4 })
+    .array(fc.tuple(fc.constantFrom(...OPERATORS), fc.constantFrom(...FIELDS), filterValue), {
+      minLength: 1,
+      maxLength: 4,
+    })
     .map((conds) => conds.map(([op, field, value]) => `${op}(${field},${value})`).join(',')),
   fc.constantFrom(...SQL_INJECTION),
   fc.string({ maxLength: 80 }),
   fc.integer({ min: 5_000, max: 30_000 }).map((n) => `equals(id,"${'a'.repeat(n)}")`),
   fc.integer({ min: 100, max: 5_000 }).map((n) => `${'and('.repeat(n)}equals(id,"a")${')'.repeat(n)}`),
 );
-const queryValue = fc.oneof(nastyString, fc.constantFrom('-datetime', 'datetime', '0', '-1', '1e9', '99999999999', 'metric,profile', 'metric,metric,x'));
+const queryValue = fc.oneof(
+  nastyString,
+  fc.constantFrom('-datetime', 'datetime', '0', '-1', '1e9', '99999999999', 'metric,profile', 'metric,metric,x'),
+);
 const badQuery = fc.record(
   {
     filter: filterText,
@@ -352,7 +468,10 @@ const aggregateValue = fc.oneof(
   ),
 );
 const badAggregate = fc
-  .array(fc.tuple(fc.constantFrom(...AGGREGATE_PATHS), fc.oneof(aggregateValue, fc.constant(MISSING))), { minLength: 1, maxLength: 4 })
+  .array(fc.tuple(fc.constantFrom(...AGGREGATE_PATHS), fc.oneof(aggregateValue, fc.constant(MISSING))), {
+    minLength: 1,
+    maxLength: 4,
+  })
   .map((mutations) => {
     let doc = setAt(aggregatesBase, ['data', 'attributes', 'metric_id'], 'fzM');
     for (const [path, value] of mutations) doc = value === MISSING ? removeAt(doc, path) : setAt(doc, path, value);
@@ -376,7 +495,9 @@ describe(`${TOTAL} generated bad requests through the real handlers and database
     process.env.INGEST_MAX_BODY_BYTES = String(MAX_BODY);
     t = await freshDatabase();
     // Something to read, and to protect: every write below must leave it as it is.
-    expect((await invoke(ingest, { method: 'POST', path: '/api/events', body: eventsPage, key: 'write' })).status).toBe(200);
+    expect((await invoke(ingest, { method: 'POST', path: '/api/events', body: eventsPage, key: 'write' })).status).toBe(
+      200,
+    );
     before = await databaseChecksum(t.db);
   });
   afterAll(async () => {
@@ -389,7 +510,10 @@ describe(`${TOTAL} generated bad requests through the real handlers and database
 
   const expectRefused = (res: InvokeResult, what: string) => {
     count(res);
-    if (res.status < 400 || res.status >= 500) throw new Error(`${what} answered ${res.status}: ${String(res.raw.body).slice(0, 500)}\nlogged: ${lastError.slice(0, 800)}`);
+    if (res.status < 400 || res.status >= 500)
+      throw new Error(
+        `${what} answered ${res.status}: ${String(res.raw.body).slice(0, 500)}\nlogged: ${lastError.slice(0, 800)}`,
+      );
     expect(res.headers['content-type']).toBe('application/vnd.api+json');
     expect(Array.isArray(res.body.errors) && res.body.errors.length > 0).toBe(true);
   };
@@ -406,11 +530,24 @@ describe(`${TOTAL} generated bad requests through the real handlers and database
 
   it('refuses invalid UTF-8, non-JSON, wrong media types, oversize bodies and deep nesting with a 4xx', async () => {
     await fc.assert(
-      fc.asyncProperty(badBytes, fc.constantFrom(...WRITES.map((w) => w.path), '/api/metric-aggregates'), fc.boolean(), async (bad, path, base64) => {
-        const handler = path === '/api/metric-aggregates' ? metricAggregates : ingest;
-        const res = await invoke(handler, { method: 'POST', path, routeKey: `POST ${path}`, body: bad.body, contentType: bad.contentType, base64, key: 'admin' });
-        expectRefused(res, `POST ${path} (${bad.contentType}, ${bad.body.length} bytes)`);
-      }),
+      fc.asyncProperty(
+        badBytes,
+        fc.constantFrom(...WRITES.map((w) => w.path), '/api/metric-aggregates'),
+        fc.boolean(),
+        async (bad, path, base64) => {
+          const handler = path === '/api/metric-aggregates' ? metricAggregates : ingest;
+          const res = await invoke(handler, {
+            method: 'POST',
+            path,
+            routeKey: `POST ${path}`,
+            body: bad.body,
+            contentType: bad.contentType,
+            base64,
+            key: 'admin',
+          });
+          expectRefused(res, `POST ${path} (${bad.contentType}, ${bad.body.length} bytes)`);
+        },
+      ),
       runs(0.2),
     );
   });
@@ -430,7 +567,10 @@ describe(`${TOTAL} generated bad requests through the real handlers and database
           key: 'read',
         });
         count(res);
-        if (res.status >= 500) throw new Error(`GET ${path} ${JSON.stringify(query).slice(0, 300)} answered ${res.status}: ${String(res.raw.body).slice(0, 300)}\nlogged: ${lastError.slice(0, 800)}`);
+        if (res.status >= 500)
+          throw new Error(
+            `GET ${path} ${JSON.stringify(query).slice(0, 300)} answered ${res.status}: ${String(res.raw.body).slice(0, 300)}\nlogged: ${lastError.slice(0, 800)}`,
+          );
       }),
       runs(0.3),
     );
@@ -439,9 +579,17 @@ describe(`${TOTAL} generated bad requests through the real handlers and database
   it('answers every generated Query Metric Aggregates request below 500', async () => {
     await fc.assert(
       fc.asyncProperty(badAggregate, async (body) => {
-        const res = await invoke(metricAggregates, { method: 'POST', path: '/api/metric-aggregates', body, key: 'read' });
+        const res = await invoke(metricAggregates, {
+          method: 'POST',
+          path: '/api/metric-aggregates',
+          body,
+          key: 'read',
+        });
         count(res);
-        if (res.status >= 500) throw new Error(`POST /api/metric-aggregates ${JSON.stringify(body).slice(0, 500)} answered ${res.status}\nlogged: ${lastError.slice(0, 800)}`);
+        if (res.status >= 500)
+          throw new Error(
+            `POST /api/metric-aggregates ${JSON.stringify(body).slice(0, 500)} answered ${res.status}\nlogged: ${lastError.slice(0, 800)}`,
+          );
       }),
       runs(0.2),
     );

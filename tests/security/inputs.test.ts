@@ -14,7 +14,7 @@ const INJECTIONS = [
   "'; DROP TABLE klaviyo_events; --",
   "x' OR '1'='1",
   '$1); DELETE FROM klaviyo_profiles; --',
-  "$$; TRUNCATE klaviyo_metrics; $$",
+  '$$; TRUNCATE klaviyo_metrics; $$',
   'Robert"); DROP TABLE klaviyo_profiles;--',
 ];
 const LIMIT = 32 * 1024;
@@ -36,26 +36,46 @@ describe('hostile inputs', () => {
 
   it('stores SQL injection strings as data, in ids, names and properties, and reads them back verbatim', async () => {
     const res = await post('/api/metrics', {
-      data: INJECTIONS.map((s, i) => ({ type: 'metric', id: `inj_${i}${s}`, attributes: { name: s, created: '2024-01-01T00:00:00+00:00', updated: '2024-01-01T00:00:00+00:00' } })),
+      data: INJECTIONS.map((s, i) => ({
+        type: 'metric',
+        id: `inj_${i}${s}`,
+        attributes: { name: s, created: '2024-01-01T00:00:00+00:00', updated: '2024-01-01T00:00:00+00:00' },
+      })),
     });
     expect(res.status).toBe(200);
     const profileRes = await post('/api/profiles', {
-      data: INJECTIONS.map((s, i) => ({ type: 'profile', id: `p${i}${s}`, attributes: { first_name: s, properties: { [s]: s }, updated: '2024-01-01T00:00:00+00:00' } })),
+      data: INJECTIONS.map((s, i) => ({
+        type: 'profile',
+        id: `p${i}${s}`,
+        attributes: { first_name: s, properties: { [s]: s }, updated: '2024-01-01T00:00:00+00:00' },
+      })),
     });
     expect(profileRes.status).toBe(200);
     const counts = await rowCounts(t.db);
     expect(counts).toMatchObject({ metrics: INJECTIONS.length, profiles: INJECTIONS.length });
 
     for (const [i, s] of INJECTIONS.entries()) {
-      const metric = await invoke(metrics.get, { path: '/api/metrics/{id}', pathParams: { id: `inj_${i}${s}` }, key: 'read' });
+      const metric = await invoke(metrics.get, {
+        path: '/api/metrics/{id}',
+        pathParams: { id: `inj_${i}${s}` },
+        key: 'read',
+      });
       expect(metric.status).toBe(200);
       expect(metric.body.data.attributes.name).toBe(s);
-      const profile = await invoke(profiles.get, { path: '/api/profiles/{id}', pathParams: { id: `p${i}${s}` }, key: 'read' });
+      const profile = await invoke(profiles.get, {
+        path: '/api/profiles/{id}',
+        pathParams: { id: `p${i}${s}` },
+        key: 'read',
+      });
       expect(profile.status).toBe(200);
       expect(profile.body.data.attributes.first_name).toBe(s);
       expect(profile.body.data.attributes.properties).toEqual({ [s]: s });
       // As a filter value too: a row matches only its own id.
-      const listed = await invoke(profiles.list, { path: '/api/profiles', query: { filter: `equals(id,${JSON.stringify(`p${i}${s}`)})` }, key: 'read' });
+      const listed = await invoke(profiles.list, {
+        path: '/api/profiles',
+        query: { filter: `equals(id,${JSON.stringify(`p${i}${s}`)})` },
+        key: 'read',
+      });
       if (listed.status === 200) expect(listed.body.data.map((p: { id: string }) => p.id)).toEqual([`p${i}${s}`]);
       else expect(listed.status).toBe(400);
     }
@@ -72,7 +92,11 @@ describe('hostile inputs', () => {
       expect(res.status).toBe(400);
       expect(res.body.errors[0]).toMatchObject({ status: '400', code: 'invalid', source: { parameter: 'id' } });
     }
-    const res = await invoke(profiles.list, { path: '/api/profiles', query: { filter: 'equals(id,"a\u0000")' }, key: 'read' });
+    const res = await invoke(profiles.list, {
+      path: '/api/profiles',
+      query: { filter: 'equals(id,"a\u0000")' },
+      key: 'read',
+    });
     expect(res.status).toBe(400);
     expect(res.body.errors[0].source).toEqual({ parameter: 'filter' });
   });
@@ -85,8 +109,20 @@ describe('hostile inputs', () => {
   it('refuses NUL characters in stored text and JSON with a 4xx and writes nothing', async () => {
     const before = await databaseChecksum(t.db);
     const bodies = [
-      { data: [{ type: 'profile', id: 'nul1', attributes: { first_name: 'a\u0000b', updated: '2024-01-01T00:00:00+00:00' } }] },
-      { data: [{ type: 'profile', id: 'nul2', attributes: { properties: { note: 'x\u0000y' }, updated: '2024-01-01T00:00:00+00:00' } }] },
+      {
+        data: [
+          { type: 'profile', id: 'nul1', attributes: { first_name: 'a\u0000b', updated: '2024-01-01T00:00:00+00:00' } },
+        ],
+      },
+      {
+        data: [
+          {
+            type: 'profile',
+            id: 'nul2',
+            attributes: { properties: { note: 'x\u0000y' }, updated: '2024-01-01T00:00:00+00:00' },
+          },
+        ],
+      },
       { data: [{ type: 'profile', id: 'nul\u0000id', attributes: { updated: '2024-01-01T00:00:00+00:00' } }] },
     ];
     for (const body of bodies) {
@@ -103,15 +139,28 @@ describe('hostile inputs', () => {
     const before = await databaseChecksum(t.db);
     const page = (firstName: string) =>
       `{"data":[{"type":"profile","id":"sur1","attributes":{"first_name":"${firstName}","updated":"2024-01-01T00:00:00+00:00"}}]}`;
-    const notUtf8 = Buffer.concat([Buffer.from(page('a')).subarray(0, 70), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from(page('a')).subarray(70)]);
+    const notUtf8 = Buffer.concat([
+      Buffer.from(page('a')).subarray(0, 70),
+      Buffer.from([0xed, 0xa0, 0x80]),
+      Buffer.from(page('a')).subarray(70),
+    ]);
     const encoded = await post('/api/profiles', notUtf8, { base64: true });
     expect(encoded.status).toBe(400);
     expect(encoded.body.errors[0]).toMatchObject({ status: '400', code: 'invalid_encoding' });
 
-    const event = apiEvent({ method: 'POST', path: '/api/profiles', routeKey: 'POST /api/profiles', body: page('a'), key: 'write' });
+    const event = apiEvent({
+      method: 'POST',
+      path: '/api/profiles',
+      routeKey: 'POST /api/profiles',
+      body: page('a'),
+      key: 'write',
+    });
     const raw = await ingest({ ...event, body: page('x\ud800y') });
     expect(raw.statusCode).toBe(422);
-    expect(JSON.parse(String(raw.body)).errors[0]).toMatchObject({ code: 'invalid_character', source: { pointer: '/data/0/attributes/first_name' } });
+    expect(JSON.parse(String(raw.body)).errors[0]).toMatchObject({
+      code: 'invalid_character',
+      source: { pointer: '/data/0/attributes/first_name' },
+    });
     expect(await databaseChecksum(t.db)).toEqual(before);
   });
 

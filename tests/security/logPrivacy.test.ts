@@ -24,7 +24,12 @@ import { makeEvents, pageOf, profileEmail, profilePhone } from '../reliability/s
  * number or an API key; and each HTTP invocation writes exactly one request line.
  */
 const WRONG_KEYS = ['sk_live_9f8e7d6c5b4a39281706f5e4d3c2b1a0', 'pk_b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8'];
-const EXTRA_EMAILS = ['sarah.mason@klaviyo-demo.com', 'Trigger.Victim@Example-Shop.com', 'bulk.buyer@example.org', 'not-quite@valid'];
+const EXTRA_EMAILS = [
+  'sarah.mason@klaviyo-demo.com',
+  'Trigger.Victim@Example-Shop.com',
+  'bulk.buyer@example.org',
+  'not-quite@valid',
+];
 const EXTRA_PHONES = ['+15005550006', '+447700900123', '+16175550199'];
 
 describe('log privacy across real invocations', () => {
@@ -43,7 +48,10 @@ describe('log privacy across real invocations', () => {
   beforeAll(async () => {
     process.env.LOG_SQL = 'true';
     t = await freshDatabase();
-    db = testDriver() === 'postgres' ? createPostgresDb({ url: t.url, ...tuning, applicationName: 'reliability-test' }) : t.db;
+    db =
+      testDriver() === 'postgres'
+        ? createPostgresDb({ url: t.url, ...tuning, applicationName: 'reliability-test' })
+        : t.db;
     setLogSink((line) => lines.push(line));
     setLogLevel('debug');
   });
@@ -57,10 +65,22 @@ describe('log privacy across real invocations', () => {
   });
 
   it('runs a full session', async () => {
-    const page = pageOf(makeEvents({ prefix: 'priv', count: 60, from: '2024-04-01T00:00:00Z', hours: 12, metrics: ['mPriv'], profiles: 25 }));
+    const page = pageOf(
+      makeEvents({
+        prefix: 'priv',
+        count: 60,
+        from: '2024-04-01T00:00:00Z',
+        hours: 12,
+        metrics: ['mPriv'],
+        profiles: 25,
+      }),
+    );
     expect((await post('/api/events', page)).status).toBe(200);
     // Klaviyo's scheme, as its SDKs send it.
-    const again = await post('/api/events', page, { key: null, headers: { authorization: `Klaviyo-API-Key ${TEST_KEYS.write}` } });
+    const again = await post('/api/events', page, {
+      key: null,
+      headers: { authorization: `Klaviyo-API-Key ${TEST_KEYS.write}` },
+    });
     expect(again.status).toBe(200);
 
     const createEvent = {
@@ -71,7 +91,12 @@ describe('log privacy across real invocations', () => {
           time: '2024-04-01T05:00:00+00:00',
           value: 9.99,
           metric: { data: { type: 'metric', attributes: { name: 'Viewed Product' } } },
-          profile: { data: { type: 'profile', attributes: { email: 'sarah.mason@klaviyo-demo.com', phone_number: '+15005550006' } } },
+          profile: {
+            data: {
+              type: 'profile',
+              attributes: { email: 'sarah.mason@klaviyo-demo.com', phone_number: '+15005550006' },
+            },
+          },
         },
       },
     };
@@ -85,7 +110,12 @@ describe('log privacy across real invocations', () => {
               {
                 type: 'event-bulk-create',
                 attributes: {
-                  profile: { data: { type: 'profile', attributes: { email: 'bulk.buyer@example.org', phone_number: '+447700900123' } } },
+                  profile: {
+                    data: {
+                      type: 'profile',
+                      attributes: { email: 'bulk.buyer@example.org', phone_number: '+447700900123' },
+                    },
+                  },
                   events: { data: [createEvent.data] },
                 },
               },
@@ -99,7 +129,11 @@ describe('log privacy across real invocations', () => {
     // Refused documents whose error details may echo what was sent.
     const badProfiles = {
       data: [
-        { type: 'profile', id: 'bad1', attributes: { email: 'not-quite@valid', phone_number: '+16175550199', updated: 'yesterday' } },
+        {
+          type: 'profile',
+          id: 'bad1',
+          attributes: { email: 'not-quite@valid', phone_number: '+16175550199', updated: 'yesterday' },
+        },
         { type: 'profile', id: 42, attributes: { email: profileEmail(3) } },
       ],
     };
@@ -110,7 +144,9 @@ describe('log privacy across real invocations', () => {
     // Reads, one filtered by an email (the filter text is request data, not a log field).
     const read = (handler: Parameters<typeof invoke>[0], path: string, extra: Partial<InvokeOptions> = {}) =>
       call(handler, { method: 'GET', path, routeKey: `GET ${path}`, key: 'read', ...extra });
-    expect((await read(profiles.list, '/api/profiles', { query: { filter: `equals(email,"${profileEmail(3)}")` } })).status).toBeLessThan(500);
+    expect(
+      (await read(profiles.list, '/api/profiles', { query: { filter: `equals(email,"${profileEmail(3)}")` } })).status,
+    ).toBeLessThan(500);
     expect((await read(profiles.get, '/api/profiles/{id}', { pathParams: { id: 'prof_3' } })).status).toBe(200);
     expect((await read(events.list, '/api/events', { query: { include: 'profile' } })).status).toBe(200);
     const aggregates = await call(metricAggregates, {
@@ -134,8 +170,12 @@ describe('log privacy across real invocations', () => {
 
     // Wrong keys, in both schemes and where no key belongs.
     for (const key of WRONG_KEYS) {
-      expect((await read(profiles.list, '/api/profiles', { key: null, headers: { authorization: `Bearer ${key}` } })).status).toBe(401);
-      expect((await post('/api/events', page, { key: null, headers: { authorization: `Klaviyo-API-Key ${key}` } })).status).toBe(401);
+      expect(
+        (await read(profiles.list, '/api/profiles', { key: null, headers: { authorization: `Bearer ${key}` } })).status,
+      ).toBe(401);
+      expect(
+        (await post('/api/events', page, { key: null, headers: { authorization: `Klaviyo-API-Key ${key}` } })).status,
+      ).toBe(401);
       expect((await read(profiles.list, '/api/profiles', { query: { api_key: key } })).status).toBe(400);
     }
     expect((await post('/api/events', page, { key: 'read' })).status).toBe(403);
@@ -155,9 +195,21 @@ describe('log privacy across real invocations', () => {
       BEGIN
         RAISE EXCEPTION 'profile % (%) rejected', NEW.email, NEW.phone_number USING ERRCODE = 'P0001';
       END $$`);
-    await db.query('CREATE TRIGGER reject_profile BEFORE INSERT OR UPDATE ON klaviyo_profiles FOR EACH ROW EXECUTE FUNCTION reject_profile()');
+    await db.query(
+      'CREATE TRIGGER reject_profile BEFORE INSERT OR UPDATE ON klaviyo_profiles FOR EACH ROW EXECUTE FUNCTION reject_profile()',
+    );
     const failing = await post('/api/profiles', {
-      data: [{ type: 'profile', id: 'trigger_victim', attributes: { email: 'Trigger.Victim@Example-Shop.com', phone_number: '+16175550199', updated: '2024-05-01T00:00:00+00:00' } }],
+      data: [
+        {
+          type: 'profile',
+          id: 'trigger_victim',
+          attributes: {
+            email: 'Trigger.Victim@Example-Shop.com',
+            phone_number: '+16175550199',
+            updated: '2024-05-01T00:00:00+00:00',
+          },
+        },
+      ],
     });
     expect(failing.status).toBe(500);
     expect(failing.raw.body).not.toContain('Trigger.Victim');
@@ -168,7 +220,9 @@ describe('log privacy across real invocations', () => {
   });
 
   it('captured the session: SQL at debug, an error, and one request line per invocation', () => {
-    const entries = lines.map((line) => JSON.parse(line) as { level: string; message: string; error?: { message?: string } });
+    const entries = lines.map(
+      (line) => JSON.parse(line) as { level: string; message: string; error?: { message?: string } },
+    );
     expect(entries.some((e) => e.level === 'debug' && e.message === 'sql')).toBe(true);
     expect(entries.some((e) => e.level === 'error' && /rejected/.test(e.error?.message ?? ''))).toBe(true);
     const requestLines = entries.filter((e) => e.message === 'request' || e.message === 'request failed');
@@ -180,7 +234,8 @@ describe('log privacy across real invocations', () => {
     const emails = [...Array.from({ length: 25 }, (_, n) => profileEmail(n)), ...EXTRA_EMAILS];
     const phones = [...Array.from({ length: 25 }, (_, n) => profilePhone(n)), ...EXTRA_PHONES];
     const keys = [...Object.values(TEST_KEYS), ...WRONG_KEYS];
-    for (const email of emails) expect({ email, found: log.toLowerCase().includes(email.toLowerCase()) }).toEqual({ email, found: false });
+    for (const email of emails)
+      expect({ email, found: log.toLowerCase().includes(email.toLowerCase()) }).toEqual({ email, found: false });
     // Anything shaped like an email, not only the ones sent.
     expect(log.match(/[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/g) ?? []).toEqual([]);
     for (const phone of phones) {

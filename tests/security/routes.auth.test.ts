@@ -21,7 +21,12 @@ interface Route {
 
 const ROOT = join(__dirname, '..', '..');
 const PUBLIC = new Set(['GET /api/health', 'GET /']);
-const WRITE = new Set(['POST /api/events', 'POST /api/profiles', 'POST /api/metrics', 'POST /api/event-bulk-create-jobs']);
+const WRITE = new Set([
+  'POST /api/events',
+  'POST /api/profiles',
+  'POST /api/metrics',
+  'POST /api/event-bulk-create-jobs',
+]);
 
 function deployedRoutes(): Route[] {
   const doc = parse(readFileSync(join(ROOT, 'serverless.yml'), 'utf8')) as {
@@ -92,7 +97,10 @@ describe('authentication on every deployed route', () => {
         { key: null },
         { key: null, headers: { authorization: 'Bearer not-a-configured-key' } },
         { key: null, headers: { authorization: `Klaviyo-API-Key ${TEST_KEYS.admin}x` } },
-        { key: null, headers: { authorization: `Basic ${Buffer.from(`admin:${TEST_KEYS.admin}`).toString('base64')}` } },
+        {
+          key: null,
+          headers: { authorization: `Basic ${Buffer.from(`admin:${TEST_KEYS.admin}`).toString('base64')}` },
+        },
         { key: null, headers: { authorization: TEST_KEYS.admin } },
         { key: null, headers: { authorization: `Bearer ${TEST_KEYS.admin} ${TEST_KEYS.admin}` } },
       ];
@@ -115,7 +123,11 @@ describe('authentication on every deployed route', () => {
     });
 
     it('lets the scope it needs and admin through, with either scheme', async () => {
-      for (const authorization of [`Bearer ${TEST_KEYS[needed(route)]}`, `Klaviyo-API-Key ${TEST_KEYS[needed(route)]}`, `Bearer ${TEST_KEYS.admin}`]) {
+      for (const authorization of [
+        `Bearer ${TEST_KEYS[needed(route)]}`,
+        `Klaviyo-API-Key ${TEST_KEYS[needed(route)]}`,
+        `Bearer ${TEST_KEYS.admin}`,
+      ]) {
         const res = await invoke(route.handler, request(route, { key: null, headers: { authorization } }));
         // The request itself may be refused (404 for an unknown id, 4xx for an empty document), never for its key.
         expect([401, 403]).not.toContain(res.status);

@@ -57,7 +57,8 @@ export const RESPONSE_LIMIT_BYTES = 1024 * 1024;
 const REQUEST_LIMIT_BYTES = 4 * 1024 * 1024;
 const TRANSACTION_IDLE_MS = 3 * 60 * 1000;
 
-type Operation = 'ExecuteStatement' | 'BatchExecuteStatement' | 'BeginTransaction' | 'CommitTransaction' | 'RollbackTransaction';
+type Operation =
+  'ExecuteStatement' | 'BatchExecuteStatement' | 'BeginTransaction' | 'CommitTransaction' | 'RollbackTransaction';
 
 const ROUTES: Readonly<Record<string, Operation>> = {
   '/Execute': 'ExecuteStatement',
@@ -108,7 +109,8 @@ export const FAULTS = {
   resuming: {
     status: 400,
     type: 'DatabaseResumingException',
-    message: 'The Aurora DB instance db-local is resuming after being auto-paused. Please wait a few seconds and try again.',
+    message:
+      'The Aurora DB instance db-local is resuming after being auto-paused. Please wait a few seconds and try again.',
   },
   serviceUnavailable: { status: 503, type: 'ServiceUnavailableError' },
   databaseUnavailable: { status: 504, type: 'DatabaseUnavailableException' },
@@ -142,8 +144,8 @@ function namedToPositional(sql: string): { text: string; names: string[] } {
       let depth = 0;
       let j = i;
       do {
-        if (sql.startsWith('/*', j)) (depth += 1), (j += 2);
-        else if (sql.startsWith('*/', j)) (depth -= 1), (j += 2);
+        if (sql.startsWith('/*', j)) ((depth += 1), (j += 2));
+        else if (sql.startsWith('*/', j)) ((depth -= 1), (j += 2));
         else j += 1;
       } while (depth > 0 && j < sql.length);
       copyUntil(j);
@@ -296,7 +298,9 @@ const pad = (n: number, width = 2) => String(n).padStart(width, '0');
 
 /** PostgreSQL's timestamptz text (any session TimeZone) as the service returns it: UTC, no offset. */
 function timestamptzInUtc(text: string): string {
-  const m = /^(\d{4,})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(\.\d+)?([+-])(\d{2})(?::(\d{2}))?(?::(\d{2}))?$/.exec(text);
+  const m = /^(\d{4,})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(\.\d+)?([+-])(\d{2})(?::(\d{2}))?(?::(\d{2}))?$/.exec(
+    text,
+  );
   if (!m) return text; // infinity, BC dates: as PostgreSQL wrote them
   const [, y, mo, d, h, mi, s, fraction = '', sign, oh, om = '0', os = '0'] = m;
   const date = new Date(0);
@@ -362,7 +366,9 @@ function encodeScalar(text: string, type: string, options: ResultOptions): Recor
       return { doubleValue: /^-?\d/.test(text) ? Number(text) : text };
     case 'numeric':
       if (!options.decimalAsNumber) return { stringValue: text };
-      return /^-?\d+$/.test(text) ? { longValue: new RawNumber(text) } : { doubleValue: /^-?\d/.test(text) ? Number(text) : text };
+      return /^-?\d+$/.test(text)
+        ? { longValue: new RawNumber(text) }
+        : { doubleValue: /^-?\d/.test(text) ? Number(text) : text };
     case 'timestamptz':
       return { stringValue: timestamptzInUtc(text) };
     case 'bytea':
@@ -392,7 +398,9 @@ function encodeArrayElements(elements: (string | null)[], type: string): Record<
 
 /** Serialises a response, writing RawNumber as bare digits. PostgreSQL text never holds NUL, so the marker is safe. */
 function toJson(body: unknown): string {
-  const text = JSON.stringify(body, (_key, value: unknown) => (value instanceof RawNumber ? `\u0000${value.digits}` : value));
+  const text = JSON.stringify(body, (_key, value: unknown) =>
+    value instanceof RawNumber ? `\u0000${value.digits}` : value,
+  );
   return text.replace(/"\\u0000(-?\d+)"/g, '$1');
 }
 
@@ -421,7 +429,9 @@ interface Transaction {
  * After our own COMMIT, postgres.js's closing `commit`/`rollback` finds no transaction (a notice,
  * not an error), and its rethrow of that earlier failure is ignored: our command's outcome decides.
  */
-async function openTransaction(pool: Sql): Promise<{ sql: Sql; end: (command: 'COMMIT' | 'ROLLBACK') => Promise<void> }> {
+async function openTransaction(
+  pool: Sql,
+): Promise<{ sql: Sql; end: (command: 'COMMIT' | 'ROLLBACK') => Promise<void> }> {
   let finish: (command: 'COMMIT' | 'ROLLBACK') => void = () => undefined;
   const ended = new Promise<'COMMIT' | 'ROLLBACK'>((resolve) => {
     finish = resolve;
@@ -547,7 +557,11 @@ export async function startDataApiServer(options: DataApiServerOptions): Promise
     database: string,
     text: string,
     parameters: readonly WireParameter[],
-    request: { includeResultMetadata?: boolean; continueAfterTimeout?: boolean; resultSetOptions?: Record<string, string> },
+    request: {
+      includeResultMetadata?: boolean;
+      continueAfterTimeout?: boolean;
+      resultSetOptions?: Record<string, string>;
+    },
   ): Promise<Record<string, unknown>> {
     const { text: positional, names } = namedToPositional(text);
     const byName = new Map(parameters.map((p) => [p.name, p]));
@@ -579,7 +593,11 @@ export async function startDataApiServer(options: DataApiServerOptions): Promise
     }
 
     const columns = result.columns ?? [];
-    const info = await typeInfo(database, sql, columns.map((c) => c.type));
+    const info = await typeInfo(
+      database,
+      sql,
+      columns.map((c) => c.type),
+    );
     const resultOptions: ResultOptions = {
       longAsString: request.resultSetOptions?.longReturnType === 'STRING',
       decimalAsNumber: request.resultSetOptions?.decimalReturnType === 'DOUBLE_OR_LONG',
@@ -588,7 +606,12 @@ export async function startDataApiServer(options: DataApiServerOptions): Promise
       const t = info.get(c.type) ?? { name: 'unknown', category: 'X', element: 0 };
       const element = t.category === 'A' ? info.get(t.element) : undefined;
       const base = element?.name ?? t.name;
-      if (UNSUPPORTED.has(base)) throw new ServiceError(400, 'UnsupportedResultException', `The result contains the unsupported data type ${base}.`);
+      if (UNSUPPORTED.has(base))
+        throw new ServiceError(
+          400,
+          'UnsupportedResultException',
+          `The result contains the unsupported data type ${base}.`,
+        );
       return { name: c.name, type: t, element };
     });
     const records = (result as unknown as (Buffer | null)[][]).map((row) =>
@@ -599,7 +622,11 @@ export async function startDataApiServer(options: DataApiServerOptions): Promise
         if (column.element) {
           const elements = parseArrayLiteral(text);
           if (elements === 'multi') {
-            throw new ServiceError(400, 'UnsupportedResultException', `The result contains the unsupported data type ${column.type.name}.`);
+            throw new ServiceError(
+              400,
+              'UnsupportedResultException',
+              `The result contains the unsupported data type ${column.type.name}.`,
+            );
           }
           return { arrayValue: encodeArrayElements(elements, column.element.name) };
         }
@@ -670,7 +697,8 @@ export async function startDataApiServer(options: DataApiServerOptions): Promise
   }
 
   async function handle(operation: Operation, body: Record<string, unknown>): Promise<Record<string, unknown>> {
-    if (typeof body.resourceArn !== 'string' || !body.resourceArn.startsWith('arn:')) throw badRequest('Invalid resourceArn');
+    if (typeof body.resourceArn !== 'string' || !body.resourceArn.startsWith('arn:'))
+      throw badRequest('Invalid resourceArn');
     if (typeof body.secretArn !== 'string' || !body.secretArn.startsWith('arn:')) throw badRequest('Invalid secretArn');
     if (body.schema !== undefined) throw validation("The schema parameter isn't supported");
     const database = typeof body.database === 'string' ? body.database : undefined;
@@ -699,7 +727,8 @@ export async function startDataApiServer(options: DataApiServerOptions): Promise
       }
       case 'ExecuteStatement': {
         if (typeof body.sql !== 'string') throw badRequest('sql is required');
-        if (body.formatRecordsAs === 'JSON') throw badRequest('formatRecordsAs JSON is not implemented by the local Data API');
+        if (body.formatRecordsAs === 'JSON')
+          throw badRequest('formatRecordsAs JSON is not implemented by the local Data API');
         const sqlText = body.sql;
         const parameters = Array.isArray(body.parameters) ? (body.parameters as WireParameter[]) : [];
         const request = body as Parameters<typeof runStatement>[4];
@@ -713,7 +742,10 @@ export async function startDataApiServer(options: DataApiServerOptions): Promise
       case 'BatchExecuteStatement': {
         if (typeof body.sql !== 'string') throw badRequest('sql is required');
         const sqlText = body.sql;
-        const sets = Array.isArray(body.parameterSets) && body.parameterSets.length > 0 ? (body.parameterSets as WireParameter[][]) : [[]];
+        const sets =
+          Array.isArray(body.parameterSets) && body.parameterSets.length > 0
+            ? (body.parameterSets as WireParameter[][])
+            : [[]];
         const runAll = async (sql: Sql, db: string) => {
           for (const set of sets) await runStatement(sql, db, sqlText, set, {});
           return { updateResults: sets.map(() => ({ generatedFields: [] })) };
@@ -724,7 +756,10 @@ export async function startDataApiServer(options: DataApiServerOptions): Promise
         }
         if (!database) throw badRequest('The local Data API needs a database in every request');
         // Outside a transaction the batch is applied whole or not at all.
-        return (await poolFor(database).begin((tx) => runAll(tx as unknown as Sql, database))) as Record<string, unknown>;
+        return (await poolFor(database).begin((tx) => runAll(tx as unknown as Sql, database))) as Record<
+          string,
+          unknown
+        >;
       }
     }
   }
@@ -760,7 +795,8 @@ export async function startDataApiServer(options: DataApiServerOptions): Promise
     let size = 0;
     for await (const chunk of req as AsyncIterable<Buffer>) {
       size += chunk.length;
-      if (size > REQUEST_LIMIT_BYTES) throw new ServiceError(413, 'RequestEntityTooLargeException', 'Request size exceeds the 4 MiB limit');
+      if (size > REQUEST_LIMIT_BYTES)
+        throw new ServiceError(413, 'RequestEntityTooLargeException', 'Request size exceeds the 4 MiB limit');
       chunks.push(chunk);
     }
     return Buffer.concat(chunks);
@@ -811,7 +847,9 @@ export async function startDataApiServer(options: DataApiServerOptions): Promise
         });
       }
       if (!req.headers.authorization?.startsWith('AWS4-HMAC-SHA256 ')) {
-        return send(res, 403, JSON.stringify({ message: 'Missing Authentication Token' }), { 'x-amzn-errortype': 'MissingAuthenticationTokenException' });
+        return send(res, 403, JSON.stringify({ message: 'Missing Authentication Token' }), {
+          'x-amzn-errortype': 'MissingAuthenticationTokenException',
+        });
       }
       let body: Record<string, unknown>;
       try {

@@ -39,7 +39,10 @@ export const DATA_API_TEST = {
  */
 export function dataApiEnv(database: string): Record<string, string> {
   const endpoint = process.env[TEST_ENV.dataApiEndpoint];
-  if (!endpoint) throw new Error(`${TEST_ENV.dataApiEndpoint} is not set: run the tests through jest (globalSetup starts the endpoint)`);
+  if (!endpoint)
+    throw new Error(
+      `${TEST_ENV.dataApiEndpoint} is not set: run the tests through jest (globalSetup starts the endpoint)`,
+    );
   return {
     DB_DRIVER: 'data-api',
     DB_CLUSTER_ARN: DATA_API_TEST.clusterArn,

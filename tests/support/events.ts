@@ -17,7 +17,10 @@ let counter = 0;
  * the metrics and profiles they name as plain rows first. For tests of aggregation and queries that
  * want events without building whole JSON:API pages.
  */
-export async function storeEvents(db: Db, events: readonly SimpleEvent[]): Promise<{ inserted: number; duplicates: number }> {
+export async function storeEvents(
+  db: Db,
+  events: readonly SimpleEvent[],
+): Promise<{ inserted: number; duplicates: number }> {
   const metricIds = [...new Set(events.map((e) => e.metricId))];
   const profileIds = [...new Set(events.map((e) => e.profileId).filter((p): p is string => typeof p === 'string'))];
   await db.query(

@@ -52,7 +52,8 @@ let savepoints = 0;
 function txDb(tx: PgliteTx): Db {
   const db: Db = {
     driver: 'postgres',
-    query: async <T extends Row>(text: string, params: readonly SqlParam[] = []) => (await run(tx, text, params)) as T[],
+    query: async <T extends Row>(text: string, params: readonly SqlParam[] = []) =>
+      (await run(tx, text, params)) as T[],
     transaction: async <R>(fn: (inner: Db) => Promise<R>) => {
       const name = `sp_${(savepoints += 1)}`;
       await tx.exec(`SAVEPOINT ${name}`);
@@ -81,7 +82,8 @@ export async function createTimescalePglite(): Promise<ClosableDb> {
   const pg = await PGlite.create({ extensions: { timescaledb } });
   return {
     driver: 'postgres',
-    query: async <T extends Row>(text: string, params: readonly SqlParam[] = []) => (await run(pg, text, params)) as T[],
+    query: async <T extends Row>(text: string, params: readonly SqlParam[] = []) =>
+      (await run(pg, text, params)) as T[],
     transaction: <R>(fn: (tx: Db) => Promise<R>) => pg.transaction((tx) => fn(txDb(tx))),
     close: () => pg.close(),
   };

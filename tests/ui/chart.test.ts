@@ -5,16 +5,16 @@ import { startLocalApi, type LocalApi } from '../../scripts/local-api';
 import { freshDatabase, type TestDatabase } from '../support/database';
 import { storeEvents, type SimpleEvent } from '../support/events';
 import { TEST_KEYS } from '../support/setupEnv';
-import { chromiumAvailable, launchChromium, warnChromiumMissing } from './browser';
+import { browserTestsEnabled, launchChromium } from './browser';
 
 /**
  * The chart page in a real browser: served by functions/ui.ts, it asks the API (the real handlers,
  * routed as serverless.yml says) for the metrics and their aggregates, and charts what the database
  * holds. Each assertion reads what the page shows, so a broken page, handler or query fails it.
  */
-const haveChromium = chromiumAvailable();
-if (!haveChromium) warnChromiumMissing('tests/ui (chart page in headless Chromium)');
-const describeInBrowser = haveChromium ? describe : describe.skip;
+const describeInBrowser = browserTestsEnabled('tests/ui (the chart page in headless Chromium)')
+  ? describe
+  : describe.skip;
 
 const DAY_MS = 86_400_000;
 const today = Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), new Date().getUTCDate());
@@ -30,7 +30,9 @@ const orders: SimpleEvent[] = ORDERS_PER_DAY.flatMap((n, d) =>
     value: 10 + d,
   })),
 );
-const views: SimpleEvent[] = [{ metricId: 'UIVIEW', profileId: 'UIPROFILE0', at: new Date(today - DAY_MS + 3_600_000) }];
+const views: SimpleEvent[] = [
+  { metricId: 'UIVIEW', profileId: 'UIPROFILE0', at: new Date(today - DAY_MS + 3_600_000) },
+];
 
 describeInBrowser('chart page (GET /) in headless Chromium', () => {
   let t: TestDatabase;
@@ -78,7 +80,9 @@ describeInBrowser('chart page (GET /) in headless Chromium', () => {
 
     expect(page.url()).toBe(`${api.url}/`); // the key left the address bar
     expect(await page.inputValue('#key')).toBe(TEST_KEYS.read);
-    const options = await page.$$eval('#metric option', (os) => os.map((o) => ({ value: (o as HTMLOptionElement).value, text: o.textContent })));
+    const options = await page.$$eval('#metric option', (os) =>
+      os.map((o) => ({ value: (o as HTMLOptionElement).value, text: o.textContent })),
+    );
     expect(options.map((o) => o.value).sort()).toEqual(['UIORDER', 'UIVIEW']);
     expect(await page.inputValue('#metric')).toBe('UIORDER');
 

@@ -25,7 +25,10 @@ export class DataApiDatabaseError extends Error {
   readonly position?: string;
   readonly where?: string;
 
-  constructor(parsed: ParsedDatabaseMessage, override readonly cause?: unknown) {
+  constructor(
+    parsed: ParsedDatabaseMessage,
+    override readonly cause?: unknown,
+  ) {
     super(parsed.message);
     this.code = parsed.code;
     if (parsed.detail !== undefined) this.detail = parsed.detail;
@@ -91,7 +94,8 @@ export function parseDatabaseMessage(text: string): ParsedDatabaseMessage | unde
   const body = text.slice(0, suffix.index).replace(/^(ERROR|FATAL|PANIC):\s*/, '');
   const parts = body.split(SECTION);
   const fields: Record<string, string> = {};
-  for (let i = 1; i + 1 < parts.length; i += 2) fields[(parts[i] as string).toLowerCase()] = (parts[i + 1] as string).trim();
+  for (let i = 1; i + 1 < parts.length; i += 2)
+    fields[(parts[i] as string).toLowerCase()] = (parts[i + 1] as string).trim();
   return {
     code,
     message: (parts[0] ?? '').trim(),
@@ -150,7 +154,8 @@ function isWrappedTransient(message: string): string | undefined {
 }
 
 /** SQLSTATEs that mean the connection behind the service broke: the statement can be run again. */
-const isConnectionSqlState = (code: string) => code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03';
+const isConnectionSqlState = (code: string) =>
+  code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03';
 
 export interface Classified {
   /** The error to throw if we give up (or at once when not retryable). */
@@ -181,7 +186,8 @@ function transient(message: string, code: string, cause: unknown, retryable: boo
 /** Maps a failure of an SDK call (or an error already mapped by an inner call) to what to throw. */
 export function classify(raw: unknown): Classified {
   // Duck-typed, not only instanceof: an error made in another realm is an Error all the same.
-  const errorLike = raw instanceof Error || (typeof raw === 'object' && raw !== null && 'message' in raw && 'name' in raw);
+  const errorLike =
+    raw instanceof Error || (typeof raw === 'object' && raw !== null && 'message' in raw && 'name' in raw);
   if (!errorLike) return { error: new Error(String(raw)), retryable: false };
   if (
     raw instanceof TransientDbError ||
@@ -208,7 +214,8 @@ export function classify(raw: unknown): Classified {
   // take as long again, so it is a 503 now rather than a retry.
   if (name === 'StatementTimeoutException') return transient(`Data API: ${name}: ${message}`, name, raw, false);
 
-  if (name === 'UnsupportedResultException' && /size limit/i.test(message)) return verdict(new DataApiResultTooLargeError(raw), false);
+  if (name === 'UnsupportedResultException' && /size limit/i.test(message))
+    return verdict(new DataApiResultTooLargeError(raw), false);
   if (/allowed response size limit/i.test(message)) return verdict(new DataApiResultTooLargeError(raw), false);
 
   if (name === 'DatabaseErrorException' || name === 'BadRequestException') {

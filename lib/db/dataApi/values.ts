@@ -22,7 +22,8 @@ const pad = (n: number, width = 2) => String(n).padStart(width, '0');
 export function formatTimestamp(date: Date): string {
   if (Number.isNaN(date.getTime())) throw new TypeError('Invalid Date passed as a SQL parameter');
   const year = date.getUTCFullYear();
-  if (year < 1 || year > 9999) throw new TypeError(`Date ${date.toISOString()} is outside years 1..9999 and has no TIMESTAMP form`);
+  if (year < 1 || year > 9999)
+    throw new TypeError(`Date ${date.toISOString()} is outside years 1..9999 and has no TIMESTAMP form`);
   return (
     `${pad(year, 4)}-${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())} ` +
     `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())}.${pad(date.getUTCMilliseconds(), 3)}`
@@ -85,7 +86,8 @@ interface LooseArray {
 
 type Decoder = (field: LooseField) => unknown;
 
-const TIMESTAMP_TEXT = /^(\d{4,})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?)?(Z|[+-]\d{2}(?::?\d{2}(?::?\d{2})?)?)?( BC)?$/;
+const TIMESTAMP_TEXT =
+  /^(\d{4,})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?)?(Z|[+-]\d{2}(?::?\d{2}(?::?\d{2})?)?)?( BC)?$/;
 
 /**
  * 'YYYY-MM-DD HH:MM:SS[.ffffff]' as the Data API returns timestamps (timestamptz always in UTC),
@@ -208,7 +210,11 @@ function normalizeTypeName(typeName: string | undefined): string {
 function decoderFor(column: ColumnMetadata): Decoder {
   const typeName = normalizeTypeName(column.typeName);
   // PostgreSQL names array types after their element type with a leading underscore (_int8).
-  const arrayBase = typeName.startsWith('_') ? typeName.slice(1) : typeName.endsWith('[]') ? typeName.slice(0, -2) : undefined;
+  const arrayBase = typeName.startsWith('_')
+    ? typeName.slice(1)
+    : typeName.endsWith('[]')
+      ? typeName.slice(0, -2)
+      : undefined;
   if (arrayBase !== undefined) {
     const element = elementDecoder(arrayBase);
     return (f) => (f.arrayValue ? decodeArray(f.arrayValue, element) : asIs(f));

@@ -43,7 +43,10 @@ function send(child: ChildProcess, command: ServerCommand): Promise<ServerReply 
 export async function startOwnServer(name: string): Promise<OwnServer> {
   const dataDir = join(__dirname, '..', '..', '..', '.data', `reliability-${name}-${process.pid}`);
   rmSync(dataDir, { recursive: true, force: true });
-  const child = fork(join(__dirname, 'serverProcess.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const child = fork(join(__dirname, 'serverProcess.ts'), [], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
   let started: ServerReply & { ok: true };
   try {
     started = await send(child, { cmd: 'start', dataDir, database: DATABASE, settings: SETTINGS });

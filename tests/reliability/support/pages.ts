@@ -62,7 +62,10 @@ export function eventResource(e: PageEvent): Record<string, unknown> {
     attributes: {
       timestamp: Math.floor(Date.parse(e.datetime) / 1000),
       datetime: e.datetime,
-      event_properties: { ...(e.value === null ? {} : { $value: Number(e.value) }), URL: `https://shop.example/p/${e.id}` },
+      event_properties: {
+        ...(e.value === null ? {} : { $value: Number(e.value) }),
+        URL: `https://shop.example/p/${e.id}`,
+      },
       uuid: null,
     },
     relationships: {
@@ -107,7 +110,7 @@ export function makeEvents(options: {
       datetime: new Date(start + Math.floor(h * options.hours * HOUR_MS)).toISOString().replace('Z', '+00:00'),
       metricId: options.metrics[i % options.metrics.length] as string,
       profileId: `prof_${Math.floor(h * 7919 + i) % options.profiles}`,
-      value: i % 7 === 0 ? null : ((i * 37) % 10_000 / 100).toFixed(2),
+      value: i % 7 === 0 ? null : (((i * 37) % 10_000) / 100).toFixed(2),
     };
   });
 }

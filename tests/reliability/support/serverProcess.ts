@@ -7,17 +7,29 @@ import { startEmbeddedPostgres, type EmbeddedServer } from '../../../lib/db/embe
  * (the IPC channel closes), this process stops the server and exits.
  */
 export type ServerCommand =
-  | { readonly cmd: 'start'; readonly dataDir: string; readonly database: string; readonly port?: number; readonly settings: Record<string, string> }
+  | {
+      readonly cmd: 'start';
+      readonly dataDir: string;
+      readonly database: string;
+      readonly port?: number;
+      readonly settings: Record<string, string>;
+    }
   | { readonly cmd: 'stop' };
 
-export type ServerReply = { readonly ok: true; readonly url?: string; readonly port?: number } | { readonly ok: false; readonly error: string };
+export type ServerReply =
+  { readonly ok: true; readonly url?: string; readonly port?: number } | { readonly ok: false; readonly error: string };
 
 let server: EmbeddedServer | undefined;
 
 async function handle(command: ServerCommand): Promise<ServerReply> {
   if (command.cmd === 'start') {
     if (server) return { ok: true, url: server.url, port: server.port };
-    server = await startEmbeddedPostgres({ dataDir: command.dataDir, database: command.database, port: command.port, settings: command.settings });
+    server = await startEmbeddedPostgres({
+      dataDir: command.dataDir,
+      database: command.database,
+      port: command.port,
+      settings: command.settings,
+    });
     return { ok: true, url: server.url, port: server.port };
   }
   const running = server;
