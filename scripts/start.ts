@@ -416,9 +416,9 @@ export async function main(argv: readonly string[]): Promise<number> {
 
     const baseUrl = `http://${settings.host}:${settings.httpPort}`;
     const ready = (async () => {
-      await seed(db as ClosableDb, settings.seedEvents);
-      await aggregateOnce(db as ClosableDb);
-      await waitForApi(`${baseUrl}/api/health`, osls as ChildProcess);
+      await seed(db, settings.seedEvents);
+      await aggregateOnce(db);
+      await waitForApi(`${baseUrl}/api/health`, osls);
     })();
     const startOutcome = await Promise.race([
       ready.then(() => 'ready' as const),

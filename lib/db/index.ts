@@ -1,6 +1,7 @@
 import { config, type Config } from '../config';
 import type { ClosableDb } from './port';
 import { createPostgresDb } from './postgres';
+import type * as DataApiModule from './dataApi';
 
 export type { Db, ClosableDb, CopyRow, Row, SqlParam } from './port';
 
@@ -10,7 +11,7 @@ export function createDb(dbConfig: Config['db'], logSql = false): ClosableDb {
   if (dbConfig.driver === 'postgres') return createPostgresDb({ ...dbConfig, logSql });
   // Loaded only when chosen: a container on the TCP driver never pays for loading the AWS SDK.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { createDataApiDb } = require('./dataApi') as typeof import('./dataApi');
+  const { createDataApiDb } = require('./dataApi') as typeof DataApiModule;
   return createDataApiDb({ ...dbConfig, logSql });
 }
 

@@ -11,7 +11,7 @@ import {
 import { eventProperties } from './properties';
 import { base62Fixed, deriveSeed, isoSeconds, Random, sequenceId, uuid4 } from './random';
 import { ActivityCurve, eventClock } from './timeline';
-import type { EventResource, EventsPageDocument, IncludedResource, MetricResource, ProfileResource } from './types';
+import type { EventResource, EventsPageDocument, IncludedResource, MetricResource } from './types';
 import { buildWorld, type World } from './world';
 
 /**
@@ -334,7 +334,7 @@ class PageBuilder {
     }
     const included: IncludedResource[] = [];
     for (const m of metrics) included.push(copyMetric(this.metricResources[m] as MetricResource));
-    for (const p of profiles) included.push(buildProfileResource(p, this.profileOptions) as ProfileResource);
+    for (const p of profiles) included.push(buildProfileResource(p, this.profileOptions));
     const base = `${KLAVIYO_API_URL}/events?include=metric,profile&sort=datetime`;
     const self = this.pageIndex === 0 ? base : `${base}&page[cursor]=${this.cursor(this.pageIndex)}`;
     const next = last ? null : `${base}&page[cursor]=${this.cursor(this.pageIndex + 1)}`;

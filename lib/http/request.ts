@@ -118,7 +118,7 @@ export function rejectNulCharacters(request: Pick<HttpRequest, 'query' | 'pathPa
       throw new HttpError(400, {
         code: 'invalid',
         detail: 'A query parameter contains a NUL character.',
-        parameter: name.replace(/\u0000/g, ''),
+        parameter: name.replaceAll('\u0000', ''),
       });
     }
   }

@@ -249,7 +249,7 @@ export async function getProfilesDocument(db: Db, ctx: RequestContext): Promise<
   const size = pageSize(ctx.query, PROFILES_PAGE);
   const print = fingerprint(['profiles', match]);
   const cursor = decodeCursor(ctx.query, print, 1);
-  const rows = await listProfiles(db, { match, ...(cursor ? { afterId: cursor[0] as string } : {}), limit: size + 1 });
+  const rows = await listProfiles(db, { match, ...(cursor ? { afterId: cursor[0] } : {}), limit: size + 1 });
   const page = rows.slice(0, size);
   const last = page[page.length - 1];
   const next = rows.length > size && last ? encodeCursor(print, [last.id]) : undefined;

@@ -430,7 +430,7 @@ function decodeCursor(cursor: string, fingerprint: string): CursorKey {
     .object({ q: z.string(), k: z.tuple([z.union([z.number(), z.string()])], z.string()) })
     .safeParse(decoded);
   if (!parsed.success || parsed.data.q !== fingerprint) throw invalid();
-  return parsed.data.k as CursorKey;
+  return parsed.data.k;
 }
 
 /**

@@ -80,7 +80,7 @@ describe('RDS Data API driver', () => {
         yes: true,
         no: false,
         tstz: new Date('2024-01-01T21:34:05.678Z'),
-        doc: { a: [1, 'x', null], b: { c: true }, n: 12345678901234567890 },
+        doc: { a: [1, 'x', null], b: { c: true }, n: 12345678901234567000 },
         jtext: 'just text',
         jarr: [1, 2],
         id: '8d3c6ad2-5f0e-4c4f-9d0f-8f5f1c2b3a41',

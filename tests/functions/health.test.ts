@@ -3,7 +3,7 @@ import { useFreshDatabase } from '../support/database';
 import { invoke } from '../support/http';
 
 describe('GET /api/health', () => {
-  const t = useFreshDatabase();
+  useFreshDatabase();
 
   it('answers without a key and names the database mode', async () => {
     const res = await invoke(handler, { path: '/api/health', key: null });

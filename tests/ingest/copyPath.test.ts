@@ -69,7 +69,7 @@ function awkwardPage() {
       $event_id: `${s}#${i}`,
       $value_currency: s,
       [`key ${s}`]: s,
-      nested: { list: [s, 1.5e-7, 12345678901234567890, true, null], deeper: { s } },
+      nested: { list: [s, 1.5e-7, 12345678901234567000, true, null], deeper: { s } },
     };
     if (i % 5 === 0) event.attributes.value = '12.50';
     if (i % 7 === 0) event.attributes.event_properties.$value = '-0.0001';
@@ -83,7 +83,7 @@ function awkwardPage() {
       title: s,
       last_event_date: '2024-03-01T10:00:00.123456+00:00',
       location: { city: s, latitude: 1.5e-7, nested: [s, null] },
-      properties: { [`key ${s}`]: s, big: 12345678901234567890 },
+      properties: { [`key ${s}`]: s, big: 12345678901234567000 },
     });
   });
   // A profile that events name but the page does not include: stored as a stub on both paths.

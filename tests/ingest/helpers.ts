@@ -48,8 +48,8 @@ export interface PageOptions {
 }
 
 /** A page shaped like GET /api/events?include=metric,profile, deterministic for its options. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests index the page freely
 export function eventsPage(options: PageOptions): { data: any[]; included: any[] } {
-  // eslint-disable-line @typescript-eslint/no-explicit-any
   const prefix = options.prefix ?? 'ev';
   const metricCount = options.metrics ?? 3;
   const profileCount = options.profiles ?? 10;

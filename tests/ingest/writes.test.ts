@@ -2,7 +2,7 @@ import { handler } from '../../functions/ingest';
 import { getProfileById } from '../../lib/repositories/profiles';
 import { useFreshDatabase } from '../support/database';
 import { invoke } from '../support/http';
-import { checksums, counts, eventsPage } from './helpers';
+import { checksums, eventsPage } from './helpers';
 
 /**
  * What ingest writes: idempotent re-deliveries, values, stubs filled in later, newest `updated`

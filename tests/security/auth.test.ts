@@ -6,6 +6,7 @@ import { httpHandler } from '../../lib/http/handler';
 import { invoke } from '../support/http';
 import { TEST_KEYS } from '../support/setupEnv';
 // The module object itself (not an interop copy), so that a spy on it sees auth.ts's calls.
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- see above: a spy needs the module object
 import crypto = require('node:crypto');
 
 /**

@@ -144,9 +144,13 @@ function namedToPositional(sql: string): { text: string; names: string[] } {
       let depth = 0;
       let j = i;
       do {
-        if (sql.startsWith('/*', j)) ((depth += 1), (j += 2));
-        else if (sql.startsWith('*/', j)) ((depth -= 1), (j += 2));
-        else j += 1;
+        if (sql.startsWith('/*', j)) {
+          depth += 1;
+          j += 2;
+        } else if (sql.startsWith('*/', j)) {
+          depth -= 1;
+          j += 2;
+        } else j += 1;
       } while (depth > 0 && j < sql.length);
       copyUntil(j);
     } else if (c === "'" || c === '"') {
@@ -463,7 +467,9 @@ async function openTransaction(
         () => undefined,
         (err: unknown) => err,
       );
-      if (outcome === undefined) throw settled ?? new Error('The transaction ended without COMMIT or ROLLBACK');
+      if (outcome === undefined) {
+        throw settled instanceof Error ? settled : new Error('The transaction ended without COMMIT or ROLLBACK');
+      }
       if (!outcome.ok) throw outcome.error;
     },
   };
@@ -756,10 +762,7 @@ export async function startDataApiServer(options: DataApiServerOptions): Promise
         }
         if (!database) throw badRequest('The local Data API needs a database in every request');
         // Outside a transaction the batch is applied whole or not at all.
-        return (await poolFor(database).begin((tx) => runAll(tx as unknown as Sql, database))) as Record<
-          string,
-          unknown
-        >;
+        return await poolFor(database).begin((tx) => runAll(tx as unknown as Sql, database));
       }
     }
   }

@@ -12,9 +12,8 @@ import { TEST_ENV, tuning } from './env';
  * Its template database is migrated once; every test file clones it (see freshDatabase).
  */
 declare global {
-  // eslint-disable-next-line no-var
   var __embeddedPostgres: EmbeddedServer | undefined;
-  // eslint-disable-next-line no-var
+
   var __dataApiServer: DataApiServer | undefined;
 }
 
