@@ -26,7 +26,7 @@
  * read the tables and indexes an incremental run works on into the buffer pool with pg_prewarm, as a
  * server the schedule has kept busy holds them; the bench server starts with an empty pool).
  */
-import { rebuildAggregates, runAggregation, type AggregationResult } from '../lib/aggregation/rollup';
+import { rebuildAggregates, runAggregation, type AggregationResult } from '../lib/app/aggregation';
 import { DEMO_METRICS } from '../lib/demo/catalog';
 import type { ClosableDb, Db } from '../lib/db/port';
 import { setLogLevel } from '../lib/log';

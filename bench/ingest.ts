@@ -54,7 +54,7 @@ import { startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
 import { buildProfileResource, generatePages } from '../lib/demo/generator';
 import { hashApiKey } from '../lib/http/auth';
 import type { HttpHandler } from '../lib/http/handler';
-import { planEventsPage, planProfilesDocument } from '../lib/ingest';
+import { planEventsPage, planProfilesDocument } from '../lib/app/ingest';
 import { setLogLevel } from '../lib/log';
 import type { Db } from '../lib/db';
 import { copyTextOf } from '../lib/db/copyFormat';

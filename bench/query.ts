@@ -27,8 +27,8 @@
  */
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { planSeries } from '../lib/aggregation/planner';
-import { rowsFromSeries } from '../lib/aggregation/query';
-import { runAggregation } from '../lib/aggregation/rollup';
+import { rowsFromSeries } from '../lib/app/metricAggregates';
+import { runAggregation } from '../lib/app/aggregation';
 import { closeDb } from '../lib/db';
 import type { Db } from '../lib/db/port';
 import { hashApiKey } from '../lib/http/auth';

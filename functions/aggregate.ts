@@ -1,6 +1,6 @@
 import type { Context, ScheduledEvent } from 'aws-lambda';
 import { z } from 'zod';
-import { runAggregation, type AggregationResult } from '../lib/aggregation/rollup';
+import { runAggregation, type AggregationResult } from '../lib/app/aggregation';
 import { config } from '../lib/config';
 import { getDb } from '../lib/db';
 import { errorCode } from '../lib/db/errors';

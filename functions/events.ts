@@ -1,6 +1,6 @@
 import { getDb } from '../lib/db';
 import { httpHandler } from '../lib/http/handler';
-import { getEventDocument, getEventsDocument } from '../lib/klaviyo/getDocuments';
+import { getEventDocument, getEventsDocument } from '../lib/app/documents';
 import { apiBaseUrl } from '../lib/klaviyo/resources';
 
 /** GET /api/events: Klaviyo's Get Events (filter, sort, page[size], page[cursor], include=metric,profile). */

@@ -1,6 +1,6 @@
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { getDb } from '../lib/db';
-import { HttpError } from '../lib/http/errors';
+import { HttpError } from '../lib/klaviyo/errors';
 import { httpHandler, type HttpHandler, type HttpResult } from '../lib/http/handler';
 import type { HttpRequest } from '../lib/http/request';
 import {
@@ -11,7 +11,7 @@ import {
   upsertMetricsDocument,
   upsertProfilesDocument,
   type IngestCounts,
-} from '../lib/ingest';
+} from '../lib/app/ingest';
 import type { LogFields } from '../lib/log';
 
 /**

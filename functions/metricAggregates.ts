@@ -1,4 +1,4 @@
-import { queryMetricAggregates } from '../lib/aggregation/query';
+import { queryMetricAggregates } from '../lib/app/metricAggregates';
 import { config } from '../lib/config';
 import { getDb } from '../lib/db';
 import { httpHandler } from '../lib/http/handler';

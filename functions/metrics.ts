@@ -1,6 +1,6 @@
 import { getDb } from '../lib/db';
 import { httpHandler } from '../lib/http/handler';
-import { getMetricDocument, getMetricsDocument } from '../lib/klaviyo/getDocuments';
+import { getMetricDocument, getMetricsDocument } from '../lib/app/documents';
 import { apiBaseUrl } from '../lib/klaviyo/resources';
 
 /** GET /api/metrics: name, integration, event count, first and last event of each metric. */

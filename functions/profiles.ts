@@ -1,6 +1,6 @@
 import { getDb } from '../lib/db';
 import { httpHandler } from '../lib/http/handler';
-import { getProfileDocument, getProfileEventsDocument, getProfilesDocument } from '../lib/klaviyo/getDocuments';
+import { getProfileDocument, getProfileEventsDocument, getProfilesDocument } from '../lib/app/documents';
 import { apiBaseUrl } from '../lib/klaviyo/resources';
 
 /** GET /api/profiles?filter=equals(email,"a@b.c") (also phone_number, external_id, id; any(...)). */

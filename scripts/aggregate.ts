@@ -1,4 +1,4 @@
-import { runAggregation } from '../lib/aggregation/rollup';
+import { runAggregation } from '../lib/app/aggregation';
 import { config } from '../lib/config';
 import { closeDb, getDb } from '../lib/db';
 

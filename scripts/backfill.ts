@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { SingleBar, Presets } from 'cli-progress';
-import { DEFAULT_REBUILD_CHUNK_HOURS, rebuildAggregates } from '../lib/aggregation/rollup';
+import { DEFAULT_REBUILD_CHUNK_HOURS, rebuildAggregates } from '../lib/app/aggregation';
 import { closeDb, getDb } from '../lib/db';
 
 /**

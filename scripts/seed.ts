@@ -1,6 +1,6 @@
 import { join, resolve } from 'node:path';
 import { Presets, SingleBar } from 'cli-progress';
-import { runAggregation } from '../lib/aggregation/rollup';
+import { runAggregation } from '../lib/app/aggregation';
 import { startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
 import { migrate } from '../lib/db/migrate';
 import type { ClosableDb, Db } from '../lib/db/port';
@@ -8,7 +8,7 @@ import { config } from '../lib/config';
 import { createDb } from '../lib/db';
 import { createPostgresDb } from '../lib/db/postgres';
 import { DEFAULT_PAGE_SIZE, DEFAULT_PROFILES, DEFAULT_SEED, generatePages } from '../lib/demo/generator';
-import { planEventsPage, writeEventsPage, type EventsPagePlan } from '../lib/ingest';
+import { planEventsPage, writeEventsPage, type EventsPagePlan } from '../lib/app/ingest';
 
 /**
  * Demo data: pages from the shared generator (lib/demo), written through the real ingest library

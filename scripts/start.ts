@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { connect } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import { SingleBar, Presets } from 'cli-progress';
-import { runAggregation } from '../lib/aggregation/rollup';
+import { runAggregation } from '../lib/app/aggregation';
 import { startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
 import { migrate, MigrationError } from '../lib/db/migrate';
 import type { ClosableDb } from '../lib/db/port';

@@ -3,7 +3,7 @@ import { Presets, SingleBar } from 'cli-progress';
 import postgres from 'postgres';
 import type { PostgresTuning } from '../../lib/config';
 import { startEmbeddedPostgres, type EmbeddedServer } from '../../lib/db/embedded';
-import { rebuildAggregates, runAggregation } from '../../lib/aggregation/rollup';
+import { rebuildAggregates, runAggregation } from '../../lib/app/aggregation';
 import { databaseMode, migrate } from '../../lib/db/migrate';
 import type { ClosableDb, Db } from '../../lib/db/port';
 import { createPostgresDb } from '../../lib/db/postgres';
@@ -351,7 +351,7 @@ const PROFILE_COLUMNS =
   'location, properties, created, updated, last_event_date, raw_data, is_stub';
 const METRIC_COLUMNS = 'id, name, integration, created, updated, raw_data, is_stub';
 
-/** The row ingest would write for this event (lib/ingest/eventsPage.ts), in COPY text format. */
+/** The row ingest would write for this event (lib/app/ingest/eventsPage.ts), in COPY text format. */
 function eventRow(event: EventResource): string {
   const properties = event.attributes.event_properties;
   const defaults = eventDefaults(properties);

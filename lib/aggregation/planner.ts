@@ -1,11 +1,11 @@
 import type { DimensionFilter, MetricAggregateQuery } from '../klaviyo/metricAggregates';
-import { bucketBoundaries, HOUR_MS } from './timezone';
+import { bucketBoundaries, HOUR_MS } from '../time/timezone';
 
 /**
  * Decides how a metric aggregate query is computed; lib/repositories/series.ts runs the plan in
  * one SQL statement, so the answer is exact for one snapshot.
  *
- * Bucket boundaries come from lib/aggregation/timezone.ts as explicit instants; SQL assigns a row
+ * Bucket boundaries come from lib/time/timezone.ts as explicit instants; SQL assigns a row
  * to bucket i with width_bucket (a binary search), whatever the zone.
  *
  * 'rollups': the hourly rollups serve every UTC hour that is clean (not marked dirty) and lies

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { ConfigError } from '../config';
-import { HttpError } from './errors';
+import { HttpError } from '../klaviyo/errors';
 
 /**
  * API keys are configured as SHA-256 hashes with a scope, e.g. API_KEYS="read:<hex>,write:<hex>".

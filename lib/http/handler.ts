@@ -3,7 +3,7 @@ import { config, ConfigError } from '../config';
 import { errorCode, isTransientDbError } from '../db/errors';
 import { log, type LogFields } from '../log';
 import { authorize, parseApiKeys, type ApiKeyEntry, type Scope } from './auth';
-import { HttpError, titleFor, type ApiErrorObject } from './errors';
+import { HttpError, titleFor, type ApiErrorObject } from '../klaviyo/errors';
 import { rejectNulCharacters, toHttpRequest, type HttpRequest } from './request';
 
 /**

@@ -1,5 +1,5 @@
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
-import { HttpError } from './errors';
+import { HttpError } from '../klaviyo/errors';
 
 /**
  * Reading an API Gateway (HTTP API, payload 2.0) request: headers, query and a JSON body checked for

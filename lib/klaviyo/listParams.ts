@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { HttpError, type ErrorItem } from '../http/errors';
+import { HttpError, type ErrorItem } from './errors';
 import { FilterSyntaxError, parseDateTime, parseFilter, valueText, type FilterCondition } from './filter';
 
 /**

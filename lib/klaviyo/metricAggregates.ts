@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { firstInstantAtOrAfterWallTime, resolveTimeZone, type CalendarInterval } from '../aggregation/timezone';
-import { HttpError, type ErrorItem } from '../http/errors';
+import { firstInstantAtOrAfterWallTime, resolveTimeZone, type CalendarInterval } from '../time/timezone';
+import { HttpError, type ErrorItem } from './errors';
 import {
   FilterSyntaxError,
   parseDateTime,

@@ -6,7 +6,7 @@ import { z } from 'zod';
  * later pass validation and reach raw_data, which stores each resource exactly as received.
  *
  * Limits that cut across every field (string size, NUL, nesting depth) are checked by
- * lib/ingest/validation.ts on the whole document; these schemas check shape and per-field rules.
+ * lib/app/ingest/validation.ts on the whole document; these schemas check shape and per-field rules.
  */
 
 /** Every id column is varchar(64). */

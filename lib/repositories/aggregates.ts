@@ -74,7 +74,7 @@ interface BucketRow extends Record<string, unknown> {
  * Removes up to `limit` dirty marks, oldest first, and returns them. Marks row-locked by an ingest
  * transaction that has not committed yet are skipped: their events are not visible yet, and the mark
  * stays for the next run. Must run in the transaction that then recomputes the returned buckets, as a
- * statement of its own that ends before the recomputation starts (see lib/aggregation/rollup.ts).
+ * statement of its own that ends before the recomputation starts (see lib/app/aggregation.ts).
  */
 export async function takeDirtyBuckets(tx: Db, limit: number): Promise<HourBucket[]> {
   const rows = await tx.query<BucketRow>(

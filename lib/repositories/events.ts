@@ -47,7 +47,7 @@ export interface InsertEventsOptions {
  * dirty rows is deliberate: it row-locks them until this transaction commits, so the aggregator,
  * which skips locked rows, cannot take a bucket whose new events it could not yet see. Each row
  * really inserted also gets a row in klaviyo_aggregate_pending, committed with it: the aggregator
- * adds those rows to the rollup instead of recounting the whole hour (lib/aggregation/rollup.ts).
+ * adds those rows to the rollup instead of recounting the whole hour (lib/app/aggregation.ts).
  *
  * The metrics and profiles the events reference must exist (ingest creates stubs first).
  */

@@ -6,7 +6,7 @@ import type { HourBucket } from './aggregates';
  * of the hourly rollups): what lets a day's distinct profiles be read from 24 rollup rows instead of
  * the day's events (migrations/0002_profile_hours.sql explains the arithmetic).
  *
- * Invariants, kept by the aggregator under its lock (lib/aggregation/rollup.ts):
+ * Invariants, kept by the aggregator under its lock (lib/app/aggregation.ts):
  *   - an hour that is not marked dirty has exactly one profile-hour per profile with an event of the
  *     metric in it, and each profile-hour's previous_bucket is the profile's previous such hour when
  *     that lies within the 24 hours before it, NULL otherwise (migrations/0005);

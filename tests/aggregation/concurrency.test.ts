@@ -1,4 +1,4 @@
-import { rebuildAggregates, runAggregation } from '../../lib/aggregation/rollup';
+import { rebuildAggregates, runAggregation } from '../../lib/app/aggregation';
 import type { ClosableDb } from '../../lib/db/port';
 import { tryLockAggregation } from '../../lib/repositories/aggregates';
 import { createPostgresDb } from '../../lib/db/postgres';

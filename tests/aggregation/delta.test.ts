@@ -1,4 +1,4 @@
-import { rebuildAggregates, runAggregation } from '../../lib/aggregation/rollup';
+import { rebuildAggregates, runAggregation } from '../../lib/app/aggregation';
 import type { ClosableDb } from '../../lib/db/port';
 import { createPostgresDb } from '../../lib/db/postgres';
 import { freshDatabase, type TestDatabase } from '../support/database';

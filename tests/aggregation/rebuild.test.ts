@@ -1,4 +1,4 @@
-import { rebuildAggregates, runAggregation, type RebuildProgress } from '../../lib/aggregation/rollup';
+import { rebuildAggregates, runAggregation, type RebuildProgress } from '../../lib/app/aggregation';
 import { freshDatabase, type TestDatabase } from '../support/database';
 import { storeEvents } from '../support/events';
 import { dirtyCount, oracleHours, randomEvents, rollupChecksum, storedHours } from './oracle';

@@ -1,4 +1,4 @@
-import { runAggregation } from '../../lib/aggregation/rollup';
+import { runAggregation } from '../../lib/app/aggregation';
 import { readHourlySeries } from '../../lib/repositories/aggregates';
 import { freshDatabase, type TestDatabase } from '../support/database';
 import { storeEvents, type SimpleEvent } from '../support/events';

@@ -1,4 +1,4 @@
-import { rebuildAggregates, runAggregation } from '../../lib/aggregation/rollup';
+import { rebuildAggregates, runAggregation } from '../../lib/app/aggregation';
 import { migrate } from '../../lib/db/migrate';
 import type { ClosableDb } from '../../lib/db/port';
 import { readHourlySeries } from '../../lib/repositories/aggregates';

@@ -1,7 +1,7 @@
 import type { Db } from '../../lib/db/port';
 import { closeDb } from '../../lib/db';
 import { generatePages } from '../../lib/demo/generator';
-import { ingestEventsPage } from '../../lib/ingest';
+import { ingestEventsPage } from '../../lib/app/ingest';
 import { defaultDemoProfiles, seedDemoData, type SeedProgress } from '../../scripts/seed';
 import { freshDatabase, type TestDatabase } from '../support/database';
 

@@ -1,6 +1,6 @@
 import type { CopyRow, Db, Row, SqlParam } from '../../lib/db/port';
-import { HttpError } from '../../lib/http/errors';
-import { ingestEventsPage, planEventsPage } from '../../lib/ingest';
+import { HttpError } from '../../lib/klaviyo/errors';
+import { ingestEventsPage, planEventsPage } from '../../lib/app/ingest';
 import { createPostgresDb } from '../../lib/db/postgres';
 import { insertEvents } from '../../lib/repositories/events';
 import { upsertProfiles } from '../../lib/repositories/profiles';

@@ -1,6 +1,6 @@
 import { getDb } from '../../lib/db';
 import { handler } from '../../functions/ingest';
-import { ingestEventsPage } from '../../lib/ingest';
+import { ingestEventsPage } from '../../lib/app/ingest';
 import { useFreshDatabase } from '../support/database';
 import { invoke } from '../support/http';
 import { counts, eventsPage } from './helpers';

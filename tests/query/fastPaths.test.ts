@@ -1,5 +1,5 @@
-import { rebuildAggregates, runAggregation } from '../../lib/aggregation/rollup';
-import { queryMetricAggregates } from '../../lib/aggregation/query';
+import { rebuildAggregates, runAggregation } from '../../lib/app/aggregation';
+import { queryMetricAggregates } from '../../lib/app/metricAggregates';
 import { useFreshDatabase } from '../support/database';
 import { storeEvents, type SimpleEvent } from '../support/events';
 import { prng } from '../support/random';

@@ -2,7 +2,7 @@ import * as events from '../../functions/events';
 import { handler as ingest } from '../../functions/ingest';
 import * as metrics from '../../functions/metrics';
 import * as profiles from '../../functions/profiles';
-import { runAggregation } from '../../lib/aggregation/rollup';
+import { runAggregation } from '../../lib/app/aggregation';
 import { closeDb } from '../../lib/db';
 import type { HttpHandler } from '../../lib/http/handler';
 import { freshDatabase, type TestDatabase } from '../support/database';

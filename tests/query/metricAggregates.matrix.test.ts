@@ -1,5 +1,5 @@
 import { handler } from '../../functions/metricAggregates';
-import { runAggregation } from '../../lib/aggregation/rollup';
+import { runAggregation } from '../../lib/app/aggregation';
 import { closeDb } from '../../lib/db';
 import { freshDatabase, type TestDatabase } from '../support/database';
 import { storeEvents, type SimpleEvent } from '../support/events';

@@ -1,8 +1,8 @@
-import { runAggregation } from '../../lib/aggregation/rollup';
+import { runAggregation } from '../../lib/app/aggregation';
 import { errorCode } from '../../lib/db/errors';
 import { createPostgresDb } from '../../lib/db/postgres';
 import type { ClosableDb } from '../../lib/db/port';
-import { bulkCreateEvents, ingestEventsPage } from '../../lib/ingest';
+import { bulkCreateEvents, ingestEventsPage } from '../../lib/app/ingest';
 import { contractViolations, dirtyCount, oracleHours, storedHours } from '../aggregation/oracle';
 import { prng } from '../support/random';
 import { freshDatabase, type TestDatabase } from '../support/database';

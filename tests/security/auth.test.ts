@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { ConfigError } from '../../lib/config';
 import { authorize, extractApiKey, hashApiKey, parseApiKeys, type ApiKeyEntry, type Scope } from '../../lib/http/auth';
-import { HttpError } from '../../lib/http/errors';
+import { HttpError } from '../../lib/klaviyo/errors';
 import { httpHandler } from '../../lib/http/handler';
 import { invoke } from '../support/http';
 import { TEST_KEYS } from '../support/setupEnv';

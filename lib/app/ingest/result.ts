@@ -1,4 +1,4 @@
-import { config } from '../config';
+import { config } from '../../config';
 
 /** What one ingest request did. Every count is there even when it is zero. */
 export interface IngestCounts {

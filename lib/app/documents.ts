@@ -1,5 +1,5 @@
 import type { Db } from '../db/port';
-import { HttpError } from '../http/errors';
+import { HttpError } from '../klaviyo/errors';
 import { listMetrics } from '../repositories/metrics';
 import { getProfileById } from '../repositories/profiles';
 import {
@@ -27,7 +27,7 @@ import {
   parameterError,
   parseFilterParam,
   type QueryParams,
-} from './listParams';
+} from '../klaviyo/listParams';
 import {
   eventResource,
   includedMetric,
@@ -35,7 +35,7 @@ import {
   metricSummaryResource,
   profileResource,
   type JsonApiResource,
-} from './resources';
+} from '../klaviyo/resources';
 
 /**
  * The GET routes as library calls (handlers stay thin; scripts can export without HTTP): Klaviyo's

@@ -1,8 +1,8 @@
-import type { Db } from '../db/port';
-import { metricUpsertFrom, profileUpsertFrom } from '../klaviyo/mapping';
-import { MetricResourceSchema, ProfileResourceSchema, ResourceListSchema } from '../klaviyo/schemas';
-import { upsertMetrics, type MetricUpsert } from '../repositories/metrics';
-import { upsertProfiles, type ProfileUpsert } from '../repositories/profiles';
+import type { Db } from '../../db/port';
+import { metricUpsertFrom, profileUpsertFrom } from '../../klaviyo/mapping';
+import { MetricResourceSchema, ProfileResourceSchema, ResourceListSchema } from '../../klaviyo/schemas';
+import { upsertMetrics, type MetricUpsert } from '../../repositories/metrics';
+import { upsertProfiles, type ProfileUpsert } from '../../repositories/profiles';
 import { checkResourceCount } from './eventsPage';
 import { resolvedLimits, type IngestCounts, type IngestOptions } from './result';
 import { checkJsonValues, Problems } from './validation';

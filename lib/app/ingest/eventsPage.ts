@@ -1,4 +1,4 @@
-import type { Db } from '../db/port';
+import type { Db } from '../../db/port';
 import {
   decimalText,
   eventDefaults,
@@ -9,7 +9,7 @@ import {
   profileUpsertFrom,
   type EventTimeWindow,
   type Instant,
-} from '../klaviyo/mapping';
+} from '../../klaviyo/mapping';
 import {
   EventResourceSchema,
   EventsPageSchema,
@@ -17,10 +17,10 @@ import {
   ProfileResourceSchema,
   type MetricResource,
   type ProfileResource,
-} from '../klaviyo/schemas';
-import { insertEvents, type NewEvent } from '../repositories/events';
-import { upsertMetrics, type MetricUpsert } from '../repositories/metrics';
-import { upsertProfiles, type ProfileUpsert } from '../repositories/profiles';
+} from '../../klaviyo/schemas';
+import { insertEvents, type NewEvent } from '../../repositories/events';
+import { upsertMetrics, type MetricUpsert } from '../../repositories/metrics';
+import { upsertProfiles, type ProfileUpsert } from '../../repositories/profiles';
 import { resolvedLimits, type IngestCounts, type IngestOptions } from './result';
 import { checkJsonValues, isPlainObject, Problems } from './validation';
 

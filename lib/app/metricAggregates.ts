@@ -1,5 +1,5 @@
 import type { Db } from '../db/port';
-import { HttpError } from '../http/errors';
+import { HttpError } from '../klaviyo/errors';
 import {
   buildMetricAggregateDocument,
   formatBucketDate,
@@ -10,7 +10,7 @@ import {
   type MetricAggregateQuery,
 } from '../klaviyo/metricAggregates';
 import { readSeries, type SeriesResult } from '../repositories/series';
-import { planSeries, type SeriesPlan } from './planner';
+import { planSeries, type SeriesPlan } from '../aggregation/planner';
 
 /**
  * Query Metric Aggregates without HTTP: validate the body, plan, read in one statement, shape the

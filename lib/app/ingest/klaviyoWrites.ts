@@ -1,12 +1,12 @@
-import type { Db } from '../db/port';
-import { createdEventIdFor, eventUuidFor, metricIdFor, profileIdFor } from '../klaviyo/ids';
+import type { Db } from '../../db/port';
+import { createdEventIdFor, eventUuidFor, metricIdFor, profileIdFor } from '../../klaviyo/ids';
 import {
   eventTimeWindow,
   parseIsoInstant,
   profileAttributesFrom,
   type EventTimeWindow,
   type Instant,
-} from '../klaviyo/mapping';
+} from '../../klaviyo/mapping';
 import {
   BulkCreateBodySchema,
   BulkEventEntrySchema,
@@ -14,10 +14,10 @@ import {
   CreateEventBodySchema,
   type CreatedEventAttributes,
   type ProfileIdentity,
-} from '../klaviyo/schemas';
-import { insertEvents, type NewEvent } from '../repositories/events';
-import { resolveMetricsByName } from '../repositories/metrics';
-import { mergeProfiles, resolveProfiles, type ProfileMerge } from '../repositories/profiles';
+} from '../../klaviyo/schemas';
+import { insertEvents, type NewEvent } from '../../repositories/events';
+import { resolveMetricsByName } from '../../repositories/metrics';
+import { mergeProfiles, resolveProfiles, type ProfileMerge } from '../../repositories/profiles';
 import { checkEventTime, checkResourceCount } from './eventsPage';
 import { resolvedLimits, type IngestCounts, type IngestOptions } from './result';
 import { checkJsonValues, Problems, type PathSegment } from './validation';

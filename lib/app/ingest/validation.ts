@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { invalidInput, type ErrorItem } from '../http/errors';
+import { invalidInput, type ErrorItem } from '../../klaviyo/errors';
 
 /**
  * Collecting every problem of a request as JSON:API error items with exact JSON pointers
