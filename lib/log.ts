@@ -70,14 +70,13 @@ export function redact(value: unknown, depth = 0): unknown {
   return value;
 }
 
+/** One log contract: every top-level key in snake_case, whatever the caller's field names. */
+const snakeCase = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
 function write(level: Level, message: string, fields?: LogFields): void {
   if (order[level] < threshold) return;
-  const entry = {
-    level,
-    time: new Date().toISOString(),
-    message: redactText(message),
-    ...(redact(fields ?? {}) as LogFields),
-  };
+  const entry: LogFields = { level, time: new Date().toISOString(), message: redactText(message) };
+  for (const [key, value] of Object.entries(redact(fields ?? {}) as LogFields)) entry[snakeCase(key)] = value;
   sink(JSON.stringify(entry));
 }
 

@@ -25,8 +25,8 @@ describe('aggregate handler when the database fails', () => {
       level: 'error',
       message: 'aggregate run failed',
       status: 'error',
-      lagSeconds: null,
+      lag_seconds: null,
     });
-    expect(typeof lines[0]?.durationMs).toBe('number');
+    expect(typeof lines[0]?.duration_ms).toBe('number');
   });
 });

@@ -63,13 +63,13 @@ describe('aggregate handler', () => {
       level: 'info',
       message: 'aggregate run done',
       function: 'aggregate',
-      scheduledEventId: 'evt-1',
+      scheduled_event_id: 'evt-1',
       status: 'done',
-      bucketsRecomputed: 2,
-      eventsScanned: 3,
-      lagSeconds: 0,
+      buckets_recomputed: 2,
+      events_scanned: 3,
+      lag_seconds: 0,
     });
-    expect(typeof lines[0]?.durationMs).toBe('number');
+    expect(typeof lines[0]?.duration_ms).toBe('number');
     expect(await dirtyCount(t.db)).toBe(0);
     expect(await storedHours(t.db)).toEqual(await oracleHours(t.db));
   });
@@ -86,8 +86,8 @@ describe('aggregate handler', () => {
       level: 'info',
       message: 'aggregate run skipped: another run holds the aggregation lock',
       status: 'skipped',
-      bucketsRecomputed: 0,
-      bucketsWaiting: 1,
+      buckets_recomputed: 0,
+      buckets_waiting: 1,
     });
     expect(await dirtyCount(t.db)).toBe(1);
   });
