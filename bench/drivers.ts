@@ -34,7 +34,7 @@ import { queryMetricAggregates } from '../lib/aggregation/query';
 import { runAggregation } from '../lib/aggregation/rollup';
 import type { PostgresTuning } from '../lib/config';
 import { createDataApiDb } from '../lib/db/dataApi';
-import { startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
+import { embeddedDataDir, startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
 import { migrate } from '../lib/db/migrate';
 import type { ClosableDb, Db } from '../lib/db/port';
 import { createPostgresDb } from '../lib/db/postgres';
@@ -109,7 +109,7 @@ async function main(): Promise<void> {
     url.pathname = '/postgres';
     adminUrl = url.toString();
   } else {
-    rmSync(DATA_DIR, { recursive: true, force: true });
+    rmSync(embeddedDataDir(DATA_DIR), { recursive: true, force: true });
     server = await startEmbeddedPostgres({
       dataDir: DATA_DIR,
       database: 'postgres',
@@ -268,7 +268,7 @@ async function main(): Promise<void> {
     await admin.end({ timeout: 5 });
     if (server) {
       await server.stop();
-      rmSync(DATA_DIR, { recursive: true, force: true });
+      rmSync(embeddedDataDir(DATA_DIR), { recursive: true, force: true });
     }
   }
 }

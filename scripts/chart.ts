@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Page } from 'playwright-core';
 import { closeDb } from '../lib/db';
-import { startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
+import { embeddedDataDir, startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
 import { hashApiKey } from '../lib/http/auth';
 import { setLogLevel } from '../lib/log';
 import { CHROMIUM_PATH, launchChromium } from '../tests/ui/browser';
@@ -150,11 +150,11 @@ async function apiSource(): Promise<ApiSource> {
   let server: EmbeddedServer | undefined;
   if (!process.env.DATABASE_URL) {
     const dataDir = join(ROOT, '.data', 'dev-pg');
-    if (!existsSync(join(dataDir, 'PG_VERSION')))
+    if (!existsSync(join(embeddedDataDir(dataDir), 'PG_VERSION')))
       throw new Error('No data yet: run `npm start` once (it seeds demo data), or set DATABASE_URL.');
     server = await startEmbeddedPostgres({ dataDir, database: 'klaviyo' });
     process.env.DATABASE_URL = server.url;
-    process.stdout.write(`started the embedded database in ${dataDir}\n`);
+    process.stdout.write(`started the embedded database in ${server.dataDir}\n`);
   }
   // A key for this run only: the handlers read API_KEYS when first called.
   const key = randomBytes(24).toString('base64url');

@@ -226,7 +226,7 @@ async function cli(argv: readonly string[]): Promise<number> {
     } else {
       server = await startEmbeddedPostgres({ dataDir: settings.dataDir, database: 'klaviyo' });
       url = server.url;
-      out(`Database: embedded PostgreSQL in ${settings.dataDir.replace(ROOT + '/', '')} on port ${server.port}.`);
+      out(`Database: embedded PostgreSQL in ${server.dataDir.replace(ROOT + '/', '')} on port ${server.port}.`);
     }
     // Library code (config()) reads its settings from the environment.
     process.env.DATABASE_URL = url;

@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import { SingleBar, Presets } from 'cli-progress';
 import { runAggregation } from '../lib/aggregation/rollup';
-import { startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
+import { embeddedDataDir, startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
 import { migrate, MigrationError } from '../lib/db/migrate';
 import type { ClosableDb } from '../lib/db/port';
 import { createPostgresDb } from '../lib/db/postgres';
@@ -355,21 +355,28 @@ export async function main(argv: readonly string[]): Promise<number> {
       out(`Database: DATABASE_URL (${new URL(databaseUrl).host}); no embedded PostgreSQL.`);
     } else {
       if (settings.reset) {
+        const where = embeddedDataDir(settings.dataDir);
+        rmSync(where, { recursive: true, force: true });
         rmSync(settings.dataDir, { recursive: true, force: true });
         rmSync(`${settings.dataDir}.api-key`, { force: true });
-        out(`--reset: deleted ${settings.dataDir}`);
+        out(`--reset: deleted ${where}`);
       }
-      const fresh = !existsSync(join(settings.dataDir, 'PG_VERSION'));
+      const fresh = !existsSync(join(embeddedDataDir(settings.dataDir), 'PG_VERSION'));
       const t = performance.now();
       server = await withoutForeignSignalHandlers(() =>
         startEmbeddedPostgres({ dataDir: settings.dataDir, database: 'klaviyo' }),
       );
-      postmasterPid = pidOfPostmaster(settings.dataDir);
+      postmasterPid = pidOfPostmaster(server.dataDir);
       databaseUrl = server.url;
       out(
         `Database: embedded PostgreSQL on port ${server.port}, ${fresh ? 'created' : 'reusing'} ` +
-          `${settings.dataDir.replace(ROOT + '/', '')} (${seconds(performance.now() - t)}).`,
+          `${server.dataDir.replace(ROOT + '/', '')} (${seconds(performance.now() - t)}).`,
       );
+      if (server.dataDir !== settings.dataDir) {
+        out(
+          `  (the "postgres" user PostgreSQL runs as under root cannot enter this clone's folder, so its data is kept there)`,
+        );
+      }
     }
 
     // Library code in this process (the seeder's ingest path) reads its settings through config().

