@@ -258,10 +258,13 @@ async function waitForApi(url: string, osls: ChildProcess): Promise<void> {
   throw new Error(`serverless-offline did not answer ${url} within ${READY_TIMEOUT_MS / 1000} s`);
 }
 
-async function seed(db: ClosableDb, events: number): Promise<void> {
+async function seed(db: ClosableDb, events: number, embedded: boolean): Promise<void> {
   const existing = await db.query<{ seeded: boolean }>('SELECT EXISTS (SELECT 1 FROM klaviyo_events) AS seeded');
   if (existing[0]?.seeded) {
-    out('Demo data: the database already has events, nothing seeded.');
+    out(
+      'Demo data: the database already has events, nothing seeded' +
+        (embedded ? ' (`npm start -- --reset` starts afresh with a year of demo data ending today).' : '.'),
+    );
     return;
   }
   if (events === 0) {
@@ -274,13 +277,19 @@ async function seed(db: ClosableDb, events: number): Promise<void> {
     Presets.shades_classic,
   );
   bar.start(events, 0);
+  let window: { start: Date; end: Date };
   try {
-    await seedDemoData(db, { events }, (progress) => bar.update(Math.min(progress.events, events)));
+    // The year up to today's UTC midnight: the chart's last 30 and 90 days hold data.
+    window = await seedDemoData(db, { events }, (progress) => bar.update(Math.min(progress.events, events)));
     bar.update(events);
   } finally {
     bar.stop();
   }
-  out(`Seeded ${events.toLocaleString('en-US')} demo events in ${seconds(performance.now() - started)}.`);
+  const day = (date: Date) => date.toISOString().slice(0, 10);
+  out(
+    `Seeded ${events.toLocaleString('en-US')} demo events in ${seconds(performance.now() - started)} ` +
+      `(${day(window.start)} to ${day(window.end)}, UTC).`,
+  );
 }
 
 async function aggregateOnce(db: ClosableDb): Promise<void> {
@@ -423,7 +432,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 
     const baseUrl = `http://${settings.host}:${settings.httpPort}`;
     const ready = (async () => {
-      await seed(db as ClosableDb, settings.seedEvents);
+      await seed(db as ClosableDb, settings.seedEvents, !settings.databaseUrl);
       await aggregateOnce(db as ClosableDb);
       await waitForApi(`${baseUrl}/api/health`, osls as ChildProcess);
     })();
