@@ -1,7 +1,7 @@
 /**
  * The incremental aggregator against a full rebuild, measured in the same run on the same data.
  *
- *   npx tsx bench/aggregate.ts                        # 10,000,000 events stored (the README's large figure)
+ *   npx tsx bench/aggregate.ts                        # 10,000,000 events stored (the issue's large size)
  *   BENCH_EVENTS=1000000 npx tsx bench/aggregate.ts   # 1,000,000 events stored
  *
  * The stored dataset (a year of a demo account, lib/demo) is built once by bench/support/dataset.ts in
@@ -21,7 +21,7 @@
  * The events this run added are deleted at the start of the next run, so the dataset stays its size.
  * Other knobs: BENCH_SEED (default 1), BENCH_BATCH_BUCKETS (default the configured 5000), BENCH_REBUILD=0
  * (skip step 1: the removed events' hours are recounted by a run instead, and the tables vacuumed; for
- * timing the incremental run again without a 7-minute rebuild at 10M), BENCH_SHARED_BUFFERS (the
+ * timing the incremental run again without the long rebuild at 10M), BENCH_SHARED_BUFFERS (the
  * server's buffer pool, default 1GB; bench/support/dataset.ts), BENCH_PREWARM=1 (before the rounds,
  * read the tables and indexes an incremental run works on into the buffer pool with pg_prewarm, as a
  * server the schedule has kept busy holds them; the bench server starts with an empty pool).

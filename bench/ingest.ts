@@ -1,7 +1,7 @@
 /**
  * Ingest throughput against COPY, measured in the same run on the same server and table.
  *
- *   npx tsx bench/ingest.ts                      # 1,000,000 events (the figures in the README)
+ *   npx tsx bench/ingest.ts                      # 1,000,000 events (the issue's size)
  *   BENCH_EVENTS=100000 npx tsx bench/ingest.ts  # a quick run
  *
  * The pages are generated first (lib/demo/generator: GET /api/events?include=metric,profile pages of
@@ -480,7 +480,7 @@ async function main(): Promise<void> {
     //    alternately by COPY alone and by the ingest's events statements, each page its own
     //    transaction, so that both meet the same table as it grows. A first pass, not timed, writes
     //    the same pages once: just after the checkpoint the first lock of each profile page by a
-    //    foreign key check costs a full-page image in the WAL (70 against 49 ms a page at 200k events).
+    //    foreign key check costs a full-page image in the WAL, which would weigh on the first pages.
     const bookkeeping = { copyMs: 0, copyPages: 0, eventsMs: 0, eventsPages: 0 };
     for (const timed of [false, true]) {
       await sql`TRUNCATE klaviyo_events, klaviyo_aggregate_pending, klaviyo_aggregate_dirty`;

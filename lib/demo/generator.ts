@@ -24,7 +24,7 @@ import { buildWorld, type World } from './world';
  * Two phases keep it fast. The stream phase decides, in time order, each event's time, metric,
  * profile, lateness and a seed of its own, into typed arrays; the page phase builds the JSON
  * objects of a whole page from those seeds just before yielding it. Objects that lived while a page
- * filled up would survive garbage collections and be copied (measured: a third of the run time);
+ * filled up would survive garbage collections and be copied (a large share of the run time);
  * built in one burst, they die young. And since everything about an event derives from its own
  * seed, the page size changes only where pages are cut.
  */
