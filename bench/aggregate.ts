@@ -212,10 +212,10 @@ async function materialisationFigures(db: Db, metricId: string, from: Date, to: 
   const [[dayRow], dayUnique] = await uniqueOver(hourStart, new Date(hourStart.getTime() + 24 * HOUR));
   const [[monthRow], monthUnique] = await uniqueOver(hourStart, new Date(hourStart.getTime() + 30 * 24 * HOUR));
   materialisation.push(
-    [`a year per local day (America/New_York) from ${hours.length} hourly rollup rows`, round1(perDayFromRollups)],
+    [`a year per local day (America/New_York) from ${fmt(hours.length)} hourly rollup rows`, round1(perDayFromRollups)],
     ['the same from raw events, with unique profiles', round1(perDayFromRaw)],
-    [`exact unique profiles from raw events, one day (${Number(dayRow?.n)} events)`, round1(dayUnique)],
-    [`exact unique profiles from raw events, 30 days (${Number(monthRow?.n)} events)`, round1(monthUnique)],
+    [`exact unique profiles from raw events, one day (${fmt(Number(dayRow?.n))} events)`, round1(dayUnique)],
+    [`exact unique profiles from raw events, 30 days (${fmt(Number(monthRow?.n))} events)`, round1(monthUnique)],
   );
   say(`materialisation, metric ${metricId} (the busiest), one year:`);
   say(
