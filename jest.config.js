@@ -36,6 +36,9 @@ module.exports = {
         '<rootDir>/tests/db/connection\\.test\\.ts$',
         // The driver's own tests pick their drivers explicitly; they run once, in the postgres project.
         '<rootDir>/tests/db/dataApi[^/]*\\.test\\.ts$',
+        // The embedded server's data folder, and the benchmarks report: no driver involved.
+        '<rootDir>/tests/db/embedded\\.test\\.ts$',
+        '<rootDir>/tests/bench/',
       ],
     },
   ],

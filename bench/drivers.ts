@@ -34,7 +34,7 @@ import { queryMetricAggregates } from '../lib/app/metricAggregates';
 import { runAggregation } from '../lib/app/aggregation';
 import type { PostgresTuning } from '../lib/config';
 import { createDataApiDb } from '../lib/db/dataApi';
-import { startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
+import { embeddedDataDir, startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
 import { migrate } from '../lib/db/migrate';
 import type { ClosableDb, Db } from '../lib/db/port';
 import { createPostgresDb } from '../lib/db/postgres';
@@ -44,6 +44,7 @@ import { setLogLevel } from '../lib/log';
 import { getProfileById } from '../lib/repositories/profiles';
 import { startDataApiServer, type DataApiServer } from '../tests/support/dataApiServer';
 import { intFromEnv } from './support/env';
+import { benchCommand, writeBenchResult } from './support/results';
 
 const PAGES = intFromEnv('BENCH_PAGES', 50);
 const PAGE_SIZE = intFromEnv('BENCH_PAGE_SIZE', 1000);
@@ -78,6 +79,9 @@ interface Samples {
   readonly 'data-api': number[];
 }
 
+/** One row per operation for bench/results/drivers.json: p50 and p95 of each driver (ms), the p50 ratio. */
+const summaryRows: (string | number)[][] = [];
+
 function summarise(label: string, samples: Samples): void {
   const stats = (xs: number[]) => {
     const sorted = [...xs].sort((a, b) => a - b);
@@ -90,6 +94,8 @@ function summarise(label: string, samples: Samples): void {
     `${label.padEnd(22)} postgres p50 ${ms(pg.p50)} ms  p95 ${ms(pg.p95)} ms | data-api p50 ${ms(api.p50)} ms  p95 ${ms(api.p95)} ms` +
       ` | ratio p50 ${(api.p50 / pg.p50).toFixed(2)}x  total ${(api.total / pg.total).toFixed(2)}x  (n=${samples.postgres.length})`,
   );
+  const round = (x: number) => Math.round(x * 100) / 100;
+  summaryRows.push([label, round(pg.p50), round(pg.p95), round(api.p50), round(api.p95), round(api.p50 / pg.p50)]);
 }
 
 async function timed<R>(work: () => Promise<R>): Promise<{ ms: number; result: R }> {
@@ -109,7 +115,7 @@ async function main(): Promise<void> {
     url.pathname = '/postgres';
     adminUrl = url.toString();
   } else {
-    rmSync(DATA_DIR, { recursive: true, force: true });
+    rmSync(embeddedDataDir(DATA_DIR), { recursive: true, force: true });
     server = await startEmbeddedPostgres({
       dataDir: DATA_DIR,
       database: 'postgres',
@@ -259,6 +265,25 @@ async function main(): Promise<void> {
       "ratio = data-api / postgres (same run, same server). The local endpoint is not AWS: this is the driver's own overhead",
     );
     say("plus one loopback HTTP round trip per statement, not the real service's network latency or Aurora capacity.");
+    const saved = writeBenchResult({
+      bench: 'drivers',
+      title: 'Database drivers: postgres.js against the RDS Data API driver',
+      command: benchCommand('bench/drivers.ts'),
+      reference: 'the postgres.js driver (pool of 1, as a Lambda), same run, same server, same data, order alternating',
+      dataset: { pages: PAGES, 'page size': PAGE_SIZE, 'query runs': RUNS, seed: SEED },
+      tables: [
+        {
+          title: 'Latency per operation (ms); ratio = Data API p50 / postgres.js p50',
+          columns: ['operation', 'postgres.js p50', 'postgres.js p95', 'Data API p50', 'Data API p95', 'ratio p50'],
+          rows: summaryRows,
+        },
+      ],
+      notes: [
+        "The Data API side runs against a local endpoint over loopback (tests/support/dataApiServer.ts): the driver's own cost (SDK, signing, JSON both ways, one HTTP round trip per statement), not AWS's network latency or Aurora capacity. A floor for the Data API's overhead, not a prediction.",
+        'Both drivers must give the same answers; a difference fails the run.',
+      ],
+    });
+    say(`wrote ${saved}`);
   } finally {
     for (const db of clients) await db.close().catch(() => undefined);
     await endpoint?.stop().catch(() => undefined);
@@ -268,7 +293,7 @@ async function main(): Promise<void> {
     await admin.end({ timeout: 5 });
     if (server) {
       await server.stop();
-      rmSync(DATA_DIR, { recursive: true, force: true });
+      rmSync(embeddedDataDir(DATA_DIR), { recursive: true, force: true });
     }
   }
 }

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Page } from 'playwright-core';
 import { closeDb } from '../lib/db';
-import { startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
+import { embeddedDataDir, startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
 import { hashApiKey } from '../lib/http/auth';
 import { setLogLevel } from '../lib/log';
 import { CHROMIUM_PATH, launchChromium } from '../tests/ui/browser';
@@ -21,9 +21,11 @@ import { startLocalApi, type LocalApi } from './local-api';
  *   npm run chart -- --figures figures.json [--out bench.png]
  *       Figures of your own: {"title", "categories": [...], "series": [{"label", "values": [...]}]}
  *       (or "dates" instead of "categories" for a time axis).
- *   npm run chart -- --bench [README.md] [--table 1] [--out bench.png]
- *       A table of the README's "## Benchmarks" section: the first column names the bars, every
- *       numeric column becomes a series.
+ *   npm run chart -- --bench [aggregate] [--table 1] [--out bench.png]
+ *       A table of a bench's results (bench/results/<bench>.json, the figures of docs/benchmarks.md;
+ *       default aggregate): the first column names the bars, every numeric column becomes a series.
+ *       A path to a .json result or a markdown file (its "## Benchmarks" section, else the whole
+ *       file) works too.
  */
 const ROOT = resolve(__dirname, '..');
 
@@ -60,7 +62,7 @@ function parseArgs(argv: readonly string[]): Options {
   }
   const known = ['out', 'metric', 'measurements', 'interval', 'timezone', 'from', 'to', 'figures', 'bench', 'table'];
   for (const name of values.keys()) if (!known.includes(name)) throw new Error(`Unknown option --${name}`);
-  const bench = values.has('bench') ? values.get('bench') || join(ROOT, 'README.md') : undefined;
+  const bench = values.has('bench') ? values.get('bench') || 'aggregate' : undefined;
   return {
     out: resolve(values.get('out') || (bench || values.has('figures') ? 'bench-chart.png' : 'chart.png')),
     metric: values.get('metric') || undefined,
@@ -83,6 +85,39 @@ const number = (cell: string): number | undefined => {
   return match ? Number(match[0].replace(/,/g, '')) : undefined;
 };
 
+/** Bars named by the first column; every column whose cells are all numbers becomes a series. */
+function tableSpec(
+  title: string,
+  header: readonly string[],
+  rows: readonly (readonly (number | undefined | string)[])[],
+): ChartSpec | undefined {
+  const series = header
+    .slice(1)
+    .map((label, i) => ({ label, values: rows.map((r) => r[i + 1]) }))
+    .filter((s): s is { label: string; values: number[] } => s.values.every((v) => typeof v === 'number'))
+    // Columns are different quantities (events/s, ms, a ratio): each gets its own axis.
+    .map((s) => ({ label: s.label, values: s.values, scale: s.label }));
+  if (series.length === 0) return undefined;
+  return { title, categories: rows.map((r) => String(r[0] ?? '')), series };
+}
+
+/** The Nth table of a bench's results (bench/results/<bench>.json, or a path to such a file). */
+export function benchResultTable(bench: string, n: number): ChartSpec {
+  const file = bench.endsWith('.json') ? resolve(bench) : join(ROOT, 'bench', 'results', `${bench}.json`);
+  if (!existsSync(file)) throw new Error(`No bench results in ${file}: run the bench first (npm run bench:${bench})`);
+  const doc = JSON.parse(readFileSync(file, 'utf8')) as {
+    title?: string;
+    tables?: { title?: string; columns?: string[]; rows?: (string | number | null)[][] }[];
+  };
+  const table = doc.tables?.[n - 1];
+  if (!table?.columns || !table.rows || table.rows.length === 0)
+    throw new Error(`${file} has no table ${n} (it has ${doc.tables?.length ?? 0})`);
+  const rows = table.rows.map((r) => r.map((c) => (c === null ? undefined : c)));
+  const spec = tableSpec(`${doc.title ?? bench}: ${table.title ?? `table ${n}`}`, table.columns, rows);
+  if (!spec) throw new Error(`table ${n} of ${file} has no column of numbers`);
+  return spec;
+}
+
 /** The Nth markdown table of the "## Benchmarks" section (or of the whole file when it has none). */
 export function benchTable(markdown: string, n: number, source: string): ChartSpec {
   const section = /^## Benchmarks\s*$([\s\S]*?)(?=^## |(?![\s\S]))/m.exec(markdown)?.[1] ?? markdown;
@@ -104,14 +139,13 @@ export function benchTable(markdown: string, n: number, source: string): ChartSp
   if (!table || table.length < 2)
     throw new Error(`${source} has no table ${n} under "## Benchmarks" (found ${tables.length})`);
   const [header, ...rows] = table as [string[], ...string[][]];
-  const series = header
-    .slice(1)
-    .map((label, i) => ({ label, values: rows.map((r) => number(r[i + 1] ?? '')) }))
-    .filter((s) => s.values.every((v) => v !== undefined))
-    // Columns are different quantities (events/s, ms, a ratio): each gets its own axis.
-    .map((s) => ({ label: s.label, values: s.values as number[], scale: s.label }));
-  if (series.length === 0) throw new Error(`table ${n} of ${source} has no column of numbers`);
-  return { title: `Benchmarks: ${header[0] || 'table ' + n}`, categories: rows.map((r) => r[0] ?? ''), series };
+  const spec = tableSpec(
+    `Benchmarks: ${header[0] || 'table ' + n}`,
+    header,
+    rows.map((r) => [r[0] ?? '', ...r.slice(1).map((c) => number(c))]),
+  );
+  if (!spec) throw new Error(`table ${n} of ${source} has no column of numbers`);
+  return spec;
 }
 
 async function render(page: Page, out: string): Promise<void> {
@@ -150,11 +184,11 @@ async function apiSource(): Promise<ApiSource> {
   let server: EmbeddedServer | undefined;
   if (!process.env.DATABASE_URL) {
     const dataDir = join(ROOT, '.data', 'dev-pg');
-    if (!existsSync(join(dataDir, 'PG_VERSION')))
+    if (!existsSync(join(embeddedDataDir(dataDir), 'PG_VERSION')))
       throw new Error('No data yet: run `npm start` once (it seeds demo data), or set DATABASE_URL.');
     server = await startEmbeddedPostgres({ dataDir, database: 'klaviyo' });
     process.env.DATABASE_URL = server.url;
-    process.stdout.write(`started the embedded database in ${dataDir}\n`);
+    process.stdout.write(`started the embedded database in ${server.dataDir}\n`);
   }
   // A key for this run only: the handlers read API_KEYS when first called.
   const key = randomBytes(24).toString('base64url');
@@ -243,7 +277,9 @@ async function main(argv: readonly string[]): Promise<void> {
     } else if (options.bench) {
       await figuresChart(
         page,
-        benchTable(readFileSync(options.bench, 'utf8'), options.table, options.bench),
+        options.bench.endsWith('.md')
+          ? benchTable(readFileSync(options.bench, 'utf8'), options.table, options.bench)
+          : benchResultTable(options.bench, options.table),
         options.out,
       );
     } else {

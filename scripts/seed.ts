@@ -7,7 +7,13 @@ import type { ClosableDb, Db } from '../lib/db/port';
 import { config } from '../lib/config';
 import { createDb } from '../lib/db';
 import { createPostgresDb } from '../lib/db/postgres';
-import { DEFAULT_PAGE_SIZE, DEFAULT_PROFILES, DEFAULT_SEED, generatePages } from '../lib/demo/generator';
+import {
+  DEFAULT_PAGE_SIZE,
+  DEFAULT_PROFILES,
+  DEFAULT_SEED,
+  demoYearEndingOn,
+  generatePages,
+} from '../lib/demo/generator';
 import { planEventsPage, writeEventsPage, type EventsPagePlan } from '../lib/app/ingest';
 
 /**
@@ -30,12 +36,15 @@ export interface SeedOptions {
   /** Events per page (default 1000, Klaviyo's page and bulk limit). */
   readonly pageSize?: number;
   /**
-   * Pages written at once (default 1: the next page is built while one is written). On 2 cores
-   * shared with other work, 2 at a time measured from 20% slower (20k events) to 20% faster (50k),
-   * so the simpler ordered default stays; a bigger server may gain from more.
+   * Pages written at once (default 1: the next page is built while one is written). On a small
+   * shared machine more at a time was not reliably faster, so the simpler ordered default stays; a
+   * bigger server may gain from more.
    */
   readonly concurrency?: number;
-  /** Window the events happen in (default the calendar year 2025). */
+  /**
+   * The window the events happen in. Default: the year ending at today's UTC midnight
+   * (demoYearEndingOn), so a demo always has data in its last days; pass both to pin it.
+   */
   readonly start?: Date;
   readonly end?: Date;
 }
@@ -53,7 +62,19 @@ export interface SeedResult {
   readonly duplicates: number;
   readonly profiles: number;
   readonly seed: number;
+  /** The window the events happen in. */
+  readonly start: Date;
+  readonly end: Date;
   readonly durationMs: number;
+}
+
+/** The seed's window: as given, else the year ending at today's UTC midnight (or a year before a given end). */
+export function demoWindow(
+  options: Pick<SeedOptions, 'start' | 'end'>,
+  today: Date = new Date(),
+): { readonly start: Date; readonly end: Date } {
+  const end = options.end ?? demoYearEndingOn(today).end;
+  return { start: options.start ?? demoYearEndingOn(end).start, end };
 }
 
 /** A demo account has fewer customers than events: about ten events per profile, within bounds. */
@@ -73,16 +94,10 @@ export async function seedDemoData(
   const concurrency = options.concurrency ?? 1;
   if (!Number.isSafeInteger(concurrency) || concurrency < 1)
     throw new RangeError('concurrency must be a whole number >= 1');
-  // Generated events lie in a fixed past window, so "now" only matters for the one-year-ahead rule.
+  const window = demoWindow(options);
+  // Generated events lie in a past window, so "now" only matters for the one-year-ahead rule.
   const ingestOptions = { maxResources: pageSize };
-  const pages = generatePages({
-    events: options.events,
-    seed,
-    profiles,
-    pageSize,
-    start: options.start,
-    end: options.end,
-  });
+  const pages = generatePages({ events: options.events, seed, profiles, pageSize, ...window });
 
   let events = 0;
   let pageCount = 0;
@@ -129,12 +144,13 @@ export async function seedDemoData(
     duplicates,
     profiles,
     seed,
+    ...window,
     durationMs: Math.round(performance.now() - started),
   };
 }
 
 // ---------------------------------------------------------------------------------------------
-// npm run seed [-- --events N --seed N --profiles N --no-aggregate --data-dir DIR]
+// npm run seed [-- --events N --seed N --profiles N --end YYYY-MM-DD --no-aggregate --data-dir DIR]
 
 const ROOT = resolve(__dirname, '..');
 const DEFAULT_CLI_EVENTS = 100_000;
@@ -143,6 +159,7 @@ interface CliSettings {
   readonly events: number;
   readonly seed: number;
   readonly profiles: number | undefined;
+  readonly end: Date | undefined;
   readonly concurrency: number;
   readonly aggregate: boolean;
   readonly dataDir: string;
@@ -153,11 +170,12 @@ class UsageError extends Error {}
 
 function usage(): string {
   return [
-    'Usage: npm run seed -- [--events N] [--seed N] [--profiles N] [--concurrency N] [--no-aggregate] [--data-dir DIR]',
+    'Usage: npm run seed -- [--events N] [--seed N] [--profiles N] [--end YYYY-MM-DD] [--concurrency N] [--no-aggregate] [--data-dir DIR]',
     '',
     `Writes N generated demo events (default SEED_EVENTS or ${DEFAULT_CLI_EVENTS.toLocaleString('en-US')}) through the ingest`,
     'library into DATABASE_URL, or else into the embedded PostgreSQL of npm start (.data/dev-pg; START_DATA_DIR),',
-    'migrating it first, then aggregates what was written. Re-running with the same seed adds nothing.',
+    'migrating it first, then aggregates what was written. The events span the year before --end (default: today,',
+    'UTC), so the demo always has recent data. Re-running with the same seed and end adds nothing.',
   ].join('\n');
 }
 
@@ -179,7 +197,7 @@ function readCliSettings(argv: readonly string[], env: NodeJS.ProcessEnv): CliSe
       continue;
     }
     const [name, inline] = arg.split('=', 2) as [string, string | undefined];
-    if (!['--events', '--seed', '--profiles', '--concurrency', '--data-dir'].includes(name))
+    if (!['--events', '--seed', '--profiles', '--end', '--concurrency', '--data-dir'].includes(name))
       throw new UsageError(`Unknown option ${arg}\n\n${usage()}`);
     const value = inline ?? argv[(i += 1)];
     if (value === undefined) throw new UsageError(`${name} needs a value`);
@@ -190,10 +208,15 @@ function readCliSettings(argv: readonly string[], env: NodeJS.ProcessEnv): CliSe
   const profilesRaw = flags.get('--profiles');
   const profiles = profilesRaw === undefined ? undefined : wholeNumber('--profiles', profilesRaw, 0);
   if (profiles === 0) throw new UsageError('--profiles must be at least 1');
+  const endRaw = flags.get('--end');
+  const end = endRaw === undefined ? undefined : new Date(`${endRaw}T00:00:00Z`);
+  if (end !== undefined && (!/^\d{4}-\d{2}-\d{2}$/.test(endRaw ?? '') || Number.isNaN(end.getTime())))
+    throw new UsageError(`--end must be a date like 2026-01-31, not ${JSON.stringify(endRaw)}`);
   return {
     events: wholeNumber('--events', flags.get('--events') ?? env.SEED_EVENTS, DEFAULT_CLI_EVENTS),
     seed,
     profiles,
+    end,
     concurrency: Math.max(1, wholeNumber('--concurrency', flags.get('--concurrency'), 1)),
     aggregate: !flags.has('--no-aggregate'),
     dataDir: resolve(ROOT, flags.get('--data-dir') ?? (env.START_DATA_DIR?.trim() || join('.data', 'dev-pg'))),
@@ -202,6 +225,7 @@ function readCliSettings(argv: readonly string[], env: NodeJS.ProcessEnv): CliSe
 }
 
 const out = (line = '') => process.stdout.write(line + '\n');
+const isoDay = (date: Date) => date.toISOString().slice(0, 10);
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
 async function cli(argv: readonly string[]): Promise<number> {
@@ -226,7 +250,7 @@ async function cli(argv: readonly string[]): Promise<number> {
     } else {
       server = await startEmbeddedPostgres({ dataDir: settings.dataDir, database: 'klaviyo' });
       url = server.url;
-      out(`Database: embedded PostgreSQL in ${settings.dataDir.replace(ROOT + '/', '')} on port ${server.port}.`);
+      out(`Database: embedded PostgreSQL in ${server.dataDir.replace(ROOT + '/', '')} on port ${server.port}.`);
     }
     // Library code (config()) reads its settings from the environment.
     process.env.DATABASE_URL = url;
@@ -259,6 +283,7 @@ async function cli(argv: readonly string[]): Promise<number> {
           events: settings.events,
           seed: settings.seed,
           profiles: settings.profiles,
+          end: settings.end,
           concurrency: settings.concurrency,
         },
         (p) => bar.update(Math.min(p.events, settings.events)),
@@ -268,7 +293,8 @@ async function cli(argv: readonly string[]): Promise<number> {
       bar.stop();
     }
     out(
-      `Seeded ${result.events.toLocaleString('en-US')} events (seed ${result.seed}, ${result.profiles.toLocaleString('en-US')} profiles) ` +
+      `Seeded ${result.events.toLocaleString('en-US')} events (seed ${result.seed}, ${result.profiles.toLocaleString('en-US')} profiles, ` +
+        `${isoDay(result.start)} to ${isoDay(result.end)}) ` +
         `in ${seconds(result.durationMs)}: ${result.inserted.toLocaleString('en-US')} new, ` +
         `${result.duplicates.toLocaleString('en-US')} already there; ` +
         `${Math.round(result.events / Math.max(result.durationMs / 1000, 0.001)).toLocaleString('en-US')} events/s.`,

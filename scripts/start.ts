@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import { SingleBar, Presets } from 'cli-progress';
 import { runAggregation } from '../lib/app/aggregation';
-import { startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
+import { embeddedDataDir, startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
 import { migrate, MigrationError } from '../lib/db/migrate';
 import type { ClosableDb } from '../lib/db/port';
 import { createPostgresDb } from '../lib/db/postgres';
@@ -258,10 +258,13 @@ async function waitForApi(url: string, osls: ChildProcess): Promise<void> {
   throw new Error(`serverless-offline did not answer ${url} within ${READY_TIMEOUT_MS / 1000} s`);
 }
 
-async function seed(db: ClosableDb, events: number): Promise<void> {
+async function seed(db: ClosableDb, events: number, embedded: boolean): Promise<void> {
   const existing = await db.query<{ seeded: boolean }>('SELECT EXISTS (SELECT 1 FROM klaviyo_events) AS seeded');
   if (existing[0]?.seeded) {
-    out('Demo data: the database already has events, nothing seeded.');
+    out(
+      'Demo data: the database already has events, nothing seeded' +
+        (embedded ? ' (`npm start -- --reset` starts afresh with a year of demo data ending today).' : '.'),
+    );
     return;
   }
   if (events === 0) {
@@ -274,13 +277,19 @@ async function seed(db: ClosableDb, events: number): Promise<void> {
     Presets.shades_classic,
   );
   bar.start(events, 0);
+  let window: { start: Date; end: Date };
   try {
-    await seedDemoData(db, { events }, (progress) => bar.update(Math.min(progress.events, events)));
+    // The year up to today's UTC midnight: the chart's last 30 and 90 days hold data.
+    window = await seedDemoData(db, { events }, (progress) => bar.update(Math.min(progress.events, events)));
     bar.update(events);
   } finally {
     bar.stop();
   }
-  out(`Seeded ${events.toLocaleString('en-US')} demo events in ${seconds(performance.now() - started)}.`);
+  const day = (date: Date) => date.toISOString().slice(0, 10);
+  out(
+    `Seeded ${events.toLocaleString('en-US')} demo events in ${seconds(performance.now() - started)} ` +
+      `(${day(window.start)} to ${day(window.end)}, UTC).`,
+  );
 }
 
 async function aggregateOnce(db: ClosableDb): Promise<void> {
@@ -355,21 +364,28 @@ export async function main(argv: readonly string[]): Promise<number> {
       out(`Database: DATABASE_URL (${new URL(databaseUrl).host}); no embedded PostgreSQL.`);
     } else {
       if (settings.reset) {
+        const where = embeddedDataDir(settings.dataDir);
+        rmSync(where, { recursive: true, force: true });
         rmSync(settings.dataDir, { recursive: true, force: true });
         rmSync(`${settings.dataDir}.api-key`, { force: true });
-        out(`--reset: deleted ${settings.dataDir}`);
+        out(`--reset: deleted ${where}`);
       }
-      const fresh = !existsSync(join(settings.dataDir, 'PG_VERSION'));
+      const fresh = !existsSync(join(embeddedDataDir(settings.dataDir), 'PG_VERSION'));
       const t = performance.now();
       server = await withoutForeignSignalHandlers(() =>
         startEmbeddedPostgres({ dataDir: settings.dataDir, database: 'klaviyo' }),
       );
-      postmasterPid = pidOfPostmaster(settings.dataDir);
+      postmasterPid = pidOfPostmaster(server.dataDir);
       databaseUrl = server.url;
       out(
         `Database: embedded PostgreSQL on port ${server.port}, ${fresh ? 'created' : 'reusing'} ` +
-          `${settings.dataDir.replace(ROOT + '/', '')} (${seconds(performance.now() - t)}).`,
+          `${server.dataDir.replace(ROOT + '/', '')} (${seconds(performance.now() - t)}).`,
       );
+      if (server.dataDir !== settings.dataDir) {
+        out(
+          `  (the "postgres" user PostgreSQL runs as under root cannot enter this clone's folder, so its data is kept there)`,
+        );
+      }
     }
 
     // Library code in this process (the seeder's ingest path) reads its settings through config().
@@ -416,7 +432,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 
     const baseUrl = `http://${settings.host}:${settings.httpPort}`;
     const ready = (async () => {
-      await seed(db, settings.seedEvents);
+      await seed(db, settings.seedEvents, !settings.databaseUrl);
       await aggregateOnce(db);
       await waitForApi(`${baseUrl}/api/health`, osls);
     })();

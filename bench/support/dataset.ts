@@ -95,7 +95,7 @@ export const DATASET_VERSION = 2;
 /**
  * A bench's server: memory for a 10M-event table and its indexes, no durability waits.
  * BENCH_SHARED_BUFFERS (default 1GB, e.g. 6GB) sizes the buffer pool: at 10M events the indexes the
- * aggregator and the queries touch (~4 GB) do not fit in 1 GB.
+ * aggregator and the queries touch do not fit in 1 GB.
  */
 export const BENCH_SERVER_SETTINGS: Readonly<Record<string, string>> = {
   shared_buffers: sharedBuffersFromEnv(),

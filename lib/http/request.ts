@@ -35,7 +35,7 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 /**
  * The body's size in bytes, and its text on demand. A body API Gateway passes as text is a JS
  * string already: its UTF-8 size is counted without encoding it, and it is parsed as it is
- * (encoding and decoding 1.6 MB again cost 6-10 ms a page, more than the JSON.parse). A base64
+ * (encoding and decoding a page-sized body again cost more than its JSON.parse). A base64
  * body is decoded, and must be valid UTF-8.
  */
 function bodyOf(event: APIGatewayProxyEventV2): { size: number; text: () => string } {

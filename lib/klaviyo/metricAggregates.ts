@@ -16,7 +16,7 @@ import {
  * body as Klaviyo's schema MetricAggregateQuery defines it, validated into a MetricAggregateQuery, and
  * the answer (PostMetricAggregateResponse) built from computed rows.
  *
- * Decisions where Klaviyo's documentation is silent (README, "Metric aggregates"):
+ * Decisions where Klaviyo's documentation is silent (docs/architecture.md, "Metric aggregates"):
  * - A filter datetime without an offset is a wall-clock time in the request's `timezone` (the spec's
  *   own example pairs America/New_York with 2022-12-01T00:00:00); one with an offset (Z, +hh:mm) is
  *   that instant. A wall-clock time that a DST jump skips means the jump itself.

@@ -150,7 +150,7 @@ const MARK_COPIED_SQL = `WITH inserted AS (
  * cannot skip a stored row: one refuses it with a unique violation (in a savepoint, which rolls
  * back), and then one read sets aside the rows already stored and only the others are copied. A
  * page sent again is refused at its first row, so a re-delivery costs that and the read. Reading
- * first on every page cost 6-10 ms of a page's 200-300 (bench pages, the two ways alternating). A
+ * first on every page would cost a read that a fresh page never needs (the ingest bench). A
  * row the read could not see, because a concurrent transaction had inserted it and not yet
  * committed, makes the second COPY wait for that transaction and fail in turn: the batch then goes
  * through the JSON path's INSERT ... ON CONFLICT DO NOTHING.

@@ -90,7 +90,7 @@ export interface ProfileDbRow extends Record<string, unknown> {
 /**
  * A profile's last event date, derived when read: the later of what Klaviyo stated on the resource
  * and the profile's newest stored event, one probe of klaviyo_events_profile_time_idx. Ingest then
- * never rewrites the ~1000 profiles a page names just to move a date (that was ~40% of a page).
+ * never rewrites the ~1000 profiles a page names just to move a date (a large share of a page's time).
  */
 export const PROFILE_LAST_EVENT_DATE_SQL = `greatest(p.last_event_date,
   (SELECT e."timestamp" FROM klaviyo_events e WHERE e.profile_id = p.id ORDER BY e."timestamp" DESC, e.id DESC LIMIT 1))`;
@@ -221,7 +221,7 @@ const INSERT_UNLESS_STORED_SQL = `
 // write, and a page of known, unchanged profiles costs this one read and no write at all.
 // `updated` comes back in exact microseconds: a Date keeps milliseconds, and judging "may be newer"
 // at that precision sent every copy whose `updated` equals the stored one (a page's ~950 known
-// profiles, ~40 ms of a page, to write a few dozen).
+// profiles, to write a few dozen).
 const STORED_STATE_SQL = `
   SELECT p.id, p.is_stub, (extract(epoch FROM p.updated) * 1000000)::int8 AS updated_us
     FROM klaviyo_profiles p
@@ -251,8 +251,8 @@ interface StoredState extends Record<string, unknown> {
  * ... ON CONFLICT DO NOTHING in the same order, which waits for any such transaction still open and
  * skips what it stored; the copies it skipped join the upsert, which replaces a stored copy only
  * when ours wins. Starting again from the read instead (the first version) could be refused again
- * by the next writer, and again: with four pages in flight that each brought new profiles, a page
- * took up to 12 s (bench/ingest.ts, BENCH_CONCURRENCY=4).
+ * by the next writer, and again: with several pages in flight that each brought new profiles, a page
+ * could wait for many seconds (bench/ingest.ts with BENCH_CONCURRENCY).
  *
  * No deadlock between two such writers. Each first inserts its new profiles in one statement, in
  * one order all writers share (by id, as the COPY has them, and the same after a refusal), locking

@@ -1,13 +1,16 @@
 import type { Db } from '../../lib/db/port';
 import { closeDb } from '../../lib/db';
-import { generatePages } from '../../lib/demo/generator';
+import { demoYearEndingOn, generatePages } from '../../lib/demo/generator';
 import { ingestEventsPage } from '../../lib/app/ingest';
-import { defaultDemoProfiles, seedDemoData, type SeedProgress } from '../../scripts/seed';
+import { defaultDemoProfiles, demoWindow, seedDemoData, type SeedProgress } from '../../scripts/seed';
 import { freshDatabase, type TestDatabase } from '../support/database';
 
 const EVENTS = 2500;
 const PROFILES = 400;
 const SEED = 7;
+/** A pinned window keeps these tests' data the same whatever today is. */
+const WINDOW = demoYearEndingOn(new Date('2026-01-01T00:00:00Z'));
+const DAY_MS = 86_400_000;
 
 /** Everything ingest stores, minus the wall-clock columns (ingested_at, first_marked_at). */
 async function contents(db: Db): Promise<Record<string, string>> {
@@ -45,10 +48,10 @@ describe('seedDemoData', () => {
 
   it('stores exactly what ingesting the generator pages one by one stores, reporting progress page by page', async () => {
     const progress: SeedProgress[] = [];
-    const result = await seedDemoData(seeded.db, { events: EVENTS, seed: SEED, profiles: PROFILES }, (p) =>
+    const result = await seedDemoData(seeded.db, { events: EVENTS, seed: SEED, profiles: PROFILES, ...WINDOW }, (p) =>
       progress.push(p),
     );
-    for (const page of generatePages({ events: EVENTS, seed: SEED, profiles: PROFILES })) {
+    for (const page of generatePages({ events: EVENTS, seed: SEED, profiles: PROFILES, ...WINDOW })) {
       await ingestEventsPage(ingested.db, page, { maxResources: 1000 });
     }
 
@@ -73,7 +76,7 @@ describe('seedDemoData', () => {
 
   it('changes nothing when run again with the same options: every event is a duplicate', async () => {
     const before = await contents(seeded.db);
-    const again = await seedDemoData(seeded.db, { events: EVENTS, seed: SEED, profiles: PROFILES });
+    const again = await seedDemoData(seeded.db, { events: EVENTS, seed: SEED, profiles: PROFILES, ...WINDOW });
     expect(again).toMatchObject({ events: EVENTS, inserted: 0, duplicates: EVENTS });
     expect(await contents(seeded.db)).toEqual(before);
   });
@@ -85,6 +88,7 @@ describe('seedDemoData', () => {
         events: EVENTS,
         seed: SEED,
         profiles: PROFILES,
+        ...WINDOW,
         concurrency: 2,
       });
       expect(result).toMatchObject({ events: EVENTS, pages: 3, inserted: EVENTS });
@@ -95,8 +99,40 @@ describe('seedDemoData', () => {
   });
 
   it('adds different events for a different seed', async () => {
-    const other = await seedDemoData(seeded.db, { events: 500, seed: SEED + 1, profiles: PROFILES });
+    const other = await seedDemoData(seeded.db, { events: 500, seed: SEED + 1, profiles: PROFILES, ...WINDOW });
     expect(other).toMatchObject({ events: 500, inserted: 500, duplicates: 0 });
+  });
+
+  it('by default spans the year up to today (UTC midnight): the demo has data in its last 30 days', async () => {
+    const recent = await freshDatabase({ setEnv: false });
+    try {
+      const result = await seedDemoData(recent.db, { events: 1000, seed: SEED, profiles: PROFILES });
+      const now = new Date();
+      const midnight = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate());
+      expect(result.end.getTime()).toBe(midnight);
+      const [span] = await recent.db.query<{ first: Date; last: Date; last30: string }>(
+        `SELECT min("timestamp") AS first, max("timestamp") AS last,
+                count(*) FILTER (WHERE "timestamp" >= $1::timestamptz) AS last30
+           FROM klaviyo_events`,
+        [new Date(midnight - 30 * DAY_MS).toISOString()],
+      );
+      expect(span?.last.getTime()).toBeLessThan(midnight);
+      expect(span?.first.getTime()).toBeGreaterThanOrEqual(result.start.getTime());
+      expect(Number(span?.last30)).toBeGreaterThan(0);
+    } finally {
+      await recent.drop();
+    }
+  });
+
+  it('dates the window by the given day: the same day gives the same year', () => {
+    expect(demoWindow({}, new Date('2026-03-01T15:30:00Z'))).toEqual({
+      start: new Date('2025-03-01T00:00:00Z'),
+      end: new Date('2026-03-01T00:00:00Z'),
+    });
+    expect(demoWindow({ end: new Date('2026-07-04T00:00:00Z') })).toEqual({
+      start: new Date('2025-07-04T00:00:00Z'),
+      end: new Date('2026-07-04T00:00:00Z'),
+    });
   });
 
   it('sizes the demo audience at about ten events per profile, within bounds', () => {

@@ -36,7 +36,7 @@ export default async function globalSetup(): Promise<void> {
     globalThis.__embeddedPostgres = server;
     adminUrl = server.urlFor('postgres');
     const stop = () => {
-      void server.stop().finally(() => rmSync(dataDir, { recursive: true, force: true }));
+      void server.stop().finally(() => rmSync(server.dataDir, { recursive: true, force: true }));
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

