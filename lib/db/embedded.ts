@@ -8,6 +8,7 @@ import {
   readFileSync,
   realpathSync,
   renameSync,
+  rmdirSync,
   rmSync,
   mkdirSync,
   statSync,
@@ -174,6 +175,29 @@ export function embeddedDataDir(requested: string, user: () => FolderUser = serv
     );
   }
   return standIn;
+}
+
+function isStandIn(path: string): boolean {
+  const parent = dirname(resolve(path));
+  return dirname(parent) === tmpdir() && /^klaviyo-analytics-[0-9a-f]{16}$/.test(basename(parent));
+}
+
+/**
+ * Deletes a data folder of the embedded server, given as requested or as the server reported it
+ * (EmbeddedServer.dataDir): the folder, its stand-in, and the stand-in's parent, so that nothing is
+ * left behind in the temp folder.
+ */
+export function removeEmbeddedData(dataDir: string): void {
+  const where = isStandIn(dataDir) ? resolve(dataDir) : embeddedDataDir(dataDir);
+  rmSync(where, { recursive: true, force: true });
+  rmSync(dataDir, { recursive: true, force: true });
+  if (isStandIn(where)) {
+    try {
+      rmdirSync(dirname(where));
+    } catch {
+      // Not empty, or gone already.
+    }
+  }
 }
 
 export class EmbeddedDataDirError extends Error {

@@ -13,7 +13,7 @@ import { arch, platform, tmpdir } from 'node:os';
 import { execFile } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { blockingFolder, embeddedDataDir, standInDataDir } from '../../lib/db/embedded';
+import { blockingFolder, embeddedDataDir, removeEmbeddedData, standInDataDir } from '../../lib/db/embedded';
 
 /**
  * A clone inside a private folder (root's home, `mktemp -d`): as root, PostgreSQL runs as the
@@ -124,6 +124,9 @@ describe('startEmbeddedPostgres in a folder the server user cannot enter', () =>
         const parent = statSync(dirname(reply.dataDir));
         expect(parent.uid).toBe(0);
         expect(parent.mode & 0o022).toBe(0);
+        // Removing it leaves nothing behind in the temp folder.
+        removeEmbeddedData(reply.dataDir);
+        expect(existsSync(dirname(reply.dataDir))).toBe(false);
       } finally {
         rmSync(dirname(standInDataDir(requested)), { recursive: true, force: true });
       }
