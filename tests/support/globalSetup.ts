@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import postgres from 'postgres';
-import { startEmbeddedPostgres, type EmbeddedServer } from '../../lib/db/embedded';
+import { removeEmbeddedData, startEmbeddedPostgres, type EmbeddedServer } from '../../lib/db/embedded';
 import { migrate } from '../../lib/db/migrate';
 import { createPostgresDb } from '../../lib/db/postgres';
 import { startDataApiServer, type DataApiServer } from './dataApiServer';
@@ -36,7 +36,7 @@ export default async function globalSetup(): Promise<void> {
     globalThis.__embeddedPostgres = server;
     adminUrl = server.urlFor('postgres');
     const stop = () => {
-      void server.stop().finally(() => rmSync(server.dataDir, { recursive: true, force: true }));
+      void server.stop().finally(() => removeEmbeddedData(server.dataDir));
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

@@ -1,4 +1,4 @@
-import { rmSync } from 'node:fs';
+import { removeEmbeddedData } from '../../lib/db/embedded';
 import postgres from 'postgres';
 import { TEST_ENV } from './env';
 
@@ -9,7 +9,7 @@ export default async function globalTeardown(): Promise<void> {
   const server = globalThis.__embeddedPostgres;
   if (server) {
     await server.stop();
-    rmSync(server.dataDir, { recursive: true, force: true });
+    removeEmbeddedData(server.dataDir);
     globalThis.__embeddedPostgres = undefined;
     return;
   }

@@ -1,7 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { embeddedDataDir } from '../../../lib/db/embedded';
+import { removeEmbeddedData } from '../../../lib/db/embedded';
 import { migrate } from '../../../lib/db/migrate';
 import { createPostgresDb } from '../../../lib/db/postgres';
 import type { ClosableDb } from '../../../lib/db/port';
@@ -43,8 +42,7 @@ function send(child: ChildProcess, command: ServerCommand): Promise<ServerReply 
 
 export async function startOwnServer(name: string): Promise<OwnServer> {
   const dataDir = join(__dirname, '..', '..', '..', '.data', `reliability-${name}-${process.pid}`);
-  rmSync(embeddedDataDir(dataDir), { recursive: true, force: true });
-  rmSync(dataDir, { recursive: true, force: true });
+  removeEmbeddedData(dataDir);
   const child = fork(join(__dirname, 'serverProcess.ts'), [], {
     execArgv: ['--import', 'tsx'],
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
@@ -78,8 +76,7 @@ export async function startOwnServer(name: string): Promise<OwnServer> {
         child.disconnect();
         await exited;
       }
-      rmSync(embeddedDataDir(dataDir), { recursive: true, force: true });
-      rmSync(dataDir, { recursive: true, force: true });
+      removeEmbeddedData(dataDir);
     },
   };
 }
