@@ -73,6 +73,8 @@ export interface StreamRunSummary {
   readonly rejects: number;
   readonly inserted: number;
   readonly cursor: string | null;
+  /** events: how far the cursor is behind now, in seconds. */
+  readonly lag_seconds?: number | null;
   readonly backfill_complete?: boolean;
   readonly error?: string;
 }
@@ -208,6 +210,19 @@ export async function runSync(db: Db, client: KlaviyoClient, options: SyncOption
   return finish(status, status === 'done' && summaries.events.backfill_complete === true);
 }
 
+/** The figures of one run for its one structured log line (snake_case, no key, no personal data). */
+export function syncLogFields(result: SyncRunResult): Record<string, unknown> {
+  return {
+    status: result.status,
+    caught_up: result.caughtUp,
+    duration_ms: result.durationMs,
+    requests: result.requests,
+    throttled: result.throttled,
+    retried: result.retried,
+    streams: result.streams,
+  };
+}
+
 function notRun(): StreamRunSummary {
   return { status: 'not_run', rows_pulled: 0, rejects: 0, inserted: 0, cursor: null };
 }
@@ -247,7 +262,12 @@ class StreamRunner {
       rejects: this.rejected.size,
       inserted: this.inserted,
       cursor: s.cursor === null ? null : new Date(s.cursor).toISOString(),
-      ...(this.stream === 'events' ? { backfill_complete: s.backfillDoneAt !== null } : {}),
+      ...(this.stream === 'events'
+        ? {
+            lag_seconds: s.cursor === null ? null : Math.max(0, Math.round((this.now() - s.cursor) / 1000)),
+            backfill_complete: s.backfillDoneAt !== null,
+          }
+        : {}),
     };
   }
 

@@ -233,8 +233,8 @@ describe('Klaviyo sync', () => {
 
   it('stops at its time budget with its checkpoints, and the next run resumes without starting over', async () => {
     seedAccount(fake, 5200);
-    // Each request costs 2 s of virtual time; 7 s of budget ends the run during the backfill.
-    const stopped = await h.sync({ timeBudgetMs: 7_000, tickPerRequestMs: 2_000 });
+    // Each request costs 2 s of virtual time; 5 s of budget ends the run after the first page of the backfill's first slice (of two).
+    const stopped = await h.sync({ timeBudgetMs: 5_000, tickPerRequestMs: 2_000 });
     expect(stopped.status).toBe('partial');
     expect(stopped.caughtUp).toBe(false);
     const storedAfterStop = (
