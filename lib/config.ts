@@ -83,7 +83,7 @@ const EnvSchema = z.object({
   SYNC_LOOKBACK_EVERY_MINUTES: positiveInt(60),
   SYNC_SAFETY_LAG_SECONDS: positiveInt(5),
   SYNC_BACKFILL_DAYS: positiveInt(365),
-  SYNC_SLICE_HOURS: positiveInt(24),
+  SYNC_SLICE_HOURS: positiveInt(168),
   // Share (in percent) of the account's steady rate limits this sync may use; other integrations share them.
   SYNC_RATE_SHARE_PERCENT: positiveInt(50).pipe(z.number().max(100, 'must be at most 100')),
 });

@@ -56,6 +56,8 @@ export interface SyncOptions {
   /** How long the lease outlives a run that dies; default the budget plus two minutes. */
   readonly leaseTtlMs?: number;
   readonly onProgress?: (progress: SyncProgress) => void;
+  /** Ends the run at the next page boundary, as the time budget does (the CLI's Ctrl-C). */
+  readonly signal?: AbortSignal;
 }
 
 export interface SyncProgress {
@@ -163,7 +165,7 @@ export async function runSync(db: Db, client: KlaviyoClient, options: SyncOption
   try {
     const states = await loadStreamStates(db, accountId);
     for (const stream of STREAMS) {
-      if (clock.now() >= deadline) {
+      if (clock.now() >= deadline || options.signal?.aborted) {
         summaries[stream] = { ...notRun(), status: 'partial' };
         continue;
       }
@@ -290,6 +292,7 @@ class StreamRunner {
 
   private checkBudget(): void {
     if (this.now() >= this.deadline) throw new SyncDeadline('the run reached its time budget');
+    if (this.options.signal?.aborted) throw new SyncDeadline('the run was asked to stop');
   }
 
   private async runProfiles(): Promise<boolean> {
@@ -323,7 +326,16 @@ class StreamRunner {
       });
     }
 
-    // The incremental window: opened here unless a stopped run left one open.
+    await this.readIncrementalWindow();
+    const backfilled = await this.readBackfill();
+    // A backfill takes minutes: what arrived meanwhile is read now, so that a finished run is current.
+    if (backfilled) await this.readIncrementalWindow();
+    return true;
+  }
+
+  /** The incremental window: opened here unless a stopped run left one open. */
+  private async readIncrementalWindow(): Promise<void> {
+    const o = this.options;
     if (this.state.windowEnd === null) {
       const cursor = this.state.cursor as number;
       const end = Math.max(cursor, floorToSecond(this.now() - o.safetyLagMs));
@@ -356,9 +368,14 @@ class StreamRunner {
         };
       });
     }
+  }
 
-    // The first backfill, newest slice first, each slice read in datetime order.
+  /** The first backfill, newest slice first, each slice read in datetime order; true when it read anything. */
+  private async readBackfill(): Promise<boolean> {
+    const o = this.options;
+    let read = false;
     while (this.state.backfillDoneAt === null && this.state.backfillNextEnd !== null) {
+      read = true;
       this.checkBudget();
       const s = this.state;
       const horizon = s.backfillHorizon as number;
@@ -379,7 +396,7 @@ class StreamRunner {
         };
       });
     }
-    return true;
+    return read;
   }
 
   private backfillShare(): number {
