@@ -27,7 +27,8 @@ function parse(argv: readonly string[]) {
     if (arg === '--key') settings.key = value;
     else if (arg === '--events' || arg === '--days' || arg === '--port') {
       const number = Number(value.replace(/_/g, ''));
-      if (!Number.isSafeInteger(number) || number < 1) throw new Error(`${arg} must be a whole number >= 1`);
+      const min = arg === '--port' ? 0 : 1;
+      if (!Number.isSafeInteger(number) || number < min) throw new Error(`${arg} must be a whole number >= ${min}`);
       settings[arg.slice(2) as 'events' | 'days' | 'port'] = number;
     } else throw new Error(`unknown option ${arg}`);
   }

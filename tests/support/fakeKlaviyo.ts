@@ -122,6 +122,8 @@ export class FakeKlaviyo {
   readonly metrics = new Map<string, Resource>();
   readonly profiles = new Map<string, Resource>();
   private readonly events = new Map<string, Resource>();
+  /** allEvents() and their times, kept until the next change (a bench serves a million of them). */
+  private sorted: { events: Resource[]; times: number[] } | undefined;
   readonly requests: FakeRequest[] = [];
   private readonly faults: { endpoint: FakeEndpoint | null; fault: Fault }[] = [];
   private readonly recent = new Map<FakeEndpoint, number[]>();
@@ -136,10 +138,22 @@ export class FakeKlaviyo {
 
   /** Every event, in Klaviyo's order (datetime, then id). */
   allEvents(): Resource[] {
-    return [...this.events.values()].sort(
-      (a, b) =>
-        timeOf(a.attributes.datetime) - timeOf(b.attributes.datetime) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
-    );
+    return [...this.sortedEvents().events];
+  }
+
+  private sortedEvents(): { events: Resource[]; times: number[] } {
+    if (!this.sorted) {
+      const events = [...this.events.values()]
+        .map((e) => ({ e, t: timeOf(e.attributes.datetime) }))
+        .sort(
+          (a, b) =>
+            Number(Number.isNaN(a.t)) - Number(Number.isNaN(b.t)) ||
+            a.t - b.t ||
+            (a.e.id < b.e.id ? -1 : a.e.id > b.e.id ? 1 : 0),
+        );
+      this.sorted = { events: events.map((x) => x.e), times: events.map((x) => x.t) };
+    }
+    return this.sorted;
   }
 
   addMetric(resource: Resource): void {
@@ -153,6 +167,7 @@ export class FakeKlaviyo {
 
   addEvent(resource: Resource): void {
     this.events.set(resource.id, resource);
+    this.sorted = undefined;
   }
 
   /** Loads a page of GET /api/events?include=metric,profile (the demo generator's shape). */
@@ -274,7 +289,36 @@ export class FakeKlaviyo {
 
     let items: Resource[];
     if (endpoint === 'events') {
-      items = this.allEvents().filter((e) => passes(timeOf(e.attributes.datetime), conditions.get('datetime') ?? []));
+      const { events, times } = this.sortedEvents();
+      // Bounds by binary search; events without a readable datetime (NaN) match no datetime filter.
+      const bounds = conditions.get('datetime') ?? [];
+      let lo = 0;
+      let hi = events.length;
+      for (const c of bounds) {
+        if (c.op === 'greater-or-equal')
+          lo = Math.max(
+            lo,
+            firstIndex(times, (t) => t >= c.ms),
+          );
+        else if (c.op === 'greater-than')
+          lo = Math.max(
+            lo,
+            firstIndex(times, (t) => t > c.ms),
+          );
+        else if (c.op === 'less-than')
+          hi = Math.min(
+            hi,
+            firstIndex(times, (t) => t >= c.ms),
+          );
+        else
+          hi = Math.min(
+            hi,
+            firstIndex(times, (t) => t > c.ms),
+          );
+      }
+      items = events
+        .slice(lo, Math.max(lo, hi))
+        .filter((e, i) => bounds.length === 0 || Number.isFinite(times[lo + i]));
       if (sort === '-datetime' || sort === '-timestamp') items.reverse();
     } else if (endpoint === 'profiles') {
       items = [...this.profiles.values()]
@@ -313,6 +357,19 @@ export class FakeKlaviyo {
     }
     return document;
   }
+}
+
+/** The first index whose time satisfies `at` (times ascending, NaN last); times.length when none does. */
+function firstIndex(times: readonly number[], at: (t: number) => boolean): number {
+  let lo = 0;
+  let hi = times.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const t = times[mid] as number;
+    if (Number.isNaN(t) || at(t)) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
 }
 
 function compareBy(a: Resource, b: Resource, sort: string | null): number {
