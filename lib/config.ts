@@ -72,6 +72,20 @@ const EnvSchema = z.object({
   AGGREGATE_BATCH_BUCKETS: positiveInt(5000),
   // Below the aggregate function's Lambda timeout (60 s), leaving room for the last batch and the log line.
   AGGREGATE_TIME_BUDGET_MS: positiveInt(40_000),
+  // Pulling from Klaviyo (lib/sync, docs/sync.md). The key itself is never a setting here: the CLI
+  // takes KLAVIYO_API_KEY, the function reads the secret KLAVIYO_API_KEY_SECRET names at run time.
+  KLAVIYO_BASE_URL: optionalText.pipe(z.url({ protocol: /^https?$/ }).optional()),
+  KLAVIYO_API_KEY_SECRET: optionalText,
+  SYNC_ACCOUNT_ID: optionalText,
+  // Below the sync function's Lambda timeout, leaving room for the page in flight and the log line.
+  SYNC_TIME_BUDGET_MS: positiveInt(240_000),
+  SYNC_LOOKBACK_HOURS: positiveInt(24),
+  SYNC_LOOKBACK_EVERY_MINUTES: positiveInt(60),
+  SYNC_SAFETY_LAG_SECONDS: positiveInt(5),
+  SYNC_BACKFILL_DAYS: positiveInt(365),
+  SYNC_SLICE_HOURS: positiveInt(168),
+  // Share (in percent) of the account's steady rate limits this sync may use; other integrations share them.
+  SYNC_RATE_SHARE_PERCENT: positiveInt(50).pipe(z.number().max(100, 'must be at most 100')),
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -107,6 +121,21 @@ export interface Config {
     readonly aggregateBatchBuckets: number;
     readonly aggregateTimeBudgetMs: number;
   };
+  readonly sync: SyncSettings;
+}
+
+export interface SyncSettings {
+  readonly baseUrl: string;
+  readonly apiKeySecret?: string;
+  readonly accountId: string;
+  readonly timeBudgetMs: number;
+  readonly lookbackMs: number;
+  readonly lookbackEveryMs: number;
+  readonly safetyLagMs: number;
+  readonly backfillMs: number;
+  readonly sliceMs: number;
+  /** 0 < rateShare <= 1. */
+  readonly rateShare: number;
 }
 
 export interface PostgresTuning {
@@ -133,7 +162,19 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     aggregateBatchBuckets: e.AGGREGATE_BATCH_BUCKETS,
     aggregateTimeBudgetMs: e.AGGREGATE_TIME_BUDGET_MS,
   };
-  const common = { logLevel: e.LOG_LEVEL, logSql: e.LOG_SQL, apiKeys: e.API_KEYS, limits };
+  const sync: SyncSettings = {
+    baseUrl: (e.KLAVIYO_BASE_URL ?? 'https://a.klaviyo.com').replace(/\/+$/, ''),
+    apiKeySecret: e.KLAVIYO_API_KEY_SECRET,
+    accountId: e.SYNC_ACCOUNT_ID ?? 'default',
+    timeBudgetMs: e.SYNC_TIME_BUDGET_MS,
+    lookbackMs: e.SYNC_LOOKBACK_HOURS * 3_600_000,
+    lookbackEveryMs: e.SYNC_LOOKBACK_EVERY_MINUTES * 60_000,
+    safetyLagMs: e.SYNC_SAFETY_LAG_SECONDS * 1000,
+    backfillMs: e.SYNC_BACKFILL_DAYS * 86_400_000,
+    sliceMs: e.SYNC_SLICE_HOURS * 3_600_000,
+    rateShare: e.SYNC_RATE_SHARE_PERCENT / 100,
+  };
+  const common = { logLevel: e.LOG_LEVEL, logSql: e.LOG_SQL, apiKeys: e.API_KEYS, limits, sync };
 
   if (e.DB_DRIVER === 'data-api') {
     const missing = (['DB_CLUSTER_ARN', 'DB_SECRET_ARN', 'DB_NAME'] as const).filter((k) => !e[k]);

@@ -381,6 +381,20 @@ describe('real responses conform to openapi.yaml', () => {
     expect((await call('GET /api/events', { key: 'write' })).status).toBe(403);
   });
 
+  it('sync status: before any run, and once streams have run', async () => {
+    const empty = await call('GET /api/sync-status', { key: 'read' });
+    expect(empty.status).toBe(200);
+    await t.db.query(
+      `INSERT INTO klaviyo_sync_streams (account_id, stream, cursor, backfill_horizon, backfill_next_end, rows_pulled,
+         last_run_rows_pulled, last_run_at, last_success_at, last_error_at, last_error)
+       VALUES ('default', 'events', now() - interval '1 minute', now() - interval '365 days', now() - interval '30 days',
+               1000, 1000, now(), now(), now(), 'Klaviyo answered 503')`,
+    );
+    const ran = await call('GET /api/sync-status', { key: 'read' });
+    expect(ran.json().data.find((s: { id: string }) => s.id === 'events').attributes.rows_pulled).toBe(1000);
+    expect((await call('GET /api/sync-status', { key: null })).status).toBe(401);
+  });
+
   it('covered every documented operation with a success', () => {
     const missing = operations().filter((op) => ![...(covered.get(op) ?? [])].some((s) => s >= 200 && s < 300));
     expect(missing).toEqual([]);

@@ -7,3 +7,10 @@ export { ingestEventsPage, planEventsPage, writeEventsPage, type EventsPagePlan 
 export { upsertProfilesDocument, upsertMetricsDocument, planProfilesDocument, planMetricsDocument } from './resources';
 export { createEvent, bulkCreateEvents, planCreateEvent, planBulkCreate, writeKlaviyoEvents } from './klaviyoWrites';
 export { ingestResultDocument, type IngestCounts, type IngestOptions } from './result';
+export {
+  planEventsPageSettingAside,
+  planMetricsSettingAside,
+  planProfilesSettingAside,
+  type Lenient,
+  type SetAsideItem,
+} from './setAside';

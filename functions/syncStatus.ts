@@ -1,0 +1,10 @@
+import { config } from '../lib/config';
+import { getDb } from '../lib/db';
+import { httpHandler } from '../lib/http/handler';
+import { getSyncStatusDocument } from '../lib/sync/status';
+
+/** GET /api/sync-status: per stream, last success, cursor, lag, rows pulled, rejects and the last error. */
+export const handler = httpHandler({ name: 'sync-status', scope: 'read' }, async () => ({
+  status: 200,
+  body: await getSyncStatusDocument(getDb(), config().sync.accountId),
+}));
