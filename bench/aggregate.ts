@@ -366,6 +366,7 @@ async function bench(db: ClosableDb): Promise<void> {
       // Two series, so that `npm run chart -- --bench aggregate` draws the comparison itself.
       title: `Incremental run after ${fmt(NEW_EVENTS)} new events, against the ${reference} (ms)`,
       columns: ['round', 'incremental run', reference],
+      unit: 'ms',
       rows: roundFigures.map((r) => [
         `round ${r.round}${r.round === 1 ? ' (cold caches)' : ''}`,
         round1(r.runMs),

@@ -29,6 +29,7 @@ export const BenchDocumentSchema = z.object({
       title: z.string(),
       columns: z.array(z.string()).min(1),
       rows: z.array(z.array(Cell)),
+      unit: z.string().optional(),
     }),
   ),
   goals: z.array(z.string()).optional(),

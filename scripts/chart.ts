@@ -90,13 +90,15 @@ function tableSpec(
   title: string,
   header: readonly string[],
   rows: readonly (readonly (number | undefined | string)[])[],
+  unit?: string,
 ): ChartSpec | undefined {
   const series = header
     .slice(1)
     .map((label, i) => ({ label, values: rows.map((r) => r[i + 1]) }))
     .filter((s): s is { label: string; values: number[] } => s.values.every((v) => typeof v === 'number'))
-    // Columns are different quantities (events/s, ms, a ratio): each gets its own axis.
-    .map((s) => ({ label: s.label, values: s.values, scale: s.label }));
+    // Columns are different quantities (events/s, ms, a ratio): each gets its own axis, unless the
+    // table says they share one unit.
+    .map((s) => ({ label: s.label, values: s.values, scale: unit ?? s.label }));
   if (series.length === 0) return undefined;
   return { title, categories: rows.map((r) => String(r[0] ?? '')), series };
 }
@@ -107,13 +109,13 @@ export function benchResultTable(bench: string, n: number): ChartSpec {
   if (!existsSync(file)) throw new Error(`No bench results in ${file}: run the bench first (npm run bench:${bench})`);
   const doc = JSON.parse(readFileSync(file, 'utf8')) as {
     title?: string;
-    tables?: { title?: string; columns?: string[]; rows?: (string | number | null)[][] }[];
+    tables?: { title?: string; columns?: string[]; rows?: (string | number | null)[][]; unit?: string }[];
   };
   const table = doc.tables?.[n - 1];
   if (!table?.columns || !table.rows || table.rows.length === 0)
     throw new Error(`${file} has no table ${n} (it has ${doc.tables?.length ?? 0})`);
   const rows = table.rows.map((r) => r.map((c) => (c === null ? undefined : c)));
-  const spec = tableSpec(`${doc.title ?? bench}: ${table.title ?? `table ${n}`}`, table.columns, rows);
+  const spec = tableSpec(`${doc.title ?? bench}: ${table.title ?? `table ${n}`}`, table.columns, rows, table.unit);
   if (!spec) throw new Error(`table ${n} of ${file} has no column of numbers`);
   return spec;
 }

@@ -10,6 +10,8 @@ export interface BenchTable {
   readonly title: string;
   readonly columns: readonly string[];
   readonly rows: readonly (readonly (string | number | null)[])[];
+  /** Set when every number column is in this one unit (e.g. "ms"): a chart then draws them on one axis. */
+  readonly unit?: string;
 }
 
 export interface BenchResult {

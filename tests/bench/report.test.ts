@@ -108,6 +108,9 @@ describe('npm run chart -- --bench', () => {
         ['incremental', [812.4, 640]],
         ['ratio', [0.0232, 0.0183]],
       ]);
+      expect(new Set(spec.series.map((s) => s.scale)).size).toBe(2);
+      writeFileSync(file, JSON.stringify({ ...SAMPLE, tables: [{ ...SAMPLE.tables[0], unit: 'ms' }] }));
+      expect(benchResultTable(file, 1).series.map((s) => s.scale)).toEqual(['ms', 'ms']);
       expect(() => benchResultTable(file, 2)).toThrow(/has no table 2/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
