@@ -1,8 +1,15 @@
 import { createHash } from 'node:crypto';
 import type { Db } from '../db/port';
-import type { SetAsideItem } from '../app/ingest';
 
 /** The sync's own tables (migrations/0008_klaviyo_sync.sql): stream state, the run lease, rejects. */
+
+/** An item ingest set aside (lib/ingest's SetAsideItem has this shape): where, why, and the item as received. */
+export interface RejectedItem {
+  readonly pointer: string;
+  readonly code: string;
+  readonly detail: string;
+  readonly item: unknown;
+}
 
 export type StreamName = 'metrics' | 'profiles' | 'events';
 export const STREAMS: readonly StreamName[] = ['metrics', 'profiles', 'events'];
@@ -202,7 +209,7 @@ export async function recordRejects(
   db: Db,
   accountId: string,
   stream: StreamName,
-  items: readonly SetAsideItem[],
+  items: readonly RejectedItem[],
   sourceUrl: string,
 ): Promise<void> {
   if (items.length === 0) return;

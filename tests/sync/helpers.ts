@@ -181,3 +181,29 @@ export function eventFilters(sent: readonly SentRequest[]): { from: number; to: 
       };
     });
 }
+
+/** Every source profile is stored with its latest attributes (email, first name, properties, updated). */
+export async function expectStoredProfilesToEqual(
+  db: Db,
+  fake: FakeKlaviyo,
+  except: readonly string[] = [],
+): Promise<void> {
+  const rows = await db.query<{
+    id: string;
+    email: string | null;
+    first_name: string | null;
+    properties: unknown;
+    updated: Date | null;
+  }>(`SELECT id, email, first_name, properties, updated FROM klaviyo_profiles WHERE NOT is_stub ORDER BY id`);
+  const expected = [...fake.profiles.values()]
+    .filter((p) => !except.includes(p.id))
+    .map((p) => ({
+      id: p.id,
+      email: (p.attributes.email as string | undefined) ?? null,
+      first_name: (p.attributes.first_name as string | undefined) ?? null,
+      properties: p.attributes.properties ?? null,
+      updated: new Date(p.attributes.updated as string),
+    }))
+    .sort((a, b) => (a.id < b.id ? -1 : 1));
+  expect(rows).toEqual(expected);
+}

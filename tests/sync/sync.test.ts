@@ -9,6 +9,7 @@ import {
   dataSnapshot,
   eventFilters,
   expectStoredEventsToEqual,
+  expectStoredProfilesToEqual,
   harness,
   type Harness,
 } from './helpers';
@@ -89,6 +90,7 @@ describe('Klaviyo sync', () => {
     expect(second.status).toBe('done');
     expect(second.streams.events.inserted).toBe(2);
     await expectStoredEventsToEqual(database.db, fake.allEvents());
+    await expectStoredProfilesToEqual(database.db, fake);
   });
 
   it('waits out a 429 across the whole client, retries 5xx and dropped connections, and loses nothing', async () => {
@@ -106,6 +108,7 @@ describe('Klaviyo sync', () => {
     expect(sentAfter).toBeDefined();
     expect((sentAfter?.at ?? 0) - (h.sent[throttledAt]?.at ?? 0)).toBeGreaterThanOrEqual(30_000);
     expect(fake.requests.filter((r) => r.status === 503)).toHaveLength(2);
+    await expectStoredProfilesToEqual(database.db, fake);
   });
 
   it('a 429 on one endpoint also holds back the next endpoint', async () => {
@@ -163,6 +166,8 @@ describe('Klaviyo sync', () => {
     await h.syncUntilCaughtUp();
     h.clock.advance(10 * 60_000);
     fake.putProfile(profileOf('P3', h.clock.now() - 60_000, { first_name: 'Grace', properties: { tier: 'Gold' } }));
+    // A profile updated without any new event: only the profiles stream can bring it.
+    fake.putProfile(profileOf('P5', h.clock.now() - 120_000, { first_name: 'Linus' }));
     fake.addMetric(metricOf('MetricNew001', 'Started Checkout'));
     fake.addEvent(eventOf('C1', 'MetricNew001', 'P3', h.clock.now() - 30_000, { $value: 7.25 }));
     const result = await h.sync();
@@ -178,6 +183,7 @@ describe('Klaviyo sync', () => {
     );
     expect(metric).toEqual([{ name: 'Started Checkout', is_stub: false }]);
     await expectStoredEventsToEqual(database.db, fake.allEvents());
+    await expectStoredProfilesToEqual(database.db, fake);
     // Profiles are read from the cursor on, not from the start again.
     const lastProfiles = fake.requests.filter((r) => r.endpoint === 'profiles').at(-1);
     expect(lastProfiles?.query.get('filter')).toMatch(/^greater-than\(updated,/);
@@ -221,6 +227,7 @@ describe('Klaviyo sync', () => {
     expect(rejects[2]?.pointer).toMatch(/^\/included\/\d+\/attributes\/properties\/bad$/);
     expect(rejects[1]?.reason).toMatch(/not the second of datetime/);
     expect(JSON.parse(rejects[0]?.item_json ?? '{}').attributes.event_properties.note).toBe('a\u0000b');
+    await expectStoredProfilesToEqual(database.db, fake, ['P9']);
     const stub = await database.db.query<{ is_stub: boolean }>(`SELECT is_stub FROM klaviyo_profiles WHERE id = 'P9'`);
     expect(stub).toEqual([{ is_stub: true }]);
 
@@ -246,6 +253,7 @@ describe('Klaviyo sync', () => {
     const resumed = await h.syncUntilCaughtUp();
     expect(resumed.status).toBe('done');
     await expectStoredEventsToEqual(database.db, fake.allEvents());
+    await expectStoredProfilesToEqual(database.db, fake);
     // Resuming re-read at most what shares the checkpoint's second, not the stored pages.
     const total = fake.allEvents().length;
     expect(pulledBefore + resumed.streams.events.rows_pulled).toBeLessThanOrEqual(total + 60);
