@@ -21,7 +21,11 @@ module.exports = {
       comment: 'A handler parses, calls a use case in lib/app, and maps the result: no repository or domain call.',
       severity: 'error',
       from: { path: '^functions/' },
-      to: { path: ['^lib/repositories/', '^lib/db/(?!index\\.ts$)', DOMAIN] },
+      to: {
+        path: ['^lib/repositories/', '^lib/db/', DOMAIN],
+        // The lazy client, SQLSTATE mapping, and the JSON:API error type a handler answers with.
+        pathNot: ['^lib/db/(index|errors)\\.ts$', '^lib/klaviyo/errors\\.ts$'],
+      },
     },
     {
       name: 'http-is-the-adapter',

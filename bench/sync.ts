@@ -10,7 +10,7 @@ import { ingestEventsPage, upsertMetricsDocument, upsertProfilesDocument } from 
 import { setLogLevel } from '../lib/log';
 import { systemClock } from '../lib/sync/clock';
 import { KLAVIYO_LIMITS, KlaviyoClient, PAGE_SIZES } from '../lib/sync/klaviyoClient';
-import { runSync } from '../lib/sync/run';
+import { runSync } from '../lib/app/sync';
 import { BENCH_SERVER_SETTINGS } from './support/dataset';
 import { intFromEnv } from './support/env';
 import { writeBenchResult } from './support/results';

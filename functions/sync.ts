@@ -4,10 +4,7 @@ import { config } from '../lib/config';
 import { getDb } from '../lib/db';
 import { errorCode } from '../lib/db/errors';
 import { log } from '../lib/log';
-import { klaviyoApiKey } from '../lib/sync/apiKey';
-import { systemClock } from '../lib/sync/clock';
-import { KlaviyoClient } from '../lib/sync/klaviyoClient';
-import { runSync, syncLogFields, type SyncRunResult } from '../lib/sync/run';
+import { runConfiguredSync, syncLogFields, type SyncRunResult } from '../lib/app/sync';
 
 /**
  * The scheduled Klaviyo sync (EventBridge, every 5 minutes by default). Each run works within its
@@ -40,13 +37,7 @@ export async function handler(
     const remaining =
       typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : Infinity;
     const timeBudgetMs = Math.max(1, Math.min(settings.timeBudgetMs, remaining - SAFETY_MARGIN_MS));
-    const client = new KlaviyoClient({
-      baseUrl: settings.baseUrl,
-      apiKey: await klaviyoApiKey(settings),
-      clock: systemClock,
-      rateShare: settings.rateShare,
-    });
-    const result = await runSync(getDb(), client, { ...settings, timeBudgetMs, clock: systemClock });
+    const result = await runConfiguredSync(getDb(), settings, timeBudgetMs);
     const fields = { function: 'sync', scheduled_event_id: scheduledEventId, ...syncLogFields(result) };
     if (result.status === 'error') log.error('sync run failed', fields);
     else log.info(result.status === 'skipped' ? 'sync run skipped: another run holds the lease' : 'sync run', fields);

@@ -9,7 +9,7 @@ import { log } from '../lib/log';
 import { klaviyoApiKey } from '../lib/sync/apiKey';
 import { systemClock } from '../lib/sync/clock';
 import { KlaviyoClient } from '../lib/sync/klaviyoClient';
-import { runSync, syncLogFields, type SyncRunResult } from '../lib/sync/run';
+import { runSync, syncLogFields, type SyncRunResult } from '../lib/app/sync';
 
 /**
  * npm run sync: the scheduled function's code, run after run until the account is caught up, with a

@@ -2,7 +2,7 @@ import { runAggregation } from '../../lib/app/aggregation';
 import type { Db } from '../../lib/db/port';
 import type { Clock } from '../../lib/sync/clock';
 import { KlaviyoClient } from '../../lib/sync/klaviyoClient';
-import { runSync, type SyncOptions, type SyncRunResult } from '../../lib/sync/run';
+import { runSync, type SyncOptions, type SyncRunResult } from '../../lib/app/sync';
 import type { FakeKlaviyo } from '../support/fakeKlaviyo';
 
 export const API_KEY = 'pk_test_0123456789abcdef0123456789abcdef';

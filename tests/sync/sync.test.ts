@@ -1,4 +1,4 @@
-import { acquireLease } from '../../lib/sync/repository';
+import { acquireLease } from '../../lib/repositories/sync';
 import { FakeKlaviyo, eventOf, metricOf, profileOf } from '../support/fakeKlaviyo';
 import { useFreshDatabase } from '../support/database';
 import {

@@ -1,5 +1,5 @@
 import type { Db } from '../db/port';
-import { readStreamStatus, STREAMS, type StreamName, type StreamStatusRow } from './repository';
+import { readStreamStatus, STREAMS, type StreamName, type StreamStatusRow } from '../repositories/sync';
 
 /**
  * GET /api/sync-status: per stream, what the last runs did and how far behind the data is.

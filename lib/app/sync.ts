@@ -6,12 +6,14 @@ import {
   planProfilesSettingAside,
   writeEventsPage,
   type SetAsideItem,
-} from '../app/ingest';
+} from './ingest';
 import { redactText } from '../log';
 import { upsertMetrics } from '../repositories/metrics';
 import { upsertProfiles } from '../repositories/profiles';
-import type { Clock } from './clock';
-import { KlaviyoApiError, type KlaviyoClient, PAGE_SIZES, SyncDeadline, type Endpoint } from './klaviyoClient';
+import type { SyncSettings } from '../config';
+import { klaviyoApiKey } from '../sync/apiKey';
+import { systemClock, type Clock } from '../sync/clock';
+import { KlaviyoApiError, KlaviyoClient, PAGE_SIZES, SyncDeadline, type Endpoint } from '../sync/klaviyoClient';
 import {
   acquireLease,
   EMPTY_STATE,
@@ -27,7 +29,7 @@ import {
   STREAMS,
   type StreamName,
   type StreamState,
-} from './repository';
+} from '../repositories/sync';
 
 /**
  * One sync run of one Klaviyo account: metrics (full refresh), then profiles (incremental on
@@ -136,6 +138,17 @@ function latestOf(items: readonly unknown[], attribute: 'datetime' | 'updated'):
     if (Number.isFinite(at) && (latest === null || at > latest)) latest = at;
   }
   return latest;
+}
+
+/** A run against the configured Klaviyo account: its key (from its secret when deployed), the real clock. */
+export async function runConfiguredSync(db: Db, settings: SyncSettings, timeBudgetMs: number): Promise<SyncRunResult> {
+  const client = new KlaviyoClient({
+    baseUrl: settings.baseUrl,
+    apiKey: await klaviyoApiKey(settings),
+    clock: systemClock,
+    rateShare: settings.rateShare,
+  });
+  return runSync(db, client, { ...settings, timeBudgetMs, clock: systemClock });
 }
 
 export async function runSync(db: Db, client: KlaviyoClient, options: SyncOptions): Promise<SyncRunResult> {
