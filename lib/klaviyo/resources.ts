@@ -81,7 +81,19 @@ export function metricSummaryResource(metric: MetricSummary, baseUrl: string): J
   };
 }
 
-export function profileResource(profile: ProfileRow, baseUrl: string): JsonApiResource {
+/**
+ * A profile from its columns. `additional` adds Klaviyo's `subscriptions` and `predictive_analytics`
+ * (additional-fields[profile]) as the stored resource carried them: null when its source (Create
+ * Profile, Create Event, a sync without additional-fields) had none; this backend never computes them.
+ */
+export function profileResource(
+  profile: ProfileRow,
+  baseUrl: string,
+  additional: ReadonlySet<'subscriptions' | 'predictive_analytics'> = new Set(),
+): JsonApiResource {
+  const stored = isObject(profile.rawData) && isObject(profile.rawData.attributes) ? profile.rawData.attributes : {};
+  const extra: Record<string, unknown> = {};
+  for (const name of additional) extra[name] = isObject(stored[name]) ? stored[name] : null;
   return {
     type: 'profile',
     id: profile.id,
@@ -101,6 +113,7 @@ export function profileResource(profile: ProfileRow, baseUrl: string): JsonApiRe
       last_event_date: klaviyoDateTime(profile.lastEventDate),
       location: profile.location,
       properties: profile.properties,
+      ...extra,
     },
     links: { self: `${baseUrl}/api/profiles/${encodeURIComponent(profile.id)}` },
   };

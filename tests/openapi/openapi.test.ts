@@ -255,15 +255,15 @@ describe('real responses conform to openapi.yaml', () => {
       body: { data: [{ type: 'event', id: 'x', attributes: {} }] },
       key: 'write',
     });
-    expect(invalid.status).toBe(422);
+    expect(invalid.status).toBe(400);
     expect(invalid.json().errors[0].source.pointer).toMatch(/^\/data\/0\//);
     expect((await call('POST /api/profiles', { body: { data: [{ type: 'profile' }] }, key: 'write' })).status).toBe(
-      422,
+      400,
     );
     expect(
       (await call('POST /api/metrics', { body: { data: [{ type: 'metric', id: 'm' }] }, key: 'write' })).status,
-    ).toBe(422);
-    expect((await call('POST /api/event-bulk-create-jobs', { body: { data: {} }, key: 'write' })).status).toBe(422);
+    ).toBe(400);
+    expect((await call('POST /api/event-bulk-create-jobs', { body: { data: {} }, key: 'write' })).status).toBe(400);
     expect((await call('POST /api/events', { raw: '{"data": [', key: 'write' })).status).toBe(400);
     expect(
       (await call('POST /api/events', { raw: 'a=b', contentType: 'application/x-www-form-urlencoded', key: 'write' }))

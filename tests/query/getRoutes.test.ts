@@ -427,7 +427,15 @@ describe('GET routes: events, profiles, metrics', () => {
         [events.list, '/api/events', { filter: 'contains(metric_id,"x")' }, 'filter'],
         [events.list, '/api/events', { filter: 'greater-than(datetime,yesterday)' }, 'filter'],
         [events.list, '/api/events', { filter: 'equals(metric_id,"a"),equals(metric_id,"b")' }, 'filter'],
-        [events.list, '/api/events', { 'fields[event]': 'datetime' }, 'fields[event]'],
+        // Klaviyo's sparse fieldsets are served; a name outside Klaviyo's list is refused, as is a fieldset
+        // Klaviyo does not document on the route and an include of data never stored here.
+        [events.list, '/api/events', { 'fields[event]': 'value' }, 'fields[event]'],
+        [events.list, '/api/events', { 'fields[list]': 'name' }, 'fields[list]'],
+        [events.list, '/api/events', { include: 'attributions' }, 'include'],
+        [profiles.list, '/api/profiles', { sort: 'first_name' }, 'sort'],
+        [profiles.list, '/api/profiles', { filter: 'contains(updated,"2024")' }, 'filter'],
+        [profiles.list, '/api/profiles', { 'additional-fields[profile]': 'everything' }, 'additional-fields[profile]'],
+        [metrics.list, '/api/metrics', { include: 'flow-triggers' }, 'include'],
         [profiles.list, '/api/profiles', { filter: 'equals(first_name,"First")' }, 'filter'],
         [profiles.list, '/api/profiles', { filter: 'any(email,[])' }, 'filter'],
         [profiles.list, '/api/profiles', { 'page[size]': '101' }, 'page[size]'],
