@@ -342,7 +342,7 @@ export async function getEventRelationshipDocument(
   };
 }
 
-const PROFILE_KEYS: readonly ProfileKey[] = ['id', 'email', 'phone_number', 'external_id'];
+const PROFILE_KEYS: readonly ProfileKey[] = ['id', 'email', 'phone_number', 'external_id', '_kx'];
 const PROFILE_SORTS: readonly ProfileSortField[] = ['id', 'created', 'updated', 'email'];
 const TIME_OPERATORS: Readonly<Record<string, ProfileTimeBound['operator']>> = {
   equals: '=',
@@ -394,15 +394,15 @@ export async function getProfilesDocument(db: Db, ctx: RequestContext): Promise<
       throw parameterError(
         'filter',
         `${c.source}: profiles are filtered on ${[...PROFILE_KEYS, 'created', 'updated'].join(', ')}` +
-          (c.field === '_kx' || c.field.startsWith('subscriptions.')
+          (c.field.startsWith('subscriptions.')
             ? `; ${c.field} is not stored here (see docs/klaviyo-compatibility.md)`
             : ''),
       );
     }
     const key = c.field as ProfileKey;
     if (c.operator === 'equals') match.push({ key, values: [conditionText(c)] });
-    else if (c.operator === 'any') match.push({ key, values: conditionList(c) });
-    else throw parameterError('filter', `${c.source}: ${c.field} takes equals or any`);
+    else if (c.operator === 'any' && key !== '_kx') match.push({ key, values: conditionList(c) });
+    else throw parameterError('filter', `${c.source}: ${c.field} takes equals${key === '_kx' ? '' : ' or any'}`);
   }
   const size = pageSize(ctx.query, PROFILES_PAGE);
   const print = fingerprint(['profiles', match, bounds, sort]);

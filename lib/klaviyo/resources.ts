@@ -136,12 +136,11 @@ function relationshipTo(
   existing: unknown,
   eventSelf: string,
 ): Record<string, unknown> {
+  const links = { self: `${eventSelf}/relationships/${type}`, related: `${eventSelf}/${type}` };
   if (isObject(existing) && isObject(existing.data) && existing.data.type === type && existing.data.id === id)
-    return existing;
-  return {
-    data: { type, id },
-    links: { self: `${eventSelf}/relationships/${type}`, related: `${eventSelf}/${type}` },
-  };
+    // As received (a synced event keeps Klaviyo's links); one written here gets links to these routes.
+    return isObject(existing.links) ? existing : { ...existing, links };
+  return { data: { type, id }, links };
 }
 
 /**

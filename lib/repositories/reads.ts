@@ -130,7 +130,15 @@ export async function getProfilesByIds(db: Db, ids: readonly string[]): Promise<
 }
 
 /** The identifiers GET /api/profiles filters on; each has its own index. */
-export type ProfileKey = 'id' | 'email' | 'phone_number' | 'external_id';
+export type ProfileKey = 'id' | 'email' | 'phone_number' | 'external_id' | '_kx';
+
+const KEY_COLUMN: Readonly<Record<ProfileKey, string>> = {
+  id: 'p.id',
+  email: 'p.email',
+  phone_number: 'p.phone_number',
+  external_id: 'p.external_id',
+  _kx: 'p.kx',
+};
 
 /** What GET /api/profiles sorts by; the profile id breaks ties. */
 export type ProfileSortField = 'id' | 'created' | 'updated' | 'email';
@@ -180,7 +188,7 @@ export async function listProfiles(db: Db, query: ProfileListQuery): Promise<Pro
   const where = query.match.map(({ key, values }) => {
     const list = `(SELECT jsonb_array_elements_text(${param(JSON.stringify(values))}::jsonb))`;
     if (key === 'email') return `lower(p.email) IN (SELECT lower(v) FROM ${list} AS l(v)) AND p.email IS NOT NULL`;
-    return `p.${key} IN ${list}`;
+    return `${KEY_COLUMN[key]} IN ${list}`;
   });
   for (const b of query.bounds ?? []) where.push(`p.${b.field} ${b.operator} ${param(b.at)}::text::timestamptz`);
   const field = query.sort?.field ?? 'id';
