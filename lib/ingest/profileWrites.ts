@@ -9,8 +9,11 @@ import {
   type ProfileWrite,
 } from '../klaviyo/schemas';
 import {
+  clearProfileAttributes,
   getProfileById,
   mergeProfiles,
+  PROFILE_TEXT_FIELDS,
+  type ClearableProfileField,
   resolveProfiles,
   type ProfileMerge,
   type ProfileRow,
@@ -29,7 +32,7 @@ import { checkJsonValues, Problems, type PathSegment } from './validation';
  *
  * A profile is found by id, email (case-insensitive), phone_number, external_id, anonymous_id or
  * _kx, as Klaviyo resolves them. Given attributes merge over stored ones (properties and location
- * key by key); an attribute left out is kept.
+ * key by key); an attribute left out is kept; on Create or Update Profile, one sent as null is cleared.
  */
 
 const IDENTIFIERS = 'email, phone_number, external_id, anonymous_id or _kx';
@@ -111,6 +114,12 @@ export async function createProfile(db: Db, body: unknown): Promise<ProfileRow> 
   });
 }
 
+/** The attributes a write sends as null: Klaviyo clears them. */
+function clearedBy(p: ProfileWrite): ClearableProfileField[] {
+  const a = p.attributes as Record<string, unknown>;
+  return ([...PROFILE_TEXT_FIELDS, 'location', 'properties'] as const).filter((f) => f in a && a[f] === null);
+}
+
 /** Create or Update Profile: the profile, and whether this request created it. */
 export async function importProfile(db: Db, body: unknown): Promise<{ profile: ProfileRow; created: boolean }> {
   const profile = planOne(body, true);
@@ -118,6 +127,7 @@ export async function importProfile(db: Db, body: unknown): Promise<{ profile: P
     const [existing] = await resolveProfiles(tx, [identifiersOf(identity(profile))]);
     const id = existing ?? newProfileId(identity(profile));
     await mergeProfiles(tx, [mergeOf(id, profile)]);
+    if (existing) await clearProfileAttributes(tx, id, clearedBy(profile));
     return { profile: await stored(tx, id), created: existing === null || existing === undefined };
   });
 }

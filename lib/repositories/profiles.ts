@@ -549,3 +549,32 @@ function mergeTwo(a: ProfileMerge, b: ProfileMerge): ProfileMerge {
     : a.attributes.properties;
   return { id: a.id, attributes: attributes as ProfileAttributes, kx: b.kx ?? a.kx ?? null };
 }
+
+/** What a Klaviyo write can clear by sending null (Create or Update Profile). */
+export type ClearableProfileField = ProfileTextField | 'location' | 'properties';
+const CLEARABLE: readonly ClearableProfileField[] = [...PROFILE_TEXT_FIELDS, 'location', 'properties'];
+
+/**
+ * Sets these attributes to null, in the columns and in the stored resource, and moves `updated`
+ * when one of them had a value. Klaviyo's Create or Update Profile clears an attribute sent as null.
+ */
+export async function clearProfileAttributes(
+  db: Db,
+  id: string,
+  fields: readonly ClearableProfileField[],
+): Promise<void> {
+  const names = CLEARABLE.filter((f) => fields.includes(f));
+  if (names.length === 0) return;
+  const hadValue = names.map((f) => `p.${f} IS NOT NULL`).join(' OR ');
+  await db.query(
+    `UPDATE klaviyo_profiles AS p SET
+       ${names.map((f) => `${f} = NULL`).join(', ')},
+       raw_data = jsonb_set(coalesce(p.raw_data, jsonb_build_object('type', 'profile', 'id', p.id)), '{attributes}',
+                   coalesce(p.raw_data->'attributes', '{}'::jsonb)
+                   || jsonb_build_object(${names.map((f) => `'${f}', NULL::text`).join(', ')}, 'updated', now())),
+       updated = now(),
+       ingested_at = now()
+     WHERE p.id = $1 AND (${hadValue})`,
+    [id],
+  );
+}

@@ -137,6 +137,12 @@ describe("Klaviyo's Node SDK against this backend", () => {
     expect(found.body.data.map((p) => p.attributes.firstName).sort()).toEqual(['One', 'Two']);
     const sarah = await profilesApi.getProfile(sarahId);
     expect(sarah.body.data.attributes.title).toBe('CTO');
+    // Create or Update Profile clears an attribute sent as null, and keeps those left out.
+    const cleared = await profilesApi.createOrUpdateProfile({
+      data: { type: 'profile', id: sarahId, attributes: { title: null } },
+    } as never);
+    expect(cleared.response.status).toBe(200);
+    expect(cleared.response.data.data.attributes).toMatchObject({ title: null, first_name: 'Sarah' });
   });
 
   it('getProfiles by updated, sorted, with fields[profile]: an incremental reader pages every profile once', async () => {
