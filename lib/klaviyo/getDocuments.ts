@@ -160,6 +160,8 @@ async function includedFor(
 interface EventsFilter {
   metricId?: string;
   profileId?: string;
+  /** has(profile): only events with a profile. */
+  hasProfile?: boolean;
   fromUs?: number;
   toUs?: number;
 }
@@ -176,7 +178,10 @@ function setOnce(filter: EventsFilter, key: 'metricId' | 'profileId', value: str
 function eventsFilter(query: QueryParams, fields: readonly string[]): EventsFilter {
   const out: EventsFilter = {};
   for (const c of parseFilterParam(query)) {
-    if ((c.field === 'metric_id' || c.field === 'profile_id') && fields.includes(c.field)) {
+    if (c.operator === 'has' && (c.field === 'profile' || c.field === 'metric') && c.value === undefined) {
+      // Every event has a metric; has(profile) leaves out events without one.
+      if (c.field === 'profile') out.hasProfile = true;
+    } else if ((c.field === 'metric_id' || c.field === 'profile_id') && fields.includes(c.field)) {
       if (c.operator !== 'equals')
         throw parameterError('filter', `${c.source}: ${c.field} takes equals, e.g. equals(${c.field},"abc")`);
       setOnce(out, c.field === 'metric_id' ? 'metricId' : 'profileId', conditionText(c), c.source);
@@ -198,7 +203,7 @@ function eventsFilter(query: QueryParams, fields: readonly string[]): EventsFilt
     } else {
       throw parameterError(
         'filter',
-        `${c.source}: this route filters on ${[...fields, 'datetime', 'timestamp'].join(', ')}`,
+        `${c.source}: this route filters on ${[...fields, 'datetime', 'timestamp'].join(', ')}, and has(profile), has(metric)`,
       );
     }
   }
@@ -229,7 +234,16 @@ async function eventsPage(
   const size = pageSize(ctx.query, EVENTS_PAGE);
   const wanted = includes(ctx.query, EVENT_INCLUDES, UNAVAILABLE_INCLUDES.event);
   const profileId = options.profileId ?? filter.profileId;
-  const print = fingerprint(['events', path, filter.metricId, profileId, filter.fromUs, filter.toUs, descending]);
+  const print = fingerprint([
+    'events',
+    path,
+    filter.metricId,
+    profileId,
+    filter.fromUs,
+    filter.toUs,
+    descending,
+    filter.hasProfile === true,
+  ]);
   const cursor = decodeKeyset(ctx.query, print, 2);
   const empty = filter.fromUs !== undefined && filter.toUs !== undefined && filter.toUs <= filter.fromUs;
   const { rows, next, prev } = await keysetPage(
@@ -243,6 +257,7 @@ async function eventsPage(
         : listEvents(db, {
             ...(filter.metricId !== undefined ? { metricId: filter.metricId } : {}),
             ...(profileId !== undefined ? { profileId } : {}),
+            ...(filter.hasProfile ? { hasProfile: true } : {}),
             ...(filter.fromUs !== undefined ? { from: isoFromMicros(filter.fromUs) } : {}),
             ...(filter.toUs !== undefined ? { to: isoFromMicros(filter.toUs) } : {}),
             descending: reversed ? !descending : descending,

@@ -135,11 +135,13 @@ function relationshipTo(
   id: string,
   existing: unknown,
   eventSelf: string,
+  asReceived: boolean,
 ): Record<string, unknown> {
   const links = { self: `${eventSelf}/relationships/${type}`, related: `${eventSelf}/${type}` };
   if (isObject(existing) && isObject(existing.data) && existing.data.type === type && existing.data.id === id)
-    // As received (a synced event keeps Klaviyo's links); one written here gets links to these routes.
-    return isObject(existing.links) ? existing : { ...existing, links };
+    // A synced event's relationship stays as received (an export re-imports as the same row); one
+    // written here (Create Event) gets links to this API's relationship routes.
+    return asReceived || isObject(existing.links) ? existing : { ...existing, links };
   return { data: { type, id }, links };
 }
 
@@ -160,12 +162,14 @@ export function eventResource(event: StoredEvent, baseUrl: string): JsonApiResou
   if (!isObject(attributes.event_properties)) attributes.event_properties = { ...event.properties };
   if (!('uuid' in attributes)) attributes.uuid = event.uuid;
   const rawRelationships = isObject(raw.relationships) ? raw.relationships : {};
+  // Resources from Klaviyo carry their links; events written here (Create Event) have none stored.
+  const asReceived = isObject(raw.links);
   const relationships: Record<string, unknown> = {
     ...rawRelationships,
-    metric: relationshipTo('metric', event.metricId, rawRelationships.metric, self),
+    metric: relationshipTo('metric', event.metricId, rawRelationships.metric, self, asReceived),
   };
   if (event.profileId !== null)
-    relationships.profile = relationshipTo('profile', event.profileId, rawRelationships.profile, self);
+    relationships.profile = relationshipTo('profile', event.profileId, rawRelationships.profile, self, asReceived);
   else delete relationships.profile;
   return {
     ...raw,

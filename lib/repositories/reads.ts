@@ -53,6 +53,8 @@ function toEventRow(r: EventDbRow): EventRow {
 export interface EventListQuery {
   readonly metricId?: string;
   readonly profileId?: string;
+  /** Only events that have a profile (Klaviyo's has(profile)). */
+  readonly hasProfile?: boolean;
   /** ISO 8601 instants (microsecond text); [from, to). */
   readonly from?: string;
   readonly to?: string;
@@ -76,6 +78,7 @@ export async function listEvents(db: Db, query: EventListQuery): Promise<EventRo
   };
   if (query.metricId !== undefined) where.push(`e.metric_id = ${param(query.metricId)}`);
   if (query.profileId !== undefined) where.push(`e.profile_id = ${param(query.profileId)}`);
+  if (query.hasProfile) where.push('e.profile_id IS NOT NULL');
   if (query.from !== undefined) where.push(`e."timestamp" >= ${param(query.from)}::text::timestamptz`);
   if (query.to !== undefined) where.push(`e."timestamp" < ${param(query.to)}::text::timestamptz`);
   if (query.after) {

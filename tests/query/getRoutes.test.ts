@@ -218,6 +218,8 @@ describe('GET routes: events, profiles, metrics', () => {
         { filter: `greater-than(datetime,${iso(pivot.ms)})`, want: (e) => e.ms > pivot.ms },
         { filter: `less-than(datetime,${iso(later.ms)}Z)`, want: (e) => e.ms < later.ms },
         { filter: `less-or-equal(timestamp,${iso(later.ms)}+00:00)`, want: (e) => e.ms <= later.ms },
+        { filter: 'has(profile)', want: (e) => e.profileId !== null },
+        { filter: `has(metric),equals(metric_id,"${M_OPEN}")`, want: (e) => e.metricId === M_OPEN },
         {
           filter: `equals(metric_id,"${M_ORDER}"),equals(profile_id,"${P_JOHN}"),greater-than(datetime,${iso(pivot.ms)}),less-or-equal(datetime,${iso(later.ms)})`,
           want: (e) => e.metricId === M_ORDER && e.profileId === P_JOHN && e.ms > pivot.ms && e.ms <= later.ms,
