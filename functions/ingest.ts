@@ -5,14 +5,16 @@ import { httpHandler, type HttpHandler, type HttpResult } from '../lib/http/hand
 import type { HttpRequest } from '../lib/http/request';
 import {
   bulkCreateEvents,
+  bulkImportProfiles,
   createEvent,
+  createProfile,
+  importProfile,
   ingestEventsPage,
   ingestResultDocument,
   upsertMetricsDocument,
   upsertProfilesDocument,
   type IngestCounts,
 } from '../lib/ingest';
-import { bulkImportProfiles, createProfile, importProfile } from '../lib/ingest/profileWrites';
 import { applyFieldset, parseFieldsets } from '../lib/klaviyo/fieldsets';
 import { checkKnownParams } from '../lib/klaviyo/listParams';
 import { apiBaseUrl, klaviyoDateTime, profileResource } from '../lib/klaviyo/resources';

@@ -7,3 +7,4 @@ export { ingestEventsPage, planEventsPage, writeEventsPage, type EventsPagePlan 
 export { upsertProfilesDocument, upsertMetricsDocument, planProfilesDocument, planMetricsDocument } from './resources';
 export { createEvent, bulkCreateEvents, planCreateEvent, planBulkCreate, writeKlaviyoEvents } from './klaviyoWrites';
 export { ingestResultDocument, type IngestCounts, type IngestOptions } from './result';
+export { createProfile, importProfile, bulkImportProfiles, type ProfileImportJob } from './profileWrites';
