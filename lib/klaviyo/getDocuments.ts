@@ -1,6 +1,6 @@
 import type { Db } from '../db/port';
 import { HttpError } from '../http/errors';
-import { listMetrics } from '../repositories/metrics';
+import { listMetrics, type MetricSummary } from '../repositories/metrics';
 import { getProfileById } from '../repositories/profiles';
 import {
   getEventById,
@@ -20,9 +20,7 @@ import {
   conditionInstantMicros,
   conditionList,
   conditionText,
-  decodeCursor,
   decodeKeyset,
-  encodeCursor,
   fingerprint,
   includes,
   isoFromMicros,
@@ -475,24 +473,30 @@ export async function getMetricsDocument(db: Db, ctx: RequestContext): Promise<L
   }
   const size = pageSize(ctx.query, METRICS_PAGE);
   const print = fingerprint(['metrics', integrationName, integrationCategory]);
-  const cursor = decodeCursor(ctx.query, print, 1);
-  // listMetrics caps its limit at 1000: asking for one more than the page finds whether another page exists.
-  const rows = await listMetrics(db, {
-    ...(cursor ? { afterId: cursor[0] as string } : {}),
-    ...(integrationName !== undefined ? { integrationName } : {}),
-    ...(integrationCategory !== undefined ? { integrationCategory } : {}),
-    limit: size + 1,
-  });
-  const page = rows.slice(0, size);
-  const last = page[page.length - 1];
-  const more = rows.length > size || (rows.length === size && size === METRICS_PAGE.max);
-  const next = more && last ? encodeCursor(print, [last.id]) : undefined;
+  const cursor = decodeKeyset(ctx.query, print, 1);
+  const {
+    rows: page,
+    next,
+    prev,
+  } = await keysetPage(
+    cursor,
+    size,
+    print,
+    (m: MetricSummary) => [m.id],
+    (after, reversed, limit) =>
+      listMetrics(db, {
+        ...(after?.[0] ? (reversed ? { beforeId: after[0] } : { afterId: after[0] }) : {}),
+        ...(integrationName !== undefined ? { integrationName } : {}),
+        ...(integrationCategory !== undefined ? { integrationCategory } : {}),
+        limit,
+      }),
+  );
   return {
     data: withFieldsets(
       page.map((m) => metricSummaryResource(m, ctx.baseUrl)),
       fieldsets,
     ),
-    links: pageLinks(ctx.baseUrl, '/api/metrics', ctx.query, next),
+    links: pageLinks(ctx.baseUrl, '/api/metrics', ctx.query, next, prev),
   };
 }
 

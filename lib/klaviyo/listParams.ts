@@ -160,15 +160,6 @@ export function decodeKeyset(query: QueryParams, print: string, length: number):
   return { key: parsed.k, backward: parsed.d === 'prev' };
 }
 
-/** A forward cursor whose key has no nulls (metrics page by id only). */
-export function decodeCursor(query: QueryParams, print: string, length: number): string[] | undefined {
-  const text = query['page[cursor]'];
-  if (text === undefined) return undefined;
-  const parsed = parseCursor(text, print, length);
-  if (parsed.d === 'prev' || parsed.k.some((k) => k === null)) throw cursorError();
-  return parsed.k as string[];
-}
-
 function cursorError(): HttpError {
   return parameterError(
     'page[cursor]',

@@ -395,6 +395,16 @@ describe('GET routes: events, profiles, metrics', () => {
       expect(shopify.body.data.map((m: { id: string }) => m.id)).toEqual([M_ORDER]);
       const pages = await allPages(metrics.list, '/api/metrics', { 'page[size]': '2' });
       expect(pages.flatMap((p) => p.data.map((m: { id: string }) => m.id))).toEqual([M_ORDER, M_OPEN, M_STUB].sort());
+      // Back from the last page by links.prev: the first page again, which has no prev.
+      expect(pages[0].links.prev).toBeUndefined();
+      const prev = pages[pages.length - 1].links.prev as string;
+      const back = await get(
+        metrics.list,
+        '/api/metrics',
+        Object.fromEntries(new URL(prev, 'http://x').searchParams.entries()),
+      );
+      expect(back.body.data.map((m: { id: string }) => m.id)).toEqual(pages[0].data.map((m: { id: string }) => m.id));
+      expect(back.body.links.prev).toBeUndefined();
     });
 
     it('GET /api/metrics/{id} returns one metric with its figures; unknown is 404', async () => {
