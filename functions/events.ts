@@ -1,6 +1,12 @@
 import { getDb } from '../lib/db';
 import { httpHandler } from '../lib/http/handler';
-import { getEventDocument, getEventsDocument } from '../lib/app/documents';
+import {
+  getEventDocument,
+  getEventMetricDocument,
+  getEventProfileDocument,
+  getEventRelationshipDocument,
+  getEventsDocument,
+} from '../lib/app/documents';
 import { apiBaseUrl } from '../lib/klaviyo/resources';
 
 /** GET /api/events: Klaviyo's Get Events (filter, sort, page[size], page[cursor], include=metric,profile). */
@@ -18,3 +24,45 @@ export const get = httpHandler({ name: 'events-get', scope: 'read' }, async (req
     body: await getEventDocument(getDb(), id, { baseUrl: apiBaseUrl(request.headers), query: request.query }),
   };
 });
+
+/** GET /api/events/{id}/metric (fields[metric]). */
+export const metric = httpHandler({ name: 'events-metric', scope: 'read' }, async (request) => ({
+  status: 200,
+  body: await getEventMetricDocument(getDb(), request.pathParams.id ?? '', {
+    baseUrl: apiBaseUrl(request.headers),
+    query: request.query,
+  }),
+}));
+
+/** GET /api/events/{id}/profile (fields[profile], additional-fields[profile]). */
+export const profile = httpHandler({ name: 'events-profile', scope: 'read' }, async (request) => ({
+  status: 200,
+  body: await getEventProfileDocument(getDb(), request.pathParams.id ?? '', {
+    baseUrl: apiBaseUrl(request.headers),
+    query: request.query,
+  }),
+}));
+
+/** GET /api/events/{id}/relationships/metric. */
+export const metricRelationship = httpHandler(
+  { name: 'events-metric-relationship', scope: 'read' },
+  async (request) => ({
+    status: 200,
+    body: await getEventRelationshipDocument(getDb(), request.pathParams.id ?? '', 'metric', {
+      baseUrl: apiBaseUrl(request.headers),
+      query: request.query,
+    }),
+  }),
+);
+
+/** GET /api/events/{id}/relationships/profile. */
+export const profileRelationship = httpHandler(
+  { name: 'events-profile-relationship', scope: 'read' },
+  async (request) => ({
+    status: 200,
+    body: await getEventRelationshipDocument(getDb(), request.pathParams.id ?? '', 'profile', {
+      baseUrl: apiBaseUrl(request.headers),
+      query: request.query,
+    }),
+  }),
+);

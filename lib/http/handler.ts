@@ -3,7 +3,7 @@ import { config, ConfigError } from '../config';
 import { errorCode, isTransientDbError } from '../db/errors';
 import { log, type LogFields } from '../log';
 import { authorize, parseApiKeys, type ApiKeyEntry, type Scope } from './auth';
-import { HttpError, titleFor, type ApiErrorObject } from '../klaviyo/errors';
+import { HttpError, type ApiErrorObject } from '../klaviyo/errors';
 import { rejectNulCharacters, toHttpRequest, type HttpRequest } from './request';
 
 /**
@@ -52,11 +52,7 @@ export function errorDocument(errors: readonly ApiErrorObject[]): { errors: read
 }
 
 function fixedError(status: number, code: string, detail: string, headers: Record<string, string> = {}) {
-  return jsonApiResponse(
-    status,
-    errorDocument([{ status: String(status), code, title: titleFor(status), detail }]),
-    headers,
-  );
+  return jsonApiResponse(status, errorDocument(new HttpError(status, { code, detail }).toJsonApi()), headers);
 }
 
 /** Maps any failure to a response: domain errors by type, database errors by code. */

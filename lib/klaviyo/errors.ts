@@ -1,9 +1,13 @@
+import { randomUUID } from 'node:crypto';
+
 /**
- * Errors that become JSON:API error documents. Domain code throws these by type; the handler
+ * Errors that become JSON:API error documents, shaped as Klaviyo's: each error object has its own
+ * `id` (a UUID a client can quote in a support request), and a body that fails validation is a 400
+ * with the pointer of each problem, as Klaviyo answers it (its spec lists 400 for client errors). Domain code throws these by type; the handler
  * wrapper maps them to responses, and everything else to a fixed 500 (or a 503 when transient).
  */
 export interface ApiErrorObject {
-  readonly id?: string;
+  readonly id: string;
   readonly status: string;
   readonly code: string;
   readonly title: string;
@@ -17,6 +21,8 @@ export interface ErrorItem {
   readonly pointer?: string;
   readonly parameter?: string;
   readonly header?: string;
+  /** Extra members Klaviyo puts on some errors, e.g. { duplicate_profile_id } on a 409. */
+  readonly meta?: Readonly<Record<string, unknown>>;
 }
 
 const TITLES: Record<number, string> = {
@@ -50,6 +56,7 @@ export class HttpError extends Error {
   toJsonApi(): ApiErrorObject[] {
     const title = TITLES[this.status] ?? 'Error';
     return this.items.map((item) => ({
+      id: randomUUID(),
       status: String(this.status),
       code: item.code,
       title,
@@ -63,6 +70,7 @@ export class HttpError extends Error {
             },
           }
         : {}),
+      ...(item.meta !== undefined ? { meta: item.meta } : {}),
     }));
   }
 }
@@ -72,7 +80,8 @@ export const badRequest = (detail: string, extra: Partial<ErrorItem> = {}) =>
 
 export const notFound = (detail: string) => new HttpError(404, { code: 'not_found', detail });
 
-export const invalidInput = (items: readonly ErrorItem[]) => new HttpError(422, items);
+/** A request body that fails validation: 400, as Klaviyo answers, each problem with its pointer. */
+export const invalidInput = (items: readonly ErrorItem[]) => new HttpError(400, items);
 
 export function titleFor(status: number): string {
   return TITLES[status] ?? 'Error';

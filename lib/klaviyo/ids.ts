@@ -29,7 +29,7 @@ function crockford128(bytes: Buffer): string {
   return out;
 }
 
-export type ProfileIdentifierKind = 'email' | 'phone_number' | 'external_id';
+export type ProfileIdentifierKind = 'email' | 'phone_number' | 'external_id' | 'anonymous_id' | '_kx';
 
 /** The id a new profile gets from its strongest identifier (emails compared case-insensitively). */
 export function profileIdFor(kind: ProfileIdentifierKind, value: string): string {

@@ -5,9 +5,9 @@ import { FilterSyntaxError, parseDateTime, parseFilter, valueText, type FilterCo
 
 /**
  * The query string of Klaviyo's GET list routes (filter, sort, page[size], page[cursor], include),
- * validated: every problem becomes a 400 whose source.parameter names the parameter, and a
- * parameter these routes do not serve (fields[...], additional-fields[...]) is refused rather than
- * silently ignored, so a client never gets a shape it did not ask for.
+ * validated: every problem becomes a 400 whose source.parameter names the parameter. Each route
+ * takes the parameters Klaviyo documents on it (fieldsets.ts applies `fields[...]`); anything else is
+ * refused rather than silently ignored, so a client never gets a shape it did not ask for.
  */
 export type QueryParams = Readonly<Record<string, string>>;
 
@@ -21,7 +21,7 @@ export function checkKnownParams(query: QueryParams, allowed: readonly string[])
   if (unknown.length === 0) return;
   const items: ErrorItem[] = unknown.map((k) => ({
     code: 'invalid',
-    detail: `The query parameter ${JSON.stringify(k)} is not supported here; this route takes ${allowed.join(', ')}.`,
+    detail: `The query parameter ${JSON.stringify(k.slice(0, 100))} is not one this route takes: ${allowed.join(', ') || 'none'}.`,
     parameter: k,
   }));
   throw new HttpError(400, items);
@@ -37,17 +37,31 @@ export function pageSize(query: QueryParams, defaults: { readonly size: number; 
   return n;
 }
 
-/** The related resources named in include=a,b (each at most once, all in `allowed`). */
-export function includes<T extends string>(query: QueryParams, allowed: readonly T[]): Set<T> {
+/**
+ * The related resources named in include=a,b (each at most once, all in `allowed`). Those Klaviyo
+ * documents on the route but this backend never stores (`unavailable`) are a 400 saying so.
+ */
+export function includes<T extends string>(
+  query: QueryParams,
+  allowed: readonly T[],
+  unavailable: readonly string[] = [],
+): Set<T> {
   const text = query.include;
   const out = new Set<T>();
   if (text === undefined) return out;
   for (const raw of text.split(',')) {
     const name = raw.trim();
+    if (unavailable.includes(name)) {
+      throw parameterError(
+        'include',
+        `include=${name} is not available here: this backend stores events, metrics and profiles only` +
+          (allowed.length > 0 ? `; include takes ${allowed.join(', ')}.` : '.'),
+      );
+    }
     if (!(allowed as readonly string[]).includes(name)) {
       throw parameterError(
         'include',
-        `include takes ${allowed.join(', ')} (comma-separated), not ${JSON.stringify(name.slice(0, 100))}.`,
+        `include takes ${allowed.length > 0 ? allowed.join(', ') : 'nothing here'} (comma-separated), not ${JSON.stringify(name.slice(0, 100))}.`,
       );
     }
     out.add(name as T);
@@ -119,15 +133,41 @@ export function fingerprint(parts: readonly unknown[]): string {
   return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 16);
 }
 
-const CursorSchema = z.object({ f: z.string(), k: z.array(z.string()).min(1).max(4) });
+// k: the key of the row the page starts after (or, with d = "prev", before); null is a sort value
+// the row does not have (a profile without `updated`).
+const CursorSchema = z.object({
+  f: z.string(),
+  k: z.array(z.string().nullable()).min(1).max(4),
+  d: z.literal('prev').optional(),
+});
 
-export function encodeCursor(print: string, key: readonly string[]): string {
-  return Buffer.from(JSON.stringify({ f: print, k: key }), 'utf8').toString('base64url');
+export function encodeCursor(print: string, key: readonly (string | null)[], backward = false): string {
+  return Buffer.from(JSON.stringify({ f: print, k: key, ...(backward ? { d: 'prev' } : {}) }), 'utf8').toString(
+    'base64url',
+  );
 }
 
-export function decodeCursor(query: QueryParams, print: string, length: number): string[] | undefined {
+/** A cursor of links.next (forward) or links.prev (backward). */
+export interface KeysetCursor {
+  readonly key: readonly (string | null)[];
+  readonly backward: boolean;
+}
+
+export function decodeKeyset(query: QueryParams, print: string, length: number): KeysetCursor | undefined {
   const text = query['page[cursor]'];
   if (text === undefined) return undefined;
+  const parsed = parseCursor(text, print, length);
+  return { key: parsed.k, backward: parsed.d === 'prev' };
+}
+
+function cursorError(): HttpError {
+  return parameterError(
+    'page[cursor]',
+    'page[cursor] is not a cursor of this query: follow links.next or links.prev of the previous page without changing the other parameters.',
+  );
+}
+
+function parseCursor(text: string, print: string, length: number): z.infer<typeof CursorSchema> {
   let decoded: unknown;
   try {
     decoded = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
@@ -135,13 +175,8 @@ export function decodeCursor(query: QueryParams, print: string, length: number):
     decoded = undefined;
   }
   const parsed = CursorSchema.safeParse(decoded);
-  if (!parsed.success || parsed.data.f !== print || parsed.data.k.length !== length) {
-    throw parameterError(
-      'page[cursor]',
-      'page[cursor] is not a cursor of this query: follow links.next of the previous page without changing the other parameters.',
-    );
-  }
-  return parsed.data.k;
+  if (!parsed.success || parsed.data.f !== print || parsed.data.k.length !== length) throw cursorError();
+  return parsed.data;
 }
 
 /** The URL of this route with these parameters (brackets left readable, as Klaviyo writes its links). */
@@ -157,8 +192,39 @@ export function pageLinks(
   path: string,
   query: QueryParams,
   nextCursor: string | undefined,
-): { self: string; next?: string } {
+  prevCursor?: string,
+): { self: string; next?: string; prev?: string } {
   const self = linkTo(baseUrl, path, query);
-  if (nextCursor === undefined) return { self };
-  return { self, next: linkTo(baseUrl, path, { ...query, 'page[cursor]': nextCursor }) };
+  return {
+    self,
+    ...(nextCursor !== undefined ? { next: linkTo(baseUrl, path, { ...query, 'page[cursor]': nextCursor }) } : {}),
+    ...(prevCursor !== undefined ? { prev: linkTo(baseUrl, path, { ...query, 'page[cursor]': prevCursor }) } : {}),
+  };
+}
+
+/**
+ * One keyset page, forwards or (from a links.prev cursor) backwards. `fetch` reads up to `limit`
+ * rows after `after` in the sort order, or in the reverse order when `reversed`. The first page has no
+ * prev; a page reached backwards always has a next (the page it came from).
+ */
+export async function keysetPage<R>(
+  cursor: KeysetCursor | undefined,
+  size: number,
+  print: string,
+  keyOf: (row: R) => readonly (string | null)[],
+  fetch: (after: readonly (string | null)[] | undefined, reversed: boolean, limit: number) => Promise<R[]>,
+): Promise<{ rows: R[]; next?: string; prev?: string }> {
+  const backward = cursor?.backward ?? false;
+  const fetched = await fetch(cursor?.key, backward, size + 1);
+  const more = fetched.length > size;
+  const rows = backward ? fetched.slice(0, size).reverse() : fetched.slice(0, size);
+  const first = rows[0];
+  const last = rows[rows.length - 1];
+  const hasNext = backward ? true : more;
+  const hasPrev = backward ? more : cursor !== undefined;
+  return {
+    rows,
+    ...(hasNext && last ? { next: encodeCursor(print, keyOf(last)) } : {}),
+    ...(hasPrev && first ? { prev: encodeCursor(print, keyOf(first), true) } : {}),
+  };
 }

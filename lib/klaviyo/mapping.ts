@@ -28,13 +28,16 @@ export function instantFromUnixSeconds(seconds: number): Instant {
   return { ms, iso: new Date(ms).toISOString() };
 }
 
-/** Klaviyo's accepted range for event times: from 2000-01-01 to one year after now. */
+/**
+ * Klaviyo's accepted range for event times (Create Event: "after the year 1990 and up to 1 year in
+ * the future"): from 1990-01-01 to one year after now.
+ */
 export interface EventTimeWindow {
   readonly minMs: number;
   readonly maxMs: number;
 }
 
-export const EVENT_TIME_MIN_MS = Date.UTC(2000, 0, 1);
+export const EVENT_TIME_MIN_MS = Date.UTC(1990, 0, 1);
 
 export function eventTimeWindow(now: Date): EventTimeWindow {
   const max = new Date(now.getTime());

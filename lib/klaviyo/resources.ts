@@ -81,7 +81,19 @@ export function metricSummaryResource(metric: MetricSummary, baseUrl: string): J
   };
 }
 
-export function profileResource(profile: ProfileRow, baseUrl: string): JsonApiResource {
+/**
+ * A profile from its columns. `additional` adds Klaviyo's `subscriptions` and `predictive_analytics`
+ * (additional-fields[profile]) as the stored resource carried them: null when its source (Create
+ * Profile, Create Event, a sync without additional-fields) had none; this backend never computes them.
+ */
+export function profileResource(
+  profile: ProfileRow,
+  baseUrl: string,
+  additional: ReadonlySet<'subscriptions' | 'predictive_analytics'> = new Set(),
+): JsonApiResource {
+  const stored = isObject(profile.rawData) && isObject(profile.rawData.attributes) ? profile.rawData.attributes : {};
+  const extra: Record<string, unknown> = {};
+  for (const name of additional) extra[name] = isObject(stored[name]) ? stored[name] : null;
   return {
     type: 'profile',
     id: profile.id,
@@ -101,6 +113,7 @@ export function profileResource(profile: ProfileRow, baseUrl: string): JsonApiRe
       last_event_date: klaviyoDateTime(profile.lastEventDate),
       location: profile.location,
       properties: profile.properties,
+      ...extra,
     },
     links: { self: `${baseUrl}/api/profiles/${encodeURIComponent(profile.id)}` },
   };
@@ -122,13 +135,14 @@ function relationshipTo(
   id: string,
   existing: unknown,
   eventSelf: string,
+  asReceived: boolean,
 ): Record<string, unknown> {
+  const links = { self: `${eventSelf}/relationships/${type}`, related: `${eventSelf}/${type}` };
   if (isObject(existing) && isObject(existing.data) && existing.data.type === type && existing.data.id === id)
-    return existing;
-  return {
-    data: { type, id },
-    links: { self: `${eventSelf}/relationships/${type}`, related: `${eventSelf}/${type}` },
-  };
+    // A synced event's relationship stays as received (an export re-imports as the same row); one
+    // written here (Create Event) gets links to this API's relationship routes.
+    return asReceived || isObject(existing.links) ? existing : { ...existing, links };
+  return { data: { type, id }, links };
 }
 
 /**
@@ -148,12 +162,14 @@ export function eventResource(event: StoredEvent, baseUrl: string): JsonApiResou
   if (!isObject(attributes.event_properties)) attributes.event_properties = { ...event.properties };
   if (!('uuid' in attributes)) attributes.uuid = event.uuid;
   const rawRelationships = isObject(raw.relationships) ? raw.relationships : {};
+  // Resources from Klaviyo carry their links; events written here (Create Event) have none stored.
+  const asReceived = isObject(raw.links);
   const relationships: Record<string, unknown> = {
     ...rawRelationships,
-    metric: relationshipTo('metric', event.metricId, rawRelationships.metric, self),
+    metric: relationshipTo('metric', event.metricId, rawRelationships.metric, self, asReceived),
   };
   if (event.profileId !== null)
-    relationships.profile = relationshipTo('profile', event.profileId, rawRelationships.profile, self);
+    relationships.profile = relationshipTo('profile', event.profileId, rawRelationships.profile, self, asReceived);
   else delete relationships.profile;
   return {
     ...raw,

@@ -236,3 +236,44 @@ export const BulkCreateBodySchema = z.looseObject({
     }),
   }),
 });
+
+// ---------------------------------------------------------------------------------------------
+// Klaviyo's profile writes: Create Profile (POST /api/profiles with one object), Create or Update
+// Profile (POST /api/profile-import) and Bulk Import Profiles (POST /api/profile-bulk-import-jobs).
+
+/** ProfileCreateQueryResourceObject / ProfileUpsertQueryResourceObject (`id` only on the upsert). */
+export const ProfileWriteSchema = z.looseObject({
+  type: z.literal('profile', { error: 'must be "profile"' }),
+  id: resourceId.nullish(),
+  attributes: z.looseObject(
+    {
+      ...profileAttributeFields,
+      _kx: nullableText,
+      meta: z.unknown().optional(),
+    },
+    { error: 'must be an object' },
+  ),
+});
+export type ProfileWrite = z.infer<typeof ProfileWriteSchema>;
+
+export const ProfileWriteBodySchema = z.looseObject({
+  data: z.unknown().refine((d) => d !== null && typeof d === 'object' && !Array.isArray(d), {
+    error: 'must be one profile resource',
+  }),
+});
+
+export const ProfileImportJobBodySchema = z.looseObject({
+  data: z.looseObject({
+    type: z.literal('profile-bulk-import-job', { error: 'must be "profile-bulk-import-job"' }),
+    attributes: z.looseObject(
+      {
+        profiles: z.looseObject(
+          { data: z.array(z.unknown(), { error: 'must be an array of profile resources' }) },
+          { error: 'is required' },
+        ),
+      },
+      { error: 'must be an object' },
+    ),
+    relationships: z.unknown().optional(),
+  }),
+});

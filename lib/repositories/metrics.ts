@@ -86,6 +86,8 @@ export async function findMetricsByName(db: Db, name: string): Promise<MetricRow
 export interface ListMetricsOptions {
   /** Keyset cursor: metrics with an id after this one. */
   readonly afterId?: string;
+  /** Backwards (links.prev): metrics with an id before this one, nearest first. */
+  readonly beforeId?: string;
   readonly limit?: number;
   readonly integrationName?: string;
   readonly integrationCategory?: string;
@@ -101,7 +103,8 @@ export interface ListMetricsOptions {
  * rollups and dirty marks together, so it sees a consistent pair.
  */
 export async function listMetrics(db: Db, options: ListMetricsOptions = {}): Promise<MetricSummary[]> {
-  const limit = Math.max(1, Math.min(options.limit ?? 100, 1000));
+  // A page holds at most 1000; one more tells whether another page follows.
+  const limit = Math.max(1, Math.min(options.limit ?? 100, 1001));
   const rows = await db.query<
     MetricDbRow & { event_count: string; first_event_at: Date | null; last_event_at: Date | null }
   >(
@@ -120,7 +123,8 @@ export async function listMetrics(db: Db, options: ListMetricsOptions = {}): Pro
         AND ($2::text IS NULL OR m.integration->>'name' = $2)
         AND ($3::text IS NULL OR m.integration->>'category' = $3)
         AND ($5::text IS NULL OR m.id = $5)
-      ORDER BY m.id
+        AND ($6::text IS NULL OR m.id < $6)
+      ORDER BY m.id ${options.beforeId !== undefined ? 'DESC' : 'ASC'}
       LIMIT $4`,
     [
       options.afterId ?? null,
@@ -128,6 +132,7 @@ export async function listMetrics(db: Db, options: ListMetricsOptions = {}): Pro
       options.integrationCategory ?? null,
       limit,
       options.id ?? null,
+      options.beforeId ?? null,
     ],
   );
   return rows.map((r) => ({

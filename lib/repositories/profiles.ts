@@ -408,12 +408,15 @@ export interface ProfileIdentifiers {
   readonly email: string | null;
   readonly phoneNumber: string | null;
   readonly externalId: string | null;
+  readonly anonymousId?: string | null;
+  /** Klaviyo's `_kx` (exchange id). */
+  readonly kx?: string | null;
 }
 
 /**
  * For each identifier set, the stored profile it names: by id, then email (case-insensitive),
- * phone_number, external_id, as Klaviyo resolves them; null when none matches. Ties go to the
- * lowest id. One statement for the whole batch.
+ * phone_number, external_id, anonymous_id, _kx, as Klaviyo resolves them; null when none matches.
+ * Ties go to the lowest id. One statement for the whole batch.
  */
 export async function resolveProfiles(db: Db, identities: readonly ProfileIdentifiers[]): Promise<(string | null)[]> {
   if (identities.length === 0) return [];
@@ -424,11 +427,14 @@ export async function resolveProfiles(db: Db, identities: readonly ProfileIdenti
       email: p.email,
       phone_number: p.phoneNumber,
       external_id: p.externalId,
+      anonymous_id: p.anonymousId ?? null,
+      kx: p.kx ?? null,
     })),
   );
   const rows = await db.query<{ ord: number; id: string | null }>(
     `SELECT i.ord, m.id
-       FROM jsonb_to_recordset($1::jsonb) AS i(ord int, id text, email text, phone_number text, external_id text)
+       FROM jsonb_to_recordset($1::jsonb) AS i(ord int, id text, email text, phone_number text, external_id text,
+                                               anonymous_id text, kx text)
        LEFT JOIN LATERAL (
          SELECT c.id FROM (
            SELECT p.id, 1 AS rank FROM klaviyo_profiles p WHERE p.id = i.id
@@ -438,6 +444,10 @@ export async function resolveProfiles(db: Db, identities: readonly ProfileIdenti
            SELECT p.id, 3 FROM klaviyo_profiles p WHERE p.phone_number = i.phone_number
            UNION ALL
            SELECT p.id, 4 FROM klaviyo_profiles p WHERE p.external_id = i.external_id
+           UNION ALL
+           SELECT p.id, 5 FROM klaviyo_profiles p WHERE p.anonymous_id = i.anonymous_id
+           UNION ALL
+           SELECT p.id, 6 FROM klaviyo_profiles p WHERE p.kx = i.kx
          ) c ORDER BY c.rank, c.id LIMIT 1
        ) m ON true
       ORDER BY i.ord`,
@@ -455,6 +465,8 @@ export async function resolveProfiles(db: Db, identities: readonly ProfileIdenti
 export interface ProfileMerge {
   readonly id: string;
   readonly attributes: ProfileAttributes;
+  /** Klaviyo's `_kx`, kept as an identifier (not an attribute any GET returns). */
+  readonly kx?: string | null;
 }
 
 export interface MergeProfilesResult {
@@ -474,15 +486,15 @@ const ATTRIBUTES_CHANGE = `(p.is_stub OR ${MERGED_ROW} IS DISTINCT FROM ${STORED
 const MERGE_PROFILES_SQL = `
   WITH input AS (
     SELECT r.* FROM jsonb_to_recordset($1::jsonb) AS r(
-      id text, ${PROFILE_TEXT_FIELDS.map((f) => `${f} text`).join(', ')}, location jsonb, properties jsonb)
+      id text, ${PROFILE_TEXT_FIELDS.map((f) => `${f} text`).join(', ')}, location jsonb, properties jsonb, kx text)
   ), written AS (
     INSERT INTO klaviyo_profiles AS p (id, ${PROFILE_TEXT_FIELDS.join(', ')}, location, properties, created, updated,
-                                       raw_data, is_stub)
+                                       raw_data, is_stub, kx)
     SELECT id, ${PROFILE_TEXT_FIELDS.join(', ')}, location, properties, now(), now(),
            jsonb_build_object('type', 'profile', 'id', id, 'attributes',
              jsonb_strip_nulls(jsonb_build_object(${PROFILE_TEXT_FIELDS.map((f) => `'${f}', ${f}`).join(', ')},
                'location', location, 'properties', properties)) || jsonb_build_object('created', now(), 'updated', now())),
-           false
+           false, kx
       FROM input ORDER BY id
     ON CONFLICT (id) DO UPDATE SET
       ${PROFILE_TEXT_FIELDS.map((f) => `${f} = ${MERGED.text(f)}`).join(',\n      ')},
@@ -498,8 +510,9 @@ const MERGE_PROFILES_SQL = `
                                         'updated', now()))
         ELSE p.raw_data END,
       ingested_at = CASE WHEN ${ATTRIBUTES_CHANGE} THEN now() ELSE p.ingested_at END,
-      is_stub = false
-    WHERE ${ATTRIBUTES_CHANGE}
+      is_stub = false,
+      kx = coalesce(excluded.kx, p.kx)
+    WHERE ${ATTRIBUTES_CHANGE} OR (excluded.kx IS NOT NULL AND excluded.kx IS DISTINCT FROM p.kx)
     RETURNING (xmax = 0) AS inserted, updated = now() AS changed
   )
   SELECT count(*) FILTER (WHERE inserted OR changed) AS written FROM written`;
@@ -518,7 +531,7 @@ export async function mergeProfiles(db: Db, profiles: readonly ProfileMerge[]): 
   const payload = JSON.stringify(
     [...byId.values()]
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-      .map((p) => ({ id: p.id, ...p.attributes })),
+      .map((p) => ({ id: p.id, ...p.attributes, kx: p.kx ?? null })),
   );
   const rows = await db.query<{ written: string }>(MERGE_PROFILES_SQL, [payload]);
   return { written: Number(rows[0]?.written ?? 0) };
@@ -534,5 +547,34 @@ function mergeTwo(a: ProfileMerge, b: ProfileMerge): ProfileMerge {
   attributes.properties = b.attributes.properties
     ? { ...a.attributes.properties, ...b.attributes.properties }
     : a.attributes.properties;
-  return { id: a.id, attributes: attributes as ProfileAttributes };
+  return { id: a.id, attributes: attributes as ProfileAttributes, kx: b.kx ?? a.kx ?? null };
+}
+
+/** What a Klaviyo write can clear by sending null (Create or Update Profile). */
+export type ClearableProfileField = ProfileTextField | 'location' | 'properties';
+const CLEARABLE: readonly ClearableProfileField[] = [...PROFILE_TEXT_FIELDS, 'location', 'properties'];
+
+/**
+ * Sets these attributes to null, in the columns and in the stored resource, and moves `updated`
+ * when one of them had a value. Klaviyo's Create or Update Profile clears an attribute sent as null.
+ */
+export async function clearProfileAttributes(
+  db: Db,
+  id: string,
+  fields: readonly ClearableProfileField[],
+): Promise<void> {
+  const names = CLEARABLE.filter((f) => fields.includes(f));
+  if (names.length === 0) return;
+  const hadValue = names.map((f) => `p.${f} IS NOT NULL`).join(' OR ');
+  await db.query(
+    `UPDATE klaviyo_profiles AS p SET
+       ${names.map((f) => `${f} = NULL`).join(', ')},
+       raw_data = jsonb_set(coalesce(p.raw_data, jsonb_build_object('type', 'profile', 'id', p.id)), '{attributes}',
+                   coalesce(p.raw_data->'attributes', '{}'::jsonb)
+                   || jsonb_build_object(${names.map((f) => `'${f}', NULL::text`).join(', ')}, 'updated', now())),
+       updated = now(),
+       ingested_at = now()
+     WHERE p.id = $1 AND (${hadValue})`,
+    [id],
+  );
 }

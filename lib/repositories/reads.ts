@@ -53,6 +53,8 @@ function toEventRow(r: EventDbRow): EventRow {
 export interface EventListQuery {
   readonly metricId?: string;
   readonly profileId?: string;
+  /** Only events that have a profile (Klaviyo's has(profile)). */
+  readonly hasProfile?: boolean;
   /** ISO 8601 instants (microsecond text); [from, to). */
   readonly from?: string;
   readonly to?: string;
@@ -76,6 +78,7 @@ export async function listEvents(db: Db, query: EventListQuery): Promise<EventRo
   };
   if (query.metricId !== undefined) where.push(`e.metric_id = ${param(query.metricId)}`);
   if (query.profileId !== undefined) where.push(`e.profile_id = ${param(query.profileId)}`);
+  if (query.hasProfile) where.push('e.profile_id IS NOT NULL');
   if (query.from !== undefined) where.push(`e."timestamp" >= ${param(query.from)}::text::timestamptz`);
   if (query.to !== undefined) where.push(`e."timestamp" < ${param(query.to)}::text::timestamptz`);
   if (query.after) {
@@ -130,18 +133,56 @@ export async function getProfilesByIds(db: Db, ids: readonly string[]): Promise<
 }
 
 /** The identifiers GET /api/profiles filters on; each has its own index. */
-export type ProfileKey = 'id' | 'email' | 'phone_number' | 'external_id';
+export type ProfileKey = 'id' | 'email' | 'phone_number' | 'external_id' | '_kx';
+
+const KEY_COLUMN: Readonly<Record<ProfileKey, string>> = {
+  id: 'p.id',
+  email: 'p.email',
+  phone_number: 'p.phone_number',
+  external_id: 'p.external_id',
+  _kx: 'p.kx',
+};
+
+/** What GET /api/profiles sorts by; the profile id breaks ties. */
+export type ProfileSortField = 'id' | 'created' | 'updated' | 'email';
+
+/** A bound on created or updated: ISO 8601 microsecond text. */
+export interface ProfileTimeBound {
+  readonly field: 'created' | 'updated';
+  readonly operator: '=' | '>' | '>=' | '<' | '<=';
+  readonly at: string;
+}
 
 export interface ProfileListQuery {
   /** Each key's accepted values (any of them); all keys must match. */
   readonly match: ReadonlyArray<{ readonly key: ProfileKey; readonly values: readonly string[] }>;
-  /** Keyset cursor: profiles with an id after this one. */
-  readonly afterId?: string;
+  readonly bounds?: readonly ProfileTimeBound[];
+  /** Ascending puts profiles without the value last; descending, first (PostgreSQL's defaults). */
+  readonly sort?: { readonly field: ProfileSortField; readonly descending: boolean };
+  /** Keyset position: profiles strictly after this (sort value, id) in the sort order. */
+  readonly after?: { readonly value: string | null; readonly id: string };
   readonly limit: number;
 }
 
-/** Profiles by id, optionally only those matching identifiers; emails compare case-insensitively, as Klaviyo's do. */
-export async function listProfiles(db: Db, query: ProfileListQuery): Promise<ProfileRow[]> {
+export interface ProfileListRow {
+  readonly profile: ProfileRow;
+  /** The sort column as exact text (timestamps in microseconds), the keyset cursor's value. */
+  readonly sortValue: string | null;
+}
+
+const SORT_TEXT: Readonly<Record<ProfileSortField, string>> = {
+  id: 'p.id',
+  email: 'p.email',
+  created: `to_char(p.created AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`,
+  updated: `to_char(p.updated AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`,
+};
+
+/**
+ * One page of profiles in (sort column, id) order, optionally only those matching identifiers
+ * (emails compare case-insensitively, as Klaviyo's do) and time bounds. Keyset-exact: a cursor holds
+ * the last row's exact value, so no profile is skipped or repeated unless it changes meanwhile.
+ */
+export async function listProfiles(db: Db, query: ProfileListQuery): Promise<ProfileListRow[]> {
   const params: SqlParam[] = [];
   const param = (value: SqlParam) => {
     params.push(value);
@@ -150,15 +191,40 @@ export async function listProfiles(db: Db, query: ProfileListQuery): Promise<Pro
   const where = query.match.map(({ key, values }) => {
     const list = `(SELECT jsonb_array_elements_text(${param(JSON.stringify(values))}::jsonb))`;
     if (key === 'email') return `lower(p.email) IN (SELECT lower(v) FROM ${list} AS l(v)) AND p.email IS NOT NULL`;
-    return `p.${key} IN ${list}`;
+    return `${KEY_COLUMN[key]} IN ${list}`;
   });
-  if (query.afterId !== undefined) where.push(`p.id > ${param(query.afterId)}`);
-  const rows = await db.query<ProfileDbRow>(
-    `SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles p
+  for (const b of query.bounds ?? []) where.push(`p.${b.field} ${b.operator} ${param(b.at)}::text::timestamptz`);
+  const field = query.sort?.field ?? 'id';
+  const descending = query.sort?.descending ?? false;
+  const column = `p.${field}`;
+  const cast = field === 'created' || field === 'updated' ? '::text::timestamptz' : '::text';
+  if (query.after) {
+    const id = param(query.after.id);
+    const op = descending ? '<' : '>';
+    if (field === 'id') where.push(`p.id ${op} ${id}`);
+    else if (query.after.value === null) {
+      // Nulls come last ascending, first descending.
+      where.push(
+        descending
+          ? `((${column} IS NULL AND p.id < ${id}) OR ${column} IS NOT NULL)`
+          : `(${column} IS NULL AND p.id > ${id})`,
+      );
+    } else {
+      const value = `${param(query.after.value)}${cast}`;
+      where.push(
+        descending
+          ? `(${column}, p.id) < (${value}, ${id}::varchar)`
+          : `((${column}, p.id) > (${value}, ${id}::varchar) OR ${column} IS NULL)`,
+      );
+    }
+  }
+  const direction = descending ? 'DESC' : 'ASC';
+  const rows = await db.query<ProfileDbRow & { sort_value: string | null }>(
+    `SELECT ${PROFILE_COLUMNS}, ${SORT_TEXT[field]} AS sort_value FROM klaviyo_profiles p
       ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
-      ORDER BY p.id
+      ORDER BY ${field === 'id' ? '' : `${column} ${direction}, `}p.id ${direction}
       LIMIT ${param(query.limit)}`,
     params,
   );
-  return rows.map(toProfileRow);
+  return rows.map((r) => ({ profile: toProfileRow(r), sortValue: r.sort_value }));
 }

@@ -379,14 +379,14 @@ describe('ingest: the COPY path and the JSON path', () => {
     },
   );
 
-  it('never gets a NUL to either path: validation answers 422 first and nothing is written', async () => {
+  it('never gets a NUL to either path: validation answers 400 first and nothing is written', async () => {
     const page = awkwardPage();
     page.data[3].id = 'nul-page';
     page.data[3].attributes.event_properties.note = 'a\u0000b';
     const before = await stored(viaDefault.db);
     const err = await ingestEventsPage(viaDefault.db, page, LIMITS).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(HttpError);
-    expect((err as HttpError).status).toBe(422);
+    expect((err as HttpError).status).toBe(400);
     expect(await stored(viaDefault.db)).toEqual(before);
   });
 });

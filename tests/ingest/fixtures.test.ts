@@ -125,7 +125,8 @@ describe('ingest of Klaviyo example documents', () => {
         value: '9.99',
         value_currency: 'USD',
         timestamp: new Date('2022-11-08T00:00:00Z'),
-        properties: body.data.attributes.properties,
+        // The value is also where Klaviyo's Get Events shows it, as event_properties.$value.
+        properties: { ...body.data.attributes.properties, $value: 9.99 },
       },
     ]);
 

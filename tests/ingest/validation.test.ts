@@ -6,7 +6,7 @@ import { invoke } from '../support/http';
 import { counts, eventsPage } from './helpers';
 
 /**
- * Every validation rule answers 422 with a pointer to the offending item, lists all of them at
+ * Every validation rule answers 400 (as Klaviyo does) with a pointer to the offending item, lists all of them at
  * once, and writes nothing. Transport rules (size, content type, JSON) answer 413/415/400.
  */
 const NOTHING = { metrics: 0, profiles: 0, events: 0, dirty: 0 };
@@ -22,7 +22,7 @@ describe('ingest validation', () => {
     const page = eventsPage({ events: 20, prefix: 'bad' });
     const d = page.data;
     d[3].attributes.datetime = 'yesterday';
-    d[17].attributes.datetime = '1999-12-31T23:59:59+00:00';
+    d[17].attributes.datetime = '1989-12-31T23:59:59+00:00';
     delete d[17].attributes.timestamp;
     d[9].attributes.datetime = '2099-01-01T00:00:00+00:00';
     delete d[9].attributes.timestamp;
@@ -39,7 +39,7 @@ describe('ingest validation', () => {
     page.included[1].attributes = 'nope';
 
     const res = await invoke(handler, { method: 'POST', path: '/api/events', body: page, key: 'write' });
-    expect(res.status).toBe(422);
+    expect(res.status).toBe(400);
     expect(res.headers['content-type']).toBe('application/vnd.api+json');
     expect(pointers(res.body)).toEqual(
       [
@@ -60,7 +60,7 @@ describe('ingest validation', () => {
       ].sort(),
     );
     for (const e of res.body.errors) {
-      expect(e.status).toBe('422');
+      expect(e.status).toBe('400');
       expect(typeof e.code).toBe('string');
       expect(e.detail.length).toBeGreaterThan(0);
     }
@@ -75,7 +75,7 @@ describe('ingest validation', () => {
     const bad = eventsPage({ events: 1, prefix: 'edge2' });
     bad.data[0].attributes.event_properties.items = [{ ['k\u0000']: 1 }];
     const res = await invoke(handler, { method: 'POST', path: '/api/events', body: bad, key: 'write' });
-    expect(res.status).toBe(422);
+    expect(res.status).toBe(400);
     expect(pointers(res.body)).toEqual(['/data/0/attributes/event_properties/items/0/k\u0000']);
     await t.db.query('DELETE FROM klaviyo_events');
     await t.db.query('DELETE FROM klaviyo_aggregate_dirty');
@@ -92,15 +92,15 @@ describe('ingest validation', () => {
     const over = eventsPage({ events: 1001, prefix: 'over', metrics: 5, profiles: 50 });
     const before = await counts(t.db);
     const rejected = await invoke(handler, { method: 'POST', path: '/api/events', body: over, key: 'write' });
-    expect(rejected.status).toBe(422);
+    expect(rejected.status).toBe(400);
     expect(rejected.body.errors).toEqual([
-      expect.objectContaining({ status: '422', code: 'too_many_resources', source: { pointer: '/data' } }),
+      expect.objectContaining({ status: '400', code: 'too_many_resources', source: { pointer: '/data' } }),
     ]);
     expect(await counts(t.db)).toEqual(before);
 
     // The limit is an option of the library entry point (INGEST_MAX_RESOURCES for the handler).
     const small = eventsPage({ events: 11, prefix: 'opt' });
-    await expect(ingestEventsPage(getDb(), small, { maxResources: 10 })).rejects.toMatchObject({ status: 422 });
+    await expect(ingestEventsPage(getDb(), small, { maxResources: 10 })).rejects.toMatchObject({ status: 400 });
     await expect(ingestEventsPage(getDb(), small, { maxResources: 11 })).resolves.toMatchObject({ inserted: 11 });
   });
 
@@ -181,7 +181,7 @@ describe('ingest validation', () => {
         ],
       },
     });
-    expect(profiles.status).toBe(422);
+    expect(profiles.status).toBe(400);
     expect(pointers(profiles.body)).toEqual([
       '/data/1/attributes/updated',
       '/data/2/type',
@@ -200,7 +200,7 @@ describe('ingest validation', () => {
         ],
       },
     });
-    expect(metrics.status).toBe(422);
+    expect(metrics.status).toBe(400);
     expect(pointers(metrics.body)).toEqual(['/data/1/attributes/name']);
     expect(await counts(t.db)).toEqual(before);
   });
@@ -216,14 +216,14 @@ describe('ingest validation', () => {
           type: 'event',
           attributes: {
             properties: {},
-            time: '1999-01-01T00:00:00+00:00',
+            time: '1989-01-01T00:00:00+00:00',
             metric: { data: { type: 'metric', attributes: { name: 'Viewed Product' } } },
             profile: { data: { type: 'profile', attributes: { first_name: 'No identifier' } } },
           },
         },
       },
     });
-    expect(create.status).toBe(422);
+    expect(create.status).toBe(400);
     expect(pointers(create.body)).toEqual(['/data/attributes/profile/data', '/data/attributes/time']);
 
     const entry = (events: unknown[], email = 'bulk@example.com') => ({
@@ -256,7 +256,7 @@ describe('ingest validation', () => {
         },
       },
     });
-    expect(bulk.status).toBe(422);
+    expect(bulk.status).toBe(400);
     const base = '/data/attributes/events-bulk-create/data/1/attributes/events/data';
     expect(pointers(bulk.body)).toEqual([
       `${base}/1/attributes/time`,
@@ -284,7 +284,7 @@ describe('ingest validation', () => {
         },
       },
     });
-    expect(tooMany.status).toBe(422);
+    expect(tooMany.status).toBe(400);
     expect(tooMany.body.errors).toEqual([expect.objectContaining({ code: 'too_many_resources' })]);
     expect(await counts(t.db)).toEqual(before);
   });

@@ -32,6 +32,7 @@ function expectRetryable503(res: InvokeResult): void {
   expect(res.headers['content-type']).toBe('application/vnd.api+json');
   expect(res.body.errors).toHaveLength(1);
   expect(res.body.errors[0]).toEqual({
+    id: expect.any(String),
     status: '503',
     code: 'service_unavailable',
     title: 'Service unavailable',

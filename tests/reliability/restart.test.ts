@@ -21,6 +21,7 @@ function expectRetryable503(res: InvokeResult): void {
   expect(res.body).toEqual({
     errors: [
       {
+        id: expect.any(String),
         status: '503',
         code: 'service_unavailable',
         title: 'Service unavailable',

@@ -84,6 +84,7 @@ describeOnPostgres('a statement timeout in the middle of an ingest', () => {
     expect(timedOut.headers['retry-after']).toMatch(/^\d+$/);
     expect(timedOut.body.errors).toEqual([
       {
+        id: expect.any(String),
         status: '503',
         code: 'service_unavailable',
         title: 'Service unavailable',

@@ -156,7 +156,7 @@ describe('hostile inputs', () => {
       key: 'write',
     });
     const raw = await ingest({ ...event, body: page('x\ud800y') });
-    expect(raw.statusCode).toBe(422);
+    expect(raw.statusCode).toBe(400);
     expect(JSON.parse(String(raw.body)).errors[0]).toMatchObject({
       code: 'invalid_character',
       source: { pointer: '/data/0/attributes/first_name' },

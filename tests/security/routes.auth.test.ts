@@ -26,6 +26,8 @@ const WRITE = new Set([
   'POST /api/profiles',
   'POST /api/metrics',
   'POST /api/event-bulk-create-jobs',
+  'POST /api/profile-import',
+  'POST /api/profile-bulk-import-jobs',
 ]);
 
 function deployedRoutes(): Route[] {
@@ -49,7 +51,8 @@ function deployedRoutes(): Route[] {
 
 const routes = deployedRoutes();
 const protectedRoutes = routes.filter((r) => !PUBLIC.has(`${r.method} ${r.path}`));
-const needed = (r: Route) => (WRITE.has(`${r.method} ${r.path}`) ? 'write' : 'read');
+// Klaviyo's paths are deployed with a trailing slash too; each form needs the same scope.
+const needed = (r: Route) => (WRITE.has(`${r.method} ${r.path.replace(/(?<=.)\/$/, '')}`) ? 'write' : 'read');
 
 /** A request the route would accept with a key: an empty but well-formed Klaviyo document. */
 function request(route: Route, extra: Partial<InvokeOptions>): InvokeOptions {

@@ -52,7 +52,7 @@ export function checkResourceCount(
   }
 }
 
-/** Validates a whole page and maps it to rows; throws HttpError 422 listing every problem. */
+/** Validates a whole page and maps it to rows; throws HttpError 400 listing every problem. */
 export function planEventsPage(body: unknown, options: IngestOptions = {}): EventsPagePlan {
   const { maxResources, now } = resolvedLimits(options);
   const problems = new Problems();
@@ -212,7 +212,7 @@ export function checkEventTime(
 ): boolean {
   const field = String(path[path.length - 1]);
   if (at.ms < window.minMs) {
-    problems.add(path, 'out_of_range', `${field} must not be before 2000-01-01T00:00:00Z.`);
+    problems.add(path, 'out_of_range', `${field} must not be before 1990-01-01T00:00:00Z.`);
     return false;
   }
   if (at.ms > window.maxMs) {

@@ -1,6 +1,6 @@
 /**
  * Ingest, callable with or without HTTP (handlers, scripts, benches, the demo seeder). Each entry
- * point validates the whole request first (HttpError 422 listing every problem, nothing written),
+ * point validates the whole request first (HttpError 400 listing every problem, nothing written),
  * then writes in one transaction and returns what it did.
  */
 export { ingestEventsPage, planEventsPage, writeEventsPage, type EventsPagePlan } from './eventsPage';
@@ -14,3 +14,4 @@ export {
   type Lenient,
   type SetAsideItem,
 } from './setAside';
+export { createProfile, importProfile, bulkImportProfiles, type ProfileImportJob } from './profileWrites';

@@ -65,8 +65,12 @@ function eventTime(
 
 function checkIdentity(identity: ProfileIdentity, path: PathSegment[], problems: Problems): boolean {
   const a = identity.attributes;
-  if (identity.id || a?.email || a?.phone_number || a?.external_id) return true;
-  problems.add(path, 'missing_identifier', 'profile needs at least one of id, email, phone_number or external_id.');
+  if (identity.id || a?.email || a?.phone_number || a?.external_id || a?.anonymous_id || a?._kx) return true;
+  problems.add(
+    path,
+    'missing_identifier',
+    'profile needs at least one of id, email, phone_number, external_id, anonymous_id or _kx.',
+  );
   return false;
 }
 
@@ -137,13 +141,27 @@ function countEvents(entry: unknown): number {
   return Array.isArray(events) ? events.length : 0;
 }
 
-function newProfileId(identity: ProfileIdentity): string {
+export function newProfileId(identity: ProfileIdentity): string {
   if (identity.id) return identity.id;
   const a = identity.attributes;
   if (a?.email) return profileIdFor('email', a.email);
   if (a?.phone_number) return profileIdFor('phone_number', a.phone_number);
   if (a?.external_id) return profileIdFor('external_id', a.external_id);
+  if (a?.anonymous_id) return profileIdFor('anonymous_id', a.anonymous_id);
+  if (a?._kx) return profileIdFor('_kx', a._kx);
   throw new Error('unreachable: identities were checked');
+}
+
+/** The identifiers resolveProfiles looks a Klaviyo write's profile up by. */
+export function identifiersOf(identity: ProfileIdentity) {
+  return {
+    id: identity.id ?? null,
+    email: identity.attributes?.email ?? null,
+    phoneNumber: identity.attributes?.phone_number ?? null,
+    externalId: identity.attributes?.external_id ?? null,
+    anonymousId: identity.attributes?.anonymous_id ?? null,
+    kx: identity.attributes?._kx ?? null,
+  };
 }
 
 /** Writes planned Klaviyo writes in the caller's transaction: metrics, profiles, then events. */
@@ -153,18 +171,14 @@ export async function writeKlaviyoEvents(tx: Db, entries: readonly PlannedProfil
 
   const matched = await resolveProfiles(
     tx,
-    entries.map((e) => ({
-      id: e.identity.id ?? null,
-      email: e.identity.attributes?.email ?? null,
-      phoneNumber: e.identity.attributes?.phone_number ?? null,
-      externalId: e.identity.attributes?.external_id ?? null,
-    })),
+    entries.map((e) => identifiersOf(e.identity)),
   );
   const profileIds = entries.map((e, i) => matched[i] ?? newProfileId(e.identity));
 
   const merges: ProfileMerge[] = entries.map((e, i) => ({
     id: profileIds[i] as string,
     attributes: profileAttributesFrom(e.identity.attributes),
+    kx: e.identity.attributes?._kx ?? null,
   }));
   const profiles = await mergeProfiles(tx, merges);
 
@@ -175,6 +189,9 @@ export async function writeKlaviyoEvents(tx: Db, entries: readonly PlannedProfil
       const metricId = metrics.ids.get(a.metric.data.attributes.name) as string;
       const id = createdEventIdFor(metricId, profileId, a.unique_id ? `unique:${a.unique_id}` : `time:${at.iso}`);
       const value = a.value === undefined || a.value === null ? null : String(a.value);
+      // Klaviyo's Get Events carries the value in event_properties.$value, where readers look for it.
+      const properties =
+        value !== null && !('$value' in a.properties) ? { ...a.properties, $value: a.value } : a.properties;
       // Stored in the shape GET /api/events returns, like events that arrive in pages.
       const rawData = {
         type: 'event',
@@ -182,7 +199,7 @@ export async function writeKlaviyoEvents(tx: Db, entries: readonly PlannedProfil
         attributes: {
           timestamp: at.ms / 1000,
           datetime: at.iso.replace(/\.000Z$/, '+00:00'),
-          event_properties: a.properties,
+          event_properties: properties,
           uuid: eventUuidFor(id),
           ...(value !== null ? { value: a.value } : {}),
           ...(a.value_currency ? { value_currency: a.value_currency } : {}),
@@ -202,7 +219,7 @@ export async function writeKlaviyoEvents(tx: Db, entries: readonly PlannedProfil
         valueCurrency: a.value_currency ?? null,
         uuid: rawData.attributes.uuid,
         uniqueId: a.unique_id ?? null,
-        properties: a.properties,
+        properties,
         rawData,
       });
     }

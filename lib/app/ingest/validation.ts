@@ -57,7 +57,7 @@ export class Problems {
     }
   }
 
-  /** Throws the 422 listing every problem, when there is any. */
+  /** Throws the 400 listing every problem, when there is any. */
   throwIfAny(): void {
     if (this.count === 0) return;
     const items = [...this.items];
