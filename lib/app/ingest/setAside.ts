@@ -61,7 +61,7 @@ function planSettingAside<P>(
     try {
       return { plan: plan(page), kept: count(page), setAside };
     } catch (err) {
-      if (!(err instanceof HttpError) || err.status !== 422 || pass >= MAX_PASSES) throw err;
+      if (!(err instanceof HttpError) || err.status !== 400 || pass >= MAX_PASSES) throw err;
       const drop = new Map<Section, Set<number>>();
       for (const problem of err.items) {
         const match = problem.pointer === undefined ? null : ITEM_POINTER.exec(problem.pointer);
