@@ -3,7 +3,7 @@ import type { ClosableDb } from './port';
 import { createPostgresDb } from './postgres';
 import type * as DataApiModule from './dataApi';
 
-export type { Db, ClosableDb, CopyRow, Row, SqlParam } from './port';
+export type { Db, ClosableDb } from './port';
 
 let client: ClosableDb | undefined;
 

@@ -29,17 +29,9 @@ import { buildWorld, type World } from './world';
  * seed, the page size changes only where pages are cut.
  */
 export * from './types';
-export { DEMO_METRICS, demoMetricByName, INTEGRATIONS, type DemoMetric, type Integration } from './catalog';
-export {
-  buildProfileResource,
-  profileId,
-  profileTraits,
-  DEFAULT_START,
-  DEFAULT_END,
-  DEFAULT_SEED,
-  KLAVIYO_API_URL,
-} from './profiles';
-export { AUDIENCE_UTC_OFFSET_HOURS, HOURLY_ACTIVITY, WEEKDAY_ACTIVITY } from './timeline';
+export { DEMO_METRICS, demoMetricByName, type DemoMetric } from './catalog';
+export { buildProfileResource, profileId, DEFAULT_SEED } from './profiles';
+export { AUDIENCE_UTC_OFFSET_HOURS } from './timeline';
 
 export const DEFAULT_PAGE_SIZE = 1000;
 export const DEFAULT_PROFILES = 200_000;

@@ -18,12 +18,6 @@ export function deriveSeed(seed: number, stream: number): number {
   return mix32((mix32(seed) ^ Math.imul(stream + 1, 0x27d4eb2f)) >>> 0);
 }
 
-export function hashString(text: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i += 1) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-  return h >>> 0;
-}
-
 export class Random {
   private a: number;
   private b: number;
@@ -203,10 +197,6 @@ export function ulidFromWords(epochMs: number, a: number, b: number, c: number, 
     K((d >>> 10) & 31),
     K((d >>> 15) & 31),
   );
-}
-
-export function ulid(random: Random, epochMs: number): string {
-  return ulidFromWords(epochMs, random.uint32(), random.uint32(), random.uint32(), random.uint32());
 }
 
 /** An RFC 4122 version-4 UUID drawn from the generator. */

@@ -75,14 +75,5 @@ export class HttpError extends Error {
   }
 }
 
-export const badRequest = (detail: string, extra: Partial<ErrorItem> = {}) =>
-  new HttpError(400, { code: 'invalid', detail, ...extra });
-
-export const notFound = (detail: string) => new HttpError(404, { code: 'not_found', detail });
-
 /** A request body that fails validation: 400, as Klaviyo answers, each problem with its pointer. */
 export const invalidInput = (items: readonly ErrorItem[]) => new HttpError(400, items);
-
-export function titleFor(status: number): string {
-  return TITLES[status] ?? 'Error';
-}

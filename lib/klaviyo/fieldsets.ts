@@ -81,8 +81,6 @@ export interface Fieldsets {
   readonly additionalProfile: ReadonlySet<AdditionalProfileField>;
 }
 
-export const NO_FIELDSETS: Fieldsets = { byType: new Map(), additionalProfile: new Set() };
-
 function list(text: string): string[] {
   return text
     .split(',')

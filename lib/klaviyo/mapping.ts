@@ -62,10 +62,6 @@ export function decimalText(value: unknown): string | null {
   return null;
 }
 
-export function isDecimalText(value: string): boolean {
-  return decimalText(value) !== null;
-}
-
 function textOrNull(value: unknown): string | null {
   if (typeof value === 'string') return value;
   if (typeof value === 'number' && Number.isFinite(value)) return String(value);

@@ -1,20 +1,6 @@
 import type { MetricRow, MetricSummary } from '../repositories/metrics';
 import type { ProfileRow } from '../repositories/profiles';
 
-/**
- * Stored rows back to Klaviyo's JSON:API resources (revision 2026-07-15 shapes: event, metric,
- * profile), for the GET routes.
- *
- * Events are rebuilt from raw_data, the resource exactly as ingest received it, so a page of
- * GET /api/events?include=metric,profile is a page that POST /api/events takes and stores as the
- * same rows: export from one deployment, import into another. Only what a stored resource lacks
- * (events written by Create Event or tests may have no relationships or links) is filled in from
- * the columns. The metrics and profiles in `included` are their raw_data too when they have one.
- */
-export interface ResourceLinks {
-  readonly self: string;
-}
-
 export interface JsonApiResource {
   readonly type: string;
   readonly id: string;

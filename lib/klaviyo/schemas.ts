@@ -76,7 +76,6 @@ export const EventResourceSchema = z.looseObject({
     { error: 'must be an object with the metric (and profile) relationships' },
   ),
 });
-export type EventResource = z.infer<typeof EventResourceSchema>;
 
 export const MetricResourceSchema = z.looseObject({
   type: z.literal('metric', { error: 'must be "metric"' }),
@@ -198,7 +197,6 @@ export const CreateEventBodySchema = z.looseObject({
     ),
   }),
 });
-export type CreateEventBody = z.infer<typeof CreateEventBodySchema>;
 
 export const BulkEventEntrySchema = z.looseObject({
   type: z.literal('event', { error: 'must be "event"' }),
@@ -222,7 +220,6 @@ export const BulkProfileEntrySchema = z.looseObject({
     { error: 'must be an object' },
   ),
 });
-export type BulkProfileEntry = z.infer<typeof BulkProfileEntrySchema>;
 
 /** The envelope of Bulk Create Events; the entries are checked one by one. */
 export const BulkCreateBodySchema = z.looseObject({

@@ -69,20 +69,6 @@ export function toMetricRow(r: MetricDbRow): MetricRow {
   };
 }
 
-export async function getMetricById(db: Db, id: string): Promise<MetricRow | null> {
-  const rows = await db.query<MetricDbRow>(`SELECT ${METRIC_COLUMNS} FROM klaviyo_metrics WHERE id = $1`, [id]);
-  return rows[0] ? toMetricRow(rows[0]) : null;
-}
-
-/** Metrics with this exact name that are real (not stubs), oldest first. */
-export async function findMetricsByName(db: Db, name: string): Promise<MetricRow[]> {
-  const rows = await db.query<MetricDbRow>(
-    `SELECT ${METRIC_COLUMNS} FROM klaviyo_metrics WHERE name = $1 AND NOT is_stub ORDER BY created NULLS LAST, id`,
-    [name],
-  );
-  return rows.map(toMetricRow);
-}
-
 export interface ListMetricsOptions {
   /** Keyset cursor: metrics with an id after this one. */
   readonly afterId?: string;
@@ -216,14 +202,6 @@ export async function upsertMetrics(db: Db, metrics: readonly MetricUpsert[]): P
     [payload],
   );
   return { written: Number(rows[0]?.written ?? 0) };
-}
-
-/** Makes sure a row exists for each id (a stub where none does), leaving existing rows untouched. */
-export async function ensureMetricStubs(db: Db, ids: readonly string[]): Promise<UpsertMetricsResult> {
-  return upsertMetrics(
-    db,
-    ids.map((id) => ({ id, isStub: true as const })),
-  );
 }
 
 /**

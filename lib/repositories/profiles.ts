@@ -129,41 +129,6 @@ export async function getProfileById(db: Db, id: string): Promise<ProfileRow | n
   return rows[0] ? toProfileRow(rows[0]) : null;
 }
 
-const FIND_LIMIT_DEFAULT = 100;
-
-/** Profiles with this email, compared case-insensitively as Klaviyo does (lower(email) index). */
-export async function findProfilesByEmail(db: Db, email: string, limit = FIND_LIMIT_DEFAULT): Promise<ProfileRow[]> {
-  const rows = await db.query<ProfileDbRow>(
-    `SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles p WHERE lower(p.email) = lower($1) AND p.email IS NOT NULL ORDER BY p.id LIMIT $2`,
-    [email, limit],
-  );
-  return rows.map(toProfileRow);
-}
-
-export async function findProfilesByPhoneNumber(
-  db: Db,
-  phoneNumber: string,
-  limit = FIND_LIMIT_DEFAULT,
-): Promise<ProfileRow[]> {
-  const rows = await db.query<ProfileDbRow>(
-    `SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles p WHERE p.phone_number = $1 ORDER BY p.id LIMIT $2`,
-    [phoneNumber, limit],
-  );
-  return rows.map(toProfileRow);
-}
-
-export async function findProfilesByExternalId(
-  db: Db,
-  externalId: string,
-  limit = FIND_LIMIT_DEFAULT,
-): Promise<ProfileRow[]> {
-  const rows = await db.query<ProfileDbRow>(
-    `SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles p WHERE p.external_id = $1 ORDER BY p.id LIMIT $2`,
-    [externalId, limit],
-  );
-  return rows.map(toProfileRow);
-}
-
 export interface UpsertProfilesResult {
   /** Rows inserted (stubs included) or replaced by a newer copy. */
   readonly written: number;

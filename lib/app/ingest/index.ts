@@ -4,14 +4,13 @@
  * then writes in one transaction and returns what it did.
  */
 export { ingestEventsPage, planEventsPage, writeEventsPage, type EventsPagePlan } from './eventsPage';
-export { upsertProfilesDocument, upsertMetricsDocument, planProfilesDocument, planMetricsDocument } from './resources';
-export { createEvent, bulkCreateEvents, planCreateEvent, planBulkCreate, writeKlaviyoEvents } from './klaviyoWrites';
-export { ingestResultDocument, type IngestCounts, type IngestOptions } from './result';
+export { upsertProfilesDocument, upsertMetricsDocument, planProfilesDocument } from './resources';
+export { createEvent, bulkCreateEvents } from './klaviyoWrites';
+export { ingestResultDocument, type IngestCounts } from './result';
 export {
   planEventsPageSettingAside,
   planMetricsSettingAside,
   planProfilesSettingAside,
-  type Lenient,
   type SetAsideItem,
 } from './setAside';
-export { createProfile, importProfile, bulkImportProfiles, type ProfileImportJob } from './profileWrites';
+export { createProfile, importProfile, bulkImportProfiles } from './profileWrites';
