@@ -3,7 +3,8 @@ import { z } from 'zod';
 import { runAggregation, type AggregationResult } from '../lib/aggregation/rollup';
 import { config } from '../lib/config';
 import { getDb } from '../lib/db';
-import { errorCode } from '../lib/db/errors';
+import { deadlineFrom, TimeBudgetError, timeLeftMs, withDeadline } from '../lib/db/budget';
+import { errorCode, isTransientDbError } from '../lib/db/errors';
 import { log } from '../lib/log';
 import { dirtyBacklog } from '../lib/repositories/aggregates';
 
@@ -32,12 +33,23 @@ export async function handler(
 ): Promise<AggregateRunResult> {
   const started = performance.now();
   const scheduledEventId = ScheduledEventSchema.parse(event ?? undefined)?.id;
+  let marginMs = 1_000;
   try {
-    const limits = config().limits;
+    const cfg = config();
+    marginMs = cfg.responseMarginMs;
+    const limits = cfg.limits;
     const remaining =
-      typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : Infinity;
-    const timeBudgetMs = Math.max(1, Math.min(limits.aggregateTimeBudgetMs, remaining - SAFETY_MARGIN_MS));
-    const result = await runAggregation(getDb(), { batchBuckets: limits.aggregateBatchBuckets, timeBudgetMs });
+      typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : undefined;
+    // Every database wait ends at the deadline (lib/db/budget.ts); the batches stop earlier, at the
+    // time budget, so that the last one commits.
+    const deadline = deadlineFrom(remaining, marginMs);
+    const timeBudgetMs = Math.max(
+      1,
+      Math.min(limits.aggregateTimeBudgetMs, (remaining ?? Infinity) - SAFETY_MARGIN_MS),
+    );
+    const result = await withDeadline(deadline, () =>
+      runAggregation(getDb(), { batchBuckets: limits.aggregateBatchBuckets, timeBudgetMs }),
+    );
     log.info(
       result.status === 'skipped'
         ? 'aggregate run skipped: another run holds the aggregation lock'
@@ -48,8 +60,10 @@ export async function handler(
   } catch (err) {
     const durationMs = Math.round(performance.now() - started);
     const code = errorCode(err);
-    // The lag is still worth reporting when the run failed, unless the database itself is the failure.
-    const lagSeconds = await (async () => (await dirtyBacklog(getDb())).oldestAgeSeconds)().catch(() => null);
+    // The lag is still worth reporting when the run failed, unless the database itself is the
+    // failure (or the time is spent): a second call would wait for the same silent server.
+    const lagSeconds =
+      isTransientDbError(err) || err instanceof TimeBudgetError ? null : await lagAfterFailure(context, marginMs);
     log.error('aggregate run failed', {
       function: 'aggregate',
       scheduledEventId,
@@ -60,5 +74,18 @@ export async function handler(
     });
     const name = err instanceof Error ? err.name : 'Error';
     return { status: 'error', scheduledEventId, durationMs, error: { name, ...(code ? { code } : {}) } };
+  }
+}
+
+async function lagAfterFailure(context: Partial<Context> | undefined, marginMs: number): Promise<number | null> {
+  const remaining =
+    typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : undefined;
+  const deadline = deadlineFrom(remaining, marginMs);
+  try {
+    return await withDeadline(deadline, async () =>
+      timeLeftMs() > 0 ? (await dirtyBacklog(getDb())).oldestAgeSeconds : null,
+    );
+  } catch {
+    return null;
   }
 }

@@ -1,5 +1,6 @@
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { config, ConfigError } from '../config';
+import { deadlineFrom, TimeBudgetError, withDeadline } from '../db/budget';
 import { errorCode, isTransientDbError } from '../db/errors';
 import { log, type LogFields } from '../log';
 import { authorize, parseApiKeys, type ApiKeyEntry, type Scope } from './auth';
@@ -93,6 +94,28 @@ function isUnstorableText(err: unknown): boolean {
   return code !== undefined && UNSTORABLE_TEXT.has(code);
 }
 
+/**
+ * The operation's result, or a TimeBudgetError shortly after the deadline if it has none by then.
+ * The database drivers stop their own waits at the deadline; this covers whatever else could still
+ * be waiting (a driver's retry sleep, a hung socket), so that the function answers before its timeout.
+ */
+async function beforeDeadline<R>(work: Promise<R>, deadline: number, graceMs: number): Promise<R> {
+  if (!Number.isFinite(deadline)) return work;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new TimeBudgetError('the operation')),
+      Math.max(0, deadline - performance.now()) + graceMs,
+    );
+  });
+  work.catch(() => undefined);
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export function httpHandler(options: HandlerOptions, operation: Operation): HttpHandler {
   return async (event, context) => {
     const started = process.hrtime.bigint();
@@ -113,7 +136,16 @@ export function httpHandler(options: HandlerOptions, operation: Operation): Http
         fields.scope = authorize(request.headers.authorization, options.scope, apiKeys);
       }
       rejectNulCharacters(request);
-      const result = await operation(request, fields);
+      // Every database wait of the invocation ends at this deadline: its remaining time less the
+      // margin it keeps to answer (503 with Retry-After) and write its log line.
+      const remaining =
+        typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : undefined;
+      const deadline = deadlineFrom(remaining, cfg.responseMarginMs);
+      const result = await beforeDeadline(
+        withDeadline(deadline, () => operation(request, fields)),
+        deadline,
+        cfg.responseMarginMs / 4,
+      );
       response =
         result.body === undefined && result.status === 204
           ? { statusCode: 204, headers: { ...result.headers } }
