@@ -69,7 +69,7 @@ const EnvSchema = z.object({
   DB_CONNECT_TIMEOUT_S: positiveInt(2),
   // New connections tried again after a lost one, within one unit of work.
   DB_CONNECT_RETRIES: nonNegativeInt(2),
-  DB_STATEMENT_TIMEOUT_MS: nonNegativeInt(5_000),
+  DB_STATEMENT_TIMEOUT_MS: nonNegativeInt(3_000),
   // What a handler keeps of its remaining time to answer and write its log line: database work ends
   // this long before the function's timeout.
   RESPONSE_MARGIN_MS: positiveInt(1_000),
@@ -92,6 +92,10 @@ const EnvSchema = z.object({
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).optional().default('info'),
   LOG_SQL: bool(false),
   API_KEYS: optionalText,
+  // An SSM parameter holding API_KEYS, read at run time (deployed stages): no dynamic reference
+  // resolved into a function setting. SSM_ENDPOINT is for tests against a local endpoint.
+  API_KEYS_PARAMETER: optionalText,
+  SSM_ENDPOINT: optionalText,
   INGEST_MAX_RESOURCES: positiveInt(1000),
   INGEST_MAX_BODY_BYTES: positiveInt(5 * 1024 * 1024),
   QUERY_MAX_RANGE_DAYS: positiveInt(366),
@@ -129,6 +133,8 @@ export interface Config {
   readonly logLevel: Env['LOG_LEVEL'];
   readonly logSql: boolean;
   readonly apiKeys?: string;
+  /** Where API_KEYS is read from at run time when it is not given itself. */
+  readonly apiKeysParameter?: { readonly name: string; readonly region?: string; readonly endpoint?: string };
   /** Database work of an invocation ends this long before its timeout. */
   readonly responseMarginMs: number;
   /** The origin of links in answers; undefined: API Gateway's own domain name. */
@@ -174,6 +180,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     logLevel: e.LOG_LEVEL,
     logSql: e.LOG_SQL,
     apiKeys: e.API_KEYS,
+    ...(e.API_KEYS_PARAMETER && !e.API_KEYS
+      ? { apiKeysParameter: { name: e.API_KEYS_PARAMETER, region: e.AWS_REGION, endpoint: e.SSM_ENDPOINT } }
+      : {}),
     responseMarginMs: e.RESPONSE_MARGIN_MS,
     publicBaseUrl: e.PUBLIC_BASE_URL,
     limits,

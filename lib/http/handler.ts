@@ -34,7 +34,37 @@ export const JSON_API = 'application/vnd.api+json';
 const RETRY_AFTER_SECONDS = '2';
 
 let coldStart = true;
-let apiKeys: ApiKeyEntry[] | undefined;
+let apiKeys: Promise<ApiKeyEntry[]> | undefined;
+
+/**
+ * The key hashes: API_KEYS, or the SSM parameter API_KEYS_PARAMETER names, read once per container
+ * (a deploy replaces every container, which is how a revoked key stops working). A failed read is
+ * not kept: the request answers 500 and the next one reads again.
+ */
+function loadApiKeys(cfg: ReturnType<typeof config>): Promise<ApiKeyEntry[]> {
+  if (apiKeys) return apiKeys;
+  const parameter = cfg.apiKeysParameter;
+  const loading = parameter
+    ? readParameter(parameter).then((value) => parseApiKeys(value))
+    : Promise.resolve().then(() => parseApiKeys(cfg.apiKeys));
+  apiKeys = loading;
+  loading.catch(() => {
+    if (apiKeys === loading) apiKeys = undefined;
+  });
+  return loading;
+}
+
+async function readParameter(parameter: { name: string; region?: string; endpoint?: string }): Promise<string> {
+  // Loaded only when configured: the Lambda runtime provides the AWS SDK.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const ssm = require('@aws-sdk/client-ssm') as typeof import('@aws-sdk/client-ssm');
+  const client = new ssm.SSMClient({
+    ...(parameter.region ? { region: parameter.region } : {}),
+    ...(parameter.endpoint ? { endpoint: parameter.endpoint } : {}),
+  });
+  const output = await client.send(new ssm.GetParameterCommand({ Name: parameter.name, WithDecryption: true }));
+  return output.Parameter?.Value ?? '';
+}
 
 export function jsonApiResponse(
   status: number,
@@ -132,8 +162,7 @@ export function httpHandler(options: HandlerOptions, operation: Operation): Http
       const cfg = config();
       const request = toHttpRequest(event, cfg.limits.ingestMaxBodyBytes);
       if (options.scope !== 'public') {
-        apiKeys ??= parseApiKeys(cfg.apiKeys);
-        fields.scope = authorize(request.headers.authorization, options.scope, apiKeys);
+        fields.scope = authorize(request.headers.authorization, options.scope, await loadApiKeys(cfg));
       }
       rejectNulCharacters(request);
       // Every database wait of the invocation ends at this deadline: its remaining time less the
