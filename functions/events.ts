@@ -5,7 +5,7 @@ import { apiBaseUrl } from '../lib/klaviyo/resources';
 
 /** GET /api/events: Klaviyo's Get Events (filter, sort, page[size], page[cursor], include=metric,profile). */
 export const list = httpHandler({ name: 'events-list', scope: 'read' }, async (request, logFields) => {
-  const document = await getEventsDocument(getDb(), { baseUrl: apiBaseUrl(request.headers), query: request.query });
+  const document = await getEventsDocument(getDb(), { baseUrl: apiBaseUrl(request), query: request.query });
   logFields.rows = document.data.length;
   return { status: 200, body: document };
 });
@@ -15,6 +15,6 @@ export const get = httpHandler({ name: 'events-get', scope: 'read' }, async (req
   const id = request.pathParams.id ?? '';
   return {
     status: 200,
-    body: await getEventDocument(getDb(), id, { baseUrl: apiBaseUrl(request.headers), query: request.query }),
+    body: await getEventDocument(getDb(), id, { baseUrl: apiBaseUrl(request), query: request.query }),
   };
 });

@@ -8,7 +8,7 @@ import { apiBaseUrl } from '../lib/klaviyo/resources';
 export const handler = httpHandler({ name: 'metricAggregates', scope: 'read' }, async (request, logFields) => {
   const { document, plan } = await queryMetricAggregates(getDb(), request.json(), {
     maxRangeDays: config().limits.queryMaxRangeDays,
-    baseUrl: apiBaseUrl(request.headers),
+    baseUrl: apiBaseUrl(request),
     pageCursor: request.query.page_cursor ?? request.query['page[cursor]'],
   });
   logFields.metric_id = plan.metricId;

@@ -200,6 +200,10 @@ function oslsEnv(settings: StartSettings, databaseUrl: string, apiKeys: string):
     HTTP_PORT: String(settings.httpPort),
     LAMBDA_PORT: String(settings.lambdaPort),
     HTTP_HOST: settings.host,
+    // Links in answers: serverless-offline's requestContext.domainName is a placeholder.
+    PUBLIC_BASE_URL:
+      process.env.PUBLIC_BASE_URL ||
+      `http://${['0.0.0.0', '::'].includes(settings.host) ? 'localhost' : settings.host}:${settings.httpPort}`,
     // osls (the oss-serverless fork) has no telemetry, dashboard or update check; these keep the
     // original Serverless v3 CLI quiet too, should someone run it instead.
     SLS_TELEMETRY_DISABLED: '1',

@@ -160,7 +160,7 @@ export function httpHandler(options: HandlerOptions, operation: Operation): Http
     let response: APIGatewayProxyStructuredResultV2;
     try {
       const cfg = config();
-      const request = toHttpRequest(event, cfg.limits.ingestMaxBodyBytes);
+      const request = toHttpRequest(event, cfg.limits.ingestMaxBodyBytes, cfg.publicBaseUrl);
       if (options.scope !== 'public') {
         fields.scope = authorize(request.headers.authorization, options.scope, await loadApiKeys(cfg));
       }

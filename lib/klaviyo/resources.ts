@@ -24,14 +24,12 @@ export interface JsonApiResource {
   readonly [key: string]: unknown;
 }
 
-/** The scheme and host the client used (API Gateway and serverless-offline pass Host and X-Forwarded-Proto). */
-export function apiBaseUrl(headers: Readonly<Record<string, string>>): string {
-  const host = headers['x-forwarded-host'] ?? headers.host;
-  if (!host || !/^[A-Za-z0-9.\-:[\]]+$/.test(host)) return '';
-  const forwarded = headers['x-forwarded-proto']?.split(',')[0]?.trim().toLowerCase();
-  const local = /^(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/.test(host);
-  const proto = forwarded === 'http' || forwarded === 'https' ? forwarded : local ? 'http' : 'https';
-  return `${proto}://${host}`;
+/**
+ * The origin of links: the request's, built by lib/http/request.ts from API Gateway's domainName or
+ * PUBLIC_BASE_URL, never from the client's Host or X-Forwarded-Host headers.
+ */
+export function apiBaseUrl(request: { readonly baseUrl: string }): string {
+  return request.baseUrl;
 }
 
 /** An instant as Klaviyo writes it: 2022-11-08T01:23:45+00:00 (milliseconds only when there are some). */
