@@ -297,6 +297,10 @@ export function createPostgresDb(options: PostgresDriverOptions): ClosableDb {
         if (!isConnectionError(err) || attempt >= retries) throw err;
         if (timeLeftMs() < connectTimeoutMs + MIN_WORK_MS) throw err;
         log.warn('database connection lost; retrying on a new connection', { error: err, attempt: attempt + 1 });
+        // With a password read at run time, the retry runs on a new client: postgres.js 3.4.9 never
+        // settles a query whose reconnect of a closed connection is refused authentication (a rotated
+        // secret), while a new client's refused connect rejects with 28P01, which is then refreshed.
+        if (credentials) abandon(current);
         // Let postgres.js process the socket's close before the retry picks a connection.
         await new Promise((resolve) => setTimeout(resolve, 20 * (attempt + 1)));
       }
