@@ -3,8 +3,9 @@ import { loadConfig } from '../../lib/config';
 import { createDb } from '../../lib/db';
 import { credentialsFor, passwordOf } from '../../lib/db/credentials';
 import type { ClosableDb } from '../../lib/db/port';
-import { useFreshDatabase } from '../support/database';
-import { testDriver } from '../support/env';
+import { createPostgresDb } from '../../lib/db/postgres';
+import { adminUrl, useFreshDatabase } from '../support/database';
+import { testDriver, tuning } from '../support/env';
 
 /**
  * The password read at run time: from a Secrets Manager secret (a local endpoint speaking its JSON
@@ -65,8 +66,14 @@ describeOnPostgres('database password read at run time', () => {
     await t.db.query(`CREATE ROLE ${role} LOGIN PASSWORD '${current}'`);
   });
   afterAll(async () => {
-    await t.db.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1`, [role]);
-    await t.db.query(`DROP ROLE IF EXISTS ${role}`).catch(() => undefined);
+    // A client of its own: the test database's client may already be closed by its own afterAll.
+    const admin = createPostgresDb({ url: adminUrl(), ...tuning, poolMax: 1 });
+    try {
+      await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1`, [role]);
+      await admin.query(`DROP ROLE IF EXISTS ${role}`);
+    } finally {
+      await admin.close();
+    }
     await new Promise((resolve) => server.close(resolve));
     for (const [k, v] of Object.entries(saved)) {
       if (v === undefined) delete process.env[k];
