@@ -1,11 +1,11 @@
 import type { Context, ScheduledEvent } from 'aws-lambda';
 import { z } from 'zod';
-import { runAggregation, type AggregationResult } from '../lib/app/aggregation';
+import type { AggregationResult } from '../lib/app/aggregation';
+import { lagAfterFailure, runScheduledAggregation } from '../lib/app/scheduledAggregation';
 import { config } from '../lib/config';
 import { getDb } from '../lib/db';
 import { errorCode } from '../lib/db/errors';
 import { log } from '../lib/log';
-import { dirtyBacklog } from '../lib/repositories/aggregates';
 
 /**
  * The scheduled aggregator (EventBridge; also `osls invoke local -f aggregate`). It never throws to
@@ -23,21 +23,23 @@ export type AggregateRunResult =
       readonly error: { readonly name: string; readonly code?: string };
     };
 
-// The last batch and the log line must fit in what is left of the Lambda's time.
-const SAFETY_MARGIN_MS = 10_000;
-
 export async function handler(
   event?: Partial<ScheduledEvent> | null,
   context?: Partial<Context>,
 ): Promise<AggregateRunResult> {
   const started = performance.now();
   const scheduledEventId = ScheduledEventSchema.parse(event ?? undefined)?.id;
+  let marginMs = 1_000;
   try {
-    const limits = config().limits;
-    const remaining =
-      typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : Infinity;
-    const timeBudgetMs = Math.max(1, Math.min(limits.aggregateTimeBudgetMs, remaining - SAFETY_MARGIN_MS));
-    const result = await runAggregation(getDb(), { batchBuckets: limits.aggregateBatchBuckets, timeBudgetMs });
+    const cfg = config();
+    marginMs = cfg.responseMarginMs;
+    const limits = cfg.limits;
+    const result = await runScheduledAggregation(getDb(), {
+      remainingMs: remainingMsOf(context),
+      marginMs,
+      batchBuckets: limits.aggregateBatchBuckets,
+      timeBudgetMs: limits.aggregateTimeBudgetMs,
+    });
     log.info(
       result.status === 'skipped'
         ? 'aggregate run skipped: another run holds the aggregation lock'
@@ -48,8 +50,7 @@ export async function handler(
   } catch (err) {
     const durationMs = Math.round(performance.now() - started);
     const code = errorCode(err);
-    // The lag is still worth reporting when the run failed, unless the database itself is the failure.
-    const lagSeconds = await (async () => (await dirtyBacklog(getDb())).oldestAgeSeconds)().catch(() => null);
+    const lagSeconds = await lagAfterFailure(getDb, err, remainingMsOf(context), marginMs);
     log.error('aggregate run failed', {
       function: 'aggregate',
       scheduledEventId,
@@ -61,4 +62,8 @@ export async function handler(
     const name = err instanceof Error ? err.name : 'Error';
     return { status: 'error', scheduledEventId, durationMs, error: { name, ...(code ? { code } : {}) } };
   }
+}
+
+function remainingMsOf(context: Partial<Context> | undefined): number | undefined {
+  return typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : undefined;
 }

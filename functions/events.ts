@@ -7,11 +7,10 @@ import {
   getEventRelationshipDocument,
   getEventsDocument,
 } from '../lib/app/documents';
-import { apiBaseUrl } from '../lib/klaviyo/resources';
 
 /** GET /api/events: Klaviyo's Get Events (filter, sort, page[size], page[cursor], include=metric,profile). */
 export const list = httpHandler({ name: 'events-list', scope: 'read' }, async (request, logFields) => {
-  const document = await getEventsDocument(getDb(), { baseUrl: apiBaseUrl(request.headers), query: request.query });
+  const document = await getEventsDocument(getDb(), { baseUrl: request.baseUrl, query: request.query });
   logFields.rows = document.data.length;
   return { status: 200, body: document };
 });
@@ -21,7 +20,7 @@ export const get = httpHandler({ name: 'events-get', scope: 'read' }, async (req
   const id = request.pathParams.id ?? '';
   return {
     status: 200,
-    body: await getEventDocument(getDb(), id, { baseUrl: apiBaseUrl(request.headers), query: request.query }),
+    body: await getEventDocument(getDb(), id, { baseUrl: request.baseUrl, query: request.query }),
   };
 });
 
@@ -29,7 +28,7 @@ export const get = httpHandler({ name: 'events-get', scope: 'read' }, async (req
 export const metric = httpHandler({ name: 'events-metric', scope: 'read' }, async (request) => ({
   status: 200,
   body: await getEventMetricDocument(getDb(), request.pathParams.id ?? '', {
-    baseUrl: apiBaseUrl(request.headers),
+    baseUrl: request.baseUrl,
     query: request.query,
   }),
 }));
@@ -38,7 +37,7 @@ export const metric = httpHandler({ name: 'events-metric', scope: 'read' }, asyn
 export const profile = httpHandler({ name: 'events-profile', scope: 'read' }, async (request) => ({
   status: 200,
   body: await getEventProfileDocument(getDb(), request.pathParams.id ?? '', {
-    baseUrl: apiBaseUrl(request.headers),
+    baseUrl: request.baseUrl,
     query: request.query,
   }),
 }));
@@ -49,7 +48,7 @@ export const metricRelationship = httpHandler(
   async (request) => ({
     status: 200,
     body: await getEventRelationshipDocument(getDb(), request.pathParams.id ?? '', 'metric', {
-      baseUrl: apiBaseUrl(request.headers),
+      baseUrl: request.baseUrl,
       query: request.query,
     }),
   }),
@@ -61,7 +60,7 @@ export const profileRelationship = httpHandler(
   async (request) => ({
     status: 200,
     body: await getEventRelationshipDocument(getDb(), request.pathParams.id ?? '', 'profile', {
-      baseUrl: apiBaseUrl(request.headers),
+      baseUrl: request.baseUrl,
       query: request.query,
     }),
   }),

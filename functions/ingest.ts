@@ -5,20 +5,18 @@ import { httpHandler, type HttpHandler, type HttpResult } from '../lib/http/hand
 import type { HttpRequest } from '../lib/http/request';
 import {
   bulkCreateEvents,
-  bulkImportProfiles,
   createEvent,
-  createProfile,
-  importProfile,
   ingestEventsPage,
   ingestResultDocument,
   upsertMetricsDocument,
   upsertProfilesDocument,
   type IngestCounts,
 } from '../lib/app/ingest';
-import { applyFieldset, parseFieldsets } from '../lib/klaviyo/fieldsets';
-import { checkKnownParams } from '../lib/klaviyo/listParams';
-import { apiBaseUrl, klaviyoDateTime, profileResource } from '../lib/klaviyo/resources';
-import type { ProfileRow } from '../lib/repositories/profiles';
+import {
+  bulkImportProfilesDocument,
+  createProfileDocument,
+  importProfileDocument,
+} from '../lib/app/profileWriteDocuments';
 import type { LogFields } from '../lib/log';
 
 /**
@@ -53,15 +51,6 @@ function isOneResource(body: unknown): boolean {
   return data !== null && typeof data === 'object' && !Array.isArray(data);
 }
 
-const PROFILE_WRITE_PARAMS = ['additional-fields[profile]', 'fields[profile]'];
-
-/** A written profile as Klaviyo answers it, shaped by the request's fields[profile] and additional-fields. */
-function profileAnswer(request: HttpRequest, status: number, profile: ProfileRow): HttpResult {
-  const fieldsets = parseFieldsets(request.query);
-  const resource = profileResource(profile, apiBaseUrl(request.headers), fieldsets.additionalProfile);
-  return { status, body: { data: applyFieldset(resource, fieldsets.byType.get('profile')) } };
-}
-
 async function profiles(request: HttpRequest, fields: LogFields): Promise<HttpResult> {
   const body = request.json();
   if (!isOneResource(body)) {
@@ -69,60 +58,18 @@ async function profiles(request: HttpRequest, fields: LogFields): Promise<HttpRe
     return ok(counted(fields, await upsertProfilesDocument(getDb(), body)));
   }
   fields.shape = 'create-profile';
-  checkKnownParams(request.query, PROFILE_WRITE_PARAMS);
-  parseFieldsets(request.query);
-  return profileAnswer(request, 201, await createProfile(getDb(), body));
+  return { status: 201, body: await createProfileDocument(getDb(), body, request) };
 }
 
 async function profileImport(request: HttpRequest): Promise<HttpResult> {
-  checkKnownParams(request.query, PROFILE_WRITE_PARAMS);
-  parseFieldsets(request.query);
-  const { profile, created } = await importProfile(getDb(), request.json());
-  return profileAnswer(request, created ? 201 : 200, profile);
+  const { created, document } = await importProfileDocument(getDb(), request.json(), request);
+  return { status: created ? 201 : 200, body: document };
 }
 
-const JOB_FIELDS = [
-  'completed_at',
-  'completed_count',
-  'created_at',
-  'expires_at',
-  'failed_count',
-  'id',
-  'started_at',
-  'status',
-  'total_count',
-];
-
-/** Klaviyo's profile-bulk-import-job, complete: the profiles were written before the answer. */
 async function profileBulkImport(request: HttpRequest, fields: LogFields): Promise<HttpResult> {
-  checkKnownParams(request.query, ['fields[profile-bulk-import-job]']);
-  const names = request.query['fields[profile-bulk-import-job]']?.split(',').map((n) => n.trim());
-  const unknown = names?.filter((n) => !JOB_FIELDS.includes(n)) ?? [];
-  if (unknown.length > 0) {
-    throw new HttpError(400, {
-      code: 'invalid',
-      detail: `fields[profile-bulk-import-job] takes ${JOB_FIELDS.join(', ')}.`,
-      parameter: 'fields[profile-bulk-import-job]',
-    });
-  }
-  const job = await bulkImportProfiles(getDb(), request.json());
-  fields.received = job.totalCount;
-  const resource = {
-    type: 'profile-bulk-import-job',
-    id: job.id,
-    attributes: {
-      status: 'complete',
-      created_at: klaviyoDateTime(job.createdAt),
-      total_count: job.totalCount,
-      completed_count: job.totalCount,
-      failed_count: 0,
-      completed_at: klaviyoDateTime(job.completedAt),
-      // Nothing is kept to expire: the job was done when this answer was sent.
-      expires_at: null,
-      started_at: klaviyoDateTime(job.createdAt),
-    },
-  };
-  return { status: 202, body: { data: applyFieldset(resource, names) } };
+  const { totalCount, document } = await bulkImportProfilesDocument(getDb(), request.json(), request.query);
+  fields.received = totalCount;
+  return { status: 202, body: document };
 }
 
 const routes: Record<string, HttpHandler> = {

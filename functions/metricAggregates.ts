@@ -2,13 +2,12 @@ import { queryMetricAggregates } from '../lib/app/metricAggregates';
 import { config } from '../lib/config';
 import { getDb } from '../lib/db';
 import { httpHandler } from '../lib/http/handler';
-import { apiBaseUrl } from '../lib/klaviyo/resources';
 
 /** POST /api/metric-aggregates: Klaviyo's Query Metric Aggregates, always fresh. */
 export const handler = httpHandler({ name: 'metricAggregates', scope: 'read' }, async (request, logFields) => {
   const { document, plan } = await queryMetricAggregates(getDb(), request.json(), {
     maxRangeDays: config().limits.queryMaxRangeDays,
-    baseUrl: apiBaseUrl(request.headers),
+    baseUrl: request.baseUrl,
     pageCursor: request.query.page_cursor ?? request.query['page[cursor]'],
   });
   logFields.metric_id = plan.metricId;

@@ -1,11 +1,10 @@
 import { getDb } from '../lib/db';
 import { httpHandler } from '../lib/http/handler';
 import { getMetricDocument, getMetricsDocument } from '../lib/app/documents';
-import { apiBaseUrl } from '../lib/klaviyo/resources';
 
 /** GET /api/metrics: name, integration, event count, first and last event of each metric. */
 export const list = httpHandler({ name: 'metrics-list', scope: 'read' }, async (request, logFields) => {
-  const document = await getMetricsDocument(getDb(), { baseUrl: apiBaseUrl(request.headers), query: request.query });
+  const document = await getMetricsDocument(getDb(), { baseUrl: request.baseUrl, query: request.query });
   logFields.rows = document.data.length;
   return { status: 200, body: document };
 });
@@ -15,6 +14,6 @@ export const get = httpHandler({ name: 'metrics-get', scope: 'read' }, async (re
   const id = request.pathParams.id ?? '';
   return {
     status: 200,
-    body: await getMetricDocument(getDb(), id, { baseUrl: apiBaseUrl(request.headers), query: request.query }),
+    body: await getMetricDocument(getDb(), id, { baseUrl: request.baseUrl, query: request.query }),
   };
 });

@@ -1,11 +1,10 @@
 import { getDb } from '../lib/db';
 import { httpHandler } from '../lib/http/handler';
 import { getProfileDocument, getProfileEventsDocument, getProfilesDocument } from '../lib/app/documents';
-import { apiBaseUrl } from '../lib/klaviyo/resources';
 
 /** GET /api/profiles?filter=equals(email,"a@b.c") (also phone_number, external_id, id; any(...)). */
 export const list = httpHandler({ name: 'profiles-list', scope: 'read' }, async (request, logFields) => {
-  const document = await getProfilesDocument(getDb(), { baseUrl: apiBaseUrl(request.headers), query: request.query });
+  const document = await getProfilesDocument(getDb(), { baseUrl: request.baseUrl, query: request.query });
   logFields.rows = document.data.length;
   return { status: 200, body: document };
 });
@@ -15,7 +14,7 @@ export const get = httpHandler({ name: 'profiles-get', scope: 'read' }, async (r
   const id = request.pathParams.id ?? '';
   return {
     status: 200,
-    body: await getProfileDocument(getDb(), id, { baseUrl: apiBaseUrl(request.headers), query: request.query }),
+    body: await getProfileDocument(getDb(), id, { baseUrl: request.baseUrl, query: request.query }),
   };
 });
 
@@ -23,7 +22,7 @@ export const get = httpHandler({ name: 'profiles-get', scope: 'read' }, async (r
 export const events = httpHandler({ name: 'profiles-events', scope: 'read' }, async (request, logFields) => {
   const id = request.pathParams.id ?? '';
   const document = await getProfileEventsDocument(getDb(), id, {
-    baseUrl: apiBaseUrl(request.headers),
+    baseUrl: request.baseUrl,
     query: request.query,
   });
   logFields.rows = document.data.length;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { hostOfUrl, resolveTlsMode, splitUrlTls, TlsConfigError, type TlsMode } from './db/tls';
 
 /**
  * The environment, read and validated once per container. A missing or malformed value throws a
@@ -50,11 +51,35 @@ const EnvSchema = z.object({
   DB_USER: optionalText,
   DB_PASSWORD: optionalText,
   DB_NAME: optionalText,
-  DB_SSL: z.enum(['disable', 'prefer', 'require', 'verify-full']).optional().default('disable'),
+  // libpq's sslmode: disable, require, verify-ca, verify-full (lib/db/tls.ts). Unset: as the URL's
+  // sslmode says, else disable for this machine and verify-full for any other host.
+  DB_SSL: optionalText,
+  // A PEM file of the CAs to trust (libpq's sslrootcert); deployed stages name the Lambda runtime's
+  // Amazon CA bundle, which holds the RDS CAs (docs/operations.md).
+  DB_SSL_ROOT_CERT: optionalText,
+  // The password as an RDS IAM token signed per connection with the function's role.
+  DB_IAM_AUTH: bool(false),
+  // Secrets Manager's endpoint, for tests against a local one.
+  DB_SECRETS_ENDPOINT: optionalText,
   DB_POOL_MAX: positiveInt(1),
   DB_IDLE_TIMEOUT_S: nonNegativeInt(20),
-  DB_CONNECT_TIMEOUT_S: positiveInt(10),
-  DB_STATEMENT_TIMEOUT_MS: nonNegativeInt(25_000),
+  // Every wait below is also cut at the invocation's deadline (lib/db/budget.ts); these bound one
+  // attempt. docs/operations.md has the arithmetic that makes them fit the functions' timeouts.
+  DB_CONNECT_TIMEOUT_S: positiveInt(2),
+  // New connections tried again after a lost one, within one unit of work.
+  DB_CONNECT_RETRIES: nonNegativeInt(2),
+  DB_STATEMENT_TIMEOUT_MS: nonNegativeInt(3_000),
+  // What a handler keeps of its remaining time to answer and write its log line: database work ends
+  // this long before the function's timeout.
+  RESPONSE_MARGIN_MS: positiveInt(1_000),
+  // The public origin of the API (https://api.example.com) for links, when it is not the API
+  // Gateway's own domain (a custom domain, a CDN). Never taken from a request's headers.
+  PUBLIC_BASE_URL: optionalText.pipe(
+    z
+      .string()
+      .regex(/^https?:\/\/[A-Za-z0-9.\-:[\]]+$/, 'must be an origin such as https://api.example.com (no path)')
+      .optional(),
+  ),
   DB_PREPARE: bool(true),
   DB_CLUSTER_ARN: optionalText,
   DB_SECRET_ARN: optionalText,
@@ -66,6 +91,10 @@ const EnvSchema = z.object({
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).optional().default('info'),
   LOG_SQL: bool(false),
   API_KEYS: optionalText,
+  // An SSM parameter holding API_KEYS, read at run time (deployed stages): no dynamic reference
+  // resolved into a function setting. SSM_ENDPOINT is for tests against a local endpoint.
+  API_KEYS_PARAMETER: optionalText,
+  SSM_ENDPOINT: optionalText,
   INGEST_MAX_RESOURCES: positiveInt(1000),
   INGEST_MAX_BODY_BYTES: positiveInt(5 * 1024 * 1024),
   QUERY_MAX_RANGE_DAYS: positiveInt(366),
@@ -91,12 +120,15 @@ const EnvSchema = z.object({
 export type Env = z.infer<typeof EnvSchema>;
 
 export interface PostgresConnection {
+  /** Without TLS parameters: those are read into `ssl` and `sslRootCert`. */
   readonly url?: string;
   readonly host?: string;
   readonly port?: number;
   readonly user?: string;
   readonly password?: string;
   readonly database?: string;
+  /** Where the password comes from when it is not `password` (lib/db/credentials.ts). */
+  readonly passwordSource?: PasswordSource;
 }
 
 export interface Config {
@@ -114,6 +146,12 @@ export interface Config {
   readonly logLevel: Env['LOG_LEVEL'];
   readonly logSql: boolean;
   readonly apiKeys?: string;
+  /** Where API_KEYS is read from at run time when it is not given itself. */
+  readonly apiKeysParameter?: { readonly name: string; readonly region?: string; readonly endpoint?: string };
+  /** Database work of an invocation ends this long before its timeout. */
+  readonly responseMarginMs: number;
+  /** The origin of links in answers; undefined: API Gateway's own domain name. */
+  readonly publicBaseUrl?: string;
   readonly limits: {
     readonly ingestMaxResources: number;
     readonly ingestMaxBodyBytes: number;
@@ -139,7 +177,11 @@ export interface SyncSettings {
 }
 
 export interface PostgresTuning {
-  readonly ssl: Env['DB_SSL'];
+  readonly ssl: TlsMode;
+  /** A PEM file of trusted CAs for verify-ca / verify-full; unset or `system`: Node's trust store. */
+  readonly sslRootCert?: string;
+  /** New connections tried after a lost one in one unit of work (2 when unset). */
+  readonly connectRetries?: number;
   readonly poolMax: number;
   readonly idleTimeoutSeconds: number;
   readonly connectTimeoutSeconds: number;
@@ -148,6 +190,12 @@ export interface PostgresTuning {
 }
 
 /** Pure: builds a Config from an environment, throwing ConfigError that names every bad variable. */
+/** Where the postgres driver's password comes from (lib/db/credentials.ts reads it). */
+export type PasswordSource =
+  | { readonly kind: 'static'; readonly password?: string }
+  | { readonly kind: 'iam'; readonly region: string }
+  | { readonly kind: 'secret'; readonly secretArn: string; readonly region?: string; readonly endpoint?: string };
+
 export function loadConfig(env: NodeJS.ProcessEnv): Config {
   const parsed = EnvSchema.safeParse(env);
   if (!parsed.success) {
@@ -174,7 +222,18 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     sliceMs: e.SYNC_SLICE_HOURS * 3_600_000,
     rateShare: e.SYNC_RATE_SHARE_PERCENT / 100,
   };
-  const common = { logLevel: e.LOG_LEVEL, logSql: e.LOG_SQL, apiKeys: e.API_KEYS, limits, sync };
+  const common = {
+    logLevel: e.LOG_LEVEL,
+    logSql: e.LOG_SQL,
+    apiKeys: e.API_KEYS,
+    ...(e.API_KEYS_PARAMETER && !e.API_KEYS
+      ? { apiKeysParameter: { name: e.API_KEYS_PARAMETER, region: e.AWS_REGION, endpoint: e.SSM_ENDPOINT } }
+      : {}),
+    responseMarginMs: e.RESPONSE_MARGIN_MS,
+    publicBaseUrl: e.PUBLIC_BASE_URL,
+    limits,
+    sync,
+  };
 
   if (e.DB_DRIVER === 'data-api') {
     const missing = (['DB_CLUSTER_ARN', 'DB_SECRET_ARN', 'DB_NAME'] as const).filter((k) => !e[k]);
@@ -204,22 +263,73 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
       throw new ConfigError(`Invalid configuration: DB_HOST is set but ${missing.join(', ')} missing`);
     }
   }
+  return { ...common, db: postgresDb(e) };
+}
+
+function postgresDb(e: Env): Config['db'] {
+  let tls: { url?: string; mode: TlsMode; rootCert?: string };
+  try {
+    const fromUrl = e.DATABASE_URL ? splitUrlTls(e.DATABASE_URL) : undefined;
+    if (fromUrl?.sslrootcert && e.DB_SSL_ROOT_CERT && fromUrl.sslrootcert !== e.DB_SSL_ROOT_CERT) {
+      throw new TlsConfigError('DATABASE_URL sslrootcert and DB_SSL_ROOT_CERT name different files: set one');
+    }
+    const mode = resolveTlsMode({
+      urlMode: fromUrl?.sslmode,
+      envMode: e.DB_SSL,
+      host: fromUrl ? hostOfUrl(fromUrl.url) : e.DB_HOST,
+    });
+    tls = { url: fromUrl?.url, mode, rootCert: fromUrl?.sslrootcert ?? e.DB_SSL_ROOT_CERT };
+  } catch (err) {
+    if (err instanceof TlsConfigError) throw new ConfigError(`Invalid configuration: ${err.message}`);
+    throw err;
+  }
+  const passwordSource = passwordSourceOf(e, tls.mode);
   return {
-    ...common,
-    db: {
-      driver: 'postgres',
-      // With a URL, the URL alone says where to connect (postgres.js lets options override it).
-      ...(e.DATABASE_URL
-        ? { url: e.DATABASE_URL }
-        : { host: e.DB_HOST, port: e.DB_PORT, user: e.DB_USER, password: e.DB_PASSWORD, database: e.DB_NAME }),
-      ssl: e.DB_SSL,
-      poolMax: e.DB_POOL_MAX,
-      idleTimeoutSeconds: e.DB_IDLE_TIMEOUT_S,
-      connectTimeoutSeconds: e.DB_CONNECT_TIMEOUT_S,
-      statementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,
-      prepare: e.DB_PREPARE,
-    },
+    driver: 'postgres',
+    // With a URL, the URL alone says where to connect (postgres.js lets options override it).
+    ...(tls.url
+      ? { url: tls.url }
+      : { host: e.DB_HOST, port: e.DB_PORT, user: e.DB_USER, password: e.DB_PASSWORD, database: e.DB_NAME }),
+    ...(passwordSource ? { passwordSource } : {}),
+    ssl: tls.mode,
+    ...(tls.rootCert ? { sslRootCert: tls.rootCert } : {}),
+    poolMax: e.DB_POOL_MAX,
+    idleTimeoutSeconds: e.DB_IDLE_TIMEOUT_S,
+    connectTimeoutSeconds: e.DB_CONNECT_TIMEOUT_S,
+    connectRetries: e.DB_CONNECT_RETRIES,
+    statementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,
+    prepare: e.DB_PREPARE,
   };
+}
+
+/** A password that is not in the environment: an IAM token, or a secret read at run time. */
+function passwordSourceOf(e: Env, mode: TlsMode): PasswordSource | undefined {
+  const given = [
+    // With a URL, DB_PASSWORD is not read (the URL alone says how to connect).
+    e.DATABASE_URL
+      ? /^postgres(?:ql)?:\/\/[^@/]*:[^@/]+@/.test(e.DATABASE_URL)
+        ? 'a password in DATABASE_URL'
+        : undefined
+      : e.DB_PASSWORD
+        ? 'DB_PASSWORD'
+        : undefined,
+    e.DB_IAM_AUTH ? 'DB_IAM_AUTH' : undefined,
+    e.DB_SECRET_ARN ? 'DB_SECRET_ARN' : undefined,
+  ].filter((x): x is string => x !== undefined);
+  if (given.length > 1) {
+    throw new ConfigError(`Invalid configuration: the database password is given twice (${given.join(', ')}): set one`);
+  }
+  if (e.DB_IAM_AUTH) {
+    if (mode === 'disable') {
+      throw new ConfigError('Invalid configuration: DB_IAM_AUTH needs TLS (RDS refuses IAM tokens in plain text)');
+    }
+    if (!e.AWS_REGION) throw new ConfigError('Invalid configuration: DB_IAM_AUTH needs AWS_REGION');
+    return { kind: 'iam', region: e.AWS_REGION };
+  }
+  if (e.DB_SECRET_ARN) {
+    return { kind: 'secret', secretArn: e.DB_SECRET_ARN, region: e.AWS_REGION, endpoint: e.DB_SECRETS_ENDPOINT };
+  }
+  return undefined;
 }
 
 let cached: Config | undefined;

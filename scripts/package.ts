@@ -7,10 +7,12 @@ import { inflateRawSync } from 'node:zlib';
  * npm run package: builds every function's deployment zip with `osls package` (serverless-esbuild:
  * one minified bundle per function, @aws-sdk left to the Lambda runtime) and reports the sizes.
  *
- * Needs no AWS credentials and no network: the deployed stage takes its secrets through CloudFormation
- * dynamic references, resolved by CloudFormation at deploy time. Without DB_SECRET_ARN the template is
- * built with a placeholder ARN (said so below): the zips are the same, only `osls deploy` needs the
- * real one. Exit code 1 when a zip is over the limit (PACKAGE_MAX_KB, 250 by default).
+ * Needs no AWS credentials and no network. No function setting holds a secret: the functions read the
+ * database password (or sign an IAM token) and the API key hashes at run time. Without the deploy
+ * settings (DB_HOST, DB_USER, DB_NAME, DB_CONNECT_ARN or DB_SECRET_ARN) the template is built with
+ * placeholders (said so below): the zips are the same, only `osls deploy` needs the real values.
+ * Exit code 1 when a zip is over the limit (PACKAGE_MAX_KB, 250 by default), or when the template
+ * puts a secret or a dynamic reference into a function's environment (see secretsInTemplate).
  *
  * Usage: npm run package [-- --stage prod]
  */
@@ -18,6 +20,38 @@ import { inflateRawSync } from 'node:zlib';
 const ROOT = resolve(__dirname, '..');
 const OUT_DIR = join(ROOT, '.serverless');
 const PLACEHOLDER_SECRET = 'arn:aws:secretsmanager:us-east-1:000000000000:secret:package-only-placeholder';
+const PLACEHOLDERS: Readonly<Record<string, string>> = {
+  DB_HOST: 'package-only-placeholder.invalid',
+  DB_USER: 'klaviyo_app',
+  DB_NAME: 'klaviyo',
+  DB_CONNECT_ARN: 'arn:aws:rds-db:us-east-1:000000000000:dbuser:package-only-placeholder/klaviyo_app',
+};
+
+// A function setting whose name says it holds a credential.
+const SECRET_NAME = /PASSWORD|SECRET(?!_ARN$)|TOKEN|PRIVATE_KEY|API_KEYS$/i;
+
+/**
+ * What in a CloudFormation template would put a secret into a function's settings (readable by
+ * anyone allowed lambda:GetFunctionConfiguration): a dynamic reference ({{resolve:...}}, which
+ * CloudFormation resolves into the plain value) in any function's environment, or a non-empty
+ * variable whose name says it holds a credential. Returns one line per finding.
+ */
+export function secretsInTemplate(template: unknown): string[] {
+  const findings: string[] = [];
+  const resources = (template as { Resources?: Record<string, { Type?: string; Properties?: unknown }> }).Resources;
+  for (const [name, resource] of Object.entries(resources ?? {})) {
+    if (resource.Type !== 'AWS::Lambda::Function') continue;
+    const variables =
+      (resource.Properties as { Environment?: { Variables?: Record<string, unknown> } } | undefined)?.Environment
+        ?.Variables ?? {};
+    for (const [key, value] of Object.entries(variables)) {
+      const text = typeof value === 'string' ? value : JSON.stringify(value);
+      if (text.includes('{{resolve:')) findings.push(`${name}.${key}: a dynamic reference (${text.slice(0, 60)})`);
+      else if (SECRET_NAME.test(key) && text !== '' && text !== '""') findings.push(`${name}.${key}: a credential`);
+    }
+  }
+  return findings;
+}
 
 interface ZipEntry {
   readonly name: string;
@@ -118,12 +152,15 @@ async function main(argv: readonly string[]): Promise<number> {
     SLS_NOTIFICATIONS_MODE: 'off',
     SLS_INTERACTIVE_SETUP_DISABLE: '1',
   };
-  const placeholder = stage !== 'local' && !env.DB_SECRET_ARN;
+  const placeholder = stage !== 'local' && (env.DB_DRIVER === 'data-api' ? !env.DB_SECRET_ARN : !env.DB_HOST);
   if (placeholder) {
-    env.DB_SECRET_ARN = PLACEHOLDER_SECRET;
     if (env.DB_DRIVER === 'data-api') {
+      env.DB_SECRET_ARN ??= PLACEHOLDER_SECRET;
       env.DB_CLUSTER_ARN ??= 'arn:aws:rds:us-east-1:000000000000:cluster:package-only-placeholder';
       env.DB_NAME ??= 'klaviyo';
+    } else {
+      for (const [key, value] of Object.entries(PLACEHOLDERS)) env[key] ??= value;
+      if (env.DB_AUTH === 'secret') env.DB_SECRET_ARN ??= PLACEHOLDER_SECRET;
     }
   }
   rmSync(OUT_DIR, { recursive: true, force: true });
@@ -148,12 +185,20 @@ async function main(argv: readonly string[]): Promise<number> {
   if (placeholder) {
     lines.push(
       '',
-      `DB_SECRET_ARN is not set: the CloudFormation template holds the placeholder ${PLACEHOLDER_SECRET}.`,
-      'The zips do not depend on it; `osls deploy --stage <stage>` packages again with the real ARN.',
+      'The deploy settings are not set (DB_HOST, DB_USER, DB_NAME, DB_CONNECT_ARN or DB_SECRET_ARN): the',
+      'CloudFormation template holds placeholders. The zips do not depend on them; `osls deploy --stage <stage>`',
+      'packages again with the real values.',
     );
   }
+  const template: unknown = JSON.parse(
+    readFileSync(join(OUT_DIR, 'cloudformation-template-update-stack.json'), 'utf8'),
+  );
+  const findings = secretsInTemplate(template);
+  if (findings.length > 0) {
+    lines.push('', 'The template puts secrets into function settings:', ...findings.map((f) => `  ${f}`));
+  }
   process.stdout.write(lines.join('\n') + '\n');
-  return reports.some((r) => r.zipBytes > maxKb * 1024) ? 1 : 0;
+  return reports.some((r) => r.zipBytes > maxKb * 1024) || findings.length > 0 ? 1 : 0;
 }
 
 if (require.main === module) {

@@ -29,19 +29,62 @@ module.exports = async ({ resolveVariable }) => {
   const vpc = subnetIds.length > 0 ? { subnetIds, securityGroupIds } : false;
 
   // serverless.yml resolves every stage's values, chosen or not: the local stage gets inert ones.
+  const inert = {
+    dbHost: 'unused',
+    dbPort: '5432',
+    dbUser: 'unused',
+    dbConnectArn: 'arn:aws:rds-db:us-east-1:000000000000:dbuser:unused/unused',
+  };
   if (stage === 'local')
-    return { driver, vpc, dbSecretArn: 'unused-locally', dbClusterArn: 'unused-locally', dbName: 'unused-locally' };
-  const dataApi = driver === 'data-api';
+    return {
+      driver,
+      environmentSet: 'local',
+      vpc,
+      dbSecretArn: 'unused-locally',
+      dbClusterArn: 'unused-locally',
+      dbName: 'unused-locally',
+      ...inert,
+    };
+  if (driver === 'data-api') {
+    return {
+      driver,
+      environmentSet: 'data-api',
+      vpc,
+      dbSecretArn: required('DB_SECRET_ARN', 'the ARN of the Aurora cluster secret the Data API uses'),
+      dbClusterArn: required('DB_CLUSTER_ARN', 'DB_DRIVER=data-api needs the Aurora cluster ARN'),
+      dbName: required('DB_NAME', 'DB_DRIVER=data-api needs the database name'),
+      ...inert,
+    };
+  }
+
+  // The postgres driver: where to connect is configuration, not a secret; the password never is in
+  // a function setting: an IAM token (DB_AUTH=iam, the default) or the secret read at run time.
+  const auth = (process.env.DB_AUTH || 'iam').trim();
+  if (auth !== 'iam' && auth !== 'secret') throw new Error('DB_AUTH must be iam or secret');
+  const dbPort = (process.env.DB_PORT || '5432').trim();
+  if (!/^\d+$/.test(dbPort)) throw new Error('DB_PORT must be a port number');
+  const dbHost = required('DB_HOST', 'the database (or RDS Proxy) endpoint');
+  const dbUser = required('DB_USER', 'the database user the functions connect as');
+  const dbName = required('DB_NAME', 'the database name');
   return {
     driver,
+    environmentSet: auth === 'iam' ? 'postgres-iam' : 'postgres-secret',
     vpc,
-    dbSecretArn: required(
-      'DB_SECRET_ARN',
-      'the ARN of the database secret (JSON: host, port, username, password, dbname)',
-    ),
-    dbClusterArn: dataApi
-      ? required('DB_CLUSTER_ARN', 'DB_DRIVER=data-api needs the Aurora cluster ARN')
-      : 'unused-by-postgres',
-    dbName: dataApi ? required('DB_NAME', 'DB_DRIVER=data-api needs the database name') : 'unused-by-postgres',
+    dbHost,
+    dbPort,
+    dbUser,
+    dbName,
+    dbClusterArn: 'unused-by-postgres',
+    dbSecretArn:
+      auth === 'secret'
+        ? required('DB_SECRET_ARN', 'DB_AUTH=secret: the ARN of the secret holding the password')
+        : 'unused-with-iam',
+    dbConnectArn:
+      auth === 'iam'
+        ? required(
+            'DB_CONNECT_ARN',
+            'DB_AUTH=iam: arn:aws:rds-db:<region>:<account>:dbuser:<DbiResourceId>/<DB_USER> for rds-db:connect',
+          )
+        : inert.dbConnectArn,
   };
 };

@@ -5,10 +5,12 @@ import { connect } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import { SingleBar, Presets } from 'cli-progress';
 import { runAggregation } from '../lib/app/aggregation';
+import { loadConfig } from '../lib/config';
 import { embeddedDataDir, removeEmbeddedData, startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
 import { migrate, MigrationError } from '../lib/db/migrate';
 import type { ClosableDb } from '../lib/db/port';
 import { createPostgresDb } from '../lib/db/postgres';
+import type { TlsMode } from '../lib/db/tls';
 import { hashApiKey } from '../lib/http/auth';
 import { seedDemoData } from './seed';
 
@@ -93,12 +95,11 @@ export function readSettings(argv: readonly string[], env: NodeJS.ProcessEnv = p
   };
 }
 
-const SSL_MODES = ['disable', 'prefer', 'require', 'verify-full'] as const;
-function sslMode(raw: string | undefined): (typeof SSL_MODES)[number] {
-  const mode = raw?.trim() || 'disable';
-  const known = SSL_MODES.find((m) => m === mode);
-  if (!known) throw new UsageError(`DB_SSL must be one of ${SSL_MODES.join(', ')}, not ${JSON.stringify(raw)}`);
-  return known;
+/** The TLS mode and CA file the functions will use, with the URL's TLS parameters read out. */
+function tlsOfConfig(): { url: string; ssl: TlsMode; sslRootCert?: string } {
+  const db = loadConfig(process.env).db;
+  if (db.driver !== 'postgres' || !db.url) throw new UsageError('DATABASE_URL must be a postgres:// URL');
+  return { url: db.url, ssl: db.ssl, ...(db.sslRootCert ? { sslRootCert: db.sslRootCert } : {}) };
 }
 
 const out = (line = '') => process.stdout.write(line + '\n');
@@ -199,6 +200,10 @@ function oslsEnv(settings: StartSettings, databaseUrl: string, apiKeys: string):
     HTTP_PORT: String(settings.httpPort),
     LAMBDA_PORT: String(settings.lambdaPort),
     HTTP_HOST: settings.host,
+    // Links in answers: serverless-offline's requestContext.domainName is a placeholder.
+    PUBLIC_BASE_URL:
+      process.env.PUBLIC_BASE_URL ||
+      `http://${['0.0.0.0', '::'].includes(settings.host) ? 'localhost' : settings.host}:${settings.httpPort}`,
     // osls (the oss-serverless fork) has no telemetry, dashboard or update check; these keep the
     // original Serverless v3 CLI quiet too, should someone run it instead.
     SLS_TELEMETRY_DISABLED: '1',
@@ -390,9 +395,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     // Library code in this process (the seeder's ingest path) reads its settings through config().
     process.env.DATABASE_URL = databaseUrl;
     db = createPostgresDb({
-      url: databaseUrl,
-      // The functions read DB_SSL too (serverless.yml passes it on): an external database gets the same mode.
-      ssl: settings.databaseUrl ? sslMode(process.env.DB_SSL) : 'disable',
+      // The functions read DB_SSL too (serverless.yml passes it on): an external database gets the
+      // same mode, read as the functions read it (the URL's sslmode, DB_SSL, agreeing).
+      ...(settings.databaseUrl ? tlsOfConfig() : { url: databaseUrl, ssl: 'disable' as const }),
       poolMax: 4,
       idleTimeoutSeconds: 20,
       connectTimeoutSeconds: 10,

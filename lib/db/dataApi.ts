@@ -1,3 +1,4 @@
+import { timeLeftMs } from './budget';
 import {
   BeginTransactionCommand,
   CommitTransactionCommand,
@@ -177,7 +178,8 @@ export function createDataApiDb(options: DataApiDriverOptions): ClosableDb {
         const ceiling = Math.min(maxBackoff, baseBackoff * 2 ** (attempt - 1));
         const delay = ceiling / 2 + Math.random() * (ceiling / 2);
         const elapsed = Date.now() - started;
-        if (elapsed + delay > options.retryBudgetMs) {
+        // Nor past the invocation's deadline: the caller must still answer 503 in its own time.
+        if (elapsed + delay > options.retryBudgetMs || delay >= timeLeftMs()) {
           log.warn('Data API still failing after the retry budget', { error, attempts: attempt, elapsed_ms: elapsed });
           throw error;
         }

@@ -59,6 +59,7 @@ export function isTransientDbError(err: unknown): boolean {
   if (!code) return false;
   return (
     isConnectionError(err) ||
+    code === 'TIME_BUDGET_EXCEEDED' || // the invocation's deadline came first (lib/db/budget.ts)
     code === '40001' || // serialization_failure
     code === '40P01' || // deadlock_detected
     code === '55P03' || // lock_not_available

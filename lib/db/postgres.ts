@@ -1,10 +1,12 @@
 import { EventEmitter } from 'node:events';
-import { connect as netConnect, type Socket } from 'node:net';
 import postgres from 'postgres';
 import type { PostgresConnection, PostgresTuning } from '../config';
 import { log, isDebugEnabled } from '../log';
+import { TimeBudgetError, timeLeftMs } from './budget';
 import { copyTextOf } from './copyFormat';
-import { isConnectionError } from './errors';
+import { credentialsFor, isAuthFailure, type Credentials } from './credentials';
+import { errorCode, isConnectionError } from './errors';
+import { openDatabaseSocket, splitUrlTls } from './tls';
 import type { ClosableDb, CopyRow, Db, Row, SqlParam } from './port';
 
 export interface PostgresDriverOptions extends PostgresConnection, PostgresTuning {
@@ -23,25 +25,6 @@ const keepText = (text: string): unknown => text;
 // instant sent as ISO text with microseconds (a cursor, an exclusive bound) would move. Text is sent
 // as it is and PostgreSQL parses it; Dates still go as ISO text.
 const passTimestamp = (value: unknown): unknown => (value instanceof Date ? value.toISOString() : value);
-
-/**
- * The TCP socket, with Nagle's algorithm off, as libpq and pgjdbc set it (postgres.js leaves it on).
- * With it on, a small message sent right behind a large one (COPY's CopyDone after the rows, a
- * COMMIT after a COPY) waits for the server's delayed ACK, tens of milliseconds on every page.
- * The socket is handed over while still connecting (writes queue until it is up), so postgres.js's
- * connect_timeout covers the connect as before; the project's configuration names one host.
- */
-function noDelaySocket(options: {
-  host: readonly string[];
-  port: readonly number[];
-  path?: string | false | null;
-}): Socket {
-  const socket = options.path
-    ? netConnect(options.path)
-    : netConnect(options.port[0] ?? 5432, options.host[0] ?? 'localhost');
-  socket.setNoDelay(true);
-  return socket;
-}
 
 type Sql = ReturnType<typeof connect>;
 type TxSql = postgres.TransactionSql<Sql extends postgres.Sql<infer Types> ? Types : never>;
@@ -173,20 +156,37 @@ function txDb(tx: TxSql, state: TxState, options: TxOptions): Db {
  * A postgres.js client behind the Db port. The pool connects lazily on the first query, so
  * creating it at module level costs nothing at cold start.
  */
-function connect(options: PostgresDriverOptions) {
+function connect(options: PostgresDriverOptions, url: string | undefined, credentials: Credentials | undefined) {
+  const connectTimeoutMs = options.connectTimeoutSeconds * 1000;
+  const tls = { mode: options.ssl, rootCertFile: options.sslRootCert };
   const settings = {
     host: options.host,
     port: options.port,
     user: options.user,
-    password: options.password,
+    // A function is called for every new connection: an IAM token is signed afresh, a secret is
+    // read once and cached by `credentials`.
+    password: credentials ? () => credentials.password() : options.password,
     database: options.database,
     max: options.poolMax,
     idle_timeout: options.idleTimeoutSeconds === 0 ? undefined : options.idleTimeoutSeconds,
+    // postgres.js starts this timer once the socket below is handed over: it bounds the startup and
+    // authentication; the socket's own timer bounds the TCP connect and the TLS handshake.
     connect_timeout: options.connectTimeoutSeconds,
     prepare: options.prepare,
-    ssl: options.ssl === 'disable' ? false : options.ssl,
+    // TLS is negotiated by openDatabaseSocket (lib/db/tls.ts), never by postgres.js.
+    ssl: false,
     onnotice: () => undefined,
-    socket: noDelaySocket,
+    // One host (the project's configuration names one); the wait is also cut at the invocation's deadline.
+    socket: (target: { host: readonly string[]; port: readonly number[]; path?: string | false | null }) =>
+      openDatabaseSocket(
+        {
+          host: target.host[0] ?? 'localhost',
+          port: target.port[0] ?? 5432,
+          ...(target.path ? { path: target.path } : {}),
+        },
+        tls,
+        Math.max(1, Math.min(connectTimeoutMs, timeLeftMs())),
+      ),
     // JSON parameters arrive as JSON text (the port's contract, shared with the Data API driver):
     // pass them through instead of letting postgres.js JSON.stringify a string a second time.
     types: {
@@ -209,28 +209,98 @@ function connect(options: PostgresDriverOptions) {
       if (options.logSql && isDebugEnabled()) log.debug('sql', { sql: query });
     },
   };
-  return options.url ? postgres(options.url, settings) : postgres(settings);
+  return url ? postgres(url, settings) : postgres(settings);
 }
 
+/** Where the signer and the error messages say the server is: from the options, else from the URL. */
+function targetOf(options: PostgresDriverOptions, url: string | undefined) {
+  const parsed = url ? new URL(url.replace(/^postgres(ql)?:/, 'http:')) : undefined;
+  return {
+    host: options.host ?? (parsed?.hostname.replace(/^\[|\]$/g, '') || 'localhost'),
+    port: options.port ?? (parsed?.port ? Number(parsed.port) : 5432),
+    user: options.user ?? decodeURIComponent(parsed?.username ?? ''),
+  };
+}
+
+// Below this, a unit of work is not started: it could not finish before the invocation's deadline.
+const MIN_WORK_MS = 50;
+
 export function createPostgresDb(options: PostgresDriverOptions): ClosableDb {
-  const sql = connect(options);
+  // A URL's TLS parameters were read by the configuration; a caller that passes a URL with them
+  // directly gets them read here, and a disagreement with `ssl` refused, as config() does.
+  const fromUrl = options.url ? splitUrlTls(options.url) : undefined;
+  if (fromUrl?.sslmode !== undefined && fromUrl.sslmode !== options.ssl) {
+    throw new Error(`DATABASE_URL says sslmode=${fromUrl.sslmode} but the driver was given ssl=${options.ssl}`);
+  }
+  const url = fromUrl?.url;
+  const tuned =
+    fromUrl?.sslrootcert && !options.sslRootCert ? { ...options, sslRootCert: fromUrl.sslrootcert } : options;
+  const source = options.passwordSource;
+  const credentials = source && source.kind !== 'static' ? credentialsFor(source, targetOf(options, url)) : undefined;
+  let sql = connect(tuned, url, credentials);
+  const retries = options.connectRetries ?? 2;
+  const connectTimeoutMs = options.connectTimeoutSeconds * 1000;
   // No COPY without prepared statements: DB_PREPARE=false is the setting for RDS Proxy and
   // PgBouncer, where COPY's sub-protocol has not been tried; callers there take their JSON path, a
   // single INSERT ... ON CONFLICT, which is what those setups were tested with.
   const txOptions: TxOptions = { copy: options.prepare };
 
+  /**
+   * The deadline passed while a unit of work waited (a server that stopped answering, a statement
+   * slower than the invocation's time): its connections are dropped at once, so that the pool's one
+   * connection is not still busy for the next invocation, and a fresh client takes over. The server
+   * ends the abandoned statement at its statement_timeout, or when it next writes to the socket.
+   */
+  function abandon(current: Sql): void {
+    if (sql === current) sql = connect(tuned, url, credentials);
+    current.end({ timeout: 0 }).catch(() => undefined);
+  }
+
+  async function beforeDeadline<R>(current: Sql, work: Promise<R>, leftMs: number): Promise<R> {
+    if (!Number.isFinite(leftMs)) return work;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        abandon(current);
+        reject(new TimeBudgetError('the database'));
+      }, leftMs);
+    });
+    // The abandoned work settles later (with CONNECTION_DESTROYED): nobody waits for it any more.
+    work.catch(() => undefined);
+    try {
+      return await Promise.race([work, expired]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   // A Lambda container can be frozen while the server drops its connection (restart, failover,
   // idle timeout on a proxy). postgres.js notices only when the dead socket is used; then the unit
-  // of work is retried once on a fresh connection. Every unit of work in this project is idempotent.
+  // of work is retried on a fresh connection. Every unit of work in this project is idempotent.
   // A terminated connection can surface twice (ECONNRESET, then the server's 57P01 on the next
-  // use), hence up to two retries.
-  async function once<R>(work: () => Promise<R>): Promise<R> {
+  // use), hence up to two retries by default. A retry is started only when a whole connect attempt
+  // still fits before the invocation's deadline; a refused password is read again once.
+  async function once<R>(work: (current: Sql) => Promise<R>): Promise<R> {
+    let passwordRefreshed = false;
     for (let attempt = 0; ; attempt += 1) {
+      const left = timeLeftMs();
+      if (left < MIN_WORK_MS) throw new TimeBudgetError('a database connection');
+      const current = sql;
       try {
-        return await work();
+        return await beforeDeadline(current, work(current), left);
       } catch (err) {
-        if (!isConnectionError(err) || attempt >= 2) throw err;
+        if (credentials?.refreshable && !passwordRefreshed && isAuthFailure(errorCode(err))) {
+          passwordRefreshed = true;
+          credentials.invalidate();
+          continue;
+        }
+        if (!isConnectionError(err) || attempt >= retries) throw err;
+        if (timeLeftMs() < connectTimeoutMs + MIN_WORK_MS) throw err;
         log.warn('database connection lost; retrying on a new connection', { error: err, attempt: attempt + 1 });
+        // With a password read at run time, the retry runs on a new client: postgres.js 3.4.9 never
+        // settles a query whose reconnect of a closed connection is refused authentication (a rotated
+        // secret), while a new client's refused connect rejects with 28P01, which is then refreshed.
+        if (credentials) abandon(current);
         // Let postgres.js process the socket's close before the retry picks a connection.
         await new Promise((resolve) => setTimeout(resolve, 20 * (attempt + 1)));
       }
@@ -240,11 +310,11 @@ export function createPostgresDb(options: PostgresDriverOptions): ClosableDb {
   return {
     driver: 'postgres',
     query: <T extends Row>(text: string, params: readonly SqlParam[] = []) =>
-      once(async () => (await sql.unsafe(text, toWire(params))) as unknown as T[]),
+      once(async (current) => (await current.unsafe(text, toWire(params))) as unknown as T[]),
     transaction: <R>(fn: (tx: Db) => Promise<R>) =>
-      once(async () => {
+      once(async (current) => {
         const state: TxState = { gone: false };
-        const begun = sql.begin(async (tx) => unlessConnectionGone(state, () => fn(txDb(tx, state, txOptions))));
+        const begun = current.begin(async (tx) => unlessConnectionGone(state, () => fn(txDb(tx, state, txOptions))));
         begun.catch(() => {
           state.gone = true;
         });

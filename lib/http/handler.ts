@@ -1,10 +1,12 @@
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { config, ConfigError } from '../config';
+import { deadlineFrom, TimeBudgetError, withDeadline } from '../db/budget';
 import { errorCode, isTransientDbError } from '../db/errors';
 import { log, type LogFields } from '../log';
 import { authorize, parseApiKeys, type ApiKeyEntry, type Scope } from './auth';
 import { HttpError, type ApiErrorObject } from '../klaviyo/errors';
 import { rejectNulCharacters, toHttpRequest, type HttpRequest } from './request';
+import type * as SsmModule from '@aws-sdk/client-ssm';
 
 /**
  * The one wrapper every HTTP function goes through: authenticate, run the operation, map its
@@ -33,7 +35,37 @@ export const JSON_API = 'application/vnd.api+json';
 const RETRY_AFTER_SECONDS = '2';
 
 let coldStart = true;
-let apiKeys: ApiKeyEntry[] | undefined;
+let apiKeys: Promise<ApiKeyEntry[]> | undefined;
+
+/**
+ * The key hashes: API_KEYS, or the SSM parameter API_KEYS_PARAMETER names, read once per container
+ * (a deploy replaces every container, which is how a revoked key stops working). A failed read is
+ * not kept: the request answers 500 and the next one reads again.
+ */
+function loadApiKeys(cfg: ReturnType<typeof config>): Promise<ApiKeyEntry[]> {
+  if (apiKeys) return apiKeys;
+  const parameter = cfg.apiKeysParameter;
+  const loading = parameter
+    ? readParameter(parameter).then((value) => parseApiKeys(value))
+    : Promise.resolve().then(() => parseApiKeys(cfg.apiKeys));
+  apiKeys = loading;
+  loading.catch(() => {
+    if (apiKeys === loading) apiKeys = undefined;
+  });
+  return loading;
+}
+
+async function readParameter(parameter: { name: string; region?: string; endpoint?: string }): Promise<string> {
+  // Loaded only when configured: the Lambda runtime provides the AWS SDK.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const ssm = require('@aws-sdk/client-ssm') as typeof SsmModule;
+  const client = new ssm.SSMClient({
+    ...(parameter.region ? { region: parameter.region } : {}),
+    ...(parameter.endpoint ? { endpoint: parameter.endpoint } : {}),
+  });
+  const output = await client.send(new ssm.GetParameterCommand({ Name: parameter.name, WithDecryption: true }));
+  return output.Parameter?.Value ?? '';
+}
 
 export function jsonApiResponse(
   status: number,
@@ -89,6 +121,28 @@ function isUnstorableText(err: unknown): boolean {
   return code !== undefined && UNSTORABLE_TEXT.has(code);
 }
 
+/**
+ * The operation's result, or a TimeBudgetError shortly after the deadline if it has none by then.
+ * The database drivers stop their own waits at the deadline; this covers whatever else could still
+ * be waiting (a driver's retry sleep, a hung socket), so that the function answers before its timeout.
+ */
+async function beforeDeadline<R>(work: Promise<R>, deadline: number, graceMs: number): Promise<R> {
+  if (!Number.isFinite(deadline)) return work;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new TimeBudgetError('the operation')),
+      Math.max(0, deadline - performance.now()) + graceMs,
+    );
+  });
+  work.catch(() => undefined);
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export function httpHandler(options: HandlerOptions, operation: Operation): HttpHandler {
   return async (event, context) => {
     const started = process.hrtime.bigint();
@@ -103,13 +157,21 @@ export function httpHandler(options: HandlerOptions, operation: Operation): Http
     let response: APIGatewayProxyStructuredResultV2;
     try {
       const cfg = config();
-      const request = toHttpRequest(event, cfg.limits.ingestMaxBodyBytes);
+      const request = toHttpRequest(event, cfg.limits.ingestMaxBodyBytes, cfg.publicBaseUrl);
       if (options.scope !== 'public') {
-        apiKeys ??= parseApiKeys(cfg.apiKeys);
-        fields.scope = authorize(request.headers.authorization, options.scope, apiKeys);
+        fields.scope = authorize(request.headers.authorization, options.scope, await loadApiKeys(cfg));
       }
       rejectNulCharacters(request);
-      const result = await operation(request, fields);
+      // Every database wait of the invocation ends at this deadline: its remaining time less the
+      // margin it keeps to answer (503 with Retry-After) and write its log line.
+      const remaining =
+        typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : undefined;
+      const deadline = deadlineFrom(remaining, cfg.responseMarginMs);
+      const result = await beforeDeadline(
+        withDeadline(deadline, () => operation(request, fields)),
+        deadline,
+        cfg.responseMarginMs / 4,
+      );
       response =
         result.body === undefined && result.status === 204
           ? { statusCode: 204, headers: { ...result.headers } }

@@ -12,6 +12,12 @@ export interface HttpRequest {
   readonly query: Readonly<Record<string, string>>;
   readonly pathParams: Readonly<Record<string, string>>;
   readonly requestId: string;
+  /**
+   * The origin of links in the answer (https://abc123.execute-api.us-east-1.amazonaws.com): the
+   * configured PUBLIC_BASE_URL, else API Gateway's own domainName. Never a client's Host or
+   * X-Forwarded-Host: a cache in front would serve links to a host the client chose to others.
+   */
+  readonly baseUrl: string;
   /** The JSON body, parsed once; throws 400/413/415 as JSON:API errors. */
   json(): unknown;
 }
@@ -124,7 +130,22 @@ export function rejectNulCharacters(request: Pick<HttpRequest, 'query' | 'pathPa
   }
 }
 
-export function toHttpRequest(event: APIGatewayProxyEventV2, maxBodyBytes: number): HttpRequest {
+const DOMAIN_NAME = /^[A-Za-z0-9.-]+(:\d{1,5})?$/;
+const LOOPBACK_DOMAIN = /^(localhost|127\.0\.0\.1)(:\d{1,5})?$/;
+
+/** The origin links are built on; '' (relative links) when neither source names one. */
+export function linkOrigin(event: APIGatewayProxyEventV2, publicBaseUrl?: string): string {
+  if (publicBaseUrl) return publicBaseUrl.replace(/\/+$/, '');
+  const domain = event.requestContext?.domainName;
+  if (!domain || !DOMAIN_NAME.test(domain)) return '';
+  return `${LOOPBACK_DOMAIN.test(domain) ? 'http' : 'https'}://${domain}`;
+}
+
+export function toHttpRequest(
+  event: APIGatewayProxyEventV2,
+  maxBodyBytes: number,
+  publicBaseUrl?: string,
+): HttpRequest {
   const headers = lowerCaseHeaders(event.headers);
   let parsed: { value: unknown } | undefined;
   return {
@@ -134,6 +155,7 @@ export function toHttpRequest(event: APIGatewayProxyEventV2, maxBodyBytes: numbe
     query: definedOnly(event.queryStringParameters),
     pathParams: definedOnly(event.pathParameters),
     requestId: event.requestContext?.requestId ?? '',
+    baseUrl: linkOrigin(event, publicBaseUrl),
     json: () => {
       parsed ??= { value: parseJsonBody(event, headers, maxBodyBytes) };
       return parsed.value;

@@ -10,16 +10,6 @@ export interface JsonApiResource {
   readonly [key: string]: unknown;
 }
 
-/** The scheme and host the client used (API Gateway and serverless-offline pass Host and X-Forwarded-Proto). */
-export function apiBaseUrl(headers: Readonly<Record<string, string>>): string {
-  const host = headers['x-forwarded-host'] ?? headers.host;
-  if (!host || !/^[A-Za-z0-9.\-:[\]]+$/.test(host)) return '';
-  const forwarded = headers['x-forwarded-proto']?.split(',')[0]?.trim().toLowerCase();
-  const local = /^(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/.test(host);
-  const proto = forwarded === 'http' || forwarded === 'https' ? forwarded : local ? 'http' : 'https';
-  return `${proto}://${host}`;
-}
-
 /** An instant as Klaviyo writes it: 2022-11-08T01:23:45+00:00 (milliseconds only when there are some). */
 export function klaviyoDateTime(date: Date | null): string | null {
   if (!date) return null;

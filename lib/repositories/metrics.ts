@@ -1,4 +1,5 @@
 import type { Db } from '../db/port';
+import { isLaterInstant } from './instants';
 
 /**
  * Metrics (Klaviyo's event types). Writes are one statement per batch with the rows as one JSON
@@ -270,8 +271,5 @@ export async function resolveMetricsByName(
   return { ids, created };
 }
 
-function newerThan(a: string | null, b: string | null): boolean {
-  if (a === null) return false;
-  if (b === null) return true;
-  return Date.parse(a) > Date.parse(b);
-}
+/** To the microsecond, as the statement compares the stored timestamptz. */
+const newerThan = isLaterInstant;

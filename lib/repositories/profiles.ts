@@ -1,5 +1,6 @@
 import { copyUnlessDuplicate } from '../db/copy';
 import type { Db } from '../db/port';
+import { isLaterInstant } from './instants';
 
 /**
  * Profiles. A batch's writes sort its rows by id, so concurrent ingests lock profiles in the same
@@ -355,16 +356,13 @@ function mergeById(profiles: readonly ProfileUpsert[]): ProfileUpsert[] {
   return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
-/** Whether `updated` a is strictly later than b (a missing one is never later). */
-function isNewer(a: string | null, b: string | null): boolean {
-  if (a === null) return false;
-  return b === null || Date.parse(a) > Date.parse(b);
-}
+/** Whether `updated` a is strictly later than b, to the microsecond (a missing one is never later). */
+const isNewer = isLaterInstant;
 
 function latest(a: string | null, b: string | null): string | null {
   if (a === null) return b;
   if (b === null) return a;
-  return Date.parse(b) > Date.parse(a) ? b : a;
+  return isLaterInstant(b, a) ? b : a;
 }
 
 /** Identifiers of a profile named by a Klaviyo write (Create Event, Bulk Create Events). */

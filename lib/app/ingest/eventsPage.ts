@@ -19,6 +19,7 @@ import {
   type ProfileResource,
 } from '../../klaviyo/schemas';
 import { insertEvents, type NewEvent } from '../../repositories/events';
+import { isLaterInstant } from '../../repositories/instants';
 import { upsertMetrics, type MetricUpsert } from '../../repositories/metrics';
 import { upsertProfiles, type ProfileUpsert } from '../../repositories/profiles';
 import { resolvedLimits, type IngestCounts, type IngestOptions } from './result';
@@ -232,9 +233,8 @@ function keepNewest<T extends { resource: { attributes: { updated?: string | nul
     map.set(id, next);
     return;
   }
-  const a = seen.resource.attributes.updated ? parseIsoInstant(seen.resource.attributes.updated).ms : -Infinity;
-  const b = next.resource.attributes.updated ? parseIsoInstant(next.resource.attributes.updated).ms : -Infinity;
-  if (b > a) map.set(id, next);
+  // To the microsecond: the write statements compare the stored timestamptz that precisely.
+  if (isLaterInstant(next.resource.attributes.updated, seen.resource.attributes.updated)) map.set(id, next);
 }
 
 function byId(a: { id: string }, b: { id: string }): number {

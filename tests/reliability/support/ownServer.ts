@@ -40,7 +40,11 @@ function send(child: ChildProcess, command: ServerCommand): Promise<ServerReply 
   });
 }
 
-export async function startOwnServer(name: string): Promise<OwnServer> {
+export async function startOwnServer(
+  name: string,
+  extraSettings: Readonly<Record<string, string>> = {},
+): Promise<OwnServer> {
+  const settings = { ...SETTINGS, ...extraSettings };
   const dataDir = join(__dirname, '..', '..', '..', '.data', `reliability-${name}-${process.pid}`);
   removeEmbeddedData(dataDir);
   const child = fork(join(__dirname, 'serverProcess.ts'), [], {
@@ -49,7 +53,7 @@ export async function startOwnServer(name: string): Promise<OwnServer> {
   });
   let started: ServerReply & { ok: true };
   try {
-    started = await send(child, { cmd: 'start', dataDir, database: DATABASE, settings: SETTINGS });
+    started = await send(child, { cmd: 'start', dataDir, database: DATABASE, settings });
   } catch (err) {
     child.kill();
     throw err;
@@ -66,7 +70,7 @@ export async function startOwnServer(name: string): Promise<OwnServer> {
       await send(child, { cmd: 'stop' });
     },
     start: async () => {
-      await send(child, { cmd: 'start', dataDir, database: DATABASE, port, settings: SETTINGS });
+      await send(child, { cmd: 'start', dataDir, database: DATABASE, port, settings });
     },
     destroy: async () => {
       await db.close().catch(() => undefined);
