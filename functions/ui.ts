@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
-import { log } from '../lib/log';
+import { startRequestLog } from '../lib/http/requestLog';
 import { chartPage, chartPageSecurityPolicy } from '../lib/ui/page';
 
 /**
@@ -12,7 +12,7 @@ export async function handler(
   event: APIGatewayProxyEventV2,
   context?: Partial<Context>,
 ): Promise<APIGatewayProxyStructuredResultV2> {
-  const started = process.hrtime.bigint();
+  const requestLog = startRequestLog('ui', event, context);
   let response: APIGatewayProxyStructuredResultV2;
   let error: unknown;
   try {
@@ -36,15 +36,6 @@ export async function handler(
       body: 'The chart page is unavailable.',
     };
   }
-  const fields = {
-    function: 'ui',
-    request_id: context?.awsRequestId ?? event.requestContext?.requestId,
-    method: event.requestContext?.http?.method,
-    route: event.routeKey,
-    status: response.statusCode,
-    duration_ms: Number((process.hrtime.bigint() - started) / 1000n) / 1000,
-  };
-  if (error) log.error('request failed', { ...fields, error });
-  else log.info('request', fields);
+  requestLog.finish(response.statusCode, error);
   return response;
 }

@@ -102,9 +102,9 @@ const EnvSchema = z.object({
   // Below the aggregate function's Lambda timeout (60 s), leaving room for the last batch and the log line.
   AGGREGATE_TIME_BUDGET_MS: positiveInt(40_000),
   // Pulling from Klaviyo (lib/sync, docs/sync.md). The key itself is never a setting here: the CLI
-  // takes KLAVIYO_API_KEY, the function reads the secret KLAVIYO_API_KEY_SECRET names at run time.
+  // takes KLAVIYO_API_KEY, the function reads the secret KLAVIYO_API_KEY_SECRET_ID names at run time.
   KLAVIYO_BASE_URL: optionalText.pipe(z.url({ protocol: /^https?$/ }).optional()),
-  KLAVIYO_API_KEY_SECRET: optionalText,
+  KLAVIYO_API_KEY_SECRET_ID: optionalText,
   SYNC_ACCOUNT_ID: optionalText,
   // Below the sync function's Lambda timeout, leaving room for the page in flight and the log line.
   SYNC_TIME_BUDGET_MS: positiveInt(240_000),
@@ -212,7 +212,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   };
   const sync: SyncSettings = {
     baseUrl: (e.KLAVIYO_BASE_URL ?? 'https://a.klaviyo.com').replace(/\/+$/, ''),
-    apiKeySecret: e.KLAVIYO_API_KEY_SECRET,
+    apiKeySecret: e.KLAVIYO_API_KEY_SECRET_ID,
     accountId: e.SYNC_ACCOUNT_ID ?? 'default',
     timeBudgetMs: e.SYNC_TIME_BUDGET_MS,
     lookbackMs: e.SYNC_LOOKBACK_HOURS * 3_600_000,

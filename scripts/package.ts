@@ -28,7 +28,8 @@ const PLACEHOLDERS: Readonly<Record<string, string>> = {
 };
 
 // A function setting whose name says it holds a credential.
-const SECRET_NAME = /PASSWORD|SECRET(?!_ARN$)|TOKEN|PRIVATE_KEY|API_KEYS$/i;
+// A secret's ARN or id (its name) is not a secret; its value is.
+const SECRET_NAME = /PASSWORD|SECRET(?!_(ARN|ID)$)|TOKEN|PRIVATE_KEY|API_KEYS$/i;
 
 /**
  * What in a CloudFormation template would put a secret into a function's settings (readable by

@@ -2,11 +2,12 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context
 import { config, ConfigError } from '../config';
 import { deadlineFrom, TimeBudgetError, withDeadline } from '../db/budget';
 import { errorCode, isTransientDbError } from '../db/errors';
-import { log, type LogFields } from '../log';
+import type { LogFields } from '../log';
 import { authorize, parseApiKeys, type ApiKeyEntry, type Scope } from './auth';
 import { HttpError, type ApiErrorObject } from '../klaviyo/errors';
 import { rejectNulCharacters, toHttpRequest, type HttpRequest } from './request';
 import type * as SsmModule from '@aws-sdk/client-ssm';
+import { startRequestLog } from './requestLog';
 
 /**
  * The one wrapper every HTTP function goes through: authenticate, run the operation, map its
@@ -34,7 +35,6 @@ export type HttpHandler = (
 export const JSON_API = 'application/vnd.api+json';
 const RETRY_AFTER_SECONDS = '2';
 
-let coldStart = true;
 let apiKeys: Promise<ApiKeyEntry[]> | undefined;
 
 /**
@@ -145,15 +145,8 @@ async function beforeDeadline<R>(work: Promise<R>, deadline: number, graceMs: nu
 
 export function httpHandler(options: HandlerOptions, operation: Operation): HttpHandler {
   return async (event, context) => {
-    const started = process.hrtime.bigint();
-    const fields: LogFields = {
-      function: options.name,
-      cold_start: coldStart,
-      request_id: context?.awsRequestId ?? event.requestContext?.requestId,
-      method: event.requestContext?.http?.method,
-      route: event.routeKey,
-    };
-    coldStart = false;
+    const requestLog = startRequestLog(options.name, event, context);
+    const fields = requestLog.fields;
     let response: APIGatewayProxyStructuredResultV2;
     try {
       const cfg = config();
@@ -179,11 +172,7 @@ export function httpHandler(options: HandlerOptions, operation: Operation): Http
     } catch (err) {
       response = errorToResponse(err, fields);
     }
-    fields.status = response.statusCode;
-    fields.duration_ms = Number((process.hrtime.bigint() - started) / 1000n) / 1000;
-    const status = response.statusCode ?? 500;
-    if (status >= 500) log.error('request failed', fields);
-    else log.info('request', fields);
+    requestLog.finish(response.statusCode);
     return response;
   };
 }

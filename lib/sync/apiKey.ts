@@ -2,7 +2,7 @@ import { ConfigError, type SyncSettings } from '../config';
 import type * as SecretsManagerModule from '@aws-sdk/client-secrets-manager';
 
 /**
- * The Klaviyo private key. Deployed, it lives in Secrets Manager (KLAVIYO_API_KEY_SECRET: the
+ * The Klaviyo private key. Deployed, it lives in Secrets Manager (KLAVIYO_API_KEY_SECRET_ID: the
  * secret's ARN or name) and is read at run time, never through the template: a CloudFormation
  * dynamic reference would put it in the function's plain environment, readable by anyone who may
  * read the function's configuration. Locally and in the CLI, KLAVIYO_API_KEY holds it.
@@ -63,7 +63,7 @@ export async function klaviyoApiKey(
   const key = env.KLAVIYO_API_KEY?.trim();
   if (!key) {
     throw new ConfigError(
-      'Invalid configuration: set KLAVIYO_API_KEY (a private key) or KLAVIYO_API_KEY_SECRET (a Secrets Manager secret holding it)',
+      'Invalid configuration: set KLAVIYO_API_KEY (a private key) or KLAVIYO_API_KEY_SECRET_ID (a Secrets Manager secret holding it)',
     );
   }
   return key;

@@ -23,7 +23,7 @@ describe('sync settings', () => {
     const sync = loadConfig({
       ...BASE,
       KLAVIYO_BASE_URL: 'http://127.0.0.1:4010/',
-      KLAVIYO_API_KEY_SECRET: 'klaviyo-analytics/prod/klaviyo-api-key',
+      KLAVIYO_API_KEY_SECRET_ID: 'klaviyo-analytics/prod/klaviyo-api-key',
       SYNC_ACCOUNT_ID: 'acme',
       SYNC_LOOKBACK_HOURS: '48',
       SYNC_RATE_SHARE_PERCENT: '100',
