@@ -56,7 +56,17 @@ export function deployedRoutes(): DeployedRoute[] {
 /** A request body each known write route accepts (so that it reaches the database). */
 export function validBodyFor(method: string, path: string): unknown {
   if (method !== 'POST') return undefined;
-  switch (path) {
+  // Every Klaviyo path also answers with a trailing slash: the same body fits both forms.
+  switch (path.replace(/\/$/, '')) {
+    case '/api/profile-import':
+      return { data: { type: 'profile', attributes: { email: 'budget@example.com' } } };
+    case '/api/profile-bulk-import-jobs':
+      return {
+        data: {
+          type: 'profile-bulk-import-job',
+          attributes: { profiles: { data: [{ type: 'profile', attributes: { email: 'budget@example.com' } }] } },
+        },
+      };
     case '/api/events':
       return klaviyoFixture('events-page.json');
     case '/api/profiles':
