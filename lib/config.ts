@@ -72,6 +72,10 @@ const EnvSchema = z.object({
   AGGREGATE_BATCH_BUCKETS: positiveInt(5000),
   // Below the aggregate function's Lambda timeout (60 s), leaving room for the last batch and the log line.
   AGGREGATE_TIME_BUDGET_MS: positiveInt(40_000),
+  // Event property keys rolled up besides Klaviyo's documented dimensions (docs/breakdowns.md), comma-separated.
+  ROLLUP_DIMENSIONS: optionalText,
+  // Above this many distinct values of a key in one (metric, hour), the pair is left to raw events.
+  ROLLUP_MAX_VALUES_PER_HOUR: positiveInt(200),
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -107,6 +111,11 @@ export interface Config {
     readonly aggregateBatchBuckets: number;
     readonly aggregateTimeBudgetMs: number;
   };
+  readonly rollups: {
+    /** Extra property keys to roll up (Klaviyo's documented dimensions are registered by migration 0007). */
+    readonly extraDimensions: readonly string[];
+    readonly maxValuesPerHour: number;
+  };
 }
 
 export interface PostgresTuning {
@@ -116,6 +125,23 @@ export interface PostgresTuning {
   readonly connectTimeoutSeconds: number;
   readonly statementTimeoutMs: number;
   readonly prepare: boolean;
+}
+
+/** Property keys as `by` takes them: 1 to 255 characters, none twice. */
+function parseDimensionList(text: string | undefined): string[] {
+  if (text === undefined) return [];
+  const keys = text.split(',').map((k) => k.trim());
+  const bad = keys.find((k) => k.length === 0 || k.length > 255);
+  if (bad !== undefined) {
+    throw new ConfigError(
+      `Invalid configuration: ROLLUP_DIMENSIONS: every comma-separated key must have 1 to 255 characters (found ${JSON.stringify(bad)})`,
+    );
+  }
+  const duplicate = keys.find((k, i) => keys.indexOf(k) !== i);
+  if (duplicate !== undefined) {
+    throw new ConfigError(`Invalid configuration: ROLLUP_DIMENSIONS names ${JSON.stringify(duplicate)} twice`);
+  }
+  return keys;
 }
 
 /** Pure: builds a Config from an environment, throwing ConfigError that names every bad variable. */
@@ -133,7 +159,11 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     aggregateBatchBuckets: e.AGGREGATE_BATCH_BUCKETS,
     aggregateTimeBudgetMs: e.AGGREGATE_TIME_BUDGET_MS,
   };
-  const common = { logLevel: e.LOG_LEVEL, logSql: e.LOG_SQL, apiKeys: e.API_KEYS, limits };
+  const rollups = {
+    extraDimensions: parseDimensionList(e.ROLLUP_DIMENSIONS),
+    maxValuesPerHour: e.ROLLUP_MAX_VALUES_PER_HOUR,
+  };
+  const common = { logLevel: e.LOG_LEVEL, logSql: e.LOG_SQL, apiKeys: e.API_KEYS, limits, rollups };
 
   if (e.DB_DRIVER === 'data-api') {
     const missing = (['DB_CLUSTER_ARN', 'DB_SECRET_ARN', 'DB_NAME'] as const).filter((k) => !e[k]);

@@ -29,11 +29,14 @@ export interface BucketFigures {
 export interface SeriesResult {
   readonly metricExists: boolean;
   readonly buckets: readonly BucketFigures[];
+  /** The path that computed the figures: the plan's, or 'events' when a 'dimension' plan found its key not rolled up. */
+  readonly servedBy: SeriesPlan['source'];
 }
 
 interface SeriesRow extends Record<string, unknown> {
   metric_exists: boolean;
   buckets: unknown;
+  served?: boolean;
 }
 
 /** Epoch microseconds as ISO 8601 text with all six fraction digits. */
@@ -187,7 +190,72 @@ function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
            (SELECT coalesce(jsonb_agg(jsonb_build_array(i, n, s, u${dimOutputs})), '[]'::jsonb) FROM grouped) AS buckets`;
 }
 
-function toResult(row: SeriesRow | undefined, dimensionCount: number): SeriesResult {
+/**
+ * Count and sum by one property, or filtered on it (the 'dimension' plan), as FROM_ROLLUPS splits
+ * hours: clean uncut hours from the dimension rollups, dirty and cut hours ($6) from raw events. $7
+ * is the key, $8 the allowed values (a JSON array, or NULL: all), $9 whether rows are kept apart by
+ * value (`by`). Events without the property have no rollup row: when the "" value is wanted (no
+ * filter, or a filter that lists ""), they are each clean hour's total minus its rows. The first CTE
+ * checks, in this statement's snapshot, that the key's rollups can be used (registered and
+ * backfilled, no fallback for the metric); `served` false tells the caller to read raw events.
+ */
+function fromDimensionsSql(plan: SeriesPlan): string {
+  const values = plan.dimensionValues;
+  const needsEmpty = values === null || values.includes('');
+  const valueFilter = values === null ? '' : 'AND v IN (SELECT jsonb_array_elements_text($8::jsonb))';
+  const storedFilter = needsEmpty ? '' : 'AND r.dimension_value IN (SELECT jsonb_array_elements_text($8::jsonb))';
+  const withoutValue = needsEmpty
+    ? `UNION ALL
+       SELECT width_bucket(a.bucket, (SELECT $2::timestamptz[])) AS i, '' AS v, a.event_count AS n, a.sum_value AS s
+         FROM klaviyo_aggregated_metrics a
+        WHERE (SELECT ok FROM served) AND a.metric_id = $1 AND a.granularity = 'hour'
+          AND a.bucket >= $5::text::timestamptz AND a.bucket < $4::text::timestamptz
+          AND NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour = a.bucket)
+       UNION ALL
+       SELECT i, '', -n, -s FROM stored`
+    : '';
+  const byValue = plan.by.length > 0;
+  return `
+  WITH served AS MATERIALIZED (
+    SELECT EXISTS (SELECT 1 FROM klaviyo_rollup_dimensions WHERE dimension = $7 AND ready_at IS NOT NULL)
+           AND NOT EXISTS (SELECT 1 FROM klaviyo_dimension_fallbacks WHERE metric_id = $1 AND dimension = $7) AS ok
+  ), raw_hours AS MATERIALIZED (
+    SELECT d.bucket AS hour FROM klaviyo_aggregate_dirty d
+     WHERE (SELECT ok FROM served) AND d.metric_id = $1 AND d.bucket >= $5::text::timestamptz AND d.bucket < $4::text::timestamptz
+    UNION
+    SELECT unnest($6::timestamptz[])
+  ), stored AS MATERIALIZED (
+    SELECT width_bucket(r.bucket, (SELECT $2::timestamptz[])) AS i, r.dimension_value AS v, r.event_count AS n, r.sum_value AS s
+      FROM klaviyo_dimension_rollups r
+     WHERE (SELECT ok FROM served) AND r.metric_id = $1 AND r.dimension = $7
+       AND r.bucket >= $5::text::timestamptz AND r.bucket < $4::text::timestamptz
+       AND NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour = r.bucket)
+       ${storedFilter}
+  ), fresh AS (
+    SELECT width_bucket(e."timestamp", (SELECT $2::timestamptz[])) AS i, coalesce(e.properties->>$7, '') AS v,
+           count(*) AS n, coalesce(sum(e.value), 0) AS s
+      FROM raw_hours h
+      JOIN klaviyo_events e
+        ON e.metric_id = $1
+       AND e."timestamp" >= greatest(h.hour, $3::text::timestamptz)
+       AND e."timestamp" < least(h.hour + interval '1 hour', $4::text::timestamptz)
+     WHERE (SELECT ok FROM served)
+     GROUP BY 1, 2
+  ), combined AS (
+    SELECT i, ${byValue ? 'v' : "''"} AS v, sum(n) AS n, sum(s) AS s
+      FROM (SELECT i, v, n, s FROM stored
+            ${withoutValue}
+            UNION ALL
+            SELECT i, v, n, s FROM fresh) x
+     WHERE true ${valueFilter}
+     GROUP BY 1, 2
+    HAVING sum(n) > 0
+  )
+  SELECT (SELECT ok FROM served) AS served, ${METRIC_EXISTS} AS metric_exists,
+         (SELECT coalesce(jsonb_agg(jsonb_build_array(i, n, s, 0${byValue ? ', v' : ''}) ORDER BY i), '[]'::jsonb) FROM combined) AS buckets`;
+}
+
+function toResult(row: SeriesRow | undefined, dimensionCount: number, servedBy: SeriesPlan['source']): SeriesResult {
   const raw = Array.isArray(row?.buckets) ? (row.buckets as unknown[]) : [];
   const buckets: BucketFigures[] = raw.map((entry) => {
     const e = entry as unknown[];
@@ -199,12 +267,13 @@ function toResult(row: SeriesRow | undefined, dimensionCount: number): SeriesRes
       dimensions: e.slice(4, 4 + dimensionCount).map((d) => String(d)),
     };
   });
-  return { metricExists: row?.metric_exists === true, buckets };
+  return { metricExists: row?.metric_exists === true, buckets, servedBy };
 }
 
 /** Runs a plan: the fast path it chose, in one statement. */
 export async function readSeries(db: Db, plan: SeriesPlan): Promise<SeriesResult> {
   if (plan.source === 'events') return readSeriesFromEvents(db, plan);
+  if (plan.source === 'dimension') return readSeriesFromDimensions(db, plan);
   const params: SqlParam[] = [
     plan.metricId,
     timestampArray(plan.boundaries),
@@ -218,7 +287,25 @@ export async function readSeries(db: Db, plan: SeriesPlan): Promise<SeriesResult
     params.push(timestampArray(plan.cutHours), !plan.needsUnique);
   }
   const rows = await db.query<SeriesRow>(plan.source === 'lookback' ? FROM_LOOKBACKS : FROM_ROLLUPS, params);
-  return toResult(rows[0], 0);
+  return toResult(rows[0], 0, plan.source);
+}
+
+/** The 'dimension' plan; raw events when the statement finds the key not rolled up for the metric. */
+export async function readSeriesFromDimensions(db: Db, plan: SeriesPlan): Promise<SeriesResult> {
+  if (plan.dimension === null) throw new Error('readSeriesFromDimensions needs a dimension plan');
+  const params: SqlParam[] = [
+    plan.metricId,
+    timestampArray(plan.boundaries),
+    isoMicros(plan.startUs),
+    isoMicros(plan.endUs),
+    isoMicros(Math.floor(plan.startUs / HOUR_US) * HOUR_US),
+    timestampArray(plan.cutHours),
+    plan.dimension,
+  ];
+  if (plan.dimensionValues !== null) params.push(JSON.stringify(plan.dimensionValues));
+  const rows = await db.query<SeriesRow>(fromDimensionsSql(plan), params);
+  if (rows[0]?.served !== true) return readSeriesFromEvents(db, plan);
+  return toResult(rows[0], plan.by.length, 'dimension');
 }
 
 /**
@@ -234,5 +321,5 @@ export async function readSeriesFromEvents(db: Db, plan: SeriesPlan): Promise<Se
   ];
   const sql = fromEventsSql(plan, params);
   const rows = await db.query<SeriesRow>(sql, params);
-  return toResult(rows[0], plan.by.length);
+  return toResult(rows[0], plan.by.length, 'events');
 }
