@@ -219,6 +219,28 @@ export function config(): Config {
   return cached;
 }
 
+const RollupEnvSchema = EnvSchema.pick({ ROLLUP_DIMENSIONS: true, ROLLUP_MAX_VALUES_PER_HOUR: true });
+let cachedRollups: Config['rollups'] | undefined;
+
+/**
+ * The rollup settings alone, read once: the aggregator and the rebuild need them also where the
+ * database is given to them rather than configured (scripts, tests). Fails loudly like config().
+ */
+export function rollupSettings(env: NodeJS.ProcessEnv = process.env): Config['rollups'] {
+  if (env === process.env && cachedRollups) return cachedRollups;
+  const parsed = RollupEnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`Invalid configuration: ${problems.join('; ')}`);
+  }
+  const settings = {
+    extraDimensions: parseDimensionList(parsed.data.ROLLUP_DIMENSIONS),
+    maxValuesPerHour: parsed.data.ROLLUP_MAX_VALUES_PER_HOUR,
+  };
+  if (env === process.env) cachedRollups = settings;
+  return settings;
+}
+
 /** Logging must work before (and without) a valid database configuration. */
 export function logLevelFromEnv(env: NodeJS.ProcessEnv = process.env): Env['LOG_LEVEL'] {
   const level = env.LOG_LEVEL;

@@ -1,4 +1,4 @@
-import { config } from '../config';
+import { config, rollupSettings } from '../config';
 import type { Db } from '../db/port';
 import {
   aggregationSpan,
@@ -162,7 +162,7 @@ async function aggregateBatch(
 export async function runAggregation(db: Db, options: AggregationOptions = {}): Promise<AggregationResult> {
   const batchBuckets = options.batchBuckets ?? config().limits.aggregateBatchBuckets;
   const timeBudgetMs = options.timeBudgetMs ?? config().limits.aggregateTimeBudgetMs;
-  const maxValuesPerHour = options.maxValuesPerHour ?? config().rollups.maxValuesPerHour;
+  const maxValuesPerHour = options.maxValuesPerHour ?? rollupSettings().maxValuesPerHour;
   const started = performance.now();
   let dimensionRowsChanged = 0;
   let bucketsRecomputed = 0;
@@ -269,7 +269,7 @@ export async function rebuildAggregates(db: Db, options: RebuildOptions = {}): P
   const chunkHours = options.chunkHours ?? DEFAULT_REBUILD_CHUNK_HOURS;
   if (!Number.isInteger(chunkHours) || chunkHours < 1)
     throw new RangeError('chunkHours must be a whole number of hours, at least 1');
-  const maxValuesPerHour = options.maxValuesPerHour ?? config().rollups.maxValuesPerHour;
+  const maxValuesPerHour = options.maxValuesPerHour ?? rollupSettings().maxValuesPerHour;
   let from = options.from;
   let to = options.to;
   if (!from || !to) {
@@ -355,9 +355,9 @@ export async function backfillDimensions(
   } = {},
 ): Promise<DimensionBackfillResult> {
   const started = performance.now();
-  const registered = await registerDimensions(db, options.extraDimensions ?? config().rollups.extraDimensions);
+  const registered = await registerDimensions(db, options.extraDimensions ?? rollupSettings().extraDimensions);
   const dimensions = await dimensionsAwaitingBackfill(db);
-  const maxValuesPerHour = options.maxValuesPerHour ?? config().rollups.maxValuesPerHour;
+  const maxValuesPerHour = options.maxValuesPerHour ?? rollupSettings().maxValuesPerHour;
   const chunkMs = (options.chunkHours ?? DEFAULT_REBUILD_CHUNK_HOURS) * HOUR_MS;
   if (dimensions.length === 0) {
     return {
