@@ -266,7 +266,8 @@ async function incrementalRound(db: ClosableDb, sample: Sample, round: number): 
   say(
     `round ${round} incremental run: ${ms(incrementalMs)} - ${fmt(incremental.bucketsRecomputed)} buckets recomputed from ` +
       `${fmt(incremental.eventsScanned)} events in ${incremental.batches} batches of up to ${fmt(BATCH_BUCKETS)}, ` +
-      `status ${incremental.status}, ${incremental.bucketsWaiting} waiting; ${fmt(incremental.bucketsFromRaw)} of them from raw events`,
+      `status ${incremental.status}, ${incremental.bucketsWaiting} waiting; ${fmt(incremental.bucketsFromRaw)} of them from raw events; ` +
+      `dimension rollups ${ms(incremental.dimensionMs)} of it (${fmt(incremental.dimensionRowsChanged)} rows)`,
   );
   const [wrong, recountMs] = await timed(() => touchedBucketsDifferingFromRaw(db, touched));
   if (wrong > 0)
@@ -351,7 +352,12 @@ async function bench(db: ClosableDb): Promise<void> {
 async function main(): Promise<void> {
   setLogLevel('warn');
   // One data directory per size: the 1M and the 10M datasets are both kept, so each later run starts at once.
-  const dataset = await openBenchDatabase({ name: `aggregate-${EVENTS}`, events: EVENTS, seed: SEED });
+  // BENCH_DATASET reuses another bench's stored dataset of the same size and seed (e.g. query).
+  const dataset = await openBenchDatabase({
+    name: process.env.BENCH_DATASET ?? `aggregate-${EVENTS}`,
+    events: EVENTS,
+    seed: SEED,
+  });
   try {
     await bench(dataset.db);
   } finally {

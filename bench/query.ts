@@ -386,6 +386,18 @@ async function main(): Promise<void> {
           ),
         })),
       ),
+      ...(['UTC', 'America/New_York'] as const).map((zone) => ({
+        label: `count+sum_value by $flow, day, one year, ${zone} (Received Email)`,
+        attributes: attributes(
+          BUSIEST,
+          ['count', 'sum_value'],
+          'day',
+          zone,
+          '2025-01-01T00:00:00',
+          '2026-01-01T00:00:00',
+          ['$flow'],
+        ),
+      })),
       {
         label: 'count+sum_value, day, one year, no by (Placed Order)',
         attributes: attributes(

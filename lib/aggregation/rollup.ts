@@ -100,6 +100,8 @@ export interface AggregationResult {
   readonly rowsChanged: number;
   /** Of those, dimension rollup rows (klaviyo_dimension_rollups). */
   readonly dimensionRowsChanged: number;
+  /** Time spent in the batches' dimension statements (their share of durationMs). */
+  readonly dimensionMs: number;
   readonly batches: number;
   readonly durationMs: number;
   /** Age in seconds of the oldest mark still waiting after the run; 0 when none waits. */
@@ -115,6 +117,7 @@ interface BatchOutcome {
   readonly eventsScanned: number;
   readonly rowsChanged: number;
   readonly dimensionRowsChanged: number;
+  readonly dimensionMs: number;
 }
 
 /** Says once, in the log, which (metric, dimension) pairs were left to raw events and why. */
@@ -138,7 +141,9 @@ async function aggregateBatch(
   const outcome = await db.transaction(async (tx) => {
     if (!(await tryLockAggregation(tx))) return 'locked' as const;
     const taken = await takeDirtyBuckets(tx, batchBuckets);
+    const dimensionsStarted = performance.now();
     const dimensions = await applyDimensionBatch(tx, taken, maxValuesPerHour);
+    const dimensionMs = performance.now() - dimensionsStarted;
     const result = await recomputeHourBuckets(tx, taken);
     return {
       taken: taken.length,
@@ -146,6 +151,7 @@ async function aggregateBatch(
       eventsScanned: result.eventsScanned,
       rowsChanged: result.rowsWritten + result.rowsDeleted + dimensions.rowsChanged,
       dimensionRowsChanged: dimensions.rowsChanged,
+      dimensionMs,
       fallbacks: dimensions.fallbacks,
     };
   });
@@ -165,6 +171,7 @@ export async function runAggregation(db: Db, options: AggregationOptions = {}): 
   const maxValuesPerHour = options.maxValuesPerHour ?? rollupSettings().maxValuesPerHour;
   const started = performance.now();
   let dimensionRowsChanged = 0;
+  let dimensionMs = 0;
   let bucketsRecomputed = 0;
   let bucketsFromRaw = 0;
   let eventsScanned = 0;
@@ -184,6 +191,7 @@ export async function runAggregation(db: Db, options: AggregationOptions = {}): 
     eventsScanned += outcome.eventsScanned;
     rowsChanged += outcome.rowsChanged;
     dimensionRowsChanged += outcome.dimensionRowsChanged;
+    dimensionMs += outcome.dimensionMs;
     // A short batch means the rest is locked by ingests still running (or there is nothing left).
     if (outcome.taken < batchBuckets) {
       stoppedBy = 'drained';
@@ -203,6 +211,7 @@ export async function runAggregation(db: Db, options: AggregationOptions = {}): 
     eventsScanned,
     rowsChanged,
     dimensionRowsChanged,
+    dimensionMs: Math.round(dimensionMs),
     batches,
     durationMs: Math.round(performance.now() - started),
     lagSeconds: backlog.oldestAgeSeconds,

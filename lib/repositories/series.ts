@@ -235,10 +235,17 @@ function fromDimensionsSql(plan: SeriesPlan): string {
     SELECT width_bucket(e."timestamp", (SELECT $2::timestamptz[])) AS i, coalesce(e.properties->>$7, '') AS v,
            count(*) AS n, coalesce(sum(e.value), 0) AS s
       FROM raw_hours h
-      JOIN klaviyo_events e
-        ON e.metric_id = $1
-       AND e."timestamp" >= greatest(h.hour, $3::text::timestamptz)
-       AND e."timestamp" < least(h.hour + interval '1 hour', $4::text::timestamptz)
+     -- One index range scan per raw hour. As a plain join, the planner (which estimates a few
+     -- hundred hours) read every event of the metric in the range with its properties and tested
+     -- each against each hour: with 500 dirty hours of a year, seconds instead of milliseconds.
+     -- OFFSET 0 keeps the subquery from being flattened into that join.
+     CROSS JOIN LATERAL (
+       SELECT e."timestamp", e.value, e.properties FROM klaviyo_events e
+        WHERE e.metric_id = $1
+          AND e."timestamp" >= greatest(h.hour, $3::text::timestamptz)
+          AND e."timestamp" < least(h.hour + interval '1 hour', $4::text::timestamptz)
+       OFFSET 0
+     ) e
      WHERE (SELECT ok FROM served)
      GROUP BY 1, 2
   ), combined AS (
