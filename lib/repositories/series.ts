@@ -225,12 +225,16 @@ function fromDimensionsSql(plan: SeriesPlan): string {
     UNION
     SELECT unnest($6::timestamptz[])
   ), stored AS MATERIALIZED (
-    SELECT width_bucket(r.bucket, (SELECT $2::timestamptz[])) AS i, r.dimension_value AS v, r.event_count AS n, r.sum_value AS s
+    -- Grouped here, so that what follows (the "" row's subtraction, the union) handles a row per
+    -- bucket and value instead of a row per hour and value.
+    SELECT width_bucket(r.bucket, (SELECT $2::timestamptz[])) AS i, r.dimension_value AS v,
+           sum(r.event_count) AS n, sum(r.sum_value) AS s
       FROM klaviyo_dimension_rollups r
      WHERE (SELECT ok FROM served) AND r.metric_id = $1 AND r.dimension = $7
        AND r.bucket >= $5::text::timestamptz AND r.bucket < $4::text::timestamptz
        AND NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour = r.bucket)
        ${storedFilter}
+     GROUP BY 1, 2
   ), fresh AS (
     SELECT width_bucket(e."timestamp", (SELECT $2::timestamptz[])) AS i, coalesce(e.properties->>$7, '') AS v,
            count(*) AS n, coalesce(sum(e.value), 0) AS s
