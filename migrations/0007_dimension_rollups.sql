@@ -18,6 +18,20 @@ CREATE TABLE klaviyo_dimension_rollups (
     PRIMARY KEY (metric_id, dimension, bucket, dimension_value) INCLUDE (event_count, sum_value)
 );
 
+-- The same figures per UTC day: always the sum of the day's hourly rows above (every writer changes both
+-- in one statement, by the same deltas), so a day none of whose hours is marked dirty is exact. A
+-- breakdown by day, week or month over a year reads a 24th of the hourly rows from here. A value whose
+-- hours all went away may keep a row of zeros; readers skip it.
+CREATE TABLE klaviyo_dimension_daily_rollups (
+    metric_id        varchar(64)  NOT NULL,
+    dimension        text         NOT NULL,
+    day              timestamptz  NOT NULL,
+    dimension_value  text         NOT NULL,
+    event_count      bigint       NOT NULL,
+    sum_value        numeric      NOT NULL,
+    PRIMARY KEY (metric_id, dimension, day, dimension_value) INCLUDE (event_count, sum_value)
+);
+
 -- The property keys that are rolled up. ready_at is NULL until every event stored before the key was
 -- registered has been counted (npm run backfill -- --dimensions); until then readers use raw events
 -- for the key, while the aggregator already counts every new event for it.
@@ -63,6 +77,13 @@ BEGIN
             timescaledb.compress_orderby = 'bucket DESC, dimension_value'
         );
         PERFORM add_compression_policy('klaviyo_dimension_rollups', INTERVAL '400 days');
+        PERFORM create_hypertable('klaviyo_dimension_daily_rollups', 'day', chunk_time_interval => INTERVAL '365 days');
+        ALTER TABLE klaviyo_dimension_daily_rollups SET (
+            timescaledb.compress,
+            timescaledb.compress_segmentby = 'metric_id, dimension',
+            timescaledb.compress_orderby = 'day DESC, dimension_value'
+        );
+        PERFORM add_compression_policy('klaviyo_dimension_daily_rollups', INTERVAL '400 days');
     END IF;
 END
 $timescale$;

@@ -22,9 +22,10 @@ import { bucketBoundaries, HOUR_MS } from './timezone';
  *   from raw events as a whole.
  * 'dimension': count and sum broken down by one event property, or filtered on it with equals/any
  *   (with or without `by` on the same key), from the dimension rollups (migrations/0007, docs/
- *   breakdowns.md). Hours are split as for 'rollups': clean hours from the dimension rollups, dirty
- *   and cut hours from raw events; events without the property are each hour's total minus its
- *   rows. The statement itself checks that the key is rolled up (registered, backfilled, no
+ *   breakdowns.md). UTC days that lie whole in one bucket and hold no dirty hour come from the daily
+ *   rows; the other hours are split as for 'rollups': clean hours from the hourly dimension rollups,
+ *   dirty and cut hours from raw events; events without the property are the clean hours' total
+ *   minus their rows. The statement itself checks that the key is rolled up (registered, backfilled, no
  *   fallback for the metric); when it is not, the answer comes from raw events.
  * 'events': everything from raw events in the range, through the covering index (metric_id,
  *   "timestamp" DESC) INCLUDE (value, profile_id): distinct profiles over weeks and months (and over
@@ -51,6 +52,24 @@ export interface SeriesPlan {
   readonly dimension: string | null;
   /** 'dimension' only: the values the filters allow (their intersection), null when unfiltered. */
   readonly dimensionValues: readonly string[] | null;
+  /**
+   * 'dimension' only: starts (ms) of the UTC days that lie whole in one bucket and in the range; the
+   * daily dimension rollups serve those that hold no dirty hour.
+   */
+  readonly dayStarts: readonly number[];
+}
+
+const DAY_MS = 24 * HOUR_MS;
+
+/** Starts of the UTC days that lie whole within one bucket, clipped to the range. */
+function wholeUtcDays(boundaries: readonly number[], startUs: number, endUs: number): number[] {
+  const days: number[] = [];
+  for (let i = 0; i + 1 < boundaries.length; i += 1) {
+    const lo = Math.max(boundaries[i] as number, Math.ceil(startUs / 1000));
+    const hi = Math.min(boundaries[i + 1] as number, Math.floor(endUs / 1000));
+    for (let d = Math.ceil(lo / DAY_MS) * DAY_MS; d + DAY_MS <= hi; d += DAY_MS) days.push(d);
+  }
+  return days;
 }
 
 const HOUR_US = HOUR_MS * 1000;
@@ -153,5 +172,6 @@ export function planSeries(query: MetricAggregateQuery): SeriesPlan {
     needsUnique,
     dimension: source === 'dimension' ? (shape?.dimension ?? null) : null,
     dimensionValues: source === 'dimension' ? (shape?.values ?? null) : null,
+    dayStarts: source === 'dimension' ? wholeUtcDays(boundaries, query.startUs, query.endUs) : [],
   };
 }

@@ -16,6 +16,7 @@ import {
   markDimensionsReady,
   rebuildDimensionRange,
   registerDimensions,
+  resetDailyDimensionRange,
   type DimensionFallback,
 } from '../repositories/dimensions';
 import { applyLookbackAdjustmentsOutside, resetLookbacksInRange, syncProfileHours } from '../repositories/profileHours';
@@ -315,6 +316,7 @@ export async function rebuildAggregates(db: Db, options: RebuildOptions = {}): P
       // After rebuildHourRange: the events it counted have no pending row left, and those it could not
       // see keep theirs, so "events without a pending row" is what the hourly rollups now hold.
       const dims = await rebuildDimensionRange(tx, range, maxValuesPerHour);
+      await resetDailyDimensionRange(tx, range);
       return [cleared, rebuilt, dims] as const;
     });
     logFallbacks(dimensions.fallbacks);
@@ -389,6 +391,7 @@ export async function backfillDimensions(
     const write = await db.transaction(async (tx) => {
       await waitLockAggregation(tx);
       const w = await rebuildDimensionRange(tx, { from, to, dimensions }, maxValuesPerHour);
+      await resetDailyDimensionRange(tx, { from, to, dimensions });
       // Events stored after the span was read are counted by the aggregator (pending rows) or lie
       // after `end` only if ingested meanwhile with pending rows: both are the aggregator's.
       if (last) await markDimensionsReady(tx, dimensions);

@@ -96,6 +96,22 @@ const WRITE_FIGURES = `
       sum_value = excluded.sum_value
     WHERE (r.event_count, r.sum_value) IS DISTINCT FROM (excluded.event_count, excluded.sum_value)
     RETURNING 1
+  ), daily AS (
+    -- The days take the same change as their hours: added figures, and for recounted hours the new
+    -- figures minus the rows they replace (CTE previous; pairs found too wide are cleared anyway).
+    INSERT INTO klaviyo_dimension_daily_rollups AS d (metric_id, dimension, day, dimension_value, event_count, sum_value)
+    SELECT metric_id, dimension, date_trunc('day', bucket, 'UTC'), dimension_value, sum(event_count), sum(sum_value)
+    FROM (SELECT metric_id, dimension, bucket, dimension_value, event_count, sum_value FROM figures
+          UNION ALL
+          SELECT metric_id, dimension, bucket, dimension_value, -event_count, -sum_value FROM previous p
+          WHERE NOT EXISTS (SELECT 1 FROM wide w WHERE w.metric_id = p.metric_id AND w.dimension = p.dimension)) c
+    GROUP BY metric_id, dimension, date_trunc('day', bucket, 'UTC'), dimension_value
+    HAVING sum(event_count) <> 0 OR sum(sum_value) <> 0
+    ORDER BY 1, 2, 3, 4
+    ON CONFLICT (metric_id, dimension, day, dimension_value) DO UPDATE SET
+      event_count = d.event_count + excluded.event_count,
+      sum_value = d.sum_value + excluded.sum_value
+    RETURNING 1
   )`;
 
 interface WriteRow extends Record<string, unknown> {
@@ -159,16 +175,24 @@ export async function applyDimensionBatch(
          OFFSET 0
        ) e
        WHERE NOT m.has_pending
-     ), ${FIGURES}, ${WRITE_FIGURES},
+     ), ${FIGURES},
+     previous AS MATERIALIZED (
+       -- What the recounted hours hold now.
+       SELECT r.metric_id, r.dimension, r.bucket, r.dimension_value, r.event_count, r.sum_value
+       FROM marked m
+       JOIN tracked t ON true
+       JOIN klaviyo_dimension_rollups r ON r.metric_id = m.metric_id AND r.dimension = t.dimension AND r.bucket = m.bucket
+       WHERE NOT m.has_pending
+     ), ${WRITE_FIGURES},
      emptied AS (
        -- Recounted hours: rows whose value the hour's events no longer give.
        DELETE FROM klaviyo_dimension_rollups r
-       USING marked m, tracked t
-       WHERE NOT m.has_pending
-         AND r.metric_id = m.metric_id AND r.dimension = t.dimension AND r.bucket = m.bucket
+       USING previous p
+       WHERE r.metric_id = p.metric_id AND r.dimension = p.dimension AND r.bucket = p.bucket
+         AND r.dimension_value = p.dimension_value
          AND NOT EXISTS (SELECT 1 FROM figures f
-                         WHERE f.metric_id = r.metric_id AND f.dimension = r.dimension
-                           AND f.bucket = r.bucket AND f.dimension_value = r.dimension_value)
+                         WHERE f.metric_id = p.metric_id AND f.dimension = p.dimension
+                           AND f.bucket = p.bucket AND f.dimension_value = p.dimension_value)
        RETURNING 1
      )
      SELECT (SELECT count(*) FROM added) + (SELECT count(*) FROM recounted) + (SELECT count(*) FROM emptied) AS changed,
@@ -213,21 +237,83 @@ export async function rebuildDimensionRange(
          AND NOT EXISTS (SELECT 1 FROM klaviyo_aggregate_pending p
                          WHERE p.metric_id = e.metric_id AND p.bucket = date_trunc('hour', e."timestamp", 'UTC')
                            AND p.event_id = e.id AND p."timestamp" = e."timestamp")
-     ), ${figures}, ${WRITE_FIGURES},
+     ), ${figures},
+     previous AS MATERIALIZED (
+       SELECT r.metric_id, r.dimension, r.bucket, r.dimension_value, r.event_count, r.sum_value
+       FROM klaviyo_dimension_rollups r
+       JOIN tracked t ON r.dimension = t.dimension
+       WHERE r.bucket >= $1::timestamptz AND r.bucket < $3::timestamptz ${rollupMetricFilter}
+     ), ${WRITE_FIGURES},
      emptied AS (
        DELETE FROM klaviyo_dimension_rollups r
-       USING tracked t
-       WHERE r.dimension = t.dimension AND r.bucket >= $1::timestamptz AND r.bucket < $3::timestamptz ${rollupMetricFilter}
+       USING previous p
+       WHERE r.metric_id = p.metric_id AND r.dimension = p.dimension AND r.bucket = p.bucket
+         AND r.dimension_value = p.dimension_value
          AND NOT EXISTS (SELECT 1 FROM figures f
-                         WHERE f.metric_id = r.metric_id AND f.dimension = r.dimension
-                           AND f.bucket = r.bucket AND f.dimension_value = r.dimension_value)
+                         WHERE f.metric_id = p.metric_id AND f.dimension = p.dimension
+                           AND f.bucket = p.bucket AND f.dimension_value = p.dimension_value)
        RETURNING 1
      )
-     SELECT (SELECT count(*) FROM added) + (SELECT count(*) FROM recounted) + (SELECT count(*) FROM emptied) AS changed,
+     SELECT (SELECT count(*) FROM added) + (SELECT count(*) FROM recounted) + (SELECT count(*) FROM emptied)
+              + (SELECT count(*) FROM daily) AS changed,
             ${WIDE_JSON} AS wide`,
     params,
   );
   return finishWrite(tx, rows[0]);
+}
+
+/**
+ * Sets the daily rows of every UTC day that meets [from, to) to the sum of the day's hourly rows,
+ * whatever they held: a rebuild's last dimension step, so that it repairs daily rows damaged on their
+ * own as it repairs hours (the incremental deltas keep a correct pair correct, but cannot repair one).
+ */
+export async function resetDailyDimensionRange(
+  tx: Db,
+  range: { from: Date; to: Date; metricId?: string; dimensions?: readonly string[] },
+): Promise<number> {
+  const params: SqlParam[] = [range.from.toISOString(), range.to.toISOString()];
+  let filters = '';
+  let dailyFilters = '';
+  if (range.metricId) {
+    params.push(range.metricId);
+    filters += ` AND metric_id = $${params.length}`;
+    dailyFilters += ` AND y.metric_id = $${params.length}`;
+  }
+  if (range.dimensions) {
+    params.push(`{${range.dimensions.map((d) => JSON.stringify(d)).join(',')}}`);
+    filters += ` AND dimension = ANY($${params.length}::text[])`;
+    dailyFilters += ` AND y.dimension = ANY($${params.length}::text[])`;
+  }
+  const rows = await tx.query<{ n: string }>(
+    `WITH bounds AS (
+       SELECT date_trunc('day', $1::timestamptz, 'UTC') AS lo,
+              date_trunc('day', $2::timestamptz - interval '1 microsecond', 'UTC') + interval '1 day' AS hi
+     ), wanted AS MATERIALIZED (
+       SELECT metric_id, dimension, date_trunc('day', bucket, 'UTC') AS day, dimension_value,
+              sum(event_count) AS event_count, sum(sum_value) AS sum_value
+       FROM klaviyo_dimension_rollups
+       WHERE bucket >= (SELECT lo FROM bounds) AND bucket < (SELECT hi FROM bounds) ${filters}
+       GROUP BY 1, 2, 3, 4
+     ), upserted AS (
+       INSERT INTO klaviyo_dimension_daily_rollups AS y (metric_id, dimension, day, dimension_value, event_count, sum_value)
+       SELECT metric_id, dimension, day, dimension_value, event_count, sum_value FROM wanted
+       ORDER BY 1, 2, 3, 4
+       ON CONFLICT (metric_id, dimension, day, dimension_value) DO UPDATE SET
+         event_count = excluded.event_count, sum_value = excluded.sum_value
+       WHERE (y.event_count, y.sum_value) IS DISTINCT FROM (excluded.event_count, excluded.sum_value)
+       RETURNING 1
+     ), removed AS (
+       DELETE FROM klaviyo_dimension_daily_rollups y
+       WHERE y.day >= (SELECT lo FROM bounds) AND y.day < (SELECT hi FROM bounds) ${dailyFilters}
+         AND NOT EXISTS (SELECT 1 FROM wanted w
+                         WHERE w.metric_id = y.metric_id AND w.dimension = y.dimension AND w.day = y.day
+                           AND w.dimension_value = y.dimension_value)
+       RETURNING 1
+     )
+     SELECT (SELECT count(*) FROM upserted) + (SELECT count(*) FROM removed) AS n`,
+    params,
+  );
+  return Number(rows[0]?.n ?? 0);
 }
 
 async function finishWrite(tx: Db, row: WriteRow | undefined): Promise<DimensionWrite> {
@@ -249,6 +335,9 @@ async function recordFallbacks(tx: Db, fallbacks: readonly DimensionFallback[]):
        INSERT INTO klaviyo_dimension_fallbacks (metric_id, dimension, reason, bucket, distinct_values)
        SELECT metric_id, dimension, reason, bucket, distinct_values FROM wide
        ON CONFLICT (metric_id, dimension) DO NOTHING
+       RETURNING 1
+     ), cleared_days AS (
+       DELETE FROM klaviyo_dimension_daily_rollups r USING wide w WHERE r.metric_id = w.metric_id AND r.dimension = w.dimension
        RETURNING 1
      )
      DELETE FROM klaviyo_dimension_rollups r USING wide w WHERE r.metric_id = w.metric_id AND r.dimension = w.dimension`,

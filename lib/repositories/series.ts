@@ -191,19 +191,21 @@ function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
 }
 
 /**
- * Count and sum by one property, or filtered on it (the 'dimension' plan), as FROM_ROLLUPS splits
- * hours: clean uncut hours from the dimension rollups, dirty and cut hours ($6) from raw events. $7
- * is the key, $8 the allowed values (a JSON array, or NULL: all), $9 whether rows are kept apart by
- * value (`by`). Events without the property have no rollup row: when the "" value is wanted (no
- * filter, or a filter that lists ""), they are each clean hour's total minus its rows. The first CTE
+ * Count and sum by one property, or filtered on it (the 'dimension' plan): the UTC days of $8 (whole
+ * in one bucket and in the range) that hold no dirty hour from the daily dimension rollups; the
+ * other hours as FROM_ROLLUPS splits them: clean uncut hours from the hourly dimension rollups,
+ * dirty and cut hours ($6) from raw events. $7 is the key, $9 the allowed values (a JSON array;
+ * absent: all). Events without the property have no rollup row: when the "" value is wanted (no
+ * filter, or a filter that lists ""), they are the clean hours' total minus their rows. The first CTE
  * checks, in this statement's snapshot, that the key's rollups can be used (registered and
  * backfilled, no fallback for the metric); `served` false tells the caller to read raw events.
  */
 function fromDimensionsSql(plan: SeriesPlan): string {
   const values = plan.dimensionValues;
   const needsEmpty = values === null || values.includes('');
-  const valueFilter = values === null ? '' : 'AND v IN (SELECT jsonb_array_elements_text($8::jsonb))';
-  const storedFilter = needsEmpty ? '' : 'AND r.dimension_value IN (SELECT jsonb_array_elements_text($8::jsonb))';
+  const valueFilter = values === null ? '' : 'AND v IN (SELECT jsonb_array_elements_text($9::jsonb))';
+  const storedFilter = (alias: string) =>
+    needsEmpty ? '' : `AND ${alias}.dimension_value IN (SELECT jsonb_array_elements_text($9::jsonb))`;
   const withoutValue = needsEmpty
     ? `UNION ALL
        SELECT width_bucket(a.bucket, (SELECT $2::timestamptz[])) AS i, '' AS v, a.event_count AS n, a.sum_value AS s
@@ -224,16 +226,39 @@ function fromDimensionsSql(plan: SeriesPlan): string {
      WHERE (SELECT ok FROM served) AND d.metric_id = $1 AND d.bucket >= $5::text::timestamptz AND d.bucket < $4::text::timestamptz
     UNION
     SELECT unnest($6::timestamptz[])
+  ), days AS MATERIALIZED (
+    -- The whole UTC days the daily rows serve: none of their hours is marked.
+    SELECT c.day FROM unnest($8::timestamptz[]) AS c(day)
+     WHERE (SELECT ok FROM served)
+       AND NOT EXISTS (SELECT 1 FROM klaviyo_aggregate_dirty d
+                        WHERE d.metric_id = $1 AND d.bucket >= c.day AND d.bucket < c.day + interval '1 day')
+  ), spans AS MATERIALIZED (
+    -- The hours those days leave, as ranges: before the first, between two, after the last.
+    SELECT lo, hi
+      FROM (SELECT coalesce(lag(day + interval '1 day') OVER (ORDER BY day), $5::text::timestamptz) AS lo, day AS hi FROM days
+            UNION ALL
+            SELECT coalesce(max(day) + interval '1 day', $5::text::timestamptz), $4::text::timestamptz FROM days) g
+     WHERE lo < hi AND (SELECT ok FROM served)
   ), stored AS MATERIALIZED (
     -- Grouped here, so that what follows (the "" row's subtraction, the union) handles a row per
     -- bucket and value instead of a row per hour and value.
-    SELECT width_bucket(r.bucket, (SELECT $2::timestamptz[])) AS i, r.dimension_value AS v,
-           sum(r.event_count) AS n, sum(r.sum_value) AS s
-      FROM klaviyo_dimension_rollups r
-     WHERE (SELECT ok FROM served) AND r.metric_id = $1 AND r.dimension = $7
-       AND r.bucket >= $5::text::timestamptz AND r.bucket < $4::text::timestamptz
-       AND NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour = r.bucket)
-       ${storedFilter}
+    SELECT i, v, sum(n) AS n, sum(s) AS s
+      FROM (SELECT width_bucket(r.bucket, (SELECT $2::timestamptz[])) AS i, r.dimension_value AS v,
+                   r.event_count AS n, r.sum_value AS s
+              FROM spans g
+             -- One index range scan per span (OFFSET 0 keeps it from being flattened into a join).
+             CROSS JOIN LATERAL (
+               SELECT x.bucket, x.dimension_value, x.event_count, x.sum_value FROM klaviyo_dimension_rollups x
+                WHERE x.metric_id = $1 AND x.dimension = $7 AND x.bucket >= g.lo AND x.bucket < g.hi ${storedFilter('x')}
+               OFFSET 0
+             ) r
+             WHERE NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour = r.bucket)
+            UNION ALL
+            SELECT width_bucket(y.day, (SELECT $2::timestamptz[])), y.dimension_value, y.event_count, y.sum_value
+              FROM klaviyo_dimension_daily_rollups y
+             WHERE (SELECT ok FROM served) AND y.metric_id = $1 AND y.dimension = $7
+               AND y.day >= $5::text::timestamptz AND y.day < $4::text::timestamptz
+               AND y.day IN (SELECT day FROM days) ${storedFilter('y')}) z
      GROUP BY 1, 2
   ), fresh AS (
     SELECT width_bucket(e."timestamp", (SELECT $2::timestamptz[])) AS i, coalesce(e.properties->>$7, '') AS v,
@@ -312,6 +337,7 @@ export async function readSeriesFromDimensions(db: Db, plan: SeriesPlan): Promis
     isoMicros(Math.floor(plan.startUs / HOUR_US) * HOUR_US),
     timestampArray(plan.cutHours),
     plan.dimension,
+    timestampArray(plan.dayStarts),
   ];
   if (plan.dimensionValues !== null) params.push(JSON.stringify(plan.dimensionValues));
   const rows = await db.query<SeriesRow>(fromDimensionsSql(plan), params);

@@ -198,3 +198,27 @@ export async function dimensionContractViolations(db: Db): Promise<Record<string
      ORDER BY 1, 2, 3, 4`,
   );
 }
+
+/**
+ * The daily dimension rollups' invariant, whatever is marked: each UTC day's row is the sum of its hours'
+ * rows (a row of zeros standing for none). Returns the days that differ.
+ */
+export async function dailyDimensionViolations(db: Db): Promise<Record<string, unknown>[]> {
+  return db.query(
+    `WITH hours AS (
+       SELECT metric_id, dimension, date_bin('1 day', bucket, timestamptz '2000-01-01 00:00:00+00') AS day, dimension_value,
+              sum(event_count) AS event_count, sum(sum_value) AS sum_value
+       FROM klaviyo_dimension_rollups GROUP BY 1, 2, 3, 4
+     ), days AS (
+       SELECT metric_id, dimension, day, dimension_value, event_count, sum_value
+       FROM klaviyo_dimension_daily_rollups WHERE event_count <> 0 OR sum_value <> 0
+     )
+     SELECT coalesce(h.metric_id, d.metric_id) AS metric_id, coalesce(h.dimension, d.dimension) AS dimension,
+            coalesce(h.day, d.day)::text AS day, coalesce(h.dimension_value, d.dimension_value) AS dimension_value,
+            h.event_count::text AS hours_count, d.event_count::text AS day_count
+     FROM hours h
+     FULL JOIN days d ON d.metric_id = h.metric_id AND d.dimension = h.dimension AND d.day = h.day AND d.dimension_value = h.dimension_value
+     WHERE (h.event_count, h.sum_value) IS DISTINCT FROM (d.event_count, d.sum_value)
+     ORDER BY 1, 2, 3, 4`,
+  );
+}

@@ -1,7 +1,7 @@
 import { backfillDimensions, rebuildAggregates, runAggregation } from '../../lib/aggregation/rollup';
 import { queryMetricAggregates } from '../../lib/aggregation/query';
 import type { Db } from '../../lib/db/port';
-import { dimensionContractViolations } from '../aggregation/oracle';
+import { dailyDimensionViolations, dimensionContractViolations } from '../aggregation/oracle';
 import { useFreshDatabase } from '../support/database';
 import { storeEvents, type SimpleEvent } from '../support/events';
 import { prng } from '../support/random';
@@ -178,6 +178,7 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
     await storeEvents(t.db, eventsOf(1, 2500, 'a'));
     await runAggregation(t.db);
     expect(await dimensionContractViolations(t.db)).toEqual([]);
+    expect(await dailyDimensionViolations(t.db)).toEqual([]);
     const rows = await t.db.query<{ n: string }>(
       `SELECT count(*) AS n FROM klaviyo_dimension_rollups WHERE dimension = $1`,
       [FLOW],
@@ -195,6 +196,7 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
     await expectExact(t.db);
     await runAggregation(t.db);
     expect(await dimensionContractViolations(t.db)).toEqual([]);
+    expect(await dailyDimensionViolations(t.db)).toEqual([]);
     await expectExact(t.db);
   });
 
@@ -208,6 +210,7 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
     await expectExact(t.db);
     await rebuildAggregates(t.db, { from: new Date('2024-10-18T00:00:00Z'), to: new Date('2024-11-14T00:00:00Z') });
     expect(await dimensionContractViolations(t.db)).toEqual([]);
+    expect(await dailyDimensionViolations(t.db)).toEqual([]);
     await expectExact(t.db);
   });
 
@@ -219,6 +222,7 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
     );
     await runAggregation(t.db);
     expect(await dimensionContractViolations(t.db)).toEqual([]);
+    expect(await dailyDimensionViolations(t.db)).toEqual([]);
     await expectExact(t.db);
   });
 
@@ -226,6 +230,7 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
     await t.db.query('TRUNCATE klaviyo_aggregated_metrics, klaviyo_profile_hours, klaviyo_dimension_rollups');
     await rebuildAggregates(t.db);
     expect(await dimensionContractViolations(t.db)).toEqual([]);
+    expect(await dailyDimensionViolations(t.db)).toEqual([]);
     await expectExact(t.db);
   });
 });
@@ -249,6 +254,7 @@ describe('a dimension registered later', () => {
     await expectExact(t.db);
     await runAggregation(t.db);
     expect(await dimensionContractViolations(t.db)).toEqual([]);
+    expect(await dailyDimensionViolations(t.db)).toEqual([]);
     await expectExact(t.db);
   });
 });
@@ -296,6 +302,7 @@ describe('cardinality', () => {
     expect(document.data.attributes.data).toHaveLength(60);
     // The other key of the same metric is still rolled up.
     expect(await dimensionContractViolations(t.db)).toEqual([]);
+    expect(await dailyDimensionViolations(t.db)).toEqual([]);
     const flowRows = await t.db.query(`SELECT 1 FROM klaviyo_dimension_rollups WHERE dimension = $1`, [FLOW]);
     expect(flowRows).toHaveLength(2);
   });
