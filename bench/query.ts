@@ -253,6 +253,7 @@ async function aggregateUntilClean(db: Db): Promise<number> {
   await db.query('VACUUM ANALYZE klaviyo_aggregate_dirty');
   await db.query('VACUUM ANALYZE klaviyo_aggregated_metrics');
   await db.query('VACUUM ANALYZE klaviyo_dimension_rollups');
+  await db.query('VACUUM ANALYZE klaviyo_dimension_daily_rollups');
   return (performance.now() - started) / 1000;
 }
 
@@ -285,13 +286,15 @@ async function main(): Promise<void> {
       event_rows: string;
     }>(
       `SELECT pg_total_relation_size('klaviyo_events')::text AS events,
-              pg_total_relation_size('klaviyo_dimension_rollups')::text AS dimension_rollups,
-              (SELECT count(*) FROM klaviyo_dimension_rollups)::text AS dimension_rows,
+              (pg_total_relation_size('klaviyo_dimension_rollups')
+                + pg_total_relation_size('klaviyo_dimension_daily_rollups'))::text AS dimension_rollups,
+              ((SELECT count(*) FROM klaviyo_dimension_rollups)
+                + (SELECT count(*) FROM klaviyo_dimension_daily_rollups))::text AS dimension_rows,
               (SELECT count(*) FROM klaviyo_events)::text AS event_rows`,
     );
     const sizes = storage[0];
     const mb = (bytes: string | undefined) => Number(bytes ?? 0) / 2 ** 20;
-    const storageLine = `storage: klaviyo_dimension_rollups ${mb(sizes?.dimension_rollups).toFixed(0)} MB (${Number(sizes?.dimension_rows).toLocaleString('en-US')} rows) against klaviyo_events ${mb(sizes?.events).toFixed(0)} MB (${Number(sizes?.event_rows).toLocaleString('en-US')} rows): ${((100 * mb(sizes?.dimension_rollups)) / Math.max(1, mb(sizes?.events))).toFixed(1)} %`;
+    const storageLine = `storage: dimension rollups, hourly and daily, ${mb(sizes?.dimension_rollups).toFixed(0)} MB (${Number(sizes?.dimension_rows).toLocaleString('en-US')} rows) against klaviyo_events ${mb(sizes?.events).toFixed(0)} MB (${Number(sizes?.event_rows).toLocaleString('en-US')} rows): ${((100 * mb(sizes?.dimension_rollups)) / Math.max(1, mb(sizes?.events))).toFixed(1)} %`;
     say(storageLine);
     const busiestFlow = await db.query<{ v: string }>(
       `SELECT dimension_value AS v FROM klaviyo_dimension_rollups WHERE metric_id = $1 AND dimension = '$attributed_flow'
