@@ -167,8 +167,8 @@ export async function applyDimensionBatch(
        SELECT m.metric_id, m.bucket, e.properties, e.value, false
        FROM marked m
        -- One index range scan per recounted hour (OFFSET 0 keeps it from being flattened): as a join,
-       -- with the events' properties wanted, the planner read the metrics' events against every hour,
-       -- and a batch of 5,000 recounted hours ran for minutes at 1M events.
+       -- with the events' properties wanted, the planner read the metrics' events against every hour
+       -- (docs/breakdowns.md).
        CROSS JOIN LATERAL (
          SELECT e.properties, e.value FROM klaviyo_events e
          WHERE e.metric_id = m.metric_id AND e."timestamp" >= m.bucket AND e."timestamp" < m.bucket + interval '1 hour'

@@ -266,8 +266,8 @@ function fromDimensionsSql(plan: SeriesPlan): string {
       FROM raw_hours h
      -- One index range scan per raw hour. As a plain join, the planner (which estimates a few
      -- hundred hours) read every event of the metric in the range with its properties and tested
-     -- each against each hour: with 500 dirty hours of a year, seconds instead of milliseconds.
-     -- OFFSET 0 keeps the subquery from being flattened into that join.
+     -- each against each hour (docs/breakdowns.md). OFFSET 0 keeps the subquery from being
+     -- flattened into that join.
      CROSS JOIN LATERAL (
        SELECT e."timestamp", e.value, e.properties FROM klaviyo_events e
         WHERE e.metric_id = $1
