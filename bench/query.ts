@@ -11,8 +11,12 @@
  *
  * 1. Matrix: the busiest metric (Received Email) over its whole year, interval hour/day/week/month, in
  *    UTC, America/New_York and Asia/Kolkata, count + sum_value without and with `by` ($flow).
- * 2. The issue's headline cases on p50/p95: count + sum_value by day over a year; hour over 7 days;
- *    unique over 30 days; by $attributed_flow over 30 days (Placed Order, where attribution lives).
+ * 2. The headline cases on p50/p95: count + sum_value by day over a year; hour over 7 days; unique
+ *    over 30 days; and the breakdowns (Placed Order, where attribution lives): by $attributed_flow
+ *    over a year by day, week and month in UTC and America/New_York, equals($attributed_flow, the
+ *    busiest flow) by day over a year, unique by $attributed_flow per day over 30 days, and two keys
+ *    in `by` (both read raw events: their figures say what that costs).
+ *    "API ratio": the breakdown's p50 over the same totals without `by` (same run).
  * 3. Freshness: BENCH_LATE (default 1000) late events land across the year (dirty hours the readers
  *    must recompute from raw events), the headline cases are measured again, then the late events
  *    are removed and their hours rolled up again, so the stored dataset stays as it was.
@@ -27,8 +31,8 @@
  */
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { planSeries } from '../lib/aggregation/planner';
-import { rowsFromSeries } from '../lib/app/metricAggregates';
-import { runAggregation } from '../lib/app/aggregation';
+import { queryMetricAggregates, rowsFromSeries } from '../lib/app/metricAggregates';
+import { backfillDimensions, runAggregation } from '../lib/app/aggregation';
 import { closeDb } from '../lib/db';
 import type { Db } from '../lib/db/port';
 import { hashApiKey } from '../lib/http/auth';
@@ -39,6 +43,7 @@ import { insertEvents, type NewEvent } from '../lib/repositories/events';
 import { readSeriesFromEvents } from '../lib/repositories/series';
 import { openBenchDatabase, removeBenchEvents } from './support/dataset';
 import { intFromEnv } from './support/env';
+import { writeBenchResult, type BenchTable } from './support/results';
 
 const EVENTS = intFromEnv('BENCH_EVENTS', 100_000);
 const RUNS = Math.max(1, intFromEnv('BENCH_RUNS', 100));
@@ -198,10 +203,14 @@ function table(title: string, rows: readonly Measured[]): void {
   }
 }
 
-function sourceOf(c: Case): string {
-  return planSeries(
-    parseMetricAggregateQuery({ data: { type: 'metric-aggregate', attributes: c.attributes } }, { maxRangeDays: 366 }),
-  ).source;
+/** The path that served the case: the plan's, or raw events when a 'dimension' plan found its key not rolled up. */
+async function sourceOf(db: Db, c: Case): Promise<string> {
+  const outcome = await queryMetricAggregates(
+    db,
+    { data: { type: 'metric-aggregate', attributes: c.attributes } },
+    { maxRangeDays: 366, baseUrl: '' },
+  );
+  return outcome.servedBy;
 }
 
 /** Late events spread over the year: every one dirties its (metric, hour) until the aggregator runs. */
@@ -243,6 +252,8 @@ async function aggregateUntilClean(db: Db): Promise<number> {
   }
   await db.query('VACUUM ANALYZE klaviyo_aggregate_dirty');
   await db.query('VACUUM ANALYZE klaviyo_aggregated_metrics');
+  await db.query('VACUUM ANALYZE klaviyo_dimension_rollups');
+  await db.query('VACUUM ANALYZE klaviyo_dimension_daily_rollups');
   return (performance.now() - started) / 1000;
 }
 
@@ -260,6 +271,37 @@ async function main(): Promise<void> {
 
     const removed = await removeBenchEvents(db, LATE_PREFIX);
     const aggregateSeconds = await aggregateUntilClean(db);
+    // A dataset stored before the dimension rollups existed gets them the way a deployment does.
+    const backfill = await backfillDimensions(db);
+    if (backfill.backfilled.length > 0) {
+      say(
+        `dimension backfill: ${backfill.backfilled.length} keys, ${backfill.chunks} chunks, ${backfill.rowsChanged.toLocaleString('en-US')} rows in ${(backfill.durationMs / 1000).toFixed(1)} s`,
+      );
+      await db.query('VACUUM ANALYZE klaviyo_dimension_rollups');
+    }
+    const storage = await db.query<{
+      events: string;
+      dimension_rollups: string;
+      dimension_rows: string;
+      event_rows: string;
+    }>(
+      `SELECT pg_total_relation_size('klaviyo_events')::text AS events,
+              (pg_total_relation_size('klaviyo_dimension_rollups')
+                + pg_total_relation_size('klaviyo_dimension_daily_rollups'))::text AS dimension_rollups,
+              ((SELECT count(*) FROM klaviyo_dimension_rollups)
+                + (SELECT count(*) FROM klaviyo_dimension_daily_rollups))::text AS dimension_rows,
+              (SELECT count(*) FROM klaviyo_events)::text AS event_rows`,
+    );
+    const sizes = storage[0];
+    const mb = (bytes: string | undefined) => Number(bytes ?? 0) / 2 ** 20;
+    const storageLine = `storage: dimension rollups, hourly and daily, ${mb(sizes?.dimension_rollups).toFixed(0)} MB (${Number(sizes?.dimension_rows).toLocaleString('en-US')} rows) against klaviyo_events ${mb(sizes?.events).toFixed(0)} MB (${Number(sizes?.event_rows).toLocaleString('en-US')} rows): ${((100 * mb(sizes?.dimension_rollups)) / Math.max(1, mb(sizes?.events))).toFixed(1)} %`;
+    say(storageLine);
+    const busiestFlow = await db.query<{ v: string }>(
+      `SELECT dimension_value AS v FROM klaviyo_dimension_rollups WHERE metric_id = $1 AND dimension = '$attributed_flow'
+       GROUP BY 1 ORDER BY sum(event_count) DESC, 1 LIMIT 1`,
+      [ORDERS],
+    );
+    const flow = busiestFlow[0]?.v ?? 'none';
     const counts = await db.query<{ metric_id: string; n: string }>(
       `SELECT metric_id, sum(event_count) AS n FROM klaviyo_aggregated_metrics WHERE granularity = 'hour' AND metric_id IN ($1, $2) GROUP BY 1`,
       [BUSIEST, ORDERS],
@@ -288,7 +330,7 @@ async function main(): Promise<void> {
               by,
             ),
           };
-          matrix.push(await measure(db, handler, c, sourceOf(c)));
+          matrix.push(await measure(db, handler, c, await sourceOf(db, c)));
         }
       }
     }
@@ -333,6 +375,72 @@ async function main(): Promise<void> {
           ['$attributed_flow'],
         ),
       },
+      ...(['UTC', 'America/New_York'] as const).flatMap((zone) =>
+        (['day', 'week', 'month'] as const).map((interval) => ({
+          label: `count+sum_value by $attributed_flow, ${interval}, one year, ${zone} (Placed Order)`,
+          attributes: attributes(
+            ORDERS,
+            ['count', 'sum_value'],
+            interval,
+            zone,
+            '2025-01-01T00:00:00',
+            '2026-01-01T00:00:00',
+            ['$attributed_flow'],
+          ),
+        })),
+      ),
+      ...(['UTC', 'America/New_York'] as const).map((zone) => ({
+        label: `count+sum_value by $flow, day, one year, ${zone} (Received Email)`,
+        attributes: attributes(
+          BUSIEST,
+          ['count', 'sum_value'],
+          'day',
+          zone,
+          '2025-01-01T00:00:00',
+          '2026-01-01T00:00:00',
+          ['$flow'],
+        ),
+      })),
+      {
+        label: 'count+sum_value, day, one year, no by (Placed Order)',
+        attributes: attributes(
+          ORDERS,
+          ['count', 'sum_value'],
+          'day',
+          'UTC',
+          '2025-01-01T00:00:00',
+          '2026-01-01T00:00:00',
+        ),
+      },
+      {
+        label: `count+sum_value, equals($attributed_flow, busiest), day, one year (Placed Order)`,
+        attributes: {
+          ...attributes(ORDERS, ['count', 'sum_value'], 'day', 'UTC', '2025-01-01T00:00:00', '2026-01-01T00:00:00'),
+          filter: [
+            'greater-or-equal(datetime,2025-01-01T00:00:00)',
+            'less-than(datetime,2026-01-01T00:00:00)',
+            `equals($attributed_flow,${JSON.stringify(flow)})`,
+          ],
+        },
+      },
+      {
+        label: 'unique by $attributed_flow, day, 30 days (Placed Order)',
+        attributes: attributes(ORDERS, ['unique'], 'day', 'UTC', '2025-06-01T00:00:00', '2025-07-01T00:00:00', [
+          '$attributed_flow',
+        ]),
+      },
+      {
+        label: 'count+sum_value by $attributed_flow and $attributed_channel, day, one year (Placed Order)',
+        attributes: attributes(
+          ORDERS,
+          ['count', 'sum_value'],
+          'day',
+          'UTC',
+          '2025-01-01T00:00:00',
+          '2026-01-01T00:00:00',
+          ['$attributed_flow', '$attributed_channel'],
+        ),
+      },
       {
         label: 'count+sum_value, day, one year, Asia/Kolkata (Received Email)',
         attributes: attributes(
@@ -346,14 +454,22 @@ async function main(): Promise<void> {
       },
     ];
     const clean: Measured[] = [];
-    for (const c of headline) clean.push(await measure(db, handler, c, sourceOf(c)));
+    for (const c of headline) clean.push(await measure(db, handler, c, await sourceOf(db, c)));
     table('Headline cases, rollups clean', clean);
+    const p50Of = (label: string) => clean.find((m) => m.label === label)?.fastP50 ?? NaN;
+    const apiRatio =
+      p50Of('count+sum_value by $attributed_flow, day, one year, UTC (Placed Order)') /
+      p50Of('count+sum_value, day, one year, no by (Placed Order)');
+    const ratioLine = `API ratio: by $attributed_flow, day, one year / the same totals without by (p50, Placed Order): ${apiRatio.toFixed(2)}x`;
+    say(ratioLine);
+    let freshRows: Measured[] = [];
 
     if (LATE > 0) {
       await addLateEvents(db, LATE);
       const dirty = (await dirtyBacklog(db)).bucketsWaiting;
       const fresh: Measured[] = [];
-      for (const c of headline) fresh.push(await measure(db, handler, c, sourceOf(c)));
+      for (const c of headline) fresh.push(await measure(db, handler, c, await sourceOf(db, c)));
+      freshRows = fresh;
       table(
         `Headline cases after ${LATE.toLocaleString('en-US')} late events (${dirty.toLocaleString('en-US')} dirty hours: count and sum read them as rollup + pending rows, unique recounts their days from raw events)`,
         fresh,
@@ -361,6 +477,40 @@ async function main(): Promise<void> {
       await removeBenchEvents(db, LATE_PREFIX);
       await aggregateUntilClean(db);
     }
+    const asTable = (title: string, rows: readonly Measured[]): BenchTable => ({
+      title,
+      columns: ['case', 'path', 'p50 ms', 'p95 ms', 'raw p50 ms', 'raw/fast'],
+      rows: rows.map((r) => [
+        r.label,
+        r.source,
+        Number(r.fastP50.toFixed(2)),
+        Number(r.fastP95.toFixed(2)),
+        Number(r.rawP50.toFixed(2)),
+        Number((r.rawP50 / r.fastP50).toFixed(1)),
+      ]),
+    });
+    const path = writeBenchResult({
+      bench: 'query',
+      title: 'Query Metric Aggregates: the handler against raw events',
+      command: `BENCH_EVENTS=${EVENTS}${MATRIX ? '' : ' BENCH_MATRIX=0'} npx tsx bench/query.ts`,
+      reference: 'the same answer computed from raw events alone (readSeriesFromEvents), same run, same data',
+      dataset: {
+        events: EVENTS,
+        seed: SEED,
+        runs: RUNS,
+        raw_runs: RAW_RUNS,
+        late_events: LATE,
+        received_email_2025: countOf(BUSIEST),
+        placed_order_2025: countOf(ORDERS),
+      },
+      tables: [
+        ...(MATRIX ? [asTable('Matrix: Received Email over 2025', matrix)] : []),
+        asTable('Headline cases, rollups clean', clean),
+        ...(freshRows.length > 0 ? [asTable(`Headline cases after ${LATE} late events`, freshRows)] : []),
+      ],
+      notes: [storageLine, ratioLine, `${mismatches} fast answers differ from raw events`],
+    });
+    say(`figures written to ${path}`);
     say('');
     say(
       mismatches === 0

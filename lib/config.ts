@@ -115,6 +115,10 @@ const EnvSchema = z.object({
   SYNC_SLICE_HOURS: positiveInt(168),
   // Share (in percent) of the account's steady rate limits this sync may use; other integrations share them.
   SYNC_RATE_SHARE_PERCENT: positiveInt(50).pipe(z.number().max(100, 'must be at most 100')),
+  // Event property keys rolled up besides Klaviyo's documented dimensions (docs/breakdowns.md), comma-separated.
+  ROLLUP_DIMENSIONS: optionalText,
+  // Above this many distinct values of a key in one (metric, hour), the pair is left to raw events.
+  ROLLUP_MAX_VALUES_PER_HOUR: positiveInt(200),
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -160,6 +164,11 @@ export interface Config {
     readonly aggregateTimeBudgetMs: number;
   };
   readonly sync: SyncSettings;
+  readonly rollups: {
+    /** Extra property keys to roll up (Klaviyo's documented dimensions are registered by migration 0007). */
+    readonly extraDimensions: readonly string[];
+    readonly maxValuesPerHour: number;
+  };
 }
 
 export interface SyncSettings {
@@ -187,6 +196,23 @@ export interface PostgresTuning {
   readonly connectTimeoutSeconds: number;
   readonly statementTimeoutMs: number;
   readonly prepare: boolean;
+}
+
+/** Property keys as `by` takes them: 1 to 255 characters, none twice. */
+function parseDimensionList(text: string | undefined): string[] {
+  if (text === undefined) return [];
+  const keys = text.split(',').map((k) => k.trim());
+  const bad = keys.find((k) => k.length === 0 || k.length > 255);
+  if (bad !== undefined) {
+    throw new ConfigError(
+      `Invalid configuration: ROLLUP_DIMENSIONS: every comma-separated key must have 1 to 255 characters (found ${JSON.stringify(bad)})`,
+    );
+  }
+  const duplicate = keys.find((k, i) => keys.indexOf(k) !== i);
+  if (duplicate !== undefined) {
+    throw new ConfigError(`Invalid configuration: ROLLUP_DIMENSIONS names ${JSON.stringify(duplicate)} twice`);
+  }
+  return keys;
 }
 
 /** Pure: builds a Config from an environment, throwing ConfigError that names every bad variable. */
@@ -233,6 +259,10 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     publicBaseUrl: e.PUBLIC_BASE_URL,
     limits,
     sync,
+    rollups: {
+      extraDimensions: parseDimensionList(e.ROLLUP_DIMENSIONS),
+      maxValuesPerHour: e.ROLLUP_MAX_VALUES_PER_HOUR,
+    },
   };
 
   if (e.DB_DRIVER === 'data-api') {
@@ -338,6 +368,28 @@ let cached: Config | undefined;
 export function config(): Config {
   cached ??= loadConfig(process.env);
   return cached;
+}
+
+const RollupEnvSchema = EnvSchema.pick({ ROLLUP_DIMENSIONS: true, ROLLUP_MAX_VALUES_PER_HOUR: true });
+let cachedRollups: Config['rollups'] | undefined;
+
+/**
+ * The rollup settings alone, read once: the aggregator and the rebuild need them also where the
+ * database is given to them rather than configured (scripts, tests). Fails loudly like config().
+ */
+export function rollupSettings(env: NodeJS.ProcessEnv = process.env): Config['rollups'] {
+  if (env === process.env && cachedRollups) return cachedRollups;
+  const parsed = RollupEnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`Invalid configuration: ${problems.join('; ')}`);
+  }
+  const settings = {
+    extraDimensions: parseDimensionList(parsed.data.ROLLUP_DIMENSIONS),
+    maxValuesPerHour: parsed.data.ROLLUP_MAX_VALUES_PER_HOUR,
+  };
+  if (env === process.env) cachedRollups = settings;
+  return settings;
 }
 
 /** Logging must work before (and without) a valid database configuration. */

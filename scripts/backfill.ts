@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { SingleBar, Presets } from 'cli-progress';
-import { DEFAULT_REBUILD_CHUNK_HOURS, rebuildAggregates } from '../lib/app/aggregation';
+import { backfillDimensions, DEFAULT_REBUILD_CHUNK_HOURS, rebuildAggregates } from '../lib/app/aggregation';
 import { closeDb, getDb } from '../lib/db';
 
 /**
@@ -9,9 +9,15 @@ import { closeDb, getDb } from '../lib/db';
  * Recomputes the hourly rollups of a time range from raw events (all of them without --from/--to),
  * one chunk per transaction, with a progress bar. Dates are UTC; a date without a time in --to means
  * the whole of that day. Safe while ingest and the scheduled aggregator run.
+ *
+ * npm run backfill -- --dimensions [--chunk-hours 168]
+ *
+ * Registers the keys of ROLLUP_DIMENSIONS and fills the dimension rollups of every registered key
+ * that is not ready yet over all stored events (docs/breakdowns.md); readers use them once it ends.
  */
 const USAGE =
-  'usage: npm run backfill -- [--from YYYY-MM-DD[THH:MM:SSZ]] [--to YYYY-MM-DD[THH:MM:SSZ]] [--metric ID] [--chunk-hours N]';
+  'usage: npm run backfill -- [--from YYYY-MM-DD[THH:MM:SSZ]] [--to YYYY-MM-DD[THH:MM:SSZ]] [--metric ID] [--chunk-hours N]\n' +
+  '       npm run backfill -- --dimensions [--chunk-hours N]';
 const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
 const DAY_MS = 86_400_000;
 
@@ -33,6 +39,7 @@ function parseOptions(argv: string[]) {
       to: { type: 'string' },
       metric: { type: 'string' },
       'chunk-hours': { type: 'string' },
+      dimensions: { type: 'boolean' },
     },
     strict: true,
   });
@@ -43,7 +50,11 @@ function parseOptions(argv: string[]) {
   const chunkHours = chunkText === undefined ? DEFAULT_REBUILD_CHUNK_HOURS : Number(chunkText);
   if (!Number.isInteger(chunkHours) || chunkHours < 1)
     throw new UsageError('--chunk-hours must be a whole number, at least 1');
-  return { from, to, metricId: values.metric, chunkHours };
+  const dimensions = values.dimensions === true;
+  if (dimensions && (from || to || values.metric)) {
+    throw new UsageError('--dimensions covers all stored events: it takes no --from, --to or --metric');
+  }
+  return { from, to, metricId: values.metric, chunkHours, dimensions };
 }
 
 async function main(): Promise<void> {
@@ -53,6 +64,16 @@ async function main(): Promise<void> {
   } catch (err) {
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n${USAGE}\n`);
     process.exitCode = 2;
+    return;
+  }
+  if (options.dimensions) {
+    const result = await backfillDimensions(getDb(), { chunkHours: options.chunkHours });
+    process.stdout.write(
+      result.backfilled.length === 0
+        ? `backfill: every registered dimension is ready${result.registered.length > 0 ? ` (registered ${result.registered.join(', ')})` : ''}\n`
+        : `backfill: dimensions ${result.backfilled.join(', ')} ready after ${result.chunks} chunks, ` +
+            `${result.rowsChanged} rollup rows written, ${result.durationMs} ms\n`,
+    );
     return;
   }
   const bar = new SingleBar(

@@ -1,5 +1,8 @@
-import type { DimensionFilter, MetricAggregateQuery } from '../klaviyo/metricAggregates';
+import type { MetricAggregateQuery } from '../klaviyo/metricAggregates';
 import { bucketBoundaries, HOUR_MS } from '../time/timezone';
+import type { SeriesPlan, SeriesSource } from '../repositories/series';
+
+export type { SeriesPlan } from '../repositories/series';
 
 /**
  * Decides how a metric aggregate query is computed; lib/repositories/series.ts runs the plan in
@@ -20,27 +23,30 @@ import { bucketBoundaries, HOUR_MS } from '../time/timezone';
  *   hours before it (migrations/0002_profile_hours.sql). A bucket with a dirty hour, or one that is
  *   cut (not whole hours: a +05:30 zone's days, the range's ends) or longer than 25 hours, is counted
  *   from raw events as a whole.
+ * 'dimension': count and sum broken down by one event property, or filtered on it with equals/any
+ *   (with or without `by` on the same key), from the dimension rollups (migrations/0007, docs/
+ *   breakdowns.md). UTC days that lie whole in one bucket and hold no dirty hour come from the daily
+ *   rows; the other hours are split as for 'rollups': clean hours from the hourly dimension rollups,
+ *   dirty and cut hours from raw events; events without the property are the clean hours' total
+ *   minus their rows. The statement itself checks that the key is rolled up (registered, backfilled, no
+ *   fallback for the metric); when it is not, the answer comes from raw events.
  * 'events': everything from raw events in the range, through the covering index (metric_id,
  *   "timestamp" DESC) INCLUDE (value, profile_id): distinct profiles over weeks and months (and over
- *   days that no lookback can serve), and `by` or dimension filters, which need each event's
- *   properties.
+ *   days that no lookback can serve), and the `by` or dimension filters no rollup serves (`unique`,
+ *   two keys, contains operators), which need each event's properties.
  */
-export type SeriesSource = 'rollups' | 'lookback' | 'events';
 
-export interface SeriesPlan {
-  readonly metricId: string;
-  readonly startUs: number;
-  readonly endUs: number;
-  /** b[0] <= start < ... < end <= b[n], epoch ms; bucket i is [b[i], b[i+1]). */
-  readonly boundaries: readonly number[];
-  readonly source: SeriesSource;
-  /** 'rollups' only: UTC hour starts (ms) that a boundary or the range cuts; read from raw events. */
-  readonly cutHours: readonly number[];
-  /** 'lookback' only: 0-based numbers of the buckets no lookback can serve; read from raw events. */
-  readonly rawBuckets: readonly number[];
-  readonly by: readonly string[];
-  readonly dimensionFilters: readonly DimensionFilter[];
-  readonly needsUnique: boolean;
+const DAY_MS = 24 * HOUR_MS;
+
+/** Starts of the UTC days that lie whole within one bucket, clipped to the range. */
+function wholeUtcDays(boundaries: readonly number[], startUs: number, endUs: number): number[] {
+  const days: number[] = [];
+  for (let i = 0; i + 1 < boundaries.length; i += 1) {
+    const lo = Math.max(boundaries[i] as number, Math.ceil(startUs / 1000));
+    const hi = Math.min(boundaries[i + 1] as number, Math.floor(endUs / 1000));
+    for (let d = Math.ceil(lo / DAY_MS) * DAY_MS; d + DAY_MS <= hi; d += DAY_MS) days.push(d);
+  }
+  return days;
 }
 
 const HOUR_US = HOUR_MS * 1000;
@@ -73,11 +79,33 @@ function bucketsWithoutLookback(boundaries: readonly number[], startUs: number, 
   return raw;
 }
 
+/**
+ * The key and allowed values when the dimension rollups can serve the query: count and sum only, `by`
+ * and the filters naming one key together, filters equals or any (a row's value either is in the
+ * list or not; contains-* look inside values, which a rollup has lost).
+ */
+export function dimensionShape(
+  query: MetricAggregateQuery,
+): { dimension: string; values: readonly string[] | null } | null {
+  if (query.measurements.includes('unique')) return null;
+  const keys = new Set([...query.by, ...query.dimensionFilters.map((f) => f.key)]);
+  if (keys.size !== 1 || query.by.length > 1) return null;
+  if (!query.dimensionFilters.every((f) => f.operator === 'equals' || f.operator === 'any')) return null;
+  const [dimension] = [...keys] as [string];
+  let values: string[] | null = null;
+  for (const f of query.dimensionFilters) {
+    values = values === null ? [...new Set(f.values)] : values.filter((v) => f.values.includes(v));
+  }
+  return { dimension, values };
+}
+
 function chooseSource(
   query: MetricAggregateQuery,
   boundaries: readonly number[],
 ): { source: SeriesSource; rawBuckets: number[] } {
-  if (query.by.length > 0 || query.dimensionFilters.length > 0) return { source: 'events', rawBuckets: [] };
+  if (query.by.length > 0 || query.dimensionFilters.length > 0) {
+    return { source: dimensionShape(query) ? 'dimension' : 'events', rawBuckets: [] };
+  }
   if (!query.measurements.includes('unique') || bucketsWithinSingleHours(boundaries, query.startUs, query.endUs)) {
     return { source: 'rollups', rawBuckets: [] };
   }
@@ -91,10 +119,11 @@ export function planSeries(query: MetricAggregateQuery): SeriesPlan {
   const boundaries = bucketBoundaries(query.timezone, query.interval, query.startUs / 1000, query.endUs / 1000);
   const needsUnique = query.measurements.includes('unique');
   const chosen = chooseSource(query, boundaries);
+  const shape = dimensionShape(query);
   let source = chosen.source;
 
   const cut = new Set<number>();
-  if (source === 'rollups') {
+  if (source === 'rollups' || source === 'dimension') {
     const cuts = [query.startUs, query.endUs, ...boundaries.slice(1, -1).map((b) => b * 1000)];
     for (const us of cuts) {
       if (us % HOUR_US !== 0) cut.add(floorHourUs(us) / 1000);
@@ -118,5 +147,8 @@ export function planSeries(query: MetricAggregateQuery): SeriesPlan {
     by: query.by,
     dimensionFilters: query.dimensionFilters,
     needsUnique,
+    dimension: source === 'dimension' ? (shape?.dimension ?? null) : null,
+    dimensionValues: source === 'dimension' ? (shape?.values ?? null) : null,
+    dayStarts: source === 'dimension' ? wholeUtcDays(boundaries, query.startUs, query.endUs) : [],
   };
 }

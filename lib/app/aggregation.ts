@@ -1,4 +1,4 @@
-import { config } from '../config';
+import { config, rollupSettings } from '../config';
 import type { Db } from '../db/port';
 import {
   aggregationSpan,
@@ -10,7 +10,17 @@ import {
   tryLockAggregation,
   waitLockAggregation,
 } from '../repositories/aggregates';
+import {
+  applyDimensionBatch,
+  dimensionsAwaitingBackfill,
+  markDimensionsReady,
+  rebuildDimensionRange,
+  registerDimensions,
+  resetDailyDimensionRange,
+  type DimensionFallback,
+} from '../repositories/dimensions';
 import { applyLookbackAdjustmentsOutside, resetLookbacksInRange, syncProfileHours } from '../repositories/profileHours';
+import { log } from '../log';
 
 /**
  * Incremental hourly rollups.
@@ -23,6 +33,10 @@ import { applyLookbackAdjustmentsOutside, resetLookbacksInRange, syncProfileHour
  * A batch of the aggregator is one transaction:
  *   1. pg_try_advisory_xact_lock: one writer of rollups at a time; a run that finds it taken stops.
  *   2. statement A: DELETE the oldest marks ... FOR UPDATE SKIP LOCKED ... RETURNING them;
+ *   2b. statement D, for those buckets: the dimension rollups (lib/repositories/dimensions.ts) add the
+ *      events of the pending rows (read, not taken), or recount an hour without pending rows. It reads
+ *      what B takes: between D and B no pending row of a taken hour can commit (its ingest would
+ *      first have to re-mark the hour, which waits for this transaction), so both see the same rows;
  *   3. statement B, for those buckets: their profile-hours gain the pending rows' profiles (or, for a
  *      bucket without pending rows, are compared with its raw events), their neighbours are re-linked
  *      (lib/repositories/profileHours.ts); it takes all their pending rows and adds them to the stored
@@ -70,6 +84,8 @@ export interface AggregationOptions {
   readonly batchBuckets?: number;
   /** No new batch starts once this much time (ms) is spent, or when the next one would exceed it. */
   readonly timeBudgetMs?: number;
+  /** The dimension rollups' cardinality limit (default: config, ROLLUP_MAX_VALUES_PER_HOUR). */
+  readonly maxValuesPerHour?: number;
 }
 
 export interface AggregationResult {
@@ -83,6 +99,10 @@ export interface AggregationResult {
   readonly eventsScanned: number;
   /** Rollup rows inserted, changed or removed. */
   readonly rowsChanged: number;
+  /** Of those, dimension rollup rows (klaviyo_dimension_rollups). */
+  readonly dimensionRowsChanged: number;
+  /** Time spent in the batches' dimension statements (their share of durationMs). */
+  readonly dimensionMs: number;
   readonly batches: number;
   readonly durationMs: number;
   /** Age in seconds of the oldest mark still waiting after the run; 0 when none waits. */
@@ -97,20 +117,48 @@ interface BatchOutcome {
   readonly fromRaw: number;
   readonly eventsScanned: number;
   readonly rowsChanged: number;
+  readonly dimensionRowsChanged: number;
+  readonly dimensionMs: number;
 }
 
-async function aggregateBatch(db: Db, batchBuckets: number): Promise<BatchOutcome | 'locked'> {
-  return db.transaction(async (tx) => {
+/** Says once, in the log, which (metric, dimension) pairs were left to raw events and why. */
+function logFallbacks(fallbacks: readonly DimensionFallback[]): void {
+  for (const f of fallbacks) {
+    log.warn('dimension left to raw events', {
+      metric_id: f.metricId,
+      dimension: f.dimension,
+      reason: f.reason,
+      hour: f.bucket.toISOString(),
+      distinct_values: f.distinctValues,
+    });
+  }
+}
+
+async function aggregateBatch(
+  db: Db,
+  batchBuckets: number,
+  maxValuesPerHour: number,
+): Promise<BatchOutcome | 'locked'> {
+  const outcome = await db.transaction(async (tx) => {
     if (!(await tryLockAggregation(tx))) return 'locked' as const;
     const taken = await takeDirtyBuckets(tx, batchBuckets);
+    const dimensionsStarted = performance.now();
+    const dimensions = await applyDimensionBatch(tx, taken, maxValuesPerHour);
+    const dimensionMs = performance.now() - dimensionsStarted;
     const result = await recomputeHourBuckets(tx, taken);
     return {
       taken: taken.length,
       fromRaw: result.bucketsFromRaw,
       eventsScanned: result.eventsScanned,
-      rowsChanged: result.rowsWritten + result.rowsDeleted,
+      rowsChanged: result.rowsWritten + result.rowsDeleted + dimensions.rowsChanged,
+      dimensionRowsChanged: dimensions.rowsChanged,
+      dimensionMs,
+      fallbacks: dimensions.fallbacks,
     };
   });
+  if (outcome === 'locked') return outcome;
+  logFallbacks(outcome.fallbacks);
+  return outcome;
 }
 
 /**
@@ -121,7 +169,10 @@ async function aggregateBatch(db: Db, batchBuckets: number): Promise<BatchOutcom
 export async function runAggregation(db: Db, options: AggregationOptions = {}): Promise<AggregationResult> {
   const batchBuckets = options.batchBuckets ?? config().limits.aggregateBatchBuckets;
   const timeBudgetMs = options.timeBudgetMs ?? config().limits.aggregateTimeBudgetMs;
+  const maxValuesPerHour = options.maxValuesPerHour ?? rollupSettings().maxValuesPerHour;
   const started = performance.now();
+  let dimensionRowsChanged = 0;
+  let dimensionMs = 0;
   let bucketsRecomputed = 0;
   let bucketsFromRaw = 0;
   let eventsScanned = 0;
@@ -130,7 +181,7 @@ export async function runAggregation(db: Db, options: AggregationOptions = {}): 
   let stoppedBy: AggregationResult['stoppedBy'];
   for (;;) {
     const batchStarted = performance.now();
-    const outcome = await aggregateBatch(db, batchBuckets);
+    const outcome = await aggregateBatch(db, batchBuckets, maxValuesPerHour);
     if (outcome === 'locked') {
       stoppedBy = 'lock';
       break;
@@ -140,6 +191,8 @@ export async function runAggregation(db: Db, options: AggregationOptions = {}): 
     bucketsFromRaw += outcome.fromRaw;
     eventsScanned += outcome.eventsScanned;
     rowsChanged += outcome.rowsChanged;
+    dimensionRowsChanged += outcome.dimensionRowsChanged;
+    dimensionMs += outcome.dimensionMs;
     // A short batch means the rest is locked by ingests still running (or there is nothing left).
     if (outcome.taken < batchBuckets) {
       stoppedBy = 'drained';
@@ -158,6 +211,8 @@ export async function runAggregation(db: Db, options: AggregationOptions = {}): 
     bucketsFromRaw,
     eventsScanned,
     rowsChanged,
+    dimensionRowsChanged,
+    dimensionMs: Math.round(dimensionMs),
     batches,
     durationMs: Math.round(performance.now() - started),
     lagSeconds: backlog.oldestAgeSeconds,
@@ -185,6 +240,8 @@ export interface RebuildOptions {
   /** Hours per transaction (default a week): the unit of progress and of lock holding. */
   readonly chunkHours?: number;
   readonly onProgress?: (progress: RebuildProgress) => void;
+  /** The dimension rollups' cardinality limit (default: config, ROLLUP_MAX_VALUES_PER_HOUR). */
+  readonly maxValuesPerHour?: number;
 }
 
 export interface RebuildResult {
@@ -222,6 +279,7 @@ export async function rebuildAggregates(db: Db, options: RebuildOptions = {}): P
   const chunkHours = options.chunkHours ?? DEFAULT_REBUILD_CHUNK_HOURS;
   if (!Number.isInteger(chunkHours) || chunkHours < 1)
     throw new RangeError('chunkHours must be a whole number of hours, at least 1');
+  const maxValuesPerHour = options.maxValuesPerHour ?? rollupSettings().maxValuesPerHour;
   let from = options.from;
   let to = options.to;
   if (!from || !to) {
@@ -247,7 +305,7 @@ export async function rebuildAggregates(db: Db, options: RebuildOptions = {}): P
       to: new Date(Math.min(end.getTime(), start.getTime() + (i + 1) * chunkMs)),
       metricId: options.metricId,
     };
-    const [marks, result] = await db.transaction(async (tx) => {
+    const [marks, result, dimensions] = await db.transaction(async (tx) => {
       await waitLockAggregation(tx);
       const cleared = await takeDirtyBucketsInRange(tx, range);
       await syncProfileHours(tx, range);
@@ -255,8 +313,13 @@ export async function rebuildAggregates(db: Db, options: RebuildOptions = {}): P
       // The range's lookbacks are set from its profile-hours; the hours after it take the changes.
       await resetLookbacksInRange(tx, range);
       await applyLookbackAdjustmentsOutside(tx, range);
-      return [cleared, rebuilt] as const;
+      // After rebuildHourRange: the events it counted have no pending row left, and those it could not
+      // see keep theirs, so "events without a pending row" is what the hourly rollups now hold.
+      const dims = await rebuildDimensionRange(tx, range, maxValuesPerHour);
+      await resetDailyDimensionRange(tx, range);
+      return [cleared, rebuilt, dims] as const;
     });
+    logFallbacks(dimensions.fallbacks);
     totals.chunks += 1;
     totals.bucketsRecomputed += result.bucketsRecomputed;
     totals.rowsWritten += result.rowsWritten;
@@ -273,4 +336,76 @@ export async function rebuildAggregates(db: Db, options: RebuildOptions = {}): P
     });
   }
   return { from: start, to: end, ...totals, durationMs: Math.round(performance.now() - started) };
+}
+
+export interface DimensionBackfillResult {
+  /** Keys registered by this call (from the configuration). */
+  readonly registered: readonly string[];
+  /** Keys whose rollups were backfilled and declared ready. */
+  readonly backfilled: readonly string[];
+  readonly chunks: number;
+  readonly rowsChanged: number;
+  readonly durationMs: number;
+}
+
+/**
+ * Registers the configured extra keys (ROLLUP_DIMENSIONS) and backfills every registered key that is
+ * not ready: chunk by chunk over all stored events, each chunk one transaction under the aggregation
+ * lock (ingest never waits for it: it takes no lock ingest needs), counting the events that have no
+ * pending row, as a rebuild does. The aggregator counts new events for a registered key from the
+ * moment it is registered, so when the last chunk commits the key's rollups cover every event, and
+ * the same transaction declares them ready.
+ */
+export async function backfillDimensions(
+  db: Db,
+  options: {
+    readonly extraDimensions?: readonly string[];
+    readonly chunkHours?: number;
+    readonly maxValuesPerHour?: number;
+    readonly onProgress?: (progress: { chunksDone: number; chunksTotal: number; to: Date }) => void;
+  } = {},
+): Promise<DimensionBackfillResult> {
+  const started = performance.now();
+  const registered = await registerDimensions(db, options.extraDimensions ?? rollupSettings().extraDimensions);
+  const dimensions = await dimensionsAwaitingBackfill(db);
+  const maxValuesPerHour = options.maxValuesPerHour ?? rollupSettings().maxValuesPerHour;
+  const chunkMs = (options.chunkHours ?? DEFAULT_REBUILD_CHUNK_HOURS) * HOUR_MS;
+  if (dimensions.length === 0) {
+    return {
+      registered,
+      backfilled: [],
+      chunks: 0,
+      rowsChanged: 0,
+      durationMs: Math.round(performance.now() - started),
+    };
+  }
+  const span = await aggregationSpan(db);
+  const start = span ? floorHour(span.from) : new Date(0);
+  const end = span ? new Date(floorHour(span.to).getTime() + HOUR_MS) : new Date(0);
+  const chunksTotal = Math.max(1, Math.ceil((end.getTime() - start.getTime()) / chunkMs));
+  let rowsChanged = 0;
+  for (let i = 0; i < chunksTotal; i += 1) {
+    const from = new Date(start.getTime() + i * chunkMs);
+    const to = new Date(Math.min(end.getTime(), start.getTime() + (i + 1) * chunkMs));
+    const last = i === chunksTotal - 1;
+    const write = await db.transaction(async (tx) => {
+      await waitLockAggregation(tx);
+      const w = await rebuildDimensionRange(tx, { from, to, dimensions }, maxValuesPerHour);
+      await resetDailyDimensionRange(tx, { from, to, dimensions });
+      // Events stored after the span was read are counted by the aggregator (pending rows) or lie
+      // after `end` only if ingested meanwhile with pending rows: both are the aggregator's.
+      if (last) await markDimensionsReady(tx, dimensions);
+      return w;
+    });
+    logFallbacks(write.fallbacks);
+    rowsChanged += write.rowsChanged;
+    options.onProgress?.({ chunksDone: i + 1, chunksTotal, to });
+  }
+  return {
+    registered,
+    backfilled: dimensions,
+    chunks: chunksTotal,
+    rowsChanged,
+    durationMs: Math.round(performance.now() - started),
+  };
 }

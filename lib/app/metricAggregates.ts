@@ -27,6 +27,8 @@ export interface MetricAggregateOptions {
 export interface MetricAggregateOutcome {
   readonly document: MetricAggregateDocument;
   readonly plan: SeriesPlan;
+  /** The path that computed the answer (a 'dimension' plan falls back to 'events' for a key not rolled up). */
+  readonly servedBy: SeriesPlan['source'];
 }
 
 /** Turns bucket figures into data[] rows, every measurement aligned with the buckets, empty ones 0. */
@@ -77,5 +79,5 @@ export async function queryMetricAggregates(
   }
   const dates = plan.boundaries.slice(0, -1).map(formatBucketDate);
   const document = buildMetricAggregateDocument(query, dates, rowsFromSeries(query, plan, series), options.baseUrl);
-  return { document, plan };
+  return { document, plan, servedBy: series.servedBy };
 }

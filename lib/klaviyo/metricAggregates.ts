@@ -10,6 +10,9 @@ import {
   type FilterCondition,
   type FilterValue,
 } from './filter';
+import type { DimensionFilter } from '../repositories/series';
+
+export type { DimensionFilter } from '../repositories/series';
 
 /**
  * Klaviyo's Query Metric Aggregates (POST /api/metric-aggregates), revision 2026-07-15: the request
@@ -36,13 +39,6 @@ export const MAX_BY = 10;
 export const MAX_DIMENSION_LENGTH = 255;
 const MICROS_PER_MS = 1000;
 const MICROS_PER_DAY = 86_400_000_000;
-
-/** A condition on an event property; a missing (or null) property compares as "". */
-export interface DimensionFilter {
-  readonly key: string;
-  readonly operator: 'equals' | 'any' | 'contains' | 'contains-any' | 'contains-all';
-  readonly values: readonly string[];
-}
 
 export interface SortKey {
   readonly field: string;

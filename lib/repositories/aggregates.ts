@@ -1,5 +1,8 @@
 import type { Db } from '../db/port';
+import type { HourBucket } from './hourBucket';
 import { addLookbacks, profileHourSyncCtes, sumLookbacks, ZERO_LOOKBACKS } from './profileHours';
+
+export type { HourBucket } from './hourBucket';
 
 /**
  * Hourly rollups (klaviyo_aggregated_metrics, granularity 'hour') and the dirty marks that say which
@@ -11,12 +14,6 @@ import { addLookbacks, profileHourSyncCtes, sumLookbacks, ZERO_LOOKBACKS } from 
  * the same transaction that writes its rollup, so one statement reading both tables sees a consistent
  * pair.
  */
-
-export interface HourBucket {
-  readonly metricId: string;
-  /** Start of the UTC hour. */
-  readonly bucket: Date;
-}
 
 export interface RecomputeResult {
   /** Buckets brought up to date (from pending rows or from raw events). */

@@ -1,5 +1,5 @@
 import type { Db } from '../db/port';
-import type { HourBucket } from './aggregates';
+import type { HourBucket } from './hourBucket';
 
 /**
  * Profile-hours (klaviyo_profile_hours) and the lookback counts they feed (new_profiles_by_lookback

@@ -1,6 +1,40 @@
-import type { SeriesPlan } from '../aggregation/planner';
 import type { Db, SqlParam } from '../db/port';
-import type { DimensionFilter } from '../klaviyo/metricAggregates';
+
+/** A condition on an event property; a missing (or null) property compares as "". */
+export interface DimensionFilter {
+  readonly key: string;
+  readonly operator: 'equals' | 'any' | 'contains' | 'contains-any' | 'contains-all';
+  readonly values: readonly string[];
+}
+
+/** Where a plan's figures come from; lib/aggregation/planner.ts says when each is chosen. */
+export type SeriesSource = 'rollups' | 'lookback' | 'dimension' | 'events';
+
+/** What the planner (lib/aggregation/planner.ts) decided, and this reader executes in one statement. */
+export interface SeriesPlan {
+  readonly metricId: string;
+  readonly startUs: number;
+  readonly endUs: number;
+  /** b[0] <= start < ... < end <= b[n], epoch ms; bucket i is [b[i], b[i+1]). */
+  readonly boundaries: readonly number[];
+  readonly source: SeriesSource;
+  /** 'rollups' only: UTC hour starts (ms) that a boundary or the range cuts; read from raw events. */
+  readonly cutHours: readonly number[];
+  /** 'lookback' only: 0-based numbers of the buckets no lookback can serve; read from raw events. */
+  readonly rawBuckets: readonly number[];
+  readonly by: readonly string[];
+  readonly dimensionFilters: readonly DimensionFilter[];
+  readonly needsUnique: boolean;
+  /** 'dimension' only: the one property key that `by` and the filters name. */
+  readonly dimension: string | null;
+  /** 'dimension' only: the values the filters allow (their intersection), null when unfiltered. */
+  readonly dimensionValues: readonly string[] | null;
+  /**
+   * 'dimension' only: starts (ms) of the UTC days that lie whole in one bucket and in the range; the
+   * daily dimension rollups serve those that hold no dirty hour.
+   */
+  readonly dayStarts: readonly number[];
+}
 
 /**
  * The reads behind POST /api/metric-aggregates. Each plan runs as ONE statement, so it sees one
@@ -29,11 +63,14 @@ export interface BucketFigures {
 export interface SeriesResult {
   readonly metricExists: boolean;
   readonly buckets: readonly BucketFigures[];
+  /** The path that computed the figures: the plan's, or 'events' when a 'dimension' plan found its key not rolled up. */
+  readonly servedBy: SeriesPlan['source'];
 }
 
 interface SeriesRow extends Record<string, unknown> {
   metric_exists: boolean;
   buckets: unknown;
+  served?: boolean;
 }
 
 /** Epoch microseconds as ISO 8601 text with all six fraction digits. */
@@ -187,7 +224,108 @@ function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
            (SELECT coalesce(jsonb_agg(jsonb_build_array(i, n, s, u${dimOutputs})), '[]'::jsonb) FROM grouped) AS buckets`;
 }
 
-function toResult(row: SeriesRow | undefined, dimensionCount: number): SeriesResult {
+/**
+ * Count and sum by one property, or filtered on it (the 'dimension' plan): the UTC days of $8 (whole
+ * in one bucket and in the range) that hold no dirty hour from the daily dimension rollups; the
+ * other hours as FROM_ROLLUPS splits them: clean uncut hours from the hourly dimension rollups,
+ * dirty and cut hours ($6) from raw events. $7 is the key, $9 the allowed values (a JSON array;
+ * absent: all). Events without the property have no rollup row: when the "" value is wanted (no
+ * filter, or a filter that lists ""), they are the clean hours' total minus their rows. The first CTE
+ * checks, in this statement's snapshot, that the key's rollups can be used (registered and
+ * backfilled, no fallback for the metric); `served` false tells the caller to read raw events.
+ */
+function fromDimensionsSql(plan: SeriesPlan): string {
+  const values = plan.dimensionValues;
+  const needsEmpty = values === null || values.includes('');
+  const valueFilter = values === null ? '' : 'AND v IN (SELECT jsonb_array_elements_text($9::jsonb))';
+  const storedFilter = (alias: string) =>
+    needsEmpty ? '' : `AND ${alias}.dimension_value IN (SELECT jsonb_array_elements_text($9::jsonb))`;
+  const withoutValue = needsEmpty
+    ? `UNION ALL
+       SELECT width_bucket(a.bucket, (SELECT $2::timestamptz[])) AS i, '' AS v, a.event_count AS n, a.sum_value AS s
+         FROM klaviyo_aggregated_metrics a
+        WHERE (SELECT ok FROM served) AND a.metric_id = $1 AND a.granularity = 'hour'
+          AND a.bucket >= $5::text::timestamptz AND a.bucket < $4::text::timestamptz
+          AND NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour = a.bucket)
+       UNION ALL
+       SELECT i, '', -n, -s FROM stored`
+    : '';
+  const byValue = plan.by.length > 0;
+  return `
+  WITH served AS MATERIALIZED (
+    SELECT EXISTS (SELECT 1 FROM klaviyo_rollup_dimensions WHERE dimension = $7 AND ready_at IS NOT NULL)
+           AND NOT EXISTS (SELECT 1 FROM klaviyo_dimension_fallbacks WHERE metric_id = $1 AND dimension = $7) AS ok
+  ), raw_hours AS MATERIALIZED (
+    SELECT d.bucket AS hour FROM klaviyo_aggregate_dirty d
+     WHERE (SELECT ok FROM served) AND d.metric_id = $1 AND d.bucket >= $5::text::timestamptz AND d.bucket < $4::text::timestamptz
+    UNION
+    SELECT unnest($6::timestamptz[])
+  ), days AS MATERIALIZED (
+    -- The whole UTC days the daily rows serve: none of their hours is marked.
+    SELECT c.day FROM unnest($8::timestamptz[]) AS c(day)
+     WHERE (SELECT ok FROM served)
+       AND NOT EXISTS (SELECT 1 FROM klaviyo_aggregate_dirty d
+                        WHERE d.metric_id = $1 AND d.bucket >= c.day AND d.bucket < c.day + interval '1 day')
+  ), spans AS MATERIALIZED (
+    -- The hours those days leave, as ranges: before the first, between two, after the last.
+    SELECT lo, hi
+      FROM (SELECT coalesce(lag(day + interval '1 day') OVER (ORDER BY day), $5::text::timestamptz) AS lo, day AS hi FROM days
+            UNION ALL
+            SELECT coalesce(max(day) + interval '1 day', $5::text::timestamptz), $4::text::timestamptz FROM days) g
+     WHERE lo < hi AND (SELECT ok FROM served)
+  ), stored AS MATERIALIZED (
+    -- Grouped here, so that what follows (the "" row's subtraction, the union) handles a row per
+    -- bucket and value instead of a row per hour and value.
+    SELECT i, v, sum(n) AS n, sum(s) AS s
+      FROM (SELECT width_bucket(r.bucket, (SELECT $2::timestamptz[])) AS i, r.dimension_value AS v,
+                   r.event_count AS n, r.sum_value AS s
+              FROM spans g
+             -- One index range scan per span (OFFSET 0 keeps it from being flattened into a join).
+             CROSS JOIN LATERAL (
+               SELECT x.bucket, x.dimension_value, x.event_count, x.sum_value FROM klaviyo_dimension_rollups x
+                WHERE x.metric_id = $1 AND x.dimension = $7 AND x.bucket >= g.lo AND x.bucket < g.hi ${storedFilter('x')}
+               OFFSET 0
+             ) r
+             WHERE NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour = r.bucket)
+            UNION ALL
+            SELECT width_bucket(y.day, (SELECT $2::timestamptz[])), y.dimension_value, y.event_count, y.sum_value
+              FROM klaviyo_dimension_daily_rollups y
+             WHERE (SELECT ok FROM served) AND y.metric_id = $1 AND y.dimension = $7
+               AND y.day >= $5::text::timestamptz AND y.day < $4::text::timestamptz
+               AND y.day IN (SELECT day FROM days) ${storedFilter('y')}) z
+     GROUP BY 1, 2
+  ), fresh AS (
+    SELECT width_bucket(e."timestamp", (SELECT $2::timestamptz[])) AS i, coalesce(e.properties->>$7, '') AS v,
+           count(*) AS n, coalesce(sum(e.value), 0) AS s
+      FROM raw_hours h
+     -- One index range scan per raw hour. As a plain join, the planner (which estimates a few
+     -- hundred hours) read every event of the metric in the range with its properties and tested
+     -- each against each hour (docs/breakdowns.md). OFFSET 0 keeps the subquery from being
+     -- flattened into that join.
+     CROSS JOIN LATERAL (
+       SELECT e."timestamp", e.value, e.properties FROM klaviyo_events e
+        WHERE e.metric_id = $1
+          AND e."timestamp" >= greatest(h.hour, $3::text::timestamptz)
+          AND e."timestamp" < least(h.hour + interval '1 hour', $4::text::timestamptz)
+       OFFSET 0
+     ) e
+     WHERE (SELECT ok FROM served)
+     GROUP BY 1, 2
+  ), combined AS (
+    SELECT i, ${byValue ? 'v' : "''"} AS v, sum(n) AS n, sum(s) AS s
+      FROM (SELECT i, v, n, s FROM stored
+            ${withoutValue}
+            UNION ALL
+            SELECT i, v, n, s FROM fresh) x
+     WHERE true ${valueFilter}
+     GROUP BY 1, 2
+    HAVING sum(n) > 0
+  )
+  SELECT (SELECT ok FROM served) AS served, ${METRIC_EXISTS} AS metric_exists,
+         (SELECT coalesce(jsonb_agg(jsonb_build_array(i, n, s, 0${byValue ? ', v' : ''}) ORDER BY i), '[]'::jsonb) FROM combined) AS buckets`;
+}
+
+function toResult(row: SeriesRow | undefined, dimensionCount: number, servedBy: SeriesPlan['source']): SeriesResult {
   const raw = Array.isArray(row?.buckets) ? (row.buckets as unknown[]) : [];
   const buckets: BucketFigures[] = raw.map((entry) => {
     const e = entry as unknown[];
@@ -199,12 +337,13 @@ function toResult(row: SeriesRow | undefined, dimensionCount: number): SeriesRes
       dimensions: e.slice(4, 4 + dimensionCount).map((d) => String(d)),
     };
   });
-  return { metricExists: row?.metric_exists === true, buckets };
+  return { metricExists: row?.metric_exists === true, buckets, servedBy };
 }
 
 /** Runs a plan: the fast path it chose, in one statement. */
 export async function readSeries(db: Db, plan: SeriesPlan): Promise<SeriesResult> {
   if (plan.source === 'events') return readSeriesFromEvents(db, plan);
+  if (plan.source === 'dimension') return readSeriesFromDimensions(db, plan);
   const params: SqlParam[] = [
     plan.metricId,
     timestampArray(plan.boundaries),
@@ -218,7 +357,26 @@ export async function readSeries(db: Db, plan: SeriesPlan): Promise<SeriesResult
     params.push(timestampArray(plan.cutHours), !plan.needsUnique);
   }
   const rows = await db.query<SeriesRow>(plan.source === 'lookback' ? FROM_LOOKBACKS : FROM_ROLLUPS, params);
-  return toResult(rows[0], 0);
+  return toResult(rows[0], 0, plan.source);
+}
+
+/** The 'dimension' plan; raw events when the statement finds the key not rolled up for the metric. */
+export async function readSeriesFromDimensions(db: Db, plan: SeriesPlan): Promise<SeriesResult> {
+  if (plan.dimension === null) throw new Error('readSeriesFromDimensions needs a dimension plan');
+  const params: SqlParam[] = [
+    plan.metricId,
+    timestampArray(plan.boundaries),
+    isoMicros(plan.startUs),
+    isoMicros(plan.endUs),
+    isoMicros(Math.floor(plan.startUs / HOUR_US) * HOUR_US),
+    timestampArray(plan.cutHours),
+    plan.dimension,
+    timestampArray(plan.dayStarts),
+  ];
+  if (plan.dimensionValues !== null) params.push(JSON.stringify(plan.dimensionValues));
+  const rows = await db.query<SeriesRow>(fromDimensionsSql(plan), params);
+  if (rows[0]?.served !== true) return readSeriesFromEvents(db, plan);
+  return toResult(rows[0], plan.by.length, 'dimension');
 }
 
 /**
@@ -234,5 +392,5 @@ export async function readSeriesFromEvents(db: Db, plan: SeriesPlan): Promise<Se
   ];
   const sql = fromEventsSql(plan, params);
   const rows = await db.query<SeriesRow>(sql, params);
-  return toResult(rows[0], plan.by.length);
+  return toResult(rows[0], plan.by.length, 'events');
 }

@@ -162,3 +162,63 @@ export function randomEvents(
     };
   });
 }
+
+/**
+ * The dimension rollups' contract (lib/repositories/dimensions.ts), checked in one statement: for every
+ * hour that is not marked dirty, each registered key without a fallback for the metric has one row per
+ * non-empty value with the count and sum of that value's events, and nothing else. The oracle reads
+ * values through jsonb_each (a string's text, any other JSON's text), not the aggregator's ->>.
+ */
+export async function dimensionContractViolations(db: Db): Promise<Record<string, unknown>[]> {
+  return db.query(
+    `WITH oracle AS (
+       SELECT e.metric_id, kv.key AS dimension, ${HOUR_OF_EVENT} AS bucket,
+              CASE jsonb_typeof(kv.value) WHEN 'string' THEN kv.value #>> '{}' ELSE kv.value::text END AS dimension_value,
+              count(*) AS event_count, coalesce(sum(e.value), 0) AS sum_value
+       FROM klaviyo_events e, jsonb_each(e.properties) AS kv(key, value)
+       WHERE jsonb_typeof(kv.value) <> 'null' AND kv.value <> '""'::jsonb
+         AND kv.key IN (SELECT dimension FROM klaviyo_rollup_dimensions)
+       GROUP BY 1, 2, 3, 4
+     ), stored AS (
+       SELECT metric_id, dimension, bucket, dimension_value, event_count, sum_value FROM klaviyo_dimension_rollups
+     )
+     SELECT coalesce(o.metric_id, s.metric_id) AS metric_id, coalesce(o.dimension, s.dimension) AS dimension,
+            to_char(coalesce(o.bucket, s.bucket) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS bucket,
+            coalesce(o.dimension_value, s.dimension_value) AS dimension_value,
+            o.event_count::text AS expected_count, s.event_count::text AS stored_count,
+            o.sum_value::text AS expected_sum, s.sum_value::text AS stored_sum
+     FROM oracle o
+     FULL JOIN stored s
+       ON s.metric_id = o.metric_id AND s.dimension = o.dimension AND s.bucket = o.bucket AND s.dimension_value = o.dimension_value
+     WHERE (o.event_count, o.sum_value::text) IS DISTINCT FROM (s.event_count, s.sum_value::text)
+       AND NOT EXISTS (SELECT 1 FROM klaviyo_aggregate_dirty d
+                       WHERE d.metric_id = coalesce(o.metric_id, s.metric_id) AND d.bucket = coalesce(o.bucket, s.bucket))
+       AND NOT EXISTS (SELECT 1 FROM klaviyo_dimension_fallbacks f
+                       WHERE f.metric_id = coalesce(o.metric_id, s.metric_id) AND f.dimension = coalesce(o.dimension, s.dimension))
+     ORDER BY 1, 2, 3, 4`,
+  );
+}
+
+/**
+ * The daily dimension rollups' invariant, whatever is marked: each UTC day's row is the sum of its hours'
+ * rows (a row of zeros standing for none). Returns the days that differ.
+ */
+export async function dailyDimensionViolations(db: Db): Promise<Record<string, unknown>[]> {
+  return db.query(
+    `WITH hours AS (
+       SELECT metric_id, dimension, date_bin('1 day', bucket, timestamptz '2000-01-01 00:00:00+00') AS day, dimension_value,
+              sum(event_count) AS event_count, sum(sum_value) AS sum_value
+       FROM klaviyo_dimension_rollups GROUP BY 1, 2, 3, 4
+     ), days AS (
+       SELECT metric_id, dimension, day, dimension_value, event_count, sum_value
+       FROM klaviyo_dimension_daily_rollups WHERE event_count <> 0 OR sum_value <> 0
+     )
+     SELECT coalesce(h.metric_id, d.metric_id) AS metric_id, coalesce(h.dimension, d.dimension) AS dimension,
+            coalesce(h.day, d.day)::text AS day, coalesce(h.dimension_value, d.dimension_value) AS dimension_value,
+            h.event_count::text AS hours_count, d.event_count::text AS day_count
+     FROM hours h
+     FULL JOIN days d ON d.metric_id = h.metric_id AND d.dimension = h.dimension AND d.day = h.day AND d.dimension_value = h.dimension_value
+     WHERE (h.event_count, h.sum_value) IS DISTINCT FROM (d.event_count, d.sum_value)
+     ORDER BY 1, 2, 3, 4`,
+  );
+}

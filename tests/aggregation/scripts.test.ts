@@ -17,13 +17,19 @@ interface ScriptRun {
   readonly stderr: string;
 }
 
-function runScript(script: string, args: string[], databaseUrl: string): Promise<ScriptRun> {
+function runScript(
+  script: string,
+  args: string[],
+  databaseUrl: string,
+  extraEnv: Record<string, string> = {},
+): Promise<ScriptRun> {
   // A clean environment: the scripts must work from DATABASE_URL alone (the postgres.js driver).
   const env = {
     PATH: process.env.PATH ?? '',
     HOME: process.env.HOME ?? '',
     DATABASE_URL: databaseUrl,
     LOG_LEVEL: 'warn',
+    ...extraEnv,
   };
   return new Promise((done) => {
     execFile(
@@ -114,11 +120,32 @@ describe('aggregate and backfill scripts', () => {
     for (const args of [
       ['--from', '2024-02-05', '--to', '2024-02-01'],
       ['--frm', '2024-01-01'],
+      ['--dimensions', '--metric', 'm1'],
     ]) {
       const run = await runScript('backfill.ts', args, t.url);
       expect(run.code).toBe(2);
       expect(run.stderr).toContain('usage: npm run backfill');
     }
     expect(await storedHours(t.db)).toEqual(before);
+  });
+
+  it('npm run backfill -- --dimensions: registers ROLLUP_DIMENSIONS keys and fills their rollups', async () => {
+    await storeEvents(t.db, [
+      { metricId: 'm1', profileId: 'p1', at: '2024-02-02T10:00:00Z', value: 3, properties: { Plan: 'gold' } },
+      { metricId: 'm1', profileId: 'p2', at: '2024-02-02T10:30:00Z', value: 4, properties: { Plan: 'gold' } },
+    ]);
+    // Counted by the hourly rollups before the key exists: only the backfill can give them to it.
+    expect((await runScript('aggregate.ts', [], t.url)).code).toBe(0);
+    const run = await runScript('backfill.ts', ['--dimensions', '--chunk-hours', '720'], t.url, {
+      ROLLUP_DIMENSIONS: 'Plan',
+    });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('backfill: dimensions Plan ready after');
+    const rows = await t.db.query<{ dimension_value: string; event_count: string }>(
+      `SELECT dimension_value, event_count::text AS event_count FROM klaviyo_dimension_rollups WHERE dimension = 'Plan'`,
+    );
+    expect(rows).toEqual([{ dimension_value: 'gold', event_count: '2' }]);
+    const again = await runScript('backfill.ts', ['--dimensions'], t.url, { ROLLUP_DIMENSIONS: 'Plan' });
+    expect(again.stdout).toContain('every registered dimension is ready');
   });
 });

@@ -4,7 +4,15 @@ import type { ClosableDb } from '../../lib/db/port';
 import { readHourlySeries } from '../../lib/repositories/aggregates';
 import { storeEvents } from '../support/events';
 import { createTimescalePglite } from '../support/pglite';
-import { dirtyCount, oracleHours, randomEvents, rollupChecksum, storedHours } from './oracle';
+import {
+  dailyDimensionViolations,
+  dimensionContractViolations,
+  dirtyCount,
+  oracleHours,
+  randomEvents,
+  rollupChecksum,
+  storedHours,
+} from './oracle';
 
 /**
  * The same aggregator on the TimescaleDB branch (PGlite + TimescaleDB): events and rollups are
@@ -135,5 +143,34 @@ describe('aggregation on TimescaleDB (PGlite)', () => {
     expect(await storedHours(db)).not.toEqual(await oracleHours(db));
     await rebuildAggregates(db, { chunkHours: 24 * 30 });
     expect(await storedHours(db)).toEqual(await oracleHours(db));
+  });
+
+  it('dimension rollups take late events into compressed chunks, and a rebuild repairs them there', async () => {
+    const flowEvents = randomEvents(37, {
+      count: 300,
+      from: oldStart.toISOString(),
+      hours: 500 * 24,
+      metrics: ['m3'],
+      profiles: 20,
+      idPrefix: 'fl',
+    }).map((e, i) => ({ ...e, properties: { $flow: `flow${i % 3}` } }));
+    await storeEvents(db, flowEvents);
+    await runAggregation(db, options);
+    expect(await runCompression(db, 'klaviyo_dimension_rollups')).toBeGreaterThan(0);
+    const first = flowEvents.reduce((a, b) => (new Date(a.at) < new Date(b.at) ? a : b));
+    await storeEvents(db, [
+      { id: 'late_flow', metricId: 'm3', profileId: 'p1', at: first.at, value: '5', properties: { $flow: 'flow0' } },
+    ]);
+    await runAggregation(db, options);
+    expect(await dimensionContractViolations(db)).toEqual([]);
+    await db.query(`UPDATE klaviyo_dimension_rollups SET event_count = event_count + 1 WHERE metric_id = 'm3'`);
+    expect(await dimensionContractViolations(db)).not.toEqual([]);
+    await rebuildAggregates(db, { chunkHours: 24 * 30 });
+    expect(await dimensionContractViolations(db)).toEqual([]);
+    // The daily rows took the rebuild's corrections too, compressed chunks included.
+    await db.query(`UPDATE klaviyo_dimension_daily_rollups SET event_count = event_count + 1 WHERE metric_id = 'm3'`);
+    expect(await dailyDimensionViolations(db)).not.toEqual([]);
+    await rebuildAggregates(db, { chunkHours: 24 * 30 });
+    expect(await dailyDimensionViolations(db)).toEqual([]);
   });
 });

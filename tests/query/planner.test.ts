@@ -51,9 +51,45 @@ describe('planSeries', () => {
     ).toBe('events');
     expect(
       plan({
-        measurements: ['count'],
+        measurements: ['unique'],
         by: ['$attributed_flow'],
         filter: range('2022-10-01T00:00:00', '2022-11-01T00:00:00'),
+      }).source,
+    ).toBe('events');
+  });
+
+  it('serves count and sum by one key, or filtered on it with equals/any, from the dimension rollups', () => {
+    const byFlow = plan({
+      measurements: ['count', 'sum_value'],
+      by: ['$attributed_flow'],
+      filter: range('2022-10-01T00:00:00', '2022-11-01T00:00:00'),
+    });
+    expect(byFlow).toMatchObject({ source: 'dimension', dimension: '$attributed_flow', dimensionValues: null });
+    expect(
+      plan({
+        measurements: ['count'],
+        filter: [
+          ...range('2022-10-01T00:00:00', '2022-11-01T00:00:00'),
+          'any($flow,["a","b","c"])',
+          'equals($flow,"b")',
+        ],
+      }),
+    ).toMatchObject({ source: 'dimension', dimension: '$flow', dimensionValues: ['b'] });
+    // Two keys, or a filter that looks inside values: raw events.
+    for (const extra of [{ by: ['$flow', '$message'] }, { by: ['$flow'], filter: ['contains($flow,"x")'] }]) {
+      expect(
+        plan({
+          measurements: ['count'],
+          by: extra.by,
+          filter: [...range('2022-10-01T00:00:00', '2022-11-01T00:00:00'), ...(extra.filter ?? [])],
+        }).source,
+      ).toBe('events');
+    }
+    expect(
+      plan({
+        measurements: ['count'],
+        by: ['$flow'],
+        filter: [...range('2022-10-01T00:00:00', '2022-11-01T00:00:00'), 'equals($message,"m")'],
       }).source,
     ).toBe('events');
   });

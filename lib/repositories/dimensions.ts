@@ -1,0 +1,388 @@
+import type { Db, SqlParam } from '../db/port';
+import type { HourBucket } from './hourBucket';
+
+/**
+ * Dimension rollups (klaviyo_dimension_rollups): per (metric, dimension, UTC hour, value) the count
+ * and sum of the events whose property `dimension` has that value, for the property keys registered
+ * in klaviyo_rollup_dimensions (migrations/0007_dimension_rollups.sql, docs/breakdowns.md).
+ *
+ * Contract with readers, the hourly rollups' own (lib/repositories/aggregates.ts): for an hour that is
+ * not marked dirty, a ready dimension's rows hold exactly the events of the hour with a non-empty
+ * value, unless the (metric, dimension) pair has a fallback row. Events without a value (absent, JSON
+ * null, "") have no row: they are the hour's total minus its rows.
+ *
+ * A value is the text `properties->>dimension` gives, the same expression the raw path groups by, so
+ * both paths name a value alike (numbers, booleans and objects as their JSON text).
+ *
+ * Writers, all under the aggregation lock:
+ *   - applyDimensionBatch: the incremental batch, for the hours whose marks it took, before the
+ *     statement that takes their pending rows (it reads the same pending rows; none can appear or go
+ *     in between, see lib/app/aggregation.ts);
+ *   - rebuildDimensionRange: a rebuild's range, or a new dimension's backfill; it counts the events
+ *     that have no pending row, which is what the stored rollups have counted.
+ */
+
+/** A value longer than this (in bytes) cannot be part of an index key safely: the pair falls back to raw events. */
+export const MAX_DIMENSION_VALUE_BYTES = 1000;
+
+export interface DimensionFallback {
+  readonly metricId: string;
+  readonly dimension: string;
+  readonly reason: 'cardinality' | 'value_length';
+  readonly bucket: Date;
+  readonly distinctValues: number;
+}
+
+export interface DimensionWrite {
+  /** Dimension rollup rows inserted, changed or removed. */
+  readonly rowsChanged: number;
+  /** Pairs found too wide (cardinality or value length) in this write; already recorded and cleared. */
+  readonly fallbacks: readonly DimensionFallback[];
+}
+
+/**
+ * `figures(metric_id, dimension, bucket, dimension_value, event_count, sum_value, is_delta)` from a CTE
+ * `counted(metric_id, bucket, properties, value, is_delta)`, for the registered dimensions that have no
+ * fallback for the metric, and `wide(metric_id, dimension, bucket, reason, distinct_values)`: the
+ * groups over the limits, left out of `figures`. Keys are matched through the event's own keys (a hash
+ * join with the registered ones) rather than by probing every registered key in every event.
+ */
+const FIGURES = `
+  tracked AS MATERIALIZED (
+    SELECT dimension FROM klaviyo_rollup_dimensions
+  ), valued AS MATERIALIZED (
+    SELECT c.metric_id, t.dimension, c.bucket, c.properties->>t.dimension AS dimension_value, c.value, c.is_delta
+    FROM counted c
+    CROSS JOIN LATERAL jsonb_object_keys(CASE WHEN jsonb_typeof(c.properties) = 'object' THEN c.properties ELSE '{}'::jsonb END) AS k(key)
+    JOIN tracked t ON t.dimension = k.key
+    WHERE coalesce(c.properties->>t.dimension, '') <> ''
+      AND NOT EXISTS (SELECT 1 FROM klaviyo_dimension_fallbacks f WHERE f.metric_id = c.metric_id AND f.dimension = t.dimension)
+  ), grouped AS MATERIALIZED (
+    SELECT metric_id, dimension, bucket, dimension_value, bool_and(is_delta) AS is_delta,
+           count(*) AS event_count, coalesce(sum(value), 0) AS sum_value,
+           count(*) OVER (PARTITION BY metric_id, dimension, bucket) AS values_in_hour,
+           max(octet_length(dimension_value)) OVER (PARTITION BY metric_id, dimension, bucket) AS longest
+    FROM valued
+    GROUP BY metric_id, dimension, bucket, dimension_value
+  ), wide AS MATERIALIZED (
+    SELECT metric_id, dimension, min(bucket) AS bucket,
+           CASE WHEN max(longest) > ${MAX_DIMENSION_VALUE_BYTES} THEN 'value_length' ELSE 'cardinality' END AS reason,
+           max(values_in_hour)::integer AS distinct_values
+    FROM grouped
+    WHERE values_in_hour > $2::integer OR longest > ${MAX_DIMENSION_VALUE_BYTES}
+    GROUP BY metric_id, dimension
+  ), figures AS MATERIALIZED (
+    SELECT g.metric_id, g.dimension, g.bucket, g.dimension_value, g.event_count, g.sum_value, g.is_delta
+    FROM grouped g
+    WHERE NOT EXISTS (SELECT 1 FROM wide w WHERE w.metric_id = g.metric_id AND w.dimension = g.dimension)
+  )`;
+
+/** Upserts CTE `figures`: added to what is stored when is_delta, set as a recount otherwise. */
+const WRITE_FIGURES = `
+  added AS (
+    INSERT INTO klaviyo_dimension_rollups AS r (metric_id, dimension, bucket, dimension_value, event_count, sum_value)
+    SELECT metric_id, dimension, bucket, dimension_value, event_count, sum_value FROM figures WHERE is_delta
+    ORDER BY metric_id, dimension, bucket, dimension_value
+    ON CONFLICT (metric_id, dimension, bucket, dimension_value) DO UPDATE SET
+      event_count = r.event_count + excluded.event_count,
+      sum_value = r.sum_value + excluded.sum_value
+    RETURNING 1
+  ), recounted AS (
+    INSERT INTO klaviyo_dimension_rollups AS r (metric_id, dimension, bucket, dimension_value, event_count, sum_value)
+    SELECT metric_id, dimension, bucket, dimension_value, event_count, sum_value FROM figures WHERE NOT is_delta
+    ORDER BY metric_id, dimension, bucket, dimension_value
+    ON CONFLICT (metric_id, dimension, bucket, dimension_value) DO UPDATE SET
+      event_count = excluded.event_count,
+      sum_value = excluded.sum_value
+    WHERE (r.event_count, r.sum_value) IS DISTINCT FROM (excluded.event_count, excluded.sum_value)
+    RETURNING 1
+  ), daily AS (
+    -- The days take the same change as their hours: added figures, and for recounted hours the new
+    -- figures minus the rows they replace (CTE previous; pairs found too wide are cleared anyway).
+    INSERT INTO klaviyo_dimension_daily_rollups AS d (metric_id, dimension, day, dimension_value, event_count, sum_value)
+    SELECT metric_id, dimension, date_trunc('day', bucket, 'UTC'), dimension_value, sum(event_count), sum(sum_value)
+    FROM (SELECT metric_id, dimension, bucket, dimension_value, event_count, sum_value FROM figures
+          UNION ALL
+          SELECT metric_id, dimension, bucket, dimension_value, -event_count, -sum_value FROM previous p
+          WHERE NOT EXISTS (SELECT 1 FROM wide w WHERE w.metric_id = p.metric_id AND w.dimension = p.dimension)) c
+    GROUP BY metric_id, dimension, date_trunc('day', bucket, 'UTC'), dimension_value
+    HAVING sum(event_count) <> 0 OR sum(sum_value) <> 0
+    ORDER BY 1, 2, 3, 4
+    ON CONFLICT (metric_id, dimension, day, dimension_value) DO UPDATE SET
+      event_count = d.event_count + excluded.event_count,
+      sum_value = d.sum_value + excluded.sum_value
+    RETURNING 1
+  )`;
+
+interface WriteRow extends Record<string, unknown> {
+  changed: string;
+  wide: unknown;
+}
+
+function parseWide(raw: unknown): DimensionFallback[] {
+  if (!Array.isArray(raw)) return [];
+  return raw.map((entry) => {
+    const w = entry as Record<string, unknown>;
+    return {
+      metricId: String(w.metric_id),
+      dimension: String(w.dimension),
+      reason: w.reason === 'value_length' ? 'value_length' : 'cardinality',
+      bucket: new Date(String(w.bucket)),
+      distinctValues: Number(w.distinct_values),
+    };
+  });
+}
+
+const WIDE_JSON = `(SELECT coalesce(jsonb_agg(jsonb_build_object('metric_id', metric_id, 'dimension', dimension,
+                       'bucket', bucket, 'reason', reason, 'distinct_values', distinct_values)), '[]'::jsonb) FROM wide)`;
+
+/**
+ * The batch's dimension rollups for the hours whose marks it took, in one statement: an hour with
+ * pending rows adds their events (read by primary key for their properties), an hour without is
+ * recounted from its raw events and loses the rows its events no longer give. Pairs over the limits
+ * are recorded as fallbacks (a second statement, only when there are some).
+ * Must run after the marks are taken and before the statement that takes their pending rows.
+ * `maxValuesPerHour`: the cardinality limit (docs/breakdowns.md). For an hour with pending rows the
+ * check sees the values of this batch, so a key whose values trickle into an hour over many batches
+ * is caught by the next rebuild or backfill of that hour instead (both see whole hours).
+ */
+export async function applyDimensionBatch(
+  tx: Db,
+  buckets: readonly HourBucket[],
+  maxValuesPerHour: number,
+): Promise<DimensionWrite> {
+  if (buckets.length === 0) return { rowsChanged: 0, fallbacks: [] };
+  const rows = await tx.query<WriteRow>(
+    `WITH marked AS MATERIALIZED (
+       SELECT metric_id, bucket,
+              EXISTS (SELECT 1 FROM klaviyo_aggregate_pending p WHERE p.metric_id = t.metric_id AND p.bucket = t.bucket) AS has_pending
+       FROM jsonb_to_recordset($1::jsonb) AS t(metric_id text, bucket timestamptz)
+     ), counted AS MATERIALIZED (
+       SELECT p.metric_id, p.bucket, e.properties, p.value, true AS is_delta
+       FROM marked m
+       JOIN klaviyo_aggregate_pending p ON p.metric_id = m.metric_id AND p.bucket = m.bucket
+       JOIN klaviyo_events e ON e.id = p.event_id AND e."timestamp" = p."timestamp"
+       WHERE m.has_pending
+       UNION ALL
+       SELECT m.metric_id, m.bucket, e.properties, e.value, false
+       FROM marked m
+       -- One index range scan per recounted hour (OFFSET 0 keeps it from being flattened): as a join,
+       -- with the events' properties wanted, the planner read the metrics' events against every hour
+       -- (docs/breakdowns.md).
+       CROSS JOIN LATERAL (
+         SELECT e.properties, e.value FROM klaviyo_events e
+         WHERE e.metric_id = m.metric_id AND e."timestamp" >= m.bucket AND e."timestamp" < m.bucket + interval '1 hour'
+         OFFSET 0
+       ) e
+       WHERE NOT m.has_pending
+     ), ${FIGURES},
+     previous AS MATERIALIZED (
+       -- What the recounted hours hold now.
+       SELECT r.metric_id, r.dimension, r.bucket, r.dimension_value, r.event_count, r.sum_value
+       FROM marked m
+       JOIN tracked t ON true
+       JOIN klaviyo_dimension_rollups r ON r.metric_id = m.metric_id AND r.dimension = t.dimension AND r.bucket = m.bucket
+       WHERE NOT m.has_pending
+     ), ${WRITE_FIGURES},
+     emptied AS (
+       -- Recounted hours: rows whose value the hour's events no longer give.
+       DELETE FROM klaviyo_dimension_rollups r
+       USING previous p
+       WHERE r.metric_id = p.metric_id AND r.dimension = p.dimension AND r.bucket = p.bucket
+         AND r.dimension_value = p.dimension_value
+         AND NOT EXISTS (SELECT 1 FROM figures f
+                         WHERE f.metric_id = p.metric_id AND f.dimension = p.dimension
+                           AND f.bucket = p.bucket AND f.dimension_value = p.dimension_value)
+       RETURNING 1
+     )
+     SELECT (SELECT count(*) FROM added) + (SELECT count(*) FROM recounted) + (SELECT count(*) FROM emptied) AS changed,
+            ${WIDE_JSON} AS wide`,
+    [JSON.stringify(buckets.map((b) => ({ metric_id: b.metricId, bucket: b.bucket.toISOString() }))), maxValuesPerHour],
+  );
+  return finishWrite(tx, rows[0]);
+}
+
+/**
+ * Recomputes the dimension rollups of a time range (whole UTC hours) from the events the rollups have
+ * counted: every event of the range without a pending row. For all registered dimensions, or only
+ * `dimensions` (a backfill); for all metrics or one. Rows the events no longer give are removed.
+ */
+export async function rebuildDimensionRange(
+  tx: Db,
+  range: { from: Date; to: Date; metricId?: string; dimensions?: readonly string[] },
+  maxValuesPerHour: number,
+): Promise<DimensionWrite> {
+  const params: SqlParam[] = [range.from.toISOString(), maxValuesPerHour, range.to.toISOString()];
+  let metricFilter = '';
+  let rollupMetricFilter = '';
+  if (range.metricId) {
+    params.push(range.metricId);
+    metricFilter = `AND e.metric_id = $${params.length}`;
+    rollupMetricFilter = `AND r.metric_id = $${params.length}`;
+  }
+  let dimensionFilter = '';
+  if (range.dimensions) {
+    params.push(`{${range.dimensions.map((d) => JSON.stringify(d)).join(',')}}`);
+    dimensionFilter = `WHERE dimension = ANY($${params.length}::text[])`;
+  }
+  const figures = FIGURES.replace(
+    'SELECT dimension FROM klaviyo_rollup_dimensions',
+    `SELECT dimension FROM klaviyo_rollup_dimensions ${dimensionFilter}`,
+  );
+  const rows = await tx.query<WriteRow>(
+    `WITH counted AS MATERIALIZED (
+       SELECT e.metric_id, date_trunc('hour', e."timestamp", 'UTC') AS bucket, e.properties, e.value, false AS is_delta
+       FROM klaviyo_events e
+       WHERE e."timestamp" >= $1::timestamptz AND e."timestamp" < $3::timestamptz ${metricFilter}
+         AND NOT EXISTS (SELECT 1 FROM klaviyo_aggregate_pending p
+                         WHERE p.metric_id = e.metric_id AND p.bucket = date_trunc('hour', e."timestamp", 'UTC')
+                           AND p.event_id = e.id AND p."timestamp" = e."timestamp")
+     ), ${figures},
+     previous AS MATERIALIZED (
+       SELECT r.metric_id, r.dimension, r.bucket, r.dimension_value, r.event_count, r.sum_value
+       FROM klaviyo_dimension_rollups r
+       JOIN tracked t ON r.dimension = t.dimension
+       WHERE r.bucket >= $1::timestamptz AND r.bucket < $3::timestamptz ${rollupMetricFilter}
+     ), ${WRITE_FIGURES},
+     emptied AS (
+       DELETE FROM klaviyo_dimension_rollups r
+       USING previous p
+       WHERE r.metric_id = p.metric_id AND r.dimension = p.dimension AND r.bucket = p.bucket
+         AND r.dimension_value = p.dimension_value
+         AND NOT EXISTS (SELECT 1 FROM figures f
+                         WHERE f.metric_id = p.metric_id AND f.dimension = p.dimension
+                           AND f.bucket = p.bucket AND f.dimension_value = p.dimension_value)
+       RETURNING 1
+     )
+     SELECT (SELECT count(*) FROM added) + (SELECT count(*) FROM recounted) + (SELECT count(*) FROM emptied)
+              + (SELECT count(*) FROM daily) AS changed,
+            ${WIDE_JSON} AS wide`,
+    params,
+  );
+  return finishWrite(tx, rows[0]);
+}
+
+/**
+ * Sets the daily rows of every UTC day that meets [from, to) to the sum of the day's hourly rows,
+ * whatever they held: a rebuild's last dimension step, so that it repairs daily rows damaged on their
+ * own as it repairs hours (the incremental deltas keep a correct pair correct, but cannot repair one).
+ */
+export async function resetDailyDimensionRange(
+  tx: Db,
+  range: { from: Date; to: Date; metricId?: string; dimensions?: readonly string[] },
+): Promise<number> {
+  const params: SqlParam[] = [range.from.toISOString(), range.to.toISOString()];
+  let filters = '';
+  let dailyFilters = '';
+  if (range.metricId) {
+    params.push(range.metricId);
+    filters += ` AND metric_id = $${params.length}`;
+    dailyFilters += ` AND y.metric_id = $${params.length}`;
+  }
+  if (range.dimensions) {
+    params.push(`{${range.dimensions.map((d) => JSON.stringify(d)).join(',')}}`);
+    filters += ` AND dimension = ANY($${params.length}::text[])`;
+    dailyFilters += ` AND y.dimension = ANY($${params.length}::text[])`;
+  }
+  const rows = await tx.query<{ n: string }>(
+    `WITH bounds AS (
+       SELECT date_trunc('day', $1::timestamptz, 'UTC') AS lo,
+              date_trunc('day', $2::timestamptz - interval '1 microsecond', 'UTC') + interval '1 day' AS hi
+     ), wanted AS MATERIALIZED (
+       SELECT metric_id, dimension, date_trunc('day', bucket, 'UTC') AS day, dimension_value,
+              sum(event_count) AS event_count, sum(sum_value) AS sum_value
+       FROM klaviyo_dimension_rollups
+       WHERE bucket >= (SELECT lo FROM bounds) AND bucket < (SELECT hi FROM bounds) ${filters}
+       GROUP BY 1, 2, 3, 4
+     ), upserted AS (
+       INSERT INTO klaviyo_dimension_daily_rollups AS y (metric_id, dimension, day, dimension_value, event_count, sum_value)
+       SELECT metric_id, dimension, day, dimension_value, event_count, sum_value FROM wanted
+       ORDER BY 1, 2, 3, 4
+       ON CONFLICT (metric_id, dimension, day, dimension_value) DO UPDATE SET
+         event_count = excluded.event_count, sum_value = excluded.sum_value
+       WHERE (y.event_count, y.sum_value) IS DISTINCT FROM (excluded.event_count, excluded.sum_value)
+       RETURNING 1
+     ), removed AS (
+       DELETE FROM klaviyo_dimension_daily_rollups y
+       WHERE y.day >= (SELECT lo FROM bounds) AND y.day < (SELECT hi FROM bounds) ${dailyFilters}
+         AND NOT EXISTS (SELECT 1 FROM wanted w
+                         WHERE w.metric_id = y.metric_id AND w.dimension = y.dimension AND w.day = y.day
+                           AND w.dimension_value = y.dimension_value)
+       RETURNING 1
+     )
+     SELECT (SELECT count(*) FROM upserted) + (SELECT count(*) FROM removed) AS n`,
+    params,
+  );
+  return Number(rows[0]?.n ?? 0);
+}
+
+async function finishWrite(tx: Db, row: WriteRow | undefined): Promise<DimensionWrite> {
+  const fallbacks = parseWide(row?.wide);
+  if (fallbacks.length > 0) await recordFallbacks(tx, fallbacks);
+  return { rowsChanged: Number(row?.changed ?? 0), fallbacks };
+}
+
+/**
+ * Leaves each pair to raw events: records why, and removes its rollups, in the writer's transaction,
+ * so a reader's statement sees either the rows and no fallback or the fallback and no rows.
+ */
+async function recordFallbacks(tx: Db, fallbacks: readonly DimensionFallback[]): Promise<void> {
+  await tx.query(
+    `WITH wide AS (
+       SELECT metric_id, dimension, reason, bucket, distinct_values
+       FROM jsonb_to_recordset($1::jsonb) AS w(metric_id text, dimension text, reason text, bucket timestamptz, distinct_values integer)
+     ), recorded AS (
+       INSERT INTO klaviyo_dimension_fallbacks (metric_id, dimension, reason, bucket, distinct_values)
+       SELECT metric_id, dimension, reason, bucket, distinct_values FROM wide
+       ON CONFLICT (metric_id, dimension) DO NOTHING
+       RETURNING 1
+     ), cleared_days AS (
+       DELETE FROM klaviyo_dimension_daily_rollups r USING wide w WHERE r.metric_id = w.metric_id AND r.dimension = w.dimension
+       RETURNING 1
+     )
+     DELETE FROM klaviyo_dimension_rollups r USING wide w WHERE r.metric_id = w.metric_id AND r.dimension = w.dimension`,
+    [
+      JSON.stringify(
+        fallbacks.map((f) => ({
+          metric_id: f.metricId,
+          dimension: f.dimension,
+          reason: f.reason,
+          bucket: f.bucket.toISOString(),
+          distinct_values: f.distinctValues,
+        })),
+      ),
+    ],
+  );
+}
+
+/**
+ * Registers property keys to roll up (the operator's ROLLUP_DIMENSIONS). A key new to the registry is
+ * ready at once when no event is stored; otherwise it waits for its backfill. Returns the keys added.
+ */
+export async function registerDimensions(db: Db, dimensions: readonly string[]): Promise<string[]> {
+  if (dimensions.length === 0) return [];
+  const rows = await db.query<{ dimension: string }>(
+    `INSERT INTO klaviyo_rollup_dimensions (dimension, ready_at)
+     SELECT d, CASE WHEN EXISTS (SELECT 1 FROM klaviyo_events) THEN NULL ELSE now() END
+     FROM unnest($1::text[]) AS d
+     ON CONFLICT (dimension) DO NOTHING
+     RETURNING dimension`,
+    [`{${dimensions.map((d) => JSON.stringify(d)).join(',')}}`],
+  );
+  return rows.map((r) => r.dimension);
+}
+
+/** Registered keys whose rollups do not cover the events stored before they were registered. */
+export async function dimensionsAwaitingBackfill(db: Db): Promise<string[]> {
+  const rows = await db.query<{ dimension: string }>(
+    `SELECT dimension FROM klaviyo_rollup_dimensions WHERE ready_at IS NULL ORDER BY dimension`,
+  );
+  return rows.map((r) => r.dimension);
+}
+
+/** Declares the keys' rollups complete: readers use them from the next statement on. */
+export async function markDimensionsReady(tx: Db, dimensions: readonly string[]): Promise<void> {
+  await tx.query(`UPDATE klaviyo_rollup_dimensions SET ready_at = now() WHERE dimension = ANY($1::text[])`, [
+    `{${dimensions.map((d) => JSON.stringify(d)).join(',')}}`,
+  ]);
+}

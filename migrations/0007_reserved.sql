@@ -1,4 +1,0 @@
--- Placeholder: number 0007 belongs to another branch's migration. Migrations must be numbered without
--- gaps, and this branch's own migration is 0008; delete this file when the branch that owns 0007 is
--- merged (two 0007 files make readMigrations refuse to start, loudly).
-SELECT 1;

@@ -1,0 +1,328 @@
+import { backfillDimensions, rebuildAggregates, runAggregation } from '../../lib/app/aggregation';
+import { queryMetricAggregates } from '../../lib/app/metricAggregates';
+import type { Db } from '../../lib/db/port';
+import { dailyDimensionViolations, dimensionContractViolations } from '../aggregation/oracle';
+import { useFreshDatabase } from '../support/database';
+import { storeEvents, type SimpleEvent } from '../support/events';
+import { prng } from '../support/random';
+import { oracleRows, wallTimeToInstant, type OracleEvent, type OracleInterval } from './oracle';
+
+/**
+ * Breakdowns and dimension filters served from the dimension rollups (the 'dimension' plan), against
+ * the independent oracle (tests/query/oracle.ts: each event labelled with its local bucket through
+ * Intl, aggregated in TypeScript), in every state the rollups pass through: rolled up; late events
+ * marked and pending; re-delivered events; events deleted and their range rebuilt; rollups truncated
+ * and rebuilt; a key registered later and backfilled. Zones: UTC, America/New_York across the
+ * 2024-11-03 fall-back, Asia/Kolkata (+05:30, where every local midnight cuts a UTC hour).
+ */
+const METRIC = 'QmDims';
+const OTHER = 'QmOther';
+const FLOW = '$attributed_flow';
+const FLOWS = ['Welcome', 'Abandoned Cart', 'Browse', 'Winback'];
+const FROM = '2024-10-20T00:00:00';
+const TO = '2024-11-12T00:00:00';
+const ZONES = ['UTC', 'America/New_York', 'Asia/Kolkata'] as const;
+
+/** Flow values as Klaviyo's events carry them, and the cases a breakdown must treat alike on both paths. */
+function flowProperty(r: number, i: number): Record<string, unknown> {
+  if (r < 0.55) return { [FLOW]: FLOWS[i % FLOWS.length], Channel: i % 2 === 0 ? 'email' : 'sms' };
+  if (r < 0.62) return { [FLOW]: null };
+  if (r < 0.67) return { [FLOW]: '' };
+  if (r < 0.7) return { [FLOW]: 42 };
+  return { Channel: 'email' };
+}
+
+function eventsOf(seed: number, count: number, idPrefix: string): SimpleEvent[] {
+  const random = prng(seed);
+  const start = Date.parse(`${FROM}Z`) - 86_400_000;
+  const span = Date.parse(`${TO}Z`) + 86_400_000 - start;
+  return Array.from({ length: count }, (_, i) => ({
+    id: `${idPrefix}${i}`,
+    metricId: random() < 0.85 ? METRIC : OTHER,
+    profileId: random() < 0.05 ? null : `p${Math.floor(random() * 40)}`,
+    at: new Date(start + Math.floor(random() * span)),
+    value: random() < 0.1 ? null : (Math.floor(random() * 10_000) / 100).toFixed(2),
+    properties: flowProperty(random(), i),
+  }));
+}
+
+interface Shape {
+  readonly label: string;
+  readonly by: readonly string[];
+  readonly filter: readonly string[];
+  readonly where?: (e: OracleEvent) => boolean;
+}
+
+const flowText = (e: OracleEvent): string => {
+  const v = e.properties[FLOW];
+  return v === undefined || v === null ? '' : typeof v === 'string' ? v : JSON.stringify(v);
+};
+
+const SHAPES: readonly Shape[] = [
+  { label: 'by flow', by: [FLOW], filter: [] },
+  {
+    label: 'equals one flow',
+    by: [],
+    filter: [`equals(${FLOW},"Welcome")`],
+    where: (e) => flowText(e) === 'Welcome',
+  },
+  {
+    label: 'any of two flows, by flow',
+    by: [FLOW],
+    filter: [`any(${FLOW},["Browse","Winback"])`],
+    where: (e) => ['Browse', 'Winback'].includes(flowText(e)),
+  },
+  {
+    label: 'equals "" (events without a flow)',
+    by: [],
+    filter: [`equals(${FLOW},"")`],
+    where: (e) => flowText(e) === '',
+  },
+  {
+    label: 'any of a flow and "", by flow',
+    by: [FLOW],
+    filter: [`any(${FLOW},["Welcome",""])`],
+    where: (e) => ['Welcome', ''].includes(flowText(e)),
+  },
+];
+
+const INTERVALS: readonly OracleInterval[] = ['hour', 'day', 'week', 'month'];
+
+// Every state is checked over 3 zones x 4 intervals x 5 shapes against the oracle.
+jest.setTimeout(600_000);
+
+async function storedOracleEvents(db: Db): Promise<OracleEvent[]> {
+  const rows = await db.query<{ at: Date; profile_id: string | null; value: string | null; properties: unknown }>(
+    `SELECT "timestamp" AS at, profile_id, value::text AS value, properties FROM klaviyo_events WHERE metric_id = $1`,
+    [METRIC],
+  );
+  return rows.map((r) => ({
+    at: new Date(r.at),
+    profileId: r.profile_id,
+    value: r.value === null ? null : Number(r.value),
+    properties: (typeof r.properties === 'string' ? JSON.parse(r.properties) : r.properties) as Record<string, unknown>,
+  }));
+}
+
+function canonical(rows: readonly { dimensions: readonly string[]; measurements: Record<string, unknown> }[]) {
+  return [...rows]
+    .map((r) => ({
+      dimensions: [...r.dimensions],
+      count: r.measurements.count as number[],
+      sum: (r.measurements.sum_value as number[]).map((x) => Math.round(x * 100) / 100),
+    }))
+    .sort((a, b) => (JSON.stringify(a.dimensions) < JSON.stringify(b.dimensions) ? -1 : 1));
+}
+
+/**
+ * Every shape, interval and zone (and a range whose ends cut hours) answered from the rollups equals
+ * the oracle. `expectServed`: the plan the answers must come from.
+ */
+async function expectExact(db: Db, expectServed: 'dimension' | 'events' = 'dimension'): Promise<void> {
+  const events = await storedOracleEvents(db);
+  const ranges: [string, string][] = [
+    [FROM, TO],
+    ['2024-10-25T10:30:00', '2024-11-06T07:15:00'],
+  ];
+  for (const zone of ZONES) {
+    for (const interval of INTERVALS) {
+      for (const shape of SHAPES) {
+        const hourRange: [string, string][] = [['2024-11-02T00:00:00', '2024-11-05T00:00:00']];
+        for (const [from, to] of interval === 'hour' ? hourRange : interval === 'day' ? ranges : ranges.slice(0, 1)) {
+          const { document, plan, servedBy } = await queryMetricAggregates(
+            db,
+            {
+              data: {
+                type: 'metric-aggregate',
+                attributes: {
+                  metric_id: METRIC,
+                  measurements: ['count', 'sum_value'],
+                  interval,
+                  timezone: zone,
+                  by: shape.by,
+                  filter: [`greater-or-equal(datetime,${from})`, `less-than(datetime,${to})`, ...shape.filter],
+                  page_size: 10_000,
+                },
+              },
+            },
+            { maxRangeDays: 366, baseUrl: '' },
+          );
+          const context = { zone, interval, shape: shape.label, from, to };
+          // Hourly buckets in a half-hour zone cut every hour: the planner reads raw events there.
+          const wanted = zone === 'Asia/Kolkata' && interval === 'hour' ? 'events' : expectServed;
+          expect({ ...context, servedBy }).toEqual({ ...context, servedBy: wanted });
+          const expected = oracleRows(events, {
+            zone,
+            interval,
+            start: wallTimeToInstant(zone, from),
+            end: wallTimeToInstant(zone, to),
+            dates: document.data.attributes.dates,
+            by: shape.by,
+            ...(shape.where ? { where: shape.where } : {}),
+          }).filter((r) => shape.by.length === 0 || r.measurements.count.some((n) => n > 0));
+          expect({ ...context, rows: canonical(document.data.attributes.data) }).toEqual({
+            ...context,
+            rows: canonical(expected),
+          });
+          expect(plan.source).toBe(zone === 'Asia/Kolkata' && interval === 'hour' ? 'events' : 'dimension');
+        }
+      }
+    }
+  }
+}
+
+describe('breakdowns and dimension filters from the dimension rollups', () => {
+  const t = useFreshDatabase();
+
+  it('equal raw events once rolled up, and the rollups meet their contract', async () => {
+    await storeEvents(t.db, eventsOf(1, 2500, 'a'));
+    await runAggregation(t.db);
+    expect(await dimensionContractViolations(t.db)).toEqual([]);
+    expect(await dailyDimensionViolations(t.db)).toEqual([]);
+    const rows = await t.db.query<{ n: string }>(
+      `SELECT count(*) AS n FROM klaviyo_dimension_rollups WHERE dimension = $1`,
+      [FLOW],
+    );
+    expect(Number(rows[0]?.n)).toBeGreaterThan(100);
+    await expectExact(t.db);
+  });
+
+  it('equal raw events between runs: late events marked with pending rows, and re-delivered events', async () => {
+    await storeEvents(t.db, eventsOf(2, 300, 'late'));
+    // Re-delivery of events already counted, and of late ones not yet counted: nothing changes.
+    await storeEvents(t.db, [...eventsOf(1, 200, 'a'), ...eventsOf(2, 100, 'late')]);
+    const pending = await t.db.query<{ n: string }>('SELECT count(*) AS n FROM klaviyo_aggregate_pending');
+    expect(Number(pending[0]?.n)).toBe(300);
+    await expectExact(t.db);
+    await runAggregation(t.db);
+    expect(await dimensionContractViolations(t.db)).toEqual([]);
+    expect(await dailyDimensionViolations(t.db)).toEqual([]);
+    await expectExact(t.db);
+  });
+
+  it('equal raw events after deletions, before and after their range is rebuilt', async () => {
+    await t.db.query(
+      `WITH gone AS (DELETE FROM klaviyo_events WHERE metric_id = $1 AND id LIKE 'a1%' RETURNING date_trunc('hour', "timestamp", 'UTC') AS hour)
+       INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket) SELECT DISTINCT $1, hour FROM gone ON CONFLICT DO NOTHING`,
+      [METRIC],
+    );
+    // Marked without pending rows: readers recount those hours; the aggregator recounts them too.
+    await expectExact(t.db);
+    await rebuildAggregates(t.db, { from: new Date('2024-10-18T00:00:00Z'), to: new Date('2024-11-14T00:00:00Z') });
+    expect(await dimensionContractViolations(t.db)).toEqual([]);
+    expect(await dailyDimensionViolations(t.db)).toEqual([]);
+    await expectExact(t.db);
+  });
+
+  it('recounts a marked hour without pending rows in the next batch', async () => {
+    await t.db.query(
+      `WITH gone AS (DELETE FROM klaviyo_events WHERE metric_id = $1 AND id LIKE 'a2%' RETURNING date_trunc('hour', "timestamp", 'UTC') AS hour)
+       INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket) SELECT DISTINCT $1, hour FROM gone ON CONFLICT DO NOTHING`,
+      [METRIC],
+    );
+    await runAggregation(t.db);
+    expect(await dimensionContractViolations(t.db)).toEqual([]);
+    expect(await dailyDimensionViolations(t.db)).toEqual([]);
+    await expectExact(t.db);
+  });
+
+  it('equal raw events after the rollups are truncated and rebuilt', async () => {
+    await t.db.query('TRUNCATE klaviyo_aggregated_metrics, klaviyo_profile_hours, klaviyo_dimension_rollups');
+    await rebuildAggregates(t.db);
+    expect(await dimensionContractViolations(t.db)).toEqual([]);
+    expect(await dailyDimensionViolations(t.db)).toEqual([]);
+    await expectExact(t.db);
+  });
+});
+
+describe('a dimension registered later', () => {
+  const t = useFreshDatabase();
+
+  it('is read from raw events until its backfill has run, then from its rollups', async () => {
+    await storeEvents(t.db, eventsOf(3, 800, 'b'));
+    await runAggregation(t.db);
+    await t.db.query(`DELETE FROM klaviyo_rollup_dimensions WHERE dimension = $1`, [FLOW]);
+    await t.db.query(`DELETE FROM klaviyo_dimension_rollups WHERE dimension = $1`, [FLOW]);
+    await expectExact(t.db, 'events');
+
+    // Registered with events stored: not ready. New events count for it from now on.
+    const backfill = backfillDimensions(t.db, { extraDimensions: [FLOW], chunkHours: 24 * 5 });
+    await storeEvents(t.db, eventsOf(4, 200, 'c'));
+    const result = await backfill;
+    expect(result.registered).toEqual([FLOW]);
+    expect(result.backfilled).toEqual([FLOW]);
+    await expectExact(t.db);
+    await runAggregation(t.db);
+    expect(await dimensionContractViolations(t.db)).toEqual([]);
+    expect(await dailyDimensionViolations(t.db)).toEqual([]);
+    await expectExact(t.db);
+  });
+});
+
+describe('cardinality', () => {
+  const t = useFreshDatabase();
+
+  it('leaves a key with too many values in an hour to raw events, says why, and still answers exactly', async () => {
+    const events: SimpleEvent[] = Array.from({ length: 60 }, (_, i) => ({
+      id: `u${i}`,
+      metricId: METRIC,
+      profileId: `p${i % 7}`,
+      at: new Date(Date.parse('2024-11-01T10:00:00Z') + i * 1000),
+      value: 1,
+      properties: { URL: `https://example.com/p/${i}`, [FLOW]: FLOWS[i % 2] },
+    }));
+    await storeEvents(t.db, events);
+    await runAggregation(t.db, { maxValuesPerHour: 20 });
+    const fallbacks = await t.db.query<{
+      metric_id: string;
+      dimension: string;
+      reason: string;
+      distinct_values: number;
+    }>(`SELECT metric_id, dimension, reason, distinct_values FROM klaviyo_dimension_fallbacks`);
+    expect(fallbacks).toEqual([{ metric_id: METRIC, dimension: 'URL', reason: 'cardinality', distinct_values: 60 }]);
+    const urlRows = await t.db.query(`SELECT 1 FROM klaviyo_dimension_rollups WHERE dimension = 'URL'`);
+    expect(urlRows).toEqual([]);
+    const { document, servedBy } = await queryMetricAggregates(
+      t.db,
+      {
+        data: {
+          type: 'metric-aggregate',
+          attributes: {
+            metric_id: METRIC,
+            measurements: ['count'],
+            interval: 'day',
+            by: ['URL'],
+            filter: ['greater-or-equal(datetime,2024-11-01T00:00:00)', 'less-than(datetime,2024-11-02T00:00:00)'],
+          },
+        },
+      },
+      { maxRangeDays: 366, baseUrl: '' },
+    );
+    expect(servedBy).toBe('events');
+    expect(document.data.attributes.data).toHaveLength(60);
+    // The other key of the same metric is still rolled up.
+    expect(await dimensionContractViolations(t.db)).toEqual([]);
+    expect(await dailyDimensionViolations(t.db)).toEqual([]);
+    const flowRows = await t.db.query(`SELECT 1 FROM klaviyo_dimension_rollups WHERE dimension = $1`, [FLOW]);
+    expect(flowRows).toHaveLength(2);
+  });
+
+  it('leaves a key with a value too long for an index key to raw events', async () => {
+    await storeEvents(t.db, [
+      {
+        id: 'long1',
+        metricId: OTHER,
+        profileId: 'p1',
+        at: '2024-11-01T10:00:00Z',
+        value: 1,
+        properties: { Subject: 'x'.repeat(3000) },
+      },
+    ]);
+    await runAggregation(t.db);
+    const fallbacks = await t.db.query<{ reason: string }>(
+      `SELECT reason FROM klaviyo_dimension_fallbacks WHERE metric_id = $1 AND dimension = 'Subject'`,
+      [OTHER],
+    );
+    expect(fallbacks).toEqual([{ reason: 'value_length' }]);
+  });
+});
