@@ -46,14 +46,10 @@ import {
  * library as the HTTP routes; items ingest cannot store are set aside in klaviyo_sync_rejects and the
  * rest of the page is stored. A stop (time budget, crash) loses at most the page in flight.
  */
-export interface SyncOptions {
-  readonly accountId: string;
-  readonly timeBudgetMs: number;
-  readonly lookbackMs: number;
-  readonly lookbackEveryMs: number;
-  readonly safetyLagMs: number;
-  readonly backfillMs: number;
-  readonly sliceMs: number;
+export interface SyncOptions extends Pick<
+  SyncSettings,
+  'accountId' | 'timeBudgetMs' | 'lookbackMs' | 'lookbackEveryMs' | 'safetyLagMs' | 'backfillMs' | 'sliceMs'
+> {
   readonly clock: Clock;
   /** How long the lease outlives a run that dies; default the budget plus two minutes. */
   readonly leaseTtlMs?: number;
