@@ -459,18 +459,7 @@ async function main(): Promise<void> {
       await sql.unsafe(
         `INSERT INTO klaviyo_events (${COPY_COLUMNS})
          VALUES ($1, $2::timestamptz, $3, $4, $5::numeric, $6, $7, $8, $9::jsonb, $10::jsonb) ON CONFLICT (id, "timestamp") DO NOTHING`,
-        [
-          e.id,
-          e.timestamp,
-          e.metricId,
-          e.profileId,
-          e.value,
-          e.valueCurrency,
-          e.uuid,
-          e.uniqueId,
-          JSON.stringify(e.properties),
-          JSON.stringify(e.rawData),
-        ],
+        [...eventCopyRow(e)],
       );
     }
     const naiveMs = performance.now() - naiveStart;

@@ -42,26 +42,15 @@ export const profile = httpHandler({ name: 'events-profile', scope: 'read' }, as
   }),
 }));
 
-/** GET /api/events/{id}/relationships/metric. */
-export const metricRelationship = httpHandler(
-  { name: 'events-metric-relationship', scope: 'read' },
-  async (request) => ({
+/** GET /api/events/{id}/relationships/metric and /relationships/profile: the related resource's identifier. */
+const relationshipHandler = (kind: 'metric' | 'profile') =>
+  httpHandler({ name: `events-${kind}-relationship`, scope: 'read' }, async (request) => ({
     status: 200,
-    body: await getEventRelationshipDocument(getDb(), request.pathParams.id ?? '', 'metric', {
+    body: await getEventRelationshipDocument(getDb(), request.pathParams.id ?? '', kind, {
       baseUrl: request.baseUrl,
       query: request.query,
     }),
-  }),
-);
+  }));
 
-/** GET /api/events/{id}/relationships/profile. */
-export const profileRelationship = httpHandler(
-  { name: 'events-profile-relationship', scope: 'read' },
-  async (request) => ({
-    status: 200,
-    body: await getEventRelationshipDocument(getDb(), request.pathParams.id ?? '', 'profile', {
-      baseUrl: request.baseUrl,
-      query: request.query,
-    }),
-  }),
-);
+export const metricRelationship = relationshipHandler('metric');
+export const profileRelationship = relationshipHandler('profile');
