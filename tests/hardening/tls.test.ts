@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../lib/config';
 import { createDb } from '../../lib/db';
@@ -39,7 +40,9 @@ describeOnPostgres('TLS to PostgreSQL, with libpq sslmode semantics', () => {
   let port: string;
 
   beforeAll(async () => {
-    certs = makeTestCertificates(join(__dirname, '..', '..', '.data', `tls-certs-${process.pid}`));
+    // Under the temp folder, not the clone: as root the server runs as the postgres user, which cannot
+    // read files inside a clone in a private folder (mode 0700).
+    certs = makeTestCertificates(join(tmpdir(), `klaviyo-analytics-tls-certs-${process.pid}`));
     server = await startOwnServer('tls', {
       ssl: 'on',
       ssl_cert_file: certs.serverCertFile,

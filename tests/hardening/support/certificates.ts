@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chownSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -51,7 +51,9 @@ function postgresOwner(): { uid: number; gid: number } | undefined {
 
 export function makeTestCertificates(dir: string): TestCertificates {
   rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  mkdirSync(dir, { recursive: true });
+  // Readable by the server's user whatever the umask; the key inside stays 0600.
+  chmodSync(dir, 0o755);
   selfSignedCa(dir, 'test-ca');
   selfSignedCa(dir, 'other-ca');
   writeFileSync(join(dir, 'server.ext'), 'subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\n');
