@@ -78,6 +78,18 @@ const FIGURES = `
   )`;
 
 /** Upserts CTE `figures`: added to what is stored when is_delta, set as a recount otherwise. */
+/** Recounted hours: rows whose value the hour's events no longer give (after `previous` and `figures`). */
+const DELETE_EMPTIED = `emptied AS (
+       DELETE FROM klaviyo_dimension_rollups r
+       USING previous p
+       WHERE r.metric_id = p.metric_id AND r.dimension = p.dimension AND r.bucket = p.bucket
+         AND r.dimension_value = p.dimension_value
+         AND NOT EXISTS (SELECT 1 FROM figures f
+                         WHERE f.metric_id = p.metric_id AND f.dimension = p.dimension
+                           AND f.bucket = p.bucket AND f.dimension_value = p.dimension_value)
+       RETURNING 1
+     )`;
+
 const WRITE_FIGURES = `
   added AS (
     INSERT INTO klaviyo_dimension_rollups AS r (metric_id, dimension, bucket, dimension_value, event_count, sum_value)
@@ -184,17 +196,7 @@ export async function applyDimensionBatch(
        JOIN klaviyo_dimension_rollups r ON r.metric_id = m.metric_id AND r.dimension = t.dimension AND r.bucket = m.bucket
        WHERE NOT m.has_pending
      ), ${WRITE_FIGURES},
-     emptied AS (
-       -- Recounted hours: rows whose value the hour's events no longer give.
-       DELETE FROM klaviyo_dimension_rollups r
-       USING previous p
-       WHERE r.metric_id = p.metric_id AND r.dimension = p.dimension AND r.bucket = p.bucket
-         AND r.dimension_value = p.dimension_value
-         AND NOT EXISTS (SELECT 1 FROM figures f
-                         WHERE f.metric_id = p.metric_id AND f.dimension = p.dimension
-                           AND f.bucket = p.bucket AND f.dimension_value = p.dimension_value)
-       RETURNING 1
-     )
+     ${DELETE_EMPTIED}
      SELECT (SELECT count(*) FROM added) + (SELECT count(*) FROM recounted) + (SELECT count(*) FROM emptied) AS changed,
             ${WIDE_JSON} AS wide`,
     [JSON.stringify(buckets.map((b) => ({ metric_id: b.metricId, bucket: b.bucket.toISOString() }))), maxValuesPerHour],
@@ -244,16 +246,7 @@ export async function rebuildDimensionRange(
        JOIN tracked t ON r.dimension = t.dimension
        WHERE r.bucket >= $1::timestamptz AND r.bucket < $3::timestamptz ${rollupMetricFilter}
      ), ${WRITE_FIGURES},
-     emptied AS (
-       DELETE FROM klaviyo_dimension_rollups r
-       USING previous p
-       WHERE r.metric_id = p.metric_id AND r.dimension = p.dimension AND r.bucket = p.bucket
-         AND r.dimension_value = p.dimension_value
-         AND NOT EXISTS (SELECT 1 FROM figures f
-                         WHERE f.metric_id = p.metric_id AND f.dimension = p.dimension
-                           AND f.bucket = p.bucket AND f.dimension_value = p.dimension_value)
-       RETURNING 1
-     )
+     ${DELETE_EMPTIED}
      SELECT (SELECT count(*) FROM added) + (SELECT count(*) FROM recounted) + (SELECT count(*) FROM emptied)
               + (SELECT count(*) FROM daily) AS changed,
             ${WIDE_JSON} AS wide`,

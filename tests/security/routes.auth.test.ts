@@ -1,7 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { parse } from 'yaml';
-import type { HttpHandler } from '../../lib/http/handler';
+import { deployedRoutes, type DeployedRoute as Route } from '../hardening/support/routes';
 import { useFreshDatabase } from '../support/database';
 import { apiEvent, invoke, type InvokeOptions } from '../support/http';
 import { TEST_KEYS } from '../support/setupEnv';
@@ -12,14 +9,6 @@ import { databaseChecksum } from './support/checksum';
  * without authentication fails this test. Only the health check and the local chart page are public.
  * Ingest routes need the write scope, every read route the read scope, and admin may do both.
  */
-interface Route {
-  readonly fn: string;
-  readonly method: string;
-  readonly path: string;
-  readonly handler: HttpHandler;
-}
-
-const ROOT = join(__dirname, '..', '..');
 const PUBLIC = new Set(['GET /api/health', 'GET /']);
 const WRITE = new Set([
   'POST /api/events',
@@ -29,25 +18,6 @@ const WRITE = new Set([
   'POST /api/profile-import',
   'POST /api/profile-bulk-import-jobs',
 ]);
-
-function deployedRoutes(): Route[] {
-  const doc = parse(readFileSync(join(ROOT, 'serverless.yml'), 'utf8')) as {
-    functions: Record<string, { handler: string; events?: { httpApi?: { method: string; path: string } }[] }>;
-  };
-  const out: Route[] = [];
-  for (const [fn, spec] of Object.entries(doc.functions)) {
-    const [file, exportName] = spec.handler.split(/\.(?=[^.]+$)/) as [string, string];
-    for (const event of spec.events ?? []) {
-      if (!event.httpApi) continue;
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const mod = require(join(ROOT, file)) as Record<string, HttpHandler>;
-      const handler = mod[exportName];
-      if (typeof handler !== 'function') throw new Error(`${spec.handler} is not exported`);
-      out.push({ fn, method: event.httpApi.method.toUpperCase(), path: event.httpApi.path, handler });
-    }
-  }
-  return out;
-}
 
 const routes = deployedRoutes();
 const protectedRoutes = routes.filter((r) => !PUBLIC.has(`${r.method} ${r.path}`));
