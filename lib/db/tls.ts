@@ -208,15 +208,27 @@ export async function openDatabaseSocket(
  * A socket that fails as a refused TCP connect does: 'error' with the cause, then 'close'.
  * postgres.js cleans a connection up (its queue, its retry) on the socket's 'close'; a socket
  * factory that rejects instead leaves the connection half-open, and later queries wait forever.
+ *
+ * It fails once postgres.js has written its StartupMessage to it, not before: postgres.js buffers
+ * that message until the next turn of the event loop, and a 'close' that comes first leaves it in the
+ * buffer (its close handler cancels the flush but keeps the bytes). The next connection then sends
+ * the stale message ahead of its own, the server reads a startup packet of the wrong length and
+ * waits, and every connect from then on times out: a warm client never recovered from a restart.
  */
 function failedSocket(err: unknown): Socket {
-  const stub = new Duplex({
-    read: () => undefined,
-    write: (_chunk, _encoding, done) => done(),
-  });
-  // After postgres.js has attached its listeners (it does so as soon as the factory resolves).
   // Kept as it is (its code says what failed), whichever realm made it.
   const cause = err !== null && typeof err === 'object' ? (err as Error) : new Error(String(err));
-  setImmediate(() => stub.destroy(cause));
+  const fail = () => {
+    if (!stub.destroyed) stub.destroy(cause);
+  };
+  const stub = new Duplex({
+    read: () => undefined,
+    write: (_chunk, _encoding, done) => {
+      done();
+      process.nextTick(fail);
+    },
+  });
+  // postgres.js always writes first; should a version not, the connect still fails, later.
+  setTimeout(fail, 1000).unref();
   return stub as unknown as Socket;
 }

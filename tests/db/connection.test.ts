@@ -1,3 +1,5 @@
+import { connect, createServer } from 'node:net';
+import { freePort } from '../../lib/db/embedded';
 import { createPostgresDb } from '../../lib/db/postgres';
 import { isTransientDbError } from '../../lib/db/errors';
 import { useFreshDatabase } from '../support/database';
@@ -70,6 +72,35 @@ describe('postgres.js driver', () => {
       expect(inTx).toEqual([{ one: 1 }]);
     } finally {
       await db.close();
+    }
+  });
+
+  it('connects once the server is back, after refused connects (a restart, a failover)', async () => {
+    const target = new URL(t.url);
+    const port = await freePort();
+    const db = createPostgresDb({
+      url: Object.assign(new URL(t.url), { port: String(port) }).toString(),
+      ...tuning,
+      poolMax: 1,
+      connectTimeoutSeconds: 3,
+    });
+    // Stands in for the restarted server: the same address, forwarding to the test server.
+    const server = createServer((client) => {
+      const upstream = connect(Number(target.port), target.hostname);
+      client.pipe(upstream).pipe(client);
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+    });
+    try {
+      // Several calls, each with its retries, while nothing listens: every connect is refused.
+      for (let i = 0; i < 3; i += 1) {
+        await expect(db.query('SELECT 1')).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+      }
+      await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+      expect(await db.query('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+    } finally {
+      await db.close();
+      server.close();
     }
   });
 
