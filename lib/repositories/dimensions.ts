@@ -179,7 +179,14 @@ export async function applyDimensionBatch(
        SELECT p.metric_id, p.bucket, e.properties, p.value, true AS is_delta
        FROM marked m
        JOIN klaviyo_aggregate_pending p ON p.account_id = $1 AND p.metric_id = m.metric_id AND p.bucket = m.bucket
-       JOIN klaviyo_events e ON e.account_id = $1 AND e.id = p.event_id AND e."timestamp" = p."timestamp"
+       -- One primary-key probe per pending row (OFFSET 0 keeps it a probe): without statistics on the
+       -- pending table (empty between batches) the planner once joined it as one pass over every event
+       -- of the account, once per pending row.
+       CROSS JOIN LATERAL (
+         SELECT e.properties FROM klaviyo_events e
+         WHERE e.account_id = $1 AND e.id = p.event_id AND e."timestamp" = p."timestamp"
+         OFFSET 0
+       ) e
        WHERE m.has_pending
        UNION ALL
        SELECT m.metric_id, m.bucket, e.properties, e.value, false

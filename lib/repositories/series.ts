@@ -125,10 +125,16 @@ const FROM_ROLLUPS = `
     SELECT width_bucket(e."timestamp", (SELECT $3::timestamptz[])) AS i, count(*) AS n, coalesce(sum(e.value), 0) AS s,
            count(DISTINCT e.profile_id) AS u
       FROM raw_hours r
-      JOIN klaviyo_events e
-        ON e.account_id = $1 AND e.metric_id = $2
-       AND e."timestamp" >= greatest(r.hour, $4::text::timestamptz)
-       AND e."timestamp" < least(r.hour + interval '1 hour', $5::text::timestamptz)
+     -- One index range scan per hour (OFFSET 0 keeps it from being flattened): as a join, without
+     -- fresh statistics, the planner once read the metric's events once and tested each of them
+     -- against every hour, past the statement timeout.
+     CROSS JOIN LATERAL (
+       SELECT e."timestamp", e.value, e.profile_id FROM klaviyo_events e
+        WHERE e.account_id = $1 AND e.metric_id = $2
+          AND e."timestamp" >= greatest(r.hour, $4::text::timestamptz)
+          AND e."timestamp" < least(r.hour + interval '1 hour', $5::text::timestamptz)
+       OFFSET 0
+     ) e
      GROUP BY 1
     UNION ALL
     SELECT width_bucket(p."timestamp", (SELECT $3::timestamptz[])) AS i, count(*) AS n, coalesce(sum(p.value), 0) AS s, 0 AS u
@@ -165,10 +171,14 @@ const FROM_LOOKBACKS = `
   ), fresh AS (
     SELECT r.i, count(*) AS n, coalesce(sum(e.value), 0) AS s, count(DISTINCT e.profile_id) AS u
       FROM raw_buckets r
-      JOIN klaviyo_events e
-        ON e.account_id = $1 AND e.metric_id = $2
-       AND e."timestamp" >= greatest((SELECT b FROM bounds)[r.i], $4::text::timestamptz)
-       AND e."timestamp" < least((SELECT b FROM bounds)[r.i + 1], $5::text::timestamptz)
+     -- One index range scan per bucket, as in FROM_ROLLUPS.
+     CROSS JOIN LATERAL (
+       SELECT e.value, e.profile_id FROM klaviyo_events e
+        WHERE e.account_id = $1 AND e.metric_id = $2
+          AND e."timestamp" >= greatest((SELECT b FROM bounds)[r.i], $4::text::timestamptz)
+          AND e."timestamp" < least((SELECT b FROM bounds)[r.i + 1], $5::text::timestamptz)
+       OFFSET 0
+     ) e
      WHERE r.i BETWEEN 1 AND $8
      GROUP BY r.i
   )${STORED_PLUS_FRESH}`;

@@ -1,7 +1,7 @@
 import { runAggregation } from '../../lib/app/aggregation';
 import { runScheduledAggregation } from '../../lib/app/scheduledAggregation';
 import type { Db, Row, SqlParam } from '../../lib/db/port';
-import { ensureAccount } from '../../lib/repositories/accounts';
+import { ensureAccount, getAccount, saveAccount } from '../../lib/repositories/accounts';
 import { tryLockAggregation } from '../../lib/repositories/aggregates';
 import { useFreshDatabase } from '../support/database';
 import { storeEvents } from '../support/events';
@@ -40,7 +40,22 @@ function recordingTakes(db: Db, taken: string[]): Db {
 }
 
 describe('aggregation per account', () => {
-  const t = useFreshDatabase({ setEnv: false });
+  const t = useFreshDatabase();
+
+  it('keeps an account row: saved with its name and secret, never changed by the implicit registrations', async () => {
+    const saved = await saveAccount(t.db, { accountId: A, displayName: 'Acme', klaviyoKeySecretId: 'klaviyo/acme' });
+    expect(saved).toMatchObject({ accountId: A, displayName: 'Acme', klaviyoKeySecretId: 'klaviyo/acme' });
+    await ensureAccount(t.db, A);
+    await storeEvents(t.db, events(9, 'a0', 1), A);
+    expect(await getAccount(t.db, A)).toEqual(saved);
+    // An account that only has marks gets its row from the aggregator, which locks it.
+    expect(await getAccount(t.db, 'acct-new')).toBeNull();
+    await storeEvents(t.db, events(10, 'n0', 1), 'acct-new');
+    await t.db.query(`DELETE FROM klaviyo_accounts WHERE account_id = 'acct-new'`);
+    expect(await runAggregation(t.db, 'acct-new', { timeBudgetMs: 60_000 })).toMatchObject({ status: 'done' });
+    expect(await getAccount(t.db, 'acct-new')).toMatchObject({ accountId: 'acct-new', displayName: null });
+    await expect(saveAccount(t.db, { accountId: 'not an id' })).rejects.toMatchObject({ code: '23514' });
+  });
 
   it('one account holding its lock does not block another; each account gets exactly its own events', async () => {
     await storeEvents(t.db, events(1, 'a', 6), A);

@@ -165,7 +165,8 @@ async function checkUsable(db: Db, base: number): Promise<void> {
   await upsertMetrics(db, other, [{ id: 'm1', isStub: true }]);
   const event: NewEvent = {
     id: 'e1',
-    timestamp: new Date(base + 1000).toISOString(),
+    // The 'default' account's e1 (populateAt0009): the same id and time.
+    timestamp: new Date(base + HOUR + 1000).toISOString(),
     metricId: 'm1',
     profileId: null,
     value: '1000',

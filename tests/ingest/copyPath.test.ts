@@ -188,7 +188,7 @@ describe('ingest: the COPY path and the JSON path', () => {
     const copies = viaDefault.db.driver === 'postgres';
     expect(seen.copiedInto).toEqual(copies ? ['klaviyo_profiles', 'klaviyo_events'] : []);
     expect(
-      seen.statements.some((s) => s.includes('jsonb_to_recordset($1::jsonb) AS r(\n         id text, ts timestamptz')),
+      seen.statements.some((s) => s.includes('jsonb_to_recordset($2::jsonb) AS r(\n         id text, ts timestamptz')),
     ).toBe(!copies);
     // New events go in without a read of the stored keys first.
     expect(seen.statements.some((s) => s.includes('WITH ORDINALITY AS k(key, position)'))).toBe(false);
