@@ -178,10 +178,14 @@ export async function applyDimensionBatch(
      ), counted AS MATERIALIZED (
        SELECT p.metric_id, p.bucket, e.properties, p.value, true AS is_delta
        FROM marked m
-       JOIN klaviyo_aggregate_pending p ON p.account_id = $1 AND p.metric_id = m.metric_id AND p.bucket = m.bucket
-       -- One primary-key probe per pending row (OFFSET 0 keeps it a probe): without statistics on the
-       -- pending table (empty between batches) the planner once joined it as one pass over every event
-       -- of the account, once per pending row.
+       -- The hour's pending rows, then one primary-key probe per pending row (OFFSET 0 keeps both
+       -- probes): without statistics on the pending table (empty between batches) the planner once
+       -- joined all of the account's pending rows with the events before it joined the marked hours.
+       CROSS JOIN LATERAL (
+         SELECT p.metric_id, p.bucket, p.event_id, p."timestamp", p.value FROM klaviyo_aggregate_pending p
+         WHERE p.account_id = $1 AND p.metric_id = m.metric_id AND p.bucket = m.bucket
+         OFFSET 0
+       ) p
        CROSS JOIN LATERAL (
          SELECT e.properties FROM klaviyo_events e
          WHERE e.account_id = $1 AND e.id = p.event_id AND e."timestamp" = p."timestamp"
