@@ -1,4 +1,6 @@
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
+import { randomUUID } from 'node:crypto';
+import { config } from '../lib/config';
 import { getDb } from '../lib/db';
 import { HttpError } from '../lib/klaviyo/errors';
 import { httpHandler, type HttpHandler, type HttpResult } from '../lib/http/handler';
@@ -10,14 +12,20 @@ import {
   ingestResultDocument,
   upsertMetricsDocument,
   upsertProfilesDocument,
+  enqueueIngest,
+  queueReceiptDocument,
   type IngestCounts,
+  type QueuedKind,
+  type QueueReceipt,
 } from '../lib/app/ingest';
 import {
   bulkImportProfilesDocument,
   createProfileDocument,
   importProfileDocument,
+  queueBulkImportProfilesDocument,
 } from '../lib/app/profileWriteDocuments';
 import type { LogFields } from '../lib/log';
+import { getIngestQueue } from '../lib/queue/sqs';
 
 /**
  * The ingest Lambda: POST /api/events (a page of Klaviyo events, or Klaviyo's Create Event),
@@ -25,6 +33,11 @@ import type { LogFields } from '../lib/log';
  * POST /api/profile-bulk-import-jobs, POST /api/metrics and POST /api/event-bulk-create-jobs.
  * Klaviyo's own write shapes answer as Klaviyo does (202 with an empty body for events, the profile
  * with 201 or 200, the job with 202); pages answer 200 with an ingest-result.
+ *
+ * In queue mode (INGEST_MODE=queue, docs/queue.md) the same requests are validated the same way, then
+ * put on the ingest queue: events, pages and jobs answer 202 (pages with an ingest-receipt), and the
+ * ingestConsumer function writes them. Create Profile and Create or Update Profile stay synchronous in
+ * both modes: their answer is the stored profile, which only the write can tell.
  */
 function counted(fields: LogFields, counts: IngestCounts): IngestCounts {
   Object.assign(fields, counts);
@@ -33,16 +46,44 @@ function counted(fields: LogFields, counts: IngestCounts): IngestCounts {
 
 const ok = (counts: IngestCounts): HttpResult => ({ status: 200, body: ingestResultDocument(counts) });
 const accepted: HttpResult = { status: 202 };
+const receipt = (r: QueueReceipt): HttpResult => ({ status: 202, body: queueReceiptDocument(r) });
+
+const queueMode = () => config().ingest.mode === 'queue';
+
+/** Where and as whom a queued request goes: this deployment's account, the request's id. */
+function queueContext(request: HttpRequest) {
+  const cfg = config();
+  return {
+    accountId: cfg.sync.accountId,
+    requestId: request.requestId || randomUUID(),
+    maxMessageBytes: cfg.ingest.queue?.maxBytes ?? 0,
+  };
+}
+
+async function enqueued(
+  kind: QueuedKind,
+  request: HttpRequest,
+  body: unknown,
+  fields: LogFields,
+): Promise<QueueReceipt> {
+  const r = await enqueueIngest(getIngestQueue(), kind, body, queueContext(request));
+  fields.mode = 'queue';
+  fields.received = r.received;
+  fields.messages = r.messages;
+  return r;
+}
 
 async function events(request: HttpRequest, fields: LogFields): Promise<HttpResult> {
   const body = request.json();
   const data = body !== null && typeof body === 'object' ? (body as { data?: unknown }).data : undefined;
   if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
     fields.shape = 'create-event';
-    counted(fields, await createEvent(getDb(), body));
+    if (queueMode()) await enqueued('create-event', request, body, fields);
+    else counted(fields, await createEvent(getDb(), body));
     return accepted;
   }
   fields.shape = 'events-page';
+  if (queueMode()) return receipt(await enqueued('events-page', request, body, fields));
   return ok(counted(fields, await ingestEventsPage(getDb(), body)));
 }
 
@@ -55,6 +96,7 @@ async function profiles(request: HttpRequest, fields: LogFields): Promise<HttpRe
   const body = request.json();
   if (!isOneResource(body)) {
     fields.shape = 'profiles-page';
+    if (queueMode()) return receipt(await enqueued('profiles', request, body, fields));
     return ok(counted(fields, await upsertProfilesDocument(getDb(), body)));
   }
   fields.shape = 'create-profile';
@@ -67,6 +109,17 @@ async function profileImport(request: HttpRequest): Promise<HttpResult> {
 }
 
 async function profileBulkImport(request: HttpRequest, fields: LogFields): Promise<HttpResult> {
+  if (queueMode()) {
+    const queued = await queueBulkImportProfilesDocument(
+      getIngestQueue(),
+      request.json(),
+      request.query,
+      queueContext(request),
+    );
+    fields.mode = 'queue';
+    fields.received = queued.totalCount;
+    return { status: 202, body: queued.document };
+  }
   const { totalCount, document } = await bulkImportProfilesDocument(getDb(), request.json(), request.query);
   fields.received = totalCount;
   return { status: 202, body: document };
@@ -80,13 +133,15 @@ const routes: Record<string, HttpHandler> = {
     { name: 'ingest-profile-bulk-import', scope: 'write' },
     profileBulkImport,
   ),
-  '/api/metrics': httpHandler({ name: 'ingest-metrics', scope: 'write' }, async (request, fields) =>
-    ok(counted(fields, await upsertMetricsDocument(getDb(), request.json()))),
-  ),
+  '/api/metrics': httpHandler({ name: 'ingest-metrics', scope: 'write' }, async (request, fields) => {
+    if (queueMode()) return receipt(await enqueued('metrics', request, request.json(), fields));
+    return ok(counted(fields, await upsertMetricsDocument(getDb(), request.json())));
+  }),
   '/api/event-bulk-create-jobs': httpHandler(
     { name: 'ingest-bulk-create', scope: 'write' },
     async (request, fields) => {
-      counted(fields, await bulkCreateEvents(getDb(), request.json()));
+      if (queueMode()) await enqueued('bulk-create', request, request.json(), fields);
+      else counted(fields, await bulkCreateEvents(getDb(), request.json()));
       return accepted;
     },
   ),
