@@ -117,11 +117,10 @@ describeOnce('the ingest queue in the packaged template (docs/queue.md)', () => 
     template = packageStage({ DB_AUTH: 'iam' });
   }, 180_000);
 
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- CloudFormation properties, read freely
+  type AnyProperties = Record<string, any>;
   const resource = (type: string) =>
-    Object.entries(template.Resources).filter(([, r]) => r.Type === type) as [
-      string,
-      { Properties: Record<string, any> },
-    ][]; // eslint-disable-line @typescript-eslint/no-explicit-any
+    Object.entries(template.Resources).filter(([, r]) => r.Type === type) as [string, { Properties: AnyProperties }][];
 
   it('the consumer: SQS event source with a batch window, partial batch failures, and as many writers as it has reserved', () => {
     const [mapping] = resource('AWS::Lambda::EventSourceMapping').map(([, r]) => r.Properties);
@@ -138,7 +137,7 @@ describeOnce('the ingest queue in the packaged template (docs/queue.md)', () => 
   });
 
   it('the queue: visibility timeout at least 6x the consumer timeout, a dead-letter queue, messages of the configured size', () => {
-    const queue = template.Resources.IngestQueue?.Properties as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+    const queue = template.Resources.IngestQueue?.Properties as AnyProperties;
     const consumer = template.Resources.IngestConsumerLambdaFunction?.Properties as LambdaResource['Properties'];
     expect(Number(queue.VisibilityTimeout)).toBeGreaterThanOrEqual(6 * Number(consumer.Timeout));
     expect(queue.RedrivePolicy).toMatchObject({
