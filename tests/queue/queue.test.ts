@@ -1,4 +1,9 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { SendMessageCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import Ajv2020 from 'ajv/dist/2020';
+import addFormats from 'ajv-formats';
+import { parse } from 'yaml';
 import type { SQSEvent } from 'aws-lambda';
 import { handler as ingest } from '../../functions/ingest';
 import { handler as consumer } from '../../functions/ingestConsumer';
@@ -18,6 +23,17 @@ import { eventsPage } from '../ingest/helpers';
  */
 
 const MAX_BYTES = 16_384;
+
+/** openapi.yaml's schema of a queued page's answer (the openapi test runs the synchronous mode). */
+function receiptSchemaCheck(): (body: unknown) => boolean {
+  const doc: unknown = parse(readFileSync(join(__dirname, '..', '..', 'openapi.yaml'), 'utf8'));
+  const ajv = new Ajv2020({ strict: false });
+  addFormats(ajv);
+  ajv.addSchema(doc as object, 'openapi');
+  const validate = ajv.getSchema('openapi#/components/schemas/IngestReceiptDocument');
+  if (!validate) throw new Error('openapi.yaml has no IngestReceiptDocument');
+  return (body) => validate(body) as boolean;
+}
 const MAX_RECEIVES = 2;
 
 const post = (path: string, body: unknown, query?: Record<string, string>) =>
@@ -122,6 +138,7 @@ describe('queue mode: POST 202, then the consumer stores it', () => {
       attributes: { status: 'queued', received: 300 },
     });
     expect(accepted.body.data.attributes.messages).toBeGreaterThan(1);
+    expect(receiptSchemaCheck()(accepted.body)).toBe(true);
     // Nothing is written before the consumer runs.
     expect((await tableCounts(t.db)).events).toBe(0);
     const waiting = await queueDepth(queues.client, queues.queueUrl);
