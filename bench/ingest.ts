@@ -180,6 +180,8 @@ async function loadHandler(databaseUrl: string): Promise<HttpHandler> {
   process.env.API_KEYS = `write:${hashApiKey(API_KEY)}`;
   // One connection per invocation in flight, as that many Lambda containers would each hold one.
   process.env.DB_POOL_MAX = String(Math.max(CONCURRENCY, ...CONSUMERS));
+  // As deployed, a batch of the consumer may take longer than the 3 s default (serverless.yml gives it 45 s).
+  process.env.DB_STATEMENT_TIMEOUT_MS ??= '45000';
   setLogLevel('warn');
   const mod = (await import('../functions/ingest')) as { handler: HttpHandler };
   return mod.handler;
