@@ -15,5 +15,5 @@ export {
 } from './setAside';
 export { createProfile, importProfile, bulkImportProfiles } from './profileWrites';
 export { enqueueIngest, queueReceiptDocument, type EnqueueContext, type QueueReceipt } from './enqueue';
-export { consumeIngestBatch, type ConsumeOutcome, type ReceivedMessage } from './consume';
+export { consumeIngestBatch, type ReceivedMessage } from './consume';
 export type { QueuedKind } from './queueMessages';
