@@ -13,29 +13,29 @@ export interface QueueReject {
 
 /**
  * One row per message, however often it is received: a redelivery counts up and keeps the latest
- * reason. Set-based: one statement for every reject of a batch.
+ * reason. Set-based: one statement per account (each statement touches one account's rows).
  */
 export async function recordQueueRejects(db: Db, rejects: readonly QueueReject[]): Promise<void> {
-  if (rejects.length === 0) return;
-  const byKey = new Map<string, QueueReject>();
-  for (const r of rejects) byKey.set(`${r.accountId}\u0000${r.messageId}`, r);
-  const rows = [...byKey.entries()]
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([, r]) => ({
-      account_id: r.accountId,
-      message_id: r.messageId,
-      kind: r.kind,
-      code: r.code,
-      reason: r.reason,
-      body: r.body,
-    }));
-  await db.query(
-    `INSERT INTO klaviyo_queue_rejects AS r (account_id, message_id, kind, code, reason, body)
-     SELECT x.account_id, x.message_id, x.kind, x.code, x.reason, x.body
-       FROM jsonb_to_recordset($1::jsonb) AS x(account_id text, message_id text, kind text, code text, reason text, body text)
-     ON CONFLICT (account_id, message_id) DO UPDATE SET
-       kind = excluded.kind, code = excluded.code, reason = excluded.reason, body = excluded.body,
-       receive_count = r.receive_count + 1, last_seen_at = now()`,
-    [JSON.stringify(rows)],
-  );
+  const byAccount = new Map<string, Map<string, QueueReject>>();
+  for (const r of rejects) {
+    const messages = byAccount.get(r.accountId) ?? new Map<string, QueueReject>();
+    messages.set(r.messageId, r);
+    byAccount.set(r.accountId, messages);
+  }
+  for (const accountId of [...byAccount.keys()].sort()) {
+    const messages = byAccount.get(accountId) as Map<string, QueueReject>;
+    const rows = [...messages.keys()].sort().map((messageId) => {
+      const r = messages.get(messageId) as QueueReject;
+      return { message_id: messageId, kind: r.kind, code: r.code, reason: r.reason, body: r.body };
+    });
+    await db.query(
+      `INSERT INTO klaviyo_queue_rejects AS r (account_id, message_id, kind, code, reason, body)
+       SELECT $1, x.message_id, x.kind, x.code, x.reason, x.body
+         FROM jsonb_to_recordset($2::jsonb) AS x(message_id text, kind text, code text, reason text, body text)
+       ON CONFLICT (account_id, message_id) DO UPDATE SET
+         kind = excluded.kind, code = excluded.code, reason = excluded.reason, body = excluded.body,
+         receive_count = r.receive_count + 1, last_seen_at = now()`,
+      [accountId, JSON.stringify(rows)],
+    );
+  }
 }
