@@ -25,6 +25,7 @@ import {
   queueBulkImportProfilesDocument,
 } from '../lib/app/profileWriteDocuments';
 import type { LogFields } from '../lib/log';
+import type { Caller } from '../lib/http/auth';
 import { getIngestQueue } from '../lib/queue/sqs';
 
 /**
@@ -35,9 +36,10 @@ import { getIngestQueue } from '../lib/queue/sqs';
  * with 201 or 200, the job with 202); pages answer 200 with an ingest-result.
  *
  * In queue mode (INGEST_MODE=queue, docs/queue.md) the same requests are validated the same way, then
- * put on the ingest queue: events, pages and jobs answer 202 (pages with an ingest-receipt), and the
- * ingestConsumer function writes them. Create Profile and Create or Update Profile stay synchronous in
- * both modes: their answer is the stored profile, which only the write can tell.
+ * put on the ingest queue with the caller's account: events, pages and jobs answer 202 (pages with an
+ * ingest-receipt), and the ingestConsumer function writes them as that account. Create Profile and
+ * Create or Update Profile stay synchronous in both modes: their answer is the stored profile, which
+ * only the write can tell.
  */
 function counted(fields: LogFields, counts: IngestCounts): IngestCounts {
   Object.assign(fields, counts);
@@ -50,41 +52,41 @@ const receipt = (r: QueueReceipt): HttpResult => ({ status: 202, body: queueRece
 
 const queueMode = () => config().ingest.mode === 'queue';
 
-/** Where and as whom a queued request goes: this deployment's account, the request's id. */
-function queueContext(request: HttpRequest) {
-  const cfg = config();
+/** Where and as whom a queued request goes: the caller's account, the request's id. */
+function queueContext(request: HttpRequest, accountId: string) {
   return {
-    accountId: cfg.sync.accountId,
+    accountId,
     requestId: request.requestId || randomUUID(),
-    maxMessageBytes: cfg.ingest.queue?.maxBytes ?? 0,
+    maxMessageBytes: config().ingest.queue?.maxBytes ?? 0,
   };
 }
 
 async function enqueued(
   kind: QueuedKind,
   request: HttpRequest,
+  accountId: string,
   body: unknown,
   fields: LogFields,
 ): Promise<QueueReceipt> {
-  const r = await enqueueIngest(getIngestQueue(), kind, body, queueContext(request));
+  const r = await enqueueIngest(getIngestQueue(), kind, body, queueContext(request, accountId));
   fields.mode = 'queue';
   fields.received = r.received;
   fields.messages = r.messages;
   return r;
 }
 
-async function events(request: HttpRequest, fields: LogFields): Promise<HttpResult> {
+async function events(request: HttpRequest, fields: LogFields, { accountId }: Caller): Promise<HttpResult> {
   const body = request.json();
   const data = body !== null && typeof body === 'object' ? (body as { data?: unknown }).data : undefined;
   if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
     fields.shape = 'create-event';
-    if (queueMode()) await enqueued('create-event', request, body, fields);
-    else counted(fields, await createEvent(getDb(), body));
+    if (queueMode()) await enqueued('create-event', request, accountId, body, fields);
+    else counted(fields, await createEvent(getDb(), accountId, body));
     return accepted;
   }
   fields.shape = 'events-page';
-  if (queueMode()) return receipt(await enqueued('events-page', request, body, fields));
-  return ok(counted(fields, await ingestEventsPage(getDb(), body)));
+  if (queueMode()) return receipt(await enqueued('events-page', request, accountId, body, fields));
+  return ok(counted(fields, await ingestEventsPage(getDb(), accountId, body)));
 }
 
 function isOneResource(body: unknown): boolean {
@@ -92,35 +94,35 @@ function isOneResource(body: unknown): boolean {
   return data !== null && typeof data === 'object' && !Array.isArray(data);
 }
 
-async function profiles(request: HttpRequest, fields: LogFields): Promise<HttpResult> {
+async function profiles(request: HttpRequest, fields: LogFields, { accountId }: Caller): Promise<HttpResult> {
   const body = request.json();
   if (!isOneResource(body)) {
     fields.shape = 'profiles-page';
-    if (queueMode()) return receipt(await enqueued('profiles', request, body, fields));
-    return ok(counted(fields, await upsertProfilesDocument(getDb(), body)));
+    if (queueMode()) return receipt(await enqueued('profiles', request, accountId, body, fields));
+    return ok(counted(fields, await upsertProfilesDocument(getDb(), accountId, body)));
   }
   fields.shape = 'create-profile';
-  return { status: 201, body: await createProfileDocument(getDb(), body, request) };
+  return { status: 201, body: await createProfileDocument(getDb(), accountId, body, request) };
 }
 
-async function profileImport(request: HttpRequest): Promise<HttpResult> {
-  const { created, document } = await importProfileDocument(getDb(), request.json(), request);
+async function profileImport(request: HttpRequest, _fields: LogFields, { accountId }: Caller): Promise<HttpResult> {
+  const { created, document } = await importProfileDocument(getDb(), accountId, request.json(), request);
   return { status: created ? 201 : 200, body: document };
 }
 
-async function profileBulkImport(request: HttpRequest, fields: LogFields): Promise<HttpResult> {
+async function profileBulkImport(request: HttpRequest, fields: LogFields, { accountId }: Caller): Promise<HttpResult> {
   if (queueMode()) {
     const queued = await queueBulkImportProfilesDocument(
       getIngestQueue(),
       request.json(),
       request.query,
-      queueContext(request),
+      queueContext(request, accountId),
     );
     fields.mode = 'queue';
     fields.received = queued.totalCount;
     return { status: 202, body: queued.document };
   }
-  const { totalCount, document } = await bulkImportProfilesDocument(getDb(), request.json(), request.query);
+  const { totalCount, document } = await bulkImportProfilesDocument(getDb(), accountId, request.json(), request.query);
   fields.received = totalCount;
   return { status: 202, body: document };
 }
@@ -133,15 +135,15 @@ const routes: Record<string, HttpHandler> = {
     { name: 'ingest-profile-bulk-import', scope: 'write' },
     profileBulkImport,
   ),
-  '/api/metrics': httpHandler({ name: 'ingest-metrics', scope: 'write' }, async (request, fields) => {
-    if (queueMode()) return receipt(await enqueued('metrics', request, request.json(), fields));
-    return ok(counted(fields, await upsertMetricsDocument(getDb(), request.json())));
+  '/api/metrics': httpHandler({ name: 'ingest-metrics', scope: 'write' }, async (request, fields, caller) => {
+    if (queueMode()) return receipt(await enqueued('metrics', request, caller.accountId, request.json(), fields));
+    return ok(counted(fields, await upsertMetricsDocument(getDb(), caller.accountId, request.json())));
   }),
   '/api/event-bulk-create-jobs': httpHandler(
     { name: 'ingest-bulk-create', scope: 'write' },
-    async (request, fields) => {
-      if (queueMode()) await enqueued('bulk-create', request, request.json(), fields);
-      else counted(fields, await bulkCreateEvents(getDb(), request.json()));
+    async (request, fields, caller) => {
+      if (queueMode()) await enqueued('bulk-create', request, caller.accountId, request.json(), fields);
+      else counted(fields, await bulkCreateEvents(getDb(), caller.accountId, request.json()));
       return accepted;
     },
   ),

@@ -5,9 +5,11 @@
 -- service, or a row the database refuses (text PostgreSQL cannot hold, a value out of range). The
 -- consumer reports such a message as failed, so SQS moves it to the dead-letter queue after
 -- maxReceiveCount receives, and records it here each time: an operator sees what and why without
--- reading the queue, and can replay the body. Keyed by account first, then SQS's message id (stable
--- across receives, so a redelivery updates its row instead of adding one). The body is text, not
--- jsonb: what made it unstorable (a NUL) would refuse jsonb too.
+-- reading the queue, and can replay the body. Keyed by account first (the message's account, as
+-- migration 0010 keys every table), then SQS's message id (stable across receives, so a redelivery
+-- updates its row instead of adding one). No foreign key to klaviyo_accounts: a message too broken to
+-- name its account is recorded under 'unknown'. The body is text, not jsonb: what made it unstorable
+-- (a NUL) would refuse jsonb too.
 CREATE TABLE klaviyo_queue_rejects (
     account_id        text         NOT NULL,
     message_id        text         NOT NULL,

@@ -166,11 +166,15 @@ export async function batchBookkeeping(
       if (index % 2 === 0) {
         await db.transaction(async (tx) => {
           if (!tx.copyRows) throw new Error('the bench needs the postgres.js driver (COPY)');
-          await tx.copyRows('klaviyo_events', EVENT_COLUMNS, events.map(eventCopyRow));
+          await tx.copyRows(
+            'klaviyo_events',
+            EVENT_COLUMNS,
+            events.map((e) => eventCopyRow('default', e)),
+          );
         });
         if (timed) result.copyMs += performance.now() - t0;
       } else {
-        await db.transaction((tx) => insertEvents(tx, events));
+        await db.transaction((tx) => insertEvents(tx, 'default', events));
         if (timed) result.eventsMs += performance.now() - t0;
       }
       if (timed) result.batches += 1;

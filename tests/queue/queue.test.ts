@@ -150,12 +150,35 @@ describe('queue mode: POST 202, then the consumer stores it', () => {
 
     const reference: TestDatabase = await freshDatabase({ setEnv: false });
     try {
-      await ingestEventsPage(reference.db, page);
+      await ingestEventsPage(reference.db, 'default', page);
       expect(await eventContents(t.db)).toBe(await eventContents(reference.db));
       expect(await tableCounts(t.db)).toEqual(await tableCounts(reference.db));
     } finally {
       await reference.drop();
     }
+  });
+
+  it("carries the caller's account in every message, and the consumer writes as that account", async () => {
+    const page = eventsPage({ events: 60, prefix: 'acct', metrics: 2, profiles: 6 });
+    const asAcme = await invoke(ingest, {
+      method: 'POST',
+      path: '/api/events',
+      body: page,
+      key: 'admin',
+      headers: { 'x-account-id': 'acme' },
+    });
+    expect(asAcme.status).toBe(202);
+    // The same page for the default account, in the same batches: two accounts, two transactions.
+    expect((await post('/api/events', page)).status).toBe(202);
+    startConsuming();
+    await drained();
+    const byAccount = await t.db.query<{ account_id: string; n: string }>(
+      `SELECT account_id, count(*) AS n FROM klaviyo_events WHERE id LIKE 'acct%' GROUP BY account_id ORDER BY account_id`,
+    );
+    expect(byAccount).toEqual([
+      { account_id: 'acme', n: '60' },
+      { account_id: 'default', n: '60' },
+    ]);
   });
 
   it('refuses bad input synchronously with its pointer and enqueues nothing', async () => {

@@ -184,7 +184,7 @@ function added(a: IngestCounts, b: IngestCounts): IngestCounts {
  * the pages' events (one COPY), then Klaviyo's write shapes and profile imports (which resolve
  * profiles by identifier, so they come after the pages' profiles exist).
  */
-async function writeMessages(tx: Db, batch: readonly Valid[]): Promise<IngestCounts> {
+async function writeMessages(tx: Db, accountId: string, batch: readonly Valid[]): Promise<IngestCounts> {
   const metrics: MetricUpsert[] = [];
   const profiles: ProfileUpsert[] = [];
   const events: NewEvent[] = [];
@@ -221,6 +221,7 @@ async function writeMessages(tx: Db, batch: readonly Valid[]): Promise<IngestCou
     metrics.length > 0
       ? await upsertMetrics(
           tx,
+          accountId,
           newestById(metrics, (x) => (x.isStub ? null : x.updated)),
         )
       : undefined;
@@ -228,10 +229,11 @@ async function writeMessages(tx: Db, batch: readonly Valid[]): Promise<IngestCou
     profiles.length > 0
       ? await upsertProfiles(
           tx,
+          accountId,
           newestById(profiles, (x) => (x.isStub ? null : x.updated)),
         )
       : undefined;
-  const e = events.length > 0 ? await insertEvents(tx, events.sort(byIdThenTime)) : undefined;
+  const e = events.length > 0 ? await insertEvents(tx, accountId, events.sort(byIdThenTime)) : undefined;
   let counts: IngestCounts = {
     received: received,
     inserted: e?.inserted ?? 0,
@@ -239,9 +241,9 @@ async function writeMessages(tx: Db, batch: readonly Valid[]): Promise<IngestCou
     metrics_upserted: m?.written ?? 0,
     profiles_upserted: p?.written ?? 0,
   };
-  if (entries.length > 0) counts = added(counts, await writeKlaviyoEvents(tx, entries));
+  if (entries.length > 0) counts = added(counts, await writeKlaviyoEvents(tx, accountId, entries));
   if (imports.length > 0) {
-    await writeBulkImportProfiles(tx, imports);
+    await writeBulkImportProfiles(tx, accountId, imports);
     counts = added(counts, { ...ZERO, profiles_upserted: imports.length });
   }
   return counts;
@@ -290,9 +292,9 @@ export async function consumeIngestMessages(
   // One transaction per account: each writes as its account, and the accounts' rows never meet.
   const accounts = new Map<string, Valid[]>();
   for (const v of valid) accounts.set(v.accountId, [...(accounts.get(v.accountId) ?? []), v]);
-  for (const group of accounts.values()) {
+  for (const [accountId, group] of accounts) {
     try {
-      counts = added(counts, await db.transaction((tx) => writeMessages(tx, group)));
+      counts = added(counts, await db.transaction((tx) => writeMessages(tx, accountId, group)));
       stored += group.length;
       if (path === 'none') path = 'batch';
       continue;
@@ -312,7 +314,7 @@ export async function consumeIngestMessages(
     path = 'one-by-one';
     for (const v of group) {
       try {
-        counts = added(counts, await db.transaction((tx) => writeMessages(tx, [v])));
+        counts = added(counts, await db.transaction((tx) => writeMessages(tx, accountId, [v])));
         stored += 1;
       } catch (err) {
         onError(err, 'message');
