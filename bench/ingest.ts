@@ -33,6 +33,13 @@
  *    COPY. And from the staged pages of 5, the ceiling one page at a time: the one-stream COPY's
  *    time for 1000 rows against a page's JSON.parse and events statements alone.
  *
+ * 7. the queue consumer (docs/queue.md): the same pages split into queue messages as the ingest route
+ *    splits them (BENCH_QUEUE_MESSAGE_BYTES, default 262,144: SQS's classic limit), in SQS batches of
+ *    BENCH_BATCH_MESSAGES messages (default 10), written by the ingestConsumer handler in-process with
+ *    1, 2 and 3 batches in flight (BENCH_CONSUMERS, default 1,2,3), each run into emptied tables
+ *    (events, profiles, metrics and the bookkeeping), against the one-stream COPY above. Then what
+ *    the bookkeeping adds to a batch's COPY, as 6 does for a page.
+ *
  * BENCH_PROFILES_FIRST=1 stores every profile before the clock starts, as a sync that reads Klaviyo's
  * profiles stream before its events does: the pages then bring no new profiles, only known ones.
  *
@@ -64,6 +71,7 @@ import { upsertMetrics } from '../lib/repositories/metrics';
 import { upsertProfiles } from '../lib/repositories/profiles';
 import { intFromEnv } from './support/env';
 import { benchCommand, writeBenchResult } from './support/results';
+import { batchBookkeeping, prepareBatches, runConsumers, type ConsumerRun } from './support/consumer';
 
 const ROOT = resolve(__dirname, '..');
 const DATA_DIR = join(ROOT, '.data', 'bench-ingest');
@@ -79,6 +87,16 @@ const STAGE_EVERY = intFromEnv('BENCH_STAGE_EVERY', 50, 2);
 const CONCURRENCY = intFromEnv('BENCH_CONCURRENCY', 1);
 const PROFILES_FIRST = process.env.BENCH_PROFILES_FIRST === '1';
 const BOOKKEEPING_PAGES = intFromEnv('BENCH_BOOKKEEPING_PAGES', 200, 2);
+const CONSUMERS = (process.env.BENCH_CONSUMERS ?? '1,2,3')
+  .split(',')
+  .filter((c) => c.trim() !== '')
+  .map((c) => {
+    const n = Number(c);
+    if (!Number.isSafeInteger(n) || n < 1) throw new Error(`BENCH_CONSUMERS takes whole numbers, not "${c}"`);
+    return n;
+  });
+const BATCH_MESSAGES = intFromEnv('BENCH_BATCH_MESSAGES', 10);
+const QUEUE_MESSAGE_BYTES = intFromEnv('BENCH_QUEUE_MESSAGE_BYTES', 262_144, 16_384);
 
 const STAGES = [
   'JSON.parse',
@@ -162,7 +180,9 @@ async function loadHandler(databaseUrl: string): Promise<HttpHandler> {
   process.env.DATABASE_URL = databaseUrl;
   process.env.API_KEYS = `write:${hashApiKey(API_KEY)}`;
   // One connection per invocation in flight, as that many Lambda containers would each hold one.
-  process.env.DB_POOL_MAX = String(CONCURRENCY);
+  process.env.DB_POOL_MAX = String(Math.max(CONCURRENCY, ...CONSUMERS));
+  // As deployed, a batch of the consumer may take longer than the 3 s default (serverless.yml gives it 45 s).
+  process.env.DB_STATEMENT_TIMEOUT_MS ??= '45000';
   setLogLevel('warn');
   const mod = (await import('../functions/ingest')) as { handler: HttpHandler };
   return mod.handler;
@@ -507,6 +527,36 @@ async function main(): Promise<void> {
       }
       lines.close();
     }
+
+    // 7. The queue consumer, batches in flight 1, 2 and 3 at a time, each run into emptied tables.
+    let consumerRuns: ConsumerRun[] = [];
+    let consumerBatches: Awaited<ReturnType<typeof prepareBatches>> | undefined;
+    let consumerBookkeeping: Awaited<ReturnType<typeof batchBookkeeping>> | undefined;
+    if (CONSUMERS.length > 0) {
+      process.stdout.write(`splitting the pages into queue messages ...\n`);
+      consumerBatches = await prepareBatches(
+        pagesFile,
+        join(DATA_DIR, 'batches.ndjson'),
+        QUEUE_MESSAGE_BYTES,
+        BATCH_MESSAGES,
+      );
+      const { handler: consumer } = await import('../functions/ingestConsumer');
+      for (const consumers of CONSUMERS) {
+        await sql`TRUNCATE klaviyo_events, klaviyo_aggregate_pending, klaviyo_aggregate_dirty, klaviyo_profiles, klaviyo_metrics CASCADE`;
+        await sql`CHECKPOINT`;
+        const run = await runConsumers(consumer, consumerBatches, consumers);
+        const stored = Number((await sql<{ n: string }[]>`SELECT count(*) AS n FROM klaviyo_events`)[0]?.n);
+        if (stored !== run.events) throw new Error(`the consumer stored ${stored} of ${run.events} events`);
+        process.stdout.write(`  ${consumers} in flight: ${fmt(run.rate)} events/s\n`);
+        consumerRuns = [...consumerRuns, run];
+      }
+      consumerBookkeeping = await batchBookkeeping(
+        getDb(),
+        sql,
+        consumerBatches,
+        Math.min(40, consumerBatches.batches),
+      );
+    }
     await sql.end();
 
     // 4. Heap high-water mark of one invocation, in a fresh process.
@@ -598,6 +648,29 @@ async function main(): Promise<void> {
       `high-water ${mib(probe.heapPeak)} (baseline ${mib(probe.heapBaseline)}, +${mib(probe.heapPeak - probe.heapBaseline)}; ${probe.samples} samples), body ${mib(probe.bodyBytes)}, process max RSS ${mib(probe.rssPeakKb * 1024)}, status ${probe.status}`,
     );
 
+    if (consumerBatches) {
+      line(
+        'queue consumer',
+        `${fmt(consumerBatches.messages)} messages of at most ${fmt(QUEUE_MESSAGE_BYTES)} bytes (${fmt(consumerBatches.events / consumerBatches.messages)} events each), ${fmt(consumerBatches.batches)} batches of ${BATCH_MESSAGES}`,
+      );
+      for (const run of consumerRuns)
+        line(
+          `  ${run.consumers} batch${run.consumers === 1 ? '' : 'es'} in flight`,
+          `${fmt(run.rate)} events/s  ${fmt((100 * run.rate) / copyRate, 1)} % of one COPY stream (slowest batch ${fmt(run.slowestBatchMs, 0)} ms)`,
+        );
+      line(
+        '  validate and map, every message',
+        `${fmt(consumerBatches.planMs / 1000, 1)} s single-threaded (${fmt((1000 * consumerBatches.planMs) / consumerBatches.events, 1)} µs per event)`,
+      );
+      if (consumerBookkeeping && consumerBookkeeping.batches > 1) {
+        const half = consumerBookkeeping.batches / 2;
+        line(
+          "  bookkeeping on a batch's COPY",
+          `COPY alone ${fmt(consumerBookkeeping.copyMs / half, 1)} ms/batch, events statements ${fmt(consumerBookkeeping.eventsMs / half, 1)} ms/batch`,
+        );
+      }
+    }
+
     // The same figures for docs/benchmarks.md (npm run bench:report).
     const round1 = (n: number) => Math.round(n * 10) / 10;
     const vsCopy = (rate: number) => Math.round((1000 * rate) / copyRate) / 1000;
@@ -650,6 +723,42 @@ async function main(): Promise<void> {
             ['a page in all', stagePerPage(paths.copy), stagePerPage(paths.json)],
           ],
         },
+        ...(consumerBatches
+          ? [
+              {
+                title: `Queue consumer (${fmt(consumerBatches.events / consumerBatches.messages)} events per message of at most ${fmt(QUEUE_MESSAGE_BYTES)} bytes, batches of ${BATCH_MESSAGES} messages), against COPY in one stream`,
+                columns: ['batches in flight', 'rows/s', 'ratio to COPY', 'slowest batch (ms)'],
+                rows: consumerRuns.map((run) => [
+                  run.consumers,
+                  Math.round(run.rate),
+                  vsCopy(run.rate),
+                  Math.round(run.slowestBatchMs),
+                ]),
+              },
+              {
+                title: "Queue consumer: where a batch's time goes",
+                columns: ['figure', 'value'],
+                rows: [
+                  [
+                    'validate and map, per event, single-threaded (µs)',
+                    round1((1000 * consumerBatches.planMs) / consumerBatches.events),
+                  ],
+                  ...(consumerBookkeeping && consumerBookkeeping.batches > 1
+                    ? [
+                        [
+                          "a batch's COPY alone, emptied table (ms)",
+                          round1(consumerBookkeeping.copyMs / (consumerBookkeeping.batches / 2)),
+                        ],
+                        [
+                          "the consumer's events statements on the same batches (ms)",
+                          round1(consumerBookkeeping.eventsMs / (consumerBookkeeping.batches / 2)),
+                        ],
+                      ]
+                    : []),
+                ],
+              },
+            ]
+          : []),
         {
           title: 'Other figures of the same run',
           columns: ['figure', 'value'],
@@ -670,6 +779,13 @@ async function main(): Promise<void> {
           (100 * ingestRate) / copyRate >= 70 ? 'met' : 'not met'
         }).`,
         `25,000 events/s: ${fmt(ingestRate)} events/s in this run (${ingestRate >= 25_000 ? 'met' : 'not met'}).`,
+        ...consumerRuns
+          .filter((run) => run.consumers === 1 || run.consumers === 3)
+          .map((run) => {
+            const goal = run.consumers === 3 ? 70 : 50;
+            const ratio = (100 * run.rate) / copyRate;
+            return `Queue consumer, ${run.consumers} batch${run.consumers === 1 ? '' : 'es'} in flight, at least ${goal} % of one COPY stream: ${fmt(ratio, 1)} % (${ratio >= goal ? 'met' : 'not met'}).`;
+          }),
       ],
       notes: [
         'Pages are generated and serialised before the clock starts; the ingest figure is every stored event over the wall time.',
@@ -678,7 +794,7 @@ async function main(): Promise<void> {
     });
     process.stdout.write(`\nwrote ${saved}\n`);
   } finally {
-    for (const file of [pagesFile, ...copyFiles]) rmSync(file, { force: true });
+    for (const file of [pagesFile, ...copyFiles, join(DATA_DIR, 'batches.ndjson')]) rmSync(file, { force: true });
     await stopServer();
   }
 }

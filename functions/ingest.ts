@@ -1,4 +1,6 @@
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
+import { randomUUID } from 'node:crypto';
+import { config } from '../lib/config';
 import { getDb } from '../lib/db';
 import { HttpError } from '../lib/klaviyo/errors';
 import { httpHandler, type HttpHandler, type HttpResult } from '../lib/http/handler';
@@ -10,15 +12,21 @@ import {
   ingestResultDocument,
   upsertMetricsDocument,
   upsertProfilesDocument,
+  enqueueIngest,
+  queueReceiptDocument,
   type IngestCounts,
+  type QueuedKind,
+  type QueueReceipt,
 } from '../lib/app/ingest';
 import {
   bulkImportProfilesDocument,
   createProfileDocument,
   importProfileDocument,
+  queueBulkImportProfilesDocument,
 } from '../lib/app/profileWriteDocuments';
 import type { LogFields } from '../lib/log';
 import type { Caller } from '../lib/http/auth';
+import { getIngestQueue } from '../lib/queue/sqs';
 
 /**
  * The ingest Lambda: POST /api/events (a page of Klaviyo events, or Klaviyo's Create Event),
@@ -26,6 +34,12 @@ import type { Caller } from '../lib/http/auth';
  * POST /api/profile-bulk-import-jobs, POST /api/metrics and POST /api/event-bulk-create-jobs.
  * Klaviyo's own write shapes answer as Klaviyo does (202 with an empty body for events, the profile
  * with 201 or 200, the job with 202); pages answer 200 with an ingest-result.
+ *
+ * In queue mode (INGEST_MODE=queue, docs/queue.md) the same requests are validated the same way, then
+ * put on the ingest queue with the caller's account: events, pages and jobs answer 202 (pages with an
+ * ingest-receipt), and the ingestConsumer function writes them as that account. Create Profile and
+ * Create or Update Profile stay synchronous in both modes: their answer is the stored profile, which
+ * only the write can tell.
  */
 function counted(fields: LogFields, counts: IngestCounts): IngestCounts {
   Object.assign(fields, counts);
@@ -34,16 +48,44 @@ function counted(fields: LogFields, counts: IngestCounts): IngestCounts {
 
 const ok = (counts: IngestCounts): HttpResult => ({ status: 200, body: ingestResultDocument(counts) });
 const accepted: HttpResult = { status: 202 };
+const receipt = (r: QueueReceipt): HttpResult => ({ status: 202, body: queueReceiptDocument(r) });
+
+const queueMode = () => config().ingest.mode === 'queue';
+
+/** Where and as whom a queued request goes: the caller's account, the request's id. */
+function queueContext(request: HttpRequest, accountId: string) {
+  return {
+    accountId,
+    requestId: request.requestId || randomUUID(),
+    maxMessageBytes: config().ingest.queue?.maxBytes ?? 0,
+  };
+}
+
+async function enqueued(
+  kind: QueuedKind,
+  request: HttpRequest,
+  accountId: string,
+  body: unknown,
+  fields: LogFields,
+): Promise<QueueReceipt> {
+  const r = await enqueueIngest(getIngestQueue(), kind, body, queueContext(request, accountId));
+  fields.mode = 'queue';
+  fields.received = r.received;
+  fields.messages = r.messages;
+  return r;
+}
 
 async function events(request: HttpRequest, fields: LogFields, { accountId }: Caller): Promise<HttpResult> {
   const body = request.json();
   const data = body !== null && typeof body === 'object' ? (body as { data?: unknown }).data : undefined;
   if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
     fields.shape = 'create-event';
-    counted(fields, await createEvent(getDb(), accountId, body));
+    if (queueMode()) await enqueued('create-event', request, accountId, body, fields);
+    else counted(fields, await createEvent(getDb(), accountId, body));
     return accepted;
   }
   fields.shape = 'events-page';
+  if (queueMode()) return receipt(await enqueued('events-page', request, accountId, body, fields));
   return ok(counted(fields, await ingestEventsPage(getDb(), accountId, body)));
 }
 
@@ -56,6 +98,7 @@ async function profiles(request: HttpRequest, fields: LogFields, { accountId }: 
   const body = request.json();
   if (!isOneResource(body)) {
     fields.shape = 'profiles-page';
+    if (queueMode()) return receipt(await enqueued('profiles', request, accountId, body, fields));
     return ok(counted(fields, await upsertProfilesDocument(getDb(), accountId, body)));
   }
   fields.shape = 'create-profile';
@@ -68,6 +111,17 @@ async function profileImport(request: HttpRequest, _fields: LogFields, { account
 }
 
 async function profileBulkImport(request: HttpRequest, fields: LogFields, { accountId }: Caller): Promise<HttpResult> {
+  if (queueMode()) {
+    const queued = await queueBulkImportProfilesDocument(
+      getIngestQueue(),
+      request.json(),
+      request.query,
+      queueContext(request, accountId),
+    );
+    fields.mode = 'queue';
+    fields.received = queued.totalCount;
+    return { status: 202, body: queued.document };
+  }
   const { totalCount, document } = await bulkImportProfilesDocument(getDb(), accountId, request.json(), request.query);
   fields.received = totalCount;
   return { status: 202, body: document };
@@ -81,13 +135,15 @@ const routes: Record<string, HttpHandler> = {
     { name: 'ingest-profile-bulk-import', scope: 'write' },
     profileBulkImport,
   ),
-  '/api/metrics': httpHandler({ name: 'ingest-metrics', scope: 'write' }, async (request, fields, caller) =>
-    ok(counted(fields, await upsertMetricsDocument(getDb(), caller.accountId, request.json()))),
-  ),
+  '/api/metrics': httpHandler({ name: 'ingest-metrics', scope: 'write' }, async (request, fields, caller) => {
+    if (queueMode()) return receipt(await enqueued('metrics', request, caller.accountId, request.json(), fields));
+    return ok(counted(fields, await upsertMetricsDocument(getDb(), caller.accountId, request.json())));
+  }),
   '/api/event-bulk-create-jobs': httpHandler(
     { name: 'ingest-bulk-create', scope: 'write' },
     async (request, fields, caller) => {
-      counted(fields, await bulkCreateEvents(getDb(), caller.accountId, request.json()));
+      if (queueMode()) await enqueued('bulk-create', request, caller.accountId, request.json(), fields);
+      else counted(fields, await bulkCreateEvents(getDb(), caller.accountId, request.json()));
       return accepted;
     },
   ),

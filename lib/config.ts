@@ -124,6 +124,17 @@ const EnvSchema = z.object({
   ROLLUP_DIMENSIONS: optionalText,
   // Above this many distinct values of a key in one (metric, hour), the pair is left to raw events.
   ROLLUP_MAX_VALUES_PER_HOUR: positiveInt(200),
+  // How the ingest routes write (docs/queue.md): sync writes in the request; queue validates, puts the
+  // request on the SQS queue INGEST_QUEUE_URL names and answers 202, and the ingestConsumer function
+  // writes it in batches.
+  INGEST_MODE: z.enum(['sync', 'queue']).optional().default('sync'),
+  INGEST_QUEUE_URL: optionalText.pipe(z.url({ protocol: /^https?$/ }).optional()),
+  // A local SQS-compatible endpoint (npm start, the tests); unset on AWS.
+  INGEST_QUEUE_ENDPOINT: optionalText.pipe(z.url({ protocol: /^https?$/ }).optional()),
+  // SQS's limit on a message and on one SendMessageBatch call: 256 KiB, raised by AWS to 1 MiB in 2025.
+  INGEST_QUEUE_MESSAGE_MAX_BYTES: positiveInt(262_144).pipe(
+    z.number().min(16_384, 'must be at least 16384').max(1_048_576, 'must be at most 1048576 (SQS limit)'),
+  ),
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -169,10 +180,22 @@ export interface Config {
     readonly aggregateTimeBudgetMs: number;
   };
   readonly sync: SyncSettings;
+  readonly ingest: IngestSettings;
   readonly rollups: {
     /** Extra property keys to roll up (Klaviyo's documented dimensions are registered by migration 0007). */
     readonly extraDimensions: readonly string[];
     readonly maxValuesPerHour: number;
+  };
+}
+
+export interface IngestSettings {
+  readonly mode: 'sync' | 'queue';
+  /** Queue mode only. */
+  readonly queue?: {
+    readonly queueUrl: string;
+    readonly endpoint?: string;
+    readonly region?: string;
+    readonly maxBytes: number;
   };
 }
 
@@ -254,6 +277,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     rateShare: e.SYNC_RATE_SHARE_PERCENT / 100,
   };
   const common = {
+    ingest: ingestSettings(e),
     logLevel: e.LOG_LEVEL,
     logSql: e.LOG_SQL,
     apiKeys: e.API_KEYS,
@@ -299,6 +323,29 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     }
   }
   return { ...common, db: postgresDb(e) };
+}
+
+/** Queue mode needs its queue; a queue named in sync mode is a contradiction, not a default. */
+function ingestSettings(e: Env): IngestSettings {
+  if (e.INGEST_MODE === 'sync') {
+    const stray = (['INGEST_QUEUE_URL', 'INGEST_QUEUE_ENDPOINT'] as const).filter((k) => e[k] !== undefined);
+    if (stray.length > 0) {
+      throw new ConfigError(
+        `Invalid configuration: ${stray.join(' and ')} set but INGEST_MODE is sync: set INGEST_MODE=queue, or unset them`,
+      );
+    }
+    return { mode: 'sync' };
+  }
+  if (!e.INGEST_QUEUE_URL) throw new ConfigError('Invalid configuration: INGEST_MODE=queue needs INGEST_QUEUE_URL');
+  return {
+    mode: 'queue',
+    queue: {
+      queueUrl: e.INGEST_QUEUE_URL,
+      ...(e.INGEST_QUEUE_ENDPOINT ? { endpoint: e.INGEST_QUEUE_ENDPOINT } : {}),
+      ...(e.AWS_REGION ? { region: e.AWS_REGION } : {}),
+      maxBytes: e.INGEST_QUEUE_MESSAGE_MAX_BYTES,
+    },
+  };
 }
 
 function postgresDb(e: Env): Config['db'] {

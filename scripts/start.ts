@@ -13,6 +13,7 @@ import { createPostgresDb } from '../lib/db/postgres';
 import type { TlsMode } from '../lib/db/tls';
 import { hashApiKey } from '../lib/http/auth';
 import { seedDemoData } from './seed';
+import { queueDepth, startLocalQueues, startPoller, type LocalQueues, type Poller } from './localQueue';
 
 /**
  * npm start: the whole API on this machine, with nothing to install but npm packages.
@@ -26,8 +27,12 @@ import { seedDemoData } from './seed';
  *    function on its schedule (serverless-offline runs `schedule` events with node-schedule).
  * 4. A local API key (admin scope) when API_KEYS is not set: created once per data folder, kept in
  *    .data/, passed to the functions as its SHA-256 hash.
+ * 5. Queue mode unless INGEST_MODE=sync (docs/queue.md): the ingest queue and its dead-letter queue in
+ *    local-aws-sqs, in this process, and a poller that hands their batches to the ingestConsumer
+ *    function through serverless-offline's Lambda endpoint, as Lambda's SQS event source would.
  *
- * Ctrl-C (SIGINT) or SIGTERM stops serverless-offline, then PostgreSQL, and waits until both are gone.
+ * Ctrl-C (SIGINT) or SIGTERM lets the consumer finish what is queued (the local queue lives in memory),
+ * then stops serverless-offline, then PostgreSQL, and waits until both are gone.
  */
 
 const ROOT = resolve(__dirname, '..');
@@ -35,6 +40,16 @@ const DEFAULT_DATA_DIR = join(ROOT, '.data', 'dev-pg');
 const DEFAULT_SEED_EVENTS = 30_000;
 const READY_TIMEOUT_MS = 180_000;
 const STOP_TIMEOUT_MS = 15_000;
+/** As serverless.yml's IngestQueue and ingestConsumer event source (docs/queue.md). */
+const LOCAL_QUEUE = {
+  queueName: 'klaviyo-analytics-local-ingest',
+  visibilityTimeoutSeconds: 360,
+  maxReceiveCount: 5,
+  maxMessageBytes: 262_144,
+  batchSize: 10,
+  batchWindowMs: 2_000,
+  consumers: 2,
+} as const;
 
 export interface StartSettings {
   readonly databaseUrl?: string;
@@ -45,6 +60,7 @@ export interface StartSettings {
   readonly seedEvents: number;
   readonly reset: boolean;
   readonly apiKeys?: string;
+  readonly ingestMode: 'sync' | 'queue';
 }
 
 function usage(): string {
@@ -56,7 +72,7 @@ function usage(): string {
     '',
     'Environment: DATABASE_URL (use that database, no embedded one), HTTP_PORT (3000), LAMBDA_PORT (3002),',
     'SEED_EVENTS (demo events on first start, 0 = none), API_KEYS (your own keys instead of a local one),',
-    'AGGREGATE_RATE (rate(5 minutes)). See README "Configuration".',
+    'AGGREGATE_RATE (rate(5 minutes)), INGEST_MODE (queue; sync writes in the request). See README "Configuration".',
   ].join('\n');
 }
 
@@ -92,7 +108,15 @@ export function readSettings(argv: readonly string[], env: NodeJS.ProcessEnv = p
     seedEvents: wholeNumber('SEED_EVENTS', DEFAULT_SEED_EVENTS),
     reset,
     apiKeys: env.API_KEYS?.trim() || undefined,
+    ingestMode: ingestModeOf(env.INGEST_MODE),
   };
+}
+
+function ingestModeOf(raw: string | undefined): 'sync' | 'queue' {
+  const mode = raw?.trim() || 'queue';
+  if (mode !== 'sync' && mode !== 'queue')
+    throw new UsageError(`INGEST_MODE must be sync or queue, not ${JSON.stringify(raw)}`);
+  return mode;
 }
 
 /** The TLS mode and CA file the functions will use, with the URL's TLS parameters read out. */
@@ -192,9 +216,18 @@ function withoutForeignSignalHandlers<T>(fn: () => Promise<T>): Promise<T> {
   });
 }
 
-function oslsEnv(settings: StartSettings, databaseUrl: string, apiKeys: string): NodeJS.ProcessEnv {
+function oslsEnv(
+  settings: StartSettings,
+  databaseUrl: string,
+  apiKeys: string,
+  queues: LocalQueues | undefined,
+): NodeJS.ProcessEnv {
   return {
     ...process.env,
+    INGEST_MODE: queues ? 'queue' : 'sync',
+    INGEST_QUEUE_URL: queues?.queueUrl ?? '',
+    INGEST_QUEUE_ENDPOINT: queues?.endpoint ?? '',
+    INGEST_QUEUE_MESSAGE_MAX_BYTES: String(LOCAL_QUEUE.maxMessageBytes),
     DATABASE_URL: databaseUrl,
     API_KEYS: apiKeys,
     HTTP_PORT: String(settings.httpPort),
@@ -263,6 +296,42 @@ async function waitForApi(url: string, osls: ChildProcess): Promise<void> {
   throw new Error(`serverless-offline did not answer ${url} within ${READY_TIMEOUT_MS / 1000} s`);
 }
 
+/** Lambda's SQS event source, locally: batches to ingestConsumer through serverless-offline. */
+function startConsumerPoller(queues: LocalQueues, settings: StartSettings): Poller {
+  const url =
+    `http://${settings.host}:${settings.lambdaPort}/2015-03-31/functions/` +
+    'klaviyo-analytics-local-ingestConsumer/invocations';
+  return startPoller({
+    client: queues.client,
+    queueUrl: queues.queueUrl,
+    queueArn: queues.queueArn,
+    batchSize: LOCAL_QUEUE.batchSize,
+    batchWindowMs: LOCAL_QUEUE.batchWindowMs,
+    concurrency: LOCAL_QUEUE.consumers,
+    invoke: async (event) => {
+      const res = await fetch(url, { method: 'POST', body: JSON.stringify(event) });
+      const text = await res.text();
+      if (res.status !== 200) throw new Error(`ingestConsumer answered ${res.status}: ${text.slice(0, 200)}`);
+      return JSON.parse(text) as unknown;
+    },
+    onError: (err) => out(`ingest consumer: ${err instanceof Error ? err.message : String(err)}`),
+  });
+}
+
+/** The local queue lives in memory: what is queued is written before the stack stops. */
+async function drainQueue(queues: LocalQueues, osls: ChildProcess | undefined): Promise<void> {
+  const deadline = Date.now() + STOP_TIMEOUT_MS;
+  for (;;) {
+    const depth = await queueDepth(queues.client, queues.queueUrl).catch(() => ({ visible: 0, inFlight: 0 }));
+    if (depth.visible + depth.inFlight === 0) return;
+    if (Date.now() > deadline || !osls || osls.exitCode !== null || osls.signalCode !== null) {
+      out(`The ingest queue still holds ${depth.visible + depth.inFlight} messages: they are lost with it.`);
+      return;
+    }
+    await sleep(200);
+  }
+}
+
 async function seed(db: ClosableDb, events: number, embedded: boolean): Promise<void> {
   const existing = await db.query<{ seeded: boolean }>('SELECT EXISTS (SELECT 1 FROM klaviyo_events) AS seeded');
   if (existing[0]?.seeded) {
@@ -324,12 +393,16 @@ export async function main(argv: readonly string[]): Promise<number> {
   let postmasterPid: number | undefined;
   let osls: ChildProcess | undefined;
   let db: ClosableDb | undefined;
+  let queues: LocalQueues | undefined;
+  let poller: Poller | undefined;
   const output = new OfflineOutput();
   let stopping: Promise<void> | undefined;
 
   const stopAll = (reason: string) => {
     stopping ??= (async () => {
       out(`\n${reason}: stopping...`);
+      if (poller && queues) await drainQueue(queues, osls);
+      await poller?.stop();
       if (osls && osls.exitCode === null && osls.signalCode === null) {
         const child = osls;
         const exited = new Promise<void>((done) => child.once('exit', () => done()));
@@ -338,6 +411,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         await exited;
         clearTimeout(timer);
       }
+      await queues?.stop().catch(() => undefined);
       await db?.close().catch(() => undefined);
       if (server) {
         await stopEmbedded(server, postmasterPid);
@@ -420,10 +494,15 @@ export async function main(argv: readonly string[]): Promise<number> {
     const local = settings.apiKeys ? undefined : localApiKey(settings);
     const apiKeys = settings.apiKeys ?? `admin:${hashApiKey((local as { key: string }).key)}`;
 
+    if (settings.ingestMode === 'queue') {
+      queues = await startLocalQueues({ port: 0, host: '127.0.0.1', ...LOCAL_QUEUE });
+      out(`Ingest queue: local-aws-sqs at ${queues.endpoint} (queue mode; INGEST_MODE=sync writes in the request).`);
+    }
+
     const oslsBin = require.resolve('osls/bin/serverless.js');
     osls = spawn(process.execPath, [oslsBin, 'offline', 'start', '--stage', 'local'], {
       cwd: ROOT,
-      env: oslsEnv(settings, databaseUrl, apiKeys),
+      env: oslsEnv(settings, databaseUrl, apiKeys, queues),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     osls.stdout?.on('data', (chunk: Buffer) => output.write(chunk));
@@ -451,6 +530,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     await db.close();
     db = undefined;
+    if (queues) poller = startConsumerPoller(queues, settings);
 
     const keyLine = local
       ? `${local.key}   (admin; ${local.created ? 'created' : 'kept'} in ${local.file.replace(ROOT + '/', '')})`
@@ -465,6 +545,10 @@ export async function main(argv: readonly string[]): Promise<number> {
       `  Aggregate now:  curl -X POST -d '{}' http://${settings.host}:${settings.lambdaPort}/2015-03-31/functions/` +
         `klaviyo-analytics-local-aggregate/invocations`,
     );
+    if (queues)
+      out(
+        `  Ingest:   queued (202), written by ingestConsumer in batches of up to ${LOCAL_QUEUE.batchSize}; dead letters in ${queues.deadLetterQueueUrl}`,
+      );
     out(`  Example:  curl -H "Authorization: Bearer ${local ? local.key : '<key>'}" ${baseUrl}/api/metrics`);
     out(
       `  Aggregation runs on its schedule (${process.env.AGGREGATE_RATE ?? 'rate(5 minutes)'}); queries are fresh in between.`,

@@ -4,7 +4,8 @@ import { applyFieldset, parseFieldsets } from '../klaviyo/fieldsets';
 import { checkKnownParams } from '../klaviyo/listParams';
 import { klaviyoDateTime, profileResource } from '../klaviyo/resources';
 import type { ProfileRow } from '../repositories/profiles';
-import { bulkImportProfiles, createProfile, importProfile } from './ingest';
+import type { MessageSender } from '../queue/port';
+import { bulkImportProfiles, createProfile, enqueueIngest, importProfile, type EnqueueContext } from './ingest';
 
 /**
  * Klaviyo's profile writes as Klaviyo answers them: the written profile shaped by the request's
@@ -51,8 +52,7 @@ const JOB_FIELDS = [
   'total_count',
 ];
 
-/** Klaviyo's profile-bulk-import-job, complete: the profiles were written before the answer. */
-export async function bulkImportProfilesDocument(db: Db, accountId: string, body: unknown, query: Query) {
+function jobFieldset(query: Query): string[] | undefined {
   checkKnownParams(query, ['fields[profile-bulk-import-job]']);
   const names = query['fields[profile-bulk-import-job]']?.split(',').map((n) => n.trim());
   const unknown = names?.filter((n) => !JOB_FIELDS.includes(n)) ?? [];
@@ -63,6 +63,12 @@ export async function bulkImportProfilesDocument(db: Db, accountId: string, body
       parameter: 'fields[profile-bulk-import-job]',
     });
   }
+  return names;
+}
+
+/** Klaviyo's profile-bulk-import-job, complete: the profiles were written before the answer. */
+export async function bulkImportProfilesDocument(db: Db, accountId: string, body: unknown, query: Query) {
+  const names = jobFieldset(query);
   const job = await bulkImportProfiles(db, accountId, body);
   const resource = {
     type: 'profile-bulk-import-job',
@@ -80,4 +86,30 @@ export async function bulkImportProfilesDocument(db: Db, accountId: string, body
     },
   };
   return { totalCount: job.totalCount, document: { data: applyFieldset(resource, names) } };
+}
+
+/** Queue mode: the job as Klaviyo answers a job it has queued (the consumer writes the profiles). */
+export async function queueBulkImportProfilesDocument(
+  sender: MessageSender,
+  body: unknown,
+  query: Query,
+  context: Omit<EnqueueContext, 'now'>,
+) {
+  const names = jobFieldset(query);
+  const receipt = await enqueueIngest(sender, 'profile-bulk-import', body, context);
+  const resource = {
+    type: 'profile-bulk-import-job',
+    id: receipt.requestId,
+    attributes: {
+      status: 'queued',
+      created_at: klaviyoDateTime(receipt.acceptedAt),
+      total_count: receipt.received,
+      completed_count: 0,
+      failed_count: 0,
+      completed_at: null,
+      expires_at: null,
+      started_at: null,
+    },
+  };
+  return { totalCount: receipt.received, document: { data: applyFieldset(resource, names) } };
 }

@@ -178,13 +178,22 @@ describeOnce('npm start, end to end', () => {
       );
       expect(seeded).toBe(SEED_EVENTS);
 
-      // A page of events over HTTP, then the aggregate function through serverless-offline.
+      // A page of events over HTTP: queued (npm start runs queue mode), then written by the
+      // ingestConsumer function, which the local poller invokes through serverless-offline.
+      expect(out).toMatch(/Ingest queue: local-aws-sqs at http:\/\/127\.0\.0\.1:\d+/);
       const ingest = await api('/api/events', { body: posted });
-      expect(ingest.status).toBe(200);
-      expect(ingest.json().data.attributes).toMatchObject({
-        received: posted.data.length,
-        inserted: posted.data.length,
+      expect(ingest.status).toBe(202);
+      expect(ingest.json().data).toMatchObject({
+        type: 'ingest-receipt',
+        attributes: { status: 'queued', received: posted.data.length },
       });
+      const last = posted.data[posted.data.length - 1] as EventsPageDocument['data'][number];
+      const consumedBy = Date.now() + 60_000;
+      while ((await api(`/api/events/${encodeURIComponent(last.id)}`)).status !== 200) {
+        if (Date.now() > consumedBy) throw new Error(`the queued page was not written:\n${stack.output()}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      // Then the aggregate function through serverless-offline.
       const run = await invokeAggregate();
       expect(run).toMatchObject({ status: 'done', bucketsWaiting: 0 });
       expect(run.bucketsRecomputed).toBeGreaterThan(0);
@@ -225,6 +234,7 @@ describeOnce('npm start, end to end', () => {
       const pgid = stack.child.pid;
       expect(await interrupt(stack)).toBe(0);
       expect(stack.output()).toContain('Stopped: serverless-offline and PostgreSQL are down.');
+      expect(stack.output()).toMatch(/"message":"ingest batch".*"stored":[1-9]/);
       expect(processesOf(pgid)).toBe('');
       expect(existsSync(join(DATA_DIR, 'postmaster.pid'))).toBe(false);
     },

@@ -14,3 +14,6 @@ export {
   type SetAsideItem,
 } from './setAside';
 export { createProfile, importProfile, bulkImportProfiles } from './profileWrites';
+export { enqueueIngest, queueReceiptDocument, type EnqueueContext, type QueueReceipt } from './enqueue';
+export { consumeIngestBatch, type ReceivedMessage } from './consume';
+export type { QueuedKind } from './queueMessages';

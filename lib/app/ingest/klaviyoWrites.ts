@@ -38,7 +38,7 @@ interface PlannedEvent {
   readonly at: Instant;
 }
 
-interface PlannedProfileEntry {
+export interface PlannedProfileEntry {
   readonly identity: ProfileIdentity;
   readonly events: PlannedEvent[];
 }

@@ -143,14 +143,8 @@ export interface ProfileImportJob {
   readonly completedAt: Date;
 }
 
-/** Bulk Import Profiles, processed at once: every profile created or updated, or (invalid) none. */
-export async function bulkImportProfiles(
-  db: Db,
-  accountId: string,
-  body: unknown,
-  options: IngestOptions = {},
-): Promise<ProfileImportJob> {
-  const createdAt = new Date();
+/** Bulk Import Profiles' body validated: the profiles to create or update, or a 400 listing every problem. */
+export function planBulkImportProfiles(body: unknown, options: IngestOptions = {}): ProfileWrite[] {
   const { maxResources } = resolvedLimits(options);
   const problems = new Problems();
   const envelope = ProfileImportJobBodySchema.safeParse(body);
@@ -174,17 +168,36 @@ export async function bulkImportProfiles(
     if (p) profiles.push(p);
   });
   problems.throwIfAny();
-  await db.transaction(async (tx) => {
-    const matched = await resolveProfiles(
-      tx,
-      accountId,
-      profiles.map((p) => identifiersOf(identity(p))),
-    );
-    await mergeProfiles(
-      tx,
-      accountId,
-      profiles.map((p, i) => mergeOf(matched[i] ?? newProfileId(identity(p)), p)),
-    );
-  });
+  return profiles;
+}
+
+/** Writes planned profile imports in the caller's transaction: each resolved, then merged. */
+export async function writeBulkImportProfiles(
+  tx: Db,
+  accountId: string,
+  profiles: readonly ProfileWrite[],
+): Promise<void> {
+  const matched = await resolveProfiles(
+    tx,
+    accountId,
+    profiles.map((p) => identifiersOf(identity(p))),
+  );
+  await mergeProfiles(
+    tx,
+    accountId,
+    profiles.map((p, i) => mergeOf(matched[i] ?? newProfileId(identity(p)), p)),
+  );
+}
+
+/** Bulk Import Profiles, processed at once: every profile created or updated, or (invalid) none. */
+export async function bulkImportProfiles(
+  db: Db,
+  accountId: string,
+  body: unknown,
+  options: IngestOptions = {},
+): Promise<ProfileImportJob> {
+  const createdAt = new Date();
+  const profiles = planBulkImportProfiles(body, options);
+  await db.transaction((tx) => writeBulkImportProfiles(tx, accountId, profiles));
   return { id: randomUUID(), totalCount: profiles.length, createdAt, completedAt: new Date() };
 }

@@ -1,0 +1,359 @@
+import { config } from '../../config';
+import { deadlineFrom, withDeadline } from '../../db/budget';
+import type { Db } from '../../db/port';
+import { isConnectionError, isTransientDbError, errorCode } from '../../db/errors';
+import { HttpError } from '../../klaviyo/errors';
+import type { ProfileWrite } from '../../klaviyo/schemas';
+import { insertEvents, type NewEvent } from '../../repositories/events';
+import { isLaterInstant } from '../../repositories/instants';
+import { upsertMetrics, type MetricUpsert } from '../../repositories/metrics';
+import { upsertProfiles, type ProfileUpsert } from '../../repositories/profiles';
+import { recordQueueRejects, type QueueReject } from '../../repositories/queueRejects';
+import { planEventsPage, type EventsPagePlan } from './eventsPage';
+import { planBulkCreate, planCreateEvent, writeKlaviyoEvents, type PlannedProfileEntry } from './klaviyoWrites';
+import { planBulkImportProfiles, writeBulkImportProfiles } from './profileWrites';
+import { planMetricsDocument, planProfilesDocument } from './resources';
+import { QueuedMessageSchema, type QueuedKind } from './queueMessages';
+import type { IngestCounts } from './result';
+
+/**
+ * The ingest consumer's use case (docs/queue.md): a batch of queue messages, each a validated part of
+ * an ingest request, written in one transaction with one statement (one COPY where the driver has it)
+ * per table, so that a transaction's fixed costs (its commit, the statements' planning, the
+ * aggregator's bookkeeping statements) are paid once per batch instead of once per page.
+ *
+ * A message that cannot be stored must not hold back the others:
+ * - each message is parsed and validated on its own first; one that fails is set aside;
+ * - when the batch's transaction fails for a reason that is not the connection, it is rolled back
+ *   (nothing of it stays) and every message is written again in a transaction of its own, which
+ *   finds the one the database refuses;
+ * - a message that fails for a reason that will pass (a lost connection, a deadlock, a timeout) is
+ *   reported failed and comes back after the visibility timeout, without being called a reject;
+ * - one that fails for a reason of its own is recorded in klaviyo_queue_rejects and reported
+ *   failed too: after maxReceiveCount receives SQS moves it to the dead-letter queue.
+ *
+ * Writing a message twice stores it once (events are keyed by id and time and inserted ON CONFLICT
+ * DO NOTHING, profiles and metrics keep the newest copy), so a redelivery, and a batch retried after
+ * a crash before its commit or after its commit but before SQS heard of it, loses and doubles nothing.
+ */
+
+export interface ReceivedMessage {
+  readonly messageId: string;
+  readonly body: string;
+}
+
+export interface ConsumeOutcome {
+  /** Message ids to report as batch item failures (SQS delivers them again, or dead-letters them). */
+  readonly failed: readonly string[];
+  readonly messages: number;
+  /** Messages written (including those that were all duplicates). */
+  readonly stored: number;
+  /** Messages recorded as rejects this time. */
+  readonly rejected: number;
+  /** Messages that failed for a passing reason, to be retried as they are. */
+  readonly retry: number;
+  /** 'batch' when the whole batch went in one transaction, 'one-by-one' after a refused batch. */
+  readonly path: 'batch' | 'one-by-one' | 'none';
+  readonly counts: IngestCounts;
+}
+
+type Planned =
+  | { readonly kind: 'events-page'; readonly plan: EventsPagePlan }
+  | { readonly kind: 'create-event' | 'bulk-create'; readonly entries: PlannedProfileEntry[] }
+  | { readonly kind: 'profiles'; readonly profiles: ProfileUpsert[] }
+  | { readonly kind: 'metrics'; readonly metrics: MetricUpsert[] }
+  | { readonly kind: 'profile-bulk-import'; readonly imports: ProfileWrite[] };
+
+interface Valid {
+  readonly message: ReceivedMessage;
+  readonly accountId: string;
+  readonly planned: Planned;
+}
+
+const MAX_REASON = 2000;
+
+function plan(kind: QueuedKind, body: unknown, acceptedAt: Date): Planned {
+  // "Now" is when the route accepted the request: an event without a time is stamped with it, and
+  // the one-year window is the one the route checked.
+  const options = { now: acceptedAt };
+  switch (kind) {
+    case 'events-page':
+      return { kind, plan: planEventsPage(body, options) };
+    case 'create-event':
+      return { kind, entries: planCreateEvent(body, options) };
+    case 'bulk-create':
+      return { kind, entries: planBulkCreate(body, options) };
+    case 'profiles':
+      return { kind, profiles: planProfilesDocument(body, options) };
+    case 'metrics':
+      return { kind, metrics: planMetricsDocument(body, options) };
+    case 'profile-bulk-import':
+      return { kind, imports: planBulkImportProfiles(body, options) };
+  }
+}
+
+/** What a message holds, or why it is a reject before any database work. */
+function parseMessage(message: ReceivedMessage): Valid | QueueReject {
+  let json: unknown;
+  try {
+    json = JSON.parse(message.body);
+  } catch {
+    return rejectOf(message, 'unknown', 'unknown', 'invalid_json', 'The message body is not JSON.');
+  }
+  const envelope = QueuedMessageSchema.safeParse(json);
+  if (!envelope.success) {
+    const account = accountIdOf(json);
+    const detail = envelope.error.issues.map((i) => `/${i.path.join('/')}: ${i.message}`).join('; ');
+    return rejectOf(message, account, kindOf(json), 'invalid_envelope', `Not an ingest message: ${detail}`);
+  }
+  const m = envelope.data;
+  try {
+    return { message, accountId: m.account_id, planned: plan(m.kind, m.body, new Date(m.accepted_at)) };
+  } catch (err) {
+    if (!(err instanceof HttpError)) throw err;
+    const reason = err.items.map((i) => `${i.pointer ?? ''}: ${i.detail}`).join('; ');
+    return rejectOf(message, m.account_id, m.kind, err.items[0]?.code ?? 'invalid', reason);
+  }
+}
+
+function accountIdOf(json: unknown): string {
+  const id = json !== null && typeof json === 'object' ? (json as { account_id?: unknown }).account_id : undefined;
+  return typeof id === 'string' && id.length > 0 && id.length <= 255 ? id : 'unknown';
+}
+
+function kindOf(json: unknown): string {
+  const kind = json !== null && typeof json === 'object' ? (json as { kind?: unknown }).kind : undefined;
+  return typeof kind === 'string' ? kind.slice(0, 64) : 'unknown';
+}
+
+function rejectOf(
+  message: ReceivedMessage,
+  accountId: string,
+  kind: string,
+  code: string,
+  reason: string,
+): QueueReject {
+  return {
+    accountId,
+    messageId: message.messageId,
+    kind,
+    code,
+    reason: reason.length > MAX_REASON ? `${reason.slice(0, MAX_REASON)}...` : reason,
+    body: message.body,
+  };
+}
+
+const isReject = (x: Valid | QueueReject): x is QueueReject => 'code' in x;
+
+/** Per id, one copy: a full resource over a stub, and of two full ones the later `updated` (the first on a tie). */
+function newestById<T extends { id: string; isStub: boolean }>(
+  items: readonly T[],
+  updatedOf: (item: T) => string | null,
+): T[] {
+  const byId = new Map<string, T>();
+  for (const item of items) {
+    const seen = byId.get(item.id);
+    if (
+      !seen ||
+      (seen.isStub && !item.isStub) ||
+      (!seen.isStub && !item.isStub && isLaterInstant(updatedOf(item), updatedOf(seen)))
+    )
+      byId.set(item.id, item);
+  }
+  return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+function byIdThenTime(a: NewEvent, b: NewEvent): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : 0;
+}
+
+const ZERO: IngestCounts = { received: 0, inserted: 0, duplicates: 0, metrics_upserted: 0, profiles_upserted: 0 };
+
+function added(a: IngestCounts, b: IngestCounts): IngestCounts {
+  return {
+    received: a.received + b.received,
+    inserted: a.inserted + b.inserted,
+    duplicates: a.duplicates + b.duplicates,
+    metrics_upserted: a.metrics_upserted + b.metrics_upserted,
+    profiles_upserted: a.profiles_upserted + b.profiles_upserted,
+  };
+}
+
+/**
+ * Writes the messages in the caller's transaction, each table once: metrics, then profiles, then
+ * the pages' events (one COPY), then Klaviyo's write shapes and profile imports (which resolve
+ * profiles by identifier, so they come after the pages' profiles exist).
+ */
+async function writeMessages(tx: Db, accountId: string, batch: readonly Valid[]): Promise<IngestCounts> {
+  const metrics: MetricUpsert[] = [];
+  const profiles: ProfileUpsert[] = [];
+  const events: NewEvent[] = [];
+  const entries: PlannedProfileEntry[] = [];
+  const imports: ProfileWrite[] = [];
+  let received = 0;
+  for (const { planned } of batch) {
+    switch (planned.kind) {
+      case 'events-page':
+        metrics.push(...planned.plan.metrics);
+        profiles.push(...planned.plan.profiles);
+        events.push(...planned.plan.events);
+        received += planned.plan.received;
+        break;
+      case 'create-event':
+      case 'bulk-create':
+        entries.push(...planned.entries);
+        break;
+      case 'profiles':
+        profiles.push(...planned.profiles);
+        received += planned.profiles.length;
+        break;
+      case 'metrics':
+        metrics.push(...planned.metrics);
+        received += planned.metrics.length;
+        break;
+      case 'profile-bulk-import':
+        imports.push(...planned.imports);
+        received += planned.imports.length;
+        break;
+    }
+  }
+  const m =
+    metrics.length > 0
+      ? await upsertMetrics(
+          tx,
+          accountId,
+          newestById(metrics, (x) => (x.isStub ? null : x.updated)),
+        )
+      : undefined;
+  const p =
+    profiles.length > 0
+      ? await upsertProfiles(
+          tx,
+          accountId,
+          newestById(profiles, (x) => (x.isStub ? null : x.updated)),
+        )
+      : undefined;
+  const e = events.length > 0 ? await insertEvents(tx, accountId, events.sort(byIdThenTime)) : undefined;
+  let counts: IngestCounts = {
+    received: received,
+    inserted: e?.inserted ?? 0,
+    duplicates: e?.duplicates ?? 0,
+    metrics_upserted: m?.written ?? 0,
+    profiles_upserted: p?.written ?? 0,
+  };
+  if (entries.length > 0) counts = added(counts, await writeKlaviyoEvents(tx, accountId, entries));
+  if (imports.length > 0) {
+    await writeBulkImportProfiles(tx, accountId, imports);
+    counts = added(counts, { ...ZERO, profiles_upserted: imports.length });
+  }
+  return counts;
+}
+
+function dbReject(v: Valid, err: unknown): QueueReject {
+  const code = errorCode(err);
+  const reason =
+    code !== undefined && /^[0-9A-Z]{5}$/.test(code)
+      ? `The database refused the message (SQLSTATE ${code}).`
+      : 'The message could not be written (see the consumer log).';
+  return rejectOf(v.message, v.accountId, v.planned.kind, code ?? 'internal_error', reason);
+}
+
+/** Stores one batch of messages; never throws for a message's sake (a failure is reported by id). */
+export async function consumeIngestMessages(
+  db: Db,
+  messages: readonly ReceivedMessage[],
+  onError: (err: unknown, context: string) => void = () => undefined,
+): Promise<ConsumeOutcome> {
+  const rejects: QueueReject[] = [];
+  const valid: Valid[] = [];
+  for (const message of messages) {
+    let parsed: Valid | QueueReject;
+    try {
+      parsed = parseMessage(message);
+    } catch (err) {
+      onError(err, 'parse');
+      parsed = rejectOf(
+        message,
+        'unknown',
+        'unknown',
+        'internal_error',
+        'The message could not be read (see the consumer log).',
+      );
+    }
+    if (isReject(parsed)) rejects.push(parsed);
+    else valid.push(parsed);
+  }
+
+  const failed = new Set<string>(rejects.map((r) => r.messageId));
+  let stored = 0;
+  let retry = 0;
+  let counts = ZERO;
+  let path: ConsumeOutcome['path'] = 'none';
+  // One transaction per account: each writes as its account, and the accounts' rows never meet.
+  const accounts = new Map<string, Valid[]>();
+  for (const v of valid) accounts.set(v.accountId, [...(accounts.get(v.accountId) ?? []), v]);
+  for (const [accountId, group] of accounts) {
+    try {
+      counts = added(counts, await db.transaction((tx) => writeMessages(tx, accountId, group)));
+      stored += group.length;
+      if (path === 'none') path = 'batch';
+      continue;
+    } catch (err) {
+      onError(err, 'batch');
+      if (isConnectionError(err) || group.length === 1) {
+        // The connection is gone (each message on its own would wait for it again), or the one
+        // message already had its own transaction.
+        for (const v of group) {
+          failed.add(v.message.messageId);
+          if (isTransientDbError(err)) retry += 1;
+          else rejects.push(dbReject(v, err));
+        }
+        continue;
+      }
+    }
+    path = 'one-by-one';
+    for (const v of group) {
+      try {
+        counts = added(counts, await db.transaction((tx) => writeMessages(tx, accountId, [v])));
+        stored += 1;
+      } catch (err) {
+        onError(err, 'message');
+        failed.add(v.message.messageId);
+        if (isTransientDbError(err)) retry += 1;
+        else rejects.push(dbReject(v, err));
+      }
+    }
+  }
+
+  if (rejects.length > 0) {
+    try {
+      await recordQueueRejects(db, rejects);
+    } catch (err) {
+      // The messages are reported failed all the same: SQS keeps them, then dead-letters them.
+      onError(err, 'rejects');
+    }
+  }
+  return {
+    failed: messages.map((m) => m.messageId).filter((id) => failed.has(id)),
+    messages: messages.length,
+    stored,
+    rejected: rejects.length,
+    retry,
+    path,
+    counts,
+  };
+}
+
+/**
+ * The consumer function's entry: the batch within the invocation's time (its remaining time less the
+ * response margin), so that a slow database ends in reported failures, not in a timed-out
+ * invocation that SQS would count against every message of the batch.
+ */
+export function consumeIngestBatch(
+  db: Db,
+  messages: readonly ReceivedMessage[],
+  options: { remainingMs?: number; onError?: (err: unknown, stage: string) => void } = {},
+): Promise<ConsumeOutcome> {
+  const deadline = deadlineFrom(options.remainingMs, config().responseMarginMs);
+  return withDeadline(deadline, () => consumeIngestMessages(db, messages, options.onError));
+}

@@ -1,0 +1,105 @@
+import { HttpError } from '../../klaviyo/errors';
+import { QueueSendError, type MessageSender } from '../../queue/port';
+import { planEventsPage } from './eventsPage';
+import { planBulkCreate, planCreateEvent } from './klaviyoWrites';
+import { planBulkImportProfiles } from './profileWrites';
+import { planMetricsDocument, planProfilesDocument } from './resources';
+import { queuedMessages, splitForQueue, type QueuedKind } from './queueMessages';
+
+/**
+ * Queue mode's half of an ingest request (docs/queue.md): validate it exactly as the synchronous
+ * path does (a bad request is refused here with every pointer, and nothing is enqueued), split it into
+ * messages that fit the queue, send them, and say what was accepted.
+ */
+
+export interface QueueReceipt {
+  readonly requestId: string;
+  readonly acceptedAt: Date;
+  /** Events (or resources) in the request, as the synchronous answer counts them. */
+  readonly received: number;
+  /** Queue messages the request became. */
+  readonly messages: number;
+}
+
+export interface EnqueueContext {
+  readonly accountId: string;
+  readonly requestId: string;
+  readonly maxMessageBytes: number;
+  /** The present; tests pin it. */
+  readonly now?: Date;
+}
+
+function receivedOf(kind: QueuedKind, body: unknown, now: Date): number {
+  const options = { now };
+  switch (kind) {
+    case 'events-page':
+      return planEventsPage(body, options).received;
+    case 'create-event':
+      return planCreateEvent(body, options).reduce((n, e) => n + e.events.length, 0);
+    case 'bulk-create':
+      return planBulkCreate(body, options).reduce((n, e) => n + e.events.length, 0);
+    case 'profiles':
+      return planProfilesDocument(body, options).length;
+    case 'metrics':
+      return planMetricsDocument(body, options).length;
+    case 'profile-bulk-import':
+      return planBulkImportProfiles(body, options).length;
+  }
+}
+
+/**
+ * Validates, splits and enqueues one request. All or nothing is impossible across several SQS
+ * messages (a sent message cannot be taken back), so a request is at least once instead: when a
+ * part is not queued the caller answers 503 and the client sends the whole request again; the parts
+ * queued the first time are then stored twice over, which stores them once (ingest is idempotent).
+ */
+export async function enqueueIngest(
+  sender: MessageSender,
+  kind: QueuedKind,
+  body: unknown,
+  context: EnqueueContext,
+): Promise<QueueReceipt> {
+  const acceptedAt = context.now ?? new Date();
+  const received = receivedOf(kind, body, acceptedAt);
+  const messages = queuedMessages(kind, splitForQueue(kind, body, context.maxMessageBytes), {
+    accountId: context.accountId,
+    acceptedAt,
+    requestId: context.requestId,
+  });
+  try {
+    await sender.send(messages);
+  } catch (err) {
+    if (err instanceof QueueSendError) {
+      throw new HttpError(
+        503,
+        {
+          code: 'queue_unavailable',
+          detail:
+            err.sent === 0
+              ? 'The ingest queue did not accept the request; nothing was queued. Send it again shortly.'
+              : `The ingest queue accepted ${err.sent} of the ${err.sent + err.failed} parts of this request. ` +
+                'Send the whole request again shortly: the parts already queued are stored once.',
+        },
+        { 'Retry-After': '5' },
+      );
+    }
+    throw err;
+  }
+  return { requestId: context.requestId, acceptedAt, received, messages: messages.length };
+}
+
+/** The 202 answer to a queued page: what was accepted, not yet what was stored. */
+export function queueReceiptDocument(receipt: QueueReceipt) {
+  return {
+    data: {
+      type: 'ingest-receipt' as const,
+      id: receipt.requestId,
+      attributes: {
+        status: 'queued' as const,
+        received: receipt.received,
+        messages: receipt.messages,
+        accepted_at: receipt.acceptedAt.toISOString(),
+      },
+    },
+  };
+}

@@ -1,0 +1,245 @@
+import { z } from 'zod';
+import { HttpError } from '../../klaviyo/errors';
+import { isPlainObject } from './validation';
+
+/**
+ * What the ingest routes put on the queue in queue mode (docs/queue.md): a validated request, split
+ * into messages that each fit SQS's limit, every one a self-contained request of the same kind. A
+ * message carries the account it was accepted for and the instant it was accepted, so that the
+ * consumer writes as that account and reads "now" (an event without a time, the one-year window)
+ * as the route did, however late it runs.
+ */
+
+export const QUEUED_KINDS = [
+  'events-page',
+  'create-event',
+  'bulk-create',
+  'profiles',
+  'metrics',
+  'profile-bulk-import',
+] as const;
+export type QueuedKind = (typeof QUEUED_KINDS)[number];
+
+export const QueuedMessageSchema = z.object({
+  v: z.literal(1),
+  kind: z.enum(QUEUED_KINDS),
+  account_id: z.string().min(1).max(255),
+  accepted_at: z.iso.datetime({ offset: true }),
+  request_id: z.string().max(255),
+  part: z.number().int().nonnegative(),
+  parts: z.number().int().positive(),
+  body: z.unknown(),
+});
+export type QueuedMessage = z.infer<typeof QueuedMessageSchema>;
+
+/** Room kept in each message for the envelope around the body (kind, ids, instants). */
+const ENVELOPE_BYTES = 1024;
+
+const bytesOf = (value: unknown): number => Buffer.byteLength(JSON.stringify(value) ?? 'null', 'utf8');
+
+function tooLarge(pointer: string, maxBytes: number): HttpError {
+  return new HttpError(413, {
+    code: 'too_large',
+    detail: `This resource alone takes more than the ${maxBytes} bytes a queue message holds; it cannot be queued.`,
+    pointer,
+  });
+}
+
+/**
+ * Packs items into groups whose JSON stays under `budget` bytes, in order. An item larger than the
+ * budget on its own is refused (413 with its pointer): the request was valid, but cannot travel.
+ */
+function packed<T>(
+  items: readonly T[],
+  sizeOf: (item: T) => number,
+  budget: number,
+  pointerOf: (index: number) => string,
+  maxBytes: number,
+): T[][] {
+  const groups: T[][] = [];
+  let current: T[] = [];
+  let used = 0;
+  items.forEach((item, i) => {
+    const size = sizeOf(item) + 1;
+    if (size > budget) throw tooLarge(pointerOf(i), maxBytes);
+    if (current.length > 0 && used + size > budget) {
+      groups.push(current);
+      current = [];
+      used = 0;
+    }
+    current.push(item);
+    used += size;
+  });
+  if (current.length > 0) groups.push(current);
+  return groups;
+}
+
+interface EventsPageBody {
+  readonly data: unknown[];
+  readonly included?: unknown[] | null;
+}
+
+const keyOf = (type: unknown, id: unknown) => `${String(type)}\u0000${String(id)}`;
+
+/** The included resources an event names: its metric and its profile. */
+function referencesOf(event: unknown): string[] {
+  const relationships = isPlainObject(event) ? event.relationships : undefined;
+  if (!isPlainObject(relationships)) return [];
+  const out: string[] = [];
+  for (const name of ['metric', 'profile'] as const) {
+    const data = isPlainObject(relationships[name]) ? (relationships[name] as { data?: unknown }).data : undefined;
+    if (isPlainObject(data)) out.push(keyOf(name, data.id));
+  }
+  return out;
+}
+
+/**
+ * A page of events split so that each part holds whole events with the included resources they name
+ * (a profile named by events of two parts travels in both: stored once, the newest copy winning).
+ * Included resources no event names travel too, after the events.
+ */
+function splitEventsPage(body: EventsPageBody, budget: number, maxBytes: number): EventsPageBody[] {
+  const included = body.included ?? [];
+  const includedByKey = new Map<string, { item: unknown; size: number }[]>();
+  included.forEach((item) => {
+    if (!isPlainObject(item)) return;
+    const key = keyOf(item.type, item.id);
+    const list = includedByKey.get(key) ?? [];
+    list.push({ item, size: bytesOf(item) + 1 });
+    includedByKey.set(key, list);
+  });
+  const named = new Set<string>();
+  const parts: EventsPageBody[] = [];
+  let data: unknown[] = [];
+  let keys = new Set<string>();
+  let used = 0;
+  const flush = () => {
+    if (data.length === 0) return;
+    parts.push({ data, included: [...keys].flatMap((k) => (includedByKey.get(k) ?? []).map((c) => c.item)) });
+    data = [];
+    keys = new Set();
+    used = 0;
+  };
+  body.data.forEach((event, i) => {
+    const references = referencesOf(event);
+    for (const k of references) named.add(k);
+    const sizeWith = (present: Set<string>) =>
+      bytesOf(event) +
+      1 +
+      references
+        .filter((k) => !present.has(k))
+        .reduce((n, k) => n + (includedByKey.get(k) ?? []).reduce((m, c) => m + c.size, 0), 0);
+    if (sizeWith(new Set()) > budget) throw tooLarge(`/data/${i}`, maxBytes);
+    if (data.length > 0 && used + sizeWith(keys) > budget) flush();
+    used += sizeWith(keys);
+    data.push(event);
+    for (const k of references) keys.add(k);
+  });
+  flush();
+  const unnamed = included.filter((item) => !isPlainObject(item) || !named.has(keyOf(item.type, item.id)));
+  for (const group of packed(unnamed, bytesOf, budget, (j) => `/included/${included.indexOf(unnamed[j])}`, maxBytes))
+    parts.push({ data: [], included: group });
+  return parts.length > 0 ? parts : [{ data: [], included: [] }];
+}
+
+/** A list document ({ data: [...] }: profiles, metrics) split into lists that fit. */
+function splitList(body: { data: unknown[] }, budget: number, maxBytes: number): { data: unknown[] }[] {
+  if (body.data.length === 0) return [{ data: [] }];
+  return packed(body.data, bytesOf, budget, (i) => `/data/${i}`, maxBytes).map((data) => ({ data }));
+}
+
+interface BulkCreateBody {
+  data: { type: string; attributes: { 'events-bulk-create': { data: BulkEntry[] } } };
+}
+interface BulkEntry {
+  type: string;
+  attributes: { profile: unknown; events: { data: unknown[] } };
+}
+
+/**
+ * Bulk Create split by profile entry; an entry too large for one message is split by its events,
+ * each part naming the same profile (events derive their ids from metric, profile and unique_id or
+ * time, never from their grouping, so the split stores exactly what the whole would).
+ */
+function splitBulkCreate(body: BulkCreateBody, budget: number, maxBytes: number): BulkCreateBody[] {
+  const entries = body.data.attributes['events-bulk-create'].data;
+  const pieces: BulkEntry[] = [];
+  entries.forEach((entry, i) => {
+    if (bytesOf(entry) + 1 <= budget) {
+      pieces.push(entry);
+      return;
+    }
+    const profileBytes = bytesOf(entry.attributes.profile);
+    const groups = packed(
+      entry.attributes.events.data,
+      bytesOf,
+      budget - profileBytes - 128,
+      (k) => `/data/attributes/events-bulk-create/data/${i}/attributes/events/data/${k}`,
+      maxBytes,
+    );
+    for (const events of groups)
+      pieces.push({
+        ...entry,
+        attributes: { ...entry.attributes, events: { ...entry.attributes.events, data: events } },
+      });
+  });
+  return packed(pieces, bytesOf, budget, (i) => `/data/attributes/events-bulk-create/data/${i}`, maxBytes).map(
+    (group) => ({
+      data: { ...body.data, attributes: { ...body.data.attributes, 'events-bulk-create': { data: group } } },
+    }),
+  );
+}
+
+interface ProfileImportBody {
+  data: { type: string; attributes: { profiles: { data: unknown[] } }; relationships?: unknown };
+}
+
+function splitProfileImport(body: ProfileImportBody, budget: number, maxBytes: number): ProfileImportBody[] {
+  const items = body.data.attributes.profiles.data;
+  if (items.length === 0) return [body];
+  return packed(items, bytesOf, budget, (i) => `/data/attributes/profiles/data/${i}`, maxBytes).map((group) => ({
+    data: { ...body.data, attributes: { ...body.data.attributes, profiles: { data: group } } },
+  }));
+}
+
+/**
+ * The request (already validated: its shape is known) as the bodies of its messages, each under
+ * `maxBytes` once wrapped in its envelope.
+ */
+export function splitForQueue(kind: QueuedKind, body: unknown, maxBytes: number): unknown[] {
+  const budget = maxBytes - ENVELOPE_BYTES;
+  switch (kind) {
+    case 'events-page':
+      return splitEventsPage(body as EventsPageBody, budget, maxBytes);
+    case 'profiles':
+    case 'metrics':
+      return splitList(body as { data: unknown[] }, budget, maxBytes);
+    case 'bulk-create':
+      return splitBulkCreate(body as BulkCreateBody, budget, maxBytes);
+    case 'profile-bulk-import':
+      return splitProfileImport(body as ProfileImportBody, budget, maxBytes);
+    case 'create-event':
+      if (bytesOf(body) > budget) throw tooLarge('/data', maxBytes);
+      return [body];
+  }
+}
+
+/** The messages of one request, as the text SQS carries. */
+export function queuedMessages(
+  kind: QueuedKind,
+  bodies: readonly unknown[],
+  context: { accountId: string; acceptedAt: Date; requestId: string },
+): string[] {
+  return bodies.map((body, part) =>
+    JSON.stringify({
+      v: 1,
+      kind,
+      account_id: context.accountId,
+      accepted_at: context.acceptedAt.toISOString(),
+      request_id: context.requestId,
+      part,
+      parts: bodies.length,
+      body,
+    } satisfies QueuedMessage),
+  );
+}

@@ -1,0 +1,91 @@
+import { planEventsPage } from '../../lib/app/ingest';
+import { planBulkCreate } from '../../lib/app/ingest/klaviyoWrites';
+import { queuedMessages, splitForQueue } from '../../lib/app/ingest/queueMessages';
+import { eventsPage } from '../ingest/helpers';
+
+/**
+ * Splitting a validated request into queue messages (lib/app/ingest/queueMessages.ts): every
+ * message fits, and the parts together plan exactly what the whole plans, so that the consumer
+ * stores what the synchronous path would.
+ */
+const now = new Date('2024-06-01T00:00:00Z');
+const bytes = (text: string) => Buffer.byteLength(text, 'utf8');
+const options = { now, maxResources: 1000 };
+const context = { accountId: 'default', acceptedAt: now, requestId: 'r-1' };
+
+describe('splitting a request into queue messages', () => {
+  it.each([16_384, 65_536, 262_144])(
+    'a page, at most %i bytes a message: every part fits, together they are the page',
+    (max) => {
+      const page = eventsPage({ events: 400, prefix: 's', metrics: 5, profiles: 60 });
+      // An included profile no event names is stored all the same.
+      page.included.push({ type: 'profile', id: 'Plonely', attributes: { email: 'lonely@example.com' } });
+      const parts = splitForQueue('events-page', page, max);
+      const messages = queuedMessages('events-page', parts, context);
+      for (const m of messages) expect(bytes(m)).toBeLessThanOrEqual(max);
+      if (max < 262_144) expect(messages.length).toBeGreaterThan(1);
+      const whole = planEventsPage(page, options);
+      const planned = parts.map((part) => planEventsPage(part, options));
+      expect(planned.flatMap((p) => p.events).sort((a, b) => (a.id < b.id ? -1 : 1))).toEqual(whole.events);
+      const ids = (list: { id: string; isStub: boolean }[]) =>
+        [...new Set(list.filter((x) => !x.isStub).map((x) => x.id))].sort();
+      expect(ids(planned.flatMap((p) => p.profiles))).toEqual(ids(whole.profiles));
+      expect(ids(planned.flatMap((p) => p.metrics))).toEqual(ids(whole.metrics));
+      // Each part carries the included resources its events name, so no event of it waits on a stub.
+      for (const p of planned) expect(p.profiles.filter((x) => x.isStub)).toEqual([]);
+      expect(messages.map((m) => JSON.parse(m))).toEqual(
+        parts.map((body, part) => ({
+          v: 1,
+          kind: 'events-page',
+          account_id: 'default',
+          accepted_at: now.toISOString(),
+          request_id: 'r-1',
+          part,
+          parts: parts.length,
+          body,
+        })),
+      );
+    },
+  );
+
+  it('Bulk Create: by profile entry, and an entry too large for one message by its events', () => {
+    const entry = (i: number, events: number) => ({
+      type: 'event-bulk-create',
+      attributes: {
+        profile: { data: { type: 'profile', attributes: { email: `b${i}@example.com` } } },
+        events: {
+          data: Array.from({ length: events }, (_, k) => ({
+            type: 'event',
+            attributes: {
+              properties: { k, filler: 'f'.repeat(200) },
+              unique_id: `u-${i}-${k}`,
+              time: '2024-05-01T10:00:00Z',
+              metric: { data: { type: 'metric', attributes: { name: 'Split' } } },
+            },
+          })),
+        },
+      },
+    });
+    const body = {
+      data: {
+        type: 'event-bulk-create-job',
+        attributes: { 'events-bulk-create': { data: [entry(0, 3), entry(1, 200), entry(2, 5)] } },
+      },
+    };
+    const parts = splitForQueue('bulk-create', body, 16_384);
+    for (const m of queuedMessages('bulk-create', parts, context)) expect(bytes(m)).toBeLessThanOrEqual(16_384);
+    const events = (entries: ReturnType<typeof planBulkCreate>) =>
+      entries.flatMap((e) => e.events.map((ev) => `${e.identity.attributes?.email}:${ev.attributes.unique_id}`)).sort();
+    expect(parts.flatMap((p) => events(planBulkCreate(p, options))).sort()).toEqual(
+      events(planBulkCreate(body, options)),
+    );
+  });
+
+  it('refuses with 413 and its pointer what no message can hold', () => {
+    const page = eventsPage({ events: 3, prefix: 't' });
+    page.data[2].attributes.event_properties.blob = 'x'.repeat(20_000);
+    expect(() => splitForQueue('events-page', page, 16_384)).toThrow(
+      expect.objectContaining({ status: 413, items: [expect.objectContaining({ pointer: '/data/2' })] }),
+    );
+  });
+});
