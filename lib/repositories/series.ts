@@ -96,6 +96,7 @@ function timestampArray(ms: readonly number[]): string {
 }
 
 const HOUR_US = 3_600_000_000;
+const HOUR_MS = 3_600_000;
 
 const METRIC_EXISTS = 'EXISTS (SELECT 1 FROM klaviyo_metrics m WHERE m.id = $1)';
 
@@ -287,8 +288,9 @@ function fromDimensionsSql(plan: SeriesPlan): string {
     UNION
     SELECT unnest($6::timestamptz[])
   ), days AS MATERIALIZED (
-    SELECT c.day, c.i, c.lo, c.hi
-      FROM unnest($8::timestamptz[], $9::int[], $10::timestamptz[], $11::timestamptz[]) AS c(day, i, lo, hi)
+    -- The share's bounds travel as hours after the day's start: integers parse faster than instants.
+    SELECT c.day, c.i, c.day + c.lo_h * interval '1 hour' AS lo, c.day + c.hi_h * interval '1 hour' AS hi
+      FROM unnest($8::timestamptz[], $9::int[], $10::int[], $11::int[]) AS c(day, i, lo_h, hi_h)
      WHERE (SELECT ok FROM served)
   ), spans AS MATERIALIZED (
     -- The hours no day covers, as ranges: before the first day, between two, after the last.
@@ -415,8 +417,8 @@ export async function readSeriesFromDimensions(db: Db, plan: SeriesPlan): Promis
     plan.dimension,
     timestampArray(plan.days.map((d) => d.day)),
     `{${plan.days.map((d) => d.bucket).join(',')}}`,
-    timestampArray(plan.days.map((d) => d.lo)),
-    timestampArray(plan.days.map((d) => d.hi)),
+    `{${plan.days.map((d) => (d.lo - d.day) / HOUR_MS).join(',')}}`,
+    `{${plan.days.map((d) => (d.hi - d.day) / HOUR_MS).join(',')}}`,
   ];
   if (plan.dimensionValues !== null) params.push(JSON.stringify(plan.dimensionValues));
   const rows = await db.query<SeriesRow>(fromDimensionsSql(plan), params);
