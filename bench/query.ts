@@ -493,7 +493,7 @@ async function main(): Promise<void> {
     const path = writeBenchResult({
       bench: 'query',
       title: 'Query Metric Aggregates: the handler against raw events',
-      command: `BENCH_EVENTS=${EVENTS}${MATRIX ? '' : ' BENCH_MATRIX=0'} npx tsx bench/query.ts`,
+      command: `${process.env.BENCH_DATASET ? `BENCH_DATASET=${process.env.BENCH_DATASET} ` : ''}BENCH_EVENTS=${EVENTS}${MATRIX ? '' : ' BENCH_MATRIX=0'} npx tsx bench/query.ts`,
       reference: 'the same answer computed from raw events alone (readSeriesFromEvents), same run, same data',
       dataset: {
         events: EVENTS,

@@ -1,6 +1,6 @@
 import type { MetricAggregateQuery } from '../klaviyo/metricAggregates';
 import { bucketBoundaries, HOUR_MS } from '../time/timezone';
-import type { SeriesPlan, SeriesSource } from '../repositories/series';
+import type { SeriesPlan, SeriesSource, UtcDayPart } from '../repositories/series';
 
 export type { SeriesPlan } from '../repositories/series';
 
@@ -25,10 +25,12 @@ export type { SeriesPlan } from '../repositories/series';
  *   from raw events as a whole.
  * 'dimension': count and sum broken down by one event property, or filtered on it with equals/any
  *   (with or without `by` on the same key), from the dimension rollups (migrations/0007, docs/
- *   breakdowns.md). UTC days that lie whole in one bucket and hold no dirty hour come from the daily
- *   rows; the other hours are split as for 'rollups': clean hours from the hourly dimension rollups,
- *   dirty and cut hours from raw events; events without the property are the clean hours' total
- *   minus their rows. The statement itself checks that the key is rolled up (registered, backfilled, no
+ *   breakdowns.md). A whole UTC day of the range comes from its daily row, given to the bucket that
+ *   holds at least half of it (all of it in UTC days, weeks and months; 19-20 hours of a New York
+ *   day); its other hours, and its dirty ones, are taken out of that row by subtracting their hourly
+ *   rows. Those hours and the hours of no such day are split as for 'rollups': clean hours from the
+ *   hourly dimension rollups, dirty and cut hours from raw events; events without the property are
+ *   the clean hours' total minus their rows. The statement itself checks that the key is rolled up (registered, backfilled, no
  *   fallback for the metric); when it is not, the answer comes from raw events.
  * 'events': everything from raw events in the range, through the covering index (metric_id,
  *   "timestamp" DESC) INCLUDE (value, profile_id): distinct profiles over weeks and months (and over
@@ -38,15 +40,31 @@ export type { SeriesPlan } from '../repositories/series';
 
 const DAY_MS = 24 * HOUR_MS;
 
-/** Starts of the UTC days that lie whole within one bucket, clipped to the range. */
-function wholeUtcDays(boundaries: readonly number[], startUs: number, endUs: number): number[] {
-  const days: number[] = [];
-  for (let i = 0; i + 1 < boundaries.length; i += 1) {
-    const lo = Math.max(boundaries[i] as number, Math.ceil(startUs / 1000));
-    const hi = Math.min(boundaries[i + 1] as number, Math.floor(endUs / 1000));
-    for (let d = Math.ceil(lo / DAY_MS) * DAY_MS; d + DAY_MS <= hi; d += DAY_MS) days.push(d);
+/**
+ * Below half a day in one bucket, the hourly rows the reader would move cost more than they save
+ * (hourly buckets: a day row and 23 hours moved instead of 24 hours read).
+ */
+const MIN_DAY_SHARE_MS = 12 * HOUR_MS;
+
+/** The whole UTC days of the range and, for each, the bucket that holds most of its whole hours. */
+function utcDayParts(boundaries: readonly number[], startUs: number, endUs: number): UtcDayPart[] {
+  const parts: UtcDayPart[] = [];
+  const startMs = Math.ceil(startUs / 1000);
+  const endMs = Math.floor(endUs / 1000);
+  let first = 0;
+  for (let day = Math.ceil(startMs / DAY_MS) * DAY_MS; day + DAY_MS <= endMs; day += DAY_MS) {
+    while (first + 2 < boundaries.length && (boundaries[first + 1] as number) <= day) first += 1;
+    let best: UtcDayPart | null = null;
+    for (let i = first; i + 1 < boundaries.length && (boundaries[i] as number) < day + DAY_MS; i += 1) {
+      const lo = Math.ceil(Math.max(boundaries[i] as number, day) / HOUR_MS) * HOUR_MS;
+      const hi = Math.floor(Math.min(boundaries[i + 1] as number, day + DAY_MS) / HOUR_MS) * HOUR_MS;
+      if (hi - lo >= MIN_DAY_SHARE_MS && (best === null || hi - lo > best.hi - best.lo)) {
+        best = { day, bucket: i + 1, lo, hi };
+      }
+    }
+    if (best !== null) parts.push(best);
   }
-  return days;
+  return parts;
 }
 
 const HOUR_US = HOUR_MS * 1000;
@@ -149,6 +167,6 @@ export function planSeries(query: MetricAggregateQuery): SeriesPlan {
     needsUnique,
     dimension: source === 'dimension' ? (shape?.dimension ?? null) : null,
     dimensionValues: source === 'dimension' ? (shape?.values ?? null) : null,
-    dayStarts: source === 'dimension' ? wholeUtcDays(boundaries, query.startUs, query.endUs) : [],
+    days: source === 'dimension' ? utcDayParts(boundaries, query.startUs, query.endUs) : [],
   };
 }

@@ -18,6 +18,7 @@ import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
  */
 const METRIC = 'QmDims';
 const OTHER = 'QmOther';
+const OTHER_ACCOUNT = 'acct-other';
 const FLOW = '$attributed_flow';
 const FLOWS = ['Welcome', 'Abandoned Cart', 'Browse', 'Winback'];
 const FROM = '2024-10-20T00:00:00';
@@ -94,8 +95,9 @@ jest.setTimeout(600_000);
 
 async function storedOracleEvents(db: Db): Promise<OracleEvent[]> {
   const rows = await db.query<{ at: Date; profile_id: string | null; value: string | null; properties: unknown }>(
-    `SELECT "timestamp" AS at, profile_id, value::text AS value, properties FROM klaviyo_events WHERE metric_id = $1`,
-    [METRIC],
+    `SELECT "timestamp" AS at, profile_id, value::text AS value, properties FROM klaviyo_events
+      WHERE account_id = $1 AND metric_id = $2`,
+    [DEFAULT_ACCOUNT_ID, METRIC],
   );
   return rows.map((r) => ({
     at: new Date(r.at),
@@ -179,6 +181,10 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
   it('equal raw events once rolled up, and the rollups meet their contract', async () => {
     await storeEvents(t.db, eventsOf(1, 2500, 'a'));
     await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
+    // Another account with the same metric, flows and hours: its rows must never reach the default
+    // account's answers (every table the dimension reads meet is keyed by account).
+    await storeEvents(t.db, eventsOf(11, 1500, 'x'), OTHER_ACCOUNT);
+    await runAggregation(t.db, OTHER_ACCOUNT);
     expect(await dimensionContractViolations(t.db)).toEqual([]);
     expect(await dailyDimensionViolations(t.db)).toEqual([]);
     const rows = await t.db.query<{ n: string }>(

@@ -94,6 +94,45 @@ describe('planSeries', () => {
     ).toBe('events');
   });
 
+  it('gives each whole UTC day of a dimension plan to the bucket holding most of its whole hours', () => {
+    const H = 3_600_000;
+    const days = (attributes: Record<string, unknown>) =>
+      plan({ measurements: ['count'], by: ['$flow'], ...attributes }).days.map((d) => ({
+        day: new Date(d.day).toISOString(),
+        bucket: d.bucket,
+        hours: [(d.lo - d.day) / H, (d.hi - d.day) / H],
+      }));
+    // UTC days: each day whole in its own bucket.
+    expect(days({ filter: range('2024-11-01T00:00:00', '2024-11-03T00:00:00') })).toEqual([
+      { day: '2024-11-01T00:00:00.000Z', bucket: 1, hours: [0, 24] },
+      { day: '2024-11-02T00:00:00.000Z', bucket: 2, hours: [0, 24] },
+    ]);
+    // New York across the fall-back (2024-11-03): a UTC day's hours from 04:00 (EDT) or 05:00 (EST) on
+    // are the New York day of the same date; the range's first and last UTC days are not whole in it.
+    expect(days({ timezone: 'America/New_York', filter: range('2024-11-02T00:00:00', '2024-11-05T00:00:00') })).toEqual(
+      [
+        { day: '2024-11-03T00:00:00.000Z', bucket: 2, hours: [4, 24] },
+        { day: '2024-11-04T00:00:00.000Z', bucket: 3, hours: [5, 24] },
+      ],
+    );
+    // Asia/Kolkata (+05:30): the New Delhi day ends at 18:30 UTC, so 18 whole hours of a UTC day are in it.
+    expect(days({ timezone: 'Asia/Kolkata', filter: range('2024-11-01T00:00:00', '2024-11-03T00:00:00') })).toEqual([
+      { day: '2024-11-01T00:00:00.000Z', bucket: 1, hours: [0, 18] },
+    ]);
+    // Weeks: every UTC day of a UTC week; in New York, the day that a week boundary cuts goes to the
+    // week that holds most of it.
+    expect(days({ interval: 'week', filter: range('2024-11-04T00:00:00', '2024-11-18T00:00:00') })).toHaveLength(14);
+    expect(
+      days({
+        interval: 'week',
+        timezone: 'America/New_York',
+        filter: range('2024-11-04T00:00:00', '2024-11-18T00:00:00'),
+      }).filter((d) => d.hours[0] !== 0 || d.hours[1] !== 24),
+    ).toEqual([{ day: '2024-11-11T00:00:00.000Z', bucket: 2, hours: [5, 24] }]);
+    // Hourly buckets: no day is worth its row.
+    expect(days({ interval: 'hour', filter: range('2024-11-01T00:00:00', '2024-11-03T00:00:00') })).toEqual([]);
+  });
+
   it('keeps hourly rollups for count and sum, and for unique per hour', () => {
     expect(
       plan({ measurements: ['count', 'sum_value'], filter: range('2022-01-01T00:00:00', '2022-12-31T00:00:00') })
