@@ -3,6 +3,7 @@ import { runScheduledAggregation } from '../../lib/app/scheduledAggregation';
 import type { Db, Row, SqlParam } from '../../lib/db/port';
 import { ensureAccount, getAccount, saveAccount } from '../../lib/repositories/accounts';
 import { tryLockAggregation } from '../../lib/repositories/aggregates';
+import { ingestEventsPage } from '../../lib/app/ingest';
 import { useFreshDatabase } from '../support/database';
 import { storeEvents } from '../support/events';
 import { dirtyCount, oracleHours, randomEvents, storedHours } from './oracle';
@@ -112,6 +113,31 @@ describe('aggregation per account', () => {
     });
     expect(all).toMatchObject({ status: 'done', accounts: 1, accountsLocked: 0, bucketsWaiting: 0 });
     expect(await storedHours(t.db, A)).toEqual(await oracleHours(t.db, A));
+  });
+
+  it("ingest into an account never waits for the aggregator holding that account's lock", async () => {
+    const page = {
+      data: [
+        {
+          type: 'event',
+          id: 'held-1',
+          attributes: { datetime: '2024-05-02T10:00:00+00:00', event_properties: { $value: 5 } },
+          relationships: {
+            metric: { data: { type: 'metric', id: 'm1' } },
+            profile: { data: { type: 'profile', id: 'p_1' } },
+          },
+        },
+      ],
+    };
+    await ensureAccount(t.db, A);
+    const written = await t.db.transaction(async (tx) => {
+      expect(await tryLockAggregation(tx, A)).toBe(true);
+      // On another connection, while the lock is held: the metrics upsert registers the account
+      // (ON CONFLICT DO NOTHING on the locked row) and the marks are the account's own rows. A wait
+      // here would never end: this transaction holds the lock until the ingest returns.
+      return ingestEventsPage(t.db, A, page);
+    });
+    expect(written).toMatchObject({ received: 1, inserted: 1 });
   });
 
   it('goes round the accounts one batch each, so a backlog in one does not make the others wait for it', async () => {
