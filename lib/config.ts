@@ -119,6 +119,8 @@ const EnvSchema = z.object({
   ROLLUP_DIMENSIONS: optionalText,
   // Above this many distinct values of a key in one (metric, hour), the pair is left to raw events.
   ROLLUP_MAX_VALUES_PER_HOUR: positiveInt(200),
+  // Keys whose distinct profiles are rolled up besides the attribution keys (docs/breakdowns.md), comma-separated.
+  ROLLUP_UNIQUE_DIMENSIONS: optionalText,
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -168,6 +170,8 @@ export interface Config {
     /** Extra property keys to roll up (Klaviyo's documented dimensions are registered by migration 0007). */
     readonly extraDimensions: readonly string[];
     readonly maxValuesPerHour: number;
+    /** Extra keys whose distinct profiles are rolled up (migration 0011 registers the attribution keys). */
+    readonly extraUniqueDimensions: readonly string[];
   };
 }
 
@@ -199,18 +203,18 @@ export interface PostgresTuning {
 }
 
 /** Property keys as `by` takes them: 1 to 255 characters, none twice. */
-function parseDimensionList(text: string | undefined): string[] {
+function parseDimensionList(text: string | undefined, variable = 'ROLLUP_DIMENSIONS'): string[] {
   if (text === undefined) return [];
   const keys = text.split(',').map((k) => k.trim());
   const bad = keys.find((k) => k.length === 0 || k.length > 255);
   if (bad !== undefined) {
     throw new ConfigError(
-      `Invalid configuration: ROLLUP_DIMENSIONS: every comma-separated key must have 1 to 255 characters (found ${JSON.stringify(bad)})`,
+      `Invalid configuration: ${variable}: every comma-separated key must have 1 to 255 characters (found ${JSON.stringify(bad)})`,
     );
   }
   const duplicate = keys.find((k, i) => keys.indexOf(k) !== i);
   if (duplicate !== undefined) {
-    throw new ConfigError(`Invalid configuration: ROLLUP_DIMENSIONS names ${JSON.stringify(duplicate)} twice`);
+    throw new ConfigError(`Invalid configuration: ${variable} names ${JSON.stringify(duplicate)} twice`);
   }
   return keys;
 }
@@ -262,6 +266,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     rollups: {
       extraDimensions: parseDimensionList(e.ROLLUP_DIMENSIONS),
       maxValuesPerHour: e.ROLLUP_MAX_VALUES_PER_HOUR,
+      extraUniqueDimensions: parseDimensionList(e.ROLLUP_UNIQUE_DIMENSIONS, 'ROLLUP_UNIQUE_DIMENSIONS'),
     },
   };
 
@@ -370,7 +375,11 @@ export function config(): Config {
   return cached;
 }
 
-const RollupEnvSchema = EnvSchema.pick({ ROLLUP_DIMENSIONS: true, ROLLUP_MAX_VALUES_PER_HOUR: true });
+const RollupEnvSchema = EnvSchema.pick({
+  ROLLUP_DIMENSIONS: true,
+  ROLLUP_MAX_VALUES_PER_HOUR: true,
+  ROLLUP_UNIQUE_DIMENSIONS: true,
+});
 let cachedRollups: Config['rollups'] | undefined;
 
 /**
@@ -387,6 +396,7 @@ export function rollupSettings(env: NodeJS.ProcessEnv = process.env): Config['ro
   const settings = {
     extraDimensions: parseDimensionList(parsed.data.ROLLUP_DIMENSIONS),
     maxValuesPerHour: parsed.data.ROLLUP_MAX_VALUES_PER_HOUR,
+    extraUniqueDimensions: parseDimensionList(parsed.data.ROLLUP_UNIQUE_DIMENSIONS, 'ROLLUP_UNIQUE_DIMENSIONS'),
   };
   if (env === process.env) cachedRollups = settings;
   return settings;

@@ -332,6 +332,9 @@ async function recordFallbacks(tx: Db, fallbacks: readonly DimensionFallback[]):
      ), cleared_days AS (
        DELETE FROM klaviyo_dimension_daily_rollups r USING wide w WHERE r.metric_id = w.metric_id AND r.dimension = w.dimension
        RETURNING 1
+     ), cleared_profiles AS (
+       DELETE FROM klaviyo_dimension_profiles r USING wide w WHERE r.metric_id = w.metric_id AND r.dimension = w.dimension
+       RETURNING 1
      )
      DELETE FROM klaviyo_dimension_rollups r USING wide w WHERE r.metric_id = w.metric_id AND r.dimension = w.dimension`,
     [

@@ -233,6 +233,7 @@ function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
  * filter, or a filter that lists ""), they are the clean hours' total minus their rows. The first CTE
  * checks, in this statement's snapshot, that the key's rollups can be used (registered and
  * backfilled, no fallback for the metric); `served` false tells the caller to read raw events.
+ * `unique` (distinct profiles) comes from the dimension profiles (uniqueFromDimensionsCtes).
  */
 function fromDimensionsSql(plan: SeriesPlan): string {
   const values = plan.dimensionValues;
@@ -251,9 +252,12 @@ function fromDimensionsSql(plan: SeriesPlan): string {
        SELECT i, '', -n, -s FROM stored`
     : '';
   const byValue = plan.by.length > 0;
+  const uniqueReady = plan.needsUnique
+    ? 'AND EXISTS (SELECT 1 FROM klaviyo_rollup_unique_dimensions WHERE dimension = $7 AND ready_at IS NOT NULL)'
+    : '';
   return `
   WITH served AS MATERIALIZED (
-    SELECT EXISTS (SELECT 1 FROM klaviyo_rollup_dimensions WHERE dimension = $7 AND ready_at IS NOT NULL)
+    SELECT EXISTS (SELECT 1 FROM klaviyo_rollup_dimensions WHERE dimension = $7 AND ready_at IS NOT NULL) ${uniqueReady}
            AND NOT EXISTS (SELECT 1 FROM klaviyo_dimension_fallbacks WHERE metric_id = $1 AND dimension = $7) AS ok
   ), raw_hours AS MATERIALIZED (
     SELECT d.bucket AS hour FROM klaviyo_aggregate_dirty d
@@ -320,9 +324,70 @@ function fromDimensionsSql(plan: SeriesPlan): string {
      WHERE true ${valueFilter}
      GROUP BY 1, 2
     HAVING sum(n) > 0
-  )
+  )${plan.needsUnique ? uniqueFromDimensionsCtes(plan) : ''}
   SELECT (SELECT ok FROM served) AS served, ${METRIC_EXISTS} AS metric_exists,
-         (SELECT coalesce(jsonb_agg(jsonb_build_array(i, n, s, 0${byValue ? ', v' : ''}) ORDER BY i), '[]'::jsonb) FROM combined) AS buckets`;
+         (SELECT coalesce(jsonb_agg(jsonb_build_array(c.i, c.n, c.s, ${plan.needsUnique ? 'coalesce(q.u, 0)' : '0'}${byValue ? ', c.v' : ''}) ORDER BY c.i), '[]'::jsonb)
+            FROM combined c ${plan.needsUnique ? 'LEFT JOIN uniques q ON q.i = c.i AND q.v = c.v' : ''}) AS buckets`;
+}
+
+/**
+ * The CTE `uniques(i, v, u)` of the 'dimension' plan: distinct profiles per bucket and value (v is ""
+ * when `by` is empty: the allowed values together). Clean uncut hours come from the dimension profiles
+ * (migrations/0011), dirty and cut hours from raw events, and a profile counts once per bucket and
+ * value however many hours and sources name it. Events without the property have no row: a profile
+ * has one in a bucket's clean hours exactly when its events there outnumber its rows' events, and its
+ * events are counted from the covering index (metric_id, "timestamp") INCLUDE (value, profile_id),
+ * without reading properties. Only when the "" value is wanted.
+ */
+function uniqueFromDimensionsCtes(plan: SeriesPlan): string {
+  const values = plan.dimensionValues;
+  const needsEmpty = values === null || values.includes('');
+  const valueFilter = values === null ? '' : 'AND v IN (SELECT jsonb_array_elements_text($9::jsonb))';
+  const storedFilter = needsEmpty ? '' : 'AND x.dimension_value IN (SELECT jsonb_array_elements_text($9::jsonb))';
+  const withoutValue = needsEmpty
+    ? `, profile_events AS MATERIALIZED (
+    SELECT width_bucket(e."timestamp", (SELECT $2::timestamptz[])) AS i, e.profile_id, count(*) AS n
+      FROM klaviyo_events e
+     WHERE (SELECT ok FROM served) AND e.metric_id = $1
+       AND e."timestamp" >= $5::text::timestamptz AND e."timestamp" < $4::text::timestamptz AND e.profile_id IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour = date_trunc('hour', e."timestamp", 'UTC'))
+     GROUP BY 1, 2
+  ), without_value AS (
+    SELECT pe.i, '' AS v, pe.profile_id
+      FROM profile_events pe
+      LEFT JOIN (SELECT i, profile_id, sum(n) AS n FROM profile_rows GROUP BY 1, 2) pr
+        ON pr.i = pe.i AND pr.profile_id = pe.profile_id
+     WHERE pe.n > coalesce(pr.n, 0)
+  )`
+    : '';
+  return `, profile_rows AS MATERIALIZED (
+    SELECT width_bucket(x.bucket, (SELECT $2::timestamptz[])) AS i, x.dimension_value AS v, x.profile_id, x.event_count AS n
+      FROM klaviyo_dimension_profiles x
+     WHERE (SELECT ok FROM served) AND x.metric_id = $1 AND x.dimension = $7
+       AND x.bucket >= $5::text::timestamptz AND x.bucket < $4::text::timestamptz ${storedFilter}
+       AND NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour = x.bucket)
+  )${withoutValue}, fresh_profiles AS (
+    SELECT width_bucket(e."timestamp", (SELECT $2::timestamptz[])) AS i, coalesce(e.properties->>$7, '') AS v, e.profile_id
+      FROM raw_hours h
+     -- One index range scan per raw hour, as in CTE fresh.
+     CROSS JOIN LATERAL (
+       SELECT e."timestamp", e.properties, e.profile_id FROM klaviyo_events e
+        WHERE e.metric_id = $1
+          AND e."timestamp" >= greatest(h.hour, $3::text::timestamptz)
+          AND e."timestamp" < least(h.hour + interval '1 hour', $4::text::timestamptz)
+          AND e.profile_id IS NOT NULL
+       OFFSET 0
+     ) e
+     WHERE (SELECT ok FROM served)
+  ), uniques AS (
+    SELECT i, ${plan.by.length > 0 ? 'v' : "''"} AS v, count(DISTINCT profile_id) AS u
+      FROM (SELECT i, v, profile_id FROM profile_rows
+            ${needsEmpty ? 'UNION ALL SELECT i, v, profile_id FROM without_value' : ''}
+            UNION ALL
+            SELECT i, v, profile_id FROM fresh_profiles) x
+     WHERE true ${valueFilter}
+     GROUP BY 1, 2
+  )`;
 }
 
 function toResult(row: SeriesRow | undefined, dimensionCount: number, servedBy: SeriesPlan['source']): SeriesResult {
