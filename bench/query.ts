@@ -254,6 +254,7 @@ async function aggregateUntilClean(db: Db): Promise<number> {
   await db.query('VACUUM ANALYZE klaviyo_aggregated_metrics');
   await db.query('VACUUM ANALYZE klaviyo_dimension_rollups');
   await db.query('VACUUM ANALYZE klaviyo_dimension_daily_rollups');
+  await db.query('VACUUM ANALYZE klaviyo_dimension_profiles');
   return (performance.now() - started) / 1000;
 }
 
@@ -273,11 +274,12 @@ async function main(): Promise<void> {
     const aggregateSeconds = await aggregateUntilClean(db);
     // A dataset stored before the dimension rollups existed gets them the way a deployment does.
     const backfill = await backfillDimensions(db);
-    if (backfill.backfilled.length > 0) {
+    if (backfill.backfilled.length > 0 || backfill.backfilledUnique.length > 0) {
       say(
-        `dimension backfill: ${backfill.backfilled.length} keys, ${backfill.chunks} chunks, ${backfill.rowsChanged.toLocaleString('en-US')} rows in ${(backfill.durationMs / 1000).toFixed(1)} s`,
+        `dimension backfill: ${backfill.backfilled.length} keys, ${backfill.backfilledUnique.length} unique keys, ${backfill.chunks} chunks, ${backfill.rowsChanged.toLocaleString('en-US')} rows in ${(backfill.durationMs / 1000).toFixed(1)} s`,
       );
       await db.query('VACUUM ANALYZE klaviyo_dimension_rollups');
+      await db.query('VACUUM ANALYZE klaviyo_dimension_profiles');
     }
     const storage = await db.query<{
       events: string;
@@ -296,6 +298,12 @@ async function main(): Promise<void> {
     const mb = (bytes: string | undefined) => Number(bytes ?? 0) / 2 ** 20;
     const storageLine = `storage: dimension rollups, hourly and daily, ${mb(sizes?.dimension_rollups).toFixed(0)} MB (${Number(sizes?.dimension_rows).toLocaleString('en-US')} rows) against klaviyo_events ${mb(sizes?.events).toFixed(0)} MB (${Number(sizes?.event_rows).toLocaleString('en-US')} rows): ${((100 * mb(sizes?.dimension_rollups)) / Math.max(1, mb(sizes?.events))).toFixed(1)} %`;
     say(storageLine);
+    const [profiles] = await db.query<{ bytes: string; rows: string }>(
+      `SELECT pg_total_relation_size('klaviyo_dimension_profiles')::text AS bytes,
+              (SELECT count(*) FROM klaviyo_dimension_profiles)::text AS rows`,
+    );
+    const profilesLine = `storage: dimension profiles (unique by the attribution keys) ${mb(profiles?.bytes).toFixed(0)} MB (${Number(profiles?.rows).toLocaleString('en-US')} rows): ${((100 * mb(profiles?.bytes)) / Math.max(1, mb(sizes?.events))).toFixed(1)} % of klaviyo_events`;
+    say(profilesLine);
     const busiestFlow = await db.query<{ v: string }>(
       `SELECT dimension_value AS v FROM klaviyo_dimension_rollups WHERE metric_id = $1 AND dimension = '$attributed_flow'
        GROUP BY 1 ORDER BY sum(event_count) DESC, 1 LIMIT 1`,
@@ -508,7 +516,7 @@ async function main(): Promise<void> {
         asTable('Headline cases, rollups clean', clean),
         ...(freshRows.length > 0 ? [asTable(`Headline cases after ${LATE} late events`, freshRows)] : []),
       ],
-      notes: [storageLine, ratioLine, `${mismatches} fast answers differ from raw events`],
+      notes: [storageLine, profilesLine, ratioLine, `${mismatches} fast answers differ from raw events`],
     });
     say(`figures written to ${path}`);
     say('');
