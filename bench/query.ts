@@ -27,7 +27,7 @@
  * difference fails the run. Knobs: BENCH_RUNS (fast samples, default 100: the p95 of 30 samples was
  * their second worst, which one scheduler hiccup of a shared machine sets), BENCH_RAW_RUNS (default 5),
  * BENCH_SEED (default 1), BENCH_MATRIX=0 (headline cases only: the matrix's `by` cases take most of a
- * 1M run); a case slower than 250 ms gets 5 samples (its p95 is then their maximum).
+ * 1M run), BENCH_ONLY=text (only the headline cases whose label contains it; writes no result file); a case slower than 250 ms gets 5 samples (its p95 is then their maximum).
  */
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { planSeries } from '../lib/aggregation/planner';
@@ -51,6 +51,8 @@ const RAW_RUNS = Math.max(1, intFromEnv('BENCH_RAW_RUNS', 5));
 const SEED = intFromEnv('BENCH_SEED', 1);
 const LATE = intFromEnv('BENCH_LATE', 1000, 0);
 const MATRIX = intFromEnv('BENCH_MATRIX', 1, 0) !== 0;
+/** Only the headline cases whose label contains this text (to time one case); no result file then. */
+const ONLY = process.env.BENCH_ONLY;
 const LATE_PREFIX = 'bench-query-late-';
 const BUSIEST = 'Uu7kBJ'; // Received Email
 const ORDERS = 'K9dFhW'; // Placed Order
@@ -344,7 +346,7 @@ async function main(): Promise<void> {
     }
     if (MATRIX) table('Matrix: Received Email over 2025 (wall-clock range in each zone)', matrix);
 
-    const headline: Case[] = [
+    const allHeadline: Case[] = [
       {
         label: 'count+sum_value, day, one year (Received Email)',
         attributes: attributes(
@@ -461,6 +463,7 @@ async function main(): Promise<void> {
         ),
       },
     ];
+    const headline = ONLY ? allHeadline.filter((c) => c.label.includes(ONLY)) : allHeadline;
     const clean: Measured[] = [];
     for (const c of headline) clean.push(await measure(db, handler, c, await sourceOf(db, c)));
     table('Headline cases, rollups clean', clean);
@@ -497,6 +500,10 @@ async function main(): Promise<void> {
         Number((r.rawP50 / r.fastP50).toFixed(1)),
       ]),
     });
+    if (ONLY) {
+      say(`BENCH_ONLY: ${headline.length} headline cases measured; no result file written`);
+      return;
+    }
     const path = writeBenchResult({
       bench: 'query',
       title: 'Query Metric Aggregates: the handler against raw events',
