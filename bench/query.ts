@@ -501,7 +501,10 @@ async function main(): Promise<void> {
       ]),
     });
     if (ONLY) {
-      say(`BENCH_ONLY: ${headline.length} headline cases measured; no result file written`);
+      say(
+        `BENCH_ONLY: ${headline.length} headline cases measured, ${mismatches} answers differ from raw events; no result file written`,
+      );
+      if (mismatches > 0) process.exitCode = 1;
       return;
     }
     const path = writeBenchResult({
