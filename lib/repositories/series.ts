@@ -380,12 +380,15 @@ function uniqueFromDimensionsCtes(plan: SeriesPlan): string {
      ) e
      WHERE (SELECT ok FROM served)
   ), uniques AS (
-    SELECT i, ${plan.by.length > 0 ? 'v' : "''"} AS v, count(DISTINCT profile_id) AS u
-      FROM (SELECT i, v, profile_id FROM profile_rows
-            ${needsEmpty ? 'UNION ALL SELECT i, v, profile_id FROM without_value' : ''}
-            UNION ALL
-            SELECT i, v, profile_id FROM fresh_profiles) x
-     WHERE true ${valueFilter}
+    -- DISTINCT and then count, rather than count(DISTINCT ...): a hash of the rows instead of a sort of
+    -- them under the text columns' collation, which cost most of the statement.
+    SELECT i, v, count(*) AS u
+      FROM (SELECT DISTINCT i, ${plan.by.length > 0 ? 'v' : "''"} AS v, profile_id
+              FROM (SELECT i, v, profile_id FROM profile_rows
+                    ${needsEmpty ? 'UNION ALL SELECT i, v, profile_id FROM without_value' : ''}
+                    UNION ALL
+                    SELECT i, v, profile_id FROM fresh_profiles) x
+             WHERE true ${valueFilter}) d
      GROUP BY 1, 2
   )`;
 }
