@@ -440,6 +440,19 @@ async function main(): Promise<void> {
         ]),
       },
       {
+        // A year of orders at 1M events is about 30 days of them at 10M: how the unique path grows.
+        label: 'unique by $attributed_flow, day, one year, America/New_York (Placed Order)',
+        attributes: attributes(
+          ORDERS,
+          ['unique'],
+          'day',
+          'America/New_York',
+          '2025-01-01T00:00:00',
+          '2026-01-01T00:00:00',
+          ['$attributed_flow'],
+        ),
+      },
+      {
         label: 'count+sum_value by $attributed_flow and $attributed_channel, day, one year (Placed Order)',
         attributes: attributes(
           ORDERS,

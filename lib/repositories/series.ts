@@ -350,7 +350,9 @@ function uniqueFromDimensionsCtes(plan: SeriesPlan): string {
       FROM klaviyo_events e
      WHERE (SELECT ok FROM served) AND e.metric_id = $1
        AND e."timestamp" >= $5::text::timestamptz AND e."timestamp" < $4::text::timestamptz AND e.profile_id IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour = date_trunc('hour', e."timestamp", 'UTC'))
+       -- date_bin, not date_trunc(..., 'UTC'): the same UTC hour without a time zone lookup per event.
+       AND NOT EXISTS (SELECT 1 FROM raw_hours h
+                        WHERE h.hour = date_bin('1 hour', e."timestamp", timestamptz '2000-01-01 00:00:00+00'))
      GROUP BY 1, 2
   ), without_value AS (
     SELECT pe.i, '' AS v, pe.profile_id
