@@ -20,7 +20,7 @@
  *     the rows it wrote, against the whole run;
  *   - storage: hourly and daily rollup rows of the key per stored event.
  * It prints the most values per hour at which the rollup still reads PAYING_RATIO times faster than raw
- * events: what ROLLUP_MAX_VALUES_PER_HOUR defaults to (docs/breakdowns.md).
+ * events, which ROLLUP_MAX_VALUES_PER_HOUR's default is set from (docs/breakdowns.md says how).
  * The data lives in .data/bench-cardinality (its own server); each run empties it first.
  */
 import { join } from 'node:path';
