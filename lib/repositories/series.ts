@@ -233,7 +233,8 @@ function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
  * filter, or a filter that lists ""), they are the clean hours' total minus their rows. The first CTE
  * checks, in this statement's snapshot, that the key's rollups can be used (registered and
  * backfilled, no fallback for the metric); `served` false tells the caller to read raw events.
- * `unique` (distinct profiles) comes from the dimension profiles (uniqueFromDimensionsCtes).
+ * `unique` (distinct profiles) comes from the dimension profiles (uniqueFromDimensionsCtes); the raw hours'
+ * events are then kept as CTE raw_events, which both parts read.
  */
 function fromDimensionsSql(plan: SeriesPlan): string {
   const values = plan.dimensionValues;
@@ -298,23 +299,29 @@ function fromDimensionsSql(plan: SeriesPlan): string {
                AND y.day >= $5::text::timestamptz AND y.day < $4::text::timestamptz
                AND y.day IN (SELECT day FROM days) ${storedFilter('y')}) z
      GROUP BY 1, 2
-  ), fresh AS (
+  ), ${plan.needsUnique ? 'raw_events AS MATERIALIZED' : 'fresh AS'} (
     SELECT width_bucket(e."timestamp", (SELECT $2::timestamptz[])) AS i, coalesce(e.properties->>$7, '') AS v,
-           count(*) AS n, coalesce(sum(e.value), 0) AS s
+           ${plan.needsUnique ? 'e.value, e.profile_id' : 'count(*) AS n, coalesce(sum(e.value), 0) AS s'}
       FROM raw_hours h
      -- One index range scan per raw hour. As a plain join, the planner (which estimates a few
      -- hundred hours) read every event of the metric in the range with its properties and tested
      -- each against each hour (docs/breakdowns.md). OFFSET 0 keeps the subquery from being
      -- flattened into that join.
      CROSS JOIN LATERAL (
-       SELECT e."timestamp", e.value, e.properties FROM klaviyo_events e
+       SELECT e."timestamp", e.value, e.properties, e.profile_id FROM klaviyo_events e
         WHERE e.metric_id = $1
           AND e."timestamp" >= greatest(h.hour, $3::text::timestamptz)
           AND e."timestamp" < least(h.hour + interval '1 hour', $4::text::timestamptz)
        OFFSET 0
      ) e
      WHERE (SELECT ok FROM served)
-     GROUP BY 1, 2
+     ${
+       plan.needsUnique
+         ? // With unique, the raw hours' events are read once for the figures and the profiles.
+           `), fresh AS (
+    SELECT i, v, count(*) AS n, coalesce(sum(value), 0) AS s FROM raw_events GROUP BY 1, 2`
+         : 'GROUP BY 1, 2'
+     }
   ), combined AS (
     SELECT i, ${byValue ? 'v' : "''"} AS v, sum(n) AS n, sum(s) AS s
       FROM (SELECT i, v, n, s FROM stored
@@ -369,18 +376,8 @@ function uniqueFromDimensionsCtes(plan: SeriesPlan): string {
        AND x.bucket >= $5::text::timestamptz AND x.bucket < $4::text::timestamptz ${storedFilter}
        AND NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour = x.bucket)
   )${withoutValue}, fresh_profiles AS (
-    SELECT width_bucket(e."timestamp", (SELECT $2::timestamptz[])) AS i, coalesce(e.properties->>$7, '') AS v, e.profile_id
-      FROM raw_hours h
-     -- One index range scan per raw hour, as in CTE fresh.
-     CROSS JOIN LATERAL (
-       SELECT e."timestamp", e.properties, e.profile_id FROM klaviyo_events e
-        WHERE e.metric_id = $1
-          AND e."timestamp" >= greatest(h.hour, $3::text::timestamptz)
-          AND e."timestamp" < least(h.hour + interval '1 hour', $4::text::timestamptz)
-          AND e.profile_id IS NOT NULL
-       OFFSET 0
-     ) e
-     WHERE (SELECT ok FROM served)
+    -- The raw hours' events, read once by fromDimensionsSql for the figures too.
+    SELECT i, v, profile_id FROM raw_events WHERE profile_id IS NOT NULL
   ), uniques AS (
     -- DISTINCT and then count, rather than count(DISTINCT ...): a hash of the rows instead of a sort of
     -- them under the text columns' collation, which cost most of the statement.
