@@ -26,6 +26,7 @@
 import { join } from 'node:path';
 import { planSeries } from '../lib/aggregation/planner';
 import { runAggregation } from '../lib/app/aggregation';
+import { DEFAULT_ACCOUNT_ID } from '../lib/config';
 import { queryMetricAggregates } from '../lib/app/metricAggregates';
 import { startEmbeddedPostgres } from '../lib/db/embedded';
 import { migrate } from '../lib/db/migrate';
@@ -41,6 +42,7 @@ import { intFromEnv } from './support/env';
 import { benchCommand, writeBenchResult } from './support/results';
 
 const KEY = 'Card Key';
+const ACCOUNT = DEFAULT_ACCOUNT_ID;
 const HOURS = intFromEnv('BENCH_CARD_HOURS', 72);
 const PER_HOUR = intFromEnv('BENCH_CARD_EVENTS_PER_HOUR', 1000);
 const RUNS = intFromEnv('BENCH_RUNS', 15);
@@ -105,7 +107,7 @@ async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
 }
 
 async function insertAll(db: Db, events: readonly NewEvent[]): Promise<void> {
-  for (let i = 0; i < events.length; i += 2000) await insertEvents(db, events.slice(i, i + 2000));
+  for (let i = 0; i < events.length; i += 2000) await insertEvents(db, ACCOUNT, events.slice(i, i + 2000));
 }
 
 async function aggregateAll(db: Db): Promise<{ ms: number; dimensionMs: number; dimensionRows: number }> {
@@ -113,7 +115,11 @@ async function aggregateAll(db: Db): Promise<{ ms: number; dimensionMs: number; 
   let dimensionMs = 0;
   let dimensionRows = 0;
   for (;;) {
-    const r = await runAggregation(db, { batchBuckets: 5000, timeBudgetMs: 600_000, maxValuesPerHour: UNLIMITED });
+    const r = await runAggregation(db, ACCOUNT, {
+      batchBuckets: 5000,
+      timeBudgetMs: 600_000,
+      maxValuesPerHour: UNLIMITED,
+    });
     ms += r.durationMs;
     dimensionMs += r.dimensionMs;
     dimensionRows += r.dimensionRowsChanged;
@@ -136,7 +142,10 @@ interface Point {
 
 async function measure(db: Db, values: number): Promise<Point> {
   const metricId = `card-${values}`;
-  await db.query(`INSERT INTO klaviyo_metrics (id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [metricId, metricId]);
+  await db.query(`INSERT INTO klaviyo_metrics (account_id, id, name) VALUES ($1, $2, $2) ON CONFLICT DO NOTHING`, [
+    ACCOUNT,
+    metricId,
+  ]);
   const events: NewEvent[] = [];
   for (let h = 0; h < HOURS; h += 1) {
     for (let j = 0; j < PER_HOUR; j += 1) {
@@ -175,14 +184,14 @@ async function measure(db: Db, values: number): Promise<Point> {
   let fastTotal = 0;
   let rawTotal = 0;
   for (let i = 0; i < RUNS; i += 1) {
-    const [outcome, fastMs] = await timed(() => queryMetricAggregates(db, body, options));
+    const [outcome, fastMs] = await timed(() => queryMetricAggregates(db, ACCOUNT, body, options));
     fastTimes.push(fastMs);
     source = outcome.servedBy;
     fastTotal = outcome.document.data.attributes.data.reduce(
       (n, r) => n + (r.measurements.count ?? []).reduce((a, b) => a + b, 0),
       0,
     );
-    const [raw, rawMs] = await timed(() => readSeriesFromEvents(db, plan));
+    const [raw, rawMs] = await timed(() => readSeriesFromEvents(db, ACCOUNT, plan));
     rawTimes.push(rawMs);
     rawTotal = raw.buckets.reduce((n, b) => n + b.count, 0);
   }
@@ -236,8 +245,9 @@ async function main(): Promise<void> {
     // No event is stored: nothing to backfill.
     await markDimensionsReady(db, [KEY]);
     await db.query(
-      `INSERT INTO klaviyo_profiles (id) SELECT 'card-p' || g FROM generate_series(0, $1::integer - 1) g ON CONFLICT DO NOTHING`,
-      [PROFILES],
+      `INSERT INTO klaviyo_profiles (account_id, id)
+       SELECT $1, 'card-p' || g FROM generate_series(0, $2::integer - 1) g ON CONFLICT DO NOTHING`,
+      [ACCOUNT, PROFILES],
     );
     const points: Point[] = [];
     for (const values of VALUES) {

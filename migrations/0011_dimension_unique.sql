@@ -10,19 +10,20 @@
 -- covering index (metric_id, "timestamp") INCLUDE (value, profile_id) without reading properties.
 -- Same contract and writers as klaviyo_dimension_rollups (migrations/0007): exact for every hour that
 -- is not marked dirty, for a key that is ready here and in klaviyo_rollup_dimensions and has no
--- fallback for the metric. Keyed so that an account id can lead it; the primary key carries the
+-- fallback for the metric. The account leads the key (migrations/0010); the primary key carries the
 -- count, so a read is one index-only range scan.
 CREATE TABLE klaviyo_dimension_profiles (
+    account_id       text         NOT NULL,
     metric_id        varchar(64)  NOT NULL,
     dimension        text         NOT NULL,
     bucket           timestamptz  NOT NULL,
     dimension_value  text         NOT NULL,
     profile_id       varchar(64)  NOT NULL,
     event_count      integer      NOT NULL,
-    PRIMARY KEY (metric_id, dimension, bucket, dimension_value, profile_id) INCLUDE (event_count)
+    PRIMARY KEY (account_id, metric_id, dimension, bucket, dimension_value, profile_id) INCLUDE (event_count)
 );
 
--- The keys whose distinct profiles are rolled up: about a row per event that carries the key, so
+-- The keys whose distinct profiles are rolled up (global, as klaviyo_rollup_dimensions): about a row per event that carries the key, so
 -- only the keys a dashboard counts unique profiles by (attribution by default; the operator adds keys
 -- with ROLLUP_UNIQUE_DIMENSIONS). ready_at is NULL until the events stored before the key was
 -- registered are counted (npm run backfill -- --dimensions); until then readers use raw events.
@@ -48,7 +49,7 @@ BEGIN
         PERFORM create_hypertable('klaviyo_dimension_profiles', 'bucket', chunk_time_interval => INTERVAL '90 days');
         ALTER TABLE klaviyo_dimension_profiles SET (
             timescaledb.compress,
-            timescaledb.compress_segmentby = 'metric_id, dimension',
+            timescaledb.compress_segmentby = 'account_id, metric_id, dimension',
             timescaledb.compress_orderby = 'bucket DESC, dimension_value, profile_id'
         );
         PERFORM add_compression_policy('klaviyo_dimension_profiles', INTERVAL '400 days');

@@ -32,7 +32,8 @@ const FIGURES = `
     FROM counted c
     CROSS JOIN tracked t
     WHERE coalesce(c.properties->>t.dimension, '') <> ''
-      AND NOT EXISTS (SELECT 1 FROM klaviyo_dimension_fallbacks f WHERE f.metric_id = c.metric_id AND f.dimension = t.dimension)
+      AND NOT EXISTS (SELECT 1 FROM klaviyo_dimension_fallbacks f
+                      WHERE f.account_id = $1 AND f.metric_id = c.metric_id AND f.dimension = t.dimension)
   ), figures AS MATERIALIZED (
     SELECT metric_id, dimension, bucket, dimension_value, profile_id, count(*)::integer AS event_count,
            bool_and(is_delta) AS is_delta
@@ -43,24 +44,26 @@ const FIGURES = `
 /** Upserts CTE `figures` (added when is_delta, set otherwise) and removes the rows of CTE `previous` they no longer give. */
 const WRITE_FIGURES = `
   added AS (
-    INSERT INTO klaviyo_dimension_profiles AS r (metric_id, dimension, bucket, dimension_value, profile_id, event_count)
-    SELECT metric_id, dimension, bucket, dimension_value, profile_id, event_count FROM figures WHERE is_delta
+    INSERT INTO klaviyo_dimension_profiles AS r
+      (account_id, metric_id, dimension, bucket, dimension_value, profile_id, event_count)
+    SELECT $1::text, metric_id, dimension, bucket, dimension_value, profile_id, event_count FROM figures WHERE is_delta
     ORDER BY metric_id, dimension, bucket, dimension_value, profile_id
-    ON CONFLICT (metric_id, dimension, bucket, dimension_value, profile_id) DO UPDATE SET
+    ON CONFLICT (account_id, metric_id, dimension, bucket, dimension_value, profile_id) DO UPDATE SET
       event_count = r.event_count + excluded.event_count
     RETURNING 1
   ), recounted AS (
-    INSERT INTO klaviyo_dimension_profiles AS r (metric_id, dimension, bucket, dimension_value, profile_id, event_count)
-    SELECT metric_id, dimension, bucket, dimension_value, profile_id, event_count FROM figures WHERE NOT is_delta
+    INSERT INTO klaviyo_dimension_profiles AS r
+      (account_id, metric_id, dimension, bucket, dimension_value, profile_id, event_count)
+    SELECT $1::text, metric_id, dimension, bucket, dimension_value, profile_id, event_count FROM figures WHERE NOT is_delta
     ORDER BY metric_id, dimension, bucket, dimension_value, profile_id
-    ON CONFLICT (metric_id, dimension, bucket, dimension_value, profile_id) DO UPDATE SET
+    ON CONFLICT (account_id, metric_id, dimension, bucket, dimension_value, profile_id) DO UPDATE SET
       event_count = excluded.event_count
     WHERE r.event_count <> excluded.event_count
     RETURNING 1
   ), emptied AS (
     DELETE FROM klaviyo_dimension_profiles r
     USING previous p
-    WHERE r.metric_id = p.metric_id AND r.dimension = p.dimension AND r.bucket = p.bucket
+    WHERE r.account_id = $1 AND r.metric_id = p.metric_id AND r.dimension = p.dimension AND r.bucket = p.bucket
       AND r.dimension_value = p.dimension_value AND r.profile_id = p.profile_id
       AND NOT EXISTS (SELECT 1 FROM figures f
                       WHERE f.metric_id = p.metric_id AND f.dimension = p.dimension AND f.bucket = p.bucket
@@ -74,22 +77,36 @@ const WRITE_FIGURES = `
  * pending rows adds their events (read by primary key for their properties), an hour without is
  * recounted from its raw events and loses the rows they no longer give. Returns the rows changed.
  */
-export async function applyDimensionProfileBatch(tx: Db, buckets: readonly HourBucket[]): Promise<number> {
+export async function applyDimensionProfileBatch(
+  tx: Db,
+  accountId: string,
+  buckets: readonly HourBucket[],
+): Promise<number> {
   if (buckets.length === 0) return 0;
   const rows = await tx.query<{ changed: string }>(
     `WITH tracked AS MATERIALIZED (
        SELECT dimension FROM klaviyo_rollup_unique_dimensions
      ), marked AS MATERIALIZED (
        SELECT metric_id, bucket,
-              EXISTS (SELECT 1 FROM klaviyo_aggregate_pending p WHERE p.metric_id = t.metric_id AND p.bucket = t.bucket) AS has_pending
-       FROM jsonb_to_recordset($1::jsonb) AS t(metric_id text, bucket timestamptz)
+              EXISTS (SELECT 1 FROM klaviyo_aggregate_pending p
+                       WHERE p.account_id = $1 AND p.metric_id = t.metric_id AND p.bucket = t.bucket) AS has_pending
+       FROM jsonb_to_recordset($2::jsonb) AS t(metric_id text, bucket timestamptz)
        WHERE EXISTS (SELECT 1 FROM tracked)
      ), counted AS MATERIALIZED (
        SELECT p.metric_id, p.bucket, e.properties, p.profile_id, true AS is_delta
        FROM marked m
-       JOIN klaviyo_aggregate_pending p ON p.metric_id = m.metric_id AND p.bucket = m.bucket
-       JOIN klaviyo_events e ON e.id = p.event_id AND e."timestamp" = p."timestamp"
-       WHERE m.has_pending AND p.profile_id IS NOT NULL
+       -- The hour's pending rows, then one primary-key probe per pending row, as in applyDimensionBatch.
+       CROSS JOIN LATERAL (
+         SELECT p.metric_id, p.bucket, p.event_id, p."timestamp", p.profile_id FROM klaviyo_aggregate_pending p
+         WHERE p.account_id = $1 AND p.metric_id = m.metric_id AND p.bucket = m.bucket AND p.profile_id IS NOT NULL
+         OFFSET 0
+       ) p
+       CROSS JOIN LATERAL (
+         SELECT e.properties FROM klaviyo_events e
+         WHERE e.account_id = $1 AND e.id = p.event_id AND e."timestamp" = p."timestamp"
+         OFFSET 0
+       ) e
+       WHERE m.has_pending
        UNION ALL
        SELECT m.metric_id, m.bucket, e.properties, e.profile_id, false
        FROM marked m
@@ -97,8 +114,8 @@ export async function applyDimensionProfileBatch(tx: Db, buckets: readonly HourB
        -- applyDimensionBatch.
        CROSS JOIN LATERAL (
          SELECT e.properties, e.profile_id FROM klaviyo_events e
-         WHERE e.metric_id = m.metric_id AND e."timestamp" >= m.bucket AND e."timestamp" < m.bucket + interval '1 hour'
-           AND e.profile_id IS NOT NULL
+         WHERE e.account_id = $1 AND e.metric_id = m.metric_id
+           AND e."timestamp" >= m.bucket AND e."timestamp" < m.bucket + interval '1 hour' AND e.profile_id IS NOT NULL
          OFFSET 0
        ) e
        WHERE NOT m.has_pending
@@ -108,10 +125,11 @@ export async function applyDimensionProfileBatch(tx: Db, buckets: readonly HourB
        SELECT r.metric_id, r.dimension, r.bucket, r.dimension_value, r.profile_id
        FROM marked m
        JOIN tracked t ON true
-       JOIN klaviyo_dimension_profiles r ON r.metric_id = m.metric_id AND r.dimension = t.dimension AND r.bucket = m.bucket
+       JOIN klaviyo_dimension_profiles r
+         ON r.account_id = $1 AND r.metric_id = m.metric_id AND r.dimension = t.dimension AND r.bucket = m.bucket
        WHERE NOT m.has_pending
      ), ${WRITE_FIGURES}`,
-    [JSON.stringify(buckets.map((b) => ({ metric_id: b.metricId, bucket: b.bucket.toISOString() })))],
+    [accountId, JSON.stringify(buckets.map((b) => ({ metric_id: b.metricId, bucket: b.bucket.toISOString() })))],
   );
   return Number(rows[0]?.changed ?? 0);
 }
@@ -123,9 +141,10 @@ export async function applyDimensionProfileBatch(tx: Db, buckets: readonly HourB
  */
 export async function rebuildDimensionProfileRange(
   tx: Db,
+  accountId: string,
   range: { from: Date; to: Date; metricId?: string; dimensions?: readonly string[] },
 ): Promise<number> {
-  const params: SqlParam[] = [range.from.toISOString(), range.to.toISOString()];
+  const params: SqlParam[] = [accountId, range.from.toISOString(), range.to.toISOString()];
   let metricFilter = '';
   let rowMetricFilter = '';
   if (range.metricId) {
@@ -144,17 +163,17 @@ export async function rebuildDimensionProfileRange(
      ), counted AS MATERIALIZED (
        SELECT e.metric_id, date_trunc('hour', e."timestamp", 'UTC') AS bucket, e.properties, e.profile_id, false AS is_delta
        FROM klaviyo_events e
-       WHERE e."timestamp" >= $1::timestamptz AND e."timestamp" < $2::timestamptz ${metricFilter}
+       WHERE e.account_id = $1 AND e."timestamp" >= $2::timestamptz AND e."timestamp" < $3::timestamptz ${metricFilter}
          AND e.profile_id IS NOT NULL AND EXISTS (SELECT 1 FROM tracked)
          AND NOT EXISTS (SELECT 1 FROM klaviyo_aggregate_pending p
-                         WHERE p.metric_id = e.metric_id AND p.bucket = date_trunc('hour', e."timestamp", 'UTC')
+                         WHERE p.account_id = $1 AND p.metric_id = e.metric_id AND p.bucket = date_trunc('hour', e."timestamp", 'UTC')
                            AND p.event_id = e.id AND p."timestamp" = e."timestamp")
      ), ${FIGURES},
      previous AS MATERIALIZED (
        SELECT r.metric_id, r.dimension, r.bucket, r.dimension_value, r.profile_id
        FROM klaviyo_dimension_profiles r
        JOIN tracked t ON r.dimension = t.dimension
-       WHERE r.bucket >= $1::timestamptz AND r.bucket < $2::timestamptz ${rowMetricFilter}
+       WHERE r.account_id = $1 AND r.bucket >= $2::timestamptz AND r.bucket < $3::timestamptz ${rowMetricFilter}
      ), ${WRITE_FIGURES}`,
     params,
   );

@@ -10,6 +10,7 @@ import { useFreshDatabase } from '../support/database';
 import { storeEvents, type SimpleEvent } from '../support/events';
 import { prng } from '../support/random';
 import { oracleRows, wallTimeToInstant, type OracleEvent, type OracleInterval } from './oracle';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 
 /**
  * Breakdowns and dimension filters served from the dimension rollups (the 'dimension' plan), against
@@ -154,6 +155,7 @@ async function expectExact(
         for (const [from, to] of interval === 'hour' ? hourRange : interval === 'day' ? ranges : ranges.slice(0, 1)) {
           const { document, plan, servedBy } = await queryMetricAggregates(
             db,
+            DEFAULT_ACCOUNT_ID,
             {
               data: {
                 type: 'metric-aggregate',
@@ -199,7 +201,7 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
 
   it('equal raw events once rolled up, and the rollups meet their contract', async () => {
     await storeEvents(t.db, eventsOf(1, 2500, 'a'));
-    await runAggregation(t.db);
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     await expectContracts(t.db);
     const rows = await t.db.query<{ n: string }>(
       `SELECT count(*) AS n FROM klaviyo_dimension_rollups WHERE dimension = $1`,
@@ -222,7 +224,7 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
     const pending = await t.db.query<{ n: string }>('SELECT count(*) AS n FROM klaviyo_aggregate_pending');
     expect(Number(pending[0]?.n)).toBe(300);
     await expectExact(t.db);
-    await runAggregation(t.db);
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     await expectContracts(t.db);
     await expectExact(t.db);
   });
@@ -230,12 +232,15 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
   it('equal raw events after deletions, before and after their range is rebuilt', async () => {
     await t.db.query(
       `WITH gone AS (DELETE FROM klaviyo_events WHERE metric_id = $1 AND id LIKE 'a1%' RETURNING date_trunc('hour', "timestamp", 'UTC') AS hour)
-       INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket) SELECT DISTINCT $1, hour FROM gone ON CONFLICT DO NOTHING`,
+       INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket) SELECT DISTINCT 'default', $1::text, hour FROM gone ON CONFLICT DO NOTHING`,
       [METRIC],
     );
     // Marked without pending rows: readers recount those hours; the aggregator recounts them too.
     await expectExact(t.db);
-    await rebuildAggregates(t.db, { from: new Date('2024-10-18T00:00:00Z'), to: new Date('2024-11-14T00:00:00Z') });
+    await rebuildAggregates(t.db, DEFAULT_ACCOUNT_ID, {
+      from: new Date('2024-10-18T00:00:00Z'),
+      to: new Date('2024-11-14T00:00:00Z'),
+    });
     await expectContracts(t.db);
     await expectExact(t.db);
   });
@@ -243,10 +248,10 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
   it('recounts a marked hour without pending rows in the next batch', async () => {
     await t.db.query(
       `WITH gone AS (DELETE FROM klaviyo_events WHERE metric_id = $1 AND id LIKE 'a2%' RETURNING date_trunc('hour', "timestamp", 'UTC') AS hour)
-       INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket) SELECT DISTINCT $1, hour FROM gone ON CONFLICT DO NOTHING`,
+       INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket) SELECT DISTINCT 'default', $1::text, hour FROM gone ON CONFLICT DO NOTHING`,
       [METRIC],
     );
-    await runAggregation(t.db);
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     await expectContracts(t.db);
     await expectExact(t.db);
   });
@@ -255,7 +260,7 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
     await t.db.query(
       'TRUNCATE klaviyo_aggregated_metrics, klaviyo_profile_hours, klaviyo_dimension_rollups, klaviyo_dimension_profiles',
     );
-    await rebuildAggregates(t.db);
+    await rebuildAggregates(t.db, DEFAULT_ACCOUNT_ID);
     await expectContracts(t.db);
     await expectExact(t.db);
   });
@@ -266,7 +271,7 @@ describe('a dimension registered later', () => {
 
   it('is read from raw events until its backfill has run, then from its rollups', async () => {
     await storeEvents(t.db, eventsOf(3, 800, 'b'));
-    await runAggregation(t.db);
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     await t.db.query(`DELETE FROM klaviyo_rollup_dimensions WHERE dimension = $1`, [FLOW]);
     await t.db.query(`DELETE FROM klaviyo_rollup_unique_dimensions WHERE dimension = $1`, [FLOW]);
     await t.db.query(`DELETE FROM klaviyo_dimension_rollups WHERE dimension = $1`, [FLOW]);
@@ -286,7 +291,7 @@ describe('a dimension registered later', () => {
     expect(result.backfilled).toEqual([FLOW]);
     expect(result.backfilledUnique).toEqual([FLOW]);
     await expectExact(t.db);
-    await runAggregation(t.db);
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     await expectContracts(t.db);
     await expectExact(t.db);
   });
@@ -307,7 +312,7 @@ describe('cardinality', () => {
     // URL's distinct profiles are rolled up too: the fallback clears them with its other rows.
     await t.db.query(`INSERT INTO klaviyo_rollup_unique_dimensions (dimension, ready_at) VALUES ('URL', now())`);
     await storeEvents(t.db, events);
-    await runAggregation(t.db, { maxValuesPerHour: 20 });
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID, { maxValuesPerHour: 20 });
     const fallbacks = await t.db.query<{
       metric_id: string;
       dimension: string;
@@ -322,6 +327,7 @@ describe('cardinality', () => {
     expect(await t.db.query(`SELECT 1 FROM klaviyo_dimension_profiles WHERE dimension = $1`, [FLOW])).toHaveLength(14);
     const { document, servedBy } = await queryMetricAggregates(
       t.db,
+      DEFAULT_ACCOUNT_ID,
       {
         data: {
           type: 'metric-aggregate',
@@ -355,7 +361,7 @@ describe('cardinality', () => {
         properties: { Subject: 'x'.repeat(3000) },
       },
     ]);
-    await runAggregation(t.db);
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     const fallbacks = await t.db.query<{ reason: string }>(
       `SELECT reason FROM klaviyo_dimension_fallbacks WHERE metric_id = $1 AND dimension = 'Subject'`,
       [OTHER],
