@@ -142,8 +142,9 @@ interface Point {
 
 async function measure(db: Db, values: number): Promise<Point> {
   const metricId = `card-${values}`;
-  await db.query(`INSERT INTO klaviyo_metrics (account_id, id, name) VALUES ($1, $2, $2) ON CONFLICT DO NOTHING`, [
+  await db.query(`INSERT INTO klaviyo_metrics (account_id, id, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, [
     ACCOUNT,
+    metricId,
     metricId,
   ]);
   const events: NewEvent[] = [];
