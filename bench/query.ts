@@ -27,7 +27,7 @@
  * difference fails the run. Knobs: BENCH_RUNS (fast samples, default 100: the p95 of 30 samples was
  * their second worst, which one scheduler hiccup of a shared machine sets), BENCH_RAW_RUNS (default 5),
  * BENCH_SEED (default 1), BENCH_MATRIX=0 (headline cases only: the matrix's `by` cases take most of a
- * 1M run); a case slower than 250 ms gets 5 samples (its p95 is then their maximum).
+ * 1M run), BENCH_ONLY=text (only the headline cases whose label contains it; writes no result file); a case slower than 250 ms gets 5 samples (its p95 is then their maximum).
  */
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { planSeries } from '../lib/aggregation/planner';
@@ -51,6 +51,8 @@ const RAW_RUNS = Math.max(1, intFromEnv('BENCH_RAW_RUNS', 5));
 const SEED = intFromEnv('BENCH_SEED', 1);
 const LATE = intFromEnv('BENCH_LATE', 1000, 0);
 const MATRIX = intFromEnv('BENCH_MATRIX', 1, 0) !== 0;
+/** Only the headline cases whose label contains this text (to time one case); no result file then. */
+const ONLY = process.env.BENCH_ONLY;
 const LATE_PREFIX = 'bench-query-late-';
 const BUSIEST = 'Uu7kBJ'; // Received Email
 const ORDERS = 'K9dFhW'; // Placed Order
@@ -255,6 +257,7 @@ async function aggregateUntilClean(db: Db): Promise<number> {
   await db.query('VACUUM ANALYZE klaviyo_aggregated_metrics');
   await db.query('VACUUM ANALYZE klaviyo_dimension_rollups');
   await db.query('VACUUM ANALYZE klaviyo_dimension_daily_rollups');
+  await db.query('VACUUM ANALYZE klaviyo_dimension_profiles');
   return (performance.now() - started) / 1000;
 }
 
@@ -274,11 +277,12 @@ async function main(): Promise<void> {
     const aggregateSeconds = await aggregateUntilClean(db);
     // A dataset stored before the dimension rollups existed gets them the way a deployment does.
     const backfill = await backfillDimensions(db);
-    if (backfill.backfilled.length > 0) {
+    if (backfill.backfilled.length > 0 || backfill.backfilledUnique.length > 0) {
       say(
-        `dimension backfill: ${backfill.backfilled.length} keys, ${backfill.chunks} chunks, ${backfill.rowsChanged.toLocaleString('en-US')} rows in ${(backfill.durationMs / 1000).toFixed(1)} s`,
+        `dimension backfill: ${backfill.backfilled.length} keys, ${backfill.backfilledUnique.length} unique keys, ${backfill.chunks} chunks, ${backfill.rowsChanged.toLocaleString('en-US')} rows in ${(backfill.durationMs / 1000).toFixed(1)} s`,
       );
       await db.query('VACUUM ANALYZE klaviyo_dimension_rollups');
+      await db.query('VACUUM ANALYZE klaviyo_dimension_profiles');
     }
     const storage = await db.query<{
       events: string;
@@ -297,6 +301,12 @@ async function main(): Promise<void> {
     const mb = (bytes: string | undefined) => Number(bytes ?? 0) / 2 ** 20;
     const storageLine = `storage: dimension rollups, hourly and daily, ${mb(sizes?.dimension_rollups).toFixed(0)} MB (${Number(sizes?.dimension_rows).toLocaleString('en-US')} rows) against klaviyo_events ${mb(sizes?.events).toFixed(0)} MB (${Number(sizes?.event_rows).toLocaleString('en-US')} rows): ${((100 * mb(sizes?.dimension_rollups)) / Math.max(1, mb(sizes?.events))).toFixed(1)} %`;
     say(storageLine);
+    const [profiles] = await db.query<{ bytes: string; rows: string }>(
+      `SELECT pg_total_relation_size('klaviyo_dimension_profiles')::text AS bytes,
+              (SELECT count(*) FROM klaviyo_dimension_profiles)::text AS rows`,
+    );
+    const profilesLine = `storage: dimension profiles (unique by the attribution keys) ${mb(profiles?.bytes).toFixed(0)} MB (${Number(profiles?.rows).toLocaleString('en-US')} rows): ${((100 * mb(profiles?.bytes)) / Math.max(1, mb(sizes?.events))).toFixed(1)} % of klaviyo_events`;
+    say(profilesLine);
     const busiestFlow = await db.query<{ v: string }>(
       `SELECT dimension_value AS v FROM klaviyo_dimension_rollups WHERE metric_id = $1 AND dimension = '$attributed_flow'
        GROUP BY 1 ORDER BY sum(event_count) DESC, 1 LIMIT 1`,
@@ -337,7 +347,7 @@ async function main(): Promise<void> {
     }
     if (MATRIX) table('Matrix: Received Email over 2025 (wall-clock range in each zone)', matrix);
 
-    const headline: Case[] = [
+    const allHeadline: Case[] = [
       {
         label: 'count+sum_value, day, one year (Received Email)',
         attributes: attributes(
@@ -431,6 +441,19 @@ async function main(): Promise<void> {
         ]),
       },
       {
+        // A year of orders at 1M events is about 30 days of them at 10M: how the unique path grows.
+        label: 'unique by $attributed_flow, day, one year, America/New_York (Placed Order)',
+        attributes: attributes(
+          ORDERS,
+          ['unique'],
+          'day',
+          'America/New_York',
+          '2025-01-01T00:00:00',
+          '2026-01-01T00:00:00',
+          ['$attributed_flow'],
+        ),
+      },
+      {
         label: 'count+sum_value by $attributed_flow and $attributed_channel, day, one year (Placed Order)',
         attributes: attributes(
           ORDERS,
@@ -454,6 +477,7 @@ async function main(): Promise<void> {
         ),
       },
     ];
+    const headline = ONLY ? allHeadline.filter((c) => c.label.includes(ONLY)) : allHeadline;
     const clean: Measured[] = [];
     for (const c of headline) clean.push(await measure(db, handler, c, await sourceOf(db, c)));
     table('Headline cases, rollups clean', clean);
@@ -490,6 +514,13 @@ async function main(): Promise<void> {
         Number((r.rawP50 / r.fastP50).toFixed(1)),
       ]),
     });
+    if (ONLY) {
+      say(
+        `BENCH_ONLY: ${headline.length} headline cases measured, ${mismatches} answers differ from raw events; no result file written`,
+      );
+      if (mismatches > 0) process.exitCode = 1;
+      return;
+    }
     const path = writeBenchResult({
       bench: 'query',
       title: 'Query Metric Aggregates: the handler against raw events',
@@ -509,7 +540,7 @@ async function main(): Promise<void> {
         asTable('Headline cases, rollups clean', clean),
         ...(freshRows.length > 0 ? [asTable(`Headline cases after ${LATE} late events`, freshRows)] : []),
       ],
-      notes: [storageLine, ratioLine, `${mismatches} fast answers differ from raw events`],
+      notes: [storageLine, profilesLine, ratioLine, `${mismatches} fast answers differ from raw events`],
     });
     say(`figures written to ${path}`);
     say('');

@@ -123,7 +123,9 @@ const EnvSchema = z.object({
   // Event property keys rolled up besides Klaviyo's documented dimensions (docs/breakdowns.md), comma-separated.
   ROLLUP_DIMENSIONS: optionalText,
   // Above this many distinct values of a key in one (metric, hour), the pair is left to raw events.
-  ROLLUP_MAX_VALUES_PER_HOUR: positiveInt(200),
+    ROLLUP_MAX_VALUES_PER_HOUR: positiveInt(400),
+  // Keys whose distinct profiles are rolled up besides the attribution keys (docs/breakdowns.md), comma-separated.
+  ROLLUP_UNIQUE_DIMENSIONS: optionalText,
   // How the ingest routes write (docs/queue.md): sync writes in the request; queue validates, puts the
   // request on the SQS queue INGEST_QUEUE_URL names and answers 202, and the ingestConsumer function
   // writes it in batches.
@@ -185,6 +187,8 @@ export interface Config {
     /** Extra property keys to roll up (Klaviyo's documented dimensions are registered by migration 0007). */
     readonly extraDimensions: readonly string[];
     readonly maxValuesPerHour: number;
+    /** Extra keys whose distinct profiles are rolled up (migration 0011 registers the attribution keys). */
+    readonly extraUniqueDimensions: readonly string[];
   };
 }
 
@@ -227,18 +231,18 @@ export interface PostgresTuning {
 }
 
 /** Property keys as `by` takes them: 1 to 255 characters, none twice. */
-function parseDimensionList(text: string | undefined): string[] {
+function parseDimensionList(text: string | undefined, variable = 'ROLLUP_DIMENSIONS'): string[] {
   if (text === undefined) return [];
   const keys = text.split(',').map((k) => k.trim());
   const bad = keys.find((k) => k.length === 0 || k.length > 255);
   if (bad !== undefined) {
     throw new ConfigError(
-      `Invalid configuration: ROLLUP_DIMENSIONS: every comma-separated key must have 1 to 255 characters (found ${JSON.stringify(bad)})`,
+      `Invalid configuration: ${variable}: every comma-separated key must have 1 to 255 characters (found ${JSON.stringify(bad)})`,
     );
   }
   const duplicate = keys.find((k, i) => keys.indexOf(k) !== i);
   if (duplicate !== undefined) {
-    throw new ConfigError(`Invalid configuration: ROLLUP_DIMENSIONS names ${JSON.stringify(duplicate)} twice`);
+    throw new ConfigError(`Invalid configuration: ${variable} names ${JSON.stringify(duplicate)} twice`);
   }
   return keys;
 }
@@ -291,6 +295,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     rollups: {
       extraDimensions: parseDimensionList(e.ROLLUP_DIMENSIONS),
       maxValuesPerHour: e.ROLLUP_MAX_VALUES_PER_HOUR,
+      extraUniqueDimensions: parseDimensionList(e.ROLLUP_UNIQUE_DIMENSIONS, 'ROLLUP_UNIQUE_DIMENSIONS'),
     },
   };
 
@@ -422,7 +427,11 @@ export function config(): Config {
   return cached;
 }
 
-const RollupEnvSchema = EnvSchema.pick({ ROLLUP_DIMENSIONS: true, ROLLUP_MAX_VALUES_PER_HOUR: true });
+const RollupEnvSchema = EnvSchema.pick({
+  ROLLUP_DIMENSIONS: true,
+  ROLLUP_MAX_VALUES_PER_HOUR: true,
+  ROLLUP_UNIQUE_DIMENSIONS: true,
+});
 let cachedRollups: Config['rollups'] | undefined;
 
 /**
@@ -439,6 +448,7 @@ export function rollupSettings(env: NodeJS.ProcessEnv = process.env): Config['ro
   const settings = {
     extraDimensions: parseDimensionList(parsed.data.ROLLUP_DIMENSIONS),
     maxValuesPerHour: parsed.data.ROLLUP_MAX_VALUES_PER_HOUR,
+    extraUniqueDimensions: parseDimensionList(parsed.data.ROLLUP_UNIQUE_DIMENSIONS, 'ROLLUP_UNIQUE_DIMENSIONS'),
   };
   if (env === process.env) cachedRollups = settings;
   return settings;

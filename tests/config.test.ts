@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig } from '../lib/config';
+import { ConfigError, loadConfig, rollupSettings } from '../lib/config';
 
 describe('configuration', () => {
   it('reads DATABASE_URL with Lambda-sized defaults', () => {
@@ -41,5 +41,15 @@ describe('configuration', () => {
     expect(() => loadConfig({ DATABASE_URL: 'postgres://x/y', DB_SSL: 'maybe' })).toThrow(/DB_SSL/);
     expect(() => loadConfig({ DB_HOST: 'h' })).toThrow(/DB_USER, DB_NAME/);
     expect(() => loadConfig({ DB_DRIVER: 'data-api', DB_NAME: 'x' })).toThrow(/DB_CLUSTER_ARN, DB_SECRET_ARN/);
+  });
+
+  it('reads the keys whose distinct profiles are rolled up, and names the variable when one is wrong', () => {
+    const cfg = loadConfig({ DATABASE_URL: 'postgres://x/y', ROLLUP_UNIQUE_DIMENSIONS: 'Coupon Code, $flow' });
+    expect(cfg.rollups.extraUniqueDimensions).toEqual(['Coupon Code', '$flow']);
+    expect(rollupSettings({}).extraUniqueDimensions).toEqual([]);
+    expect(() => rollupSettings({ ROLLUP_UNIQUE_DIMENSIONS: 'a,a' })).toThrow(
+      /ROLLUP_UNIQUE_DIMENSIONS names "a" twice/,
+    );
+    expect(() => rollupSettings({ ROLLUP_UNIQUE_DIMENSIONS: 'a,,b' })).toThrow(/ROLLUP_UNIQUE_DIMENSIONS: every/);
   });
 });

@@ -116,7 +116,7 @@ function sharedBuffersFromEnv(): string {
   return raw;
 }
 
-const BENCH_TUNING: PostgresTuning = {
+export const BENCH_TUNING: PostgresTuning = {
   ssl: 'disable',
   poolMax: 4,
   idleTimeoutSeconds: 0,
@@ -125,7 +125,7 @@ const BENCH_TUNING: PostgresTuning = {
   prepare: true,
 };
 
-const REPO_ROOT = resolve(__dirname, '..', '..');
+export const REPO_ROOT = resolve(__dirname, '..', '..');
 
 interface DatasetRecord extends Record<string, unknown> {
   events: string;

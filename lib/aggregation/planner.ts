@@ -23,19 +23,22 @@ export type { SeriesPlan } from '../repositories/series';
  *   hours before it (migrations/0002_profile_hours.sql). A bucket with a dirty hour, or one that is
  *   cut (not whole hours: a +05:30 zone's days, the range's ends) or longer than 25 hours, is counted
  *   from raw events as a whole.
- * 'dimension': count and sum broken down by one event property, or filtered on it with equals/any
+ * 'dimension': count, sum and unique broken down by one event property, or filtered on it with equals/any
  *   (with or without `by` on the same key), from the dimension rollups (migrations/0007, docs/
  *   breakdowns.md). A whole UTC day of the range comes from its daily row, given to the bucket that
  *   holds at least half of it (all of it in UTC days, weeks and months; 19-20 hours of a New York
  *   day); its other hours, and its dirty ones, are taken out of that row by subtracting their hourly
  *   rows. Those hours and the hours of no such day are split as for 'rollups': clean hours from the
  *   hourly dimension rollups, dirty and cut hours from raw events; events without the property are
- *   the clean hours' total minus their rows. The statement itself checks that the key is rolled up (registered, backfilled, no
- *   fallback for the metric); when it is not, the answer comes from raw events.
+ *   the clean hours' total minus their rows. `unique` counts distinct profiles per bucket and value
+ *   over the dimension profiles of the clean uncut hours (migrations/0011) and the raw events of the
+ *   others, so it is exact for any bucket in any zone. The statement itself checks that the key is
+ *   rolled up (registered, backfilled, for unique too; no fallback for the metric); when it is not,
+ *   the answer comes from raw events.
  * 'events': everything from raw events in the range, through the covering index (metric_id,
  *   "timestamp" DESC) INCLUDE (value, profile_id): distinct profiles over weeks and months (and over
- *   days that no lookback can serve), and the `by` or dimension filters no rollup serves (`unique`,
- *   two keys, contains operators), which need each event's properties.
+ *   days that no lookback can serve), and the `by` or dimension filters no rollup serves (two keys,
+ *   contains operators, keys not rolled up), which need each event's properties.
  */
 
 const DAY_MS = 24 * HOUR_MS;
@@ -98,14 +101,13 @@ function bucketsWithoutLookback(boundaries: readonly number[], startUs: number, 
 }
 
 /**
- * The key and allowed values when the dimension rollups can serve the query: count and sum only, `by`
+ * The key and allowed values when the dimension rollups can serve the query (count, sum and unique), `by`
  * and the filters naming one key together, filters equals or any (a row's value either is in the
  * list or not; contains-* look inside values, which a rollup has lost).
  */
 export function dimensionShape(
   query: MetricAggregateQuery,
 ): { dimension: string; values: readonly string[] | null } | null {
-  if (query.measurements.includes('unique')) return null;
   const keys = new Set([...query.by, ...query.dimensionFilters.map((f) => f.key)]);
   if (keys.size !== 1 || query.by.length > 1) return null;
   if (!query.dimensionFilters.every((f) => f.operator === 'equals' || f.operator === 'any')) return null;

@@ -19,6 +19,13 @@ import {
   resetDailyDimensionRange,
   type DimensionFallback,
 } from '../repositories/dimensions';
+import {
+  applyDimensionProfileBatch,
+  markUniqueDimensionsReady,
+  rebuildDimensionProfileRange,
+  registerUniqueDimensions,
+  uniqueDimensionsAwaitingBackfill,
+} from '../repositories/dimensionProfiles';
 import { applyLookbackAdjustmentsOutside, resetLookbacksInRange, syncProfileHours } from '../repositories/profileHours';
 import { ensureAccount, listAccounts } from '../repositories/accounts';
 import { log } from '../log';
@@ -153,14 +160,16 @@ export async function aggregateBatch(
     const taken = await takeDirtyBuckets(tx, accountId, batchBuckets);
     const dimensionsStarted = performance.now();
     const dimensions = await applyDimensionBatch(tx, accountId, taken, maxValuesPerHour);
+    // After the fallbacks the dimension statement records, which this one skips.
+    const profileRows = await applyDimensionProfileBatch(tx, accountId, taken);
     const dimensionMs = performance.now() - dimensionsStarted;
     const result = await recomputeHourBuckets(tx, accountId, taken);
     return {
       taken: taken.length,
       fromRaw: result.bucketsFromRaw,
       eventsScanned: result.eventsScanned,
-      rowsChanged: result.rowsWritten + result.rowsDeleted + dimensions.rowsChanged,
-      dimensionRowsChanged: dimensions.rowsChanged,
+      rowsChanged: result.rowsWritten + result.rowsDeleted + dimensions.rowsChanged + profileRows,
+      dimensionRowsChanged: dimensions.rowsChanged + profileRows,
       dimensionMs,
       fallbacks: dimensions.fallbacks,
     };
@@ -336,6 +345,7 @@ export async function rebuildAggregates(
       // see keep theirs, so "events without a pending row" is what the hourly rollups now hold.
       const dims = await rebuildDimensionRange(tx, accountId, range, maxValuesPerHour);
       await resetDailyDimensionRange(tx, accountId, range);
+      await rebuildDimensionProfileRange(tx, accountId, range);
       return [cleared, rebuilt, dims] as const;
     });
     logFallbacks(accountId, dimensions.fallbacks);
@@ -360,16 +370,20 @@ export async function rebuildAggregates(
 export interface DimensionBackfillResult {
   /** Keys registered by this call (from the configuration). */
   readonly registered: readonly string[];
+  /** Keys registered by this call for unique (ROLLUP_UNIQUE_DIMENSIONS). */
+  readonly registeredUnique: readonly string[];
   /** Keys whose rollups were backfilled and declared ready. */
   readonly backfilled: readonly string[];
+  /** Keys whose dimension profiles (unique) were backfilled and declared ready. */
+  readonly backfilledUnique: readonly string[];
   readonly chunks: number;
   readonly rowsChanged: number;
   readonly durationMs: number;
 }
 
 /**
- * Registers the configured extra keys (ROLLUP_DIMENSIONS) and backfills every registered key that is
- * not ready: chunk by chunk over all stored events, each chunk one transaction under the aggregation
+ * Registers the configured extra keys (ROLLUP_DIMENSIONS, and ROLLUP_UNIQUE_DIMENSIONS for unique) and
+ * backfills every registered key that is not ready, rollups and dimension profiles alike: chunk by chunk over all stored events, each chunk one transaction under the aggregation
  * lock (ingest never waits for it: it takes no lock ingest needs), counting the events that have no
  * pending row, as a rebuild does. The aggregator counts new events for a registered key from the
  * moment it is registered, so when the last chunk commits the key's rollups cover every event, and
@@ -379,20 +393,30 @@ export async function backfillDimensions(
   db: Db,
   options: {
     readonly extraDimensions?: readonly string[];
+    /** Keys whose distinct profiles to roll up besides the registered ones (ROLLUP_UNIQUE_DIMENSIONS). */
+    readonly extraUniqueDimensions?: readonly string[];
     readonly chunkHours?: number;
     readonly maxValuesPerHour?: number;
     readonly onProgress?: (progress: { chunksDone: number; chunksTotal: number; to: Date }) => void;
   } = {},
 ): Promise<DimensionBackfillResult> {
   const started = performance.now();
-  const registered = await registerDimensions(db, options.extraDimensions ?? rollupSettings().extraDimensions);
+  const extraUnique = options.extraUniqueDimensions ?? rollupSettings().extraUniqueDimensions;
+  // A unique key is also a rolled-up key: its counts, sums and cardinality check come from there.
+  const registered = await registerDimensions(db, [
+    ...new Set([...(options.extraDimensions ?? rollupSettings().extraDimensions), ...extraUnique]),
+  ]);
+  const registeredUnique = await registerUniqueDimensions(db, extraUnique);
   const dimensions = await dimensionsAwaitingBackfill(db);
+  const uniqueDimensions = await uniqueDimensionsAwaitingBackfill(db);
   const maxValuesPerHour = options.maxValuesPerHour ?? rollupSettings().maxValuesPerHour;
   const chunkMs = (options.chunkHours ?? DEFAULT_REBUILD_CHUNK_HOURS) * HOUR_MS;
-  if (dimensions.length === 0) {
+  if (dimensions.length === 0 && uniqueDimensions.length === 0) {
     return {
       registered,
+      registeredUnique,
       backfilled: [],
+      backfilledUnique: [],
       chunks: 0,
       rowsChanged: 0,
       durationMs: Math.round(performance.now() - started),
@@ -413,9 +437,16 @@ export async function backfillDimensions(
       const to = new Date(Math.min(end.getTime(), start.getTime() + (i + 1) * chunkMs));
       const write = await db.transaction(async (tx) => {
         await waitLockAggregation(tx, accountId);
-        const w = await rebuildDimensionRange(tx, accountId, { from, to, dimensions }, maxValuesPerHour);
-        await resetDailyDimensionRange(tx, accountId, { from, to, dimensions });
-        return w;
+        const w =
+          dimensions.length > 0
+            ? await rebuildDimensionRange(tx, accountId, { from, to, dimensions }, maxValuesPerHour)
+            : { rowsChanged: 0, fallbacks: [] };
+        if (dimensions.length > 0) await resetDailyDimensionRange(tx, accountId, { from, to, dimensions });
+        const profileRows =
+          uniqueDimensions.length > 0
+            ? await rebuildDimensionProfileRange(tx, accountId, { from, to, dimensions: uniqueDimensions })
+            : 0;
+        return { ...w, rowsChanged: w.rowsChanged + profileRows };
       });
       logFallbacks(accountId, write.fallbacks);
       rowsChanged += write.rowsChanged;
@@ -425,10 +456,13 @@ export async function backfillDimensions(
   }
   // Events stored after an account's span was read are counted by the aggregator (pending rows): the
   // keys are complete once every account's stored events are.
-  await markDimensionsReady(db, dimensions);
+  if (dimensions.length > 0) await markDimensionsReady(db, dimensions);
+  if (uniqueDimensions.length > 0) await markUniqueDimensionsReady(db, uniqueDimensions);
   return {
     registered,
+    registeredUnique,
     backfilled: dimensions,
+    backfilledUnique: uniqueDimensions,
     chunks,
     rowsChanged,
     durationMs: Math.round(performance.now() - started),

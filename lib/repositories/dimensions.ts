@@ -358,6 +358,10 @@ async function recordFallbacks(tx: Db, accountId: string, fallbacks: readonly Di
        DELETE FROM klaviyo_dimension_daily_rollups r USING wide w
         WHERE r.account_id = $1 AND r.metric_id = w.metric_id AND r.dimension = w.dimension
        RETURNING 1
+     ), cleared_profiles AS (
+       DELETE FROM klaviyo_dimension_profiles r USING wide w
+        WHERE r.account_id = $1 AND r.metric_id = w.metric_id AND r.dimension = w.dimension
+       RETURNING 1
      )
      DELETE FROM klaviyo_dimension_rollups r USING wide w
       WHERE r.account_id = $1 AND r.metric_id = w.metric_id AND r.dimension = w.dimension`,

@@ -263,7 +263,8 @@ function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
  * the "" value is wanted (no filter, or a filter that lists ""), they are the clean hours' total minus
  * their rows. The first CTE checks, in this statement's snapshot, that the key's rollups can be used
  * (registered and backfilled, no fallback for the metric); `served` false tells the caller to read
- * raw events.
+ * raw events. `unique` (distinct profiles) comes from the dimension profiles
+ * (uniqueFromDimensionsCtes); the raw hours' events are then kept as CTE raw_events, which both parts read.
  */
 function fromDimensionsSql(plan: SeriesPlan): string {
   const values = plan.dimensionValues;
@@ -285,13 +286,16 @@ function fromDimensionsSql(plan: SeriesPlan): string {
         GROUP BY i`
     : '';
   const byValue = plan.by.length > 0;
+  const uniqueReady = plan.needsUnique
+    ? 'AND EXISTS (SELECT 1 FROM klaviyo_rollup_unique_dimensions WHERE dimension = $8 AND ready_at IS NOT NULL)'
+    : '';
   const hourlyRows = (lo: string, hi: string) => `
                SELECT x.bucket, x.dimension_value, x.event_count, x.sum_value FROM klaviyo_dimension_rollups x
                 WHERE x.account_id = $1 AND x.metric_id = $2 AND x.dimension = $8 AND x.bucket >= ${lo} AND x.bucket < ${hi} ${storedFilter('x')}
                OFFSET 0`;
   return `
   WITH served AS MATERIALIZED (
-    SELECT EXISTS (SELECT 1 FROM klaviyo_rollup_dimensions WHERE dimension = $8 AND ready_at IS NOT NULL)
+    SELECT EXISTS (SELECT 1 FROM klaviyo_rollup_dimensions WHERE dimension = $8 AND ready_at IS NOT NULL) ${uniqueReady}
            AND NOT EXISTS (SELECT 1 FROM klaviyo_dimension_fallbacks WHERE account_id = $1 AND metric_id = $2 AND dimension = $8) AS ok
   ), raw_hours AS MATERIALIZED (
     SELECT d.bucket AS hour FROM klaviyo_aggregate_dirty d
@@ -349,23 +353,29 @@ function fromDimensionsSql(plan: SeriesPlan): string {
               JOIN klaviyo_dimension_rollups x ON x.account_id = $1 AND x.metric_id = $2 AND x.dimension = $8 AND x.bucket = h.hour
              WHERE true ${storedFilter('x')}) z
      GROUP BY 1, 2
-  ), fresh AS (
+  ), ${plan.needsUnique ? 'raw_events AS MATERIALIZED' : 'fresh AS'} (
     SELECT width_bucket(e."timestamp", (SELECT $3::timestamptz[])) AS i, coalesce(e.properties->>$8, '') AS v,
-           count(*) AS n, coalesce(sum(e.value), 0) AS s
+           ${plan.needsUnique ? 'e.value, e.profile_id' : 'count(*) AS n, coalesce(sum(e.value), 0) AS s'}
       FROM raw_hours h
      -- One index range scan per raw hour. As a plain join, the planner (which estimates a few
      -- hundred hours) read every event of the metric in the range with its properties and tested
      -- each against each hour (docs/breakdowns.md). OFFSET 0 keeps the subquery from being
      -- flattened into that join.
      CROSS JOIN LATERAL (
-       SELECT e."timestamp", e.value, e.properties FROM klaviyo_events e
+       SELECT e."timestamp", e.value, e.properties, e.profile_id FROM klaviyo_events e
         WHERE e.account_id = $1 AND e.metric_id = $2
           AND e."timestamp" >= greatest(h.hour, $4::text::timestamptz)
           AND e."timestamp" < least(h.hour + interval '1 hour', $5::text::timestamptz)
        OFFSET 0
      ) e
      WHERE (SELECT ok FROM served)
-     GROUP BY 1, 2
+     ${
+       plan.needsUnique
+         ? // With unique, the raw hours' events are read once for the figures and the profiles.
+           `), fresh AS (
+    SELECT i, v, count(*) AS n, coalesce(sum(value), 0) AS s FROM raw_events GROUP BY 1, 2`
+         : 'GROUP BY 1, 2'
+     }
   ), combined AS (
     SELECT i, ${byValue ? 'v' : "''"} AS v, sum(n) AS n, sum(s) AS s
       FROM (SELECT i, v, n, s FROM stored
@@ -375,9 +385,65 @@ function fromDimensionsSql(plan: SeriesPlan): string {
      WHERE true ${valueFilter}
      GROUP BY 1, 2
     HAVING sum(n) > 0
-  )
+  )${plan.needsUnique ? uniqueFromDimensionsCtes(plan) : ''}
   SELECT (SELECT ok FROM served) AS served, ${METRIC_EXISTS} AS metric_exists,
-         (SELECT coalesce(jsonb_agg(jsonb_build_array(i, n, s, 0${byValue ? ', v' : ''}) ORDER BY i), '[]'::jsonb) FROM combined) AS buckets`;
+         (SELECT coalesce(jsonb_agg(jsonb_build_array(c.i, c.n, c.s, ${plan.needsUnique ? 'coalesce(q.u, 0)' : '0'}${byValue ? ', c.v' : ''}) ORDER BY c.i), '[]'::jsonb)
+            FROM combined c ${plan.needsUnique ? 'LEFT JOIN uniques q ON q.i = c.i AND q.v = c.v' : ''}) AS buckets`;
+}
+
+/**
+ * The CTE `uniques(i, v, u)` of the 'dimension' plan: distinct profiles per bucket and value (v is ""
+ * when `by` is empty: the allowed values together). Clean uncut hours come from the dimension profiles
+ * (migrations/0011), dirty and cut hours from raw events, and a profile counts once per bucket and
+ * value however many hours and sources name it. Events without the property have no row: a profile
+ * has one in a bucket's clean hours exactly when its events there outnumber its rows' events, and its
+ * events are counted from the covering index (metric_id, "timestamp") INCLUDE (value, profile_id),
+ * without reading properties. Only when the "" value is wanted.
+ */
+function uniqueFromDimensionsCtes(plan: SeriesPlan): string {
+  const values = plan.dimensionValues;
+  const needsEmpty = values === null || values.includes('');
+  const valueFilter = values === null ? '' : 'AND v IN (SELECT jsonb_array_elements_text($13::jsonb))';
+  const storedFilter = needsEmpty ? '' : 'AND x.dimension_value IN (SELECT jsonb_array_elements_text($13::jsonb))';
+  const withoutValue = needsEmpty
+    ? `, profile_events AS MATERIALIZED (
+    SELECT width_bucket(e."timestamp", (SELECT $3::timestamptz[])) AS i, e.profile_id, count(*) AS n
+      FROM klaviyo_events e
+     WHERE (SELECT ok FROM served) AND e.account_id = $1 AND e.metric_id = $2
+       AND e."timestamp" >= $6::text::timestamptz AND e."timestamp" < $5::text::timestamptz AND e.profile_id IS NOT NULL
+       -- date_bin, not date_trunc(..., 'UTC'): the same UTC hour without a time zone lookup per event.
+       AND NOT EXISTS (SELECT 1 FROM raw_hours h
+                        WHERE h.hour = date_bin('1 hour', e."timestamp", timestamptz '2000-01-01 00:00:00+00'))
+     GROUP BY 1, 2
+  ), without_value AS (
+    SELECT pe.i, '' AS v, pe.profile_id
+      FROM profile_events pe
+      LEFT JOIN (SELECT i, profile_id, sum(n) AS n FROM profile_rows GROUP BY 1, 2) pr
+        ON pr.i = pe.i AND pr.profile_id = pe.profile_id
+     WHERE pe.n > coalesce(pr.n, 0)
+  )`
+    : '';
+  return `, profile_rows AS MATERIALIZED (
+    SELECT width_bucket(x.bucket, (SELECT $3::timestamptz[])) AS i, x.dimension_value AS v, x.profile_id, x.event_count AS n
+      FROM klaviyo_dimension_profiles x
+     WHERE (SELECT ok FROM served) AND x.account_id = $1 AND x.metric_id = $2 AND x.dimension = $8
+       AND x.bucket >= $6::text::timestamptz AND x.bucket < $5::text::timestamptz ${storedFilter}
+       AND NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour = x.bucket)
+  )${withoutValue}, fresh_profiles AS (
+    -- The raw hours' events, read once by fromDimensionsSql for the figures too.
+    SELECT i, v, profile_id FROM raw_events WHERE profile_id IS NOT NULL
+  ), uniques AS (
+    -- DISTINCT and then count, rather than count(DISTINCT ...): a hash of the rows instead of a sort of
+    -- them under the text columns' collation, which cost most of the statement.
+    SELECT i, v, count(*) AS u
+      FROM (SELECT DISTINCT i, ${plan.by.length > 0 ? 'v' : "''"} AS v, profile_id
+              FROM (SELECT i, v, profile_id FROM profile_rows
+                    ${needsEmpty ? 'UNION ALL SELECT i, v, profile_id FROM without_value' : ''}
+                    UNION ALL
+                    SELECT i, v, profile_id FROM fresh_profiles) x
+             WHERE true ${valueFilter}) d
+     GROUP BY 1, 2
+  )`;
 }
 
 function toResult(row: SeriesRow | undefined, dimensionCount: number, servedBy: SeriesPlan['source']): SeriesResult {

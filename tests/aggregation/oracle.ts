@@ -252,3 +252,47 @@ export async function dailyDimensionViolations(
     [accountId],
   );
 }
+
+/**
+ * The dimension profiles' contract (lib/repositories/dimensionProfiles.ts), checked in one statement:
+ * for every hour that is not marked dirty, each unique key without a fallback for the metric has one
+ * row per (non-empty value, profile) with the number of that profile's events of that value, and
+ * nothing else. Values are read through jsonb_each, as in dimensionContractViolations.
+ */
+export async function dimensionProfileViolations(
+  db: Db,
+  accountId: string = DEFAULT_ACCOUNT_ID,
+): Promise<Record<string, unknown>[]> {
+  return db.query(
+    `WITH oracle AS (
+       SELECT e.metric_id, kv.key AS dimension, ${HOUR_OF_EVENT} AS bucket,
+              CASE jsonb_typeof(kv.value) WHEN 'string' THEN kv.value #>> '{}' ELSE kv.value::text END AS dimension_value,
+              e.profile_id, count(*) AS event_count
+       FROM klaviyo_events e, jsonb_each(e.properties) AS kv(key, value)
+       WHERE e.account_id = $1 AND jsonb_typeof(kv.value) <> 'null' AND kv.value <> '""'::jsonb AND e.profile_id IS NOT NULL
+         AND kv.key IN (SELECT dimension FROM klaviyo_rollup_unique_dimensions)
+       GROUP BY 1, 2, 3, 4, 5
+     ), stored AS (
+       SELECT metric_id, dimension, bucket, dimension_value, profile_id, event_count FROM klaviyo_dimension_profiles
+        WHERE account_id = $1
+     )
+     SELECT coalesce(o.metric_id, s.metric_id) AS metric_id, coalesce(o.dimension, s.dimension) AS dimension,
+            to_char(coalesce(o.bucket, s.bucket) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS bucket,
+            coalesce(o.dimension_value, s.dimension_value) AS dimension_value,
+            coalesce(o.profile_id, s.profile_id) AS profile_id,
+            o.event_count::text AS expected_count, s.event_count::text AS stored_count
+     FROM oracle o
+     FULL JOIN stored s
+       ON s.metric_id = o.metric_id AND s.dimension = o.dimension AND s.bucket = o.bucket
+      AND s.dimension_value = o.dimension_value AND s.profile_id = o.profile_id
+     WHERE o.event_count IS DISTINCT FROM s.event_count
+       AND NOT EXISTS (SELECT 1 FROM klaviyo_aggregate_dirty d
+                       WHERE d.account_id = $1 AND d.metric_id = coalesce(o.metric_id, s.metric_id)
+                         AND d.bucket = coalesce(o.bucket, s.bucket))
+       AND NOT EXISTS (SELECT 1 FROM klaviyo_dimension_fallbacks f
+                       WHERE f.account_id = $1 AND f.metric_id = coalesce(o.metric_id, s.metric_id)
+                         AND f.dimension = coalesce(o.dimension, s.dimension))
+     ORDER BY 1, 2, 3, 4, 5`,
+    [accountId],
+  );
+}

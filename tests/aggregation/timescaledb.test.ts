@@ -7,6 +7,7 @@ import { createTimescalePglite } from '../support/pglite';
 import {
   dailyDimensionViolations,
   dimensionContractViolations,
+  dimensionProfileViolations,
   dirtyCount,
   oracleHours,
   randomEvents,
@@ -180,5 +181,36 @@ describe('aggregation on TimescaleDB (PGlite)', () => {
     expect(await dailyDimensionViolations(db)).not.toEqual([]);
     await rebuildAggregates(db, DEFAULT_ACCOUNT_ID, { chunkHours: 24 * 30 });
     expect(await dailyDimensionViolations(db)).toEqual([]);
+  });
+
+  it('dimension profiles (unique by a key) take late events into compressed chunks, and a rebuild repairs them', async () => {
+    const attributed = randomEvents(41, {
+      count: 300,
+      from: oldStart.toISOString(),
+      hours: 500 * 24,
+      metrics: ['m4'],
+      profiles: 20,
+      idPrefix: 'at',
+    }).map((e, i) => ({ ...e, properties: { $attributed_flow: `flow${i % 3}` } }));
+    await storeEvents(db, attributed);
+    await runAggregation(db, DEFAULT_ACCOUNT_ID, options);
+    expect(await runCompression(db, 'klaviyo_dimension_profiles')).toBeGreaterThan(0);
+    const first = attributed.reduce((a, b) => (new Date(a.at) < new Date(b.at) ? a : b));
+    await storeEvents(db, [
+      {
+        id: 'late_attributed',
+        metricId: 'm4',
+        profileId: 'p1',
+        at: first.at,
+        value: '5',
+        properties: { $attributed_flow: 'flow0' },
+      },
+    ]);
+    await runAggregation(db, DEFAULT_ACCOUNT_ID, options);
+    expect(await dimensionProfileViolations(db)).toEqual([]);
+    await db.query(`UPDATE klaviyo_dimension_profiles SET event_count = event_count + 1 WHERE metric_id = 'm4'`);
+    expect(await dimensionProfileViolations(db)).not.toEqual([]);
+    await rebuildAggregates(db, DEFAULT_ACCOUNT_ID, { chunkHours: 24 * 30 });
+    expect(await dimensionProfileViolations(db)).toEqual([]);
   });
 });

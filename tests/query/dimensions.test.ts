@@ -1,7 +1,11 @@
 import { backfillDimensions, rebuildAggregates, runAggregation } from '../../lib/app/aggregation';
 import { queryMetricAggregates } from '../../lib/app/metricAggregates';
 import type { Db } from '../../lib/db/port';
-import { dailyDimensionViolations, dimensionContractViolations } from '../aggregation/oracle';
+import {
+  dailyDimensionViolations,
+  dimensionContractViolations,
+  dimensionProfileViolations,
+} from '../aggregation/oracle';
 import { useFreshDatabase } from '../support/database';
 import { storeEvents, type SimpleEvent } from '../support/events';
 import { prng } from '../support/random';
@@ -107,21 +111,40 @@ async function storedOracleEvents(db: Db): Promise<OracleEvent[]> {
   }));
 }
 
-function canonical(rows: readonly { dimensions: readonly string[]; measurements: Record<string, unknown> }[]) {
+function canonical(
+  rows: readonly { dimensions: readonly string[]; measurements: Record<string, unknown> }[],
+  withUnique: boolean,
+) {
   return [...rows]
     .map((r) => ({
       dimensions: [...r.dimensions],
       count: r.measurements.count as number[],
       sum: (r.measurements.sum_value as number[]).map((x) => Math.round(x * 100) / 100),
+      ...(withUnique ? { unique: r.measurements.unique as number[] } : {}),
     }))
     .sort((a, b) => (JSON.stringify(a.dimensions) < JSON.stringify(b.dimensions) ? -1 : 1));
 }
 
+/** The rollups' contracts: hourly and daily dimension rollups, and the dimension profiles (unique). */
+async function expectContracts(db: Db): Promise<void> {
+  expect(await dimensionContractViolations(db)).toEqual([]);
+  expect(await dailyDimensionViolations(db)).toEqual([]);
+  expect(await dimensionProfileViolations(db)).toEqual([]);
+}
+
+const WITH_UNIQUE = ['count', 'sum_value', 'unique'];
+
 /**
  * Every shape, interval and zone (and a range whose ends cut hours) answered from the rollups equals
- * the oracle. `expectServed`: the plan the answers must come from.
+ * the oracle, unique included unless `measurements` leaves it out. `expectServed`: the plan the
+ * answers must come from.
  */
-async function expectExact(db: Db, expectServed: 'dimension' | 'events' = 'dimension'): Promise<void> {
+async function expectExact(
+  db: Db,
+  expectServed: 'dimension' | 'events' = 'dimension',
+  measurements: readonly string[] = WITH_UNIQUE,
+): Promise<void> {
+  const withUnique = measurements.includes('unique');
   const events = await storedOracleEvents(db);
   const ranges: [string, string][] = [
     [FROM, TO],
@@ -140,7 +163,7 @@ async function expectExact(db: Db, expectServed: 'dimension' | 'events' = 'dimen
                 type: 'metric-aggregate',
                 attributes: {
                   metric_id: METRIC,
-                  measurements: ['count', 'sum_value'],
+                  measurements: [...measurements],
                   interval,
                   timezone: zone,
                   by: shape.by,
@@ -164,9 +187,9 @@ async function expectExact(db: Db, expectServed: 'dimension' | 'events' = 'dimen
             by: shape.by,
             ...(shape.where ? { where: shape.where } : {}),
           }).filter((r) => shape.by.length === 0 || r.measurements.count.some((n) => n > 0));
-          expect({ ...context, rows: canonical(document.data.attributes.data) }).toEqual({
+          expect({ ...context, rows: canonical(document.data.attributes.data, withUnique) }).toEqual({
             ...context,
-            rows: canonical(expected),
+            rows: canonical(expected, withUnique),
           });
           expect(plan.source).toBe(zone === 'Asia/Kolkata' && interval === 'hour' ? 'events' : 'dimension');
         }
@@ -185,14 +208,19 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
     // account's answers (every table the dimension reads meet is keyed by account).
     await storeEvents(t.db, eventsOf(11, 1500, 'x'), OTHER_ACCOUNT);
     await runAggregation(t.db, OTHER_ACCOUNT);
-    expect(await dimensionContractViolations(t.db)).toEqual([]);
-    expect(await dailyDimensionViolations(t.db)).toEqual([]);
+    await expectContracts(t.db);
     const rows = await t.db.query<{ n: string }>(
       `SELECT count(*) AS n FROM klaviyo_dimension_rollups WHERE dimension = $1`,
       [FLOW],
     );
     expect(Number(rows[0]?.n)).toBeGreaterThan(100);
+    const profileRows = await t.db.query<{ n: string }>(
+      `SELECT count(*) AS n FROM klaviyo_dimension_profiles WHERE dimension = $1`,
+      [FLOW],
+    );
+    expect(Number(profileRows[0]?.n)).toBeGreaterThan(100);
     await expectExact(t.db);
+    await expectExact(t.db, 'dimension', ['count', 'sum_value']);
   });
 
   it('equal raw events between runs: late events marked with pending rows, and re-delivered events', async () => {
@@ -203,8 +231,7 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
     expect(Number(pending[0]?.n)).toBe(300);
     await expectExact(t.db);
     await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
-    expect(await dimensionContractViolations(t.db)).toEqual([]);
-    expect(await dailyDimensionViolations(t.db)).toEqual([]);
+    await expectContracts(t.db);
     await expectExact(t.db);
   });
 
@@ -220,8 +247,7 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
       from: new Date('2024-10-18T00:00:00Z'),
       to: new Date('2024-11-14T00:00:00Z'),
     });
-    expect(await dimensionContractViolations(t.db)).toEqual([]);
-    expect(await dailyDimensionViolations(t.db)).toEqual([]);
+    await expectContracts(t.db);
     await expectExact(t.db);
   });
 
@@ -232,16 +258,16 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
       [METRIC],
     );
     await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
-    expect(await dimensionContractViolations(t.db)).toEqual([]);
-    expect(await dailyDimensionViolations(t.db)).toEqual([]);
+    await expectContracts(t.db);
     await expectExact(t.db);
   });
 
   it('equal raw events after the rollups are truncated and rebuilt', async () => {
-    await t.db.query('TRUNCATE klaviyo_aggregated_metrics, klaviyo_profile_hours, klaviyo_dimension_rollups');
+    await t.db.query(
+      'TRUNCATE klaviyo_aggregated_metrics, klaviyo_profile_hours, klaviyo_dimension_rollups, klaviyo_dimension_profiles',
+    );
     await rebuildAggregates(t.db, DEFAULT_ACCOUNT_ID);
-    expect(await dimensionContractViolations(t.db)).toEqual([]);
-    expect(await dailyDimensionViolations(t.db)).toEqual([]);
+    await expectContracts(t.db);
     await expectExact(t.db);
   });
 });
@@ -253,19 +279,26 @@ describe('a dimension registered later', () => {
     await storeEvents(t.db, eventsOf(3, 800, 'b'));
     await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     await t.db.query(`DELETE FROM klaviyo_rollup_dimensions WHERE dimension = $1`, [FLOW]);
+    await t.db.query(`DELETE FROM klaviyo_rollup_unique_dimensions WHERE dimension = $1`, [FLOW]);
     await t.db.query(`DELETE FROM klaviyo_dimension_rollups WHERE dimension = $1`, [FLOW]);
+    await t.db.query(`DELETE FROM klaviyo_dimension_profiles WHERE dimension = $1`, [FLOW]);
     await expectExact(t.db, 'events');
 
     // Registered with events stored: not ready. New events count for it from now on.
-    const backfill = backfillDimensions(t.db, { extraDimensions: [FLOW], chunkHours: 24 * 5 });
+    const backfill = backfillDimensions(t.db, {
+      extraDimensions: [],
+      extraUniqueDimensions: [FLOW],
+      chunkHours: 24 * 5,
+    });
     await storeEvents(t.db, eventsOf(4, 200, 'c'));
     const result = await backfill;
     expect(result.registered).toEqual([FLOW]);
+    expect(result.registeredUnique).toEqual([FLOW]);
     expect(result.backfilled).toEqual([FLOW]);
+    expect(result.backfilledUnique).toEqual([FLOW]);
     await expectExact(t.db);
     await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
-    expect(await dimensionContractViolations(t.db)).toEqual([]);
-    expect(await dailyDimensionViolations(t.db)).toEqual([]);
+    await expectContracts(t.db);
     await expectExact(t.db);
   });
 });
@@ -282,6 +315,8 @@ describe('cardinality', () => {
       value: 1,
       properties: { URL: `https://example.com/p/${i}`, [FLOW]: FLOWS[i % 2] },
     }));
+    // URL's distinct profiles are rolled up too: the fallback clears them with its other rows.
+    await t.db.query(`INSERT INTO klaviyo_rollup_unique_dimensions (dimension, ready_at) VALUES ('URL', now())`);
     await storeEvents(t.db, events);
     await runAggregation(t.db, DEFAULT_ACCOUNT_ID, { maxValuesPerHour: 20 });
     const fallbacks = await t.db.query<{
@@ -293,6 +328,9 @@ describe('cardinality', () => {
     expect(fallbacks).toEqual([{ metric_id: METRIC, dimension: 'URL', reason: 'cardinality', distinct_values: 60 }]);
     const urlRows = await t.db.query(`SELECT 1 FROM klaviyo_dimension_rollups WHERE dimension = 'URL'`);
     expect(urlRows).toEqual([]);
+    expect(await t.db.query(`SELECT 1 FROM klaviyo_dimension_profiles WHERE dimension = 'URL'`)).toEqual([]);
+    // Profile i % 7 with flow i % 2: every one of the 14 pairs occurs.
+    expect(await t.db.query(`SELECT 1 FROM klaviyo_dimension_profiles WHERE dimension = $1`, [FLOW])).toHaveLength(14);
     const { document, servedBy } = await queryMetricAggregates(
       t.db,
       DEFAULT_ACCOUNT_ID,
@@ -313,8 +351,7 @@ describe('cardinality', () => {
     expect(servedBy).toBe('events');
     expect(document.data.attributes.data).toHaveLength(60);
     // The other key of the same metric is still rolled up.
-    expect(await dimensionContractViolations(t.db)).toEqual([]);
-    expect(await dailyDimensionViolations(t.db)).toEqual([]);
+    await expectContracts(t.db);
     const flowRows = await t.db.query(`SELECT 1 FROM klaviyo_dimension_rollups WHERE dimension = $1`, [FLOW]);
     expect(flowRows).toHaveLength(2);
   });

@@ -33,7 +33,7 @@ describe('planSeries', () => {
     expect(cut.rawBuckets).toEqual([0, cut.boundaries.length - 2]);
   });
 
-  it('reads raw events where no lookback serves a bucket: half-hour zones, weeks, months, by', () => {
+  it('reads raw events where no lookback serves a bucket: half-hour zones, weeks, months', () => {
     expect(
       plan({
         measurements: ['unique'],
@@ -49,13 +49,28 @@ describe('planSeries', () => {
       plan({ measurements: ['unique'], interval: 'month', filter: range('2022-01-01T00:00:00', '2022-11-01T00:00:00') })
         .source,
     ).toBe('events');
+  });
+
+  it('serves unique by one key, or filtered on it, from the dimension rollups in any zone and interval', () => {
+    for (const timezone of ['UTC', 'America/New_York', 'Asia/Kolkata']) {
+      for (const interval of ['day', 'week', 'month']) {
+        expect(
+          plan({
+            measurements: ['unique'],
+            interval,
+            timezone,
+            by: ['$attributed_flow'],
+            filter: range('2022-10-01T00:00:00', '2022-11-01T00:00:00'),
+          }),
+        ).toMatchObject({ source: 'dimension', dimension: '$attributed_flow', needsUnique: true });
+      }
+    }
     expect(
       plan({
-        measurements: ['unique'],
-        by: ['$attributed_flow'],
-        filter: range('2022-10-01T00:00:00', '2022-11-01T00:00:00'),
-      }).source,
-    ).toBe('events');
+        measurements: ['unique', 'count'],
+        filter: [...range('2022-10-01T00:00:00', '2022-11-01T00:00:00'), 'any($attributed_flow,["a","b"])'],
+      }),
+    ).toMatchObject({ source: 'dimension', dimensionValues: ['a', 'b'] });
   });
 
   it('serves count and sum by one key, or filtered on it with equals/any, from the dimension rollups', () => {

@@ -49,6 +49,7 @@ describe('TimescaleDB branch (PGlite + TimescaleDB)', () => {
     expect(hypertables).toEqual([
       { hypertable_name: 'klaviyo_aggregated_metrics', compression_enabled: true },
       { hypertable_name: 'klaviyo_dimension_daily_rollups', compression_enabled: true },
+      { hypertable_name: 'klaviyo_dimension_profiles', compression_enabled: true },
       { hypertable_name: 'klaviyo_dimension_rollups', compression_enabled: true },
       { hypertable_name: 'klaviyo_events', compression_enabled: true },
     ]);
@@ -59,6 +60,7 @@ describe('TimescaleDB branch (PGlite + TimescaleDB)', () => {
     expect(dims).toEqual([
       { hypertable_name: 'klaviyo_aggregated_metrics', column_name: 'bucket', days: 90 },
       { hypertable_name: 'klaviyo_dimension_daily_rollups', column_name: 'day', days: 365 },
+      { hypertable_name: 'klaviyo_dimension_profiles', column_name: 'bucket', days: 90 },
       { hypertable_name: 'klaviyo_dimension_rollups', column_name: 'bucket', days: 90 },
       { hypertable_name: 'klaviyo_events', column_name: 'timestamp', days: 7 },
     ]);
@@ -69,6 +71,7 @@ describe('TimescaleDB branch (PGlite + TimescaleDB)', () => {
     expect(policies).toEqual([
       { hypertable_name: 'klaviyo_aggregated_metrics', compress_after: '400 days' },
       { hypertable_name: 'klaviyo_dimension_daily_rollups', compress_after: '400 days' },
+      { hypertable_name: 'klaviyo_dimension_profiles', compress_after: '400 days' },
       { hypertable_name: 'klaviyo_dimension_rollups', compress_after: '400 days' },
       { hypertable_name: 'klaviyo_events', compress_after: '60 days' },
     ]);
