@@ -1,6 +1,6 @@
 import type { Db } from '../db/port';
 
-/** Queue messages the ingest consumer could not store (migrations/0014_queue_ingest.sql). */
+/** Queue messages the ingest consumer could not store (migrations/0013_queue_ingest.sql). */
 export interface QueueReject {
   readonly accountId: string;
   readonly messageId: string;
