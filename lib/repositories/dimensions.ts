@@ -150,7 +150,9 @@ const WIDE_JSON = `(SELECT coalesce(jsonb_agg(jsonb_build_object('metric_id', me
 
 /**
  * The batch's dimension rollups for the hours whose marks it took, in one statement: an hour with
- * pending rows adds their events (read by primary key for their properties), an hour without is
+ * pending rows adds their events (the values the pending rows carry, or, for a row whose values were
+ * taken against another generation of the registry, the event's properties read by primary key;
+ * migrations/0012_ingest_bookkeeping.sql), an hour without is
  * recounted from its raw events and loses the rows its events no longer give. Pairs over the limits
  * are recorded as fallbacks (a second statement, only when there are some).
  * Must run after the marks are taken and before the statement that takes their pending rows.
@@ -169,12 +171,24 @@ export async function applyDimensionBatch(
        SELECT metric_id, bucket,
               EXISTS (SELECT 1 FROM klaviyo_aggregate_pending p WHERE p.metric_id = t.metric_id AND p.bucket = t.bucket) AS has_pending
        FROM jsonb_to_recordset($1::jsonb) AS t(metric_id text, bucket timestamptz)
+     ), generation AS MATERIALIZED (
+       SELECT generation FROM klaviyo_rollup_dimension_generation
      ), counted AS MATERIALIZED (
+       -- A pending row's carried values, when taken against the registry as it is now; otherwise the
+       -- event's properties, read by primary key (rows written before migration 0012, or while a key
+       -- was being registered or removed).
+       SELECT p.metric_id, p.bucket, p.dimension_values AS properties, p.value, true AS is_delta
+       FROM marked m
+       JOIN klaviyo_aggregate_pending p ON p.metric_id = m.metric_id AND p.bucket = m.bucket
+       WHERE m.has_pending AND p.dimension_values IS NOT NULL
+         AND p.dimension_generation = (SELECT generation FROM generation)
+       UNION ALL
        SELECT p.metric_id, p.bucket, e.properties, p.value, true AS is_delta
        FROM marked m
        JOIN klaviyo_aggregate_pending p ON p.metric_id = m.metric_id AND p.bucket = m.bucket
        JOIN klaviyo_events e ON e.id = p.event_id AND e."timestamp" = p."timestamp"
        WHERE m.has_pending
+         AND (p.dimension_values IS NULL OR p.dimension_generation IS DISTINCT FROM (SELECT generation FROM generation))
        UNION ALL
        SELECT m.metric_id, m.bucket, e.properties, e.value, false
        FROM marked m

@@ -78,11 +78,27 @@ export const EVENT_COLUMNS = [
 
 /**
  * The pending rows and dirty marks of the rows in `inserted` (id, metric_id, "timestamp",
- * profile_id, value), the CTEs that follow it in both paths' statements.
+ * profile_id, value, properties), the CTEs that follow it in both paths' statements.
+ * Each pending row carries the event's non-empty values of the registered dimension keys and the
+ * registry's generation they were taken against (migrations/0012_ingest_bookkeeping.sql), so that the
+ * aggregator adds the event to the dimension rollups without reading it back from klaviyo_events. The
+ * keys are matched through the event's own keys, one hash join with the registry for the whole batch;
+ * the registry and its generation are read in this statement's snapshot, so they agree.
  */
-const MARK_INSERTED_CTES = `pending AS (
-       INSERT INTO klaviyo_aggregate_pending (metric_id, bucket, event_id, "timestamp", profile_id, value)
-       SELECT metric_id, date_trunc('hour', "timestamp", 'UTC'), id, "timestamp", profile_id, value FROM inserted
+const MARK_INSERTED_CTES = `carried AS (
+       SELECT i.id, i."timestamp", jsonb_object_agg(k.key, k.value) AS dimension_values
+       FROM inserted i
+       CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(i.properties) = 'object' THEN i.properties ELSE '{}'::jsonb END) AS k(key, value)
+       JOIN klaviyo_rollup_dimensions d ON d.dimension = k.key
+       WHERE k.value <> 'null'::jsonb AND k.value <> '""'::jsonb
+       GROUP BY i.id, i."timestamp"
+     ), pending AS (
+       INSERT INTO klaviyo_aggregate_pending (metric_id, bucket, event_id, "timestamp", profile_id, value,
+                                              dimension_values, dimension_generation)
+       SELECT i.metric_id, date_trunc('hour', i."timestamp", 'UTC'), i.id, i."timestamp", i.profile_id, i.value,
+              coalesce(c.dimension_values, '{}'::jsonb), (SELECT generation FROM klaviyo_rollup_dimension_generation)
+       FROM inserted i
+       LEFT JOIN carried c ON c.id = i.id AND c."timestamp" = i."timestamp"
        RETURNING 1
      ), dirty AS (
        INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket)
@@ -110,7 +126,7 @@ const INSERT_FROM_JSON_SQL = `WITH input AS (
        SELECT id, ts, metric_id, profile_id, value, value_currency, uuid, unique_id, properties, raw_data
        FROM input
        ON CONFLICT (id, "timestamp") DO NOTHING
-       RETURNING id, metric_id, "timestamp", profile_id, value
+       RETURNING id, metric_id, "timestamp", profile_id, value, properties
      ), ${MARK_INSERTED_CTES}`;
 
 /** The Data API's path (no COPY, no array parameters), and COPY's fallback: the rows as one JSON parameter. */
@@ -140,9 +156,12 @@ const STORED_POSITIONS_SQL = `
     FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS k(key, position)
    WHERE EXISTS (SELECT 1 FROM klaviyo_events e WHERE e.id = k.key->>0 AND e."timestamp" = (k.key->>1)::timestamptz)`;
 
-const MARK_COPIED_SQL = `WITH inserted AS (
-       SELECT id, metric_id, "timestamp", profile_id, value
-       FROM jsonb_to_recordset($1::jsonb) AS r(id text, metric_id text, "timestamp" timestamptz, profile_id text, value numeric)
+// The copied rows' properties are read back by primary key rather than sent a second time: the COPY
+// has just written those index and heap pages, so the reads hit the buffer pool.
+const MARK_COPIED_SQL = `WITH inserted AS MATERIALIZED (
+       SELECT e.id, e.metric_id, e."timestamp", e.profile_id, e.value, e.properties
+       FROM jsonb_to_recordset($1::jsonb) AS r(id text, "timestamp" timestamptz)
+       JOIN klaviyo_events e ON e.id = r.id AND e."timestamp" = r."timestamp"
      ), ${MARK_INSERTED_CTES}`;
 
 /**
@@ -185,15 +204,7 @@ async function insertByCopy(db: Db, events: readonly NewEvent[]): Promise<number
 /** The pending rows and dirty marks of events just copied, in the same transaction, after them. */
 async function markCopied(db: Db, copied: readonly NewEvent[]): Promise<number> {
   const marked = await db.query<{ inserted: string }>(MARK_COPIED_SQL, [
-    JSON.stringify(
-      copied.map((e) => ({
-        id: e.id,
-        metric_id: e.metricId,
-        timestamp: e.timestamp,
-        profile_id: e.profileId,
-        value: e.value,
-      })),
-    ),
+    JSON.stringify(copied.map((e) => ({ id: e.id, timestamp: e.timestamp }))),
   ]);
   return Number(marked[0]?.inserted ?? 0);
 }
