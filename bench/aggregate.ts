@@ -24,7 +24,10 @@
  * timing the incremental run again without the long rebuild at 10M), BENCH_SHARED_BUFFERS (the
  * server's buffer pool, default 1GB; bench/support/dataset.ts), BENCH_PREWARM=1 (before the rounds,
  * read the tables and indexes an incremental run works on into the buffer pool with pg_prewarm, as a
- * server the schedule has kept busy holds them; the bench server starts with an empty pool).
+ * server the schedule has kept busy holds them; the bench server starts with an empty pool),
+ * BENCH_PENDING_VALUES (carried, the default: the dimension statement takes the new events' values from
+ * their pending rows; read: their carried values are removed before each run, so it reads the events
+ * back as before migration 0012; alternate: odd rounds read, even rounds carried, both in one run).
  */
 import { rebuildAggregates, runAggregation, type AggregationResult } from '../lib/app/aggregation';
 import { DEMO_METRICS } from '../lib/demo/catalog';
@@ -44,6 +47,14 @@ const BATCH_BUCKETS = intFromEnv('BENCH_BATCH_BUCKETS', 5000);
 const REBUILD = intFromEnv('BENCH_REBUILD', 1, 0) !== 0;
 const ROUNDS = Math.max(1, intFromEnv('BENCH_ROUNDS', 2));
 const PREWARM = intFromEnv('BENCH_PREWARM', 0, 0) !== 0;
+const PENDING_VALUES = process.env.BENCH_PENDING_VALUES ?? 'carried';
+if (!['carried', 'read', 'alternate'].includes(PENDING_VALUES))
+  throw new Error(`BENCH_PENDING_VALUES must be carried, read or alternate, not "${PENDING_VALUES}"`);
+
+/** Whether this round's dimension statement reads the new events back instead of their pending rows' values. */
+function readsEventsBack(round: number): boolean {
+  return PENDING_VALUES === 'read' || (PENDING_VALUES === 'alternate' && round % 2 === 1);
+}
 
 /** What an incremental run reads and writes, with their indexes (not the events: it reads only pending rows). */
 const AGGREGATOR_TABLES = [
@@ -51,6 +62,8 @@ const AGGREGATOR_TABLES = [
   'klaviyo_aggregated_metrics',
   'klaviyo_aggregate_pending',
   'klaviyo_aggregate_dirty',
+  'klaviyo_dimension_rollups',
+  'klaviyo_dimension_daily_rollups',
 ];
 
 async function prewarmAggregatorTables(db: Db): Promise<void> {
@@ -72,7 +85,15 @@ async function prewarmAggregatorTables(db: Db): Promise<void> {
   );
 }
 /** Each round's figures and the materialisation figures, for bench/results/aggregate.json. */
-const roundFigures: { round: number; events: number; hours: number; runMs: number; recountMs: number }[] = [];
+const roundFigures: {
+  round: number;
+  events: number;
+  hours: number;
+  runMs: number;
+  dimensionMs: number;
+  readBack: boolean;
+  recountMs: number;
+}[] = [];
 const materialisation: (readonly [string, number])[] = [];
 
 const PAGE = 1000;
@@ -281,6 +302,13 @@ async function incrementalRound(db: ClosableDb, sample: Sample, round: number): 
   say(
     `round ${round} ingest: ${fmt(inserted)} new events in ${ms(ingestMs)}, ${fmt(Number(marked.n))} (metric, hour) buckets marked dirty`,
   );
+  const readBack = readsEventsBack(round);
+  if (readBack) {
+    // As pending rows without carried values (written before migration 0012): the dimension
+    // statement reads each event's properties from klaviyo_events by primary key.
+    await db.query('UPDATE klaviyo_aggregate_pending SET dimension_values = NULL, dimension_generation = NULL');
+    say(`round ${round}: the pending rows' carried values removed, so the dimension statement reads the events back`);
+  }
   const touched = await db.query<{ metric_id: string; bucket: Date }>(
     'SELECT metric_id, bucket FROM klaviyo_aggregate_dirty',
   );
@@ -305,7 +333,15 @@ async function incrementalRound(db: ClosableDb, sample: Sample, round: number): 
   if (totals.rollups !== totals.events)
     throw new Error(`rollups count ${totals.rollups} events but the table holds ${totals.events}`);
   say(`  check: the ${fmt(totals.rows)} hourly rows add up to the ${fmt(totals.events)} stored events`);
-  roundFigures.push({ round, events: inserted, hours: touched.length, runMs: incrementalMs, recountMs });
+  roundFigures.push({
+    round,
+    events: inserted,
+    hours: touched.length,
+    runMs: incrementalMs,
+    dimensionMs: incremental.dimensionMs,
+    readBack,
+    recountMs,
+  });
 
   return [incremental, incrementalMs];
 }
@@ -394,6 +430,8 @@ async function bench(db: ClosableDb): Promise<void> {
         'round',
         'new events',
         'hours touched',
+        'dimension values from',
+        'dimension statement (ms)',
         'recount of the touched hours from raw (ms)',
         `incremental run / ${reference}`,
       ],
@@ -401,6 +439,8 @@ async function bench(db: ClosableDb): Promise<void> {
         `round ${r.round}`,
         r.events,
         r.hours,
+        r.readBack ? 'events read back' : 'pending rows',
+        round1(r.dimensionMs),
         round1(r.recountMs),
         Math.round((1000 * r.runMs) / (REBUILD ? fullMs : r.recountMs)) / 1000,
       ]),
@@ -428,6 +468,7 @@ async function bench(db: ClosableDb): Promise<void> {
       'batch buckets': BATCH_BUCKETS,
       'shared buffers': process.env.BENCH_SHARED_BUFFERS ?? '1GB',
       prewarm: PREWARM ? 'yes' : 'no',
+      'dimension values': PENDING_VALUES,
     },
     tables,
     goals: last
