@@ -27,7 +27,9 @@
  * server the schedule has kept busy holds them; the bench server starts with an empty pool),
  * BENCH_PENDING_VALUES (carried, the default: the dimension statement takes the new events' values from
  * their pending rows; read: their carried values are removed before each run, so it reads the events
- * back as before migration 0012; alternate: odd rounds read, even rounds carried, both in one run).
+ * back as before migration 0012; alternate: odd rounds read, even rounds carried, both in one run),
+ * BENCH_NEW_EVENTS_HOURS=n (the new events fall in the dataset's last n hours, as a scheduled run's
+ * mostly do, instead of over its whole year).
  */
 import { rebuildAggregates, runAggregation, type AggregationResult } from '../lib/app/aggregation';
 import { DEMO_METRICS } from '../lib/demo/catalog';
@@ -48,6 +50,8 @@ const REBUILD = intFromEnv('BENCH_REBUILD', 1, 0) !== 0;
 const ROUNDS = Math.max(1, intFromEnv('BENCH_ROUNDS', 2));
 const PREWARM = intFromEnv('BENCH_PREWARM', 0, 0) !== 0;
 const PENDING_VALUES = process.env.BENCH_PENDING_VALUES ?? 'carried';
+/** 0: the new events spread over the dataset's whole year (every one late, nearly every one its own hour). */
+const NEW_EVENTS_HOURS = intFromEnv('BENCH_NEW_EVENTS_HOURS', 0, 0);
 if (!['carried', 'read', 'alternate'].includes(PENDING_VALUES))
   throw new Error(`BENCH_PENDING_VALUES must be carried, read or alternate, not "${PENDING_VALUES}"`);
 
@@ -176,8 +180,9 @@ function newEvents(sample: Sample, count: number, seed: number): NewEvent[] {
     return (sample.metrics[sample.metrics.length - 1] as { id: string }).id;
   };
   const run = Date.now().toString(36);
+  const from = NEW_EVENTS_HOURS > 0 ? Math.max(sample.from, sample.to - NEW_EVENTS_HOURS * HOUR) : sample.from;
   return Array.from({ length: count }, (_, i) => {
-    const timestamp = new Date(sample.from + Math.floor(random() * (sample.to - sample.from))).toISOString();
+    const timestamp = new Date(from + Math.floor(random() * (sample.to - from))).toISOString();
     const id = `${NEW_ID_PREFIX}${run}-${i}`;
     const value = random() < 0.3 ? (Math.floor(random() * 50_000) / 100).toFixed(2) : null;
     const metricId = pickMetric();
@@ -469,6 +474,7 @@ async function bench(db: ClosableDb): Promise<void> {
       'shared buffers': process.env.BENCH_SHARED_BUFFERS ?? '1GB',
       prewarm: PREWARM ? 'yes' : 'no',
       'dimension values': PENDING_VALUES,
+      'new events over': NEW_EVENTS_HOURS > 0 ? `the last ${NEW_EVENTS_HOURS} hours` : 'the whole year',
     },
     tables,
     goals: last
