@@ -81,24 +81,24 @@ export const EVENT_COLUMNS = [
  * profile_id, value, properties), the CTEs that follow it in both paths' statements.
  * Each pending row carries the event's non-empty values of the registered dimension keys and the
  * registry's generation they were taken against (migrations/0012_ingest_bookkeeping.sql), so that the
- * aggregator adds the event to the dimension rollups without reading it back from klaviyo_events. The
- * keys are matched through the event's own keys, one hash join with the registry for the whole batch;
- * the registry and its generation are read in this statement's snapshot, so they agree.
+ * aggregator adds the event to the dimension rollups without reading it back from klaviyo_events. Per
+ * event, its own keys are looked up in the registry made one JSON object, once per statement (as a
+ * join, the planner, which cannot estimate the batch's size, re-ran the aggregation or re-hashed the
+ * registry for every row); the registry and its generation are read in this statement's snapshot, so
+ * they agree.
  */
-const MARK_INSERTED_CTES = `carried AS (
-       SELECT i.id, i."timestamp", jsonb_object_agg(k.key, k.value) AS dimension_values
-       FROM inserted i
-       CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(i.properties) = 'object' THEN i.properties ELSE '{}'::jsonb END) AS k(key, value)
-       JOIN klaviyo_rollup_dimensions d ON d.dimension = k.key
-       WHERE k.value <> 'null'::jsonb AND k.value <> '""'::jsonb
-       GROUP BY i.id, i."timestamp"
+const MARK_INSERTED_CTES = `registered AS MATERIALIZED (
+       SELECT coalesce(jsonb_object_agg(dimension, true), '{}'::jsonb) AS keys FROM klaviyo_rollup_dimensions
      ), pending AS (
        INSERT INTO klaviyo_aggregate_pending (metric_id, bucket, event_id, "timestamp", profile_id, value,
                                               dimension_values, dimension_generation)
        SELECT i.metric_id, date_trunc('hour', i."timestamp", 'UTC'), i.id, i."timestamp", i.profile_id, i.value,
-              coalesce(c.dimension_values, '{}'::jsonb), (SELECT generation FROM klaviyo_rollup_dimension_generation)
+              (SELECT coalesce(jsonb_object_agg(k.key, k.value), '{}'::jsonb)
+                 FROM jsonb_each(CASE WHEN jsonb_typeof(i.properties) = 'object' THEN i.properties ELSE '{}'::jsonb END) AS k(key, value)
+                WHERE (SELECT keys FROM registered) ? k.key
+                  AND k.value <> 'null'::jsonb AND k.value <> '""'::jsonb),
+              (SELECT generation FROM klaviyo_rollup_dimension_generation)
        FROM inserted i
-       LEFT JOIN carried c ON c.id = i.id AND c."timestamp" = i."timestamp"
        RETURNING 1
      ), dirty AS (
        INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket)
