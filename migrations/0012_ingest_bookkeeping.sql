@@ -38,3 +38,13 @@ CREATE TRIGGER klaviyo_rollup_dimensions_generation
 CREATE TRIGGER klaviyo_rollup_dimensions_generation_truncate
     AFTER TRUNCATE ON klaviyo_rollup_dimensions
     FOR EACH STATEMENT EXECUTE FUNCTION klaviyo_raise_dimension_generation();
+
+-- The events' foreign keys to metrics and profiles go (docs/bookkeeping.md). Every writer of events
+-- (lib/repositories/events.ts, through lib/app/ingest) stores the metric and the profile each event
+-- names, or a stub of them, in the same transaction before the events, and nothing deletes metrics or
+-- profiles, so the keys only re-checked what that transaction guarantees; the check, with its row lock
+-- on the profile, made each copied event the bench's most expensive row. tests/aggregation/bookkeeping.test.ts
+-- checks the guarantee on every ingest path.
+ALTER TABLE klaviyo_events
+    DROP CONSTRAINT klaviyo_events_metric_id_fkey,
+    DROP CONSTRAINT klaviyo_events_profile_id_fkey;

@@ -1,7 +1,9 @@
 import { runAggregation } from '../../lib/app/aggregation';
+import { bulkCreateEvents, createEvent, ingestEventsPage } from '../../lib/app/ingest';
 import type { Db } from '../../lib/db/port';
 import { useFreshDatabase } from '../support/database';
 import { storeEvents, type SimpleEvent } from '../support/events';
+import { eventsPage } from '../ingest/helpers';
 import { dailyDimensionViolations, dimensionContractViolations, oracleHours, storedHours } from './oracle';
 
 /**
@@ -166,5 +168,58 @@ describe('the registry changing while events are pending', () => {
     );
     await runAggregation(t.db);
     await expectExact(t.db);
+  });
+});
+
+describe('every stored event names a stored metric and profile (migration 0012 dropped the foreign keys)', () => {
+  const t = useFreshDatabase();
+
+  async function orphans(db: Db): Promise<Record<string, unknown>[]> {
+    return db.query(
+      `SELECT e.id, e.metric_id, e.profile_id FROM klaviyo_events e
+       WHERE NOT EXISTS (SELECT 1 FROM klaviyo_metrics m WHERE m.id = e.metric_id)
+          OR (e.profile_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM klaviyo_profiles p WHERE p.id = e.profile_id))
+       ORDER BY e.id`,
+    );
+  }
+
+  it('on every ingest path, with the metrics and profiles named but not included', async () => {
+    await ingestEventsPage(
+      t.db,
+      eventsPage({ events: 30, prefix: 'fk', includeMetrics: false, includeProfiles: false }),
+    );
+    await ingestEventsPage(
+      t.db,
+      eventsPage({ events: 30, prefix: 'fj', includeMetrics: true, includeProfiles: false }),
+    );
+    const attributes = (name: string, email: string, uniqueId: string) => ({
+      properties: { source: 'test' },
+      time: '2024-06-01T10:00:00Z',
+      unique_id: uniqueId,
+      metric: { data: { type: 'metric', attributes: { name } } },
+      profile: { data: { type: 'profile', attributes: { email } } },
+    });
+    await createEvent(t.db, { data: { type: 'event', attributes: attributes('Fk Created', 'fk1@example.com', 'u1') } });
+    await bulkCreateEvents(t.db, {
+      data: {
+        type: 'event-bulk-create-job',
+        attributes: {
+          'events-bulk-create': {
+            data: [
+              {
+                type: 'event-bulk-create',
+                attributes: {
+                  profile: { data: { type: 'profile', attributes: { email: 'fk2@example.com' } } },
+                  events: { data: [{ type: 'event', attributes: attributes('Fk Bulk', 'fk2@example.com', 'u2') }] },
+                },
+              },
+            ],
+          },
+        },
+      },
+    });
+    const stored = await t.db.query<{ n: string }>('SELECT count(*) AS n FROM klaviyo_events');
+    expect(stored).toEqual([{ n: '62' }]);
+    expect(await orphans(t.db)).toEqual([]);
   });
 });
