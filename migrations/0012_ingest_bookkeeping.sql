@@ -46,5 +46,5 @@ CREATE TRIGGER klaviyo_rollup_dimensions_generation_truncate
 -- on the profile, made each copied event the bench's most expensive row. tests/aggregation/bookkeeping.test.ts
 -- checks the guarantee on every ingest path.
 ALTER TABLE klaviyo_events
-    DROP CONSTRAINT klaviyo_events_metric_id_fkey,
-    DROP CONSTRAINT klaviyo_events_profile_id_fkey;
+    DROP CONSTRAINT klaviyo_events_metric_fkey,
+    DROP CONSTRAINT klaviyo_events_profile_fkey;

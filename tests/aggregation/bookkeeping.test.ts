@@ -1,4 +1,5 @@
 import { runAggregation } from '../../lib/app/aggregation';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 import { bulkCreateEvents, createEvent, ingestEventsPage } from '../../lib/app/ingest';
 import type { Db } from '../../lib/db/port';
 import { useFreshDatabase } from '../support/database';
@@ -111,7 +112,7 @@ describe('pending rows carry the registered keys’ values', () => {
       });
       expect(row.generation).toBe(current);
     }
-    await runAggregation(t.db);
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     await expectExact(t.db);
   });
 
@@ -122,7 +123,7 @@ describe('pending rows carry the registered keys’ values', () => {
       `UPDATE klaviyo_aggregate_pending SET dimension_values = jsonb_build_object($1::text, 'Carried only')`,
       [FLOW],
     );
-    await runAggregation(t.db);
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     const rows = await t.db.query<{ event_count: string }>(
       `SELECT event_count::text FROM klaviyo_dimension_rollups WHERE dimension = $1 AND dimension_value = 'Carried only'`,
       [FLOW],
@@ -148,7 +149,7 @@ describe('the registry changing while events are pending', () => {
     const before = await generation(t.db);
     await t.db.query(`INSERT INTO klaviyo_rollup_dimensions (dimension, ready_at) VALUES ($1, now())`, [NEW_KEY]);
     expect(await generation(t.db)).not.toBe(before);
-    await runAggregation(t.db);
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     const counted = await t.db.query<{ n: string }>(
       `SELECT sum(event_count)::text AS n FROM klaviyo_dimension_rollups WHERE dimension = $1`,
       [NEW_KEY],
@@ -166,7 +167,7 @@ describe('the registry changing while events are pending', () => {
     await t.db.query(
       `UPDATE klaviyo_aggregate_pending SET dimension_values = NULL, dimension_generation = NULL WHERE event_id LIKE 'u%'`,
     );
-    await runAggregation(t.db);
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     await expectExact(t.db);
   });
 });
@@ -177,8 +178,9 @@ describe('every stored event names a stored metric and profile (migration 0012 d
   async function orphans(db: Db): Promise<Record<string, unknown>[]> {
     return db.query(
       `SELECT e.id, e.metric_id, e.profile_id FROM klaviyo_events e
-       WHERE NOT EXISTS (SELECT 1 FROM klaviyo_metrics m WHERE m.id = e.metric_id)
-          OR (e.profile_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM klaviyo_profiles p WHERE p.id = e.profile_id))
+       WHERE NOT EXISTS (SELECT 1 FROM klaviyo_metrics m WHERE m.account_id = e.account_id AND m.id = e.metric_id)
+          OR (e.profile_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM klaviyo_profiles p
+                                                       WHERE p.account_id = e.account_id AND p.id = e.profile_id))
        ORDER BY e.id`,
     );
   }
@@ -186,10 +188,12 @@ describe('every stored event names a stored metric and profile (migration 0012 d
   it('on every ingest path, with the metrics and profiles named but not included', async () => {
     await ingestEventsPage(
       t.db,
+      DEFAULT_ACCOUNT_ID,
       eventsPage({ events: 30, prefix: 'fk', includeMetrics: false, includeProfiles: false }),
     );
     await ingestEventsPage(
       t.db,
+      DEFAULT_ACCOUNT_ID,
       eventsPage({ events: 30, prefix: 'fj', includeMetrics: true, includeProfiles: false }),
     );
     const attributes = (name: string, email: string, uniqueId: string) => ({
@@ -199,8 +203,10 @@ describe('every stored event names a stored metric and profile (migration 0012 d
       metric: { data: { type: 'metric', attributes: { name } } },
       profile: { data: { type: 'profile', attributes: { email } } },
     });
-    await createEvent(t.db, { data: { type: 'event', attributes: attributes('Fk Created', 'fk1@example.com', 'u1') } });
-    await bulkCreateEvents(t.db, {
+    await createEvent(t.db, DEFAULT_ACCOUNT_ID, {
+      data: { type: 'event', attributes: attributes('Fk Created', 'fk1@example.com', 'u1') },
+    });
+    await bulkCreateEvents(t.db, DEFAULT_ACCOUNT_ID, {
       data: {
         type: 'event-bulk-create-job',
         attributes: {
