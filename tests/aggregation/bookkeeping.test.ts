@@ -224,8 +224,14 @@ describe('every stored event names a stored metric and profile (migration 0012 d
         },
       },
     });
+    // The same Klaviyo ids in a second account: its own stubs, not the first account's rows.
+    await ingestEventsPage(
+      t.db,
+      'bk-other-account',
+      eventsPage({ events: 30, prefix: 'fk', includeMetrics: false, includeProfiles: false }),
+    );
     const stored = await t.db.query<{ n: string }>('SELECT count(*) AS n FROM klaviyo_events');
-    expect(stored).toEqual([{ n: '62' }]);
+    expect(stored).toEqual([{ n: '92' }]);
     expect(await orphans(t.db)).toEqual([]);
   });
 });
