@@ -24,7 +24,12 @@
  * timing the incremental run again without the long rebuild at 10M), BENCH_SHARED_BUFFERS (the
  * server's buffer pool, default 1GB; bench/support/dataset.ts), BENCH_PREWARM=1 (before the rounds,
  * read the tables and indexes an incremental run works on into the buffer pool with pg_prewarm, as a
- * server the schedule has kept busy holds them; the bench server starts with an empty pool).
+ * server the schedule has kept busy holds them; the bench server starts with an empty pool),
+ * BENCH_PENDING_VALUES (carried, the default: the dimension statement takes the new events' values from
+ * their pending rows; read: their carried values are removed before each run, so it reads the events
+ * back as before migration 0012; alternate: odd rounds read, even rounds carried, both in one run),
+ * BENCH_NEW_EVENTS_HOURS=n (the new events fall in the dataset's last n hours, as a scheduled run's
+ * mostly do, instead of over its whole year).
  */
 import { rebuildAggregates, runAggregation, type AggregationResult } from '../lib/app/aggregation';
 import { DEMO_METRICS } from '../lib/demo/catalog';
@@ -44,6 +49,16 @@ const BATCH_BUCKETS = intFromEnv('BENCH_BATCH_BUCKETS', 5000);
 const REBUILD = intFromEnv('BENCH_REBUILD', 1, 0) !== 0;
 const ROUNDS = Math.max(1, intFromEnv('BENCH_ROUNDS', 2));
 const PREWARM = intFromEnv('BENCH_PREWARM', 0, 0) !== 0;
+const PENDING_VALUES = process.env.BENCH_PENDING_VALUES ?? 'carried';
+/** 0: the new events spread over the dataset's whole year (every one late, nearly every one its own hour). */
+const NEW_EVENTS_HOURS = intFromEnv('BENCH_NEW_EVENTS_HOURS', 0, 0);
+if (!['carried', 'read', 'alternate'].includes(PENDING_VALUES))
+  throw new Error(`BENCH_PENDING_VALUES must be carried, read or alternate, not "${PENDING_VALUES}"`);
+
+/** Whether this round's dimension statement reads the new events back instead of their pending rows' values. */
+function readsEventsBack(round: number): boolean {
+  return PENDING_VALUES === 'read' || (PENDING_VALUES === 'alternate' && round % 2 === 1);
+}
 
 /** What an incremental run reads and writes, with their indexes (not the events: it reads only pending rows). */
 const AGGREGATOR_TABLES = [
@@ -51,6 +66,8 @@ const AGGREGATOR_TABLES = [
   'klaviyo_aggregated_metrics',
   'klaviyo_aggregate_pending',
   'klaviyo_aggregate_dirty',
+  'klaviyo_dimension_rollups',
+  'klaviyo_dimension_daily_rollups',
 ];
 
 async function prewarmAggregatorTables(db: Db): Promise<void> {
@@ -72,7 +89,15 @@ async function prewarmAggregatorTables(db: Db): Promise<void> {
   );
 }
 /** Each round's figures and the materialisation figures, for bench/results/aggregate.json. */
-const roundFigures: { round: number; events: number; hours: number; runMs: number; recountMs: number }[] = [];
+const roundFigures: {
+  round: number;
+  events: number;
+  hours: number;
+  runMs: number;
+  dimensionMs: number;
+  readBack: boolean;
+  recountMs: number;
+}[] = [];
 const materialisation: (readonly [string, number])[] = [];
 
 const PAGE = 1000;
@@ -155,8 +180,9 @@ function newEvents(sample: Sample, count: number, seed: number): NewEvent[] {
     return (sample.metrics[sample.metrics.length - 1] as { id: string }).id;
   };
   const run = Date.now().toString(36);
+  const from = NEW_EVENTS_HOURS > 0 ? Math.max(sample.from, sample.to - NEW_EVENTS_HOURS * HOUR) : sample.from;
   return Array.from({ length: count }, (_, i) => {
-    const timestamp = new Date(sample.from + Math.floor(random() * (sample.to - sample.from))).toISOString();
+    const timestamp = new Date(from + Math.floor(random() * (sample.to - from))).toISOString();
     const id = `${NEW_ID_PREFIX}${run}-${i}`;
     const value = random() < 0.3 ? (Math.floor(random() * 50_000) / 100).toFixed(2) : null;
     const metricId = pickMetric();
@@ -281,6 +307,13 @@ async function incrementalRound(db: ClosableDb, sample: Sample, round: number): 
   say(
     `round ${round} ingest: ${fmt(inserted)} new events in ${ms(ingestMs)}, ${fmt(Number(marked.n))} (metric, hour) buckets marked dirty`,
   );
+  const readBack = readsEventsBack(round);
+  if (readBack) {
+    // As pending rows without carried values (written before migration 0012): the dimension
+    // statement reads each event's properties from klaviyo_events by primary key.
+    await db.query('UPDATE klaviyo_aggregate_pending SET dimension_values = NULL, dimension_generation = NULL');
+    say(`round ${round}: the pending rows' carried values removed, so the dimension statement reads the events back`);
+  }
   const touched = await db.query<{ metric_id: string; bucket: Date }>(
     'SELECT metric_id, bucket FROM klaviyo_aggregate_dirty',
   );
@@ -305,7 +338,15 @@ async function incrementalRound(db: ClosableDb, sample: Sample, round: number): 
   if (totals.rollups !== totals.events)
     throw new Error(`rollups count ${totals.rollups} events but the table holds ${totals.events}`);
   say(`  check: the ${fmt(totals.rows)} hourly rows add up to the ${fmt(totals.events)} stored events`);
-  roundFigures.push({ round, events: inserted, hours: touched.length, runMs: incrementalMs, recountMs });
+  roundFigures.push({
+    round,
+    events: inserted,
+    hours: touched.length,
+    runMs: incrementalMs,
+    dimensionMs: incremental.dimensionMs,
+    readBack,
+    recountMs,
+  });
 
   return [incremental, incrementalMs];
 }
@@ -394,6 +435,8 @@ async function bench(db: ClosableDb): Promise<void> {
         'round',
         'new events',
         'hours touched',
+        'dimension values from',
+        'dimension statement (ms)',
         'recount of the touched hours from raw (ms)',
         `incremental run / ${reference}`,
       ],
@@ -401,6 +444,8 @@ async function bench(db: ClosableDb): Promise<void> {
         `round ${r.round}`,
         r.events,
         r.hours,
+        r.readBack ? 'events read back' : 'pending rows',
+        round1(r.dimensionMs),
         round1(r.recountMs),
         Math.round((1000 * r.runMs) / (REBUILD ? fullMs : r.recountMs)) / 1000,
       ]),
@@ -428,6 +473,8 @@ async function bench(db: ClosableDb): Promise<void> {
       'batch buckets': BATCH_BUCKETS,
       'shared buffers': process.env.BENCH_SHARED_BUFFERS ?? '1GB',
       prewarm: PREWARM ? 'yes' : 'no',
+      'dimension values': PENDING_VALUES,
+      'new events over': NEW_EVENTS_HOURS > 0 ? `the last ${NEW_EVENTS_HOURS} hours` : 'the whole year',
     },
     tables,
     goals: last

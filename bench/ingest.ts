@@ -43,7 +43,9 @@
  * BENCH_PROFILES_FIRST=1 stores every profile before the clock starts, as a sync that reads Klaviyo's
  * profiles stream before its events does: the pages then bring no new profiles, only known ones.
  *
- * Other knobs: BENCH_PROFILES (default 200,000), BENCH_SEED (default 1). Uses DATABASE_URL when set
+ * Other knobs: BENCH_PROFILES (default 200,000), BENCH_SEED (default 1), BENCH_EVENT_FOREIGN_KEYS=1 (the
+ * events' foreign keys to metrics and profiles, which migration 0012 dropped, restored for the run: what
+ * they cost ingest and COPY). Uses DATABASE_URL when set
  * (it must name a database it may empty), else starts its own embedded PostgreSQL in .data/bench-ingest
  * and stops it at exit.
  */
@@ -97,6 +99,7 @@ const CONSUMERS = (process.env.BENCH_CONSUMERS ?? '1,2,3')
   });
 const BATCH_MESSAGES = intFromEnv('BENCH_BATCH_MESSAGES', 10);
 const QUEUE_MESSAGE_BYTES = intFromEnv('BENCH_QUEUE_MESSAGE_BYTES', 262_144, 16_384);
+const EVENT_FOREIGN_KEYS = intFromEnv('BENCH_EVENT_FOREIGN_KEYS', 0, 0) !== 0;
 
 const STAGES = [
   'JSON.parse',
@@ -324,6 +327,16 @@ async function main(): Promise<void> {
       'DROP TABLE IF EXISTS klaviyo_aggregate_pending, klaviyo_aggregate_dirty, klaviyo_aggregated_metrics, klaviyo_events, klaviyo_profiles, klaviyo_metrics, schema_migrations CASCADE',
     );
     const migration = await migrate(migrator);
+    if (EVENT_FOREIGN_KEYS) {
+      // The foreign keys migration 0012 dropped, back for this run: what they cost ingest and COPY.
+      await migrator.query(
+        `ALTER TABLE klaviyo_events
+           ADD CONSTRAINT klaviyo_events_metric_fkey
+             FOREIGN KEY (account_id, metric_id) REFERENCES klaviyo_metrics (account_id, id),
+           ADD CONSTRAINT klaviyo_events_profile_fkey
+             FOREIGN KEY (account_id, profile_id) REFERENCES klaviyo_profiles (account_id, id)`,
+      );
+    }
     await migrator.close();
 
     const version = await sql<{ v: string }[]>`SELECT current_setting('server_version') AS v`;
@@ -700,6 +713,7 @@ async function main(): Promise<void> {
         'profiles stored first': PROFILES_FIRST ? 'yes' : 'no',
         'page size': PAGE_SIZE,
         'naive slice': naiveRows.length,
+        ...(EVENT_FOREIGN_KEYS ? { "events' foreign keys": 'restored (BENCH_EVENT_FOREIGN_KEYS=1)' } : {}),
       },
       tables: [
         {

@@ -44,7 +44,8 @@ import { log } from '../log';
  *      Every statement below touches that account's rows only.
  *   2. statement A: DELETE the oldest marks ... FOR UPDATE SKIP LOCKED ... RETURNING them;
  *   2b. statement D, for those buckets: the dimension rollups (lib/repositories/dimensions.ts) add the
- *      events of the pending rows (read, not taken), or recount an hour without pending rows. It reads
+ *      events of the pending rows (read, not taken; from the values the rows carry, migration 0012),
+ *      or recount an hour without pending rows. It reads
  *      what B takes: between D and B no pending row of a taken hour can commit (its ingest would
  *      first have to re-mark the hour, which waits for this transaction), so both see the same rows;
  *   3. statement B, for those buckets: their profile-hours gain the pending rows' profiles (or, for a

@@ -154,7 +154,9 @@ const WIDE_JSON = `(SELECT coalesce(jsonb_agg(jsonb_build_object('metric_id', me
 
 /**
  * The batch's dimension rollups for the hours whose marks it took, in one statement: an hour with
- * pending rows adds their events (read by primary key for their properties), an hour without is
+ * pending rows adds their events (the values the pending rows carry, or, for a row whose values were
+ * taken against another generation of the registry, the event's properties read by primary key;
+ * migrations/0012_ingest_bookkeeping.sql), an hour without is
  * recounted from its raw events and loses the rows its events no longer give. Pairs over the limits
  * are recorded as fallbacks (a second statement, only when there are some).
  * Must run after the marks are taken and before the statement that takes their pending rows.
@@ -175,7 +177,22 @@ export async function applyDimensionBatch(
               EXISTS (SELECT 1 FROM klaviyo_aggregate_pending p
                        WHERE p.account_id = $1 AND p.metric_id = t.metric_id AND p.bucket = t.bucket) AS has_pending
        FROM jsonb_to_recordset($2::jsonb) AS t(metric_id text, bucket timestamptz)
+     ), generation AS MATERIALIZED (
+       SELECT generation FROM klaviyo_rollup_dimension_generation
      ), counted AS MATERIALIZED (
+       -- A pending row's carried values, when taken against the registry as it is now; otherwise the
+       -- event's properties, read by primary key (rows written before migration 0012, or while a key
+       -- was being registered or removed).
+       SELECT p.metric_id, p.bucket, p.dimension_values AS properties, p.value, true AS is_delta
+       FROM marked m
+       CROSS JOIN LATERAL (
+         SELECT p.metric_id, p.bucket, p.value, p.dimension_values FROM klaviyo_aggregate_pending p
+         WHERE p.account_id = $1 AND p.metric_id = m.metric_id AND p.bucket = m.bucket
+           AND p.dimension_values IS NOT NULL AND p.dimension_generation = (SELECT generation FROM generation)
+         OFFSET 0
+       ) p
+       WHERE m.has_pending
+       UNION ALL
        SELECT p.metric_id, p.bucket, e.properties, p.value, true AS is_delta
        FROM marked m
        -- The hour's pending rows, then one primary-key probe per pending row (OFFSET 0 keeps both
@@ -184,6 +201,7 @@ export async function applyDimensionBatch(
        CROSS JOIN LATERAL (
          SELECT p.metric_id, p.bucket, p.event_id, p."timestamp", p.value FROM klaviyo_aggregate_pending p
          WHERE p.account_id = $1 AND p.metric_id = m.metric_id AND p.bucket = m.bucket
+           AND (p.dimension_values IS NULL OR p.dimension_generation IS DISTINCT FROM (SELECT generation FROM generation))
          OFFSET 0
        ) p
        CROSS JOIN LATERAL (

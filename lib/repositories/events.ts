@@ -82,11 +82,27 @@ export const EVENT_COLUMNS = [
 
 /**
  * The pending rows and dirty marks of the rows in `inserted` (id, metric_id, "timestamp",
- * profile_id, value), the CTEs that follow it in both paths' statements; $1 is the account.
+ * profile_id, value, properties), the CTEs that follow it in both paths' statements; $1 is the account.
+ * Each pending row carries the event's non-empty values of the registered dimension keys and the
+ * registry's generation they were taken against (migrations/0012_ingest_bookkeeping.sql), so that the
+ * aggregator adds the event to the dimension rollups without reading it back from klaviyo_events. Per
+ * event, its own keys are looked up in the registry made one JSON object, once per statement (as a
+ * join, the planner, which cannot estimate the batch's size, re-ran the aggregation or re-hashed the
+ * registry for every row); the registry and its generation are read in this statement's snapshot, so
+ * they agree.
  */
-const MARK_INSERTED_CTES = `pending AS (
-       INSERT INTO klaviyo_aggregate_pending (account_id, metric_id, bucket, event_id, "timestamp", profile_id, value)
-       SELECT $1::text, metric_id, date_trunc('hour', "timestamp", 'UTC'), id, "timestamp", profile_id, value FROM inserted
+const MARK_INSERTED_CTES = `registered AS MATERIALIZED (
+       SELECT coalesce(jsonb_object_agg(dimension, true), '{}'::jsonb) AS keys FROM klaviyo_rollup_dimensions
+     ), pending AS (
+       INSERT INTO klaviyo_aggregate_pending (account_id, metric_id, bucket, event_id, "timestamp", profile_id, value,
+                                              dimension_values, dimension_generation)
+       SELECT $1::text, i.metric_id, date_trunc('hour', i."timestamp", 'UTC'), i.id, i."timestamp", i.profile_id, i.value,
+              (SELECT coalesce(jsonb_object_agg(k.key, k.value), '{}'::jsonb)
+                 FROM jsonb_each(CASE WHEN jsonb_typeof(i.properties) = 'object' THEN i.properties ELSE '{}'::jsonb END) AS k(key, value)
+                WHERE (SELECT keys FROM registered) ? k.key
+                  AND k.value <> 'null'::jsonb AND k.value <> '""'::jsonb),
+              (SELECT generation FROM klaviyo_rollup_dimension_generation)
+       FROM inserted i
        RETURNING 1
      ), dirty AS (
        INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket)
@@ -114,7 +130,7 @@ const INSERT_FROM_JSON_SQL = `WITH input AS (
        SELECT $1::text, id, ts, metric_id, profile_id, value, value_currency, uuid, unique_id, properties, raw_data
        FROM input
        ON CONFLICT (account_id, id, "timestamp") DO NOTHING
-       RETURNING id, metric_id, "timestamp", profile_id, value
+       RETURNING id, metric_id, "timestamp", profile_id, value, properties
      ), ${MARK_INSERTED_CTES}`;
 
 /** The Data API's path (no COPY, no array parameters), and COPY's fallback: the rows as one JSON parameter. */
@@ -145,9 +161,12 @@ const STORED_POSITIONS_SQL = `
    WHERE EXISTS (SELECT 1 FROM klaviyo_events e
                   WHERE e.account_id = $1 AND e.id = k.key->>0 AND e."timestamp" = (k.key->>1)::timestamptz)`;
 
-const MARK_COPIED_SQL = `WITH inserted AS (
-       SELECT id, metric_id, "timestamp", profile_id, value
-       FROM jsonb_to_recordset($2::jsonb) AS r(id text, metric_id text, "timestamp" timestamptz, profile_id text, value numeric)
+// The copied rows' properties are read back by primary key rather than sent a second time: the COPY
+// has just written those index and heap pages, so the reads hit the buffer pool.
+const MARK_COPIED_SQL = `WITH inserted AS MATERIALIZED (
+       SELECT e.id, e.metric_id, e."timestamp", e.profile_id, e.value, e.properties
+       FROM jsonb_to_recordset($2::jsonb) AS r(id text, "timestamp" timestamptz)
+       JOIN klaviyo_events e ON e.account_id = $1 AND e.id = r.id AND e."timestamp" = r."timestamp"
      ), ${MARK_INSERTED_CTES}`;
 
 /**
@@ -192,15 +211,7 @@ async function insertByCopy(db: Db, accountId: string, events: readonly NewEvent
 async function markCopied(db: Db, accountId: string, copied: readonly NewEvent[]): Promise<number> {
   const marked = await db.query<{ inserted: string }>(MARK_COPIED_SQL, [
     accountId,
-    JSON.stringify(
-      copied.map((e) => ({
-        id: e.id,
-        metric_id: e.metricId,
-        timestamp: e.timestamp,
-        profile_id: e.profileId,
-        value: e.value,
-      })),
-    ),
+    JSON.stringify(copied.map((e) => ({ id: e.id, timestamp: e.timestamp }))),
   ]);
   return Number(marked[0]?.inserted ?? 0);
 }

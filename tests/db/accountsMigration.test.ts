@@ -98,7 +98,8 @@ async function contents(db: Db): Promise<Record<string, string[]>> {
   const out: Record<string, string[]> = {};
   for (const table of TABLES) {
     const rows = await db.query<{ row: string }>(
-      `SELECT (to_jsonb(t) - 'account_id')::text AS row FROM ${table} t ORDER BY 1`,
+      // Without the columns migrations after 0010 add (0012: the pending rows' carried dimension values).
+      `SELECT (to_jsonb(t) - 'account_id' - 'dimension_values' - 'dimension_generation')::text AS row FROM ${table} t ORDER BY 1`,
     );
     out[table] = rows.map((r) => r.row);
   }
@@ -133,10 +134,9 @@ async function checkMigrated(db: Db, before: Record<string, string[]>): Promise<
       WHERE contype = 'f' AND conrelid = ANY(ARRAY['klaviyo_events', 'klaviyo_aggregated_metrics']::regclass[])
       ORDER BY 1`,
   );
+  // The rollups' key; migration 0012 drops the events' two (docs/bookkeeping.md).
   expect(foreignKeys.map((f) => f.definition)).toEqual([
     'FOREIGN KEY (account_id, metric_id) REFERENCES klaviyo_metrics(account_id, id)',
-    'FOREIGN KEY (account_id, metric_id) REFERENCES klaviyo_metrics(account_id, id)',
-    'FOREIGN KEY (account_id, profile_id) REFERENCES klaviyo_profiles(account_id, id)',
   ]);
   const accounts = await db.query<{ account_id: string }>('SELECT account_id FROM klaviyo_accounts');
   expect(accounts).toEqual([{ account_id: DEFAULT_ACCOUNT_ID }]);
@@ -145,13 +145,8 @@ async function checkMigrated(db: Db, before: Record<string, string[]>): Promise<
   await expect(db.query(`INSERT INTO klaviyo_metrics (id, name) VALUES ('m3', 'x')`)).rejects.toMatchObject({
     code: '23502',
   });
-  // An event cannot name a metric of another account.
-  await expect(
-    db.query(
-      `INSERT INTO klaviyo_events (account_id, id, "timestamp", metric_id, raw_data)
-       VALUES ('other', 'x1', now(), 'm1', '{}'::jsonb)`,
-    ),
-  ).rejects.toMatchObject({ code: '23503' });
+  // That an event names a stored metric and profile of its own account is no longer a foreign key
+  // after migration 0012 but the ingest transaction's guarantee: tests/aggregation/bookkeeping.test.ts.
 }
 
 /** The migrated rows serve the aggregator, and a second account reuses the same ids beside them. */
