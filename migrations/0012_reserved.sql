@@ -1,4 +1,0 @@
--- Placeholder for the migration number reserved by another branch (0010 accounts, 0011 unique-by-dimension,
--- 0012 ingest bookkeeping, 0013 rollup tiers), so that this branch's 0014 applies in order. Delete this file
--- when merging the real one.
-SELECT 1;
