@@ -123,7 +123,7 @@ const EnvSchema = z.object({
   // Event property keys rolled up besides Klaviyo's documented dimensions (docs/breakdowns.md), comma-separated.
   ROLLUP_DIMENSIONS: optionalText,
   // Above this many distinct values of a key in one (metric, hour), the pair is left to raw events.
-    ROLLUP_MAX_VALUES_PER_HOUR: positiveInt(400),
+  ROLLUP_MAX_VALUES_PER_HOUR: positiveInt(400),
   // Keys whose distinct profiles are rolled up besides the attribution keys (docs/breakdowns.md), comma-separated.
   ROLLUP_UNIQUE_DIMENSIONS: optionalText,
   // How the ingest routes write (docs/queue.md): sync writes in the request; queue validates, puts the

@@ -74,8 +74,9 @@ const WRITE_FIGURES = `
 
 /**
  * The batch's dimension profiles for the hours whose marks it took, in one statement: an hour with
- * pending rows adds their events (read by primary key for their properties), an hour without is
+ * pending rows adds their events, an hour without is
  * recounted from its raw events and loses the rows they no longer give. Returns the rows changed.
+ * Pending rows that carry their keys' values (migration 0012) are added without reading the event.
  */
 export async function applyDimensionProfileBatch(
   tx: Db,
@@ -92,13 +93,32 @@ export async function applyDimensionProfileBatch(
                        WHERE p.account_id = $1 AND p.metric_id = t.metric_id AND p.bucket = t.bucket) AS has_pending
        FROM jsonb_to_recordset($2::jsonb) AS t(metric_id text, bucket timestamptz)
        WHERE EXISTS (SELECT 1 FROM tracked)
+     ), carried AS MATERIALIZED (
+       -- The generation pending rows' carried values must have been taken against (migration 0012), or
+       -- none when a tracked key is not a registered dimension key: ingest carries only those.
+       SELECT g.generation FROM klaviyo_rollup_dimension_generation g
+       WHERE NOT EXISTS (SELECT 1 FROM tracked t
+                          WHERE NOT EXISTS (SELECT 1 FROM klaviyo_rollup_dimensions d WHERE d.dimension = t.dimension))
      ), counted AS MATERIALIZED (
+       -- A pending row's carried values, as in applyDimensionBatch, when usable.
+       SELECT p.metric_id, p.bucket, p.dimension_values AS properties, p.profile_id, true AS is_delta
+       FROM marked m
+       CROSS JOIN LATERAL (
+         SELECT p.metric_id, p.bucket, p.profile_id, p.dimension_values FROM klaviyo_aggregate_pending p
+         WHERE p.account_id = $1 AND p.metric_id = m.metric_id AND p.bucket = m.bucket AND p.profile_id IS NOT NULL
+           AND p.dimension_values IS NOT NULL AND p.dimension_generation = (SELECT generation FROM carried)
+         OFFSET 0
+       ) p
+       WHERE m.has_pending
+       UNION ALL
        SELECT p.metric_id, p.bucket, e.properties, p.profile_id, true AS is_delta
        FROM marked m
-       -- The hour's pending rows, then one primary-key probe per pending row, as in applyDimensionBatch.
+       -- The other pending rows, then one primary-key probe per pending row, as in applyDimensionBatch.
        CROSS JOIN LATERAL (
          SELECT p.metric_id, p.bucket, p.event_id, p."timestamp", p.profile_id FROM klaviyo_aggregate_pending p
          WHERE p.account_id = $1 AND p.metric_id = m.metric_id AND p.bucket = m.bucket AND p.profile_id IS NOT NULL
+           AND (p.dimension_values IS NULL
+                OR p.dimension_generation IS DISTINCT FROM (SELECT generation FROM carried))
          OFFSET 0
        ) p
        CROSS JOIN LATERAL (
