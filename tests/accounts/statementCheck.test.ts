@@ -59,6 +59,13 @@ describe('statements bound to one account pass', () => {
     ['no account-scoped table', 'SELECT extname FROM pg_extension WHERE extname = $1'],
     ['a transaction statement', 'BEGIN'],
     ['SET LOCAL', 'SET LOCAL plan_cache_mode = auto'],
+    ['a savepoint as pg_stat_statements records it', 'savepoint $1'],
+    ['a rollback to one', 'rollback to $1'],
+    [
+      "PostgreSQL's own foreign key check (OPERATOR(pg_catalog.=))",
+      `SELECT $3 FROM ONLY "public"."klaviyo_metrics" x WHERE "account_id" OPERATOR(pg_catalog.=) $1
+         AND "id"::pg_catalog.text OPERATOR(pg_catalog.=) $2::pg_catalog.text FOR KEY SHARE OF x`,
+    ],
   ])('%s', async (_name, sql) => {
     expect(problemsOf(sql)).toEqual([]);
   });

@@ -188,7 +188,8 @@ function collectFilter(a: Analysis, scope: Scope, expr: unknown): void {
     for (const arg of asArray(body.args)) collectFilter(a, scope, arg);
     return;
   }
-  if (type === 'A_Expr' && body.kind === 'AEXPR_OP' && stringsOf(body.name).join('.') === '=') {
+  // `=` or, as PostgreSQL's own foreign-key checks write it, `OPERATOR(pg_catalog.=)`.
+  if (type === 'A_Expr' && body.kind === 'AEXPR_OP' && stringsOf(body.name).at(-1) === '=') {
     const l = unwrap(stripCasts(body.lexpr));
     const r = unwrap(stripCasts(body.rexpr));
     if (l && r && l[0] === 'RowExpr' && r[0] === 'RowExpr') {
@@ -451,6 +452,10 @@ export function loadParser(): Promise<void> {
 
 /** Checks one statement text (as pg_stat_statements records it: constants become $n). */
 export function checkStatement(sql: string, accountTables: ReadonlySet<string>): StatementVerdict {
+  // pg_stat_statements records savepoint names as parameters, which no longer parse.
+  if (/^\s*(savepoint|release(\s+savepoint)?|rollback\s+to(\s+savepoint)?)\s+\$\d+\s*;?\s*$/i.test(sql)) {
+    return { statement: sql, problems: [], tables: [] };
+  }
   let parsed: unknown;
   try {
     parsed = parseSync(sql);
