@@ -106,6 +106,13 @@ describe('statements that are not bound to one account fail', () => {
       `UPDATE klaviyo_metrics m SET name = e.id FROM klaviyo_events e WHERE m.account_id = $1 AND e.metric_id = m.id`,
       /not filtered on account_id: klaviyo_events e/,
     ],
+    [
+      'an unfiltered CTE next to a filtered one, whose outputs meet without account_id',
+      `WITH stored AS (SELECT a.bucket AS i, a.event_count AS n FROM klaviyo_aggregated_metrics a WHERE a.metric_id = $2),
+            fresh AS (SELECT e."timestamp" AS i, 1 AS n FROM klaviyo_events e WHERE e.account_id = $1)
+       SELECT i, sum(n) FROM (SELECT i, n FROM stored UNION ALL SELECT i, n FROM fresh) x GROUP BY i`,
+      /not filtered on account_id: klaviyo_aggregated_metrics a/,
+    ],
     ['maintenance', 'VACUUM ANALYZE klaviyo_events', /VacuumStmt on klaviyo_events/],
     ['TRUNCATE', 'TRUNCATE klaviyo_events', /TruncateStmt on klaviyo_events/],
   ])('%s', async (_name, sql, expected) => {

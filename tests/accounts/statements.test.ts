@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import postgres from 'postgres';
 import { adminUrl, useFreshDatabase } from '../support/database';
 import { checkStatement, loadParser, type StatementVerdict } from './support/statementCheck';
@@ -79,6 +80,9 @@ describe('every statement touches one account (pg_stat_statements over a represe
     await runWorkload(database.db);
     // Read before the checks query the database themselves.
     statements = await statementsOf(database.name);
+    // For a reader: STATEMENT_CHECK_DUMP=<file> writes every statement the check saw.
+    const dump = process.env.STATEMENT_CHECK_DUMP;
+    if (dump) writeFileSync(dump, statements.map(oneLine).join('\n') + '\n');
     const rows = await database.db.query<{ name: string }>(
       `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 1`,

@@ -308,10 +308,27 @@ function analyzeStatement(
   if (!n) return;
   const [type, body] = n;
   const scope = childScope(parent);
-  const bindOutput = () => {
+  // The statement's account_id output column (SELECT list or RETURNING), if it has one, is what a
+  // reference to the CTE's or subquery's account_id stands for; `*` passes every relation's on.
+  const bindOutput = (targets: unknown[]) => {
     if (!output) return;
-    for (const rel of scope.rels) if (rel.table !== undefined || rel.derived) a.uf.union(output, rel.key);
+    for (const target of targets) {
+      const rt = unwrap(target);
+      if (!rt || rt[0] !== 'ResTarget') continue;
+      const ref = unwrap(stripCasts(rt[1].val));
+      const fields = ref && ref[0] === 'ColumnRef' ? asArray(ref[1].fields) : [];
+      if (fields.some((f) => unwrap(f)?.[0] === 'A_Star')) {
+        for (const rel of scope.rels) a.uf.union(output, rel.key);
+        continue;
+      }
+      const name = typeof rt[1].name === 'string' ? rt[1].name : stringsOf(fields).at(-1);
+      if (name !== ACCOUNT_COLUMN) continue;
+      const node = accountOperand(a, scope, rt[1].val);
+      if (node) a.uf.union(output, node);
+    }
   };
+  const returning = (): unknown[] =>
+    isObject(body.returningClause) ? asArray(body.returningClause.exprs) : asArray(body.returningList);
   switch (type) {
     case 'SelectStmt': {
       addWith(a, scope, body.withClause);
@@ -327,7 +344,7 @@ function analyzeStatement(
       visitExpressions(a, scope, [body.targetList, body.valuesLists, body.groupClause, body.sortClause]);
       visitExpressions(a, scope, [body.limitCount, body.limitOffset, body.distinctClause]);
       onSelectScope?.(scope, asArray(body.targetList));
-      bindOutput();
+      bindOutput(asArray(body.targetList));
       return;
     }
     case 'InsertStmt': {
@@ -359,7 +376,7 @@ function analyzeStatement(
         collectFilter(a, scope, conflict.whereClause);
       }
       visitExpressions(a, scope, body.returningClause ?? body.returningList);
-      bindOutput();
+      bindOutput(returning());
       return;
     }
     case 'UpdateStmt': {
@@ -368,7 +385,7 @@ function analyzeStatement(
       for (const item of asArray(body.fromClause)) addFromItem(a, scope, item);
       collectFilter(a, scope, body.whereClause);
       visitExpressions(a, scope, [body.targetList, body.returningClause ?? body.returningList]);
-      bindOutput();
+      bindOutput(returning());
       return;
     }
     case 'DeleteStmt': {
@@ -377,7 +394,7 @@ function analyzeStatement(
       for (const item of asArray(body.usingClause)) addFromItem(a, scope, item);
       collectFilter(a, scope, body.whereClause);
       visitExpressions(a, scope, body.returningClause ?? body.returningList);
-      bindOutput();
+      bindOutput(returning());
       return;
     }
     case 'CopyStmt': {
