@@ -32,7 +32,7 @@ import type { ClosableDb, Db } from '../lib/db/port';
 import { setLogLevel } from '../lib/log';
 import { readHourlySeries } from '../lib/repositories/aggregates';
 import { insertEvents, type NewEvent } from '../lib/repositories/events';
-import { openBenchDatabase, removeBenchEvents } from './support/dataset';
+import { BENCH_ACCOUNT, openBenchDatabase, removeBenchEvents } from './support/dataset';
 import { intFromEnv } from './support/env';
 import { benchCommand, writeBenchResult, type BenchTable } from './support/results';
 import { prng } from '../tests/support/random';
@@ -191,8 +191,8 @@ async function rollupTotals(db: Db): Promise<{ rollups: number; events: number; 
 /** Serving a year of one metric, per local day: from hourly rollups, and from raw events. */
 async function materialisationFigures(db: Db, metricId: string, from: Date, to: Date): Promise<void> {
   const year = { metricId, from, to };
-  await readHourlySeries(db, year); // warm the cache the same way for both
-  const [hours, fromRollups] = await timed(() => readHourlySeries(db, year));
+  await readHourlySeries(db, BENCH_ACCOUNT, year); // warm the cache the same way for both
+  const [hours, fromRollups] = await timed(() => readHourlySeries(db, BENCH_ACCOUNT, year));
   const [, perDayFromRollups] = await timed(() =>
     db.query(
       `SELECT date_trunc('day', bucket, 'America/New_York') AS day, sum(event_count) AS n, sum(sum_value) AS total
@@ -273,7 +273,7 @@ async function incrementalRound(db: ClosableDb, sample: Sample, round: number): 
     let count = 0;
     for (let i = 0; i < fresh.length; i += PAGE) {
       const page = fresh.slice(i, i + PAGE);
-      count += (await db.transaction((tx) => insertEvents(tx, page))).inserted;
+      count += (await db.transaction((tx) => insertEvents(tx, BENCH_ACCOUNT, page))).inserted;
     }
     return count;
   });
@@ -286,7 +286,7 @@ async function incrementalRound(db: ClosableDb, sample: Sample, round: number): 
   );
 
   const [incremental, incrementalMs] = await timed(() =>
-    runAggregation(db, { batchBuckets: BATCH_BUCKETS, timeBudgetMs: 600_000 }),
+    runAggregation(db, BENCH_ACCOUNT, { batchBuckets: BATCH_BUCKETS, timeBudgetMs: 600_000 }),
   );
   say(
     `round ${round} incremental run: ${ms(incrementalMs)} - ${fmt(incremental.bucketsRecomputed)} buckets recomputed from ` +
@@ -327,7 +327,7 @@ async function bench(db: ClosableDb): Promise<void> {
     await db.query(
       'TRUNCATE klaviyo_aggregated_metrics, klaviyo_profile_hours, klaviyo_aggregate_dirty, klaviyo_aggregate_pending',
     );
-    const [rebuilt, took] = await timed(() => rebuildAggregates(db));
+    const [rebuilt, took] = await timed(() => rebuildAggregates(db, BENCH_ACCOUNT));
     [full, fullMs] = [rebuilt, took];
     say(
       `full rebuild: ${ms(took)} - ${fmt(rebuilt.eventsScanned)} events into ${fmt(rebuilt.bucketsRecomputed)} hour buckets, ` +
@@ -337,7 +337,7 @@ async function bench(db: ClosableDb): Promise<void> {
     // The hours of the events removed above are recounted from raw events, then the tables vacuumed,
     // as autovacuum keeps them between scheduled runs.
     const [cleanup, took] = await timed(() =>
-      runAggregation(db, { batchBuckets: BATCH_BUCKETS, timeBudgetMs: 3_600_000 }),
+      runAggregation(db, BENCH_ACCOUNT, { batchBuckets: BATCH_BUCKETS, timeBudgetMs: 3_600_000 }),
     );
     await db.query('VACUUM ANALYZE klaviyo_aggregated_metrics');
     await db.query('VACUUM ANALYZE klaviyo_profile_hours');
@@ -359,7 +359,7 @@ async function bench(db: ClosableDb): Promise<void> {
   }
   // 4. Nothing to do.
   const [idle, idleMs]: [AggregationResult, number] = await timed(() =>
-    runAggregation(db, { batchBuckets: BATCH_BUCKETS, timeBudgetMs: 600_000 }),
+    runAggregation(db, BENCH_ACCOUNT, { batchBuckets: BATCH_BUCKETS, timeBudgetMs: 600_000 }),
   );
   say(`idle run: ${ms(idleMs)} (${idle.bucketsRecomputed} buckets)`);
 

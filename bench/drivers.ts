@@ -31,7 +31,7 @@ import { join, resolve } from 'node:path';
 import postgres from 'postgres';
 import { queryMetricAggregates } from '../lib/app/metricAggregates';
 import { runAggregation } from '../lib/app/aggregation';
-import type { PostgresTuning } from '../lib/config';
+import { DEFAULT_ACCOUNT_ID, type PostgresTuning } from '../lib/config';
 import { createDataApiDb } from '../lib/db/dataApi';
 import { removeEmbeddedData, startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
 import { migrate } from '../lib/db/migrate';
@@ -177,7 +177,7 @@ async function main(): Promise<void> {
       for (const driver of order) {
         // A fresh object per driver, as each invocation parses its own request body.
         const document = JSON.parse(body) as EventsPageDocument;
-        const { ms, result } = await timed(() => ingestEventsPage(dbs[driver], document));
+        const { ms, result } = await timed(() => ingestEventsPage(dbs[driver], DEFAULT_ACCOUNT_ID, document));
         ingest[driver].push(ms);
         if (driver === 'postgres') stored += result.inserted;
       }
@@ -205,7 +205,7 @@ async function main(): Promise<void> {
     // The aggregator as the schedule runs it, until no hour is dirty, through each driver.
     for (const driver of DRIVERS) {
       for (;;) {
-        const run = await runAggregation(dbs[driver], { batchBuckets: 5000, timeBudgetMs: 60_000 });
+        const run = await runAggregation(dbs[driver], DEFAULT_ACCOUNT_ID, { batchBuckets: 5000, timeBudgetMs: 60_000 });
         if (run.status !== 'done' || run.bucketsRecomputed === 0) break;
       }
     }
@@ -232,7 +232,9 @@ async function main(): Promise<void> {
     for (let run = 0; run < RUNS; run += 1) {
       const order = run % 2 === 0 ? DRIVERS : [...DRIVERS].reverse();
       for (const driver of order) {
-        const { ms, result } = await timed(() => queryMetricAggregates(dbs[driver], aggregateBody, options));
+        const { ms, result } = await timed(() =>
+          queryMetricAggregates(dbs[driver], DEFAULT_ACCOUNT_ID, aggregateBody, options),
+        );
         aggregates[driver].push(ms);
         answers[driver] = JSON.stringify(result.document);
       }
@@ -249,7 +251,7 @@ async function main(): Promise<void> {
       const order = run % 2 === 0 ? DRIVERS : [...DRIVERS].reverse();
       const found: Record<Driver, string> = { postgres: '', 'data-api': '' };
       for (const driver of order) {
-        const { ms, result } = await timed(() => getProfileById(dbs[driver] as Db, id));
+        const { ms, result } = await timed(() => getProfileById(dbs[driver] as Db, DEFAULT_ACCOUNT_ID, id));
         lookups[driver].push(ms);
         if (!result) throw new Error(`Profile ${id} not found through ${driver}`);
         // ingestedAt is when each database received the row: the one field that differs by design.

@@ -56,6 +56,7 @@ import { hashApiKey } from '../lib/http/auth';
 import type { HttpHandler } from '../lib/http/handler';
 import { planEventsPage, planProfilesDocument } from '../lib/app/ingest';
 import { setLogLevel } from '../lib/log';
+import { DEFAULT_ACCOUNT_ID } from '../lib/config';
 import type { Db } from '../lib/db';
 import { copyTextOf } from '../lib/db/copyFormat';
 import { EVENT_COLUMNS, eventCopyRow, insertEvents, type NewEvent } from '../lib/repositories/events';
@@ -120,11 +121,11 @@ async function ingestPageByStage(db: Db, body: string, into: Map<Stage, number>,
     // The Data API's sessions keep PostgreSQL's default plan cache mode; this connection forces
     // custom plans, which would re-plan the foreign key checks of every inserted row.
     if (viaJson) await copyingTx.query('SET LOCAL plan_cache_mode = auto');
-    await upsertMetrics(tx, plan.metrics);
+    await upsertMetrics(tx, DEFAULT_ACCOUNT_ID, plan.metrics);
     lap('metrics statement');
-    await upsertProfiles(tx, plan.profiles);
+    await upsertProfiles(tx, DEFAULT_ACCOUNT_ID, plan.profiles);
     lap('profiles statements');
-    const events = await insertEvents(tx, plan.events);
+    const events = await insertEvents(tx, DEFAULT_ACCOUNT_ID, plan.events);
     lap('events statements');
     return events.inserted;
   });
@@ -331,7 +332,10 @@ async function main(): Promise<void> {
       for (const e of plan.events) if (naiveRows.length < NAIVE_EVENTS) naiveRows.push(e);
       await writeAll(
         copyOuts[generated % copyOuts.length] as WriteStream,
-        copyTextOf(plan.events.map(eventCopyRow), EVENT_COLUMNS.length),
+        copyTextOf(
+          plan.events.map((e) => eventCopyRow(DEFAULT_ACCOUNT_ID, e)),
+          EVENT_COLUMNS.length,
+        ),
       );
       generated += 1;
     }
@@ -348,7 +352,7 @@ async function main(): Promise<void> {
           buildProfileResource(from + i, { seed: SEED }),
         );
         const profiles = planProfilesDocument({ data });
-        await getDb().transaction((tx) => upsertProfiles(tx, profiles));
+        await getDb().transaction((tx) => upsertProfiles(tx, DEFAULT_ACCOUNT_ID, profiles));
       }
     }
     let handlerMs = 0;
@@ -458,8 +462,9 @@ async function main(): Promise<void> {
     for (const e of naiveRows) {
       await sql.unsafe(
         `INSERT INTO klaviyo_events (${COPY_COLUMNS})
-         VALUES ($1, $2::timestamptz, $3, $4, $5::numeric, $6, $7, $8, $9::jsonb, $10::jsonb) ON CONFLICT (id, "timestamp") DO NOTHING`,
-        [...eventCopyRow(e)],
+         VALUES ($1, $2, $3::timestamptz, $4, $5, $6::numeric, $7, $8, $9, $10::jsonb, $11::jsonb)
+         ON CONFLICT (account_id, id, "timestamp") DO NOTHING`,
+        [...eventCopyRow(DEFAULT_ACCOUNT_ID, e)],
       );
     }
     const naiveMs = performance.now() - naiveStart;
@@ -478,7 +483,7 @@ async function main(): Promise<void> {
       for await (const body of lines) {
         if (pageIndex >= BOOKKEEPING_PAGES) break;
         const { events } = planEventsPage(JSON.parse(body));
-        const rows = events.map(eventCopyRow);
+        const rows = events.map((e) => eventCopyRow(DEFAULT_ACCOUNT_ID, e));
         const started = performance.now();
         const copyAlone = pageIndex % 2 === 0;
         if (copyAlone) {
@@ -487,7 +492,7 @@ async function main(): Promise<void> {
             await tx.copyRows('klaviyo_events', EVENT_COLUMNS, rows);
           });
         } else {
-          await getDb().transaction((tx) => insertEvents(tx, events));
+          await getDb().transaction((tx) => insertEvents(tx, DEFAULT_ACCOUNT_ID, events));
         }
         const ms = performance.now() - started;
         pageIndex += 1;

@@ -7,6 +7,7 @@ import { runAggregation } from '../lib/app/aggregation';
 import { freePort, startEmbeddedPostgres } from '../lib/db/embedded';
 import { createPostgresDb } from '../lib/db/postgres';
 import { generatePages, type EventsPageDocument } from '../lib/demo/generator';
+import { DEFAULT_ACCOUNT_ID } from '../lib/config';
 import { hashApiKey } from '../lib/http/auth';
 import { oracleHours, storedHours } from '../tests/aggregation/oracle';
 import { writeBenchResult, type BenchTable } from './support/results';
@@ -225,7 +226,7 @@ async function main(): Promise<number> {
     // Let the last scheduled run finish, then aggregate what is left, as the next run would.
     out('Load done; aggregating the rest and checking ...');
     for (let i = 0; i < 50; i += 1) {
-      const result = await runAggregation(db, { batchBuckets: 5000, timeBudgetMs: 60_000 });
+      const result = await runAggregation(db, DEFAULT_ACCOUNT_ID, { batchBuckets: 5000, timeBudgetMs: 60_000 });
       if (result.status === 'done' && result.bucketsWaiting === 0) break;
       await new Promise((r) => setTimeout(r, 1000));
     }

@@ -41,7 +41,7 @@ import { setLogLevel } from '../lib/log';
 import { dirtyBacklog } from '../lib/repositories/aggregates';
 import { insertEvents, type NewEvent } from '../lib/repositories/events';
 import { readSeriesFromEvents } from '../lib/repositories/series';
-import { openBenchDatabase, removeBenchEvents } from './support/dataset';
+import { BENCH_ACCOUNT, openBenchDatabase, removeBenchEvents } from './support/dataset';
 import { intFromEnv } from './support/env';
 import { writeBenchResult, type BenchTable } from './support/results';
 
@@ -129,7 +129,7 @@ async function viaRawEvents(db: Db, c: Case): Promise<AggregateRow[]> {
     { maxRangeDays: 366 },
   );
   const plan = planSeries(query);
-  return rowsFromSeries(query, plan, await readSeriesFromEvents(db, plan));
+  return rowsFromSeries(query, plan, await readSeriesFromEvents(db, BENCH_ACCOUNT, plan));
 }
 
 function canonical(rows: readonly AggregateRow[]): string {
@@ -207,6 +207,7 @@ function table(title: string, rows: readonly Measured[]): void {
 async function sourceOf(db: Db, c: Case): Promise<string> {
   const outcome = await queryMetricAggregates(
     db,
+    BENCH_ACCOUNT,
     { data: { type: 'metric-aggregate', attributes: c.attributes } },
     { maxRangeDays: 366, baseUrl: '' },
   );
@@ -236,7 +237,7 @@ async function addLateEvents(db: Db, count: number): Promise<void> {
     };
   });
   for (let i = 0; i < events.length; i += 1000)
-    await db.transaction((tx) => insertEvents(tx, events.slice(i, i + 1000)));
+    await db.transaction((tx) => insertEvents(tx, BENCH_ACCOUNT, events.slice(i, i + 1000)));
 }
 
 /**
@@ -247,8 +248,8 @@ async function addLateEvents(db: Db, count: number): Promise<void> {
  */
 async function aggregateUntilClean(db: Db): Promise<number> {
   const started = performance.now();
-  for (let i = 0; i < 1000 && (await dirtyBacklog(db)).bucketsWaiting > 0; i += 1) {
-    await runAggregation(db, { batchBuckets: 5000, timeBudgetMs: 60_000 });
+  for (let i = 0; i < 1000 && (await dirtyBacklog(db, BENCH_ACCOUNT)).bucketsWaiting > 0; i += 1) {
+    await runAggregation(db, BENCH_ACCOUNT, { batchBuckets: 5000, timeBudgetMs: 60_000 });
   }
   await db.query('VACUUM ANALYZE klaviyo_aggregate_dirty');
   await db.query('VACUUM ANALYZE klaviyo_aggregated_metrics');
@@ -466,7 +467,7 @@ async function main(): Promise<void> {
 
     if (LATE > 0) {
       await addLateEvents(db, LATE);
-      const dirty = (await dirtyBacklog(db)).bucketsWaiting;
+      const dirty = (await dirtyBacklog(db, BENCH_ACCOUNT)).bucketsWaiting;
       const fresh: Measured[] = [];
       for (const c of headline) fresh.push(await measure(db, handler, c, await sourceOf(db, c)));
       freshRows = fresh;

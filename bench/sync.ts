@@ -7,6 +7,7 @@ import { migrate } from '../lib/db/migrate';
 import type { ClosableDb } from '../lib/db/port';
 import { createPostgresDb } from '../lib/db/postgres';
 import { ingestEventsPage, upsertMetricsDocument, upsertProfilesDocument } from '../lib/app/ingest';
+import { DEFAULT_ACCOUNT_ID } from '../lib/config';
 import { setLogLevel } from '../lib/log';
 import { systemClock } from '../lib/sync/clock';
 import { KLAVIYO_LIMITS, KlaviyoClient, PAGE_SIZES } from '../lib/sync/klaviyoClient';
@@ -169,14 +170,17 @@ async function main(): Promise<void> {
     const directPass = async (name: string): Promise<number> => {
       const db = await freshDb(name);
       try {
-        for (const text of received.metrics) await upsertMetricsDocument(db, JSON.parse(text), { maxResources: 1000 });
+        for (const text of received.metrics)
+          await upsertMetricsDocument(db, DEFAULT_ACCOUNT_ID, JSON.parse(text), { maxResources: 1000 });
         for (const text of received.profiles) {
-          await upsertProfilesDocument(db, JSON.parse(text), { maxResources: PAGE_SIZES.profiles });
+          await upsertProfilesDocument(db, DEFAULT_ACCOUNT_ID, JSON.parse(text), { maxResources: PAGE_SIZES.profiles });
         }
         const startedAt = performance.now();
         let inserted = 0;
         for (const text of received.events) {
-          inserted += (await ingestEventsPage(db, JSON.parse(text), { maxResources: PAGE_SIZES.events })).inserted;
+          inserted += (
+            await ingestEventsPage(db, DEFAULT_ACCOUNT_ID, JSON.parse(text), { maxResources: PAGE_SIZES.events })
+          ).inserted;
         }
         const seconds = (performance.now() - startedAt) / 1000;
         if (inserted !== EVENTS) throw new Error(`direct ingest stored ${inserted} events, not ${EVENTS}`);

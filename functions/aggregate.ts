@@ -1,7 +1,10 @@
 import type { Context, ScheduledEvent } from 'aws-lambda';
 import { z } from 'zod';
-import type { AggregationResult } from '../lib/app/aggregation';
-import { lagAfterFailure, runScheduledAggregation } from '../lib/app/scheduledAggregation';
+import {
+  lagAfterFailure,
+  runScheduledAggregation,
+  type ScheduledAggregationResult,
+} from '../lib/app/scheduledAggregation';
 import { config } from '../lib/config';
 import { getDb } from '../lib/db';
 import { errorCode } from '../lib/db/errors';
@@ -15,7 +18,7 @@ import { log } from '../lib/log';
 const ScheduledEventSchema = z.looseObject({ id: z.string().optional() }).optional().catch(undefined);
 
 export type AggregateRunResult =
-  | (AggregationResult & { readonly scheduledEventId?: string })
+  | (ScheduledAggregationResult & { readonly scheduledEventId?: string })
   | {
       readonly status: 'error';
       readonly scheduledEventId?: string;

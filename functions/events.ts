@@ -9,34 +9,37 @@ import {
 } from '../lib/app/documents';
 
 /** GET /api/events: Klaviyo's Get Events (filter, sort, page[size], page[cursor], include=metric,profile). */
-export const list = httpHandler({ name: 'events-list', scope: 'read' }, async (request, logFields) => {
-  const document = await getEventsDocument(getDb(), { baseUrl: request.baseUrl, query: request.query });
+export const list = httpHandler({ name: 'events-list', scope: 'read' }, async (request, logFields, caller) => {
+  const document = await getEventsDocument(getDb(), caller.accountId, {
+    baseUrl: request.baseUrl,
+    query: request.query,
+  });
   logFields.rows = document.data.length;
   return { status: 200, body: document };
 });
 
 /** GET /api/events/{id} (include=metric,profile). */
-export const get = httpHandler({ name: 'events-get', scope: 'read' }, async (request) => {
+export const get = httpHandler({ name: 'events-get', scope: 'read' }, async (request, _fields, caller) => {
   const id = request.pathParams.id ?? '';
   return {
     status: 200,
-    body: await getEventDocument(getDb(), id, { baseUrl: request.baseUrl, query: request.query }),
+    body: await getEventDocument(getDb(), caller.accountId, id, { baseUrl: request.baseUrl, query: request.query }),
   };
 });
 
 /** GET /api/events/{id}/metric (fields[metric]). */
-export const metric = httpHandler({ name: 'events-metric', scope: 'read' }, async (request) => ({
+export const metric = httpHandler({ name: 'events-metric', scope: 'read' }, async (request, _fields, caller) => ({
   status: 200,
-  body: await getEventMetricDocument(getDb(), request.pathParams.id ?? '', {
+  body: await getEventMetricDocument(getDb(), caller.accountId, request.pathParams.id ?? '', {
     baseUrl: request.baseUrl,
     query: request.query,
   }),
 }));
 
 /** GET /api/events/{id}/profile (fields[profile], additional-fields[profile]). */
-export const profile = httpHandler({ name: 'events-profile', scope: 'read' }, async (request) => ({
+export const profile = httpHandler({ name: 'events-profile', scope: 'read' }, async (request, _fields, caller) => ({
   status: 200,
-  body: await getEventProfileDocument(getDb(), request.pathParams.id ?? '', {
+  body: await getEventProfileDocument(getDb(), caller.accountId, request.pathParams.id ?? '', {
     baseUrl: request.baseUrl,
     query: request.query,
   }),
@@ -44,9 +47,9 @@ export const profile = httpHandler({ name: 'events-profile', scope: 'read' }, as
 
 /** GET /api/events/{id}/relationships/metric and /relationships/profile: the related resource's identifier. */
 const relationshipHandler = (kind: 'metric' | 'profile') =>
-  httpHandler({ name: `events-${kind}-relationship`, scope: 'read' }, async (request) => ({
+  httpHandler({ name: `events-${kind}-relationship`, scope: 'read' }, async (request, _fields, caller) => ({
     status: 200,
-    body: await getEventRelationshipDocument(getDb(), request.pathParams.id ?? '', kind, {
+    body: await getEventRelationshipDocument(getDb(), caller.accountId, request.pathParams.id ?? '', kind, {
       baseUrl: request.baseUrl,
       query: request.query,
     }),

@@ -18,6 +18,7 @@ import {
   importProfileDocument,
 } from '../lib/app/profileWriteDocuments';
 import type { LogFields } from '../lib/log';
+import type { Caller } from '../lib/http/auth';
 
 /**
  * The ingest Lambda: POST /api/events (a page of Klaviyo events, or Klaviyo's Create Event),
@@ -34,16 +35,16 @@ function counted(fields: LogFields, counts: IngestCounts): IngestCounts {
 const ok = (counts: IngestCounts): HttpResult => ({ status: 200, body: ingestResultDocument(counts) });
 const accepted: HttpResult = { status: 202 };
 
-async function events(request: HttpRequest, fields: LogFields): Promise<HttpResult> {
+async function events(request: HttpRequest, fields: LogFields, { accountId }: Caller): Promise<HttpResult> {
   const body = request.json();
   const data = body !== null && typeof body === 'object' ? (body as { data?: unknown }).data : undefined;
   if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
     fields.shape = 'create-event';
-    counted(fields, await createEvent(getDb(), body));
+    counted(fields, await createEvent(getDb(), accountId, body));
     return accepted;
   }
   fields.shape = 'events-page';
-  return ok(counted(fields, await ingestEventsPage(getDb(), body)));
+  return ok(counted(fields, await ingestEventsPage(getDb(), accountId, body)));
 }
 
 function isOneResource(body: unknown): boolean {
@@ -51,23 +52,23 @@ function isOneResource(body: unknown): boolean {
   return data !== null && typeof data === 'object' && !Array.isArray(data);
 }
 
-async function profiles(request: HttpRequest, fields: LogFields): Promise<HttpResult> {
+async function profiles(request: HttpRequest, fields: LogFields, { accountId }: Caller): Promise<HttpResult> {
   const body = request.json();
   if (!isOneResource(body)) {
     fields.shape = 'profiles-page';
-    return ok(counted(fields, await upsertProfilesDocument(getDb(), body)));
+    return ok(counted(fields, await upsertProfilesDocument(getDb(), accountId, body)));
   }
   fields.shape = 'create-profile';
-  return { status: 201, body: await createProfileDocument(getDb(), body, request) };
+  return { status: 201, body: await createProfileDocument(getDb(), accountId, body, request) };
 }
 
-async function profileImport(request: HttpRequest): Promise<HttpResult> {
-  const { created, document } = await importProfileDocument(getDb(), request.json(), request);
+async function profileImport(request: HttpRequest, _fields: LogFields, { accountId }: Caller): Promise<HttpResult> {
+  const { created, document } = await importProfileDocument(getDb(), accountId, request.json(), request);
   return { status: created ? 201 : 200, body: document };
 }
 
-async function profileBulkImport(request: HttpRequest, fields: LogFields): Promise<HttpResult> {
-  const { totalCount, document } = await bulkImportProfilesDocument(getDb(), request.json(), request.query);
+async function profileBulkImport(request: HttpRequest, fields: LogFields, { accountId }: Caller): Promise<HttpResult> {
+  const { totalCount, document } = await bulkImportProfilesDocument(getDb(), accountId, request.json(), request.query);
   fields.received = totalCount;
   return { status: 202, body: document };
 }
@@ -80,13 +81,13 @@ const routes: Record<string, HttpHandler> = {
     { name: 'ingest-profile-bulk-import', scope: 'write' },
     profileBulkImport,
   ),
-  '/api/metrics': httpHandler({ name: 'ingest-metrics', scope: 'write' }, async (request, fields) =>
-    ok(counted(fields, await upsertMetricsDocument(getDb(), request.json()))),
+  '/api/metrics': httpHandler({ name: 'ingest-metrics', scope: 'write' }, async (request, fields, caller) =>
+    ok(counted(fields, await upsertMetricsDocument(getDb(), caller.accountId, request.json()))),
   ),
   '/api/event-bulk-create-jobs': httpHandler(
     { name: 'ingest-bulk-create', scope: 'write' },
-    async (request, fields) => {
-      counted(fields, await bulkCreateEvents(getDb(), request.json()));
+    async (request, fields, caller) => {
+      counted(fields, await bulkCreateEvents(getDb(), caller.accountId, request.json()));
       return accepted;
     },
   ),

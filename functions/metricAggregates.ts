@@ -4,8 +4,8 @@ import { getDb } from '../lib/db';
 import { httpHandler } from '../lib/http/handler';
 
 /** POST /api/metric-aggregates: Klaviyo's Query Metric Aggregates, always fresh. */
-export const handler = httpHandler({ name: 'metricAggregates', scope: 'read' }, async (request, logFields) => {
-  const { document, plan } = await queryMetricAggregates(getDb(), request.json(), {
+export const handler = httpHandler({ name: 'metricAggregates', scope: 'read' }, async (request, logFields, caller) => {
+  const { document, plan } = await queryMetricAggregates(getDb(), caller.accountId, request.json(), {
     maxRangeDays: config().limits.queryMaxRangeDays,
     baseUrl: request.baseUrl,
     pageCursor: request.query.page_cursor ?? request.query['page[cursor]'],

@@ -105,7 +105,12 @@ const EnvSchema = z.object({
   // takes KLAVIYO_API_KEY, the function reads the secret KLAVIYO_API_KEY_SECRET_ID names at run time.
   KLAVIYO_BASE_URL: optionalText.pipe(z.url({ protocol: /^https?$/ }).optional()),
   KLAVIYO_API_KEY_SECRET_ID: optionalText,
-  SYNC_ACCOUNT_ID: optionalText,
+  SYNC_ACCOUNT_ID: optionalText.pipe(
+    z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'must be an account id: letters, digits, _ . -')
+      .optional(),
+  ),
   // Below the sync function's Lambda timeout, leaving room for the page in flight and the log line.
   SYNC_TIME_BUDGET_MS: positiveInt(240_000),
   SYNC_LOOKBACK_HOURS: positiveInt(24),
@@ -239,7 +244,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   const sync: SyncSettings = {
     baseUrl: (e.KLAVIYO_BASE_URL ?? 'https://a.klaviyo.com').replace(/\/+$/, ''),
     apiKeySecret: e.KLAVIYO_API_KEY_SECRET_ID,
-    accountId: e.SYNC_ACCOUNT_ID ?? 'default',
+    accountId: e.SYNC_ACCOUNT_ID ?? DEFAULT_ACCOUNT_ID,
     timeBudgetMs: e.SYNC_TIME_BUDGET_MS,
     lookbackMs: e.SYNC_LOOKBACK_HOURS * 3_600_000,
     lookbackEveryMs: e.SYNC_LOOKBACK_EVERY_MINUTES * 60_000,
@@ -397,3 +402,13 @@ export function logLevelFromEnv(env: NodeJS.ProcessEnv = process.env): Env['LOG_
   const level = env.LOG_LEVEL;
   return level === 'debug' || level === 'warn' || level === 'error' || level === 'silent' ? level : 'info';
 }
+
+/**
+ * The account that data stored before accounts existed belongs to (migrations/0010_accounts.sql), that
+ * API keys without `@account` act on, and that the sync's settings describe unless SYNC_ACCOUNT_ID
+ * names another.
+ */
+export const DEFAULT_ACCOUNT_ID = 'default';
+
+/** What an account id may look like (the CHECK of klaviyo_accounts.account_id says the same). */
+export const ACCOUNT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;

@@ -1,20 +1,23 @@
-import { runAggregation } from '../lib/app/aggregation';
+import { runScheduledAggregation } from '../lib/app/scheduledAggregation';
 import { config } from '../lib/config';
 import { closeDb, getDb } from '../lib/db';
 
 /**
  * npm run aggregate: one on-demand run of the incremental aggregator against DATABASE_URL (or
- * DB_HOST...), with the same batch size and time budget as the scheduled function. Prints the result.
+ * DB_HOST...), over every account with work, with the same batch size and time budget as the
+ * scheduled function. Prints the result.
  */
 async function main(): Promise<void> {
   const { aggregateBatchBuckets, aggregateTimeBudgetMs } = config().limits;
-  const result = await runAggregation(getDb(), {
+  const result = await runScheduledAggregation(getDb(), {
+    remainingMs: undefined,
+    marginMs: 0,
     batchBuckets: aggregateBatchBuckets,
     timeBudgetMs: aggregateTimeBudgetMs,
   });
   process.stdout.write(
     (result.status === 'skipped'
-      ? 'aggregate: skipped, another run holds the aggregation lock\n'
+      ? 'aggregate: skipped, other runs hold the locks of the accounts with work\n'
       : `aggregate: ${result.bucketsRecomputed} hour buckets recomputed from ${result.eventsScanned} events ` +
         `(${result.rowsChanged} rollup rows changed) in ${result.batches} batches, ${result.durationMs} ms; ` +
         `${result.bucketsWaiting} buckets still waiting, lag ${result.lagSeconds} s\n`) +

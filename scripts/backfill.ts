@@ -1,22 +1,25 @@
 import { parseArgs } from 'node:util';
 import { SingleBar, Presets } from 'cli-progress';
 import { backfillDimensions, DEFAULT_REBUILD_CHUNK_HOURS, rebuildAggregates } from '../lib/app/aggregation';
+import { ACCOUNT_ID_PATTERN, DEFAULT_ACCOUNT_ID } from '../lib/config';
 import { closeDb, getDb } from '../lib/db';
 
 /**
- * npm run backfill -- [--from 2024-01-01] [--to 2024-12-31] [--metric ID] [--chunk-hours 168]
+ * npm run backfill -- [--account ID] [--from 2024-01-01] [--to 2024-12-31] [--metric ID] [--chunk-hours 168]
  *
- * Recomputes the hourly rollups of a time range from raw events (all of them without --from/--to),
+ * Recomputes the hourly rollups of one account (default: the account 'default') over a time range
+ * from raw events (all of them without --from/--to),
  * one chunk per transaction, with a progress bar. Dates are UTC; a date without a time in --to means
  * the whole of that day. Safe while ingest and the scheduled aggregator run.
  *
  * npm run backfill -- --dimensions [--chunk-hours 168]
  *
  * Registers the keys of ROLLUP_DIMENSIONS and fills the dimension rollups of every registered key
- * that is not ready yet over all stored events (docs/breakdowns.md); readers use them once it ends.
+ * that is not ready yet over all stored events of every account (docs/breakdowns.md); readers use them
+ * once it ends.
  */
 const USAGE =
-  'usage: npm run backfill -- [--from YYYY-MM-DD[THH:MM:SSZ]] [--to YYYY-MM-DD[THH:MM:SSZ]] [--metric ID] [--chunk-hours N]\n' +
+  'usage: npm run backfill -- [--account ID] [--from YYYY-MM-DD[THH:MM:SSZ]] [--to YYYY-MM-DD[THH:MM:SSZ]] [--metric ID] [--chunk-hours N]\n' +
   '       npm run backfill -- --dimensions [--chunk-hours N]';
 const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
 const DAY_MS = 86_400_000;
@@ -35,6 +38,7 @@ function parseOptions(argv: string[]) {
   const { values } = parseArgs({
     args: argv,
     options: {
+      account: { type: 'string' },
       from: { type: 'string' },
       to: { type: 'string' },
       metric: { type: 'string' },
@@ -51,10 +55,12 @@ function parseOptions(argv: string[]) {
   if (!Number.isInteger(chunkHours) || chunkHours < 1)
     throw new UsageError('--chunk-hours must be a whole number, at least 1');
   const dimensions = values.dimensions === true;
-  if (dimensions && (from || to || values.metric)) {
-    throw new UsageError('--dimensions covers all stored events: it takes no --from, --to or --metric');
+  if (dimensions && (from || to || values.metric || values.account)) {
+    throw new UsageError('--dimensions covers all stored events: it takes no --account, --from, --to or --metric');
   }
-  return { from, to, metricId: values.metric, chunkHours, dimensions };
+  const accountId = values.account ?? DEFAULT_ACCOUNT_ID;
+  if (!ACCOUNT_ID_PATTERN.test(accountId)) throw new UsageError(`--account: "${accountId}" is not an account id`);
+  return { accountId, from, to, metricId: values.metric, chunkHours, dimensions };
 }
 
 async function main(): Promise<void> {
@@ -88,8 +94,9 @@ async function main(): Promise<void> {
     Presets.shades_classic,
   );
   let started = false;
-  const result = await rebuildAggregates(getDb(), {
-    ...options,
+  const { accountId, ...rebuild } = options;
+  const result = await rebuildAggregates(getDb(), accountId, {
+    ...rebuild,
     onProgress: (p) => {
       if (!started) {
         bar.start(p.chunksTotal, 0, { through: '', buckets: 0, events: 0 });

@@ -4,7 +4,7 @@ import { runAggregation } from '../lib/app/aggregation';
 import { startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
 import { migrate } from '../lib/db/migrate';
 import type { ClosableDb, Db } from '../lib/db/port';
-import { config } from '../lib/config';
+import { config, DEFAULT_ACCOUNT_ID } from '../lib/config';
 import { createDb } from '../lib/db';
 import { createPostgresDb } from '../lib/db/postgres';
 import {
@@ -106,7 +106,7 @@ export async function seedDemoData(
   const inFlight = new Set<Promise<void>>();
   let failure: { error: unknown } | undefined;
   const write = async (plan: EventsPagePlan) => {
-    const counts = await db.transaction((tx) => writeEventsPage(tx, plan));
+    const counts = await db.transaction((tx) => writeEventsPage(tx, DEFAULT_ACCOUNT_ID, plan));
     events += counts.received;
     pageCount += 1;
     inserted += counts.inserted;
@@ -304,7 +304,7 @@ async function cli(argv: readonly string[]): Promise<number> {
       const started = performance.now();
       let buckets = 0;
       for (;;) {
-        const run = await runAggregation(db, { timeBudgetMs: 60_000 });
+        const run = await runAggregation(db, DEFAULT_ACCOUNT_ID, { timeBudgetMs: 60_000 });
         buckets += run.bucketsRecomputed;
         if (run.status === 'skipped' || run.bucketsWaiting === 0 || run.bucketsRecomputed === 0) break;
       }

@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import { SingleBar, Presets } from 'cli-progress';
 import { runAggregation } from '../lib/app/aggregation';
-import { loadConfig } from '../lib/config';
+import { DEFAULT_ACCOUNT_ID, loadConfig } from '../lib/config';
 import { embeddedDataDir, removeEmbeddedData, startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
 import { migrate, MigrationError } from '../lib/db/migrate';
 import type { ClosableDb } from '../lib/db/port';
@@ -302,7 +302,7 @@ async function aggregateOnce(db: ClosableDb): Promise<void> {
   let buckets = 0;
   // Drain what the seed (or anything since the last start) marked, so the first queries read rollups.
   for (;;) {
-    const result = await runAggregation(db, { timeBudgetMs: 60_000 });
+    const result = await runAggregation(db, DEFAULT_ACCOUNT_ID, { timeBudgetMs: 60_000 });
     buckets += result.bucketsRecomputed;
     if (result.status === 'skipped' || result.bucketsWaiting === 0 || result.bucketsRecomputed === 0) break;
   }

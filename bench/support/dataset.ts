@@ -1,7 +1,7 @@
 import { join, resolve } from 'node:path';
 import { Presets, SingleBar } from 'cli-progress';
 import postgres from 'postgres';
-import type { PostgresTuning } from '../../lib/config';
+import { DEFAULT_ACCOUNT_ID, type PostgresTuning } from '../../lib/config';
 import { startEmbeddedPostgres, type EmbeddedServer } from '../../lib/db/embedded';
 import { rebuildAggregates, runAggregation } from '../../lib/app/aggregation';
 import { databaseMode, migrate } from '../../lib/db/migrate';
@@ -263,8 +263,8 @@ async function storedMatchesGenerator(db: ClosableDb, generator: ResolvedGenerat
   const rows = await db.query<{ same: string }>(
     `SELECT count(*) AS same
        FROM jsonb_array_elements($1::jsonb) AS page(event)
-       JOIN klaviyo_events e ON e.id = page.event->>'id' AND e.raw_data = page.event`,
-    [JSON.stringify(first.value.data)],
+       JOIN klaviyo_events e ON e.account_id = $2 AND e.id = page.event->>'id' AND e.raw_data = page.event`,
+    [JSON.stringify(first.value.data), BENCH_ACCOUNT],
   );
   return Number(rows[0]?.same) === first.value.data.length;
 }
@@ -274,7 +274,7 @@ async function aggregateDataset(db: ClosableDb, name: string, fullRebuild: boole
   const started = performance.now();
   if (fullRebuild) {
     say(show, `bench-${name}: building the hourly rollups...`);
-    const result = await rebuildAggregates(db, {
+    const result = await rebuildAggregates(db, BENCH_ACCOUNT, {
       chunkHours: 31 * 24,
       onProgress: (p) =>
         say(
@@ -286,9 +286,12 @@ async function aggregateDataset(db: ClosableDb, name: string, fullRebuild: boole
     say(show, `bench-${name}: ${result.bucketsRecomputed.toLocaleString('en-US')} hour buckets rolled up`);
   }
   for (;;) {
-    const waiting = await db.query<{ n: string }>('SELECT count(*) AS n FROM klaviyo_aggregate_dirty');
+    const waiting = await db.query<{ n: string }>(
+      'SELECT count(*) AS n FROM klaviyo_aggregate_dirty WHERE account_id = $1',
+      [BENCH_ACCOUNT],
+    );
     if (Number(waiting[0]?.n) === 0) break;
-    const run = await runAggregation(db, { batchBuckets: 5000, timeBudgetMs: 600_000 });
+    const run = await runAggregation(db, BENCH_ACCOUNT, { batchBuckets: 5000, timeBudgetMs: 600_000 });
     if (run.bucketsRecomputed === 0) {
       throw new Error(
         `bench-${name}: dirty marks remain but the aggregator took none (another aggregator holding them?)`,
@@ -344,18 +347,22 @@ async function eventIndexes(tx: postgres.TransactionSql): Promise<IndexDefinitio
 
 const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
+/** The account the benches' dataset is loaded into and measured in. */
+export const BENCH_ACCOUNT = DEFAULT_ACCOUNT_ID;
+
 const EVENT_COLUMNS =
-  'id, "timestamp", metric_id, profile_id, value, value_currency, uuid, unique_id, properties, raw_data';
+  'account_id, id, "timestamp", metric_id, profile_id, value, value_currency, uuid, unique_id, properties, raw_data';
 const PROFILE_COLUMNS =
-  'id, email, phone_number, external_id, anonymous_id, first_name, last_name, organization, locale, title, image, ' +
-  'location, properties, created, updated, last_event_date, raw_data, is_stub';
-const METRIC_COLUMNS = 'id, name, integration, created, updated, raw_data, is_stub';
+  'account_id, id, email, phone_number, external_id, anonymous_id, first_name, last_name, organization, locale, ' +
+  'title, image, location, properties, created, updated, last_event_date, raw_data, is_stub';
+const METRIC_COLUMNS = 'account_id, id, name, integration, created, updated, raw_data, is_stub';
 
 /** The row ingest would write for this event (lib/app/ingest/eventsPage.ts), in COPY text format. */
 function eventRow(event: EventResource): string {
   const properties = event.attributes.event_properties;
   const defaults = eventDefaults(properties);
   return copyRow([
+    copyText(BENCH_ACCOUNT),
     copyText(event.id),
     event.attributes.datetime,
     copyText(event.relationships.metric.data.id),
@@ -465,7 +472,12 @@ async function loadDataset(
         profileChunks(generator, lastEventOfProfile),
       );
       if (markDirty) {
-        await copyIn(tx, watch, 'COPY klaviyo_aggregate_dirty (metric_id, bucket) FROM STDIN', dirtyChunks(dirtyHours));
+        await copyIn(
+          tx,
+          watch,
+          'COPY klaviyo_aggregate_dirty (account_id, metric_id, bucket) FROM STDIN',
+          dirtyChunks(dirtyHours),
+        );
       }
 
       for (const key of keys) {
@@ -511,6 +523,7 @@ function* metricChunks(generator: ResolvedGeneratorOptions, seen: ReadonlySet<st
     const row = metricUpsertFrom(parsed, parsed);
     if (row.isStub) continue;
     yield copyRow([
+      copyText(BENCH_ACCOUNT),
       copyText(row.id),
       copyText(row.name),
       copyJson(row.integration),
@@ -538,6 +551,7 @@ function* profileChunks(
     const row = profileUpsertFrom(parsed, parsed);
     if (row.isStub) continue;
     chunk += copyRow([
+      copyText(BENCH_ACCOUNT),
       copyText(row.id),
       copyText(row.email),
       copyText(row.phone_number),
@@ -568,7 +582,8 @@ function* profileChunks(
 function* dirtyChunks(hoursOf: ReadonlyMap<string, ReadonlySet<number>>): Generator<string> {
   for (const [metricId, hours] of hoursOf) {
     let chunk = '';
-    for (const hour of hours) chunk += `${copyText(metricId)}\t${new Date(hour * 3_600_000).toISOString()}\n`;
+    for (const hour of hours)
+      chunk += `${copyText(BENCH_ACCOUNT)}\t${copyText(metricId)}\t${new Date(hour * 3_600_000).toISOString()}\n`;
     yield chunk;
   }
 }
@@ -631,24 +646,24 @@ if (require.main === module) {
  * run would otherwise add events that no longer exist), and marks their hours dirty: the next run
  * recounts those hours from raw events and makes the rollups exact again. Returns how many went.
  */
-export async function removeBenchEvents(db: Db, idPrefix: string): Promise<number> {
+export async function removeBenchEvents(db: Db, idPrefix: string, accountId = BENCH_ACCOUNT): Promise<number> {
   const rows = await db.query<{ removed: string }>(
     `WITH removed AS (
-       DELETE FROM klaviyo_events WHERE id LIKE $1 RETURNING id, metric_id, "timestamp"
+       DELETE FROM klaviyo_events WHERE account_id = $2 AND id LIKE $1 RETURNING id, metric_id, "timestamp"
      ), unpended AS (
        DELETE FROM klaviyo_aggregate_pending p
        USING removed r
-       WHERE p.metric_id = r.metric_id AND p.bucket = date_trunc('hour', r."timestamp", 'UTC')
+       WHERE p.account_id = $2 AND p.metric_id = r.metric_id AND p.bucket = date_trunc('hour', r."timestamp", 'UTC')
          AND p.event_id = r.id AND p."timestamp" = r."timestamp"
        RETURNING 1
      ), marked AS (
-       INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket)
-       SELECT DISTINCT metric_id, date_trunc('hour', "timestamp", 'UTC') FROM removed
+       INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket)
+       SELECT DISTINCT $2::text, metric_id, date_trunc('hour', "timestamp", 'UTC') FROM removed
        ON CONFLICT DO NOTHING
        RETURNING 1
      )
      SELECT (SELECT count(*) FROM removed) AS removed, (SELECT count(*) FROM unpended) AS unpended, (SELECT count(*) FROM marked) AS marked`,
-    [`${idPrefix}%`],
+    [`${idPrefix}%`, accountId],
   );
   return Number(rows[0]?.removed ?? 0);
 }

@@ -20,6 +20,7 @@ import {
   type DimensionFallback,
 } from '../repositories/dimensions';
 import { applyLookbackAdjustmentsOutside, resetLookbacksInRange, syncProfileHours } from '../repositories/profileHours';
+import { ensureAccount, listAccounts } from '../repositories/accounts';
 import { log } from '../log';
 
 /**
@@ -31,7 +32,9 @@ import { log } from '../log';
  * ingest commits. With the mark it writes one klaviyo_aggregate_pending row per event it really
  * inserted (re-deliveries write none), so pending rows commit together with their events and marks.
  * A batch of the aggregator is one transaction:
- *   1. pg_try_advisory_xact_lock: one writer of rollups at a time; a run that finds it taken stops.
+ *   1. the account's row lock (klaviyo_accounts, FOR NO KEY UPDATE SKIP LOCKED): one writer of an
+ *      account's rollups at a time, and accounts in parallel; a run that finds it taken stops.
+ *      Every statement below touches that account's rows only.
  *   2. statement A: DELETE the oldest marks ... FOR UPDATE SKIP LOCKED ... RETURNING them;
  *   2b. statement D, for those buckets: the dimension rollups (lib/repositories/dimensions.ts) add the
  *      events of the pending rows (read, not taken), or recount an hour without pending rows. It reads
@@ -72,7 +75,7 @@ import { log } from '../log';
  * COMMITTED re-check of an updated row) a mark that I updated and committed meanwhile. A would take the
  * mark while B could not see I's pending rows: they would stay behind without a mark, and X, unmarked,
  * would be short of I's events.
- * The advisory lock is what keeps two writers from storing figures out of order: without it a rebuild
+ * The account's lock is what keeps two writers from storing figures out of order: without it a rebuild
  * that read a bucket before an event committed could overwrite, after it, the newer figures of an
  * incremental batch that took the event's mark.
  * Nothing here waits on ingest (SKIP LOCKED, and MVCC reads of events), and ingest waits only on marks,
@@ -122,9 +125,10 @@ interface BatchOutcome {
 }
 
 /** Says once, in the log, which (metric, dimension) pairs were left to raw events and why. */
-function logFallbacks(fallbacks: readonly DimensionFallback[]): void {
+function logFallbacks(accountId: string, fallbacks: readonly DimensionFallback[]): void {
   for (const f of fallbacks) {
     log.warn('dimension left to raw events', {
+      account_id: accountId,
       metric_id: f.metricId,
       dimension: f.dimension,
       reason: f.reason,
@@ -134,18 +138,23 @@ function logFallbacks(fallbacks: readonly DimensionFallback[]): void {
   }
 }
 
-async function aggregateBatch(
+/**
+ * One batch of one account, in one transaction under the account's lock; 'locked' when another run
+ * holds it. The account's klaviyo_accounts row must exist (ensureAccount).
+ */
+export async function aggregateBatch(
   db: Db,
+  accountId: string,
   batchBuckets: number,
   maxValuesPerHour: number,
 ): Promise<BatchOutcome | 'locked'> {
   const outcome = await db.transaction(async (tx) => {
-    if (!(await tryLockAggregation(tx))) return 'locked' as const;
-    const taken = await takeDirtyBuckets(tx, batchBuckets);
+    if (!(await tryLockAggregation(tx, accountId))) return 'locked' as const;
+    const taken = await takeDirtyBuckets(tx, accountId, batchBuckets);
     const dimensionsStarted = performance.now();
-    const dimensions = await applyDimensionBatch(tx, taken, maxValuesPerHour);
+    const dimensions = await applyDimensionBatch(tx, accountId, taken, maxValuesPerHour);
     const dimensionMs = performance.now() - dimensionsStarted;
-    const result = await recomputeHourBuckets(tx, taken);
+    const result = await recomputeHourBuckets(tx, accountId, taken);
     return {
       taken: taken.length,
       fromRaw: result.bucketsFromRaw,
@@ -157,7 +166,7 @@ async function aggregateBatch(
     };
   });
   if (outcome === 'locked') return outcome;
-  logFallbacks(outcome.fallbacks);
+  logFallbacks(accountId, outcome.fallbacks);
   return outcome;
 }
 
@@ -166,7 +175,11 @@ async function aggregateBatch(
  * Each batch commits on its own, so a run cut short (timeout, crash) loses nothing: what it had not
  * committed is still marked.
  */
-export async function runAggregation(db: Db, options: AggregationOptions = {}): Promise<AggregationResult> {
+export async function runAggregation(
+  db: Db,
+  accountId: string,
+  options: AggregationOptions = {},
+): Promise<AggregationResult> {
   const batchBuckets = options.batchBuckets ?? config().limits.aggregateBatchBuckets;
   const timeBudgetMs = options.timeBudgetMs ?? config().limits.aggregateTimeBudgetMs;
   const maxValuesPerHour = options.maxValuesPerHour ?? rollupSettings().maxValuesPerHour;
@@ -179,9 +192,10 @@ export async function runAggregation(db: Db, options: AggregationOptions = {}): 
   let rowsChanged = 0;
   let batches = 0;
   let stoppedBy: AggregationResult['stoppedBy'];
+  await ensureAccount(db, accountId);
   for (;;) {
     const batchStarted = performance.now();
-    const outcome = await aggregateBatch(db, batchBuckets, maxValuesPerHour);
+    const outcome = await aggregateBatch(db, accountId, batchBuckets, maxValuesPerHour);
     if (outcome === 'locked') {
       stoppedBy = 'lock';
       break;
@@ -204,7 +218,7 @@ export async function runAggregation(db: Db, options: AggregationOptions = {}): 
       break;
     }
   }
-  const backlog = await dirtyBacklog(db);
+  const backlog = await dirtyBacklog(db, accountId);
   return {
     status: stoppedBy === 'lock' && batches === 0 ? 'skipped' : 'done',
     bucketsRecomputed,
@@ -274,7 +288,11 @@ const ceilHour = (d: Date) => new Date(Math.ceil(d.getTime() / HOUR_MS) * HOUR_M
  * rows cleared, and the next batch finds the mark without pending rows and recomputes the hour from raw.
  * Unchanged hours are not rewritten, so a rebuild of correct rollups writes nothing.
  */
-export async function rebuildAggregates(db: Db, options: RebuildOptions = {}): Promise<RebuildResult> {
+export async function rebuildAggregates(
+  db: Db,
+  accountId: string,
+  options: RebuildOptions = {},
+): Promise<RebuildResult> {
   const started = performance.now();
   const chunkHours = options.chunkHours ?? DEFAULT_REBUILD_CHUNK_HOURS;
   if (!Number.isInteger(chunkHours) || chunkHours < 1)
@@ -283,7 +301,7 @@ export async function rebuildAggregates(db: Db, options: RebuildOptions = {}): P
   let from = options.from;
   let to = options.to;
   if (!from || !to) {
-    const span = await aggregationSpan(db, options.metricId);
+    const span = await aggregationSpan(db, accountId, options.metricId);
     from ??= span?.from;
     // The last event's hour is included: the end is the start of the following hour.
     to ??= span ? new Date(floorHour(span.to).getTime() + HOUR_MS) : undefined;
@@ -299,6 +317,7 @@ export async function rebuildAggregates(db: Db, options: RebuildOptions = {}): P
   const chunkMs = chunkHours * HOUR_MS;
   const chunksTotal = Math.ceil((end.getTime() - start.getTime()) / chunkMs);
   const totals = { ...empty };
+  await ensureAccount(db, accountId);
   for (let i = 0; i < chunksTotal; i += 1) {
     const range = {
       from: new Date(start.getTime() + i * chunkMs),
@@ -306,20 +325,20 @@ export async function rebuildAggregates(db: Db, options: RebuildOptions = {}): P
       metricId: options.metricId,
     };
     const [marks, result, dimensions] = await db.transaction(async (tx) => {
-      await waitLockAggregation(tx);
-      const cleared = await takeDirtyBucketsInRange(tx, range);
-      await syncProfileHours(tx, range);
-      const rebuilt = await rebuildHourRange(tx, range);
+      await waitLockAggregation(tx, accountId);
+      const cleared = await takeDirtyBucketsInRange(tx, accountId, range);
+      await syncProfileHours(tx, accountId, range);
+      const rebuilt = await rebuildHourRange(tx, accountId, range);
       // The range's lookbacks are set from its profile-hours; the hours after it take the changes.
-      await resetLookbacksInRange(tx, range);
-      await applyLookbackAdjustmentsOutside(tx, range);
+      await resetLookbacksInRange(tx, accountId, range);
+      await applyLookbackAdjustmentsOutside(tx, accountId, range);
       // After rebuildHourRange: the events it counted have no pending row left, and those it could not
       // see keep theirs, so "events without a pending row" is what the hourly rollups now hold.
-      const dims = await rebuildDimensionRange(tx, range, maxValuesPerHour);
-      await resetDailyDimensionRange(tx, range);
+      const dims = await rebuildDimensionRange(tx, accountId, range, maxValuesPerHour);
+      await resetDailyDimensionRange(tx, accountId, range);
       return [cleared, rebuilt, dims] as const;
     });
-    logFallbacks(dimensions.fallbacks);
+    logFallbacks(accountId, dimensions.fallbacks);
     totals.chunks += 1;
     totals.bucketsRecomputed += result.bucketsRecomputed;
     totals.rowsWritten += result.rowsWritten;
@@ -379,32 +398,38 @@ export async function backfillDimensions(
       durationMs: Math.round(performance.now() - started),
     };
   }
-  const span = await aggregationSpan(db);
-  const start = span ? floorHour(span.from) : new Date(0);
-  const end = span ? new Date(floorHour(span.to).getTime() + HOUR_MS) : new Date(0);
-  const chunksTotal = Math.max(1, Math.ceil((end.getTime() - start.getTime()) / chunkMs));
+  // Each account is backfilled on its own, chunk by chunk under its own lock; the keys are declared
+  // ready (the registry is shared by all accounts) once every account's last chunk has committed.
   let rowsChanged = 0;
-  for (let i = 0; i < chunksTotal; i += 1) {
-    const from = new Date(start.getTime() + i * chunkMs);
-    const to = new Date(Math.min(end.getTime(), start.getTime() + (i + 1) * chunkMs));
-    const last = i === chunksTotal - 1;
-    const write = await db.transaction(async (tx) => {
-      await waitLockAggregation(tx);
-      const w = await rebuildDimensionRange(tx, { from, to, dimensions }, maxValuesPerHour);
-      await resetDailyDimensionRange(tx, { from, to, dimensions });
-      // Events stored after the span was read are counted by the aggregator (pending rows) or lie
-      // after `end` only if ingested meanwhile with pending rows: both are the aggregator's.
-      if (last) await markDimensionsReady(tx, dimensions);
-      return w;
-    });
-    logFallbacks(write.fallbacks);
-    rowsChanged += write.rowsChanged;
-    options.onProgress?.({ chunksDone: i + 1, chunksTotal, to });
+  let chunks = 0;
+  for (const { accountId } of await listAccounts(db)) {
+    const span = await aggregationSpan(db, accountId);
+    if (!span) continue;
+    const start = floorHour(span.from);
+    const end = new Date(floorHour(span.to).getTime() + HOUR_MS);
+    const chunksTotal = Math.max(1, Math.ceil((end.getTime() - start.getTime()) / chunkMs));
+    for (let i = 0; i < chunksTotal; i += 1) {
+      const from = new Date(start.getTime() + i * chunkMs);
+      const to = new Date(Math.min(end.getTime(), start.getTime() + (i + 1) * chunkMs));
+      const write = await db.transaction(async (tx) => {
+        await waitLockAggregation(tx, accountId);
+        const w = await rebuildDimensionRange(tx, accountId, { from, to, dimensions }, maxValuesPerHour);
+        await resetDailyDimensionRange(tx, accountId, { from, to, dimensions });
+        return w;
+      });
+      logFallbacks(accountId, write.fallbacks);
+      rowsChanged += write.rowsChanged;
+      chunks += 1;
+      options.onProgress?.({ chunksDone: i + 1, chunksTotal, to });
+    }
   }
+  // Events stored after an account's span was read are counted by the aggregator (pending rows): the
+  // keys are complete once every account's stored events are.
+  await markDimensionsReady(db, dimensions);
   return {
     registered,
     backfilled: dimensions,
-    chunks: chunksTotal,
+    chunks,
     rowsChanged,
     durationMs: Math.round(performance.now() - started),
   };

@@ -132,6 +132,7 @@ function notFound(what: string, id: string): HttpError {
  */
 async function includedFor(
   db: Db,
+  accountId: string,
   events: readonly EventRow[],
   wanted: ReadonlySet<EventInclude>,
   baseUrl: string,
@@ -141,6 +142,7 @@ async function includedFor(
   if (wanted.has('metric')) {
     const metrics = await getMetricsByIds(
       db,
+      accountId,
       events.map((e) => e.metricId),
     );
     out.push(...metrics.filter((m) => !m.isStub).map((m) => includedMetric(m, baseUrl)));
@@ -148,6 +150,7 @@ async function includedFor(
   if (wanted.has('profile')) {
     const profiles = await getProfilesByIds(
       db,
+      accountId,
       events.flatMap((e) => (e.profileId === null ? [] : [e.profileId])),
     );
     out.push(...profiles.filter((p) => !p.isStub).map((p) => includedProfile(p, baseUrl)));
@@ -218,6 +221,7 @@ function sortDescending(query: QueryParams, byDefault: boolean): boolean {
 
 async function eventsPage(
   db: Db,
+  accountId: string,
   ctx: RequestContext,
   path: string,
   options: {
@@ -232,8 +236,10 @@ async function eventsPage(
   const size = pageSize(ctx.query, EVENTS_PAGE);
   const wanted = includes(ctx.query, EVENT_INCLUDES, UNAVAILABLE_INCLUDES.event);
   const profileId = options.profileId ?? filter.profileId;
+  // The account is part of every cursor's fingerprint: a cursor of one account is refused in another.
   const print = fingerprint([
     'events',
+    accountId,
     path,
     filter.metricId,
     profileId,
@@ -252,7 +258,7 @@ async function eventsPage(
     (after, reversed, limit) =>
       empty
         ? Promise.resolve([])
-        : listEvents(db, {
+        : listEvents(db, accountId, {
             ...(filter.metricId !== undefined ? { metricId: filter.metricId } : {}),
             ...(profileId !== undefined ? { profileId } : {}),
             ...(filter.hasProfile ? { hasProfile: true } : {}),
@@ -271,20 +277,28 @@ async function eventsPage(
     links: pageLinks(ctx.baseUrl, path, ctx.query, next, prev),
   };
   return wanted.size > 0
-    ? { ...document, included: await includedFor(db, rows, wanted, ctx.baseUrl, fieldsets) }
+    ? { ...document, included: await includedFor(db, accountId, rows, wanted, ctx.baseUrl, fieldsets) }
     : document;
 }
 
 /** GET /api/events: Klaviyo's Get Events; its pages are what POST /api/events ingests. */
-export function getEventsDocument(db: Db, ctx: RequestContext): Promise<ListDocument> {
-  return eventsPage(db, ctx, '/api/events', { descendingByDefault: false, filterFields: ['metric_id', 'profile_id'] });
+export function getEventsDocument(db: Db, accountId: string, ctx: RequestContext): Promise<ListDocument> {
+  return eventsPage(db, accountId, ctx, '/api/events', {
+    descendingByDefault: false,
+    filterFields: ['metric_id', 'profile_id'],
+  });
 }
 
 /** GET /api/profiles/{id}/events: a profile's timeline, newest first unless sorted otherwise. */
-export async function getProfileEventsDocument(db: Db, profileId: string, ctx: RequestContext): Promise<ListDocument> {
-  const profile = await getProfileById(db, profileId);
+export async function getProfileEventsDocument(
+  db: Db,
+  accountId: string,
+  profileId: string,
+  ctx: RequestContext,
+): Promise<ListDocument> {
+  const profile = await getProfileById(db, accountId, profileId);
   if (!profile) throw notFound('profile', profileId);
-  return eventsPage(db, ctx, `/api/profiles/${encodeURIComponent(profileId)}/events`, {
+  return eventsPage(db, accountId, ctx, `/api/profiles/${encodeURIComponent(profileId)}/events`, {
     profileId,
     descendingByDefault: true,
     filterFields: ['metric_id'],
@@ -292,36 +306,51 @@ export async function getProfileEventsDocument(db: Db, profileId: string, ctx: R
 }
 
 /** GET /api/events/{id}. */
-export async function getEventDocument(db: Db, id: string, ctx: RequestContext): Promise<ResourceDocument> {
+export async function getEventDocument(
+  db: Db,
+  accountId: string,
+  id: string,
+  ctx: RequestContext,
+): Promise<ResourceDocument> {
   const fieldsets = routeParams(ctx.query, ROUTE_PARAMS.event);
   const wanted = includes(ctx.query, EVENT_INCLUDES, UNAVAILABLE_INCLUDES.event);
-  const event = await getEventById(db, id);
+  const event = await getEventById(db, accountId, id);
   if (!event) throw notFound('event', id);
   const [data] = withFieldsets([eventResource(event, ctx.baseUrl)], fieldsets) as [JsonApiResource];
   const links = { self: linkTo(ctx.baseUrl, `/api/events/${encodeURIComponent(id)}`, {}) };
   return wanted.size > 0
-    ? { data, links, included: await includedFor(db, [event], wanted, ctx.baseUrl, fieldsets) }
+    ? { data, links, included: await includedFor(db, accountId, [event], wanted, ctx.baseUrl, fieldsets) }
     : { data, links };
 }
 
 /** GET /api/events/{id}/metric: the event's metric (Klaviyo's Get Metric for Event). */
-export async function getEventMetricDocument(db: Db, id: string, ctx: RequestContext): Promise<ResourceDocument> {
+export async function getEventMetricDocument(
+  db: Db,
+  accountId: string,
+  id: string,
+  ctx: RequestContext,
+): Promise<ResourceDocument> {
   const fieldsets = routeParams(ctx.query, ROUTE_PARAMS.eventMetric);
-  const event = await getEventById(db, id);
+  const event = await getEventById(db, accountId, id);
   if (!event) throw notFound('event', id);
-  const [metric] = await getMetricsByIds(db, [event.metricId]);
+  const [metric] = await getMetricsByIds(db, accountId, [event.metricId]);
   if (!metric) throw notFound('metric', event.metricId);
   const [data] = withFieldsets([metricResource(metric, ctx.baseUrl)], fieldsets) as [JsonApiResource];
   return { data, links: { self: linkTo(ctx.baseUrl, `/api/events/${encodeURIComponent(id)}/metric`, {}) } };
 }
 
 /** GET /api/events/{id}/profile: the event's profile (Klaviyo's Get Profile for Event). */
-export async function getEventProfileDocument(db: Db, id: string, ctx: RequestContext): Promise<ResourceDocument> {
+export async function getEventProfileDocument(
+  db: Db,
+  accountId: string,
+  id: string,
+  ctx: RequestContext,
+): Promise<ResourceDocument> {
   const fieldsets = routeParams(ctx.query, ROUTE_PARAMS.eventProfile);
-  const event = await getEventById(db, id);
+  const event = await getEventById(db, accountId, id);
   if (!event) throw notFound('event', id);
   if (event.profileId === null) throw notFound('profile of event', id);
-  const [profile] = await getProfilesByIds(db, [event.profileId]);
+  const [profile] = await getProfilesByIds(db, accountId, [event.profileId]);
   if (!profile) throw notFound('profile', event.profileId);
   const [data] = withFieldsets([profileResource(profile, ctx.baseUrl, fieldsets.additionalProfile)], fieldsets) as [
     JsonApiResource,
@@ -337,12 +366,13 @@ export interface RelationshipDocument {
 /** GET /api/events/{id}/relationships/metric and .../profile: the related resource's identifier. */
 export async function getEventRelationshipDocument(
   db: Db,
+  accountId: string,
   id: string,
   relation: 'metric' | 'profile',
   ctx: RequestContext,
 ): Promise<RelationshipDocument> {
   routeParams(ctx.query, ROUTE_PARAMS.relationship);
-  const event = await getEventById(db, id);
+  const event = await getEventById(db, accountId, id);
   if (!event) throw notFound('event', id);
   const relatedId = relation === 'metric' ? event.metricId : event.profileId;
   const self = `/api/events/${encodeURIComponent(id)}`;
@@ -386,7 +416,7 @@ function profileSort(query: QueryParams): { field: ProfileSortField; descending:
  * external_id; greater-than and less-than (and, beyond Klaviyo, equals, greater-or-equal and
  * less-or-equal) on created and updated. Sorted by id, created, updated or email, either way.
  */
-export async function getProfilesDocument(db: Db, ctx: RequestContext): Promise<ListDocument> {
+export async function getProfilesDocument(db: Db, accountId: string, ctx: RequestContext): Promise<ListDocument> {
   const fieldsets = routeParams(ctx.query, ROUTE_PARAMS.profiles);
   includes(ctx.query, [], UNAVAILABLE_INCLUDES.profile);
   const sort = profileSort(ctx.query);
@@ -418,7 +448,7 @@ export async function getProfilesDocument(db: Db, ctx: RequestContext): Promise<
     else throw parameterError('filter', `${c.source}: ${c.field} takes equals${key === '_kx' ? '' : ' or any'}`);
   }
   const size = pageSize(ctx.query, PROFILES_PAGE);
-  const print = fingerprint(['profiles', match, bounds, sort]);
+  const print = fingerprint(['profiles', accountId, match, bounds, sort]);
   const cursor = decodeKeyset(ctx.query, print, 2);
   const { rows, next, prev } = await keysetPage(
     cursor,
@@ -426,7 +456,7 @@ export async function getProfilesDocument(db: Db, ctx: RequestContext): Promise<
     print,
     (r: ProfileListRow) => [r.sortValue, r.profile.id],
     (after, reversed, limit) =>
-      listProfiles(db, {
+      listProfiles(db, accountId, {
         match,
         bounds,
         sort: { field: sort.field, descending: reversed ? !sort.descending : sort.descending },
@@ -444,10 +474,15 @@ export async function getProfilesDocument(db: Db, ctx: RequestContext): Promise<
 }
 
 /** GET /api/profiles/{id}. */
-export async function getProfileDocument(db: Db, id: string, ctx: RequestContext): Promise<ResourceDocument> {
+export async function getProfileDocument(
+  db: Db,
+  accountId: string,
+  id: string,
+  ctx: RequestContext,
+): Promise<ResourceDocument> {
   const fieldsets = routeParams(ctx.query, ROUTE_PARAMS.profile);
   includes(ctx.query, [], UNAVAILABLE_INCLUDES.profile);
-  const profile = await getProfileById(db, id);
+  const profile = await getProfileById(db, accountId, id);
   if (!profile) throw notFound('profile', id);
   const [data] = withFieldsets([profileResource(profile, ctx.baseUrl, fieldsets.additionalProfile)], fieldsets) as [
     JsonApiResource,
@@ -456,7 +491,7 @@ export async function getProfileDocument(db: Db, id: string, ctx: RequestContext
 }
 
 /** GET /api/metrics: every metric with its event count and first and last event, by id. */
-export async function getMetricsDocument(db: Db, ctx: RequestContext): Promise<ListDocument> {
+export async function getMetricsDocument(db: Db, accountId: string, ctx: RequestContext): Promise<ListDocument> {
   const fieldsets = routeParams(ctx.query, ROUTE_PARAMS.metrics);
   includes(ctx.query, [], UNAVAILABLE_INCLUDES.metric);
   let integrationName: string | undefined;
@@ -472,7 +507,7 @@ export async function getMetricsDocument(db: Db, ctx: RequestContext): Promise<L
     else integrationCategory = conditionText(c);
   }
   const size = pageSize(ctx.query, METRICS_PAGE);
-  const print = fingerprint(['metrics', integrationName, integrationCategory]);
+  const print = fingerprint(['metrics', accountId, integrationName, integrationCategory]);
   const cursor = decodeKeyset(ctx.query, print, 1);
   const {
     rows: page,
@@ -484,7 +519,7 @@ export async function getMetricsDocument(db: Db, ctx: RequestContext): Promise<L
     print,
     (m: MetricSummary) => [m.id],
     (after, reversed, limit) =>
-      listMetrics(db, {
+      listMetrics(db, accountId, {
         ...(after?.[0] ? (reversed ? { beforeId: after[0] } : { afterId: after[0] }) : {}),
         ...(integrationName !== undefined ? { integrationName } : {}),
         ...(integrationCategory !== undefined ? { integrationCategory } : {}),
@@ -501,10 +536,15 @@ export async function getMetricsDocument(db: Db, ctx: RequestContext): Promise<L
 }
 
 /** GET /api/metrics/{id}, with the same event count and first and last event as the list. */
-export async function getMetricDocument(db: Db, id: string, ctx: RequestContext): Promise<ResourceDocument> {
+export async function getMetricDocument(
+  db: Db,
+  accountId: string,
+  id: string,
+  ctx: RequestContext,
+): Promise<ResourceDocument> {
   const fieldsets = routeParams(ctx.query, ROUTE_PARAMS.metric);
   includes(ctx.query, [], UNAVAILABLE_INCLUDES.metric);
-  const [metric] = await listMetrics(db, { id, limit: 1 });
+  const [metric] = await listMetrics(db, accountId, { id, limit: 1 });
   if (!metric) throw notFound('metric', id);
   return {
     data: withFieldsets([metricSummaryResource(metric, ctx.baseUrl)], fieldsets)[0] as JsonApiResource,

@@ -62,6 +62,7 @@ export function rowsFromSeries(query: MetricAggregateQuery, plan: SeriesPlan, se
 
 export async function queryMetricAggregates(
   db: Db,
+  accountId: string,
   body: unknown,
   options: MetricAggregateOptions,
 ): Promise<MetricAggregateOutcome> {
@@ -69,7 +70,7 @@ export async function queryMetricAggregates(
   const query =
     parsed.pageCursor === null && options.pageCursor ? { ...parsed, pageCursor: options.pageCursor } : parsed;
   const plan = planSeries(query);
-  const series = await readSeries(db, plan);
+  const series = await readSeries(db, accountId, plan);
   if (!series.metricExists) {
     throw new HttpError(404, {
       code: 'not_found',
@@ -78,6 +79,12 @@ export async function queryMetricAggregates(
     });
   }
   const dates = plan.boundaries.slice(0, -1).map(formatBucketDate);
-  const document = buildMetricAggregateDocument(query, dates, rowsFromSeries(query, plan, series), options.baseUrl);
+  const document = buildMetricAggregateDocument(
+    query,
+    dates,
+    rowsFromSeries(query, plan, series),
+    options.baseUrl,
+    accountId,
+  );
   return { document, plan, servedBy: series.servedBy };
 }

@@ -25,17 +25,17 @@ function profileDocument(profile: ProfileRow, context: RequestContext) {
 }
 
 /** Create Profile: the parameters are checked before anything is written. */
-export async function createProfileDocument(db: Db, body: unknown, context: RequestContext) {
+export async function createProfileDocument(db: Db, accountId: string, body: unknown, context: RequestContext) {
   checkKnownParams(context.query, PROFILE_WRITE_PARAMS);
   parseFieldsets(context.query);
-  return profileDocument(await createProfile(db, body), context);
+  return profileDocument(await createProfile(db, accountId, body), context);
 }
 
 /** Create or Update Profile: `created` tells 201 from 200. */
-export async function importProfileDocument(db: Db, body: unknown, context: RequestContext) {
+export async function importProfileDocument(db: Db, accountId: string, body: unknown, context: RequestContext) {
   checkKnownParams(context.query, PROFILE_WRITE_PARAMS);
   parseFieldsets(context.query);
-  const { profile, created } = await importProfile(db, body);
+  const { profile, created } = await importProfile(db, accountId, body);
   return { created, document: profileDocument(profile, context) };
 }
 
@@ -52,7 +52,7 @@ const JOB_FIELDS = [
 ];
 
 /** Klaviyo's profile-bulk-import-job, complete: the profiles were written before the answer. */
-export async function bulkImportProfilesDocument(db: Db, body: unknown, query: Query) {
+export async function bulkImportProfilesDocument(db: Db, accountId: string, body: unknown, query: Query) {
   checkKnownParams(query, ['fields[profile-bulk-import-job]']);
   const names = query['fields[profile-bulk-import-job]']?.split(',').map((n) => n.trim());
   const unknown = names?.filter((n) => !JOB_FIELDS.includes(n)) ?? [];
@@ -63,7 +63,7 @@ export async function bulkImportProfilesDocument(db: Db, body: unknown, query: Q
       parameter: 'fields[profile-bulk-import-job]',
     });
   }
-  const job = await bulkImportProfiles(db, body);
+  const job = await bulkImportProfiles(db, accountId, body);
   const resource = {
     type: 'profile-bulk-import-job',
     id: job.id,

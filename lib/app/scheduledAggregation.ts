@@ -1,12 +1,16 @@
 import { deadlineFrom, TimeBudgetError, timeLeftMs, withDeadline } from '../db/budget';
 import { isTransientDbError } from '../db/errors';
 import type { Db } from '../db/port';
-import { dirtyBacklog } from '../repositories/aggregates';
-import { runAggregation, type AggregationResult } from './aggregation';
+import { rollupSettings } from '../config';
+import { accountsWithWork, backlogOfAllAccounts } from '../repositories/accounts';
+import { aggregateBatch, type AggregationResult } from './aggregation';
 
 /**
- * The aggregator as the schedule runs it: every database wait ends at the invocation's deadline
- * (lib/db/budget.ts), and the batches stop earlier, at the time budget, so that the last one commits.
+ * The aggregator as the schedule runs it: every account with marks waiting, each batch in its own
+ * transaction under that account's lock, round-robin (one batch per account per round) so that a large
+ * backfill in one account takes its turn with the others instead of holding the run. Every database
+ * wait ends at the invocation's deadline (lib/db/budget.ts), and the batches stop earlier, at the time
+ * budget, so that the last one commits. An account another run is aggregating is left to that run.
  */
 export interface ScheduledRunOptions {
   /** What the invocation has left (Lambda's getRemainingTimeInMillis), or undefined when unbounded. */
@@ -16,16 +20,88 @@ export interface ScheduledRunOptions {
   readonly timeBudgetMs: number;
 }
 
+export interface ScheduledAggregationResult extends AggregationResult {
+  /** Accounts that had marks waiting when the run started. */
+  readonly accounts: number;
+  /** Of those, accounts whose lock another run held (that run aggregates them). */
+  readonly accountsLocked: number;
+}
+
 // The last batch and the log line must fit in what is left of the Lambda's time.
 const SAFETY_MARGIN_MS = 10_000;
 
-export async function runScheduledAggregation(db: Db, options: ScheduledRunOptions): Promise<AggregationResult> {
+export async function runScheduledAggregation(
+  db: Db,
+  options: ScheduledRunOptions,
+): Promise<ScheduledAggregationResult> {
   const deadline = deadlineFrom(options.remainingMs, options.marginMs);
   const timeBudgetMs = Math.max(
     1,
     Math.min(options.timeBudgetMs, (options.remainingMs ?? Infinity) - SAFETY_MARGIN_MS),
   );
-  return withDeadline(deadline, () => runAggregation(db, { batchBuckets: options.batchBuckets, timeBudgetMs }));
+  return withDeadline(deadline, () => aggregateAccounts(db, options.batchBuckets, timeBudgetMs));
+}
+
+async function aggregateAccounts(
+  db: Db,
+  batchBuckets: number,
+  timeBudgetMs: number,
+): Promise<ScheduledAggregationResult> {
+  const started = performance.now();
+  const maxValuesPerHour = rollupSettings().maxValuesPerHour;
+  const totals = {
+    bucketsRecomputed: 0,
+    bucketsFromRaw: 0,
+    eventsScanned: 0,
+    rowsChanged: 0,
+    dimensionRowsChanged: 0,
+    dimensionMs: 0,
+    batches: 0,
+  };
+  let queue = await accountsWithWork(db);
+  const accounts = queue.length;
+  let accountsLocked = 0;
+  let stoppedBy: AggregationResult['stoppedBy'] = 'drained';
+  let lastBatchMs = 0;
+  rounds: while (queue.length > 0) {
+    const again: string[] = [];
+    for (const accountId of queue) {
+      const now = performance.now();
+      if (totals.batches > 0 && now - started + lastBatchMs > timeBudgetMs) {
+        stoppedBy = 'budget';
+        break rounds;
+      }
+      const outcome = await aggregateBatch(db, accountId, batchBuckets, maxValuesPerHour);
+      if (outcome === 'locked') {
+        accountsLocked += 1;
+        continue;
+      }
+      lastBatchMs = performance.now() - now;
+      totals.batches += 1;
+      totals.bucketsRecomputed += outcome.taken;
+      totals.bucketsFromRaw += outcome.fromRaw;
+      totals.eventsScanned += outcome.eventsScanned;
+      totals.rowsChanged += outcome.rowsChanged;
+      totals.dimensionRowsChanged += outcome.dimensionRowsChanged;
+      totals.dimensionMs += outcome.dimensionMs;
+      // A short batch means the rest is locked by ingests still running (or there is nothing left).
+      if (outcome.taken >= batchBuckets) again.push(accountId);
+    }
+    queue = again;
+  }
+  if (totals.batches === 0 && accountsLocked > 0) stoppedBy = 'lock';
+  const backlog = await backlogOfAllAccounts(db);
+  return {
+    status: totals.batches === 0 && accountsLocked > 0 ? 'skipped' : 'done',
+    ...totals,
+    dimensionMs: Math.round(totals.dimensionMs),
+    durationMs: Math.round(performance.now() - started),
+    lagSeconds: backlog.oldestAgeSeconds,
+    bucketsWaiting: backlog.bucketsWaiting,
+    stoppedBy,
+    accounts,
+    accountsLocked,
+  };
 }
 
 /**
@@ -41,7 +117,7 @@ export async function lagAfterFailure(
   if (isTransientDbError(failure) || failure instanceof TimeBudgetError) return null;
   try {
     return await withDeadline(deadlineFrom(remainingMs, marginMs), async () =>
-      timeLeftMs() > 0 ? (await dirtyBacklog(db())).oldestAgeSeconds : null,
+      timeLeftMs() > 0 ? (await backlogOfAllAccounts(db())).oldestAgeSeconds : null,
     );
   } catch {
     return null;

@@ -11,6 +11,7 @@ import { redactText } from '../log';
 import { upsertMetrics } from '../repositories/metrics';
 import { upsertProfiles } from '../repositories/profiles';
 import type { SyncSettings } from '../config';
+import { getAccount } from '../repositories/accounts';
 import { klaviyoApiKey } from '../sync/apiKey';
 import { systemClock, type Clock } from '../sync/clock';
 import { KlaviyoApiError, KlaviyoClient, PAGE_SIZES, SyncDeadline, type Endpoint } from '../sync/klaviyoClient';
@@ -136,11 +137,17 @@ function latestOf(items: readonly unknown[], attribute: 'datetime' | 'updated'):
   return latest;
 }
 
-/** A run against the configured Klaviyo account: its key (from its secret when deployed), the real clock. */
+/**
+ * A run against the configured Klaviyo account (SYNC_ACCOUNT_ID, default 'default'), the real clock,
+ * and the account's key: from the secret its klaviyo_accounts row names when it names one (each
+ * account's key in a secret of its own), else as configured (KLAVIYO_API_KEY_SECRET_ID or, for the
+ * CLI, KLAVIYO_API_KEY), which keeps a single-account deployment working as before.
+ */
 export async function runConfiguredSync(db: Db, settings: SyncSettings, timeBudgetMs: number): Promise<SyncRunResult> {
+  const secretId = (await getAccount(db, settings.accountId))?.klaviyoKeySecretId;
   const client = new KlaviyoClient({
     baseUrl: settings.baseUrl,
-    apiKey: await klaviyoApiKey(settings),
+    apiKey: await klaviyoApiKey(secretId ? { ...settings, apiKeySecret: secretId } : settings),
     clock: systemClock,
     rateShare: settings.rateShare,
   });
@@ -486,20 +493,20 @@ class StreamRunner {
     const now = new Date(this.now());
     let setAside: SetAsideItem[];
     let write: (tx: Db) => Promise<number>;
+    const { accountId } = this.options;
     if (endpoint === 'events') {
       const lenient = planEventsPageSettingAside(body, { maxResources: PAGE_SIZES.events, now });
       setAside = lenient.setAside;
-      write = async (tx) => (await writeEventsPage(tx, lenient.plan)).inserted;
+      write = async (tx) => (await writeEventsPage(tx, accountId, lenient.plan)).inserted;
     } else if (endpoint === 'profiles') {
       const lenient = planProfilesSettingAside(body, { maxResources: Math.max(received, 1), now });
       setAside = lenient.setAside;
-      write = async (tx) => (await upsertProfiles(tx, lenient.plan)).written;
+      write = async (tx) => (await upsertProfiles(tx, accountId, lenient.plan)).written;
     } else {
       const lenient = planMetricsSettingAside(body, { maxResources: Math.max(received, 1), now });
       setAside = lenient.setAside;
-      write = async (tx) => (await upsertMetrics(tx, lenient.plan)).written;
+      write = async (tx) => (await upsertMetrics(tx, accountId, lenient.plan)).written;
     }
-    const { accountId } = this.options;
     const inserted = await this.db.transaction(async (tx) => {
       const written = await write(tx);
       await recordRejects(tx, accountId, this.stream, setAside, url);

@@ -3,7 +3,7 @@ import { config, ConfigError } from '../config';
 import { deadlineFrom, TimeBudgetError, withDeadline } from '../db/budget';
 import { errorCode, isTransientDbError } from '../db/errors';
 import type { LogFields } from '../log';
-import { authorize, parseApiKeys, type ApiKeyEntry, type Scope } from './auth';
+import { ACCOUNT_HEADER, authorize, parseApiKeys, type ApiKeyEntry, type Caller, type Scope } from './auth';
 import { HttpError, type ApiErrorObject } from '../klaviyo/errors';
 import { rejectNulCharacters, toHttpRequest, type HttpRequest } from './request';
 import type * as SsmModule from '@aws-sdk/client-ssm';
@@ -22,11 +22,21 @@ export interface HttpResult {
 
 export interface HandlerOptions {
   readonly name: string;
-  /** 'public' skips authentication (health check only). */
-  readonly scope: Scope | 'public';
+  readonly scope: Scope;
 }
 
-export type Operation = (request: HttpRequest, logFields: LogFields) => Promise<HttpResult>;
+/** A route without authentication (the health check only): it sees no account. */
+export interface PublicHandlerOptions {
+  readonly name: string;
+  readonly scope: 'public';
+}
+
+/**
+ * What a route does, given the caller its key authenticated: `caller.accountId` is the only account
+ * it may read or write (the key's own, or the one an admin key names with X-Account-Id).
+ */
+export type Operation = (request: HttpRequest, logFields: LogFields, caller: Caller) => Promise<HttpResult>;
+export type PublicOperation = (request: HttpRequest, logFields: LogFields) => Promise<HttpResult>;
 export type HttpHandler = (
   event: APIGatewayProxyEventV2,
   context?: Partial<Context>,
@@ -143,7 +153,12 @@ async function beforeDeadline<R>(work: Promise<R>, deadline: number, graceMs: nu
   }
 }
 
-export function httpHandler(options: HandlerOptions, operation: Operation): HttpHandler {
+export function httpHandler(options: PublicHandlerOptions, operation: PublicOperation): HttpHandler;
+export function httpHandler(options: HandlerOptions, operation: Operation): HttpHandler;
+export function httpHandler(
+  options: HandlerOptions | PublicHandlerOptions,
+  operation: Operation | PublicOperation,
+): HttpHandler {
   return async (event, context) => {
     const requestLog = startRequestLog(options.name, event, context);
     const fields = requestLog.fields;
@@ -151,8 +166,16 @@ export function httpHandler(options: HandlerOptions, operation: Operation): Http
     try {
       const cfg = config();
       const request = toHttpRequest(event, cfg.limits.ingestMaxBodyBytes, cfg.publicBaseUrl);
+      let caller: Caller | undefined;
       if (options.scope !== 'public') {
-        fields.scope = authorize(request.headers.authorization, options.scope, await loadApiKeys(cfg));
+        caller = authorize(
+          request.headers.authorization,
+          options.scope,
+          await loadApiKeys(cfg),
+          request.headers[ACCOUNT_HEADER],
+        );
+        fields.scope = caller.scope;
+        fields.account_id = caller.accountId;
       }
       rejectNulCharacters(request);
       // Every database wait of the invocation ends at this deadline: its remaining time less the
@@ -161,7 +184,9 @@ export function httpHandler(options: HandlerOptions, operation: Operation): Http
         typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : undefined;
       const deadline = deadlineFrom(remaining, cfg.responseMarginMs);
       const result = await beforeDeadline(
-        withDeadline(deadline, () => operation(request, fields)),
+        withDeadline(deadline, () =>
+          caller ? operation(request, fields, caller) : (operation as PublicOperation)(request, fields),
+        ),
         deadline,
         cfg.responseMarginMs / 4,
       );

@@ -362,8 +362,10 @@ export function formatBucketDate(ms: number): string {
 }
 
 /** Identifies a query's answer (not its page): the aggregate's id, and what a cursor is bound to. */
-export function queryFingerprint(q: MetricAggregateQuery): string {
+export function queryFingerprint(q: MetricAggregateQuery, accountId: string): string {
+  // The account is part of it: a page_cursor of one account's query is refused in another's.
   const canonical = JSON.stringify([
+    accountId,
     q.metricId,
     q.measurements,
     q.interval,
@@ -439,8 +441,9 @@ export function buildMetricAggregateDocument(
   dates: readonly string[],
   rows: readonly AggregateRow[],
   baseUrl: string,
+  accountId: string,
 ): MetricAggregateDocument {
-  const fingerprint = queryFingerprint(query);
+  const fingerprint = queryFingerprint(query, accountId);
   const descending = query.sort?.descending ?? false;
   const keyed = rows.map((row) => ({
     row,

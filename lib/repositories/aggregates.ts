@@ -44,22 +44,31 @@ export interface DirtyBacklog {
   readonly oldestAgeSeconds: number;
 }
 
-// One fixed 64-bit key for every writer of rollups (incremental runs and rebuilds). It differs from
-// the migration lock's key by one.
-const AGGREGATION_LOCK = '32199510157453946';
-
 /**
- * Only one aggregator writes rollups at a time. Transaction-scoped: it is released by the commit (or
- * the rollback) that ends the batch, so a crashed run never leaves it held.
+ * Only one aggregator writes an account's rollups at a time: the lock is the row lock of the
+ * account's klaviyo_accounts row (ensureAccount creates it), so accounts aggregate in parallel, and a
+ * row lock behaves the same on Citus, where the row lives on the account's shard. FOR NO KEY UPDATE:
+ * it conflicts with another writer's lock but not with the key-share locks a foreign key would take.
+ * Transaction-scoped: released by the commit (or the rollback) that ends the batch, so a crashed run
+ * never leaves it held. False when another transaction holds it (SKIP LOCKED: no wait), or when the
+ * account has no row.
  */
-export async function tryLockAggregation(tx: Db): Promise<boolean> {
-  const rows = await tx.query<{ locked: boolean }>(`SELECT pg_try_advisory_xact_lock(${AGGREGATION_LOCK}) AS locked`);
-  return rows[0]?.locked === true;
+export async function tryLockAggregation(tx: Db, accountId: string): Promise<boolean> {
+  const rows = await tx.query<{ account_id: string }>(
+    `SELECT account_id FROM klaviyo_accounts WHERE account_id = $1 FOR NO KEY UPDATE SKIP LOCKED`,
+    [accountId],
+  );
+  return rows.length === 1;
 }
 
 /** A rebuild waits for the running batch instead of giving up: it is an operator's explicit request. */
-export async function waitLockAggregation(tx: Db): Promise<void> {
-  await tx.query(`SELECT pg_advisory_xact_lock(${AGGREGATION_LOCK})`);
+export async function waitLockAggregation(tx: Db, accountId: string): Promise<void> {
+  const rows = await tx.query<{ account_id: string }>(
+    `SELECT account_id FROM klaviyo_accounts WHERE account_id = $1 FOR NO KEY UPDATE`,
+    [accountId],
+  );
+  if (rows.length !== 1)
+    throw new Error('waitLockAggregation: the account has no klaviyo_accounts row (ensureAccount)');
 }
 
 interface BucketRow extends Record<string, unknown> {
@@ -73,16 +82,23 @@ interface BucketRow extends Record<string, unknown> {
  * stays for the next run. Must run in the transaction that then recomputes the returned buckets, as a
  * statement of its own that ends before the recomputation starts (see lib/app/aggregation.ts).
  */
-export async function takeDirtyBuckets(tx: Db, limit: number): Promise<HourBucket[]> {
+export async function takeDirtyBuckets(tx: Db, accountId: string, limit: number): Promise<HourBucket[]> {
+  // The marks to take are chosen once (a MATERIALIZED CTE): as an IN (subquery) the planner may
+  // rescan the subquery per row, and marks written together share first_marked_at, so each rescan
+  // could pick another `limit` of them. The key breaks the ties.
   const rows = await tx.query<BucketRow>(
-    `DELETE FROM klaviyo_aggregate_dirty
-     WHERE (metric_id, bucket) IN (
+    `WITH chosen AS MATERIALIZED (
        SELECT metric_id, bucket FROM klaviyo_aggregate_dirty
-       ORDER BY first_marked_at
-       LIMIT $1
-       FOR UPDATE SKIP LOCKED)
-     RETURNING metric_id, bucket`,
-    [limit],
+       WHERE account_id = $1
+       ORDER BY first_marked_at, metric_id, bucket
+       LIMIT $2
+       FOR UPDATE SKIP LOCKED
+     )
+     DELETE FROM klaviyo_aggregate_dirty d
+     USING chosen c
+     WHERE d.account_id = $1 AND d.metric_id = c.metric_id AND d.bucket = c.bucket
+     RETURNING d.metric_id, d.bucket`,
+    [accountId, limit],
   );
   return rows.map((r) => ({ metricId: r.metric_id, bucket: r.bucket }));
 }
@@ -90,15 +106,21 @@ export async function takeDirtyBuckets(tx: Db, limit: number): Promise<HourBucke
 /** The rebuild's counterpart of takeDirtyBuckets: every unlocked mark of a time range (and metric). */
 export async function takeDirtyBucketsInRange(
   tx: Db,
+  accountId: string,
   range: { from: Date; to: Date; metricId?: string },
 ): Promise<number> {
-  const params = [range.from.toISOString(), range.to.toISOString(), ...(range.metricId ? [range.metricId] : [])];
+  const params = [
+    accountId,
+    range.from.toISOString(),
+    range.to.toISOString(),
+    ...(range.metricId ? [range.metricId] : []),
+  ];
   const rows = await tx.query<{ taken: string }>(
     `WITH taken AS (
        DELETE FROM klaviyo_aggregate_dirty
-       WHERE (metric_id, bucket) IN (
+       WHERE account_id = $1 AND (metric_id, bucket) IN (
          SELECT metric_id, bucket FROM klaviyo_aggregate_dirty
-         WHERE bucket >= $1::timestamptz AND bucket < $2::timestamptz ${range.metricId ? 'AND metric_id = $3' : ''}
+         WHERE account_id = $1 AND bucket >= $2::timestamptz AND bucket < $3::timestamptz ${range.metricId ? 'AND metric_id = $4' : ''}
          FOR UPDATE SKIP LOCKED)
        RETURNING 1
      )
@@ -119,7 +141,7 @@ const HOUR_FIGURES = `count(*) AS event_count,
 /** One (metric, UTC hour) recounted from its raw events, through the covering index. */
 const recountHour = (metric: string, bucket: string): string => `SELECT ${HOUR_FIGURES}
   FROM klaviyo_events e
-  WHERE e.metric_id = ${metric} AND e."timestamp" >= ${bucket} AND e."timestamp" < ${bucket} + interval '1 hour'`;
+  WHERE e.account_id = $1 AND e.metric_id = ${metric} AND e."timestamp" >= ${bucket} AND e."timestamp" < ${bucket} + interval '1 hour'`;
 
 // The upsert writes only what changed: a recomputation that finds the same figures (and has no
 // lookback adjustment) leaves the row, its updated_at and the table's pages as they were. `computed`
@@ -127,12 +149,13 @@ const recountHour = (metric: string, bucket: string): string => `SELECT ${HOUR_F
 // stored; a new row starts from zero.
 const UPSERT_HOURS = `
   INSERT INTO klaviyo_aggregated_metrics AS a
-    (metric_id, granularity, bucket, event_count, sum_value, min_value, max_value, unique_profiles, new_profiles_by_lookback)
-  SELECT metric_id, 'hour', bucket, event_count, sum_value, min_value, max_value, unique_profiles, lookbacks
+    (account_id, metric_id, granularity, bucket, event_count, sum_value, min_value, max_value, unique_profiles,
+     new_profiles_by_lookback)
+  SELECT $1::text, metric_id, 'hour', bucket, event_count, sum_value, min_value, max_value, unique_profiles, lookbacks
   FROM computed
   WHERE event_count > 0
   ORDER BY metric_id, bucket
-  ON CONFLICT (metric_id, granularity, bucket) DO UPDATE SET
+  ON CONFLICT (account_id, metric_id, granularity, bucket) DO UPDATE SET
     event_count = excluded.event_count,
     sum_value = excluded.sum_value,
     min_value = excluded.min_value,
@@ -188,15 +211,19 @@ function recomputeResult(row: RecomputeRow | undefined): RecomputeResult {
  * the adjustments through klaviyo_aggregate_adjustments (which only the rebuild still uses).
  * The cost of the first kind follows the new events, not the hour's size.
  */
-export async function recomputeHourBuckets(tx: Db, buckets: readonly HourBucket[]): Promise<RecomputeResult> {
+export async function recomputeHourBuckets(
+  tx: Db,
+  accountId: string,
+  buckets: readonly HourBucket[],
+): Promise<RecomputeResult> {
   if (buckets.length === 0) return recomputeResult(undefined);
-  const sync = profileHourSyncCtes({ kind: 'marked', buckets });
+  const sync = profileHourSyncCtes(accountId, { kind: 'marked', buckets });
   const rows = await tx.query<RecomputeRow>(
     `WITH ${sync.sql},
      taken AS (
        DELETE FROM klaviyo_aggregate_pending p
        USING marked m
-       WHERE m.has_pending AND p.metric_id = m.metric_id AND p.bucket = m.bucket
+       WHERE m.has_pending AND p.account_id = $1 AND p.metric_id = m.metric_id AND p.bucket = m.bucket
        RETURNING p.metric_id, p.bucket, p.value
      ), rollup_hours AS MATERIALIZED (
        -- Everything the batch knows about each hour whose rollup it writes, brought together by
@@ -217,12 +244,13 @@ export async function recomputeHourBuckets(tx: Db, buckets: readonly HourBucket[
      ), summed AS (
        -- Marked hours with pending rows: their figures are added to the stored row.
        INSERT INTO klaviyo_aggregated_metrics AS a
-         (metric_id, granularity, bucket, event_count, sum_value, min_value, max_value, unique_profiles, new_profiles_by_lookback)
-       SELECT metric_id, 'hour', bucket, event_count, sum_value, min_value, max_value, new_profiles, lookbacks
+         (account_id, metric_id, granularity, bucket, event_count, sum_value, min_value, max_value, unique_profiles,
+          new_profiles_by_lookback)
+       SELECT $1::text, metric_id, 'hour', bucket, event_count, sum_value, min_value, max_value, new_profiles, lookbacks
        FROM rollup_hours
        WHERE is_marked AND event_count > 0
        ORDER BY metric_id, bucket
-       ON CONFLICT (metric_id, granularity, bucket) DO UPDATE SET
+       ON CONFLICT (account_id, metric_id, granularity, bucket) DO UPDATE SET
          event_count = a.event_count + excluded.event_count,
          sum_value = a.sum_value + excluded.sum_value,
          min_value = least(a.min_value, excluded.min_value),
@@ -242,14 +270,15 @@ export async function recomputeHourBuckets(tx: Db, buckets: readonly HourBucket[
        DELETE FROM klaviyo_aggregated_metrics a
        USING computed c
        WHERE c.event_count = 0
-         AND a.metric_id = c.metric_id AND a.granularity = 'hour' AND a.bucket = c.bucket
+         AND a.account_id = $1 AND a.metric_id = c.metric_id AND a.granularity = 'hour' AND a.bucket = c.bucket
        RETURNING 1
      ), outside AS (
        -- Hours outside the batch whose profiles' previous hour moved: only their lookbacks change.
        UPDATE klaviyo_aggregated_metrics a
        SET new_profiles_by_lookback = ${addLookbacks('a.new_profiles_by_lookback', 'h.lookbacks')}, updated_at = now()
        FROM rollup_hours h
-       WHERE NOT h.is_marked AND a.metric_id = h.metric_id AND a.granularity = 'hour' AND a.bucket = h.bucket
+       WHERE NOT h.is_marked AND a.account_id = $1 AND a.metric_id = h.metric_id AND a.granularity = 'hour'
+         AND a.bucket = h.bucket
        RETURNING 1
      )
      SELECT (SELECT count(*) FROM marked) AS recomputed,
@@ -273,12 +302,18 @@ export async function recomputeHourBuckets(tx: Db, buckets: readonly HourBucket[
  */
 export async function rebuildHourRange(
   tx: Db,
+  accountId: string,
   range: { from: Date; to: Date; metricId?: string },
 ): Promise<RecomputeResult> {
-  const params = [range.from.toISOString(), range.to.toISOString(), ...(range.metricId ? [range.metricId] : [])];
-  const metricFilter = range.metricId ? 'WHERE m.id = $3' : '';
-  const rollupFilter = range.metricId ? 'AND a.metric_id = $3' : '';
-  const pendingFilter = range.metricId ? 'AND p.metric_id = $3' : '';
+  const params = [
+    accountId,
+    range.from.toISOString(),
+    range.to.toISOString(),
+    ...(range.metricId ? [range.metricId] : []),
+  ];
+  const metricFilter = range.metricId ? 'AND m.id = $4' : '';
+  const rollupFilter = range.metricId ? 'AND a.metric_id = $4' : '';
+  const pendingFilter = range.metricId ? 'AND p.metric_id = $4' : '';
   const rows = await tx.query<RecomputeRow>(
     `WITH computed AS (
        SELECT m.id AS metric_id,
@@ -288,18 +323,19 @@ export async function rebuildHourRange(
               ${ZERO_LOOKBACKS} AS lookbacks
        FROM klaviyo_metrics m
        JOIN klaviyo_events e
-         ON e.metric_id = m.id AND e."timestamp" >= $1::timestamptz AND e."timestamp" < $2::timestamptz
-       ${metricFilter}
+         ON e.account_id = $1 AND e.metric_id = m.id
+        AND e."timestamp" >= $2::timestamptz AND e."timestamp" < $3::timestamptz
+       WHERE m.account_id = $1 ${metricFilter}
        GROUP BY m.id, date_trunc('hour', e."timestamp", 'UTC')
      ), upserted AS (${UPSERT_HOURS}
      ), removed AS (
        DELETE FROM klaviyo_aggregated_metrics a
-       WHERE a.granularity = 'hour' AND a.bucket >= $1::timestamptz AND a.bucket < $2::timestamptz ${rollupFilter}
+       WHERE a.account_id = $1 AND a.granularity = 'hour' AND a.bucket >= $2::timestamptz AND a.bucket < $3::timestamptz ${rollupFilter}
          AND NOT EXISTS (SELECT 1 FROM computed c WHERE c.metric_id = a.metric_id AND c.bucket = a.bucket)
        RETURNING 1
      ), counted AS (
        DELETE FROM klaviyo_aggregate_pending p
-       WHERE p.bucket >= $1::timestamptz AND p.bucket < $2::timestamptz ${pendingFilter}
+       WHERE p.account_id = $1 AND p.bucket >= $2::timestamptz AND p.bucket < $3::timestamptz ${pendingFilter}
        RETURNING 1
      )
      SELECT (SELECT count(*) FROM computed) AS recomputed,
@@ -313,30 +349,38 @@ export async function rebuildHourRange(
 }
 
 /** The span a full rebuild must cover: every raw event and every stored hourly row (for a metric). */
-export async function aggregationSpan(db: Db, metricId?: string): Promise<{ from: Date; to: Date } | null> {
+export async function aggregationSpan(
+  db: Db,
+  accountId: string,
+  metricId?: string,
+): Promise<{ from: Date; to: Date } | null> {
   const rows = await db.query<{ first: Date | null; last: Date | null }>(
     metricId
-      ? `SELECT least((SELECT min("timestamp") FROM klaviyo_events WHERE metric_id = $1),
-                      (SELECT min(bucket) FROM klaviyo_aggregated_metrics WHERE metric_id = $1 AND granularity = 'hour')) AS first,
-                greatest((SELECT max("timestamp") FROM klaviyo_events WHERE metric_id = $1),
-                         (SELECT max(bucket) FROM klaviyo_aggregated_metrics WHERE metric_id = $1 AND granularity = 'hour')) AS last`
-      : `SELECT least((SELECT min("timestamp") FROM klaviyo_events),
-                      (SELECT min(bucket) FROM klaviyo_aggregated_metrics WHERE granularity = 'hour')) AS first,
-                greatest((SELECT max("timestamp") FROM klaviyo_events),
-                         (SELECT max(bucket) FROM klaviyo_aggregated_metrics WHERE granularity = 'hour')) AS last`,
-    metricId ? [metricId] : [],
+      ? `SELECT least((SELECT min("timestamp") FROM klaviyo_events WHERE account_id = $1 AND metric_id = $2),
+                      (SELECT min(bucket) FROM klaviyo_aggregated_metrics
+                        WHERE account_id = $1 AND metric_id = $2 AND granularity = 'hour')) AS first,
+                greatest((SELECT max("timestamp") FROM klaviyo_events WHERE account_id = $1 AND metric_id = $2),
+                         (SELECT max(bucket) FROM klaviyo_aggregated_metrics
+                           WHERE account_id = $1 AND metric_id = $2 AND granularity = 'hour')) AS last`
+      : `SELECT least((SELECT min("timestamp") FROM klaviyo_events WHERE account_id = $1),
+                      (SELECT min(bucket) FROM klaviyo_aggregated_metrics WHERE account_id = $1 AND granularity = 'hour')) AS first,
+                greatest((SELECT max("timestamp") FROM klaviyo_events WHERE account_id = $1),
+                         (SELECT max(bucket) FROM klaviyo_aggregated_metrics
+                           WHERE account_id = $1 AND granularity = 'hour')) AS last`,
+    metricId ? [accountId, metricId] : [accountId],
   );
   const row = rows[0];
   if (!row?.first || !row.last) return null;
   return { from: row.first, to: row.last };
 }
 
-/** How far behind the rollups are: marks still waiting, and the age of the oldest. */
-export async function dirtyBacklog(db: Db): Promise<DirtyBacklog> {
+/** How far behind an account's rollups are: marks still waiting, and the age of the oldest. */
+export async function dirtyBacklog(db: Db, accountId: string): Promise<DirtyBacklog> {
   const rows = await db.query<{ waiting: string; oldest_age: string | null }>(
     `SELECT count(*) AS waiting,
             extract(epoch FROM clock_timestamp() - min(first_marked_at)) AS oldest_age
-     FROM klaviyo_aggregate_dirty`,
+     FROM klaviyo_aggregate_dirty WHERE account_id = $1`,
+    [accountId],
   );
   const row = rows[0];
   const age = row?.oldest_age === null || row?.oldest_age === undefined ? 0 : Number(row.oldest_age);
@@ -360,29 +404,30 @@ interface FiguresRow extends Record<string, unknown> {
  */
 export async function readHourlySeries(
   db: Db,
+  accountId: string,
   query: { metricId: string; from: Date; to: Date },
 ): Promise<HourlyFigures[]> {
   const rows = await db.query<FiguresRow>(
     `WITH dirty AS (
        SELECT bucket FROM klaviyo_aggregate_dirty
-       WHERE metric_id = $1 AND bucket >= $2::timestamptz AND bucket < $3::timestamptz
+       WHERE account_id = $1 AND metric_id = $2 AND bucket >= $3::timestamptz AND bucket < $4::timestamptz
      ), stored AS (
        SELECT a.bucket, a.event_count, a.sum_value, a.min_value, a.max_value, a.unique_profiles
        FROM klaviyo_aggregated_metrics a
-       WHERE a.metric_id = $1 AND a.granularity = 'hour'
-         AND a.bucket >= $2::timestamptz AND a.bucket < $3::timestamptz
+       WHERE a.account_id = $1 AND a.metric_id = $2 AND a.granularity = 'hour'
+         AND a.bucket >= $3::timestamptz AND a.bucket < $4::timestamptz
          AND NOT EXISTS (SELECT 1 FROM dirty d WHERE d.bucket = a.bucket)
      ), fresh AS (
        SELECT d.bucket, s.event_count, s.sum_value, s.min_value, s.max_value, s.unique_profiles
        FROM dirty d
-       CROSS JOIN LATERAL (${recountHour('$1', 'd.bucket')}) s
+       CROSS JOIN LATERAL (${recountHour('$2', 'd.bucket')}) s
        WHERE s.event_count > 0
      )
      SELECT bucket, event_count, sum_value, min_value, max_value, unique_profiles FROM stored
      UNION ALL
      SELECT bucket, event_count, sum_value, min_value, max_value, unique_profiles FROM fresh
      ORDER BY bucket`,
-    [query.metricId, query.from.toISOString(), query.to.toISOString()],
+    [accountId, query.metricId, query.from.toISOString(), query.to.toISOString()],
   );
   return rows.map((r) => ({
     bucket: r.bucket,

@@ -56,7 +56,8 @@ const FIGURES = `
     CROSS JOIN LATERAL jsonb_object_keys(CASE WHEN jsonb_typeof(c.properties) = 'object' THEN c.properties ELSE '{}'::jsonb END) AS k(key)
     JOIN tracked t ON t.dimension = k.key
     WHERE coalesce(c.properties->>t.dimension, '') <> ''
-      AND NOT EXISTS (SELECT 1 FROM klaviyo_dimension_fallbacks f WHERE f.metric_id = c.metric_id AND f.dimension = t.dimension)
+      AND NOT EXISTS (SELECT 1 FROM klaviyo_dimension_fallbacks f
+                      WHERE f.account_id = $1 AND f.metric_id = c.metric_id AND f.dimension = t.dimension)
   ), grouped AS MATERIALIZED (
     SELECT metric_id, dimension, bucket, dimension_value, bool_and(is_delta) AS is_delta,
            count(*) AS event_count, coalesce(sum(value), 0) AS sum_value,
@@ -69,7 +70,7 @@ const FIGURES = `
            CASE WHEN max(longest) > ${MAX_DIMENSION_VALUE_BYTES} THEN 'value_length' ELSE 'cardinality' END AS reason,
            max(values_in_hour)::integer AS distinct_values
     FROM grouped
-    WHERE values_in_hour > $2::integer OR longest > ${MAX_DIMENSION_VALUE_BYTES}
+    WHERE values_in_hour > $3::integer OR longest > ${MAX_DIMENSION_VALUE_BYTES}
     GROUP BY metric_id, dimension
   ), figures AS MATERIALIZED (
     SELECT g.metric_id, g.dimension, g.bucket, g.dimension_value, g.event_count, g.sum_value, g.is_delta
@@ -82,7 +83,7 @@ const FIGURES = `
 const DELETE_EMPTIED = `emptied AS (
        DELETE FROM klaviyo_dimension_rollups r
        USING previous p
-       WHERE r.metric_id = p.metric_id AND r.dimension = p.dimension AND r.bucket = p.bucket
+       WHERE r.account_id = $1 AND r.metric_id = p.metric_id AND r.dimension = p.dimension AND r.bucket = p.bucket
          AND r.dimension_value = p.dimension_value
          AND NOT EXISTS (SELECT 1 FROM figures f
                          WHERE f.metric_id = p.metric_id AND f.dimension = p.dimension
@@ -92,18 +93,20 @@ const DELETE_EMPTIED = `emptied AS (
 
 const WRITE_FIGURES = `
   added AS (
-    INSERT INTO klaviyo_dimension_rollups AS r (metric_id, dimension, bucket, dimension_value, event_count, sum_value)
-    SELECT metric_id, dimension, bucket, dimension_value, event_count, sum_value FROM figures WHERE is_delta
+    INSERT INTO klaviyo_dimension_rollups AS r
+      (account_id, metric_id, dimension, bucket, dimension_value, event_count, sum_value)
+    SELECT $1::text, metric_id, dimension, bucket, dimension_value, event_count, sum_value FROM figures WHERE is_delta
     ORDER BY metric_id, dimension, bucket, dimension_value
-    ON CONFLICT (metric_id, dimension, bucket, dimension_value) DO UPDATE SET
+    ON CONFLICT (account_id, metric_id, dimension, bucket, dimension_value) DO UPDATE SET
       event_count = r.event_count + excluded.event_count,
       sum_value = r.sum_value + excluded.sum_value
     RETURNING 1
   ), recounted AS (
-    INSERT INTO klaviyo_dimension_rollups AS r (metric_id, dimension, bucket, dimension_value, event_count, sum_value)
-    SELECT metric_id, dimension, bucket, dimension_value, event_count, sum_value FROM figures WHERE NOT is_delta
+    INSERT INTO klaviyo_dimension_rollups AS r
+      (account_id, metric_id, dimension, bucket, dimension_value, event_count, sum_value)
+    SELECT $1::text, metric_id, dimension, bucket, dimension_value, event_count, sum_value FROM figures WHERE NOT is_delta
     ORDER BY metric_id, dimension, bucket, dimension_value
-    ON CONFLICT (metric_id, dimension, bucket, dimension_value) DO UPDATE SET
+    ON CONFLICT (account_id, metric_id, dimension, bucket, dimension_value) DO UPDATE SET
       event_count = excluded.event_count,
       sum_value = excluded.sum_value
     WHERE (r.event_count, r.sum_value) IS DISTINCT FROM (excluded.event_count, excluded.sum_value)
@@ -111,16 +114,17 @@ const WRITE_FIGURES = `
   ), daily AS (
     -- The days take the same change as their hours: added figures, and for recounted hours the new
     -- figures minus the rows they replace (CTE previous; pairs found too wide are cleared anyway).
-    INSERT INTO klaviyo_dimension_daily_rollups AS d (metric_id, dimension, day, dimension_value, event_count, sum_value)
-    SELECT metric_id, dimension, date_trunc('day', bucket, 'UTC'), dimension_value, sum(event_count), sum(sum_value)
+    INSERT INTO klaviyo_dimension_daily_rollups AS d
+      (account_id, metric_id, dimension, day, dimension_value, event_count, sum_value)
+    SELECT $1::text, metric_id, dimension, date_trunc('day', bucket, 'UTC'), dimension_value, sum(event_count), sum(sum_value)
     FROM (SELECT metric_id, dimension, bucket, dimension_value, event_count, sum_value FROM figures
           UNION ALL
           SELECT metric_id, dimension, bucket, dimension_value, -event_count, -sum_value FROM previous p
           WHERE NOT EXISTS (SELECT 1 FROM wide w WHERE w.metric_id = p.metric_id AND w.dimension = p.dimension)) c
     GROUP BY metric_id, dimension, date_trunc('day', bucket, 'UTC'), dimension_value
     HAVING sum(event_count) <> 0 OR sum(sum_value) <> 0
-    ORDER BY 1, 2, 3, 4
-    ON CONFLICT (metric_id, dimension, day, dimension_value) DO UPDATE SET
+    ORDER BY 2, 3, 4, 5
+    ON CONFLICT (account_id, metric_id, dimension, day, dimension_value) DO UPDATE SET
       event_count = d.event_count + excluded.event_count,
       sum_value = d.sum_value + excluded.sum_value
     RETURNING 1
@@ -160,6 +164,7 @@ const WIDE_JSON = `(SELECT coalesce(jsonb_agg(jsonb_build_object('metric_id', me
  */
 export async function applyDimensionBatch(
   tx: Db,
+  accountId: string,
   buckets: readonly HourBucket[],
   maxValuesPerHour: number,
 ): Promise<DimensionWrite> {
@@ -167,13 +172,25 @@ export async function applyDimensionBatch(
   const rows = await tx.query<WriteRow>(
     `WITH marked AS MATERIALIZED (
        SELECT metric_id, bucket,
-              EXISTS (SELECT 1 FROM klaviyo_aggregate_pending p WHERE p.metric_id = t.metric_id AND p.bucket = t.bucket) AS has_pending
-       FROM jsonb_to_recordset($1::jsonb) AS t(metric_id text, bucket timestamptz)
+              EXISTS (SELECT 1 FROM klaviyo_aggregate_pending p
+                       WHERE p.account_id = $1 AND p.metric_id = t.metric_id AND p.bucket = t.bucket) AS has_pending
+       FROM jsonb_to_recordset($2::jsonb) AS t(metric_id text, bucket timestamptz)
      ), counted AS MATERIALIZED (
        SELECT p.metric_id, p.bucket, e.properties, p.value, true AS is_delta
        FROM marked m
-       JOIN klaviyo_aggregate_pending p ON p.metric_id = m.metric_id AND p.bucket = m.bucket
-       JOIN klaviyo_events e ON e.id = p.event_id AND e."timestamp" = p."timestamp"
+       -- The hour's pending rows, then one primary-key probe per pending row (OFFSET 0 keeps both
+       -- probes): without statistics on the pending table (empty between batches) the planner once
+       -- joined all of the account's pending rows with the events before it joined the marked hours.
+       CROSS JOIN LATERAL (
+         SELECT p.metric_id, p.bucket, p.event_id, p."timestamp", p.value FROM klaviyo_aggregate_pending p
+         WHERE p.account_id = $1 AND p.metric_id = m.metric_id AND p.bucket = m.bucket
+         OFFSET 0
+       ) p
+       CROSS JOIN LATERAL (
+         SELECT e.properties FROM klaviyo_events e
+         WHERE e.account_id = $1 AND e.id = p.event_id AND e."timestamp" = p."timestamp"
+         OFFSET 0
+       ) e
        WHERE m.has_pending
        UNION ALL
        SELECT m.metric_id, m.bucket, e.properties, e.value, false
@@ -183,7 +200,7 @@ export async function applyDimensionBatch(
        -- (docs/breakdowns.md).
        CROSS JOIN LATERAL (
          SELECT e.properties, e.value FROM klaviyo_events e
-         WHERE e.metric_id = m.metric_id AND e."timestamp" >= m.bucket AND e."timestamp" < m.bucket + interval '1 hour'
+         WHERE e.account_id = $1 AND e.metric_id = m.metric_id AND e."timestamp" >= m.bucket AND e."timestamp" < m.bucket + interval '1 hour'
          OFFSET 0
        ) e
        WHERE NOT m.has_pending
@@ -193,15 +210,20 @@ export async function applyDimensionBatch(
        SELECT r.metric_id, r.dimension, r.bucket, r.dimension_value, r.event_count, r.sum_value
        FROM marked m
        JOIN tracked t ON true
-       JOIN klaviyo_dimension_rollups r ON r.metric_id = m.metric_id AND r.dimension = t.dimension AND r.bucket = m.bucket
+       JOIN klaviyo_dimension_rollups r
+         ON r.account_id = $1 AND r.metric_id = m.metric_id AND r.dimension = t.dimension AND r.bucket = m.bucket
        WHERE NOT m.has_pending
      ), ${WRITE_FIGURES},
      ${DELETE_EMPTIED}
      SELECT (SELECT count(*) FROM added) + (SELECT count(*) FROM recounted) + (SELECT count(*) FROM emptied) AS changed,
             ${WIDE_JSON} AS wide`,
-    [JSON.stringify(buckets.map((b) => ({ metric_id: b.metricId, bucket: b.bucket.toISOString() }))), maxValuesPerHour],
+    [
+      accountId,
+      JSON.stringify(buckets.map((b) => ({ metric_id: b.metricId, bucket: b.bucket.toISOString() }))),
+      maxValuesPerHour,
+    ],
   );
-  return finishWrite(tx, rows[0]);
+  return finishWrite(tx, accountId, rows[0]);
 }
 
 /**
@@ -211,10 +233,11 @@ export async function applyDimensionBatch(
  */
 export async function rebuildDimensionRange(
   tx: Db,
+  accountId: string,
   range: { from: Date; to: Date; metricId?: string; dimensions?: readonly string[] },
   maxValuesPerHour: number,
 ): Promise<DimensionWrite> {
-  const params: SqlParam[] = [range.from.toISOString(), maxValuesPerHour, range.to.toISOString()];
+  const params: SqlParam[] = [accountId, range.from.toISOString(), maxValuesPerHour, range.to.toISOString()];
   let metricFilter = '';
   let rollupMetricFilter = '';
   if (range.metricId) {
@@ -235,16 +258,16 @@ export async function rebuildDimensionRange(
     `WITH counted AS MATERIALIZED (
        SELECT e.metric_id, date_trunc('hour', e."timestamp", 'UTC') AS bucket, e.properties, e.value, false AS is_delta
        FROM klaviyo_events e
-       WHERE e."timestamp" >= $1::timestamptz AND e."timestamp" < $3::timestamptz ${metricFilter}
+       WHERE e.account_id = $1 AND e."timestamp" >= $2::timestamptz AND e."timestamp" < $4::timestamptz ${metricFilter}
          AND NOT EXISTS (SELECT 1 FROM klaviyo_aggregate_pending p
-                         WHERE p.metric_id = e.metric_id AND p.bucket = date_trunc('hour', e."timestamp", 'UTC')
+                         WHERE p.account_id = $1 AND p.metric_id = e.metric_id AND p.bucket = date_trunc('hour', e."timestamp", 'UTC')
                            AND p.event_id = e.id AND p."timestamp" = e."timestamp")
      ), ${figures},
      previous AS MATERIALIZED (
        SELECT r.metric_id, r.dimension, r.bucket, r.dimension_value, r.event_count, r.sum_value
        FROM klaviyo_dimension_rollups r
        JOIN tracked t ON r.dimension = t.dimension
-       WHERE r.bucket >= $1::timestamptz AND r.bucket < $3::timestamptz ${rollupMetricFilter}
+       WHERE r.account_id = $1 AND r.bucket >= $2::timestamptz AND r.bucket < $4::timestamptz ${rollupMetricFilter}
      ), ${WRITE_FIGURES},
      ${DELETE_EMPTIED}
      SELECT (SELECT count(*) FROM added) + (SELECT count(*) FROM recounted) + (SELECT count(*) FROM emptied)
@@ -252,7 +275,7 @@ export async function rebuildDimensionRange(
             ${WIDE_JSON} AS wide`,
     params,
   );
-  return finishWrite(tx, rows[0]);
+  return finishWrite(tx, accountId, rows[0]);
 }
 
 /**
@@ -262,9 +285,10 @@ export async function rebuildDimensionRange(
  */
 export async function resetDailyDimensionRange(
   tx: Db,
+  accountId: string,
   range: { from: Date; to: Date; metricId?: string; dimensions?: readonly string[] },
 ): Promise<number> {
-  const params: SqlParam[] = [range.from.toISOString(), range.to.toISOString()];
+  const params: SqlParam[] = [accountId, range.from.toISOString(), range.to.toISOString()];
   let filters = '';
   let dailyFilters = '';
   if (range.metricId) {
@@ -279,25 +303,26 @@ export async function resetDailyDimensionRange(
   }
   const rows = await tx.query<{ n: string }>(
     `WITH bounds AS (
-       SELECT date_trunc('day', $1::timestamptz, 'UTC') AS lo,
-              date_trunc('day', $2::timestamptz - interval '1 microsecond', 'UTC') + interval '1 day' AS hi
+       SELECT date_trunc('day', $2::timestamptz, 'UTC') AS lo,
+              date_trunc('day', $3::timestamptz - interval '1 microsecond', 'UTC') + interval '1 day' AS hi
      ), wanted AS MATERIALIZED (
        SELECT metric_id, dimension, date_trunc('day', bucket, 'UTC') AS day, dimension_value,
               sum(event_count) AS event_count, sum(sum_value) AS sum_value
        FROM klaviyo_dimension_rollups
-       WHERE bucket >= (SELECT lo FROM bounds) AND bucket < (SELECT hi FROM bounds) ${filters}
+       WHERE account_id = $1 AND bucket >= (SELECT lo FROM bounds) AND bucket < (SELECT hi FROM bounds) ${filters}
        GROUP BY 1, 2, 3, 4
      ), upserted AS (
-       INSERT INTO klaviyo_dimension_daily_rollups AS y (metric_id, dimension, day, dimension_value, event_count, sum_value)
-       SELECT metric_id, dimension, day, dimension_value, event_count, sum_value FROM wanted
-       ORDER BY 1, 2, 3, 4
-       ON CONFLICT (metric_id, dimension, day, dimension_value) DO UPDATE SET
+       INSERT INTO klaviyo_dimension_daily_rollups AS y
+         (account_id, metric_id, dimension, day, dimension_value, event_count, sum_value)
+       SELECT $1::text, metric_id, dimension, day, dimension_value, event_count, sum_value FROM wanted
+       ORDER BY 2, 3, 4, 5
+       ON CONFLICT (account_id, metric_id, dimension, day, dimension_value) DO UPDATE SET
          event_count = excluded.event_count, sum_value = excluded.sum_value
        WHERE (y.event_count, y.sum_value) IS DISTINCT FROM (excluded.event_count, excluded.sum_value)
        RETURNING 1
      ), removed AS (
        DELETE FROM klaviyo_dimension_daily_rollups y
-       WHERE y.day >= (SELECT lo FROM bounds) AND y.day < (SELECT hi FROM bounds) ${dailyFilters}
+       WHERE y.account_id = $1 AND y.day >= (SELECT lo FROM bounds) AND y.day < (SELECT hi FROM bounds) ${dailyFilters}
          AND NOT EXISTS (SELECT 1 FROM wanted w
                          WHERE w.metric_id = y.metric_id AND w.dimension = y.dimension AND w.day = y.day
                            AND w.dimension_value = y.dimension_value)
@@ -309,9 +334,9 @@ export async function resetDailyDimensionRange(
   return Number(rows[0]?.n ?? 0);
 }
 
-async function finishWrite(tx: Db, row: WriteRow | undefined): Promise<DimensionWrite> {
+async function finishWrite(tx: Db, accountId: string, row: WriteRow | undefined): Promise<DimensionWrite> {
   const fallbacks = parseWide(row?.wide);
-  if (fallbacks.length > 0) await recordFallbacks(tx, fallbacks);
+  if (fallbacks.length > 0) await recordFallbacks(tx, accountId, fallbacks);
   return { rowsChanged: Number(row?.changed ?? 0), fallbacks };
 }
 
@@ -319,22 +344,25 @@ async function finishWrite(tx: Db, row: WriteRow | undefined): Promise<Dimension
  * Leaves each pair to raw events: records why, and removes its rollups, in the writer's transaction,
  * so a reader's statement sees either the rows and no fallback or the fallback and no rows.
  */
-async function recordFallbacks(tx: Db, fallbacks: readonly DimensionFallback[]): Promise<void> {
+async function recordFallbacks(tx: Db, accountId: string, fallbacks: readonly DimensionFallback[]): Promise<void> {
   await tx.query(
     `WITH wide AS (
        SELECT metric_id, dimension, reason, bucket, distinct_values
-       FROM jsonb_to_recordset($1::jsonb) AS w(metric_id text, dimension text, reason text, bucket timestamptz, distinct_values integer)
+       FROM jsonb_to_recordset($2::jsonb) AS w(metric_id text, dimension text, reason text, bucket timestamptz, distinct_values integer)
      ), recorded AS (
-       INSERT INTO klaviyo_dimension_fallbacks (metric_id, dimension, reason, bucket, distinct_values)
-       SELECT metric_id, dimension, reason, bucket, distinct_values FROM wide
-       ON CONFLICT (metric_id, dimension) DO NOTHING
+       INSERT INTO klaviyo_dimension_fallbacks (account_id, metric_id, dimension, reason, bucket, distinct_values)
+       SELECT $1::text, metric_id, dimension, reason, bucket, distinct_values FROM wide
+       ON CONFLICT (account_id, metric_id, dimension) DO NOTHING
        RETURNING 1
      ), cleared_days AS (
-       DELETE FROM klaviyo_dimension_daily_rollups r USING wide w WHERE r.metric_id = w.metric_id AND r.dimension = w.dimension
+       DELETE FROM klaviyo_dimension_daily_rollups r USING wide w
+        WHERE r.account_id = $1 AND r.metric_id = w.metric_id AND r.dimension = w.dimension
        RETURNING 1
      )
-     DELETE FROM klaviyo_dimension_rollups r USING wide w WHERE r.metric_id = w.metric_id AND r.dimension = w.dimension`,
+     DELETE FROM klaviyo_dimension_rollups r USING wide w
+      WHERE r.account_id = $1 AND r.metric_id = w.metric_id AND r.dimension = w.dimension`,
     [
+      accountId,
       JSON.stringify(
         fallbacks.map((f) => ({
           metric_id: f.metricId,
@@ -351,6 +379,8 @@ async function recordFallbacks(tx: Db, fallbacks: readonly DimensionFallback[]):
 /**
  * Registers property keys to roll up (the operator's ROLLUP_DIMENSIONS). A key new to the registry is
  * ready at once when no event is stored; otherwise it waits for its backfill. Returns the keys added.
+ * The registry is configuration shared by every account (a reference table on Citus): these three
+ * statements are the only ones here that do not name an account; the backfill runs per account.
  */
 export async function registerDimensions(db: Db, dimensions: readonly string[]): Promise<string[]> {
   if (dimensions.length === 0) return [];

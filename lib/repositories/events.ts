@@ -53,17 +53,21 @@ export interface InsertEventsOptions {
  */
 export async function insertEvents(
   db: Db,
+  accountId: string,
   events: readonly NewEvent[],
   options: InsertEventsOptions = {},
 ): Promise<InsertEventsResult> {
   if (events.length === 0) return { inserted: 0, duplicates: 0 };
-  if (options.dedupeById) return insertEventsOncePerId(db, events);
-  const inserted = db.copyRows ? await insertByCopy(db, events) : await insertThroughJson(db, events);
+  if (options.dedupeById) return insertEventsOncePerId(db, accountId, events);
+  const inserted = db.copyRows
+    ? await insertByCopy(db, accountId, events)
+    : await insertThroughJson(db, accountId, events);
   return { inserted, duplicates: events.length - inserted };
 }
 
 /** klaviyo_events' columns as a write sets them, in the order of eventCopyRow's fields. */
 export const EVENT_COLUMNS = [
+  'account_id',
   'id',
   '"timestamp"',
   'metric_id',
@@ -78,17 +82,17 @@ export const EVENT_COLUMNS = [
 
 /**
  * The pending rows and dirty marks of the rows in `inserted` (id, metric_id, "timestamp",
- * profile_id, value), the CTEs that follow it in both paths' statements.
+ * profile_id, value), the CTEs that follow it in both paths' statements; $1 is the account.
  */
 const MARK_INSERTED_CTES = `pending AS (
-       INSERT INTO klaviyo_aggregate_pending (metric_id, bucket, event_id, "timestamp", profile_id, value)
-       SELECT metric_id, date_trunc('hour', "timestamp", 'UTC'), id, "timestamp", profile_id, value FROM inserted
+       INSERT INTO klaviyo_aggregate_pending (account_id, metric_id, bucket, event_id, "timestamp", profile_id, value)
+       SELECT $1::text, metric_id, date_trunc('hour', "timestamp", 'UTC'), id, "timestamp", profile_id, value FROM inserted
        RETURNING 1
      ), dirty AS (
-       INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket)
-       SELECT DISTINCT metric_id, date_trunc('hour', "timestamp", 'UTC') FROM inserted
-       ORDER BY 1, 2
-       ON CONFLICT (metric_id, bucket) DO UPDATE SET first_marked_at = klaviyo_aggregate_dirty.first_marked_at
+       INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket)
+       SELECT DISTINCT $1::text, metric_id, date_trunc('hour', "timestamp", 'UTC') FROM inserted
+       ORDER BY 2, 3
+       ON CONFLICT (account_id, metric_id, bucket) DO UPDATE SET first_marked_at = klaviyo_aggregate_dirty.first_marked_at
        RETURNING 1
      )
      SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM pending) AS pending, (SELECT count(*) FROM dirty) AS dirty`;
@@ -102,19 +106,19 @@ function propertiesToSend(e: NewEvent): Readonly<Record<string, unknown>> | unde
 const INSERT_FROM_JSON_SQL = `WITH input AS (
        SELECT id, ts, metric_id, profile_id, value, value_currency, uuid, unique_id,
               coalesce(properties, raw_data->'attributes'->'event_properties', '{}'::jsonb) AS properties, raw_data
-       FROM jsonb_to_recordset($1::jsonb) AS r(
+       FROM jsonb_to_recordset($2::jsonb) AS r(
          id text, ts timestamptz, metric_id text, profile_id text, value numeric, value_currency text,
          uuid text, unique_id text, properties jsonb, raw_data jsonb)
      ), inserted AS (
        INSERT INTO klaviyo_events (${EVENT_COLUMNS.join(', ')})
-       SELECT id, ts, metric_id, profile_id, value, value_currency, uuid, unique_id, properties, raw_data
+       SELECT $1::text, id, ts, metric_id, profile_id, value, value_currency, uuid, unique_id, properties, raw_data
        FROM input
-       ON CONFLICT (id, "timestamp") DO NOTHING
+       ON CONFLICT (account_id, id, "timestamp") DO NOTHING
        RETURNING id, metric_id, "timestamp", profile_id, value
      ), ${MARK_INSERTED_CTES}`;
 
 /** The Data API's path (no COPY, no array parameters), and COPY's fallback: the rows as one JSON parameter. */
-async function insertThroughJson(db: Db, events: readonly NewEvent[]): Promise<number> {
+async function insertThroughJson(db: Db, accountId: string, events: readonly NewEvent[]): Promise<number> {
   const payload = JSON.stringify(
     events.map((e) => ({
       id: e.id,
@@ -129,7 +133,7 @@ async function insertThroughJson(db: Db, events: readonly NewEvent[]): Promise<n
       raw_data: e.rawData,
     })),
   );
-  const rows = await db.query<{ inserted: string }>(INSERT_FROM_JSON_SQL, [payload]);
+  const rows = await db.query<{ inserted: string }>(INSERT_FROM_JSON_SQL, [accountId, payload]);
   return Number(rows[0]?.inserted ?? 0);
 }
 
@@ -137,12 +141,13 @@ async function insertThroughJson(db: Db, events: readonly NewEvent[]): Promise<n
 // timestamptz, so any spelling of the same instant matches, as the primary key would.
 const STORED_POSITIONS_SQL = `
   SELECT k.position - 1 AS position
-    FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS k(key, position)
-   WHERE EXISTS (SELECT 1 FROM klaviyo_events e WHERE e.id = k.key->>0 AND e."timestamp" = (k.key->>1)::timestamptz)`;
+    FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS k(key, position)
+   WHERE EXISTS (SELECT 1 FROM klaviyo_events e
+                  WHERE e.account_id = $1 AND e.id = k.key->>0 AND e."timestamp" = (k.key->>1)::timestamptz)`;
 
 const MARK_COPIED_SQL = `WITH inserted AS (
        SELECT id, metric_id, "timestamp", profile_id, value
-       FROM jsonb_to_recordset($1::jsonb) AS r(id text, metric_id text, "timestamp" timestamptz, profile_id text, value numeric)
+       FROM jsonb_to_recordset($2::jsonb) AS r(id text, metric_id text, "timestamp" timestamptz, profile_id text, value numeric)
      ), ${MARK_INSERTED_CTES}`;
 
 /**
@@ -155,7 +160,7 @@ const MARK_COPIED_SQL = `WITH inserted AS (
  * committed, makes the second COPY wait for that transaction and fail in turn: the batch then goes
  * through the JSON path's INSERT ... ON CONFLICT DO NOTHING.
  */
-async function insertByCopy(db: Db, events: readonly NewEvent[]): Promise<number> {
+async function insertByCopy(db: Db, accountId: string, events: readonly NewEvent[]): Promise<number> {
   const keys = new Set<string>();
   const unique = events.filter((e) => {
     const key = `${e.id}\u0000${e.timestamp}`;
@@ -163,10 +168,11 @@ async function insertByCopy(db: Db, events: readonly NewEvent[]): Promise<number
     keys.add(key);
     return true;
   });
-  const rows = unique.map(eventCopyRow);
+  const rows = unique.map((e) => eventCopyRow(accountId, e));
   if ((await copyUnlessDuplicate(db, 'klaviyo_events', EVENT_COLUMNS, rows)) === undefined)
-    return markCopied(db, unique);
+    return markCopied(db, accountId, unique);
   const stored = await db.query<{ position: string }>(STORED_POSITIONS_SQL, [
+    accountId,
     JSON.stringify(unique.map((e) => [e.id, e.timestamp])),
   ]);
   const storedAt = new Set(stored.map((r) => Number(r.position)));
@@ -178,13 +184,14 @@ async function insertByCopy(db: Db, events: readonly NewEvent[]): Promise<number
     EVENT_COLUMNS,
     rows.filter((_, i) => !storedAt.has(i)),
   );
-  if (refused !== undefined) return insertThroughJson(db, events);
-  return markCopied(db, fresh);
+  if (refused !== undefined) return insertThroughJson(db, accountId, events);
+  return markCopied(db, accountId, fresh);
 }
 
 /** The pending rows and dirty marks of events just copied, in the same transaction, after them. */
-async function markCopied(db: Db, copied: readonly NewEvent[]): Promise<number> {
+async function markCopied(db: Db, accountId: string, copied: readonly NewEvent[]): Promise<number> {
   const marked = await db.query<{ inserted: string }>(MARK_COPIED_SQL, [
+    accountId,
     JSON.stringify(
       copied.map((e) => ({
         id: e.id,
@@ -199,8 +206,9 @@ async function markCopied(db: Db, copied: readonly NewEvent[]): Promise<number> 
 }
 
 /** An event as the text of EVENT_COLUMNS, for COPY (the bench's COPY reference loads the same rows). */
-export function eventCopyRow(e: NewEvent): CopyRow {
+export function eventCopyRow(accountId: string, e: NewEvent): CopyRow {
   return [
+    accountId,
     e.id,
     e.timestamp,
     e.metricId,
@@ -221,21 +229,29 @@ function propertiesInRawData(rawData: Readonly<Record<string, unknown>>): unknow
     : undefined;
 }
 
-async function insertEventsOncePerId(db: Db, events: readonly NewEvent[]): Promise<InsertEventsResult> {
+async function insertEventsOncePerId(
+  db: Db,
+  accountId: string,
+  events: readonly NewEvent[],
+): Promise<InsertEventsResult> {
   const firstPerId = new Map<string, NewEvent>();
   for (const e of events) if (!firstPerId.has(e.id)) firstPerId.set(e.id, e);
   const ids = [...firstPerId.keys()].sort();
+  // The account is part of the hashed text: the same id in two accounts is two events, and must not
+  // make one account's writers wait for another's. chr(1) separates them (an account id cannot hold it).
   await db.query(
     `SELECT count(pg_advisory_xact_lock(h)) AS locked
-       FROM (SELECT DISTINCT hashtextextended(id, 0) AS h FROM jsonb_array_elements_text($1::jsonb) AS id ORDER BY 1) AS s`,
-    [JSON.stringify(ids)],
+       FROM (SELECT DISTINCT hashtextextended($1::text || chr(1) || id, 0) AS h
+               FROM jsonb_array_elements_text($2::jsonb) AS id ORDER BY 1) AS s`,
+    [accountId, JSON.stringify(ids)],
   );
   const existing = await db.query<{ id: string }>(
-    `SELECT DISTINCT e.id FROM klaviyo_events e WHERE e.id IN (SELECT jsonb_array_elements_text($1::jsonb))`,
-    [JSON.stringify(ids)],
+    `SELECT DISTINCT e.id FROM klaviyo_events e
+      WHERE e.account_id = $1 AND e.id IN (SELECT jsonb_array_elements_text($2::jsonb))`,
+    [accountId, JSON.stringify(ids)],
   );
   const stored = new Set(existing.map((r) => r.id));
   const fresh = ids.filter((id) => !stored.has(id)).map((id) => firstPerId.get(id) as NewEvent);
-  const result = await insertEvents(db, fresh);
+  const result = await insertEvents(db, accountId, fresh);
   return { inserted: result.inserted, duplicates: events.length - result.inserted };
 }

@@ -89,7 +89,11 @@ export interface ListMetricsOptions {
  * first/last are one probe each at the ends of the (metric_id, timestamp) index. One statement reads
  * rollups and dirty marks together, so it sees a consistent pair.
  */
-export async function listMetrics(db: Db, options: ListMetricsOptions = {}): Promise<MetricSummary[]> {
+export async function listMetrics(
+  db: Db,
+  accountId: string,
+  options: ListMetricsOptions = {},
+): Promise<MetricSummary[]> {
   // A page holds at most 1000; one more tells whether another page follows.
   const limit = Math.max(1, Math.min(options.limit ?? 100, 1001));
   const rows = await db.query<
@@ -97,23 +101,28 @@ export async function listMetrics(db: Db, options: ListMetricsOptions = {}): Pro
   >(
     `SELECT m.id, m.name, m.integration, m.created, m.updated, m.is_stub,
             (SELECT coalesce(sum(a.event_count), 0) FROM klaviyo_aggregated_metrics a
-              WHERE a.metric_id = m.id AND a.granularity = 'hour'
-                AND NOT EXISTS (SELECT 1 FROM klaviyo_aggregate_dirty d WHERE d.metric_id = a.metric_id AND d.bucket = a.bucket))
+              WHERE a.account_id = $1 AND a.metric_id = m.id AND a.granularity = 'hour'
+                AND NOT EXISTS (SELECT 1 FROM klaviyo_aggregate_dirty d
+                                 WHERE d.account_id = $1 AND d.metric_id = a.metric_id AND d.bucket = a.bucket))
           + (SELECT count(*) FROM klaviyo_aggregate_dirty d
-               JOIN klaviyo_events e ON e.metric_id = d.metric_id
+               JOIN klaviyo_events e ON e.account_id = $1 AND e.metric_id = d.metric_id
                 AND e."timestamp" >= d.bucket AND e."timestamp" < d.bucket + interval '1 hour'
-              WHERE d.metric_id = m.id) AS event_count,
-            (SELECT e."timestamp" FROM klaviyo_events e WHERE e.metric_id = m.id ORDER BY e."timestamp" ASC LIMIT 1) AS first_event_at,
-            (SELECT e."timestamp" FROM klaviyo_events e WHERE e.metric_id = m.id ORDER BY e."timestamp" DESC LIMIT 1) AS last_event_at
+              WHERE d.account_id = $1 AND d.metric_id = m.id) AS event_count,
+            (SELECT e."timestamp" FROM klaviyo_events e WHERE e.account_id = $1 AND e.metric_id = m.id
+              ORDER BY e."timestamp" ASC LIMIT 1) AS first_event_at,
+            (SELECT e."timestamp" FROM klaviyo_events e WHERE e.account_id = $1 AND e.metric_id = m.id
+              ORDER BY e."timestamp" DESC LIMIT 1) AS last_event_at
        FROM klaviyo_metrics m
-      WHERE ($1::text IS NULL OR m.id > $1)
-        AND ($2::text IS NULL OR m.integration->>'name' = $2)
-        AND ($3::text IS NULL OR m.integration->>'category' = $3)
-        AND ($5::text IS NULL OR m.id = $5)
-        AND ($6::text IS NULL OR m.id < $6)
+      WHERE m.account_id = $1
+        AND ($2::text IS NULL OR m.id > $2)
+        AND ($3::text IS NULL OR m.integration->>'name' = $3)
+        AND ($4::text IS NULL OR m.integration->>'category' = $4)
+        AND ($6::text IS NULL OR m.id = $6)
+        AND ($7::text IS NULL OR m.id < $7)
       ORDER BY m.id ${options.beforeId !== undefined ? 'DESC' : 'ASC'}
-      LIMIT $4`,
+      LIMIT $5`,
     [
+      accountId,
       options.afterId ?? null,
       options.integrationName ?? null,
       options.integrationCategory ?? null,
@@ -153,7 +162,11 @@ const INCOMING_WINS = `NOT excluded.is_stub AND (
  * them would serialise concurrent ingests. Input is sorted by id, so concurrent upserts lock in the
  * same order and cannot deadlock.
  */
-export async function upsertMetrics(db: Db, metrics: readonly MetricUpsert[]): Promise<UpsertMetricsResult> {
+export async function upsertMetrics(
+  db: Db,
+  accountId: string,
+  metrics: readonly MetricUpsert[],
+): Promise<UpsertMetricsResult> {
   if (metrics.length === 0) return { written: 0 };
   const byId = new Map<string, MetricUpsert>();
   for (const m of metrics) {
@@ -182,25 +195,30 @@ export async function upsertMetrics(db: Db, metrics: readonly MetricUpsert[]): P
   const rows = await db.query<{ written: string }>(
     `WITH input AS (
        SELECT r.id, r.is_stub, r.name, r.integration, r.created, r.updated, r.raw_data
-         FROM jsonb_to_recordset($1::jsonb) AS r(id text, is_stub boolean, name text, integration jsonb,
+         FROM jsonb_to_recordset($2::jsonb) AS r(id text, is_stub boolean, name text, integration jsonb,
               created timestamptz, updated timestamptz, raw_data jsonb)
      ), changes AS (
-       SELECT i.* FROM input i LEFT JOIN klaviyo_metrics m ON m.id = i.id
+       SELECT i.* FROM input i LEFT JOIN klaviyo_metrics m ON m.account_id = $1 AND m.id = i.id
         WHERE m.id IS NULL
            OR (NOT i.is_stub AND (m.is_stub OR i.updated > m.updated
                OR (m.updated IS NULL AND i.raw_data IS DISTINCT FROM m.raw_data)))
      ), written AS (
-       INSERT INTO klaviyo_metrics AS klaviyo_metrics (id, name, integration, created, updated, raw_data, is_stub)
+       INSERT INTO klaviyo_metrics AS klaviyo_metrics (account_id, id, name, integration, created, updated, raw_data, is_stub)
        -- A stub's name is its id until the real resource arrives (name is NOT NULL).
-       SELECT id, coalesce(name, id), integration, created, updated, raw_data, is_stub FROM changes ORDER BY id
-       ON CONFLICT (id) DO UPDATE SET
+       SELECT $1::text, id, coalesce(name, id), integration, created, updated, raw_data, is_stub FROM changes ORDER BY id
+       ON CONFLICT (account_id, id) DO UPDATE SET
          name = excluded.name, integration = excluded.integration, created = excluded.created,
          updated = excluded.updated, raw_data = excluded.raw_data, is_stub = false, ingested_at = now()
        WHERE ${INCOMING_WINS}
        RETURNING 1
+     ), account AS (
+       -- Every write of events names its metrics, so this registers the account of any event (the
+       -- aggregator locks the account's row). A stored row is only probed: nothing locked or written.
+       INSERT INTO klaviyo_accounts (account_id) VALUES ($1) ON CONFLICT (account_id) DO NOTHING
+       RETURNING 1
      )
      SELECT count(*) AS written FROM written`,
-    [payload],
+    [accountId, payload],
   );
   return { written: Number(rows[0]?.written ?? 0) };
 }
@@ -212,6 +230,7 @@ export async function upsertMetrics(db: Db, metrics: readonly MetricUpsert[]): P
  */
 export async function resolveMetricsByName(
   db: Db,
+  accountId: string,
   names: readonly string[],
   newId: (name: string, attempt: number) => string,
   integration: Readonly<Record<string, unknown>>,
@@ -225,27 +244,31 @@ export async function resolveMetricsByName(
     const payload = JSON.stringify(pending.map((name) => ({ name, id: newId(name, attempts.get(name) ?? 0) })));
     const rows = await db.query<{ name: string; derived_id: string; id: string | null; created: boolean }>(
       `WITH input AS (
-         SELECT r.name, r.id FROM jsonb_to_recordset($1::jsonb) AS r(name text, id text)
+         SELECT r.name, r.id FROM jsonb_to_recordset($2::jsonb) AS r(name text, id text)
        ), found AS (
          SELECT DISTINCT ON (m.name) m.name, m.id FROM klaviyo_metrics m
-          WHERE m.name IN (SELECT name FROM input) AND NOT m.is_stub
+          WHERE m.account_id = $1 AND m.name IN (SELECT name FROM input) AND NOT m.is_stub
           ORDER BY m.name, m.created NULLS LAST, m.id
        ), inserted AS (
-         INSERT INTO klaviyo_metrics (id, name, integration, created, updated, raw_data, is_stub)
-         SELECT i.id, i.name, $2::jsonb, now(), now(),
+         INSERT INTO klaviyo_metrics (account_id, id, name, integration, created, updated, raw_data, is_stub)
+         SELECT $1::text, i.id, i.name, $3::jsonb, now(), now(),
                 jsonb_build_object('type', 'metric', 'id', i.id, 'attributes',
-                  jsonb_build_object('name', i.name, 'created', now(), 'updated', now(), 'integration', $2::jsonb)),
+                  jsonb_build_object('name', i.name, 'created', now(), 'updated', now(), 'integration', $3::jsonb)),
                 false
            FROM input i WHERE NOT EXISTS (SELECT 1 FROM found f WHERE f.name = i.name)
           ORDER BY i.id
-         ON CONFLICT (id) DO NOTHING
+         ON CONFLICT (account_id, id) DO NOTHING
          RETURNING id, name
+       ), account AS (
+         -- As upsertMetrics does: a Klaviyo write's events register their account.
+         INSERT INTO klaviyo_accounts (account_id) VALUES ($1) ON CONFLICT (account_id) DO NOTHING
+         RETURNING 1
        )
        SELECT i.name, i.id AS derived_id, coalesce(f.id, n.id) AS id, (n.id IS NOT NULL) AS created
          FROM input i
          LEFT JOIN found f ON f.name = i.name
          LEFT JOIN inserted n ON n.name = i.name`,
-      [payload, JSON.stringify(integration)],
+      [accountId, payload, JSON.stringify(integration)],
     );
     const conflicts: { name: string; derivedId: string }[] = [];
     for (const r of rows) {
@@ -258,8 +281,9 @@ export async function resolveMetricsByName(
     // The derived id was taken: by a concurrent creator of the same name (committed after this
     // statement's snapshot; the next round finds it by name), or by another metric (next derivation).
     const holders = await db.query<{ id: string; name: string; is_stub: boolean }>(
-      `SELECT id, name, is_stub FROM klaviyo_metrics WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))`,
-      [JSON.stringify(conflicts.map((c) => c.derivedId))],
+      `SELECT id, name, is_stub FROM klaviyo_metrics
+        WHERE account_id = $1 AND id IN (SELECT jsonb_array_elements_text($2::jsonb))`,
+      [accountId, JSON.stringify(conflicts.map((c) => c.derivedId))],
     );
     const holderOf = new Map(holders.map((h) => [h.id, h]));
     for (const c of conflicts) {

@@ -60,48 +60,59 @@ const differences = (fresh?: string): string => `
  * that finds what is stored (a rebuild of correct rollups, the hours of deleted events) then costs
  * one read of the hours' events and profile-hours, not a probe per profile.
  */
-function scopeSql(scope: ProfileHourScope): { sql: string; params: string[] } {
+function scopeSql(accountId: string, scope: ProfileHourScope): { sql: string; params: string[] } {
   if (scope.kind === 'marked') {
     return {
-      params: [JSON.stringify(scope.buckets.map((b) => ({ metric_id: b.metricId, bucket: b.bucket.toISOString() })))],
+      params: [
+        accountId,
+        JSON.stringify(scope.buckets.map((b) => ({ metric_id: b.metricId, bucket: b.bucket.toISOString() }))),
+      ],
       sql: `
         marked AS MATERIALIZED (
           -- Whether each hour has pending rows, as a probe per hour rather than a join: the pending
           -- table is empty between batches, and a join with an estimate of one row from its
           -- statistics can be planned as a nested loop over every pair of rows.
           SELECT metric_id, bucket,
-                 EXISTS (SELECT 1 FROM klaviyo_aggregate_pending p WHERE p.metric_id = t.metric_id AND p.bucket = t.bucket) AS has_pending
-          FROM jsonb_to_recordset($1::jsonb) AS t(metric_id text, bucket timestamptz)
+                 EXISTS (SELECT 1 FROM klaviyo_aggregate_pending p
+                          WHERE p.account_id = $1 AND p.metric_id = t.metric_id AND p.bucket = t.bucket) AS has_pending
+          FROM jsonb_to_recordset($2::jsonb) AS t(metric_id text, bucket timestamptz)
         ), recounted AS MATERIALIZED (
           SELECT DISTINCT m.metric_id, e.profile_id, m.bucket
           FROM marked m
           JOIN klaviyo_events e
-            ON e.metric_id = m.metric_id AND e."timestamp" >= m.bucket AND e."timestamp" < m.bucket + interval '1 hour'
+            ON e.account_id = $1 AND e.metric_id = m.metric_id AND e."timestamp" >= m.bucket AND e."timestamp" < m.bucket + interval '1 hour'
           WHERE NOT m.has_pending AND e.profile_id IS NOT NULL
         ), held AS MATERIALIZED (
           SELECT ph.metric_id, ph.profile_id, ph.bucket, ph.previous_bucket
           FROM marked m
-          JOIN klaviyo_profile_hours ph ON ph.metric_id = m.metric_id AND ph.bucket = m.bucket
+          JOIN klaviyo_profile_hours ph ON ph.account_id = $1 AND ph.metric_id = m.metric_id AND ph.bucket = m.bucket
           WHERE NOT m.has_pending
         ), ${differences(`
           SELECT DISTINCT p.metric_id, p.profile_id, p.bucket
-          FROM marked m JOIN klaviyo_aggregate_pending p ON p.metric_id = m.metric_id AND p.bucket = m.bucket
+          FROM marked m
+          JOIN klaviyo_aggregate_pending p ON p.account_id = $1 AND p.metric_id = m.metric_id AND p.bucket = m.bucket
           WHERE m.has_pending AND p.profile_id IS NOT NULL`)}`,
     };
   }
-  const params = [scope.from.toISOString(), scope.to.toISOString(), ...(scope.metricId ? [scope.metricId] : [])];
+  const params = [
+    accountId,
+    scope.from.toISOString(),
+    scope.to.toISOString(),
+    ...(scope.metricId ? [scope.metricId] : []),
+  ];
   return {
     params,
     sql: `
       recounted AS MATERIALIZED (
         SELECT DISTINCT m.id AS metric_id, e.profile_id, date_trunc('hour', e."timestamp", 'UTC') AS bucket
         FROM klaviyo_metrics m
-        JOIN klaviyo_events e ON e.metric_id = m.id AND e."timestamp" >= $1::timestamptz AND e."timestamp" < $2::timestamptz
-        WHERE e.profile_id IS NOT NULL ${scope.metricId ? 'AND m.id = $3' : ''}
+        JOIN klaviyo_events e
+          ON e.account_id = $1 AND e.metric_id = m.id AND e."timestamp" >= $2::timestamptz AND e."timestamp" < $3::timestamptz
+        WHERE m.account_id = $1 AND e.profile_id IS NOT NULL ${scope.metricId ? 'AND m.id = $4' : ''}
       ), held AS MATERIALIZED (
         SELECT ph.metric_id, ph.profile_id, ph.bucket, ph.previous_bucket
         FROM klaviyo_profile_hours ph
-        WHERE ph.bucket >= $1::timestamptz AND ph.bucket < $2::timestamptz ${scope.metricId ? 'AND ph.metric_id = $3' : ''}
+        WHERE ph.account_id = $1 AND ph.bucket >= $2::timestamptz AND ph.bucket < $3::timestamptz ${scope.metricId ? 'AND ph.metric_id = $4' : ''}
       ), ${differences()}`,
   };
 }
@@ -157,8 +168,8 @@ export const addLookbacks = (a: string, b: string): string =>
  * statement that takes their pending rows: no event can commit into a taken hour meanwhile, since its
  * ingest would first have to re-mark the hour, which waits for this transaction.
  */
-export function profileHourSyncCtes(scope: ProfileHourScope): { sql: string; params: string[] } {
-  const { sql, params } = scopeSql(scope);
+export function profileHourSyncCtes(accountId: string, scope: ProfileHourScope): { sql: string; params: string[] } {
+  const { sql, params } = scopeSql(accountId, scope);
   return {
     params,
     sql: `${sql},
@@ -177,7 +188,7 @@ export function profileHourSyncCtes(scope: ProfileHourScope): { sql: string; par
        FROM pairs c
        CROSS JOIN LATERAL (
          SELECT ph.metric_id, ph.profile_id, ph.bucket, ph.previous_bucket FROM klaviyo_profile_hours ph
-         WHERE ph.metric_id = c.metric_id AND ph.profile_id = c.profile_id
+         WHERE ph.account_id = $1 AND ph.metric_id = c.metric_id AND ph.profile_id = c.profile_id
            AND ph.bucket >= c.lo - interval '24 hours' AND ph.bucket <= c.hi + interval '24 hours'
        ) x
      ), added AS MATERIALIZED (
@@ -206,22 +217,22 @@ export function profileHourSyncCtes(scope: ProfileHourScope): { sql: string; par
      ), deleted AS (
        DELETE FROM klaviyo_profile_hours ph
        USING removed r
-       WHERE ph.metric_id = r.metric_id AND ph.profile_id = r.profile_id AND ph.bucket = r.bucket
+       WHERE ph.account_id = $1 AND ph.metric_id = r.metric_id AND ph.profile_id = r.profile_id AND ph.bucket = r.bucket
        RETURNING 1
      ), inserted AS (
        -- Not stored (they are not among the pair's rows between its first and last change), and only
        -- the aggregator writes this table, under its lock: a plain insert, a third cheaper than an upsert.
-       INSERT INTO klaviyo_profile_hours (metric_id, profile_id, bucket, previous_bucket)
-       SELECT metric_id, profile_id, bucket, new_previous FROM moved WHERE is_new
+       INSERT INTO klaviyo_profile_hours (account_id, metric_id, profile_id, bucket, previous_bucket)
+       SELECT $1::text, metric_id, profile_id, bucket, new_previous FROM moved WHERE is_new
        ORDER BY metric_id, profile_id, bucket
        RETURNING 1
      ), relinked AS (
        -- Updated through their key as an upsert that always conflicts: an UPDATE ... FROM would be
        -- planned as a hash join over the whole table.
-       INSERT INTO klaviyo_profile_hours AS ph (metric_id, profile_id, bucket, previous_bucket)
-       SELECT metric_id, profile_id, bucket, new_previous FROM moved WHERE NOT is_new
+       INSERT INTO klaviyo_profile_hours AS ph (account_id, metric_id, profile_id, bucket, previous_bucket)
+       SELECT $1::text, metric_id, profile_id, bucket, new_previous FROM moved WHERE NOT is_new
        ORDER BY metric_id, profile_id, bucket
-       ON CONFLICT (metric_id, profile_id, bucket) DO UPDATE SET previous_bucket = excluded.previous_bucket
+       ON CONFLICT (account_id, metric_id, profile_id, bucket) DO UPDATE SET previous_bucket = excluded.previous_bucket
        RETURNING 1
      ), spans AS (
        SELECT metric_id, bucket, klaviyo_lookback_span(bucket, new_previous) AS span, 1 AS n FROM moved
@@ -246,14 +257,15 @@ export function profileHourSyncCtes(scope: ProfileHourScope): { sql: string; par
  */
 export async function syncProfileHours(
   tx: Db,
+  accountId: string,
   range: { readonly from: Date; readonly to: Date; readonly metricId?: string },
 ): Promise<ProfileHourSync> {
-  const { sql, params } = profileHourSyncCtes({ kind: 'range', ...range });
+  const { sql, params } = profileHourSyncCtes(accountId, { kind: 'range', ...range });
   const rows = await tx.query<{ added: string; removed: string; relinked: string; adjusted: string }>(
     `WITH ${sql},
      stored AS (
-       INSERT INTO klaviyo_aggregate_adjustments (metric_id, bucket, new_profiles, lookbacks)
-       SELECT metric_id, bucket, new_profiles, lookbacks FROM adjustments
+       INSERT INTO klaviyo_aggregate_adjustments (account_id, metric_id, bucket, new_profiles, lookbacks)
+       SELECT $1::text, metric_id, bucket, new_profiles, lookbacks FROM adjustments
        RETURNING 1
      )
      SELECT (SELECT count(*) FROM inserted) AS added, (SELECT count(*) FROM deleted) AS removed,
@@ -270,26 +282,31 @@ export async function syncProfileHours(
 }
 
 /** Takes every row of klaviyo_aggregate_adjustments (DELETE ... RETURNING): what syncProfileHours left. */
-const TAKE_ADJUSTMENTS = `DELETE FROM klaviyo_aggregate_adjustments RETURNING metric_id, bucket, new_profiles, lookbacks`;
+const TAKE_ADJUSTMENTS = `DELETE FROM klaviyo_aggregate_adjustments WHERE account_id = $1
+       RETURNING metric_id, bucket, new_profiles, lookbacks`;
 
 /**
  * A rebuild's counterpart of the batch statement: takes the sync's adjustments and adds the lookback
  * changes of the hours outside [from, to) (the hours after the range whose profiles it re-linked) to
  * their rollups; the range's own hours are set from their profile-hours by resetLookbacksInRange.
  */
-export async function applyLookbackAdjustmentsOutside(tx: Db, range: { from: Date; to: Date }): Promise<number> {
+export async function applyLookbackAdjustmentsOutside(
+  tx: Db,
+  accountId: string,
+  range: { from: Date; to: Date },
+): Promise<number> {
   const rows = await tx.query<{ n: string }>(
     `WITH taken AS (${TAKE_ADJUSTMENTS}
      ), adjusted AS (
        UPDATE klaviyo_aggregated_metrics a
        SET new_profiles_by_lookback = ${addLookbacks('a.new_profiles_by_lookback', 'j.lookbacks')}, updated_at = now()
        FROM taken j
-       WHERE a.metric_id = j.metric_id AND a.granularity = 'hour' AND a.bucket = j.bucket
-         AND (j.bucket < $1::timestamptz OR j.bucket >= $2::timestamptz)
+       WHERE a.account_id = $1 AND a.metric_id = j.metric_id AND a.granularity = 'hour' AND a.bucket = j.bucket
+         AND (j.bucket < $2::timestamptz OR j.bucket >= $3::timestamptz)
        RETURNING 1
      )
      SELECT count(*) AS n FROM adjusted`,
-    [range.from.toISOString(), range.to.toISOString()],
+    [accountId, range.from.toISOString(), range.to.toISOString()],
   );
   return Number(rows[0]?.n ?? 0);
 }
@@ -301,10 +318,16 @@ export async function applyLookbackAdjustmentsOutside(tx: Db, range: { from: Dat
  */
 export async function resetLookbacksInRange(
   tx: Db,
+  accountId: string,
   range: { from: Date; to: Date; metricId?: string },
 ): Promise<number> {
-  const params = [range.from.toISOString(), range.to.toISOString(), ...(range.metricId ? [range.metricId] : [])];
-  const metricFilter = range.metricId ? 'AND metric_id = $3' : '';
+  const params = [
+    accountId,
+    range.from.toISOString(),
+    range.to.toISOString(),
+    ...(range.metricId ? [range.metricId] : []),
+  ];
+  const metricFilter = range.metricId ? 'AND metric_id = $4' : '';
   const rows = await tx.query<{ reset: string }>(
     `WITH wanted AS (
        -- Each rollup row of the range with the counts its profile-hours give, by grouping both rather
@@ -315,20 +338,20 @@ export async function resetLookbacksInRange(
               ${SPAN_COUNTS} AS counts
        FROM (SELECT metric_id, bucket, true AS has_row, 0 AS span, 0 AS n
              FROM klaviyo_aggregated_metrics
-             WHERE granularity = 'hour' AND bucket >= $1::timestamptz AND bucket < $2::timestamptz ${metricFilter}
+             WHERE account_id = $1 AND granularity = 'hour' AND bucket >= $2::timestamptz AND bucket < $3::timestamptz ${metricFilter}
              UNION ALL
              SELECT metric_id, bucket, false, klaviyo_lookback_span(bucket, previous_bucket), 1
              FROM klaviyo_profile_hours
-             WHERE bucket >= $1::timestamptz AND bucket < $2::timestamptz ${metricFilter}) known
+             WHERE account_id = $1 AND bucket >= $2::timestamptz AND bucket < $3::timestamptz ${metricFilter}) known
        GROUP BY metric_id, bucket
      ), reset AS (
        -- Every row conflicts (only rows that exist are offered, under the aggregation lock): an upsert
        -- updates them through the primary key whatever the estimates, where UPDATE ... FROM could not.
        INSERT INTO klaviyo_aggregated_metrics AS a
-         (metric_id, granularity, bucket, event_count, sum_value, unique_profiles, new_profiles_by_lookback)
-       SELECT metric_id, 'hour', bucket, 0, 0, 0, counts FROM wanted WHERE has_row
+         (account_id, metric_id, granularity, bucket, event_count, sum_value, unique_profiles, new_profiles_by_lookback)
+       SELECT $1::text, metric_id, 'hour', bucket, 0, 0, 0, counts FROM wanted WHERE has_row
        ORDER BY metric_id, bucket
-       ON CONFLICT (metric_id, granularity, bucket) DO UPDATE
+       ON CONFLICT (account_id, metric_id, granularity, bucket) DO UPDATE
          SET new_profiles_by_lookback = excluded.new_profiles_by_lookback, updated_at = now()
          WHERE a.new_profiles_by_lookback IS DISTINCT FROM excluded.new_profiles_by_lookback
        RETURNING 1

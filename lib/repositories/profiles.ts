@@ -94,7 +94,8 @@ export interface ProfileDbRow extends Record<string, unknown> {
  * never rewrites the ~1000 profiles a page names just to move a date (a large share of a page's time).
  */
 export const PROFILE_LAST_EVENT_DATE_SQL = `greatest(p.last_event_date,
-  (SELECT e."timestamp" FROM klaviyo_events e WHERE e.profile_id = p.id ORDER BY e."timestamp" DESC, e.id DESC LIMIT 1))`;
+  (SELECT e."timestamp" FROM klaviyo_events e
+    WHERE e.account_id = p.account_id AND e.profile_id = p.id ORDER BY e."timestamp" DESC, e.id DESC LIMIT 1))`;
 
 export const PROFILE_COLUMNS =
   'p.id, p.email, p.phone_number, p.external_id, p.anonymous_id, p.first_name, p.last_name, p.organization, p.locale, ' +
@@ -125,8 +126,11 @@ export function toProfileRow(r: ProfileDbRow): ProfileRow {
   };
 }
 
-export async function getProfileById(db: Db, id: string): Promise<ProfileRow | null> {
-  const rows = await db.query<ProfileDbRow>(`SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles p WHERE p.id = $1`, [id]);
+export async function getProfileById(db: Db, accountId: string, id: string): Promise<ProfileRow | null> {
+  const rows = await db.query<ProfileDbRow>(
+    `SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles p WHERE p.account_id = $1 AND p.id = $2`,
+    [accountId, id],
+  );
   return rows[0] ? toProfileRow(rows[0]) : null;
 }
 
@@ -151,16 +155,16 @@ const INPUT_COLUMNS = `id text, is_stub boolean, ${PROFILE_TEXT_FIELDS.map((f) =
 
 const UPSERT_PROFILES_SQL = `
   WITH input AS (
-    SELECT r.* FROM jsonb_to_recordset($1::jsonb) AS r(${INPUT_COLUMNS})
+    SELECT r.* FROM jsonb_to_recordset($2::jsonb) AS r(${INPUT_COLUMNS})
   ), changes AS (
     -- Rows that would not change are left out here, so they are not row-locked by the INSERT.
-    SELECT i.* FROM input i LEFT JOIN klaviyo_profiles p ON p.id = i.id
+    SELECT i.* FROM input i LEFT JOIN klaviyo_profiles p ON p.account_id = $1 AND p.id = i.id
      WHERE p.id IS NULL
         OR (NOT i.is_stub AND (p.is_stub OR i.updated > p.updated OR (p.updated IS NULL AND i.raw_data IS DISTINCT FROM p.raw_data)))
   ), written AS (
-    INSERT INTO klaviyo_profiles AS p (id, ${ATTRIBUTE_COLUMNS.join(', ')}, last_event_date, is_stub)
-    SELECT id, ${ATTRIBUTE_COLUMNS.join(', ')}, last_event_date, is_stub FROM changes ORDER BY id
-    ON CONFLICT (id) DO UPDATE SET
+    INSERT INTO klaviyo_profiles AS p (account_id, id, ${ATTRIBUTE_COLUMNS.join(', ')}, last_event_date, is_stub)
+    SELECT $1::text, id, ${ATTRIBUTE_COLUMNS.join(', ')}, last_event_date, is_stub FROM changes ORDER BY id
+    ON CONFLICT (account_id, id) DO UPDATE SET
       ${ATTRIBUTE_COLUMNS.map((c) => `${c} = excluded.${c}`).join(',\n      ')},
       is_stub = false,
       ingested_at = now(),
@@ -174,12 +178,12 @@ const UPSERT_PROFILES_SQL = `
 // stored it meanwhile (waiting for one still open), in the order the COPY had them. No stored row
 // is locked, and nothing is retried.
 const INSERT_UNLESS_STORED_SQL = `
-  INSERT INTO klaviyo_profiles AS p (id, ${ATTRIBUTE_COLUMNS.join(', ')}, last_event_date, is_stub)
-  SELECT r.id, ${ATTRIBUTE_COLUMNS.map((c) => `r.${c}`).join(', ')}, r.last_event_date, r.is_stub
-    FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (${INPUT_COLUMNS})) WITH ORDINALITY
+  INSERT INTO klaviyo_profiles AS p (account_id, id, ${ATTRIBUTE_COLUMNS.join(', ')}, last_event_date, is_stub)
+  SELECT $1::text, r.id, ${ATTRIBUTE_COLUMNS.map((c) => `r.${c}`).join(', ')}, r.last_event_date, r.is_stub
+    FROM ROWS FROM (jsonb_to_recordset($2::jsonb) AS (${INPUT_COLUMNS})) WITH ORDINALITY
          AS r(id, is_stub, ${PROFILE_TEXT_FIELDS.join(', ')}, location, properties, created, updated, last_event_date, raw_data, position)
    ORDER BY r.position
-  ON CONFLICT (id) DO NOTHING
+  ON CONFLICT (account_id, id) DO NOTHING
   RETURNING p.id`;
 
 // A page names ~1000 profiles, nearly all already stored and unchanged. This read (no locks) finds
@@ -191,7 +195,7 @@ const INSERT_UNLESS_STORED_SQL = `
 const STORED_STATE_SQL = `
   SELECT p.id, p.is_stub, (extract(epoch FROM p.updated) * 1000000)::int8 AS updated_us
     FROM klaviyo_profiles p
-   WHERE p.id IN (SELECT jsonb_array_elements_text($1::jsonb))`;
+   WHERE p.account_id = $1 AND p.id IN (SELECT jsonb_array_elements_text($2::jsonb))`;
 
 interface StoredState extends Record<string, unknown> {
   readonly id: string;
@@ -227,10 +231,14 @@ interface StoredState extends Record<string, unknown> {
  * in id order. A writer that holds such a row is past its own inserts, so it never waits for rows a
  * writer still at this step holds: that one has inserted its profiles and nothing else yet.
  */
-export async function upsertProfiles(db: Db, profiles: readonly ProfileUpsert[]): Promise<UpsertProfilesResult> {
+export async function upsertProfiles(
+  db: Db,
+  accountId: string,
+  profiles: readonly ProfileUpsert[],
+): Promise<UpsertProfilesResult> {
   if (profiles.length === 0) return { written: 0 };
   const merged = mergeById(profiles);
-  const stored = await db.query<StoredState>(STORED_STATE_SQL, [JSON.stringify(merged.map((p) => p.id))]);
+  const stored = await db.query<StoredState>(STORED_STATE_SQL, [accountId, JSON.stringify(merged.map((p) => p.id))]);
   const storedById = new Map(stored.map((r) => [r.id, r]));
   const unseen: ProfileUpsert[] = [];
   const mayReplace: ProfileUpsert[] = [];
@@ -239,23 +247,28 @@ export async function upsertProfiles(db: Db, profiles: readonly ProfileUpsert[])
     if (!known) unseen.push(p);
     else if (!p.isStub && mayWin(p, known)) mayReplace.push(p);
   }
-  if (!db.copyRows || unseen.length === 0) return upsertThroughJson(db, [...unseen, ...mayReplace]);
-  if ((await copyUnseen(db, unseen)) === undefined)
-    return { written: unseen.length + (await upsertThroughJson(db, mayReplace)).written };
-  const inserted = await db.query<{ id: string }>(INSERT_UNLESS_STORED_SQL, [JSON.stringify(profileRows(unseen))]);
+  if (!db.copyRows || unseen.length === 0) return upsertThroughJson(db, accountId, [...unseen, ...mayReplace]);
+  if ((await copyUnseen(db, accountId, unseen)) === undefined)
+    return { written: unseen.length + (await upsertThroughJson(db, accountId, mayReplace)).written };
+  const inserted = await db.query<{ id: string }>(INSERT_UNLESS_STORED_SQL, [
+    accountId,
+    JSON.stringify(profileRows(unseen)),
+  ]);
   const insertedIds = new Set(inserted.map((r) => r.id));
   const storedMeanwhile = unseen.filter((p) => !p.isStub && !insertedIds.has(p.id));
-  return { written: inserted.length + (await upsertThroughJson(db, [...mayReplace, ...storedMeanwhile])).written };
+  return {
+    written: inserted.length + (await upsertThroughJson(db, accountId, [...mayReplace, ...storedMeanwhile])).written,
+  };
 }
 
 /** Every profile column a write sets, in COPY's order; ingested_at keeps its default. */
-const COPY_COLUMNS = ['id', 'is_stub', ...ATTRIBUTE_COLUMNS, 'last_event_date'] as const;
+const COPY_COLUMNS = ['account_id', 'id', 'is_stub', ...ATTRIBUTE_COLUMNS, 'last_event_date'] as const;
 
 /**
  * Profiles the unlocked read did not find, by COPY straight into the table, in a savepoint. Returns
  * the unique violation that refused them (the savepoint then rolled back), or undefined once stored.
  */
-function copyUnseen(db: Db, unseen: readonly ProfileUpsert[]): Promise<unknown> {
+function copyUnseen(db: Db, accountId: string, unseen: readonly ProfileUpsert[]): Promise<unknown> {
   const json = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
   return copyUnlessDuplicate(
     db,
@@ -263,8 +276,9 @@ function copyUnseen(db: Db, unseen: readonly ProfileUpsert[]): Promise<unknown> 
     COPY_COLUMNS,
     unseen.map((p) =>
       p.isStub
-        ? [p.id, 'true', ...ATTRIBUTE_COLUMNS.map(() => null), null]
+        ? [accountId, p.id, 'true', ...ATTRIBUTE_COLUMNS.map(() => null), null]
         : [
+            accountId,
             p.id,
             'false',
             ...PROFILE_TEXT_FIELDS.map((f) => p[f]),
@@ -307,9 +321,16 @@ function profileRows(profiles: readonly ProfileUpsert[]) {
   );
 }
 
-async function upsertThroughJson(db: Db, profiles: readonly ProfileUpsert[]): Promise<UpsertProfilesResult> {
+async function upsertThroughJson(
+  db: Db,
+  accountId: string,
+  profiles: readonly ProfileUpsert[],
+): Promise<UpsertProfilesResult> {
   if (profiles.length === 0) return { written: 0 };
-  const result = await db.query<{ written: string }>(UPSERT_PROFILES_SQL, [JSON.stringify(profileRows(profiles))]);
+  const result = await db.query<{ written: string }>(UPSERT_PROFILES_SQL, [
+    accountId,
+    JSON.stringify(profileRows(profiles)),
+  ]);
   return { written: Number(result[0]?.written ?? 0) };
 }
 
@@ -381,7 +402,11 @@ export interface ProfileIdentifiers {
  * phone_number, external_id, anonymous_id, _kx, as Klaviyo resolves them; null when none matches.
  * Ties go to the lowest id. One statement for the whole batch.
  */
-export async function resolveProfiles(db: Db, identities: readonly ProfileIdentifiers[]): Promise<(string | null)[]> {
+export async function resolveProfiles(
+  db: Db,
+  accountId: string,
+  identities: readonly ProfileIdentifiers[],
+): Promise<(string | null)[]> {
   if (identities.length === 0) return [];
   const payload = JSON.stringify(
     identities.map((p, ord) => ({
@@ -396,25 +421,26 @@ export async function resolveProfiles(db: Db, identities: readonly ProfileIdenti
   );
   const rows = await db.query<{ ord: number; id: string | null }>(
     `SELECT i.ord, m.id
-       FROM jsonb_to_recordset($1::jsonb) AS i(ord int, id text, email text, phone_number text, external_id text,
+       FROM jsonb_to_recordset($2::jsonb) AS i(ord int, id text, email text, phone_number text, external_id text,
                                                anonymous_id text, kx text)
        LEFT JOIN LATERAL (
          SELECT c.id FROM (
-           SELECT p.id, 1 AS rank FROM klaviyo_profiles p WHERE p.id = i.id
+           SELECT p.id, 1 AS rank FROM klaviyo_profiles p WHERE p.account_id = $1 AND p.id = i.id
            UNION ALL
-           SELECT p.id, 2 FROM klaviyo_profiles p WHERE lower(p.email) = lower(i.email) AND p.email IS NOT NULL
+           SELECT p.id, 2 FROM klaviyo_profiles p
+            WHERE p.account_id = $1 AND lower(p.email) = lower(i.email) AND p.email IS NOT NULL
            UNION ALL
-           SELECT p.id, 3 FROM klaviyo_profiles p WHERE p.phone_number = i.phone_number
+           SELECT p.id, 3 FROM klaviyo_profiles p WHERE p.account_id = $1 AND p.phone_number = i.phone_number
            UNION ALL
-           SELECT p.id, 4 FROM klaviyo_profiles p WHERE p.external_id = i.external_id
+           SELECT p.id, 4 FROM klaviyo_profiles p WHERE p.account_id = $1 AND p.external_id = i.external_id
            UNION ALL
-           SELECT p.id, 5 FROM klaviyo_profiles p WHERE p.anonymous_id = i.anonymous_id
+           SELECT p.id, 5 FROM klaviyo_profiles p WHERE p.account_id = $1 AND p.anonymous_id = i.anonymous_id
            UNION ALL
-           SELECT p.id, 6 FROM klaviyo_profiles p WHERE p.kx = i.kx
+           SELECT p.id, 6 FROM klaviyo_profiles p WHERE p.account_id = $1 AND p.kx = i.kx
          ) c ORDER BY c.rank, c.id LIMIT 1
        ) m ON true
       ORDER BY i.ord`,
-    [payload],
+    [accountId, payload],
   );
   const out: (string | null)[] = identities.map(() => null);
   for (const r of rows) out[r.ord] = r.id;
@@ -448,18 +474,18 @@ const ATTRIBUTES_CHANGE = `(p.is_stub OR ${MERGED_ROW} IS DISTINCT FROM ${STORED
 
 const MERGE_PROFILES_SQL = `
   WITH input AS (
-    SELECT r.* FROM jsonb_to_recordset($1::jsonb) AS r(
+    SELECT r.* FROM jsonb_to_recordset($2::jsonb) AS r(
       id text, ${PROFILE_TEXT_FIELDS.map((f) => `${f} text`).join(', ')}, location jsonb, properties jsonb, kx text)
   ), written AS (
-    INSERT INTO klaviyo_profiles AS p (id, ${PROFILE_TEXT_FIELDS.join(', ')}, location, properties, created, updated,
-                                       raw_data, is_stub, kx)
-    SELECT id, ${PROFILE_TEXT_FIELDS.join(', ')}, location, properties, now(), now(),
+    INSERT INTO klaviyo_profiles AS p (account_id, id, ${PROFILE_TEXT_FIELDS.join(', ')}, location, properties, created,
+                                       updated, raw_data, is_stub, kx)
+    SELECT $1::text, id, ${PROFILE_TEXT_FIELDS.join(', ')}, location, properties, now(), now(),
            jsonb_build_object('type', 'profile', 'id', id, 'attributes',
              jsonb_strip_nulls(jsonb_build_object(${PROFILE_TEXT_FIELDS.map((f) => `'${f}', ${f}`).join(', ')},
                'location', location, 'properties', properties)) || jsonb_build_object('created', now(), 'updated', now())),
            false, kx
       FROM input ORDER BY id
-    ON CONFLICT (id) DO UPDATE SET
+    ON CONFLICT (account_id, id) DO UPDATE SET
       ${PROFILE_TEXT_FIELDS.map((f) => `${f} = ${MERGED.text(f)}`).join(',\n      ')},
       location = ${MERGED.object('location')},
       properties = ${MERGED.object('properties')},
@@ -484,7 +510,11 @@ const MERGE_PROFILES_SQL = `
  * Creates or merges the profiles of a Klaviyo write in one statement. A retry that changes nothing
  * leaves the row as it was (its `updated` included), so retried requests are idempotent.
  */
-export async function mergeProfiles(db: Db, profiles: readonly ProfileMerge[]): Promise<MergeProfilesResult> {
+export async function mergeProfiles(
+  db: Db,
+  accountId: string,
+  profiles: readonly ProfileMerge[],
+): Promise<MergeProfilesResult> {
   if (profiles.length === 0) return { written: 0 };
   const byId = new Map<string, ProfileMerge>();
   for (const p of profiles) {
@@ -496,7 +526,7 @@ export async function mergeProfiles(db: Db, profiles: readonly ProfileMerge[]): 
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
       .map((p) => ({ id: p.id, ...p.attributes, kx: p.kx ?? null })),
   );
-  const rows = await db.query<{ written: string }>(MERGE_PROFILES_SQL, [payload]);
+  const rows = await db.query<{ written: string }>(MERGE_PROFILES_SQL, [accountId, payload]);
   return { written: Number(rows[0]?.written ?? 0) };
 }
 
@@ -523,6 +553,7 @@ const CLEARABLE: readonly ClearableProfileField[] = [...PROFILE_TEXT_FIELDS, 'lo
  */
 export async function clearProfileAttributes(
   db: Db,
+  accountId: string,
   id: string,
   fields: readonly ClearableProfileField[],
 ): Promise<void> {
@@ -537,7 +568,7 @@ export async function clearProfileAttributes(
                    || jsonb_build_object(${names.map((f) => `'${f}', NULL::text`).join(', ')}, 'updated', now())),
        updated = now(),
        ingested_at = now()
-     WHERE p.id = $1 AND (${hadValue})`,
-    [id],
+     WHERE p.account_id = $1 AND p.id = $2 AND (${hadValue})`,
+    [accountId, id],
   );
 }

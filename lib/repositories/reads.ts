@@ -69,9 +69,9 @@ export interface EventListQuery {
  * the sort: (profile_id, timestamp DESC, id DESC), (timestamp DESC, id DESC), or (metric_id,
  * timestamp DESC) where ties on one microsecond are sorted incrementally.
  */
-export async function listEvents(db: Db, query: EventListQuery): Promise<EventRow[]> {
-  const params: SqlParam[] = [];
-  const where: string[] = [];
+export async function listEvents(db: Db, accountId: string, query: EventListQuery): Promise<EventRow[]> {
+  const params: SqlParam[] = [accountId];
+  const where: string[] = ['e.account_id = $1'];
   const param = (value: SqlParam) => {
     params.push(value);
     return `$${params.length}`;
@@ -90,7 +90,7 @@ export async function listEvents(db: Db, query: EventListQuery): Promise<EventRo
   const rows = await db.query<EventDbRow>(
     `SELECT ${EVENT_COLUMNS}
        FROM klaviyo_events e
-      ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+      WHERE ${where.join(' AND ')}
       ORDER BY e."timestamp" ${direction}, e.id ${direction}
       LIMIT ${param(query.limit)}`,
     params,
@@ -99,35 +99,35 @@ export async function listEvents(db: Db, query: EventListQuery): Promise<EventRo
 }
 
 /** An event by id (the primary key's leading column); null when there is none. */
-export async function getEventById(db: Db, id: string): Promise<EventRow | null> {
+export async function getEventById(db: Db, accountId: string, id: string): Promise<EventRow | null> {
   const rows = await db.query<EventDbRow>(
-    `SELECT ${EVENT_COLUMNS} FROM klaviyo_events e WHERE e.id = $1 ORDER BY e."timestamp" LIMIT 1`,
-    [id],
+    `SELECT ${EVENT_COLUMNS} FROM klaviyo_events e WHERE e.account_id = $1 AND e.id = $2 ORDER BY e."timestamp" LIMIT 1`,
+    [accountId, id],
   );
   return rows[0] ? toEventRow(rows[0]) : null;
 }
 
 /** The metrics with these ids (those that exist), by id. */
-export async function getMetricsByIds(db: Db, ids: readonly string[]): Promise<MetricRow[]> {
+export async function getMetricsByIds(db: Db, accountId: string, ids: readonly string[]): Promise<MetricRow[]> {
   if (ids.length === 0) return [];
   const rows = await db.query<MetricDbRow>(
     `SELECT ${METRIC_COLUMNS}
        FROM klaviyo_metrics m
-      WHERE m.id IN (SELECT jsonb_array_elements_text($1::jsonb))
+      WHERE m.account_id = $1 AND m.id IN (SELECT jsonb_array_elements_text($2::jsonb))
       ORDER BY m.id`,
-    [JSON.stringify([...new Set(ids)])],
+    [accountId, JSON.stringify([...new Set(ids)])],
   );
   return rows.map(toMetricRow);
 }
 
 /** The profiles with these ids (those that exist), by id. */
-export async function getProfilesByIds(db: Db, ids: readonly string[]): Promise<ProfileRow[]> {
+export async function getProfilesByIds(db: Db, accountId: string, ids: readonly string[]): Promise<ProfileRow[]> {
   if (ids.length === 0) return [];
   const rows = await db.query<ProfileDbRow>(
     `SELECT ${PROFILE_COLUMNS} FROM klaviyo_profiles p
-      WHERE p.id IN (SELECT jsonb_array_elements_text($1::jsonb))
+      WHERE p.account_id = $1 AND p.id IN (SELECT jsonb_array_elements_text($2::jsonb))
       ORDER BY p.id`,
-    [JSON.stringify([...new Set(ids)])],
+    [accountId, JSON.stringify([...new Set(ids)])],
   );
   return rows.map(toProfileRow);
 }
@@ -182,8 +182,8 @@ const SORT_TEXT: Readonly<Record<ProfileSortField, string>> = {
  * (emails compare case-insensitively, as Klaviyo's do) and time bounds. Keyset-exact: a cursor holds
  * the last row's exact value, so no profile is skipped or repeated unless it changes meanwhile.
  */
-export async function listProfiles(db: Db, query: ProfileListQuery): Promise<ProfileListRow[]> {
-  const params: SqlParam[] = [];
+export async function listProfiles(db: Db, accountId: string, query: ProfileListQuery): Promise<ProfileListRow[]> {
+  const params: SqlParam[] = [accountId];
   const param = (value: SqlParam) => {
     params.push(value);
     return `$${params.length}`;
@@ -193,6 +193,7 @@ export async function listProfiles(db: Db, query: ProfileListQuery): Promise<Pro
     if (key === 'email') return `lower(p.email) IN (SELECT lower(v) FROM ${list} AS l(v)) AND p.email IS NOT NULL`;
     return `${KEY_COLUMN[key]} IN ${list}`;
   });
+  where.unshift('p.account_id = $1');
   for (const b of query.bounds ?? []) where.push(`p.${b.field} ${b.operator} ${param(b.at)}::text::timestamptz`);
   const field = query.sort?.field ?? 'id';
   const descending = query.sort?.descending ?? false;
@@ -221,7 +222,7 @@ export async function listProfiles(db: Db, query: ProfileListQuery): Promise<Pro
   const direction = descending ? 'DESC' : 'ASC';
   const rows = await db.query<ProfileDbRow & { sort_value: string | null }>(
     `SELECT ${PROFILE_COLUMNS}, ${SORT_TEXT[field]} AS sort_value FROM klaviyo_profiles p
-      ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+      WHERE ${where.join(' AND ')}
       ORDER BY ${field === 'id' ? '' : `${column} ${direction}, `}p.id ${direction}
       LIMIT ${param(query.limit)}`,
     params,

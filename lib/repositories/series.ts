@@ -43,10 +43,10 @@ export interface SeriesPlan {
  * contract in lib/repositories/aggregates.ts). Ingest marks the hour in the statement that inserts
  * the events, so an event this statement sees has its hour marked (or already rolled up).
  *
- * Buckets are given as boundary instants ($2, a timestamptz[]); width_bucket maps an hour or an
+ * Buckets are given as boundary instants ($3, a timestamptz[]); width_bucket maps an hour or an
  * event to its 1-based bucket number by binary search.
  *
- * The range bounds travel as text and are cast in SQL ($3::text::timestamptz): a parameter typed
+ * The range bounds travel as text and are cast in SQL ($4::text::timestamptz): a parameter typed
  * timestamptz goes through postgres.js's Date serializer, which drops the microseconds that
  * greater-than(datetime,...) adds (its start is t + 1 µs).
  */
@@ -86,7 +86,7 @@ function timestampArray(ms: readonly number[]): string {
 
 const HOUR_US = 3_600_000_000;
 
-const METRIC_EXISTS = 'EXISTS (SELECT 1 FROM klaviyo_metrics m WHERE m.id = $1)';
+const METRIC_EXISTS = 'EXISTS (SELECT 1 FROM klaviyo_metrics m WHERE m.account_id = $1 AND m.id = $2)';
 
 /** The end of both fast paths: bucket figures from `stored` and `fresh` (CTEs i, n, s, u) added up. */
 const STORED_PLUS_FRESH = `, combined AS (
@@ -98,77 +98,88 @@ const STORED_PLUS_FRESH = `, combined AS (
          (SELECT coalesce(jsonb_agg(jsonb_build_array(i, n, s, u) ORDER BY i), '[]'::jsonb) FROM combined) AS buckets`;
 
 /**
- * Clean hours from rollups, cut hours from raw events. $5 is the start of the UTC hour that holds the
- * range's start, $6 the cut hours. A dirty hour that has pending rows is its rollup plus its pending
- * rows when $7 (count and sum only: distinct profiles do not add), exactly as the aggregator will
+ * Clean hours from rollups, cut hours from raw events. $6 is the start of the UTC hour that holds the
+ * range's start, $7 the cut hours. A dirty hour that has pending rows is its rollup plus its pending
+ * rows when $8 (count and sum only: distinct profiles do not add), exactly as the aggregator will
  * make it: pending rows are the events its rollup has not counted (both change in one transaction,
  * and the aggregator relies on the same sum). Other dirty hours are recounted from raw events.
  */
 const FROM_ROLLUPS = `
   WITH dirty AS MATERIALIZED (
     SELECT d.bucket AS hour,
-           $7::boolean AND EXISTS (SELECT 1 FROM klaviyo_aggregate_pending p WHERE p.metric_id = $1 AND p.bucket = d.bucket) AS adds_pending
+           $8::boolean AND EXISTS (SELECT 1 FROM klaviyo_aggregate_pending p
+                                   WHERE p.account_id = $1 AND p.metric_id = $2 AND p.bucket = d.bucket) AS adds_pending
       FROM klaviyo_aggregate_dirty d
-     WHERE d.metric_id = $1 AND d.bucket >= $5::text::timestamptz AND d.bucket < $4::text::timestamptz
+     WHERE d.account_id = $1 AND d.metric_id = $2 AND d.bucket >= $6::text::timestamptz AND d.bucket < $5::text::timestamptz
   ), raw_hours AS (
     SELECT hour FROM dirty WHERE NOT adds_pending
     UNION
-    SELECT unnest($6::timestamptz[])
+    SELECT unnest($7::timestamptz[])
   ), stored AS (
-    SELECT width_bucket(a.bucket, (SELECT $2::timestamptz[])) AS i, a.event_count AS n, a.sum_value AS s, a.unique_profiles AS u
+    SELECT width_bucket(a.bucket, (SELECT $3::timestamptz[])) AS i, a.event_count AS n, a.sum_value AS s, a.unique_profiles AS u
       FROM klaviyo_aggregated_metrics a
-     WHERE a.metric_id = $1 AND a.granularity = 'hour'
-       AND a.bucket >= $5::text::timestamptz AND a.bucket < $4::text::timestamptz
+     WHERE a.account_id = $1 AND a.metric_id = $2 AND a.granularity = 'hour'
+       AND a.bucket >= $6::text::timestamptz AND a.bucket < $5::text::timestamptz
        AND NOT EXISTS (SELECT 1 FROM raw_hours r WHERE r.hour = a.bucket)
   ), fresh AS (
-    SELECT width_bucket(e."timestamp", (SELECT $2::timestamptz[])) AS i, count(*) AS n, coalesce(sum(e.value), 0) AS s,
+    SELECT width_bucket(e."timestamp", (SELECT $3::timestamptz[])) AS i, count(*) AS n, coalesce(sum(e.value), 0) AS s,
            count(DISTINCT e.profile_id) AS u
       FROM raw_hours r
-      JOIN klaviyo_events e
-        ON e.metric_id = $1
-       AND e."timestamp" >= greatest(r.hour, $3::text::timestamptz)
-       AND e."timestamp" < least(r.hour + interval '1 hour', $4::text::timestamptz)
+     -- One index range scan per hour (OFFSET 0 keeps it from being flattened): as a join, without
+     -- fresh statistics, the planner once read the metric's events once and tested each of them
+     -- against every hour, past the statement timeout.
+     CROSS JOIN LATERAL (
+       SELECT e."timestamp", e.value, e.profile_id FROM klaviyo_events e
+        WHERE e.account_id = $1 AND e.metric_id = $2
+          AND e."timestamp" >= greatest(r.hour, $4::text::timestamptz)
+          AND e."timestamp" < least(r.hour + interval '1 hour', $5::text::timestamptz)
+       OFFSET 0
+     ) e
      GROUP BY 1
     UNION ALL
-    SELECT width_bucket(p."timestamp", (SELECT $2::timestamptz[])) AS i, count(*) AS n, coalesce(sum(p.value), 0) AS s, 0 AS u
+    SELECT width_bucket(p."timestamp", (SELECT $3::timestamptz[])) AS i, count(*) AS n, coalesce(sum(p.value), 0) AS s, 0 AS u
       FROM dirty d
-      JOIN klaviyo_aggregate_pending p ON p.metric_id = $1 AND p.bucket = d.hour
+      JOIN klaviyo_aggregate_pending p ON p.account_id = $1 AND p.metric_id = $2 AND p.bucket = d.hour
      WHERE d.adds_pending AND NOT EXISTS (SELECT 1 FROM raw_hours r WHERE r.hour = d.hour)
      GROUP BY 1
   )${STORED_PLUS_FRESH}`;
 
 /**
- * `unique` over buckets of whole hours (the 'lookback' plan): a bucket that is neither listed in $6
+ * `unique` over buckets of whole hours (the 'lookback' plan): a bucket that is neither listed in $7
  * (1-based numbers of the buckets no lookback serves) nor holds a dirty hour adds its hours' counts,
  * sums and, for distinct profiles, each hour's lookback count at k = hours since the bucket's start.
  * The other buckets are counted from raw events as a whole. A dirty hour before a bucket cannot make
  * its lookbacks wrong: an uncounted event before the bucket's start only moves a profile's previous
- * hour within "before the start". $7 is the number of buckets.
+ * hour within "before the start". $8 is the number of buckets.
  */
 const FROM_LOOKBACKS = `
-  WITH bounds AS MATERIALIZED (SELECT $2::timestamptz[] AS b
+  WITH bounds AS MATERIALIZED (SELECT $3::timestamptz[] AS b
   ), raw_buckets AS (
     SELECT width_bucket(d.bucket, (SELECT b FROM bounds)) AS i FROM klaviyo_aggregate_dirty d
-     WHERE d.metric_id = $1 AND d.bucket >= $5::text::timestamptz AND d.bucket < $4::text::timestamptz
+     WHERE d.account_id = $1 AND d.metric_id = $2 AND d.bucket >= $6::text::timestamptz AND d.bucket < $5::text::timestamptz
     UNION
-    SELECT unnest($6::int[])
+    SELECT unnest($7::int[])
   ), stored AS (
     SELECT h.i, a.event_count AS n, a.sum_value AS s,
            a.new_profiles_by_lookback[
-             floor(extract(epoch FROM a.bucket - greatest((SELECT b FROM bounds)[h.i], $3::text::timestamptz)) / 3600)::int + 1] AS u
+             floor(extract(epoch FROM a.bucket - greatest((SELECT b FROM bounds)[h.i], $4::text::timestamptz)) / 3600)::int + 1] AS u
       FROM klaviyo_aggregated_metrics a
      CROSS JOIN LATERAL (SELECT width_bucket(a.bucket, (SELECT b FROM bounds)) AS i) h
-     WHERE a.metric_id = $1 AND a.granularity = 'hour'
-       AND a.bucket >= $3::text::timestamptz AND a.bucket < $4::text::timestamptz
+     WHERE a.account_id = $1 AND a.metric_id = $2 AND a.granularity = 'hour'
+       AND a.bucket >= $4::text::timestamptz AND a.bucket < $5::text::timestamptz
        AND NOT EXISTS (SELECT 1 FROM raw_buckets r WHERE r.i = h.i)
   ), fresh AS (
     SELECT r.i, count(*) AS n, coalesce(sum(e.value), 0) AS s, count(DISTINCT e.profile_id) AS u
       FROM raw_buckets r
-      JOIN klaviyo_events e
-        ON e.metric_id = $1
-       AND e."timestamp" >= greatest((SELECT b FROM bounds)[r.i], $3::text::timestamptz)
-       AND e."timestamp" < least((SELECT b FROM bounds)[r.i + 1], $4::text::timestamptz)
-     WHERE r.i BETWEEN 1 AND $7
+     -- One index range scan per bucket, as in FROM_ROLLUPS.
+     CROSS JOIN LATERAL (
+       SELECT e.value, e.profile_id FROM klaviyo_events e
+        WHERE e.account_id = $1 AND e.metric_id = $2
+          AND e."timestamp" >= greatest((SELECT b FROM bounds)[r.i], $4::text::timestamptz)
+          AND e."timestamp" < least((SELECT b FROM bounds)[r.i + 1], $5::text::timestamptz)
+       OFFSET 0
+     ) e
+     WHERE r.i BETWEEN 1 AND $8
      GROUP BY r.i
   )${STORED_PLUS_FRESH}`;
 
@@ -213,10 +224,10 @@ function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
   const unique = plan.needsUnique ? 'count(DISTINCT e.profile_id)' : '0';
   return `
     WITH grouped AS (
-      SELECT width_bucket(e."timestamp", (SELECT $2::timestamptz[])) AS i${dimColumns},
+      SELECT width_bucket(e."timestamp", (SELECT $3::timestamptz[])) AS i${dimColumns},
              count(*) AS n, coalesce(sum(e.value), 0) AS s, ${unique} AS u
         FROM klaviyo_events e
-       WHERE e.metric_id = $1 AND e."timestamp" >= $3::text::timestamptz AND e."timestamp" < $4::text::timestamptz
+       WHERE e.account_id = $1 AND e.metric_id = $2 AND e."timestamp" >= $4::text::timestamptz AND e."timestamp" < $5::text::timestamptz
              ${predicates.map((p) => `AND ${p}`).join('\n             ')}
        GROUP BY ${groupBy}
     )
@@ -225,10 +236,10 @@ function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
 }
 
 /**
- * Count and sum by one property, or filtered on it (the 'dimension' plan): the UTC days of $8 (whole
+ * Count and sum by one property, or filtered on it (the 'dimension' plan): the UTC days of $9 (whole
  * in one bucket and in the range) that hold no dirty hour from the daily dimension rollups; the
  * other hours as FROM_ROLLUPS splits them: clean uncut hours from the hourly dimension rollups,
- * dirty and cut hours ($6) from raw events. $7 is the key, $9 the allowed values (a JSON array;
+ * dirty and cut hours ($7) from raw events. $8 is the key, $10 the allowed values (a JSON array;
  * absent: all). Events without the property have no rollup row: when the "" value is wanted (no
  * filter, or a filter that lists ""), they are the clean hours' total minus their rows. The first CTE
  * checks, in this statement's snapshot, that the key's rollups can be used (registered and
@@ -237,15 +248,15 @@ function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
 function fromDimensionsSql(plan: SeriesPlan): string {
   const values = plan.dimensionValues;
   const needsEmpty = values === null || values.includes('');
-  const valueFilter = values === null ? '' : 'AND v IN (SELECT jsonb_array_elements_text($9::jsonb))';
+  const valueFilter = values === null ? '' : 'AND v IN (SELECT jsonb_array_elements_text($10::jsonb))';
   const storedFilter = (alias: string) =>
-    needsEmpty ? '' : `AND ${alias}.dimension_value IN (SELECT jsonb_array_elements_text($9::jsonb))`;
+    needsEmpty ? '' : `AND ${alias}.dimension_value IN (SELECT jsonb_array_elements_text($10::jsonb))`;
   const withoutValue = needsEmpty
     ? `UNION ALL
-       SELECT width_bucket(a.bucket, (SELECT $2::timestamptz[])) AS i, '' AS v, a.event_count AS n, a.sum_value AS s
+       SELECT width_bucket(a.bucket, (SELECT $3::timestamptz[])) AS i, '' AS v, a.event_count AS n, a.sum_value AS s
          FROM klaviyo_aggregated_metrics a
-        WHERE (SELECT ok FROM served) AND a.metric_id = $1 AND a.granularity = 'hour'
-          AND a.bucket >= $5::text::timestamptz AND a.bucket < $4::text::timestamptz
+        WHERE (SELECT ok FROM served) AND a.account_id = $1 AND a.metric_id = $2 AND a.granularity = 'hour'
+          AND a.bucket >= $6::text::timestamptz AND a.bucket < $5::text::timestamptz
           AND NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour = a.bucket)
        UNION ALL
        SELECT i, '', -n, -s FROM stored`
@@ -253,49 +264,49 @@ function fromDimensionsSql(plan: SeriesPlan): string {
   const byValue = plan.by.length > 0;
   return `
   WITH served AS MATERIALIZED (
-    SELECT EXISTS (SELECT 1 FROM klaviyo_rollup_dimensions WHERE dimension = $7 AND ready_at IS NOT NULL)
-           AND NOT EXISTS (SELECT 1 FROM klaviyo_dimension_fallbacks WHERE metric_id = $1 AND dimension = $7) AS ok
+    SELECT EXISTS (SELECT 1 FROM klaviyo_rollup_dimensions WHERE dimension = $8 AND ready_at IS NOT NULL)
+           AND NOT EXISTS (SELECT 1 FROM klaviyo_dimension_fallbacks WHERE account_id = $1 AND metric_id = $2 AND dimension = $8) AS ok
   ), raw_hours AS MATERIALIZED (
     SELECT d.bucket AS hour FROM klaviyo_aggregate_dirty d
-     WHERE (SELECT ok FROM served) AND d.metric_id = $1 AND d.bucket >= $5::text::timestamptz AND d.bucket < $4::text::timestamptz
+     WHERE (SELECT ok FROM served) AND d.account_id = $1 AND d.metric_id = $2 AND d.bucket >= $6::text::timestamptz AND d.bucket < $5::text::timestamptz
     UNION
-    SELECT unnest($6::timestamptz[])
+    SELECT unnest($7::timestamptz[])
   ), days AS MATERIALIZED (
     -- The whole UTC days the daily rows serve: none of their hours is marked.
-    SELECT c.day FROM unnest($8::timestamptz[]) AS c(day)
+    SELECT c.day FROM unnest($9::timestamptz[]) AS c(day)
      WHERE (SELECT ok FROM served)
        AND NOT EXISTS (SELECT 1 FROM klaviyo_aggregate_dirty d
-                        WHERE d.metric_id = $1 AND d.bucket >= c.day AND d.bucket < c.day + interval '1 day')
+                        WHERE d.account_id = $1 AND d.metric_id = $2 AND d.bucket >= c.day AND d.bucket < c.day + interval '1 day')
   ), spans AS MATERIALIZED (
     -- The hours those days leave, as ranges: before the first, between two, after the last.
     SELECT lo, hi
-      FROM (SELECT coalesce(lag(day + interval '1 day') OVER (ORDER BY day), $5::text::timestamptz) AS lo, day AS hi FROM days
+      FROM (SELECT coalesce(lag(day + interval '1 day') OVER (ORDER BY day), $6::text::timestamptz) AS lo, day AS hi FROM days
             UNION ALL
-            SELECT coalesce(max(day) + interval '1 day', $5::text::timestamptz), $4::text::timestamptz FROM days) g
+            SELECT coalesce(max(day) + interval '1 day', $6::text::timestamptz), $5::text::timestamptz FROM days) g
      WHERE lo < hi AND (SELECT ok FROM served)
   ), stored AS MATERIALIZED (
     -- Grouped here, so that what follows (the "" row's subtraction, the union) handles a row per
     -- bucket and value instead of a row per hour and value.
     SELECT i, v, sum(n) AS n, sum(s) AS s
-      FROM (SELECT width_bucket(r.bucket, (SELECT $2::timestamptz[])) AS i, r.dimension_value AS v,
+      FROM (SELECT width_bucket(r.bucket, (SELECT $3::timestamptz[])) AS i, r.dimension_value AS v,
                    r.event_count AS n, r.sum_value AS s
               FROM spans g
              -- One index range scan per span (OFFSET 0 keeps it from being flattened into a join).
              CROSS JOIN LATERAL (
                SELECT x.bucket, x.dimension_value, x.event_count, x.sum_value FROM klaviyo_dimension_rollups x
-                WHERE x.metric_id = $1 AND x.dimension = $7 AND x.bucket >= g.lo AND x.bucket < g.hi ${storedFilter('x')}
+                WHERE x.account_id = $1 AND x.metric_id = $2 AND x.dimension = $8 AND x.bucket >= g.lo AND x.bucket < g.hi ${storedFilter('x')}
                OFFSET 0
              ) r
              WHERE NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour = r.bucket)
             UNION ALL
-            SELECT width_bucket(y.day, (SELECT $2::timestamptz[])), y.dimension_value, y.event_count, y.sum_value
+            SELECT width_bucket(y.day, (SELECT $3::timestamptz[])), y.dimension_value, y.event_count, y.sum_value
               FROM klaviyo_dimension_daily_rollups y
-             WHERE (SELECT ok FROM served) AND y.metric_id = $1 AND y.dimension = $7
-               AND y.day >= $5::text::timestamptz AND y.day < $4::text::timestamptz
+             WHERE (SELECT ok FROM served) AND y.account_id = $1 AND y.metric_id = $2 AND y.dimension = $8
+               AND y.day >= $6::text::timestamptz AND y.day < $5::text::timestamptz
                AND y.day IN (SELECT day FROM days) ${storedFilter('y')}) z
      GROUP BY 1, 2
   ), fresh AS (
-    SELECT width_bucket(e."timestamp", (SELECT $2::timestamptz[])) AS i, coalesce(e.properties->>$7, '') AS v,
+    SELECT width_bucket(e."timestamp", (SELECT $3::timestamptz[])) AS i, coalesce(e.properties->>$8, '') AS v,
            count(*) AS n, coalesce(sum(e.value), 0) AS s
       FROM raw_hours h
      -- One index range scan per raw hour. As a plain join, the planner (which estimates a few
@@ -304,9 +315,9 @@ function fromDimensionsSql(plan: SeriesPlan): string {
      -- flattened into that join.
      CROSS JOIN LATERAL (
        SELECT e."timestamp", e.value, e.properties FROM klaviyo_events e
-        WHERE e.metric_id = $1
-          AND e."timestamp" >= greatest(h.hour, $3::text::timestamptz)
-          AND e."timestamp" < least(h.hour + interval '1 hour', $4::text::timestamptz)
+        WHERE e.account_id = $1 AND e.metric_id = $2
+          AND e."timestamp" >= greatest(h.hour, $4::text::timestamptz)
+          AND e."timestamp" < least(h.hour + interval '1 hour', $5::text::timestamptz)
        OFFSET 0
      ) e
      WHERE (SELECT ok FROM served)
@@ -341,10 +352,11 @@ function toResult(row: SeriesRow | undefined, dimensionCount: number, servedBy: 
 }
 
 /** Runs a plan: the fast path it chose, in one statement. */
-export async function readSeries(db: Db, plan: SeriesPlan): Promise<SeriesResult> {
-  if (plan.source === 'events') return readSeriesFromEvents(db, plan);
-  if (plan.source === 'dimension') return readSeriesFromDimensions(db, plan);
+export async function readSeries(db: Db, accountId: string, plan: SeriesPlan): Promise<SeriesResult> {
+  if (plan.source === 'events') return readSeriesFromEvents(db, accountId, plan);
+  if (plan.source === 'dimension') return readSeriesFromDimensions(db, accountId, plan);
   const params: SqlParam[] = [
+    accountId,
     plan.metricId,
     timestampArray(plan.boundaries),
     isoMicros(plan.startUs),
@@ -361,9 +373,10 @@ export async function readSeries(db: Db, plan: SeriesPlan): Promise<SeriesResult
 }
 
 /** The 'dimension' plan; raw events when the statement finds the key not rolled up for the metric. */
-export async function readSeriesFromDimensions(db: Db, plan: SeriesPlan): Promise<SeriesResult> {
+export async function readSeriesFromDimensions(db: Db, accountId: string, plan: SeriesPlan): Promise<SeriesResult> {
   if (plan.dimension === null) throw new Error('readSeriesFromDimensions needs a dimension plan');
   const params: SqlParam[] = [
+    accountId,
     plan.metricId,
     timestampArray(plan.boundaries),
     isoMicros(plan.startUs),
@@ -375,7 +388,7 @@ export async function readSeriesFromDimensions(db: Db, plan: SeriesPlan): Promis
   ];
   if (plan.dimensionValues !== null) params.push(JSON.stringify(plan.dimensionValues));
   const rows = await db.query<SeriesRow>(fromDimensionsSql(plan), params);
-  if (rows[0]?.served !== true) return readSeriesFromEvents(db, plan);
+  if (rows[0]?.served !== true) return readSeriesFromEvents(db, accountId, plan);
   return toResult(rows[0], plan.by.length, 'dimension');
 }
 
@@ -383,8 +396,9 @@ export async function readSeriesFromDimensions(db: Db, plan: SeriesPlan): Promis
  * The same answer computed from raw events alone, whatever the plan chose: the path of `by` and of
  * distinct counts over long buckets, and the reference the benchmark compares the fast path with.
  */
-export async function readSeriesFromEvents(db: Db, plan: SeriesPlan): Promise<SeriesResult> {
+export async function readSeriesFromEvents(db: Db, accountId: string, plan: SeriesPlan): Promise<SeriesResult> {
   const params: SqlParam[] = [
+    accountId,
     plan.metricId,
     timestampArray(plan.boundaries),
     isoMicros(plan.startUs),

@@ -6,6 +6,7 @@ import { freshDatabase, type TestDatabase } from '../support/database';
 import { tuning } from '../support/env';
 import { storeEvents } from '../support/events';
 import { contractViolations, dirtyCount, oracleHours, randomEvents, storedHours } from './oracle';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 
 /**
  * Overlapping runs and the race the dirty marks exist for, played out on separate connections, with
@@ -90,8 +91,8 @@ describe('concurrency', () => {
     const marked = await dirtyCount(t.db);
     expect(marked).toBeGreaterThan(500);
     const [one, two] = await Promise.all([
-      runAggregation(client('run-one'), { batchBuckets: 20, timeBudgetMs: 60_000 }),
-      runAggregation(client('run-two'), { batchBuckets: 20, timeBudgetMs: 60_000 }),
+      runAggregation(client('run-one'), DEFAULT_ACCOUNT_ID, { batchBuckets: 20, timeBudgetMs: 60_000 }),
+      runAggregation(client('run-two'), DEFAULT_ACCOUNT_ID, { batchBuckets: 20, timeBudgetMs: 60_000 }),
     ]);
     for (const result of [one, two]) expect(['done', 'skipped']).toContain(result.status);
     expect(one.bucketsRecomputed + two.bucketsRecomputed).toBe(marked);
@@ -105,12 +106,15 @@ describe('concurrency', () => {
     const release = gate();
     const held = gate();
     const holding = holder.transaction(async (tx) => {
-      expect(await tryLockAggregation(tx)).toBe(true);
+      expect(await tryLockAggregation(tx, DEFAULT_ACCOUNT_ID)).toBe(true);
       held.open();
       await release.opened;
     });
     await held.opened;
-    const result = await runAggregation(client('skipper'), { batchBuckets: 20, timeBudgetMs: 60_000 });
+    const result = await runAggregation(client('skipper'), DEFAULT_ACCOUNT_ID, {
+      batchBuckets: 20,
+      timeBudgetMs: 60_000,
+    });
     release.open();
     await holding;
     expect(result).toMatchObject({
@@ -121,7 +125,7 @@ describe('concurrency', () => {
       stoppedBy: 'lock',
     });
     expect(await dirtyCount(t.db)).toBe(1);
-    await runAggregation(t.db, { batchBuckets: 20, timeBudgetMs: 60_000 });
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID, { batchBuckets: 20, timeBudgetMs: 60_000 });
     await expectExact();
   });
 
@@ -138,14 +142,14 @@ describe('concurrency', () => {
       }),
     );
     const [rebuilt, ran] = await Promise.all([
-      rebuildAggregates(client('rebuilder'), { chunkHours: 24 }),
-      runAggregation(client('runner'), { batchBuckets: 20, timeBudgetMs: 60_000 }),
+      rebuildAggregates(client('rebuilder'), DEFAULT_ACCOUNT_ID, { chunkHours: 24 }),
+      runAggregation(client('runner'), DEFAULT_ACCOUNT_ID, { batchBuckets: 20, timeBudgetMs: 60_000 }),
     ]);
     expect(rebuilt.chunks).toBeGreaterThan(10);
     expect(['done', 'skipped']).toContain(ran.status);
     // Whatever is left marked (the run may have stopped at the rebuild's lock) is still exact to read.
     expect(await contractViolations(t.db)).toEqual([]);
-    await runAggregation(t.db, { batchBuckets: 100, timeBudgetMs: 60_000 });
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID, { batchBuckets: 100, timeBudgetMs: 60_000 });
     await expectExact();
   });
 
@@ -161,13 +165,16 @@ describe('concurrency', () => {
       await commit.opened;
     });
     await inserted.opened;
-    const during = await runAggregation(client('agg-1'), { batchBuckets: 20, timeBudgetMs: 60_000 });
+    const during = await runAggregation(client('agg-1'), DEFAULT_ACCOUNT_ID, {
+      batchBuckets: 20,
+      timeBudgetMs: 60_000,
+    });
     expect(during).toMatchObject({ status: 'done', bucketsRecomputed: 0 });
     expect(await hourFigures('a', '2023-12-31T23:00:00Z')).toEqual([]);
     commit.open();
     await ingesting;
     expect(await isMarked('a', '2023-12-31T23:00:00Z')).toBe(true);
-    await runAggregation(t.db, { batchBuckets: 20, timeBudgetMs: 60_000 });
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID, { batchBuckets: 20, timeBudgetMs: 60_000 });
     await expectExact();
     expect(await hourFigures('a', '2023-12-31T23:00:00Z')).toEqual([{ event_count: '1', sum_value: '4.5' }]);
   });
@@ -193,12 +200,15 @@ describe('concurrency', () => {
       await commit.opened;
     });
     await inserted.opened;
-    const during = await runAggregation(client('agg-2'), { batchBuckets: 20, timeBudgetMs: 60_000 });
+    const during = await runAggregation(client('agg-2'), DEFAULT_ACCOUNT_ID, {
+      batchBuckets: 20,
+      timeBudgetMs: 60_000,
+    });
     expect(during).toMatchObject({ status: 'done', bucketsRecomputed: 0, bucketsWaiting: 1 });
     expect(await hourFigures('a', bucket)).toEqual(before);
     commit.open();
     await ingesting;
-    await runAggregation(t.db, { batchBuckets: 20, timeBudgetMs: 60_000 });
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID, { batchBuckets: 20, timeBudgetMs: 60_000 });
     await expectExact();
   });
 
@@ -217,7 +227,7 @@ describe('concurrency', () => {
       await unlock.opened;
     });
     await locked.opened;
-    const running = runAggregation(client('agg-3'), { batchBuckets: 20, timeBudgetMs: 60_000 });
+    const running = runAggregation(client('agg-3'), DEFAULT_ACCOUNT_ID, { batchBuckets: 20, timeBudgetMs: 60_000 });
     await waitUntilBlocked('agg-3');
     expect(await isMarked('b', bucket)).toBe(true); // the run's DELETE is not committed yet
 
@@ -240,7 +250,7 @@ describe('concurrency', () => {
     expect(await isMarked('b', bucket)).toBe(true);
     expect(await contractViolations(t.db)).toEqual([]);
 
-    await runAggregation(t.db, { batchBuckets: 20, timeBudgetMs: 60_000 });
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID, { batchBuckets: 20, timeBudgetMs: 60_000 });
     await expectExact();
     expect(await hourFigures('b', bucket)).toEqual([{ event_count: '2', sum_value: '30' }]);
   });

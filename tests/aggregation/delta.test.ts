@@ -5,6 +5,7 @@ import { freshDatabase, type TestDatabase } from '../support/database';
 import { tuning } from '../support/env';
 import { storeEvents, type SimpleEvent } from '../support/events';
 import { dirtyCount, oracleHours, storedHours } from './oracle';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 
 /**
  * The incremental path adds the new events' pending rows to the stored rollups instead of recounting
@@ -14,7 +15,7 @@ import { dirtyCount, oracleHours, storedHours } from './oracle';
  * checks that the run took the delta path (no bucket recomputed from raw, only the new events read),
  * since a recount from raw would pass the figures whatever the delta code does.
  */
-const run = (t: TestDatabase) => runAggregation(t.db, { batchBuckets: 50, timeBudgetMs: 60_000 });
+const run = (t: TestDatabase) => runAggregation(t.db, DEFAULT_ACCOUNT_ID, { batchBuckets: 50, timeBudgetMs: 60_000 });
 
 interface HourText extends Record<string, unknown> {
   event_count: string;
@@ -208,12 +209,14 @@ describe('delta rollups', () => {
 
   it('a marked hour without pending rows (events written by another path) is recomputed from raw events', async () => {
     await t.db.transaction(async (tx) => {
-      await tx.query(`INSERT INTO klaviyo_profiles (id) VALUES ('p8')`);
+      await tx.query(`INSERT INTO klaviyo_profiles (account_id, id) VALUES ('default', 'p8')`);
       await tx.query(
-        `INSERT INTO klaviyo_events (id, "timestamp", metric_id, profile_id, value, raw_data)
-         VALUES ('copied', '2024-04-01T10:30:00Z', 'm', 'p8', 1000, '{}'::jsonb)`,
+        `INSERT INTO klaviyo_events (account_id, id, "timestamp", metric_id, profile_id, value, raw_data)
+         VALUES ('default', 'copied', '2024-04-01T10:30:00Z', 'm', 'p8', 1000, '{}'::jsonb)`,
       );
-      await tx.query(`INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket) VALUES ('m', '2024-04-01T10:00:00Z')`);
+      await tx.query(
+        `INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket) VALUES ('default', 'm', '2024-04-01T10:00:00Z')`,
+      );
     });
     const events = (await oracleHours(t.db)).find((r) => r.metric_id === 'm' && r.bucket === '2024-04-01T10:00:00Z');
     expect(await run(t)).toMatchObject({
@@ -231,7 +234,7 @@ describe('delta rollups', () => {
       { id: 'before_rebuild2', metricId: 'other', profileId: 'p9', at: '2024-04-03T12:00:00Z', value: '3' },
     ]);
     // A rebuild of one day only: the other day's pending row and mark stay for the run.
-    const rebuilt = await rebuildAggregates(t.db, {
+    const rebuilt = await rebuildAggregates(t.db, DEFAULT_ACCOUNT_ID, {
       from: new Date('2024-04-01T00:00:00Z'),
       to: new Date('2024-04-02T00:00:00Z'),
     });
@@ -264,7 +267,7 @@ describe('delta rollups', () => {
       await released;
     });
     await inserted;
-    const rebuilt = await rebuildAggregates(t.db);
+    const rebuilt = await rebuildAggregates(t.db, DEFAULT_ACCOUNT_ID);
     // The open ingest's mark was skipped; open_a was counted and its pending row cleared.
     expect(rebuilt.marksCleared).toBe(0);
     expect(await pendingCount(t)).toBe(0);

@@ -6,6 +6,7 @@ import { tryLockAggregation } from '../../lib/repositories/aggregates';
 import { freshDatabase, type TestDatabase } from '../support/database';
 import { storeEvents } from '../support/events';
 import { dirtyCount, oracleHours, storedHours } from './oracle';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 
 /** The scheduled function: its result, and exactly one structured log line per run. */
 const scheduledEvent = (id: string): ScheduledEvent => ({
@@ -77,7 +78,7 @@ describe('aggregate handler', () => {
   it('says so when another run holds the lock, and leaves the work to it', async () => {
     await storeEvents(t.db, [{ metricId: 'm1', profileId: 'p3', at: '2024-03-03T01:00:00Z', value: '3' }]);
     const result = await t.db.transaction(async (tx) => {
-      expect(await tryLockAggregation(tx)).toBe(true);
+      expect(await tryLockAggregation(tx, DEFAULT_ACCOUNT_ID)).toBe(true);
       return handler(scheduledEvent('evt-2'), context(60_000));
     });
     expect(result).toMatchObject({ status: 'skipped', bucketsRecomputed: 0, bucketsWaiting: 1 });

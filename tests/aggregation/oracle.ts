@@ -1,3 +1,4 @@
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 import type { Db } from '../../lib/db/port';
 import type { SimpleEvent } from '../support/events';
 import { prng } from '../support/random';
@@ -5,7 +6,8 @@ import { prng } from '../support/random';
 /**
  * The oracle: hourly figures recomputed from raw events, written independently of the aggregator's
  * SQL (date_bin instead of date_trunc, a plain GROUP BY over the table, no index assumptions), and
- * compared as text so that numeric scale and NULLs count.
+ * compared as text so that numeric scale and NULLs count. Each function reads one account ($1 in its
+ * statement; 'default' unless told otherwise).
  */
 export interface FiguresText {
   metric_id: string;
@@ -31,12 +33,13 @@ const ZERO_LOOKBACKS = `'{${Array.from({ length: 25 }, () => 0).join(',')}}'`;
 const HOUR_OF_EVENT = `date_bin('1 hour', "timestamp", timestamptz '2000-01-01 00:00:00+00')`;
 const ORACLE_LOOKBACKS = `
   presence AS (
-    SELECT DISTINCT metric_id, ${HOUR_OF_EVENT} AS bucket, profile_id FROM klaviyo_events WHERE profile_id IS NOT NULL
+    SELECT DISTINCT metric_id, ${HOUR_OF_EVENT} AS bucket, profile_id FROM klaviyo_events
+     WHERE account_id = $1 AND profile_id IS NOT NULL
   ), per_lookback AS (
     SELECT p.metric_id, p.bucket, k,
            count(*) FILTER (WHERE NOT EXISTS (
              SELECT 1 FROM klaviyo_events e
-             WHERE e.metric_id = p.metric_id AND e.profile_id = p.profile_id
+             WHERE e.account_id = $1 AND e.metric_id = p.metric_id AND e.profile_id = p.profile_id
                AND e."timestamp" >= p.bucket - make_interval(hours => k) AND e."timestamp" < p.bucket)) AS n
     FROM presence p CROSS JOIN generate_series(0, 24) AS k
     GROUP BY 1, 2, 3
@@ -44,7 +47,7 @@ const ORACLE_LOOKBACKS = `
     SELECT metric_id, bucket, array_agg(n ORDER BY k)::text AS lookback FROM per_lookback GROUP BY 1, 2
   )`;
 
-export async function oracleHours(db: Db): Promise<FiguresText[]> {
+export async function oracleHours(db: Db, accountId: string = DEFAULT_ACCOUNT_ID): Promise<FiguresText[]> {
   return db.query<FiguresText>(
     `WITH ${ORACLE_LOOKBACKS}, figures AS (
        SELECT metric_id, ${HOUR_OF_EVENT} AS bucket,
@@ -54,6 +57,7 @@ export async function oracleHours(db: Db): Promise<FiguresText[]> {
               max(value)::text AS max_value,
               count(DISTINCT profile_id)::text AS unique_profiles
        FROM klaviyo_events
+       WHERE account_id = $1
        GROUP BY 1, 2
      )
      SELECT f.metric_id,
@@ -62,10 +66,11 @@ export async function oracleHours(db: Db): Promise<FiguresText[]> {
             coalesce(l.lookback, ${ZERO_LOOKBACKS}) AS new_profiles_by_lookback
      FROM figures f LEFT JOIN lookbacks l ON l.metric_id = f.metric_id AND l.bucket = f.bucket
      ORDER BY 1, 2`,
+    [accountId],
   );
 }
 
-export async function storedHours(db: Db): Promise<FiguresText[]> {
+export async function storedHours(db: Db, accountId: string = DEFAULT_ACCOUNT_ID): Promise<FiguresText[]> {
   return db.query<FiguresText>(
     `SELECT metric_id,
             to_char(bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS bucket,
@@ -76,13 +81,17 @@ export async function storedHours(db: Db): Promise<FiguresText[]> {
             unique_profiles::text AS unique_profiles,
             new_profiles_by_lookback::text AS new_profiles_by_lookback
      FROM klaviyo_aggregated_metrics
-     WHERE granularity = 'hour'
+     WHERE account_id = $1 AND granularity = 'hour'
      ORDER BY 1, 2`,
+    [accountId],
   );
 }
 
-export async function dirtyCount(db: Db): Promise<number> {
-  const rows = await db.query<{ n: string }>('SELECT count(*) AS n FROM klaviyo_aggregate_dirty');
+export async function dirtyCount(db: Db, accountId: string = DEFAULT_ACCOUNT_ID): Promise<number> {
+  const rows = await db.query<{ n: string }>(
+    'SELECT count(*) AS n FROM klaviyo_aggregate_dirty WHERE account_id = $1',
+    [accountId],
+  );
   return Number(rows[0]?.n);
 }
 
@@ -90,17 +99,20 @@ export async function dirtyCount(db: Db): Promise<number> {
  * The readers' contract, checked in one statement (one snapshot): every hour that is not marked dirty
  * has exactly the oracle's figures, or no row when it has no events. Returns the offending hours.
  */
-export async function contractViolations(db: Db): Promise<Record<string, unknown>[]> {
+export async function contractViolations(
+  db: Db,
+  accountId: string = DEFAULT_ACCOUNT_ID,
+): Promise<Record<string, unknown>[]> {
   return db.query(
     `WITH ${ORACLE_LOOKBACKS}, oracle AS (
        SELECT e.metric_id, ${HOUR_OF_EVENT} AS bucket,
               count(*) AS event_count, coalesce(sum(value), 0) AS sum_value, min(value) AS min_value,
               max(value) AS max_value, count(DISTINCT profile_id) AS unique_profiles
-       FROM klaviyo_events e GROUP BY 1, 2
+       FROM klaviyo_events e WHERE e.account_id = $1 GROUP BY 1, 2
      ), stored AS (
        SELECT metric_id, bucket, event_count, sum_value, min_value, max_value, unique_profiles,
               new_profiles_by_lookback::text AS lookback
-       FROM klaviyo_aggregated_metrics WHERE granularity = 'hour'
+       FROM klaviyo_aggregated_metrics WHERE account_id = $1 AND granularity = 'hour'
      ), compared AS (
        SELECT coalesce(o.metric_id, s.metric_id) AS metric_id, coalesce(o.bucket, s.bucket) AS bucket,
               o.event_count::text AS expected_count, s.event_count::text AS stored_count,
@@ -118,10 +130,13 @@ export async function contractViolations(db: Db): Promise<Record<string, unknown
      SELECT metric_id, bucket, expected_count, stored_count, expected_lookback, stored_lookback
      FROM compared c
      WHERE (c.figures_differ
-            AND NOT EXISTS (SELECT 1 FROM klaviyo_aggregate_dirty d WHERE d.metric_id = c.metric_id AND d.bucket = c.bucket))
+            AND NOT EXISTS (SELECT 1 FROM klaviyo_aggregate_dirty d
+                            WHERE d.account_id = $1 AND d.metric_id = c.metric_id AND d.bucket = c.bucket))
         OR (c.lookbacks_differ
             AND NOT EXISTS (SELECT 1 FROM klaviyo_aggregate_dirty d
-                            WHERE d.metric_id = c.metric_id AND d.bucket BETWEEN c.bucket - interval '24 hours' AND c.bucket))`,
+                            WHERE d.account_id = $1 AND d.metric_id = c.metric_id
+                              AND d.bucket BETWEEN c.bucket - interval '24 hours' AND c.bucket))`,
+    [accountId],
   );
 }
 
@@ -129,13 +144,17 @@ export async function contractViolations(db: Db): Promise<Record<string, unknown
  * Every row of the rollups with its row version: any rewrite, even to equal values, changes it.
  * TimescaleDB's compressed chunks have no xmin/ctid; there updated_at (set by every rewrite) has to do.
  */
-export async function rollupChecksum(db: Db, options: { rowVersions?: boolean } = {}): Promise<string> {
+export async function rollupChecksum(
+  db: Db,
+  options: { rowVersions?: boolean; accountId?: string } = {},
+): Promise<string> {
   const versions = (options.rowVersions ?? true) ? `, xmin::text, ctid::text` : '';
   const rows = await db.query<{ checksum: string | null; n: string }>(
     `SELECT md5(string_agg(concat_ws('|', metric_id, granularity, bucket, event_count, sum_value, min_value, max_value,
                                      unique_profiles, updated_at${versions}), ',' ORDER BY metric_id, granularity, bucket)) AS checksum,
             count(*) AS n
-     FROM klaviyo_aggregated_metrics`,
+     FROM klaviyo_aggregated_metrics WHERE account_id = $1`,
+    [options.accountId ?? DEFAULT_ACCOUNT_ID],
   );
   return `${rows[0]?.n}:${rows[0]?.checksum ?? 'empty'}`;
 }
@@ -169,18 +188,22 @@ export function randomEvents(
  * non-empty value with the count and sum of that value's events, and nothing else. The oracle reads
  * values through jsonb_each (a string's text, any other JSON's text), not the aggregator's ->>.
  */
-export async function dimensionContractViolations(db: Db): Promise<Record<string, unknown>[]> {
+export async function dimensionContractViolations(
+  db: Db,
+  accountId: string = DEFAULT_ACCOUNT_ID,
+): Promise<Record<string, unknown>[]> {
   return db.query(
     `WITH oracle AS (
        SELECT e.metric_id, kv.key AS dimension, ${HOUR_OF_EVENT} AS bucket,
               CASE jsonb_typeof(kv.value) WHEN 'string' THEN kv.value #>> '{}' ELSE kv.value::text END AS dimension_value,
               count(*) AS event_count, coalesce(sum(e.value), 0) AS sum_value
        FROM klaviyo_events e, jsonb_each(e.properties) AS kv(key, value)
-       WHERE jsonb_typeof(kv.value) <> 'null' AND kv.value <> '""'::jsonb
+       WHERE e.account_id = $1 AND jsonb_typeof(kv.value) <> 'null' AND kv.value <> '""'::jsonb
          AND kv.key IN (SELECT dimension FROM klaviyo_rollup_dimensions)
        GROUP BY 1, 2, 3, 4
      ), stored AS (
        SELECT metric_id, dimension, bucket, dimension_value, event_count, sum_value FROM klaviyo_dimension_rollups
+        WHERE account_id = $1
      )
      SELECT coalesce(o.metric_id, s.metric_id) AS metric_id, coalesce(o.dimension, s.dimension) AS dimension,
             to_char(coalesce(o.bucket, s.bucket) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS bucket,
@@ -192,10 +215,13 @@ export async function dimensionContractViolations(db: Db): Promise<Record<string
        ON s.metric_id = o.metric_id AND s.dimension = o.dimension AND s.bucket = o.bucket AND s.dimension_value = o.dimension_value
      WHERE (o.event_count, o.sum_value::text) IS DISTINCT FROM (s.event_count, s.sum_value::text)
        AND NOT EXISTS (SELECT 1 FROM klaviyo_aggregate_dirty d
-                       WHERE d.metric_id = coalesce(o.metric_id, s.metric_id) AND d.bucket = coalesce(o.bucket, s.bucket))
+                       WHERE d.account_id = $1 AND d.metric_id = coalesce(o.metric_id, s.metric_id)
+                         AND d.bucket = coalesce(o.bucket, s.bucket))
        AND NOT EXISTS (SELECT 1 FROM klaviyo_dimension_fallbacks f
-                       WHERE f.metric_id = coalesce(o.metric_id, s.metric_id) AND f.dimension = coalesce(o.dimension, s.dimension))
+                       WHERE f.account_id = $1 AND f.metric_id = coalesce(o.metric_id, s.metric_id)
+                         AND f.dimension = coalesce(o.dimension, s.dimension))
      ORDER BY 1, 2, 3, 4`,
+    [accountId],
   );
 }
 
@@ -203,15 +229,18 @@ export async function dimensionContractViolations(db: Db): Promise<Record<string
  * The daily dimension rollups' invariant, whatever is marked: each UTC day's row is the sum of its hours'
  * rows (a row of zeros standing for none). Returns the days that differ.
  */
-export async function dailyDimensionViolations(db: Db): Promise<Record<string, unknown>[]> {
+export async function dailyDimensionViolations(
+  db: Db,
+  accountId: string = DEFAULT_ACCOUNT_ID,
+): Promise<Record<string, unknown>[]> {
   return db.query(
     `WITH hours AS (
        SELECT metric_id, dimension, date_bin('1 day', bucket, timestamptz '2000-01-01 00:00:00+00') AS day, dimension_value,
               sum(event_count) AS event_count, sum(sum_value) AS sum_value
-       FROM klaviyo_dimension_rollups GROUP BY 1, 2, 3, 4
+       FROM klaviyo_dimension_rollups WHERE account_id = $1 GROUP BY 1, 2, 3, 4
      ), days AS (
        SELECT metric_id, dimension, day, dimension_value, event_count, sum_value
-       FROM klaviyo_dimension_daily_rollups WHERE event_count <> 0 OR sum_value <> 0
+       FROM klaviyo_dimension_daily_rollups WHERE account_id = $1 AND (event_count <> 0 OR sum_value <> 0)
      )
      SELECT coalesce(h.metric_id, d.metric_id) AS metric_id, coalesce(h.dimension, d.dimension) AS dimension,
             coalesce(h.day, d.day)::text AS day, coalesce(h.dimension_value, d.dimension_value) AS dimension_value,
@@ -220,5 +249,6 @@ export async function dailyDimensionViolations(db: Db): Promise<Record<string, u
      FULL JOIN days d ON d.metric_id = h.metric_id AND d.dimension = h.dimension AND d.day = h.day AND d.dimension_value = h.dimension_value
      WHERE (h.event_count, h.sum_value) IS DISTINCT FROM (d.event_count, d.sum_value)
      ORDER BY 1, 2, 3, 4`,
+    [accountId],
   );
 }

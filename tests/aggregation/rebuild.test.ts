@@ -2,6 +2,7 @@ import { rebuildAggregates, runAggregation, type RebuildProgress } from '../../l
 import { freshDatabase, type TestDatabase } from '../support/database';
 import { storeEvents } from '../support/events';
 import { dirtyCount, oracleHours, randomEvents, rollupChecksum, storedHours } from './oracle';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 
 /** Full and partial rebuilds from raw events: what a backfill (npm run backfill) does. */
 describe('rebuildAggregates', () => {
@@ -34,8 +35,8 @@ describe('rebuildAggregates', () => {
       `DELETE FROM klaviyo_aggregated_metrics WHERE bucket IN ('2024-01-06T05:00:00Z', '2024-01-26T05:00:00Z')`,
     );
     await t.db.query(
-      `INSERT INTO klaviyo_aggregated_metrics (metric_id, granularity, bucket, event_count, sum_value, unique_profiles)
-       VALUES ('x', 'hour', '2023-06-01T00:00:00Z', 5, 5, 1), ('y', 'hour', '2024-01-07T00:30:00Z', 1, 1, 1)
+      `INSERT INTO klaviyo_aggregated_metrics (account_id, metric_id, granularity, bucket, event_count, sum_value, unique_profiles)
+       VALUES ('default', 'x', 'hour', '2023-06-01T00:00:00Z', 5, 5, 1), ('default', 'y', 'hour', '2024-01-07T00:30:00Z', 1, 1, 1)
        ON CONFLICT DO NOTHING`,
     );
   }
@@ -43,7 +44,10 @@ describe('rebuildAggregates', () => {
   it('builds every hour from nothing, chunk by chunk, reporting progress, and clears the marks', async () => {
     const marked = await dirtyCount(t.db);
     const progress: RebuildProgress[] = [];
-    const result = await rebuildAggregates(t.db, { chunkHours: 24 * 7, onProgress: (p) => progress.push(p) });
+    const result = await rebuildAggregates(t.db, DEFAULT_ACCOUNT_ID, {
+      chunkHours: 24 * 7,
+      onProgress: (p) => progress.push(p),
+    });
     expect(result).toMatchObject({
       from: new Date('2024-01-01T00:00:00Z'),
       chunks: 6,
@@ -64,21 +68,21 @@ describe('rebuildAggregates', () => {
 
   it('a rebuild of correct rollups writes nothing', async () => {
     const checksum = await rollupChecksum(t.db);
-    const result = await rebuildAggregates(t.db, { chunkHours: 24 });
+    const result = await rebuildAggregates(t.db, DEFAULT_ACCOUNT_ID, { chunkHours: 24 });
     expect(result).toMatchObject({ rowsWritten: 0, rowsDeleted: 0, eventsScanned: 2000 });
     expect(await rollupChecksum(t.db)).toBe(checksum);
   });
 
   it('repairs only the range (and metric) it is given', async () => {
     await corrupt();
-    const inside = await rebuildAggregates(t.db, {
+    const inside = await rebuildAggregates(t.db, DEFAULT_ACCOUNT_ID, {
       from: new Date('2024-01-05T00:00:00Z'),
       to: new Date('2024-01-08T00:00:00Z'),
       metricId: 'y',
       chunkHours: 24,
     });
     expect(inside.chunks).toBe(3);
-    await rebuildAggregates(t.db, {
+    await rebuildAggregates(t.db, DEFAULT_ACCOUNT_ID, {
       from: new Date('2024-01-05T00:00:00Z'),
       to: new Date('2024-01-08T00:00:00Z'),
       chunkHours: 24,
@@ -93,7 +97,7 @@ describe('rebuildAggregates', () => {
   });
 
   it('a full rebuild repairs everything, including rows of hours that have no events', async () => {
-    const result = await rebuildAggregates(t.db);
+    const result = await rebuildAggregates(t.db, DEFAULT_ACCOUNT_ID);
     expect(result.from).toEqual(new Date('2023-06-01T00:00:00Z'));
     expect(result.rowsDeleted).toBe(1);
     expect(await storedHours(t.db)).toEqual(await oracleHours(t.db));
@@ -101,7 +105,7 @@ describe('rebuildAggregates', () => {
 
   it('for one metric, rounds the range out to whole hours and leaves other metrics alone', async () => {
     await t.db.query(`UPDATE klaviyo_aggregated_metrics SET sum_value = sum_value + 1`);
-    const result = await rebuildAggregates(t.db, {
+    const result = await rebuildAggregates(t.db, DEFAULT_ACCOUNT_ID, {
       metricId: 'z',
       from: new Date('2024-01-10T10:30:00Z'),
       to: new Date('2024-01-10T12:00:01Z'),
@@ -122,13 +126,13 @@ describe('rebuildAggregates', () => {
         .filter((r) => !repaired(r))
         .every((r, i) => r.sum_value !== oracle.filter((o) => !repaired(o))[i]?.sum_value),
     ).toBe(true);
-    await rebuildAggregates(t.db);
+    await rebuildAggregates(t.db, DEFAULT_ACCOUNT_ID);
     expect(await storedHours(t.db)).toEqual(oracle);
   });
 
   it('after a rebuild, new ingests are picked up by the incremental run as usual', async () => {
     await storeEvents(t.db, [{ metricId: 'x', profileId: 'p_1', at: '2024-01-03T03:03:03Z', value: '3.3' }]);
-    expect(await runAggregation(t.db, { batchBuckets: 100, timeBudgetMs: 60_000 })).toMatchObject({
+    expect(await runAggregation(t.db, DEFAULT_ACCOUNT_ID, { batchBuckets: 100, timeBudgetMs: 60_000 })).toMatchObject({
       bucketsRecomputed: 1,
     });
     expect(await storedHours(t.db)).toEqual(await oracleHours(t.db));
@@ -137,7 +141,7 @@ describe('rebuildAggregates', () => {
   it('with nothing stored, does nothing', async () => {
     const empty = await freshDatabase({ setEnv: false });
     try {
-      expect(await rebuildAggregates(empty.db)).toMatchObject({ from: null, to: null, chunks: 0 });
+      expect(await rebuildAggregates(empty.db, DEFAULT_ACCOUNT_ID)).toMatchObject({ from: null, to: null, chunks: 0 });
     } finally {
       await empty.drop();
     }

@@ -11,12 +11,14 @@ import {
   storedHours,
   type FiguresText,
 } from './oracle';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 
 /**
  * The incremental aggregator, scenario after scenario on one database: after each run, every stored
  * hour equals the oracle's recomputation from raw events, and no hour is missing.
  */
-const run = (t: TestDatabase, batchBuckets = 50) => runAggregation(t.db, { batchBuckets, timeBudgetMs: 60_000 });
+const run = (t: TestDatabase, batchBuckets = 50) =>
+  runAggregation(t.db, DEFAULT_ACCOUNT_ID, { batchBuckets, timeBudgetMs: 60_000 });
 
 async function expectExact(t: TestDatabase): Promise<void> {
   expect(await dirtyCount(t.db)).toBe(0);
@@ -214,7 +216,7 @@ describe('runAggregation', () => {
     await t.db.transaction(async (tx) => {
       await tx.query(`DELETE FROM klaviyo_events WHERE id = 'gone'`);
       await tx.query(
-        `INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket) VALUES ('placed', '2024-06-01T00:00:00Z')`,
+        `INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket) VALUES ('default', 'placed', '2024-06-01T00:00:00Z')`,
       );
     });
     expect(await run(t)).toMatchObject({ bucketsRecomputed: 1, rowsChanged: 1, eventsScanned: 0 });
@@ -240,7 +242,7 @@ describe('runAggregation', () => {
   it('recomputes a bucket whose figures did not change without rewriting its row', async () => {
     const checksum = await rollupChecksum(t.db);
     await t.db.query(
-      `INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket) VALUES ('placed', '2024-03-01T00:00:00Z')`,
+      `INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket) VALUES ('default', 'placed', '2024-03-01T00:00:00Z')`,
     );
     expect(await run(t)).toMatchObject({ bucketsRecomputed: 1, rowsChanged: 0 });
     expect(await rollupChecksum(t.db)).toBe(checksum);
@@ -261,7 +263,7 @@ describe('runAggregation', () => {
     await t.db.query(`UPDATE klaviyo_aggregate_dirty SET first_marked_at = now() - interval '90 seconds'`);
     const marked = await dirtyCount(t.db);
     // A budget of 1 ms lets exactly one batch run.
-    const result = await runAggregation(t.db, { batchBuckets: 10, timeBudgetMs: 1 });
+    const result = await runAggregation(t.db, DEFAULT_ACCOUNT_ID, { batchBuckets: 10, timeBudgetMs: 1 });
     expect(result).toMatchObject({
       status: 'done',
       bucketsRecomputed: 10,
@@ -283,7 +285,7 @@ describe('runAggregation', () => {
     await t.db.query(
       `UPDATE klaviyo_aggregate_dirty SET first_marked_at = now() - interval '1 hour' WHERE bucket = '2024-08-01T05:00:00Z'`,
     );
-    await runAggregation(t.db, { batchBuckets: 1, timeBudgetMs: 1 });
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID, { batchBuckets: 1, timeBudgetMs: 1 });
     const left = await t.db.query<{ bucket: Date }>('SELECT bucket FROM klaviyo_aggregate_dirty');
     expect(left).toEqual([{ bucket: new Date('2024-08-01T01:00:00Z') }]);
     await run(t);
@@ -308,8 +310,8 @@ describe('runAggregation', () => {
       }));
     expect(expected.length).toBeGreaterThan(5);
     expect(await dirtyCount(t.db)).toBe(2);
-    expect(await readHourlySeries(t.db, { metricId: 'placed', from, to })).toEqual(expected);
+    expect(await readHourlySeries(t.db, DEFAULT_ACCOUNT_ID, { metricId: 'placed', from, to })).toEqual(expected);
     await run(t);
-    expect(await readHourlySeries(t.db, { metricId: 'placed', from, to })).toEqual(expected);
+    expect(await readHourlySeries(t.db, DEFAULT_ACCOUNT_ID, { metricId: 'placed', from, to })).toEqual(expected);
   });
 });

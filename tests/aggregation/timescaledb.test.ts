@@ -13,6 +13,7 @@ import {
   rollupChecksum,
   storedHours,
 } from './oracle';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 
 /**
  * The same aggregator on the TimescaleDB branch (PGlite + TimescaleDB): events and rollups are
@@ -61,7 +62,11 @@ describe('aggregation on TimescaleDB (PGlite)', () => {
         idPrefix: 'ts',
       }),
     );
-    expect(await runAggregation(db, options)).toMatchObject({ status: 'done', eventsScanned: 1200, bucketsWaiting: 0 });
+    expect(await runAggregation(db, DEFAULT_ACCOUNT_ID, options)).toMatchObject({
+      status: 'done',
+      eventsScanned: 1200,
+      bucketsWaiting: 0,
+    });
     expect(await dirtyCount(db)).toBe(0);
     expect(await storedHours(db)).toEqual(await oracleHours(db));
   });
@@ -98,13 +103,13 @@ describe('aggregation on TimescaleDB (PGlite)', () => {
       { id: 'late_mid', metricId: 'm2', profileId: null, at: new Date(now - 200 * DAY), value: null },
     ]);
     // Added from the pending rows: only the three new events read.
-    expect(await runAggregation(db, options)).toMatchObject({
+    expect(await runAggregation(db, DEFAULT_ACCOUNT_ID, options)).toMatchObject({
       bucketsRecomputed: 2,
       bucketsFromRaw: 0,
       eventsScanned: 3,
     });
     expect(await storedHours(db)).toEqual(await oracleHours(db));
-    const series = await readHourlySeries(db, {
+    const series = await readHourlySeries(db, DEFAULT_ACCOUNT_ID, {
       metricId: 'm1',
       from: oldHour,
       to: new Date(oldHour.getTime() + 3_600_000),
@@ -126,8 +131,11 @@ describe('aggregation on TimescaleDB (PGlite)', () => {
 
   it('a run with nothing to do changes nothing; a full rebuild of correct rollups neither', async () => {
     const checksum = await rollupChecksum(db, { rowVersions: false });
-    expect(await runAggregation(db, options)).toMatchObject({ bucketsRecomputed: 0, rowsChanged: 0 });
-    expect(await rebuildAggregates(db, { chunkHours: 24 * 30 })).toMatchObject({
+    expect(await runAggregation(db, DEFAULT_ACCOUNT_ID, options)).toMatchObject({
+      bucketsRecomputed: 0,
+      rowsChanged: 0,
+    });
+    expect(await rebuildAggregates(db, DEFAULT_ACCOUNT_ID, { chunkHours: 24 * 30 })).toMatchObject({
       rowsWritten: 0,
       rowsDeleted: 0,
       eventsScanned: 1203,
@@ -141,7 +149,7 @@ describe('aggregation on TimescaleDB (PGlite)', () => {
       [hourOf(new Date(now - 450 * DAY)).toISOString()],
     );
     expect(await storedHours(db)).not.toEqual(await oracleHours(db));
-    await rebuildAggregates(db, { chunkHours: 24 * 30 });
+    await rebuildAggregates(db, DEFAULT_ACCOUNT_ID, { chunkHours: 24 * 30 });
     expect(await storedHours(db)).toEqual(await oracleHours(db));
   });
 
@@ -155,22 +163,22 @@ describe('aggregation on TimescaleDB (PGlite)', () => {
       idPrefix: 'fl',
     }).map((e, i) => ({ ...e, properties: { $flow: `flow${i % 3}` } }));
     await storeEvents(db, flowEvents);
-    await runAggregation(db, options);
+    await runAggregation(db, DEFAULT_ACCOUNT_ID, options);
     expect(await runCompression(db, 'klaviyo_dimension_rollups')).toBeGreaterThan(0);
     const first = flowEvents.reduce((a, b) => (new Date(a.at) < new Date(b.at) ? a : b));
     await storeEvents(db, [
       { id: 'late_flow', metricId: 'm3', profileId: 'p1', at: first.at, value: '5', properties: { $flow: 'flow0' } },
     ]);
-    await runAggregation(db, options);
+    await runAggregation(db, DEFAULT_ACCOUNT_ID, options);
     expect(await dimensionContractViolations(db)).toEqual([]);
     await db.query(`UPDATE klaviyo_dimension_rollups SET event_count = event_count + 1 WHERE metric_id = 'm3'`);
     expect(await dimensionContractViolations(db)).not.toEqual([]);
-    await rebuildAggregates(db, { chunkHours: 24 * 30 });
+    await rebuildAggregates(db, DEFAULT_ACCOUNT_ID, { chunkHours: 24 * 30 });
     expect(await dimensionContractViolations(db)).toEqual([]);
     // The daily rows took the rebuild's corrections too, compressed chunks included.
     await db.query(`UPDATE klaviyo_dimension_daily_rollups SET event_count = event_count + 1 WHERE metric_id = 'm3'`);
     expect(await dailyDimensionViolations(db)).not.toEqual([]);
-    await rebuildAggregates(db, { chunkHours: 24 * 30 });
+    await rebuildAggregates(db, DEFAULT_ACCOUNT_ID, { chunkHours: 24 * 30 });
     expect(await dailyDimensionViolations(db)).toEqual([]);
   });
 });

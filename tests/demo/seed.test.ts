@@ -4,6 +4,7 @@ import { demoYearEndingOn, generatePages } from '../../lib/demo/generator';
 import { ingestEventsPage } from '../../lib/app/ingest';
 import { defaultDemoProfiles, demoWindow, seedDemoData, type SeedProgress } from '../../scripts/seed';
 import { freshDatabase, type TestDatabase } from '../support/database';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 
 const EVENTS = 2500;
 const PROFILES = 400;
@@ -52,7 +53,7 @@ describe('seedDemoData', () => {
       progress.push(p),
     );
     for (const page of generatePages({ events: EVENTS, seed: SEED, profiles: PROFILES, ...WINDOW })) {
-      await ingestEventsPage(ingested.db, page, { maxResources: 1000 });
+      await ingestEventsPage(ingested.db, DEFAULT_ACCOUNT_ID, page, { maxResources: 1000 });
     }
 
     expect(result).toMatchObject({

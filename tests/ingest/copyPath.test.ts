@@ -8,6 +8,7 @@ import { untilHeld } from '../reliability/support/faults';
 import { tuning } from '../support/env';
 import { freshDatabase, type TestDatabase } from '../support/database';
 import { eventsPage } from './helpers';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 
 /**
  * The two ways a page's events reach klaviyo_events: by COPY into the table itself (postgres.js,
@@ -174,15 +175,20 @@ describe('ingest: the COPY path and the JSON path', () => {
   it('takes COPY on the postgres.js driver (JSON on the Data API) and stores the same bytes as the JSON path', async () => {
     const seen: Seen = { copiedInto: [], statements: [] };
     const seenJson: Seen = { copiedInto: [], statements: [] };
-    const first = await ingestEventsPage(observed(viaDefault.db, seen), awkwardPage(), LIMITS);
-    const second = await ingestEventsPage(observed(viaJson.db, seenJson, true), awkwardPage(), LIMITS);
+    const first = await ingestEventsPage(observed(viaDefault.db, seen), DEFAULT_ACCOUNT_ID, awkwardPage(), LIMITS);
+    const second = await ingestEventsPage(
+      observed(viaJson.db, seenJson, true),
+      DEFAULT_ACCOUNT_ID,
+      awkwardPage(),
+      LIMITS,
+    );
     expect(first).toEqual(second);
     expect(first).toMatchObject({ received: 40, inserted: 40, duplicates: 0 });
 
     const copies = viaDefault.db.driver === 'postgres';
     expect(seen.copiedInto).toEqual(copies ? ['klaviyo_profiles', 'klaviyo_events'] : []);
     expect(
-      seen.statements.some((s) => s.includes('jsonb_to_recordset($1::jsonb) AS r(\n         id text, ts timestamptz')),
+      seen.statements.some((s) => s.includes('jsonb_to_recordset($2::jsonb) AS r(\n         id text, ts timestamptz')),
     ).toBe(!copies);
     // New events go in without a read of the stored keys first.
     expect(seen.statements.some((s) => s.includes('WITH ORDINALITY AS k(key, position)'))).toBe(false);
@@ -213,7 +219,7 @@ describe('ingest: the COPY path and the JSON path', () => {
       'SELECT id, xmin::text AS xmin, ingested_at FROM klaviyo_events ORDER BY id, "timestamp"',
     );
     const seen: Seen = { copiedInto: [], statements: [] };
-    const again = await ingestEventsPage(observed(viaDefault.db, seen), awkwardPage(), LIMITS);
+    const again = await ingestEventsPage(observed(viaDefault.db, seen), DEFAULT_ACCOUNT_ID, awkwardPage(), LIMITS);
     expect(again).toMatchObject({ received: 40, inserted: 0, duplicates: 40 });
     // Refused at its first row, then the read finds every row stored: nothing is copied again.
     if (viaDefault.db.driver === 'postgres') expect(seen.copiedInto).toEqual(['klaviyo_events']);
@@ -227,7 +233,7 @@ describe('ingest: the COPY path and the JSON path', () => {
   it('stores an event a page repeats (same id and time) once', async () => {
     const page = eventsPage({ events: 12, prefix: 'rp', metrics: 2, profiles: 3 });
     page.data.push(structuredClone(page.data[4]), structuredClone(page.data[4]));
-    const result = await ingestEventsPage(viaDefault.db, page, LIMITS);
+    const result = await ingestEventsPage(viaDefault.db, DEFAULT_ACCOUNT_ID, page, LIMITS);
     expect(result).toMatchObject({ received: 14, inserted: 12, duplicates: 2 });
     const rows = await viaDefault.db.query<{ n: string; pending: string }>(
       `SELECT (SELECT count(*) FROM klaviyo_events WHERE id LIKE 'rp%') AS n,
@@ -243,14 +249,15 @@ describe('ingest: the COPY path and the JSON path', () => {
     // The metrics and profiles are stored first, so that the only rows both writers want are events.
     // The holder writes every other event and keeps its transaction open: the other writer's COPY
     // of them has to wait, and is refused once the holder commits.
-    await ingestEventsPage(viaDefault.db, { data: [], included: page.included }, LIMITS);
+    await ingestEventsPage(viaDefault.db, DEFAULT_ACCOUNT_ID, { data: [], included: page.included }, LIMITS);
     const [held, written] = await whileHeld(
       (tx) =>
         insertEvents(
           tx,
+          DEFAULT_ACCOUNT_ID,
           plan.events.filter((_, i) => i % 2 === 0),
         ),
-      () => ingestEventsPage(observed(viaDefault.db, seen), page, LIMITS),
+      () => ingestEventsPage(observed(viaDefault.db, seen), DEFAULT_ACCOUNT_ID, page, LIMITS),
     );
     expect(held).toEqual({ inserted: 20, duplicates: 0 });
     expect(written).toMatchObject({ received: 40, inserted: 20, duplicates: 20 });
@@ -259,7 +266,9 @@ describe('ingest: the COPY path and the JSON path', () => {
       expect(seen.copiedInto).toEqual(['klaviyo_events', 'klaviyo_events']);
       expect(seen.statements.filter((s) => s.includes('WITH ORDINALITY AS k(key, position)'))).toHaveLength(1);
     } else {
-      expect(seen.statements.some((s) => s.includes('ON CONFLICT (id, "timestamp") DO NOTHING'))).toBe(true);
+      expect(seen.statements.some((s) => s.includes('ON CONFLICT (account_id, id, "timestamp") DO NOTHING'))).toBe(
+        true,
+      );
     }
     expect(await storedOnce(viaDefault.db, 'cc')).toEqual({ n: '40', distinct_ids: '40', pending: '40' });
   });
@@ -268,10 +277,11 @@ describe('ingest: the COPY path and the JSON path', () => {
     const page = eventsPage({ events: 40, prefix: 'cr', metrics: 3, profiles: 5 });
     const plan = planEventsPage(page, LIMITS);
     const seen: Seen = { copiedInto: [], statements: [] };
-    await ingestEventsPage(viaDefault.db, { data: [], included: page.included }, LIMITS);
+    await ingestEventsPage(viaDefault.db, DEFAULT_ACCOUNT_ID, { data: [], included: page.included }, LIMITS);
     // Half the page is stored, so the first COPY is refused and the read runs.
     await insertEvents(
       viaDefault.db,
+      DEFAULT_ACCOUNT_ID,
       plan.events.filter((_, i) => i % 2 === 0),
     );
     const late = plan.events[1];
@@ -287,20 +297,23 @@ describe('ingest: the COPY path and the JSON path', () => {
               ...tx,
               query: async <T extends Row>(text: string, params?: readonly SqlParam[]) => {
                 const rows = await tx.query<T>(text, params);
-                if (text.includes('WITH ORDINALITY AS k(key, position)')) await insertEvents(racer, [late]);
+                if (text.includes('WITH ORDINALITY AS k(key, position)'))
+                  await insertEvents(racer, DEFAULT_ACCOUNT_ID, [late]);
                 return rows;
               },
             }),
           ),
       };
-      const written = await ingestEventsPage(racing, page, LIMITS);
+      const written = await ingestEventsPage(racing, DEFAULT_ACCOUNT_ID, page, LIMITS);
       if (viaDefault.db.driver === 'postgres') {
         expect(written).toMatchObject({ received: 40, inserted: 19, duplicates: 21 });
         expect(seen.copiedInto).toEqual(['klaviyo_events', 'klaviyo_events']);
       } else {
         expect(written).toMatchObject({ received: 40, inserted: 20, duplicates: 20 });
       }
-      expect(seen.statements.some((s) => s.includes('ON CONFLICT (id, "timestamp") DO NOTHING'))).toBe(true);
+      expect(seen.statements.some((s) => s.includes('ON CONFLICT (account_id, id, "timestamp") DO NOTHING'))).toBe(
+        true,
+      );
     } finally {
       await racer.close();
     }
@@ -313,6 +326,7 @@ describe('ingest: the COPY path and the JSON path', () => {
     const seen: Seen = { copiedInto: [], statements: [] };
     await ingestEventsPage(
       viaDefault.db,
+      DEFAULT_ACCOUNT_ID,
       { data: [], included: page.included.filter((r) => r.type === 'metric') },
       LIMITS,
     );
@@ -320,9 +334,10 @@ describe('ingest: the COPY path and the JSON path', () => {
       (tx) =>
         upsertProfiles(
           tx,
+          DEFAULT_ACCOUNT_ID,
           plan.profiles.filter((_, i) => i % 2 === 0),
         ),
-      () => ingestEventsPage(observed(viaDefault.db, seen), page, LIMITS),
+      () => ingestEventsPage(observed(viaDefault.db, seen), DEFAULT_ACCOUNT_ID, page, LIMITS),
     );
     expect(held).toEqual({ written: 5 });
     // The holder's copies are the same as the page's: only the other five are written.
@@ -330,8 +345,10 @@ describe('ingest: the COPY path and the JSON path', () => {
     if (viaDefault.db.driver === 'postgres') {
       // Refused once (the holder's five), then the page's ten inserted unless stored; one read only.
       expect(seen.copiedInto).toEqual(['klaviyo_profiles', 'klaviyo_events']);
-      expect(seen.statements.filter((s) => s.includes('ON CONFLICT (id) DO NOTHING'))).toHaveLength(1);
-      expect(seen.statements.filter((s) => s.includes('FROM klaviyo_profiles p\n   WHERE p.id IN'))).toHaveLength(1);
+      expect(seen.statements.filter((s) => s.includes('ON CONFLICT (account_id, id) DO NOTHING'))).toHaveLength(1);
+      expect(
+        seen.statements.filter((s) => s.includes('FROM klaviyo_profiles p\n   WHERE p.account_id = $1 AND p.id IN')),
+      ).toHaveLength(1);
     } else {
       expect(seen.statements.some((s) => s.includes('INSERT INTO klaviyo_profiles AS p'))).toBe(true);
     }
@@ -352,6 +369,7 @@ describe('ingest: the COPY path and the JSON path', () => {
       const plan = planEventsPage(page, LIMITS);
       await ingestEventsPage(
         viaDefault.db,
+        DEFAULT_ACCOUNT_ID,
         { data: [], included: page.included.filter((r) => r.type === 'metric') },
         LIMITS,
       );
@@ -360,8 +378,8 @@ describe('ingest: the COPY path and the JSON path', () => {
         .slice(0, 2)
         .map((p) => (p.isStub ? p : { ...p, first_name: 'held', updated: heldUpdated }));
       const [, written] = await whileHeld(
-        (tx) => upsertProfiles(tx, heldCopies),
-        () => ingestEventsPage(viaDefault.db, page, LIMITS),
+        (tx) => upsertProfiles(tx, DEFAULT_ACCOUNT_ID, heldCopies),
+        () => ingestEventsPage(viaDefault.db, DEFAULT_ACCOUNT_ID, page, LIMITS),
       );
       expect(written).toMatchObject({ received: 12, inserted: 12, profiles_upserted: winner === 'page' ? 4 : 2 });
       const names = await viaDefault.db.query<{ first_name: string | null }>(
@@ -384,7 +402,7 @@ describe('ingest: the COPY path and the JSON path', () => {
     page.data[3].id = 'nul-page';
     page.data[3].attributes.event_properties.note = 'a\u0000b';
     const before = await stored(viaDefault.db);
-    const err = await ingestEventsPage(viaDefault.db, page, LIMITS).catch((e: unknown) => e);
+    const err = await ingestEventsPage(viaDefault.db, DEFAULT_ACCOUNT_ID, page, LIMITS).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(HttpError);
     expect((err as HttpError).status).toBe(400);
     expect(await stored(viaDefault.db)).toEqual(before);

@@ -3,6 +3,7 @@ import { getProfileById } from '../../lib/repositories/profiles';
 import { useFreshDatabase } from '../support/database';
 import { invoke } from '../support/http';
 import { checksums, fixture } from './helpers';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 
 describe('ingest of Klaviyo example documents', () => {
   const t = useFreshDatabase();
@@ -75,7 +76,7 @@ describe('ingest of Klaviyo example documents', () => {
     });
 
     // Later than the profile's stated last_event_date: the event in the same page is what readers answer.
-    expect((await getProfileById(t.db, '01GDDKASAP8TKDDA2GRZDSVP4H'))?.lastEventDate).toEqual(
+    expect((await getProfileById(t.db, DEFAULT_ACCOUNT_ID, '01GDDKASAP8TKDDA2GRZDSVP4H'))?.lastEventDate).toEqual(
       new Date('2022-11-08T01:23:45Z'),
     );
 

@@ -4,6 +4,7 @@ import { ingestEventsPage } from '../../lib/app/ingest';
 import { useFreshDatabase } from '../support/database';
 import { invoke } from '../support/http';
 import { counts, eventsPage } from './helpers';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 
 /**
  * Every validation rule answers 400 (as Klaviyo does) with a pointer to the offending item, lists all of them at
@@ -100,8 +101,12 @@ describe('ingest validation', () => {
 
     // The limit is an option of the library entry point (INGEST_MAX_RESOURCES for the handler).
     const small = eventsPage({ events: 11, prefix: 'opt' });
-    await expect(ingestEventsPage(getDb(), small, { maxResources: 10 })).rejects.toMatchObject({ status: 400 });
-    await expect(ingestEventsPage(getDb(), small, { maxResources: 11 })).resolves.toMatchObject({ inserted: 11 });
+    await expect(ingestEventsPage(getDb(), DEFAULT_ACCOUNT_ID, small, { maxResources: 10 })).rejects.toMatchObject({
+      status: 400,
+    });
+    await expect(ingestEventsPage(getDb(), DEFAULT_ACCOUNT_ID, small, { maxResources: 11 })).resolves.toMatchObject({
+      inserted: 11,
+    });
   });
 
   it('answers 413 past 5 MB and accepts a body of exactly 5 MB', async () => {

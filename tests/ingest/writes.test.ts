@@ -3,6 +3,7 @@ import { getProfileById } from '../../lib/repositories/profiles';
 import { useFreshDatabase } from '../support/database';
 import { invoke } from '../support/http';
 import { checksums, eventsPage } from './helpers';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 
 /**
  * What ingest writes: idempotent re-deliveries, values, stubs filled in later, newest `updated`
@@ -120,7 +121,9 @@ describe('ingest writes', () => {
       await t.db.query(`SELECT id, email, is_stub, last_event_date FROM klaviyo_profiles WHERE id = 'Pstub0'`),
     ).toEqual([{ id: 'Pstub0', email: null, is_stub: true, last_event_date: null }]);
     // Derived from the stub's events when read.
-    expect((await getProfileById(t.db, 'Pstub0'))?.lastEventDate).toEqual(new Date('2024-03-10T00:01:01Z'));
+    expect((await getProfileById(t.db, DEFAULT_ACCOUNT_ID, 'Pstub0'))?.lastEventDate).toEqual(
+      new Date('2024-03-10T00:01:01Z'),
+    );
 
     // The real resources arrive later, with an `updated` older than the events: they fill the stubs in.
     const metric = {
@@ -142,7 +145,9 @@ describe('ingest writes', () => {
     expect(await t.db.query(`SELECT email, is_stub FROM klaviyo_profiles WHERE id = 'Pstub0'`)).toEqual([
       { email: 'late@example.com', is_stub: false },
     ]);
-    expect((await getProfileById(t.db, 'Pstub0'))?.lastEventDate).toEqual(new Date('2024-03-10T00:01:01Z'));
+    expect((await getProfileById(t.db, DEFAULT_ACCOUNT_ID, 'Pstub0'))?.lastEventDate).toEqual(
+      new Date('2024-03-10T00:01:01Z'),
+    );
     // A later page that only references them again does not turn them back into stubs.
     await post(
       '/api/events',
@@ -179,7 +184,7 @@ describe('ingest writes', () => {
     // The same ids at another time are other events (the key is (id, timestamp)): four new rows.
     expect(later.body.data.attributes).toMatchObject({ inserted: 4, profiles_upserted: 0 });
     expect(await profileVersions()).toEqual(before);
-    expect((await getProfileById(t.db, 'Pknown1'))?.lastEventDate).toEqual(
+    expect((await getProfileById(t.db, DEFAULT_ACCOUNT_ID, 'Pknown1'))?.lastEventDate).toEqual(
       new Date(Date.parse('2024-06-01T00:00:00Z') + 3 * 61_000),
     );
   });

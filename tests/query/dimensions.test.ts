@@ -6,6 +6,7 @@ import { useFreshDatabase } from '../support/database';
 import { storeEvents, type SimpleEvent } from '../support/events';
 import { prng } from '../support/random';
 import { oracleRows, wallTimeToInstant, type OracleEvent, type OracleInterval } from './oracle';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 
 /**
  * Breakdowns and dimension filters served from the dimension rollups (the 'dimension' plan), against
@@ -131,6 +132,7 @@ async function expectExact(db: Db, expectServed: 'dimension' | 'events' = 'dimen
         for (const [from, to] of interval === 'hour' ? hourRange : interval === 'day' ? ranges : ranges.slice(0, 1)) {
           const { document, plan, servedBy } = await queryMetricAggregates(
             db,
+            DEFAULT_ACCOUNT_ID,
             {
               data: {
                 type: 'metric-aggregate',
@@ -176,7 +178,7 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
 
   it('equal raw events once rolled up, and the rollups meet their contract', async () => {
     await storeEvents(t.db, eventsOf(1, 2500, 'a'));
-    await runAggregation(t.db);
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     expect(await dimensionContractViolations(t.db)).toEqual([]);
     expect(await dailyDimensionViolations(t.db)).toEqual([]);
     const rows = await t.db.query<{ n: string }>(
@@ -194,7 +196,7 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
     const pending = await t.db.query<{ n: string }>('SELECT count(*) AS n FROM klaviyo_aggregate_pending');
     expect(Number(pending[0]?.n)).toBe(300);
     await expectExact(t.db);
-    await runAggregation(t.db);
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     expect(await dimensionContractViolations(t.db)).toEqual([]);
     expect(await dailyDimensionViolations(t.db)).toEqual([]);
     await expectExact(t.db);
@@ -203,12 +205,15 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
   it('equal raw events after deletions, before and after their range is rebuilt', async () => {
     await t.db.query(
       `WITH gone AS (DELETE FROM klaviyo_events WHERE metric_id = $1 AND id LIKE 'a1%' RETURNING date_trunc('hour', "timestamp", 'UTC') AS hour)
-       INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket) SELECT DISTINCT $1, hour FROM gone ON CONFLICT DO NOTHING`,
+       INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket) SELECT DISTINCT 'default', $1::text, hour FROM gone ON CONFLICT DO NOTHING`,
       [METRIC],
     );
     // Marked without pending rows: readers recount those hours; the aggregator recounts them too.
     await expectExact(t.db);
-    await rebuildAggregates(t.db, { from: new Date('2024-10-18T00:00:00Z'), to: new Date('2024-11-14T00:00:00Z') });
+    await rebuildAggregates(t.db, DEFAULT_ACCOUNT_ID, {
+      from: new Date('2024-10-18T00:00:00Z'),
+      to: new Date('2024-11-14T00:00:00Z'),
+    });
     expect(await dimensionContractViolations(t.db)).toEqual([]);
     expect(await dailyDimensionViolations(t.db)).toEqual([]);
     await expectExact(t.db);
@@ -217,10 +222,10 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
   it('recounts a marked hour without pending rows in the next batch', async () => {
     await t.db.query(
       `WITH gone AS (DELETE FROM klaviyo_events WHERE metric_id = $1 AND id LIKE 'a2%' RETURNING date_trunc('hour', "timestamp", 'UTC') AS hour)
-       INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket) SELECT DISTINCT $1, hour FROM gone ON CONFLICT DO NOTHING`,
+       INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket) SELECT DISTINCT 'default', $1::text, hour FROM gone ON CONFLICT DO NOTHING`,
       [METRIC],
     );
-    await runAggregation(t.db);
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     expect(await dimensionContractViolations(t.db)).toEqual([]);
     expect(await dailyDimensionViolations(t.db)).toEqual([]);
     await expectExact(t.db);
@@ -228,7 +233,7 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
 
   it('equal raw events after the rollups are truncated and rebuilt', async () => {
     await t.db.query('TRUNCATE klaviyo_aggregated_metrics, klaviyo_profile_hours, klaviyo_dimension_rollups');
-    await rebuildAggregates(t.db);
+    await rebuildAggregates(t.db, DEFAULT_ACCOUNT_ID);
     expect(await dimensionContractViolations(t.db)).toEqual([]);
     expect(await dailyDimensionViolations(t.db)).toEqual([]);
     await expectExact(t.db);
@@ -240,7 +245,7 @@ describe('a dimension registered later', () => {
 
   it('is read from raw events until its backfill has run, then from its rollups', async () => {
     await storeEvents(t.db, eventsOf(3, 800, 'b'));
-    await runAggregation(t.db);
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     await t.db.query(`DELETE FROM klaviyo_rollup_dimensions WHERE dimension = $1`, [FLOW]);
     await t.db.query(`DELETE FROM klaviyo_dimension_rollups WHERE dimension = $1`, [FLOW]);
     await expectExact(t.db, 'events');
@@ -252,7 +257,7 @@ describe('a dimension registered later', () => {
     expect(result.registered).toEqual([FLOW]);
     expect(result.backfilled).toEqual([FLOW]);
     await expectExact(t.db);
-    await runAggregation(t.db);
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     expect(await dimensionContractViolations(t.db)).toEqual([]);
     expect(await dailyDimensionViolations(t.db)).toEqual([]);
     await expectExact(t.db);
@@ -272,7 +277,7 @@ describe('cardinality', () => {
       properties: { URL: `https://example.com/p/${i}`, [FLOW]: FLOWS[i % 2] },
     }));
     await storeEvents(t.db, events);
-    await runAggregation(t.db, { maxValuesPerHour: 20 });
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID, { maxValuesPerHour: 20 });
     const fallbacks = await t.db.query<{
       metric_id: string;
       dimension: string;
@@ -284,6 +289,7 @@ describe('cardinality', () => {
     expect(urlRows).toEqual([]);
     const { document, servedBy } = await queryMetricAggregates(
       t.db,
+      DEFAULT_ACCOUNT_ID,
       {
         data: {
           type: 'metric-aggregate',
@@ -318,7 +324,7 @@ describe('cardinality', () => {
         properties: { Subject: 'x'.repeat(3000) },
       },
     ]);
-    await runAggregation(t.db);
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     const fallbacks = await t.db.query<{ reason: string }>(
       `SELECT reason FROM klaviyo_dimension_fallbacks WHERE metric_id = $1 AND dimension = 'Subject'`,
       [OTHER],

@@ -4,6 +4,7 @@ import { useFreshDatabase } from '../support/database';
 import { storeEvents, type SimpleEvent } from '../support/events';
 import { prng } from '../support/random';
 import { contractViolations } from '../aggregation/oracle';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 
 /**
  * The fast paths against plain SQL over raw events. First, distinct profiles per day served from
@@ -42,6 +43,7 @@ describe('unique per day from lookback counts', () => {
   ): Promise<{ source: string; unique: readonly number[]; count: readonly number[] }> {
     const { document, plan } = await queryMetricAggregates(
       t.db,
+      DEFAULT_ACCOUNT_ID,
       {
         data: {
           type: 'metric-aggregate',
@@ -87,7 +89,7 @@ describe('unique per day from lookback counts', () => {
 
   it('is exact once rolled up', async () => {
     await storeEvents(t.db, eventsAroundMidnights(1, 1500, 'a'));
-    await runAggregation(t.db);
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     await expectExact();
   });
 
@@ -96,23 +98,26 @@ describe('unique per day from lookback counts', () => {
     // hours still count them as new, which stays right for days that start after the late event.
     await storeEvents(t.db, eventsAroundMidnights(2, 60, 'late'));
     await expectExact();
-    await runAggregation(t.db);
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     await expectExact();
   });
 
   it('is exact after events are deleted and their range rebuilt', async () => {
     await t.db.query(`DELETE FROM klaviyo_events WHERE metric_id = $1 AND id LIKE 'a1%'`, [METRIC]);
-    await rebuildAggregates(t.db, { from: new Date('2024-10-18T00:00:00Z'), to: new Date('2024-11-12T00:00:00Z') });
+    await rebuildAggregates(t.db, DEFAULT_ACCOUNT_ID, {
+      from: new Date('2024-10-18T00:00:00Z'),
+      to: new Date('2024-11-12T00:00:00Z'),
+    });
     await expectExact();
   });
 
   it('is exact after the rollups and profile-hours are truncated and rebuilt', async () => {
     await t.db.query('TRUNCATE klaviyo_aggregated_metrics, klaviyo_profile_hours');
-    await rebuildAggregates(t.db);
+    await rebuildAggregates(t.db, DEFAULT_ACCOUNT_ID);
     await expectExact();
     // A rebuild of correct rollups changes nothing.
     const before = await t.db.query(`SELECT xmin::text FROM klaviyo_aggregated_metrics ORDER BY metric_id, bucket`);
-    await rebuildAggregates(t.db);
+    await rebuildAggregates(t.db, DEFAULT_ACCOUNT_ID);
     expect(await t.db.query(`SELECT xmin::text FROM klaviyo_aggregated_metrics ORDER BY metric_id, bucket`)).toEqual(
       before,
     );
@@ -135,7 +140,7 @@ describe('a batch of 5,000 hours', () => {
       value: 1,
     }));
     await storeEvents(t.db, events);
-    const run = await runAggregation(t.db, { batchBuckets: 5000, timeBudgetMs: 600_000 });
+    const run = await runAggregation(t.db, DEFAULT_ACCOUNT_ID, { batchBuckets: 5000, timeBudgetMs: 600_000 });
     expect(run).toMatchObject({ status: 'done', bucketsRecomputed: 6000, batches: 2, bucketsWaiting: 0 });
     expect(await contractViolations(t.db)).toEqual([]);
     expect((await t.db.query('SELECT 1 FROM klaviyo_aggregate_adjustments')).length).toBe(0);
@@ -149,6 +154,7 @@ describe('count and sum of dirty hours: their rollup plus their pending rows', (
   async function answer(interval: string, timezone: string, from: string, to: string) {
     const { document, plan } = await queryMetricAggregates(
       t.db,
+      DEFAULT_ACCOUNT_ID,
       {
         data: {
           type: 'metric-aggregate',
@@ -205,7 +211,7 @@ describe('count and sum of dirty hours: their rollup plus their pending rows', (
         value: (i % 97) + 0.25,
       })),
     );
-    await runAggregation(t.db);
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     // Late events: their hours are marked and hold pending rows until the next run.
     await storeEvents(
       t.db,
@@ -221,7 +227,7 @@ describe('count and sum of dirty hours: their rollup plus their pending rows', (
     await t.db.query(
       `WITH gone AS (DELETE FROM klaviyo_events WHERE id IN ('s1', 's2') RETURNING date_trunc('hour', "timestamp", 'UTC') AS hour),
             unpended AS (DELETE FROM klaviyo_aggregate_pending WHERE metric_id = $1 AND bucket IN (SELECT hour FROM gone))
-       INSERT INTO klaviyo_aggregate_dirty (metric_id, bucket) SELECT $1, hour FROM gone ON CONFLICT DO NOTHING`,
+       INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket) SELECT 'default', $1, hour FROM gone ON CONFLICT DO NOTHING`,
       [metric],
     );
     const pending = await t.db.query<{ n: string }>('SELECT count(*) AS n FROM klaviyo_aggregate_pending');

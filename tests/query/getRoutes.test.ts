@@ -7,6 +7,7 @@ import { closeDb } from '../../lib/db';
 import type { HttpHandler } from '../../lib/http/handler';
 import { freshDatabase, type TestDatabase } from '../support/database';
 import { invoke, type InvokeResult } from '../support/http';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 
 /**
  * The GET routes over data that arrived the way production data does: Klaviyo event pages posted
@@ -377,7 +378,7 @@ describe('GET routes: events, profiles, metrics', () => {
 
     it('GET /api/metrics lists each metric with its event count and first and last event, before and after an aggregate run', async () => {
       for (const phase of ['dirty', 'rolled up']) {
-        if (phase === 'rolled up') expect((await runAggregation(t.db)).status).toBe('done');
+        if (phase === 'rolled up') expect((await runAggregation(t.db, DEFAULT_ACCOUNT_ID)).status).toBe('done');
         const res = await get(metrics.list, '/api/metrics');
         expect(res.status).toBe(200);
         expect(res.body.data.map((m: { id: string }) => m.id)).toEqual([M_ORDER, M_OPEN, M_STUB].sort());

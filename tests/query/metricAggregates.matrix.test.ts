@@ -13,6 +13,7 @@ import {
   type OracleInterval,
 } from './oracle';
 import { prng } from '../support/random';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 
 /**
  * Every measurement x interval x time zone against the oracle (tests/query/oracle.ts), in three
@@ -156,7 +157,7 @@ describe('POST /api/metric-aggregates against an oracle over raw rows', () => {
   it(
     'answers from the rollups after an aggregate run',
     async () => {
-      const result = await runAggregation(t.db);
+      const result = await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
       expect(result.status).toBe('done');
       const dirty = await t.db.query<{ n: string }>('SELECT count(*) AS n FROM klaviyo_aggregate_dirty');
       expect(Number(dirty[0]?.n)).toBe(0);

@@ -7,6 +7,7 @@ import { invoke, type InvokeResult } from '../support/http';
 import { oracleRows, type OracleEvent } from './oracle';
 import { prng } from '../support/random';
 import { klaviyoFixture } from '../support/fixtures';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 
 /**
  * POST /api/metric-aggregates beyond the matrix: `by` grouping and dimension filters against the
@@ -89,7 +90,7 @@ describe('POST /api/metric-aggregates: by, filters, paging, errors', () => {
   beforeAll(async () => {
     t = await freshDatabase();
     await storeEvents(t.db, EVENTS);
-    await runAggregation(t.db);
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
   });
   afterAll(async () => {
     await closeDb();

@@ -9,6 +9,7 @@ import { freshDatabase, type TestDatabase } from '../support/database';
 import { tuning } from '../support/env';
 import { rowCounts } from '../security/support/checksum';
 import { makeEvents, pageOf, profileEmail, type PageEvent } from './support/pages';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 
 /**
  * Eight ingest streams on eight connections deliver the same events again and again, in different
@@ -71,7 +72,7 @@ async function runStreams<P>(
     while (ingesting) {
       try {
         // Small batches: many transactions that race with the ingests' dirty marks.
-        await runAggregation(db, { batchBuckets: 25, timeBudgetMs: 60_000 });
+        await runAggregation(db, DEFAULT_ACCOUNT_ID, { batchBuckets: 25, timeBudgetMs: 60_000 });
         aggregatorRuns += 1;
       } catch (err) {
         failures.push({ stream: -1, code: errorCode(err), message: (err as Error).message });
@@ -99,7 +100,7 @@ async function runStreams<P>(
 }
 
 async function expectRollupsEqualOracle(db: ClosableDb): Promise<void> {
-  const last = await runAggregation(db, { batchBuckets: 10_000, timeBudgetMs: 60_000 });
+  const last = await runAggregation(db, DEFAULT_ACCOUNT_ID, { batchBuckets: 10_000, timeBudgetMs: 60_000 });
   expect(last.status).toBe('done');
   expect(await dirtyCount(db)).toBe(0);
   expect(await contractViolations(db)).toEqual([]);
@@ -177,7 +178,7 @@ describe('8 concurrent ingest streams with re-deliveries while the aggregator ru
     const outcome = await runStreams(
       clients,
       (stream) => pagesOfStream(pool, stream),
-      (db, page) => ingestEventsPage(db, pageOf(page)),
+      (db, page) => ingestEventsPage(db, DEFAULT_ACCOUNT_ID, pageOf(page)),
     );
 
     // A deadlock shows here as code 40P01, with the statement that lost the cycle in the message.
@@ -223,7 +224,9 @@ describe('8 concurrent ingest streams with re-deliveries while the aggregator ru
       }
       return shuffled(pages, r);
     };
-    const outcome = await runStreams(clients, pagesOf, (db, page) => bulkCreateEvents(db, bulkBody(page)));
+    const outcome = await runStreams(clients, pagesOf, (db, page) =>
+      bulkCreateEvents(db, DEFAULT_ACCOUNT_ID, bulkBody(page)),
+    );
 
     expect(outcome.failures).toEqual([]);
     expect(outcome.deliveries).toBe(STREAMS * PROFILES * PER_PROFILE);

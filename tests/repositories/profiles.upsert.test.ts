@@ -1,6 +1,7 @@
 import type { Db } from '../../lib/db/port';
 import { epochMicros, upsertProfiles, type ProfileUpsert } from '../../lib/repositories/profiles';
 import { useFreshDatabase } from '../support/database';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 
 /** Which copies travel to the write statement: only those that may replace the stored row. */
 function copy(id: string, updated: string | null, firstName: string): ProfileUpsert {
@@ -45,16 +46,16 @@ describe('upsertProfiles: what travels', () => {
 
   it('sends no write for copies equal to the stored ones to the microsecond, and sends one newer by a microsecond', async () => {
     const first = [copy('Pa', '2024-05-01T00:00:00.123456Z', 'one'), copy('Pb', '2024-05-01T02:00:00+02:00', 'one')];
-    expect(await upsertProfiles(t.db, first)).toEqual({ written: 2 });
+    expect(await upsertProfiles(t.db, DEFAULT_ACCOUNT_ID, first)).toEqual({ written: 2 });
 
     const statements: string[] = [];
     // The same instants written another way (offset, trailing zeros): equal, so nothing to write.
     const same = [copy('Pa', '2024-05-01T01:00:00.123456+01:00', 'two'), copy('Pb', '2024-05-01T00:00:00.000Z', 'two')];
-    expect(await upsertProfiles(counting(t.db, statements), same)).toEqual({ written: 0 });
+    expect(await upsertProfiles(counting(t.db, statements), DEFAULT_ACCOUNT_ID, same)).toEqual({ written: 0 });
     expect(writes(statements)).toBe(0);
 
     const newer = [copy('Pa', '2024-05-01T00:00:00.123457Z', 'three'), copy('Pb', '2024-05-01T00:00:00Z', 'three')];
-    expect(await upsertProfiles(counting(t.db, statements), newer)).toEqual({ written: 1 });
+    expect(await upsertProfiles(counting(t.db, statements), DEFAULT_ACCOUNT_ID, newer)).toEqual({ written: 1 });
     expect(writes(statements)).toBe(1);
     expect(await t.db.query(`SELECT id, first_name FROM klaviyo_profiles ORDER BY id`)).toEqual([
       { id: 'Pa', first_name: 'three' },

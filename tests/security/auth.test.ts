@@ -66,6 +66,60 @@ describe('parseApiKeys', () => {
   });
 });
 
+describe('keys bound to accounts', () => {
+  const hex = hashApiKey('k');
+  const other = hashApiKey('other');
+
+  it('reads scope@account:hash, and binds an entry without @account to the account "default"', () => {
+    const parsed = parseApiKeys(`read@acme:${hex},write@acme:${hex},admin:${other},read@a.b-c_9:${hashApiKey('x')}`);
+    expect(parsed.map((e) => [e.scope, e.accountId])).toEqual([
+      ['read', 'acme'],
+      ['write', 'acme'],
+      ['admin', 'default'],
+      ['read', 'a.b-c_9'],
+    ]);
+  });
+
+  it.each([
+    ['an empty account', `read@:${hex}`],
+    ['an account with a space', `read@ac me:${hex}`],
+    ['an account starting with a dot', `read@.acme:${hex}`],
+    ['an account of 65 characters', `read@${'a'.repeat(65)}:${hex}`],
+  ])('rejects %s', (_what, value) => {
+    expect(() => parseApiKeys(value)).toThrow(ConfigError);
+  });
+
+  it('refuses one key bound to two accounts', () => {
+    expect(() => parseApiKeys(`read@acme:${hex},read@globex:${hex}`)).toThrow(/one account/);
+    expect(() => parseApiKeys(`read:${hex},write@globex:${hex}`)).toThrow(ConfigError);
+  });
+
+  it("gives the request the key's own account", () => {
+    const keys = parseApiKeys(
+      `read@acme:${hashApiKey('acme-read')},write@globex:${hashApiKey('globex-write')},read:${hashApiKey('plain')}`,
+    );
+    expect(authorize('Bearer acme-read', 'read', keys)).toEqual({ scope: 'read', accountId: 'acme' });
+    expect(authorize('Bearer globex-write', 'write', keys)).toEqual({ scope: 'write', accountId: 'globex' });
+    expect(authorize('Bearer plain', 'read', keys)).toEqual({ scope: 'read', accountId: 'default' });
+  });
+
+  it('lets an admin key name an account with X-Account-Id, and refuses the header from any other key', () => {
+    const keys = parseApiKeys(`admin@ops:${hashApiKey('admin')},read@acme:${hashApiKey('acme-read')}`);
+    expect(authorize('Bearer admin', 'read', keys)).toEqual({ scope: 'admin', accountId: 'ops' });
+    expect(authorize('Bearer admin', 'write', keys, 'globex')).toEqual({ scope: 'admin', accountId: 'globex' });
+    const refused = httpErrorOf(() => authorize('Bearer acme-read', 'read', keys, 'globex'));
+    expect(refused.status).toBe(403);
+    expect(refused.items[0]).toMatchObject({ code: 'permission_denied', header: 'X-Account-Id' });
+    // Even naming its own account: the header is for admin keys only.
+    expect(httpErrorOf(() => authorize('Bearer acme-read', 'read', keys, 'acme')).status).toBe(403);
+    const invalid = httpErrorOf(() => authorize('Bearer admin', 'read', keys, 'no such/account'));
+    expect(invalid.status).toBe(400);
+    expect(invalid.items[0]).toMatchObject({ code: 'invalid', header: 'X-Account-Id' });
+    // Authentication comes first: a wrong key with the header is a 401, not a 403.
+    expect(httpErrorOf(() => authorize('Bearer nope', 'read', keys, 'acme')).status).toBe(401);
+  });
+});
+
 describe('extractApiKey', () => {
   it('accepts Bearer and Klaviyo-API-Key, in any letter case', () => {
     expect(extractApiKey('Bearer abc')).toBe('abc');
@@ -95,11 +149,11 @@ describe('authorize', () => {
   const keys = entries({ 'r-key': 'read', 'w-key': 'write', 'a-key': 'admin' });
 
   it('lets each scope do what it may, and admin everything', () => {
-    expect(authorize('Bearer r-key', 'read', keys)).toBe('read');
-    expect(authorize('Bearer w-key', 'write', keys)).toBe('write');
-    expect(authorize('Klaviyo-API-Key a-key', 'read', keys)).toBe('admin');
-    expect(authorize('Bearer a-key', 'write', keys)).toBe('admin');
-    expect(authorize('Bearer a-key', 'admin', keys)).toBe('admin');
+    expect(authorize('Bearer r-key', 'read', keys).scope).toBe('read');
+    expect(authorize('Bearer w-key', 'write', keys).scope).toBe('write');
+    expect(authorize('Klaviyo-API-Key a-key', 'read', keys).scope).toBe('admin');
+    expect(authorize('Bearer a-key', 'write', keys).scope).toBe('admin');
+    expect(authorize('Bearer a-key', 'admin', keys).scope).toBe('admin');
   });
 
   it('answers 401 with a challenge without a key, and for an unknown key', () => {
@@ -137,8 +191,8 @@ describe('authorize', () => {
 
   it('unions the scopes of a key configured twice', () => {
     const both = entries({ k: 'read' }).concat(entries({ k: 'write' }));
-    expect(authorize('Bearer k', 'read', both)).toBe('read');
-    expect(authorize('Bearer k', 'write', both)).toBe('write');
+    expect(authorize('Bearer k', 'read', both).scope).toBe('read');
+    expect(authorize('Bearer k', 'write', both).scope).toBe('write');
   });
 
   it('accepts exactly the configured keys (property)', () => {
@@ -154,8 +208,8 @@ describe('authorize', () => {
           const list = entries(spec);
           const key = configured[pick % configured.length] as string;
           const scope = spec[key] as Scope;
-          expect(authorize(`Bearer ${key}`, scope, list)).toBe(scope);
-          expect(authorize(`Klaviyo-API-Key ${key}`, scope, list)).toBe(scope);
+          expect(authorize(`Bearer ${key}`, scope, list).scope).toBe(scope);
+          expect(authorize(`Klaviyo-API-Key ${key}`, scope, list).scope).toBe(scope);
           const outsider = allKeys[allKeys.length - 1] as string;
           expect(httpErrorOf(() => authorize(`Bearer ${outsider}`, 'read', list)).status).toBe(401);
         },
@@ -244,6 +298,24 @@ describe('the HTTP wrapper', () => {
       source: { header: 'Authorization' },
     });
     expect(calls).toBe(0);
+  });
+
+  it("gives the operation the caller: the key's account, or the one an admin key names", async () => {
+    const seen: unknown[] = [];
+    const probe = httpHandler({ name: 'probe-caller', scope: 'read' }, async (_request, _fields, caller) => {
+      seen.push(caller);
+      return { status: 200, body: { data: null } };
+    });
+    expect((await invoke(probe, { key: 'read' })).status).toBe(200);
+    expect((await invoke(probe, { key: 'admin', headers: { 'X-Account-Id': 'acme' } })).status).toBe(200);
+    expect(seen).toEqual([
+      { scope: 'read', accountId: 'default' },
+      { scope: 'admin', accountId: 'acme' },
+    ]);
+    const refused = await invoke(probe, { key: 'read', headers: { 'x-account-id': 'acme' } });
+    expect(refused.status).toBe(403);
+    expect(refused.body.errors[0]).toMatchObject({ code: 'permission_denied', source: { header: 'X-Account-Id' } });
+    expect(seen).toHaveLength(2);
   });
 
   it('lets anyone call a public route', async () => {

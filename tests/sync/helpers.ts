@@ -4,6 +4,7 @@ import type { Clock } from '../../lib/sync/clock';
 import { KlaviyoClient } from '../../lib/sync/klaviyoClient';
 import { runSync, type SyncOptions, type SyncRunResult } from '../../lib/app/sync';
 import type { FakeKlaviyo } from '../support/fakeKlaviyo';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 
 export const API_KEY = 'pk_test_0123456789abcdef0123456789abcdef';
 export const HOUR = 3_600_000;
@@ -133,7 +134,7 @@ export async function expectStoredEventsToEqual(db: Db, source: readonly SourceE
     .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   expect(await storedEvents(db)).toEqual(expected);
 
-  await runAggregation(db, { timeBudgetMs: 60_000 });
+  await runAggregation(db, DEFAULT_ACCOUNT_ID, { timeBudgetMs: 60_000 });
   const rollups = await db.query<{ metric_id: string; events: string; cents: string }>(
     `SELECT metric_id, sum(event_count)::text AS events, (sum(sum_value) * 100)::numeric(20, 0)::text AS cents
      FROM klaviyo_aggregated_metrics WHERE granularity = 'hour' GROUP BY metric_id ORDER BY metric_id`,

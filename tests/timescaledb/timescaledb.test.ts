@@ -2,6 +2,7 @@ import { databaseMode, migrate, readMigrations } from '../../lib/db/migrate';
 import type { ClosableDb } from '../../lib/db/port';
 import { insertEvents, type NewEvent } from '../../lib/repositories/events';
 import { createTimescalePglite } from '../support/pglite';
+import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 
 /**
  * The TimescaleDB branch of the migrations and the write path, on PGlite + TimescaleDB 2.23 (WASM).
@@ -74,12 +75,12 @@ describe('TimescaleDB branch (PGlite + TimescaleDB)', () => {
   });
 
   it('inserts idempotently across chunks, also into chunks the policy has compressed', async () => {
-    await db.query(`INSERT INTO klaviyo_metrics (id, name) VALUES ('m1', 'Placed Order')`);
-    await db.query(`INSERT INTO klaviyo_profiles (id) VALUES ('p1'), ('p2')`);
+    await db.query(`INSERT INTO klaviyo_metrics (account_id, id, name) VALUES ('default', 'm1', 'Placed Order')`);
+    await db.query(`INSERT INTO klaviyo_profiles (account_id, id) VALUES ('default', 'p1'), ('default', 'p2')`);
     const now = Date.now();
     const old = [0, 1, 2, 3].map((i) => event(`old${i}`, new Date(now - (100 + i * 8) * DAY)));
     const recent = [event('new1', new Date(now - DAY)), event('new2', new Date(now - 2 * DAY), 'm1', 'p2', '2.5')];
-    expect(await insertEvents(db, [...old, ...recent])).toEqual({ inserted: 6, duplicates: 0 });
+    expect(await insertEvents(db, DEFAULT_ACCOUNT_ID, [...old, ...recent])).toEqual({ inserted: 6, duplicates: 0 });
     const chunks = await db.query<{ n: string }>(`SELECT count(*) AS n FROM show_chunks('klaviyo_events')`);
     expect(Number(chunks[0]?.n)).toBeGreaterThanOrEqual(5);
 
@@ -95,7 +96,7 @@ describe('TimescaleDB branch (PGlite + TimescaleDB)', () => {
 
     // Re-delivery into compressed chunks is still recognised; a late new event still lands.
     const late = event('late1', new Date(now - 101 * DAY), 'm1', 'p2', '7');
-    expect(await insertEvents(db, [...old, late])).toEqual({ inserted: 1, duplicates: 4 });
+    expect(await insertEvents(db, DEFAULT_ACCOUNT_ID, [...old, late])).toEqual({ inserted: 1, duplicates: 4 });
     const [totals] = await db.query<{ n: string; total: string }>(
       `SELECT count(*) AS n, sum(value) AS total FROM klaviyo_events`,
     );

@@ -246,10 +246,10 @@ function byIdThenTime(a: NewEvent, b: NewEvent): number {
 }
 
 /** Writes a planned page: metrics, then profiles, then events, each one statement, in the caller's transaction. */
-export async function writeEventsPage(tx: Db, plan: EventsPagePlan): Promise<IngestCounts> {
-  const metrics = await upsertMetrics(tx, plan.metrics);
-  const profiles = await upsertProfiles(tx, plan.profiles);
-  const events = await insertEvents(tx, plan.events);
+export async function writeEventsPage(tx: Db, accountId: string, plan: EventsPagePlan): Promise<IngestCounts> {
+  const metrics = await upsertMetrics(tx, accountId, plan.metrics);
+  const profiles = await upsertProfiles(tx, accountId, plan.profiles);
+  const events = await insertEvents(tx, accountId, plan.events);
   return {
     received: plan.received,
     inserted: events.inserted,
@@ -259,7 +259,12 @@ export async function writeEventsPage(tx: Db, plan: EventsPagePlan): Promise<Ing
   };
 }
 
-export async function ingestEventsPage(db: Db, body: unknown, options: IngestOptions = {}): Promise<IngestCounts> {
+export async function ingestEventsPage(
+  db: Db,
+  accountId: string,
+  body: unknown,
+  options: IngestOptions = {},
+): Promise<IngestCounts> {
   const plan = planEventsPage(body, options);
-  return db.transaction((tx) => writeEventsPage(tx, plan));
+  return db.transaction((tx) => writeEventsPage(tx, accountId, plan));
 }

@@ -165,12 +165,17 @@ export function identifiersOf(identity: ProfileIdentity) {
 }
 
 /** Writes planned Klaviyo writes in the caller's transaction: metrics, profiles, then events. */
-export async function writeKlaviyoEvents(tx: Db, entries: readonly PlannedProfileEntry[]): Promise<IngestCounts> {
+export async function writeKlaviyoEvents(
+  tx: Db,
+  accountId: string,
+  entries: readonly PlannedProfileEntry[],
+): Promise<IngestCounts> {
   const names = entries.flatMap((e) => e.events.map((ev) => ev.attributes.metric.data.attributes.name));
-  const metrics = await resolveMetricsByName(tx, names, metricIdFor, API_INTEGRATION);
+  const metrics = await resolveMetricsByName(tx, accountId, names, metricIdFor, API_INTEGRATION);
 
   const matched = await resolveProfiles(
     tx,
+    accountId,
     entries.map((e) => identifiersOf(e.identity)),
   );
   const profileIds = entries.map((e, i) => matched[i] ?? newProfileId(e.identity));
@@ -180,7 +185,7 @@ export async function writeKlaviyoEvents(tx: Db, entries: readonly PlannedProfil
     attributes: profileAttributesFrom(e.identity.attributes),
     kx: e.identity.attributes?._kx ?? null,
   }));
-  const profiles = await mergeProfiles(tx, merges);
+  const profiles = await mergeProfiles(tx, accountId, merges);
 
   const events: NewEvent[] = [];
   entries.forEach((entry, i) => {
@@ -224,7 +229,7 @@ export async function writeKlaviyoEvents(tx: Db, entries: readonly PlannedProfil
       });
     }
   });
-  const inserted = await insertEvents(tx, events, { dedupeById: true });
+  const inserted = await insertEvents(tx, accountId, events, { dedupeById: true });
   return {
     received: events.length,
     inserted: inserted.inserted,
@@ -234,12 +239,22 @@ export async function writeKlaviyoEvents(tx: Db, entries: readonly PlannedProfil
   };
 }
 
-export async function createEvent(db: Db, body: unknown, options: IngestOptions = {}): Promise<IngestCounts> {
+export async function createEvent(
+  db: Db,
+  accountId: string,
+  body: unknown,
+  options: IngestOptions = {},
+): Promise<IngestCounts> {
   const entries = planCreateEvent(body, options);
-  return db.transaction((tx) => writeKlaviyoEvents(tx, entries));
+  return db.transaction((tx) => writeKlaviyoEvents(tx, accountId, entries));
 }
 
-export async function bulkCreateEvents(db: Db, body: unknown, options: IngestOptions = {}): Promise<IngestCounts> {
+export async function bulkCreateEvents(
+  db: Db,
+  accountId: string,
+  body: unknown,
+  options: IngestOptions = {},
+): Promise<IngestCounts> {
   const entries = planBulkCreate(body, options);
-  return db.transaction((tx) => writeKlaviyoEvents(tx, entries));
+  return db.transaction((tx) => writeKlaviyoEvents(tx, accountId, entries));
 }

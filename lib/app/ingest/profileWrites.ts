@@ -89,17 +89,17 @@ function mergeOf(id: string, p: ProfileWrite): ProfileMerge {
 
 const identity = (p: ProfileWrite) => ({ type: 'profile' as const, id: p.id, attributes: p.attributes });
 
-async function stored(tx: Db, id: string): Promise<ProfileRow> {
-  const row = await getProfileById(tx, id);
+async function stored(tx: Db, accountId: string, id: string): Promise<ProfileRow> {
+  const row = await getProfileById(tx, accountId, id);
   if (!row) throw new Error(`profile ${id} vanished inside its own transaction`);
   return row;
 }
 
 /** Create Profile: the new profile, or a 409 naming the profile that holds one of its identifiers. */
-export async function createProfile(db: Db, body: unknown): Promise<ProfileRow> {
+export async function createProfile(db: Db, accountId: string, body: unknown): Promise<ProfileRow> {
   const profile = planOne(body, false);
   return db.transaction(async (tx) => {
-    const [existing] = await resolveProfiles(tx, [identifiersOf(identity(profile))]);
+    const [existing] = await resolveProfiles(tx, accountId, [identifiersOf(identity(profile))]);
     if (existing) {
       throw new HttpError(409, {
         code: 'duplicate_profile',
@@ -109,8 +109,8 @@ export async function createProfile(db: Db, body: unknown): Promise<ProfileRow> 
       });
     }
     const id = newProfileId(identity(profile));
-    await mergeProfiles(tx, [mergeOf(id, profile)]);
-    return stored(tx, id);
+    await mergeProfiles(tx, accountId, [mergeOf(id, profile)]);
+    return stored(tx, accountId, id);
   });
 }
 
@@ -121,14 +121,18 @@ function clearedBy(p: ProfileWrite): ClearableProfileField[] {
 }
 
 /** Create or Update Profile: the profile, and whether this request created it. */
-export async function importProfile(db: Db, body: unknown): Promise<{ profile: ProfileRow; created: boolean }> {
+export async function importProfile(
+  db: Db,
+  accountId: string,
+  body: unknown,
+): Promise<{ profile: ProfileRow; created: boolean }> {
   const profile = planOne(body, true);
   return db.transaction(async (tx) => {
-    const [existing] = await resolveProfiles(tx, [identifiersOf(identity(profile))]);
+    const [existing] = await resolveProfiles(tx, accountId, [identifiersOf(identity(profile))]);
     const id = existing ?? newProfileId(identity(profile));
-    await mergeProfiles(tx, [mergeOf(id, profile)]);
-    if (existing) await clearProfileAttributes(tx, id, clearedBy(profile));
-    return { profile: await stored(tx, id), created: existing === null || existing === undefined };
+    await mergeProfiles(tx, accountId, [mergeOf(id, profile)]);
+    if (existing) await clearProfileAttributes(tx, accountId, id, clearedBy(profile));
+    return { profile: await stored(tx, accountId, id), created: existing === null || existing === undefined };
   });
 }
 
@@ -142,6 +146,7 @@ export interface ProfileImportJob {
 /** Bulk Import Profiles, processed at once: every profile created or updated, or (invalid) none. */
 export async function bulkImportProfiles(
   db: Db,
+  accountId: string,
   body: unknown,
   options: IngestOptions = {},
 ): Promise<ProfileImportJob> {
@@ -172,10 +177,12 @@ export async function bulkImportProfiles(
   await db.transaction(async (tx) => {
     const matched = await resolveProfiles(
       tx,
+      accountId,
       profiles.map((p) => identifiersOf(identity(p))),
     );
     await mergeProfiles(
       tx,
+      accountId,
       profiles.map((p, i) => mergeOf(matched[i] ?? newProfileId(identity(p)), p)),
     );
   });

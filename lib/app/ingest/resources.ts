@@ -61,11 +61,12 @@ export function planMetricsDocument(body: unknown, options: IngestOptions = {}):
 
 export async function upsertProfilesDocument(
   db: Db,
+  accountId: string,
   body: unknown,
   options: IngestOptions = {},
 ): Promise<IngestCounts> {
   const profiles = planProfilesDocument(body, options);
-  const result = await db.transaction((tx) => upsertProfiles(tx, profiles));
+  const result = await db.transaction((tx) => upsertProfiles(tx, accountId, profiles));
   return {
     received: profiles.length,
     inserted: 0,
@@ -75,9 +76,14 @@ export async function upsertProfilesDocument(
   };
 }
 
-export async function upsertMetricsDocument(db: Db, body: unknown, options: IngestOptions = {}): Promise<IngestCounts> {
+export async function upsertMetricsDocument(
+  db: Db,
+  accountId: string,
+  body: unknown,
+  options: IngestOptions = {},
+): Promise<IngestCounts> {
   const metrics = planMetricsDocument(body, options);
-  const result = await db.transaction((tx) => upsertMetrics(tx, metrics));
+  const result = await db.transaction((tx) => upsertMetrics(tx, accountId, metrics));
   return {
     received: metrics.length,
     inserted: 0,

@@ -1,0 +1,120 @@
+import type { Db } from '../db/port';
+
+/**
+ * Accounts (klaviyo_accounts): one row per Klaviyo account this deployment keeps. Every other table
+ * is keyed by account_id first, and every repository function takes the account it works on. The row
+ * itself is what the aggregator locks (lib/repositories/aggregates.ts, tryLockAggregation) and where
+ * the sync finds the secret holding the account's Klaviyo key.
+ */
+
+export interface AccountRow {
+  readonly accountId: string;
+  readonly displayName: string | null;
+  /** Secrets Manager secret (ARN or name) holding the account's Klaviyo private key. */
+  readonly klaviyoKeySecretId: string | null;
+  readonly createdAt: Date;
+}
+
+interface AccountDbRow extends Record<string, unknown> {
+  account_id: string;
+  display_name: string | null;
+  klaviyo_key_secret_id: string | null;
+  created_at: Date;
+}
+
+const ACCOUNT_COLUMNS = 'account_id, display_name, klaviyo_key_secret_id, created_at';
+
+function toAccountRow(r: AccountDbRow): AccountRow {
+  return {
+    accountId: r.account_id,
+    displayName: r.display_name,
+    klaviyoKeySecretId: r.klaviyo_key_secret_id,
+    createdAt: r.created_at,
+  };
+}
+
+/** The account's row, or null when the deployment does not know it. */
+export async function getAccount(db: Db, accountId: string): Promise<AccountRow | null> {
+  const rows = await db.query<AccountDbRow>(`SELECT ${ACCOUNT_COLUMNS} FROM klaviyo_accounts WHERE account_id = $1`, [
+    accountId,
+  ]);
+  return rows[0] ? toAccountRow(rows[0]) : null;
+}
+
+/** Creates the account's row if it has none (writes of events do it too); never changes a stored row. */
+export async function ensureAccount(db: Db, accountId: string): Promise<void> {
+  await db.query(`INSERT INTO klaviyo_accounts (account_id) VALUES ($1) ON CONFLICT (account_id) DO NOTHING`, [
+    accountId,
+  ]);
+}
+
+/** Creates or updates an account: its display name and the secret holding its Klaviyo key. */
+export async function saveAccount(
+  db: Db,
+  account: {
+    readonly accountId: string;
+    readonly displayName?: string | null;
+    readonly klaviyoKeySecretId?: string | null;
+  },
+): Promise<AccountRow> {
+  const rows = await db.query<AccountDbRow>(
+    `INSERT INTO klaviyo_accounts (account_id, display_name, klaviyo_key_secret_id)
+     VALUES ($1, $2, $3)
+     ON CONFLICT (account_id) DO UPDATE SET display_name = excluded.display_name,
+       klaviyo_key_secret_id = excluded.klaviyo_key_secret_id
+     RETURNING ${ACCOUNT_COLUMNS}`,
+    [account.accountId, account.displayName ?? null, account.klaviyoKeySecretId ?? null],
+  );
+  return toAccountRow(rows[0] as AccountDbRow);
+}
+
+/**
+ * Maintenance (it reads every account, so it is on the statement check's allow-list): the accounts
+ * with dirty marks waiting, the aggregator's work list, oldest waiting mark first; an account that has
+ * marks but no row (events loaded by COPY) gets its row, which its lock needs. One index probe per
+ * account through klaviyo_aggregate_dirty_marked_idx (account_id, first_marked_at), a loose index
+ * scan, rather than a read of every mark.
+ */
+export async function accountsWithWork(db: Db): Promise<string[]> {
+  const rows = await db.query<{ account_id: string }>(
+    `WITH RECURSIVE accounts AS (
+       (SELECT account_id FROM klaviyo_aggregate_dirty ORDER BY account_id LIMIT 1)
+       UNION ALL
+       SELECT (SELECT d.account_id FROM klaviyo_aggregate_dirty d
+                WHERE d.account_id > a.account_id ORDER BY d.account_id LIMIT 1)
+         FROM accounts a WHERE a.account_id IS NOT NULL
+     ), work AS (
+       SELECT a.account_id, oldest.first_marked_at
+         FROM accounts a
+        CROSS JOIN LATERAL (SELECT d.first_marked_at FROM klaviyo_aggregate_dirty d
+                             WHERE d.account_id = a.account_id ORDER BY d.first_marked_at LIMIT 1) oldest
+        WHERE a.account_id IS NOT NULL
+     ), registered AS (
+       INSERT INTO klaviyo_accounts (account_id) SELECT account_id FROM work ORDER BY account_id
+       ON CONFLICT (account_id) DO NOTHING
+       RETURNING 1
+     )
+     SELECT account_id FROM work ORDER BY first_marked_at, account_id`,
+  );
+  return rows.map((r) => r.account_id);
+}
+
+/**
+ * Maintenance: the marks waiting in every account, and the age of the oldest, for the scheduled
+ * run's log line.
+ */
+export async function backlogOfAllAccounts(db: Db): Promise<{ bucketsWaiting: number; oldestAgeSeconds: number }> {
+  const rows = await db.query<{ waiting: string; oldest_age: string | null }>(
+    `SELECT count(*) AS waiting, extract(epoch FROM clock_timestamp() - min(first_marked_at)) AS oldest_age
+       FROM klaviyo_aggregate_dirty`,
+  );
+  const row = rows[0];
+  const age = row?.oldest_age === null || row?.oldest_age === undefined ? 0 : Number(row.oldest_age);
+  return { bucketsWaiting: Number(row?.waiting ?? 0), oldestAgeSeconds: Math.max(0, Math.round(age)) };
+}
+
+/** Maintenance: every account, by id (the dimension backfill and the sync go through them one by one). */
+export async function listAccounts(db: Db): Promise<AccountRow[]> {
+  const rows = await db.query<AccountDbRow>(`SELECT ${ACCOUNT_COLUMNS} FROM klaviyo_accounts ORDER BY account_id`);
+  return rows.map(toAccountRow);
+}

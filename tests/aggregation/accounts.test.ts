@@ -1,0 +1,138 @@
+import { runAggregation } from '../../lib/app/aggregation';
+import { runScheduledAggregation } from '../../lib/app/scheduledAggregation';
+import type { Db, Row, SqlParam } from '../../lib/db/port';
+import { ensureAccount, getAccount, saveAccount } from '../../lib/repositories/accounts';
+import { tryLockAggregation } from '../../lib/repositories/aggregates';
+import { useFreshDatabase } from '../support/database';
+import { storeEvents } from '../support/events';
+import { dirtyCount, oracleHours, randomEvents, storedHours } from './oracle';
+
+/**
+ * The aggregator per account: each account's batches take that account's row lock, so one account
+ * being aggregated (or backfilled) never blocks another, and the scheduled run goes round the accounts
+ * one batch each. The two accounts use the same metric and profile ids on purpose.
+ */
+const A = 'acct-a';
+const B = 'acct-b';
+
+function events(seed: number, prefix: string, hours: number) {
+  return randomEvents(seed, {
+    count: 120,
+    from: '2024-05-01T00:00:00Z',
+    hours,
+    metrics: ['m1', 'm2'],
+    profiles: 15,
+    idPrefix: prefix,
+  });
+}
+
+/** A Db whose statements that take dirty marks report the account they take them for. */
+function recordingTakes(db: Db, taken: string[]): Db {
+  const wrap = (inner: Db): Db => ({
+    ...inner,
+    query: <T extends Row>(text: string, params?: readonly SqlParam[]) => {
+      if (text.includes('WITH chosen AS MATERIALIZED') && typeof params?.[0] === 'string') taken.push(params[0]);
+      return inner.query<T>(text, params);
+    },
+    transaction: <R>(fn: (tx: Db) => Promise<R>) => inner.transaction((tx) => fn(wrap(tx))),
+  });
+  return wrap(db);
+}
+
+describe('aggregation per account', () => {
+  const t = useFreshDatabase();
+
+  it('keeps an account row: saved with its name and secret, never changed by the implicit registrations', async () => {
+    const saved = await saveAccount(t.db, { accountId: A, displayName: 'Acme', klaviyoKeySecretId: 'klaviyo/acme' });
+    expect(saved).toMatchObject({ accountId: A, displayName: 'Acme', klaviyoKeySecretId: 'klaviyo/acme' });
+    await ensureAccount(t.db, A);
+    await storeEvents(t.db, events(9, 'a0', 1), A);
+    expect(await getAccount(t.db, A)).toEqual(saved);
+    // An account that only has marks gets its row from the aggregator, which locks it.
+    expect(await getAccount(t.db, 'acct-new')).toBeNull();
+    await storeEvents(t.db, events(10, 'n0', 1), 'acct-new');
+    await t.db.query(`DELETE FROM klaviyo_accounts WHERE account_id = 'acct-new'`);
+    expect(await runAggregation(t.db, 'acct-new', { timeBudgetMs: 60_000 })).toMatchObject({ status: 'done' });
+    expect(await getAccount(t.db, 'acct-new')).toMatchObject({ accountId: 'acct-new', displayName: null });
+    await expect(saveAccount(t.db, { accountId: 'not an id' })).rejects.toMatchObject({ code: '23514' });
+  });
+
+  it('one account holding its lock does not block another; each account gets exactly its own events', async () => {
+    await storeEvents(t.db, events(1, 'a', 6), A);
+    await storeEvents(t.db, events(2, 'b', 6), B);
+    await ensureAccount(t.db, A);
+    const [duringHold, skippedA] = await t.db.transaction(async (tx) => {
+      // Another run is busy with account A (a long backfill, say): it holds A's row lock.
+      expect(await tryLockAggregation(tx, A)).toBe(true);
+      const runB = await runAggregation(t.db, B, { timeBudgetMs: 60_000 });
+      const runA = await runAggregation(t.db, A, { timeBudgetMs: 60_000 });
+      return [runB, runA] as const;
+    });
+    expect(duringHold).toMatchObject({ status: 'done', stoppedBy: 'drained', bucketsWaiting: 0 });
+    expect(duringHold.bucketsRecomputed).toBeGreaterThan(0);
+    expect(skippedA).toMatchObject({ status: 'skipped', stoppedBy: 'lock', bucketsRecomputed: 0 });
+    expect(await dirtyCount(t.db, B)).toBe(0);
+    expect(await dirtyCount(t.db, A)).toBeGreaterThan(0);
+    expect(await storedHours(t.db, B)).toEqual(await oracleHours(t.db, B));
+    expect(await storedHours(t.db, A)).toEqual([]);
+
+    expect(await runAggregation(t.db, A, { timeBudgetMs: 60_000 })).toMatchObject({
+      status: 'done',
+      bucketsWaiting: 0,
+    });
+    const hoursA = await storedHours(t.db, A);
+    expect(hoursA).toEqual(await oracleHours(t.db, A));
+    // Same metric ids and hours in both accounts, different events: the figures differ.
+    expect(hoursA).not.toEqual(await storedHours(t.db, B));
+  });
+
+  it('the scheduled run aggregates the accounts another run does not hold, and leaves that one to it', async () => {
+    await storeEvents(t.db, events(3, 'a2', 6), A);
+    await storeEvents(t.db, events(4, 'b2', 6), B);
+    const result = await t.db.transaction(async (tx) => {
+      expect(await tryLockAggregation(tx, A)).toBe(true);
+      return runScheduledAggregation(t.db, {
+        remainingMs: undefined,
+        marginMs: 0,
+        batchBuckets: 500,
+        timeBudgetMs: 60_000,
+      });
+    });
+    expect(result).toMatchObject({ status: 'done', accounts: 2, accountsLocked: 1 });
+    expect(await dirtyCount(t.db, B)).toBe(0);
+    expect(await dirtyCount(t.db, A)).toBeGreaterThan(0);
+    expect(result.bucketsWaiting).toBe(await dirtyCount(t.db, A));
+    expect(await storedHours(t.db, B)).toEqual(await oracleHours(t.db, B));
+
+    const all = await runScheduledAggregation(t.db, {
+      remainingMs: undefined,
+      marginMs: 0,
+      batchBuckets: 500,
+      timeBudgetMs: 60_000,
+    });
+    expect(all).toMatchObject({ status: 'done', accounts: 1, accountsLocked: 0, bucketsWaiting: 0 });
+    expect(await storedHours(t.db, A)).toEqual(await oracleHours(t.db, A));
+  });
+
+  it('goes round the accounts one batch each, so a backlog in one does not make the others wait for it', async () => {
+    // A has a backlog of many hours; B a few. With 4 marks a batch, A needs several batches.
+    await storeEvents(t.db, events(5, 'a3', 48), A);
+    await storeEvents(t.db, events(6, 'b3', 2), B);
+    const marksA = await dirtyCount(t.db, A);
+    expect(marksA).toBeGreaterThan(8);
+    const taken: string[] = [];
+    const result = await runScheduledAggregation(recordingTakes(t.db, taken), {
+      remainingMs: undefined,
+      marginMs: 0,
+      batchBuckets: 4,
+      timeBudgetMs: 600_000,
+    });
+    expect(result).toMatchObject({ status: 'done', accounts: 2, bucketsWaiting: 0 });
+    // The oldest marks' account first, then the other, before either gets a second batch.
+    expect(new Set(taken.slice(0, 2))).toEqual(new Set([A, B]));
+    expect(taken.filter((a) => a === B).length).toBeLessThanOrEqual(2);
+    expect(taken.filter((a) => a === A).length).toBeGreaterThanOrEqual(Math.ceil(marksA / 4));
+    expect(await storedHours(t.db, A)).toEqual(await oracleHours(t.db, A));
+    expect(await storedHours(t.db, B)).toEqual(await oracleHours(t.db, B));
+  });
+});
