@@ -1,5 +1,6 @@
 import { handler as aggregateHandler } from '../../../functions/aggregate';
 import { backfillDimensions, rebuildAggregates, runAggregation } from '../../../lib/app/aggregation';
+import { DEFAULT_ACCOUNT_ID } from '../../../lib/config';
 import type { Db } from '../../../lib/db/port';
 import { seedDemoData } from '../../../scripts/seed';
 import { deployedRoutes, validBodyFor, type DeployedRoute } from '../../hardening/support/routes';
@@ -15,6 +16,9 @@ import { API_KEY, DAY, HOUR, harness } from '../../sync/helpers';
  * the stand-in Klaviyo. Used by the statement check; it asserts nothing about answers itself, only
  * that every request was served (a 5xx would hide the statements behind it).
  */
+/** The account the workload writes and reads: the one the test keys act on. */
+const ACCOUNT = DEFAULT_ACCOUNT_ID;
+
 export const WINDOW = { start: new Date('2025-03-01T00:00:00Z'), end: new Date('2025-03-15T00:00:00Z') };
 
 type Call = (route: DeployedRoute, options: InvokeOptions) => Promise<InvokeResult>;
@@ -122,7 +126,7 @@ export async function runWorkload(db: Db): Promise<void> {
   };
   // Before any aggregation (raw events), after it (rollups), and with late events pending.
   await askEveryShape();
-  await runAggregation(db);
+  await runAggregation(db, ACCOUNT);
   await askEveryShape();
   await seedDemoData(db, { events: 500, pageSize: 250, profiles: 300, seed: 7, ...WINDOW });
   await askEveryShape();
@@ -135,10 +139,10 @@ export async function runWorkload(db: Db): Promise<void> {
       getRemainingTimeInMillis: () => 60_000,
     },
   );
-  await rebuildAggregates(db, { from: WINDOW.start, to: new Date(WINDOW.start.getTime() + 3 * DAY) });
+  await rebuildAggregates(db, ACCOUNT, { from: WINDOW.start, to: new Date(WINDOW.start.getTime() + 3 * DAY) });
   await backfillDimensions(db, { extraDimensions: ['Campaign Name'] });
   await seedDemoData(db, { events: 300, pageSize: 300, profiles: 300, seed: 9, ...WINDOW });
-  await runAggregation(db);
+  await runAggregation(db, ACCOUNT);
   await askEveryShape();
 
   // The sync against the stand-in Klaviyo: backfill, then an incremental run.
