@@ -94,7 +94,7 @@ jest.setTimeout(600_000);
 
 async function storedOracleEvents(db: Db): Promise<OracleEvent[]> {
   const rows = await db.query<{ at: Date; profile_id: string | null; value: string | null; properties: unknown }>(
-    `SELECT "timestamp" AS at, profile_id, value::text AS value, properties FROM klaviyo_events WHERE metric_id = $1`,
+    `SELECT "timestamp" AS at, profile_id, value::text AS value, properties FROM klaviyo_events WHERE account_id = 'default' AND metric_id = $1`,
     [METRIC],
   );
   return rows.map((r) => ({
@@ -182,7 +182,7 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
     expect(await dimensionContractViolations(t.db)).toEqual([]);
     expect(await dailyDimensionViolations(t.db)).toEqual([]);
     const rows = await t.db.query<{ n: string }>(
-      `SELECT count(*) AS n FROM klaviyo_dimension_rollups WHERE dimension = $1`,
+      `SELECT count(*) AS n FROM klaviyo_dimension_rollups WHERE account_id = 'default' AND dimension = $1`,
       [FLOW],
     );
     expect(Number(rows[0]?.n)).toBeGreaterThan(100);
@@ -193,7 +193,9 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
     await storeEvents(t.db, eventsOf(2, 300, 'late'));
     // Re-delivery of events already counted, and of late ones not yet counted: nothing changes.
     await storeEvents(t.db, [...eventsOf(1, 200, 'a'), ...eventsOf(2, 100, 'late')]);
-    const pending = await t.db.query<{ n: string }>('SELECT count(*) AS n FROM klaviyo_aggregate_pending');
+    const pending = await t.db.query<{ n: string }>(
+      `SELECT count(*) AS n FROM klaviyo_aggregate_pending WHERE account_id = 'default'`,
+    );
     expect(Number(pending[0]?.n)).toBe(300);
     await expectExact(t.db);
     await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
@@ -204,7 +206,7 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
 
   it('equal raw events after deletions, before and after their range is rebuilt', async () => {
     await t.db.query(
-      `WITH gone AS (DELETE FROM klaviyo_events WHERE metric_id = $1 AND id LIKE 'a1%' RETURNING date_trunc('hour', "timestamp", 'UTC') AS hour)
+      `WITH gone AS (DELETE FROM klaviyo_events WHERE account_id = 'default' AND metric_id = $1 AND id LIKE 'a1%' RETURNING date_trunc('hour', "timestamp", 'UTC') AS hour)
        INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket) SELECT DISTINCT 'default', $1::text, hour FROM gone ON CONFLICT DO NOTHING`,
       [METRIC],
     );
@@ -221,7 +223,7 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
 
   it('recounts a marked hour without pending rows in the next batch', async () => {
     await t.db.query(
-      `WITH gone AS (DELETE FROM klaviyo_events WHERE metric_id = $1 AND id LIKE 'a2%' RETURNING date_trunc('hour', "timestamp", 'UTC') AS hour)
+      `WITH gone AS (DELETE FROM klaviyo_events WHERE account_id = 'default' AND metric_id = $1 AND id LIKE 'a2%' RETURNING date_trunc('hour', "timestamp", 'UTC') AS hour)
        INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket) SELECT DISTINCT 'default', $1::text, hour FROM gone ON CONFLICT DO NOTHING`,
       [METRIC],
     );
@@ -283,9 +285,13 @@ describe('cardinality', () => {
       dimension: string;
       reason: string;
       distinct_values: number;
-    }>(`SELECT metric_id, dimension, reason, distinct_values FROM klaviyo_dimension_fallbacks`);
+    }>(
+      `SELECT metric_id, dimension, reason, distinct_values FROM klaviyo_dimension_fallbacks WHERE account_id = 'default'`,
+    );
     expect(fallbacks).toEqual([{ metric_id: METRIC, dimension: 'URL', reason: 'cardinality', distinct_values: 60 }]);
-    const urlRows = await t.db.query(`SELECT 1 FROM klaviyo_dimension_rollups WHERE dimension = 'URL'`);
+    const urlRows = await t.db.query(
+      `SELECT 1 FROM klaviyo_dimension_rollups WHERE account_id = 'default' AND dimension = 'URL'`,
+    );
     expect(urlRows).toEqual([]);
     const { document, servedBy } = await queryMetricAggregates(
       t.db,
@@ -309,7 +315,10 @@ describe('cardinality', () => {
     // The other key of the same metric is still rolled up.
     expect(await dimensionContractViolations(t.db)).toEqual([]);
     expect(await dailyDimensionViolations(t.db)).toEqual([]);
-    const flowRows = await t.db.query(`SELECT 1 FROM klaviyo_dimension_rollups WHERE dimension = $1`, [FLOW]);
+    const flowRows = await t.db.query(
+      `SELECT 1 FROM klaviyo_dimension_rollups WHERE account_id = 'default' AND dimension = $1`,
+      [FLOW],
+    );
     expect(flowRows).toHaveLength(2);
   });
 
@@ -326,7 +335,7 @@ describe('cardinality', () => {
     ]);
     await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     const fallbacks = await t.db.query<{ reason: string }>(
-      `SELECT reason FROM klaviyo_dimension_fallbacks WHERE metric_id = $1 AND dimension = 'Subject'`,
+      `SELECT reason FROM klaviyo_dimension_fallbacks WHERE account_id = 'default' AND metric_id = $1 AND dimension = 'Subject'`,
       [OTHER],
     );
     expect(fallbacks).toEqual([{ reason: 'value_length' }]);

@@ -5,6 +5,7 @@ import { removeEmbeddedData, startEmbeddedPostgres, type EmbeddedServer } from '
 import { migrate } from '../../lib/db/migrate';
 import { createPostgresDb } from '../../lib/db/postgres';
 import { startDataApiServer, type DataApiServer } from './dataApiServer';
+import { seedNeighborAccount } from './neighbor';
 import { TEST_ENV, tuning } from './env';
 
 /**
@@ -67,6 +68,8 @@ export default async function globalSetup(): Promise<void> {
   const db = createPostgresDb({ url: templateUrl.toString(), ...tuning });
   try {
     await migrate(db);
+    // Every test file runs next to another account's data (issue 20): tests/support/neighbor.ts.
+    await seedNeighborAccount(db);
   } finally {
     await db.close();
   }
