@@ -25,7 +25,9 @@ async function expectExact(t: TestDatabase): Promise<void> {
   const oracle = await oracleHours(t.db);
   expect(oracle.length).toBeGreaterThan(0);
   expect(await storedHours(t.db)).toEqual(oracle);
-  const others = await t.db.query(`SELECT 1 FROM klaviyo_aggregated_metrics WHERE granularity <> 'hour'`);
+  const others = await t.db.query(
+    `SELECT 1 FROM klaviyo_aggregated_metrics WHERE account_id = 'default' AND granularity <> 'hour'`,
+  );
   expect(others).toEqual([]);
 }
 
@@ -140,7 +142,7 @@ describe('runAggregation', () => {
     await run(t);
     await expectExact(t);
     const metrics = await t.db.query<{ metric_id: string }>(
-      `SELECT DISTINCT metric_id FROM klaviyo_aggregated_metrics ORDER BY metric_id`,
+      `SELECT DISTINCT metric_id FROM klaviyo_aggregated_metrics WHERE account_id = 'default' ORDER BY metric_id`,
     );
     expect(metrics.map((m) => m.metric_id)).toEqual(['clicked', 'opened', 'placed', 'subscribed']);
   });
@@ -193,7 +195,7 @@ describe('runAggregation', () => {
     await expectExact(t);
     const rows = await t.db.query(
       `SELECT metric_id, event_count::text, sum_value::text, min_value::text, max_value::text, unique_profiles::text
-       FROM klaviyo_aggregated_metrics WHERE metric_id IN ('refund', 'viewed') ORDER BY metric_id`,
+       FROM klaviyo_aggregated_metrics WHERE account_id = 'default' AND metric_id IN ('refund', 'viewed') ORDER BY metric_id`,
     );
     expect(rows).toEqual([
       {
@@ -214,7 +216,7 @@ describe('runAggregation', () => {
     ]);
     await run(t);
     await t.db.transaction(async (tx) => {
-      await tx.query(`DELETE FROM klaviyo_events WHERE id = 'gone'`);
+      await tx.query(`DELETE FROM klaviyo_events WHERE account_id = 'default' AND id = 'gone'`);
       await tx.query(
         `INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket) VALUES ('default', 'placed', '2024-06-01T00:00:00Z')`,
       );
@@ -286,7 +288,9 @@ describe('runAggregation', () => {
       `UPDATE klaviyo_aggregate_dirty SET first_marked_at = now() - interval '1 hour' WHERE bucket = '2024-08-01T05:00:00Z'`,
     );
     await runAggregation(t.db, DEFAULT_ACCOUNT_ID, { batchBuckets: 1, timeBudgetMs: 1 });
-    const left = await t.db.query<{ bucket: Date }>('SELECT bucket FROM klaviyo_aggregate_dirty');
+    const left = await t.db.query<{ bucket: Date }>(
+      `SELECT bucket FROM klaviyo_aggregate_dirty WHERE account_id = 'default'`,
+    );
     expect(left).toEqual([{ bucket: new Date('2024-08-01T01:00:00Z') }]);
     await run(t);
   });

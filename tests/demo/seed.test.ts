@@ -16,11 +16,11 @@ const DAY_MS = 86_400_000;
 /** Everything ingest stores, minus the wall-clock columns (ingested_at, first_marked_at). */
 async function contents(db: Db): Promise<Record<string, string>> {
   const tables = {
-    metrics: `SELECT id, name, integration, created, updated, raw_data, is_stub FROM klaviyo_metrics`,
+    metrics: `SELECT id, name, integration, created, updated, raw_data, is_stub FROM klaviyo_metrics WHERE account_id = 'default'`,
     profiles: `SELECT id, email, phone_number, external_id, first_name, last_name, location, properties, created, updated,
-                      last_event_date, raw_data, is_stub FROM klaviyo_profiles`,
-    events: `SELECT id, "timestamp", metric_id, profile_id, value, value_currency, uuid, unique_id, properties, raw_data FROM klaviyo_events`,
-    dirty: `SELECT metric_id, bucket FROM klaviyo_aggregate_dirty`,
+                      last_event_date, raw_data, is_stub FROM klaviyo_profiles WHERE account_id = 'default'`,
+    events: `SELECT id, "timestamp", metric_id, profile_id, value, value_currency, uuid, unique_id, properties, raw_data FROM klaviyo_events WHERE account_id = 'default'`,
+    dirty: `SELECT metric_id, bucket FROM klaviyo_aggregate_dirty WHERE account_id = 'default'`,
   };
   const out: Record<string, string> = {};
   for (const [name, select] of Object.entries(tables)) {
@@ -114,7 +114,7 @@ describe('seedDemoData', () => {
       const [span] = await recent.db.query<{ first: Date; last: Date; last30: string }>(
         `SELECT min("timestamp") AS first, max("timestamp") AS last,
                 count(*) FILTER (WHERE "timestamp" >= $1::timestamptz) AS last30
-           FROM klaviyo_events`,
+           FROM klaviyo_events WHERE account_id = 'default'`,
         [new Date(midnight - 30 * DAY_MS).toISOString()],
       );
       expect(span?.last.getTime()).toBeLessThan(midnight);

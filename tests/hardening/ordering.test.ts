@@ -26,7 +26,7 @@ describe('newest wins within one request, to the microsecond', () => {
   async function stored(table: 'klaviyo_profiles' | 'klaviyo_metrics', id: string, column: string) {
     const rows = await t.db.query<{ value: string; updated: string }>(
       `SELECT ${column} AS value, to_char(updated AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS updated
-         FROM ${table} WHERE id = $1`,
+         FROM ${table} WHERE account_id = 'default' AND id = $1`,
       [id],
     );
     return rows[0];

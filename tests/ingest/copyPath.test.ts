@@ -98,24 +98,24 @@ function awkwardPage() {
 
 const EVENT_ROWS = `SELECT id, "timestamp", metric_id, profile_id, value::text AS value, value_currency, uuid, unique_id,
                            properties::text AS properties, raw_data::text AS raw_data
-                      FROM klaviyo_events ORDER BY id, "timestamp"`;
+                      FROM klaviyo_events WHERE account_id = 'default' ORDER BY id, "timestamp"`;
 const PENDING_ROWS = `SELECT metric_id, bucket, event_id, "timestamp", profile_id, value::text AS value
-                        FROM klaviyo_aggregate_pending ORDER BY metric_id, bucket, event_id, "timestamp"`;
-const DIRTY_ROWS = 'SELECT metric_id, bucket FROM klaviyo_aggregate_dirty ORDER BY metric_id, bucket';
+                        FROM klaviyo_aggregate_pending WHERE account_id = 'default' ORDER BY metric_id, bucket, event_id, "timestamp"`;
+const DIRTY_ROWS = `SELECT metric_id, bucket FROM klaviyo_aggregate_dirty WHERE account_id = 'default' ORDER BY metric_id, bucket`;
 // Every column but ingested_at (the time of the write), as text.
 const PROFILE_ROWS = `SELECT id, email, phone_number, external_id, anonymous_id, first_name, last_name, organization, locale, title, image,
                              location::text AS location, properties::text AS properties, created::text AS created, updated::text AS updated,
                              last_event_date::text AS last_event_date, raw_data::text AS raw_data, is_stub
-                        FROM klaviyo_profiles ORDER BY id`;
+                        FROM klaviyo_profiles WHERE account_id = 'default' ORDER BY id`;
 
 const LIMITS = { maxResources: 1000 };
 
 /** How many events with ids starting `prefix` are stored, how many distinct ids, and their pending rows. */
 async function storedOnce(db: Db, prefix: string) {
   const rows = await db.query<{ n: string; distinct_ids: string; pending: string }>(
-    `SELECT (SELECT count(*) FROM klaviyo_events WHERE id LIKE $1) AS n,
-            (SELECT count(DISTINCT id) FROM klaviyo_events WHERE id LIKE $1) AS distinct_ids,
-            (SELECT count(*) FROM klaviyo_aggregate_pending WHERE event_id LIKE $1) AS pending`,
+    `SELECT (SELECT count(*) FROM klaviyo_events WHERE account_id = 'default' AND id LIKE $1) AS n,
+            (SELECT count(DISTINCT id) FROM klaviyo_events WHERE account_id = 'default' AND id LIKE $1) AS distinct_ids,
+            (SELECT count(*) FROM klaviyo_aggregate_pending WHERE account_id = 'default' AND event_id LIKE $1) AS pending`,
     [`${prefix}%`],
   );
   return rows[0];
@@ -216,7 +216,7 @@ describe('ingest: the COPY path and the JSON path', () => {
 
   it('reports a re-delivery through COPY as duplicates and changes nothing', async () => {
     const before = await viaDefault.db.query(
-      'SELECT id, xmin::text AS xmin, ingested_at FROM klaviyo_events ORDER BY id, "timestamp"',
+      `SELECT id, xmin::text AS xmin, ingested_at FROM klaviyo_events WHERE account_id = 'default' ORDER BY id, "timestamp"`,
     );
     const seen: Seen = { copiedInto: [], statements: [] };
     const again = await ingestEventsPage(observed(viaDefault.db, seen), DEFAULT_ACCOUNT_ID, awkwardPage(), LIMITS);
@@ -225,7 +225,7 @@ describe('ingest: the COPY path and the JSON path', () => {
     if (viaDefault.db.driver === 'postgres') expect(seen.copiedInto).toEqual(['klaviyo_events']);
     expect(
       await viaDefault.db.query(
-        'SELECT id, xmin::text AS xmin, ingested_at FROM klaviyo_events ORDER BY id, "timestamp"',
+        `SELECT id, xmin::text AS xmin, ingested_at FROM klaviyo_events WHERE account_id = 'default' ORDER BY id, "timestamp"`,
       ),
     ).toEqual(before);
   });
@@ -236,8 +236,8 @@ describe('ingest: the COPY path and the JSON path', () => {
     const result = await ingestEventsPage(viaDefault.db, DEFAULT_ACCOUNT_ID, page, LIMITS);
     expect(result).toMatchObject({ received: 14, inserted: 12, duplicates: 2 });
     const rows = await viaDefault.db.query<{ n: string; pending: string }>(
-      `SELECT (SELECT count(*) FROM klaviyo_events WHERE id LIKE 'rp%') AS n,
-              (SELECT count(*) FROM klaviyo_aggregate_pending WHERE event_id LIKE 'rp%') AS pending`,
+      `SELECT (SELECT count(*) FROM klaviyo_events WHERE account_id = 'default' AND id LIKE 'rp%') AS n,
+              (SELECT count(*) FROM klaviyo_aggregate_pending WHERE account_id = 'default' AND event_id LIKE 'rp%') AS pending`,
     );
     expect(rows).toEqual([{ n: '12', pending: '12' }]);
   });
@@ -353,7 +353,7 @@ describe('ingest: the COPY path and the JSON path', () => {
       expect(seen.statements.some((s) => s.includes('INSERT INTO klaviyo_profiles AS p'))).toBe(true);
     }
     const rows = await viaDefault.db.query<{ n: string; stubs: string }>(
-      `SELECT count(*) AS n, count(*) FILTER (WHERE is_stub) AS stubs FROM klaviyo_profiles WHERE id LIKE 'Pcq%'`,
+      `SELECT count(*) AS n, count(*) FILTER (WHERE is_stub) AS stubs FROM klaviyo_profiles WHERE account_id = 'default' AND id LIKE 'Pcq%'`,
     );
     expect(rows).toEqual([{ n: '10', stubs: '0' }]);
   });
@@ -383,7 +383,7 @@ describe('ingest: the COPY path and the JSON path', () => {
       );
       expect(written).toMatchObject({ received: 12, inserted: 12, profiles_upserted: winner === 'page' ? 4 : 2 });
       const names = await viaDefault.db.query<{ first_name: string | null }>(
-        'SELECT first_name FROM klaviyo_profiles WHERE id = ANY($1::text[]) ORDER BY id',
+        `SELECT first_name FROM klaviyo_profiles WHERE account_id = 'default' AND id = ANY($1::text[]) ORDER BY id`,
         [`{${heldCopies.map((p) => p.id).join(',')}}`],
       );
       const expected =

@@ -21,7 +21,7 @@ describe('ingest of Klaviyo example documents', () => {
     });
 
     const [event] = await t.db.query(
-      `SELECT id, "timestamp", metric_id, profile_id, value, value_currency, uuid, unique_id, properties, raw_data FROM klaviyo_events`,
+      `SELECT id, "timestamp", metric_id, profile_id, value, value_currency, uuid, unique_id, properties, raw_data FROM klaviyo_events WHERE account_id = 'default'`,
     );
     expect(event).toEqual({
       id: 'PLACEHOLDER_EVENT_ID',
@@ -37,7 +37,7 @@ describe('ingest of Klaviyo example documents', () => {
     });
 
     const [metric] = await t.db.query(
-      `SELECT id, name, integration, created, updated, raw_data, is_stub FROM klaviyo_metrics`,
+      `SELECT id, name, integration, created, updated, raw_data, is_stub FROM klaviyo_metrics WHERE account_id = 'default'`,
     );
     expect(metric).toEqual({
       id: '0rG4eQ',
@@ -51,7 +51,7 @@ describe('ingest of Klaviyo example documents', () => {
 
     const [profile] = await t.db.query(
       `SELECT id, email, phone_number, external_id, first_name, last_name, organization, locale, title, image, location,
-              properties, created, updated, last_event_date, raw_data, is_stub FROM klaviyo_profiles`,
+              properties, created, updated, last_event_date, raw_data, is_stub FROM klaviyo_profiles WHERE account_id = 'default'`,
     );
     const attrs = page.included[1].attributes;
     expect(profile).toEqual({
@@ -80,7 +80,9 @@ describe('ingest of Klaviyo example documents', () => {
       new Date('2022-11-08T01:23:45Z'),
     );
 
-    const dirty = await t.db.query(`SELECT metric_id, bucket FROM klaviyo_aggregate_dirty`);
+    const dirty = await t.db.query(
+      `SELECT metric_id, bucket FROM klaviyo_aggregate_dirty WHERE account_id = 'default'`,
+    );
     expect(dirty).toEqual([{ metric_id: '0rG4eQ', bucket: new Date('2022-11-08T01:00:00Z') }]);
   });
 
@@ -117,7 +119,7 @@ describe('ingest of Klaviyo example documents', () => {
       timestamp: Date;
       properties: unknown;
     }>(
-      `SELECT profile_id, metric_id, value, value_currency, "timestamp", properties FROM klaviyo_events WHERE uuid <> 'PLACEHOLDER_EVENT_UUID'`,
+      `SELECT profile_id, metric_id, value, value_currency, "timestamp", properties FROM klaviyo_events WHERE account_id = 'default' AND uuid <> 'PLACEHOLDER_EVENT_UUID'`,
     );
     expect(events).toEqual([
       {
@@ -170,8 +172,8 @@ describe('ingest of Klaviyo example documents', () => {
     });
 
     const rows = await t.db.query(
-      `SELECT id, is_stub, raw_data FROM klaviyo_profiles WHERE id = $1
-                                   UNION ALL SELECT id, is_stub, raw_data FROM klaviyo_metrics WHERE id = $2`,
+      `SELECT id, is_stub, raw_data FROM klaviyo_profiles WHERE account_id = 'default' AND id = $1
+                                   UNION ALL SELECT id, is_stub, raw_data FROM klaviyo_metrics WHERE account_id = 'default' AND id = $2`,
       [profile.id, metric.id],
     );
     expect(rows).toEqual([

@@ -7,14 +7,17 @@ import { klaviyoFixture } from '../support/fixtures';
 export const fixture = <T = any>(name: string): T => klaviyoFixture<T>(name);
 
 const TABLES = {
-  klaviyo_metrics: 'id',
-  klaviyo_profiles: 'id',
-  klaviyo_events: 'id, "timestamp"',
-  klaviyo_aggregated_metrics: 'metric_id, granularity, bucket',
-  klaviyo_aggregate_dirty: 'metric_id, bucket',
+  klaviyo_metrics: 'account_id, id',
+  klaviyo_profiles: 'account_id, id',
+  klaviyo_events: 'account_id, id, "timestamp"',
+  klaviyo_aggregated_metrics: 'account_id, metric_id, granularity, bucket',
+  klaviyo_aggregate_dirty: 'account_id, metric_id, bucket',
 } as const;
 
-/** One md5 per table over every column of every row (ingested_at included), in key order. */
+/**
+ * One md5 per table over every column of every row (ingested_at included), in key order: of every
+ * account, so that "nothing changed" also covers the neighbour account every test database holds.
+ */
 export async function checksums(db: Db): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const [table, key] of Object.entries(TABLES)) {
@@ -26,10 +29,14 @@ export async function checksums(db: Db): Promise<Record<string, string>> {
   return out;
 }
 
-export async function counts(db: Db): Promise<Record<string, number>> {
+/** Rows of one account (the tests' own by default: the neighbour account's rows are not theirs). */
+export async function counts(db: Db, accountId = 'default'): Promise<Record<string, number>> {
   const rows = await db.query<{ metrics: string; profiles: string; events: string; dirty: string }>(
-    `SELECT (SELECT count(*) FROM klaviyo_metrics) AS metrics, (SELECT count(*) FROM klaviyo_profiles) AS profiles,
-            (SELECT count(*) FROM klaviyo_events) AS events, (SELECT count(*) FROM klaviyo_aggregate_dirty) AS dirty`,
+    `SELECT (SELECT count(*) FROM klaviyo_metrics WHERE account_id = $1) AS metrics,
+            (SELECT count(*) FROM klaviyo_profiles WHERE account_id = $1) AS profiles,
+            (SELECT count(*) FROM klaviyo_events WHERE account_id = $1) AS events,
+            (SELECT count(*) FROM klaviyo_aggregate_dirty WHERE account_id = $1) AS dirty`,
+    [accountId],
   );
   const r = rows[0]!;
   return { metrics: Number(r.metrics), profiles: Number(r.profiles), events: Number(r.events), dirty: Number(r.dirty) };

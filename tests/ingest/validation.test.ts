@@ -78,10 +78,10 @@ describe('ingest validation', () => {
     const res = await invoke(handler, { method: 'POST', path: '/api/events', body: bad, key: 'write' });
     expect(res.status).toBe(400);
     expect(pointers(res.body)).toEqual(['/data/0/attributes/event_properties/items/0/k\u0000']);
-    await t.db.query('DELETE FROM klaviyo_events');
-    await t.db.query('DELETE FROM klaviyo_aggregate_dirty');
-    await t.db.query('DELETE FROM klaviyo_profiles');
-    await t.db.query('DELETE FROM klaviyo_metrics');
+    await t.db.query(`DELETE FROM klaviyo_events WHERE account_id = 'default'`);
+    await t.db.query(`DELETE FROM klaviyo_aggregate_dirty WHERE account_id = 'default'`);
+    await t.db.query(`DELETE FROM klaviyo_profiles WHERE account_id = 'default'`);
+    await t.db.query(`DELETE FROM klaviyo_metrics WHERE account_id = 'default'`);
   });
 
   it('accepts a page of exactly the limit and rejects one more event, before reading any of them', async () => {

@@ -91,7 +91,7 @@ describe('ingest writes', () => {
     page.data[2].meta = { cursor: 'x' };
     expect((await post('/api/events', page)).status).toBe(200);
     const rows = await t.db.query<{ id: string; value: string | null; raw_data: Record<string, unknown> }>(
-      `SELECT id, value, raw_data FROM klaviyo_events WHERE id LIKE 'val%' ORDER BY id`,
+      `SELECT id, value, raw_data FROM klaviyo_events WHERE account_id = 'default' AND id LIKE 'val%' ORDER BY id`,
     );
     expect(rows.map((r) => r.value)).toEqual(['42.5', '19.90', null]);
     expect(rows[2]?.raw_data).toEqual(page.data[2]);
@@ -114,11 +114,15 @@ describe('ingest writes', () => {
       metrics_upserted: 1,
       profiles_upserted: 1,
     });
-    expect(await t.db.query(`SELECT id, name, is_stub, raw_data FROM klaviyo_metrics WHERE id = 'Mstub0'`)).toEqual([
-      { id: 'Mstub0', name: 'Mstub0', is_stub: true, raw_data: null },
-    ]);
     expect(
-      await t.db.query(`SELECT id, email, is_stub, last_event_date FROM klaviyo_profiles WHERE id = 'Pstub0'`),
+      await t.db.query(
+        `SELECT id, name, is_stub, raw_data FROM klaviyo_metrics WHERE account_id = 'default' AND id = 'Mstub0'`,
+      ),
+    ).toEqual([{ id: 'Mstub0', name: 'Mstub0', is_stub: true, raw_data: null }]);
+    expect(
+      await t.db.query(
+        `SELECT id, email, is_stub, last_event_date FROM klaviyo_profiles WHERE account_id = 'default' AND id = 'Pstub0'`,
+      ),
     ).toEqual([{ id: 'Pstub0', email: null, is_stub: true, last_event_date: null }]);
     // Derived from the stub's events when read.
     expect((await getProfileById(t.db, DEFAULT_ACCOUNT_ID, 'Pstub0'))?.lastEventDate).toEqual(
@@ -138,13 +142,15 @@ describe('ingest writes', () => {
       attributes: { email: 'late@example.com', updated: '2001-01-01T00:00:00Z' },
     };
     expect((await post('/api/profiles', { data: [profile] })).body.data.attributes.profiles_upserted).toBe(1);
-    expect(await t.db.query(`SELECT name, is_stub, raw_data FROM klaviyo_metrics WHERE id = 'Mstub0'`)).toEqual([
-      { name: 'Placed Order', is_stub: false, raw_data: metric },
-    ]);
+    expect(
+      await t.db.query(
+        `SELECT name, is_stub, raw_data FROM klaviyo_metrics WHERE account_id = 'default' AND id = 'Mstub0'`,
+      ),
+    ).toEqual([{ name: 'Placed Order', is_stub: false, raw_data: metric }]);
     // last_event_date, learnt from the events, is not moved back by a profile that does not state one.
-    expect(await t.db.query(`SELECT email, is_stub FROM klaviyo_profiles WHERE id = 'Pstub0'`)).toEqual([
-      { email: 'late@example.com', is_stub: false },
-    ]);
+    expect(
+      await t.db.query(`SELECT email, is_stub FROM klaviyo_profiles WHERE account_id = 'default' AND id = 'Pstub0'`),
+    ).toEqual([{ email: 'late@example.com', is_stub: false }]);
     expect((await getProfileById(t.db, DEFAULT_ACCOUNT_ID, 'Pstub0'))?.lastEventDate).toEqual(
       new Date('2024-03-10T00:01:01Z'),
     );
@@ -163,7 +169,7 @@ describe('ingest writes', () => {
     );
     expect(
       await t.db.query(
-        `SELECT is_stub FROM klaviyo_profiles WHERE id = 'Pstub0' UNION ALL SELECT is_stub FROM klaviyo_metrics WHERE id = 'Mstub0'`,
+        `SELECT is_stub FROM klaviyo_profiles WHERE account_id = 'default' AND id = 'Pstub0' UNION ALL SELECT is_stub FROM klaviyo_metrics WHERE account_id = 'default' AND id = 'Mstub0'`,
       ),
     ).toEqual([{ is_stub: false }, { is_stub: false }]);
   });
@@ -172,7 +178,7 @@ describe('ingest writes', () => {
     await post('/api/events', eventsPage({ events: 4, prefix: 'known', profiles: 2 }));
     const profileVersions = () =>
       t.db.query(
-        `SELECT id, xmin::text AS version, ingested_at FROM klaviyo_profiles WHERE id LIKE 'Pknown%' ORDER BY id`,
+        `SELECT id, xmin::text AS version, ingested_at FROM klaviyo_profiles WHERE account_id = 'default' AND id LIKE 'Pknown%' ORDER BY id`,
       );
     const before = await profileVersions();
     expect(before).toHaveLength(2);
@@ -196,8 +202,11 @@ describe('ingest writes', () => {
       attributes: { first_name: name, updated },
     });
     const firstName = async () =>
-      (await t.db.query<{ first_name: string }>(`SELECT first_name FROM klaviyo_profiles WHERE id = 'Pnewest'`))[0]
-        ?.first_name;
+      (
+        await t.db.query<{ first_name: string }>(
+          `SELECT first_name FROM klaviyo_profiles WHERE account_id = 'default' AND id = 'Pnewest'`,
+        )
+      )[0]?.first_name;
 
     expect(
       (await post('/api/profiles', { data: [copy('February', '2024-02-01T00:00:00Z')] })).body.data.attributes
@@ -236,7 +245,9 @@ describe('ingest writes', () => {
       (await post('/api/metrics', { data: [metric('Old name', '2023-01-01T00:00:00Z')] })).body.data.attributes
         .metrics_upserted,
     ).toBe(0);
-    expect(await t.db.query(`SELECT name FROM klaviyo_metrics WHERE id = 'Mnewest'`)).toEqual([{ name: 'New name' }]);
+    expect(
+      await t.db.query(`SELECT name FROM klaviyo_metrics WHERE account_id = 'default' AND id = 'Mnewest'`),
+    ).toEqual([{ name: 'New name' }]);
   });
 
   it('de-duplicates Create Event by unique_id per profile and metric, else by the time to the second', async () => {
@@ -281,8 +292,9 @@ describe('ingest writes', () => {
       metric_id: string;
     }>(
       `SELECT m.name, e.unique_id, e."timestamp", e.value, e.profile_id, e.metric_id
-         FROM klaviyo_events e JOIN klaviyo_metrics m ON m.id = e.metric_id JOIN klaviyo_profiles p ON p.id = e.profile_id
-        WHERE lower(p.email) = 'dedup@example.com' ORDER BY m.name, e."timestamp", e.unique_id`,
+         FROM klaviyo_events e JOIN klaviyo_metrics m ON m.account_id = e.account_id AND m.id = e.metric_id
+         JOIN klaviyo_profiles p ON p.account_id = e.account_id AND p.id = e.profile_id
+        WHERE e.account_id = 'default' AND lower(p.email) = 'dedup@example.com' ORDER BY m.name, e."timestamp", e.unique_id`,
     );
     expect(rows.map((r) => [r.name, r.unique_id, r.timestamp.toISOString(), r.value])).toEqual([
       ['Placed Order', 'order-1', '2024-06-01T10:00:00.000Z', null],
@@ -295,9 +307,11 @@ describe('ingest writes', () => {
     expect(new Set(rows.map((r) => r.profile_id)).size).toBe(1);
     expect(rows[0]?.profile_id).toMatch(/^[0-7][0-9A-HJKMNP-TV-Z]{25}$/);
     for (const r of rows) expect(r.metric_id).toMatch(/^[0-9A-Za-z]{6}$/);
-    expect(await t.db.query(`SELECT count(*)::int AS n FROM klaviyo_metrics WHERE name = 'Started Checkout'`)).toEqual([
-      { n: 1 },
-    ]);
+    expect(
+      await t.db.query(
+        `SELECT count(*)::int AS n FROM klaviyo_metrics WHERE account_id = 'default' AND name = 'Started Checkout'`,
+      ),
+    ).toEqual([{ n: 1 }]);
   });
 
   it('resolves Create Event profiles by id, then email, phone_number and external_id', async () => {
@@ -331,12 +345,14 @@ describe('ingest writes', () => {
     await send({ attributes: { external_id: 'd-1' } }, 4);
     await send({ attributes: { external_id: 'x-new', first_name: 'New' } }, 5); // none: created
     const rows = await t.db.query<{ profile_id: string }>(
-      `SELECT e.profile_id FROM klaviyo_events e JOIN klaviyo_metrics m ON m.id = e.metric_id WHERE m.name = 'Resolved' ORDER BY e."timestamp"`,
+      `SELECT e.profile_id FROM klaviyo_events e JOIN klaviyo_metrics m ON m.account_id = e.account_id AND m.id = e.metric_id
+        WHERE e.account_id = 'default' AND m.name = 'Resolved' ORDER BY e."timestamp"`,
     );
     expect(rows.slice(0, 4).map((r) => r.profile_id)).toEqual(['A2', 'B1', 'C1', 'D1']);
-    const created = await t.db.query(`SELECT external_id, first_name, is_stub FROM klaviyo_profiles WHERE id = $1`, [
-      rows[4]?.profile_id ?? '',
-    ]);
+    const created = await t.db.query(
+      `SELECT external_id, first_name, is_stub FROM klaviyo_profiles WHERE account_id = 'default' AND id = $1`,
+      [rows[4]?.profile_id ?? ''],
+    );
     expect(created).toEqual([{ external_id: 'x-new', first_name: 'New', is_stub: false }]);
   });
 
@@ -371,7 +387,9 @@ describe('ingest writes', () => {
     const res = await post('/api/event-bulk-create-jobs', body);
     expect(res.status).toBe(202);
     const stored = await t.db.query<{ n: number; total: string }>(
-      `SELECT count(*)::int AS n, sum(e.value)::text AS total FROM klaviyo_events e JOIN klaviyo_metrics m ON m.id = e.metric_id WHERE m.name = 'Bulk Metric'`,
+      `SELECT count(*)::int AS n, sum(e.value)::text AS total FROM klaviyo_events e
+        JOIN klaviyo_metrics m ON m.account_id = e.account_id AND m.id = e.metric_id
+        WHERE e.account_id = 'default' AND m.name = 'Bulk Metric'`,
     );
     expect(stored).toEqual([{ n: 6, total: '7.50' }]);
     const once = await checksums(t.db);

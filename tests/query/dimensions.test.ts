@@ -210,12 +210,12 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
     await runAggregation(t.db, OTHER_ACCOUNT);
     await expectContracts(t.db);
     const rows = await t.db.query<{ n: string }>(
-      `SELECT count(*) AS n FROM klaviyo_dimension_rollups WHERE dimension = $1`,
+      `SELECT count(*) AS n FROM klaviyo_dimension_rollups WHERE account_id = 'default' AND dimension = $1`,
       [FLOW],
     );
     expect(Number(rows[0]?.n)).toBeGreaterThan(100);
     const profileRows = await t.db.query<{ n: string }>(
-      `SELECT count(*) AS n FROM klaviyo_dimension_profiles WHERE dimension = $1`,
+      `SELECT count(*) AS n FROM klaviyo_dimension_profiles WHERE account_id = 'default' AND dimension = $1`,
       [FLOW],
     );
     expect(Number(profileRows[0]?.n)).toBeGreaterThan(100);
@@ -227,7 +227,9 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
     await storeEvents(t.db, eventsOf(2, 300, 'late'));
     // Re-delivery of events already counted, and of late ones not yet counted: nothing changes.
     await storeEvents(t.db, [...eventsOf(1, 200, 'a'), ...eventsOf(2, 100, 'late')]);
-    const pending = await t.db.query<{ n: string }>('SELECT count(*) AS n FROM klaviyo_aggregate_pending');
+    const pending = await t.db.query<{ n: string }>(
+      `SELECT count(*) AS n FROM klaviyo_aggregate_pending WHERE account_id = 'default'`,
+    );
     expect(Number(pending[0]?.n)).toBe(300);
     await expectExact(t.db);
     await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
@@ -237,7 +239,7 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
 
   it('equal raw events after deletions, before and after their range is rebuilt', async () => {
     await t.db.query(
-      `WITH gone AS (DELETE FROM klaviyo_events WHERE metric_id = $1 AND id LIKE 'a1%' RETURNING date_trunc('hour', "timestamp", 'UTC') AS hour)
+      `WITH gone AS (DELETE FROM klaviyo_events WHERE account_id = 'default' AND metric_id = $1 AND id LIKE 'a1%' RETURNING date_trunc('hour', "timestamp", 'UTC') AS hour)
        INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket) SELECT DISTINCT 'default', $1::text, hour FROM gone ON CONFLICT DO NOTHING`,
       [METRIC],
     );
@@ -253,7 +255,7 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
 
   it('recounts a marked hour without pending rows in the next batch', async () => {
     await t.db.query(
-      `WITH gone AS (DELETE FROM klaviyo_events WHERE metric_id = $1 AND id LIKE 'a2%' RETURNING date_trunc('hour', "timestamp", 'UTC') AS hour)
+      `WITH gone AS (DELETE FROM klaviyo_events WHERE account_id = 'default' AND metric_id = $1 AND id LIKE 'a2%' RETURNING date_trunc('hour', "timestamp", 'UTC') AS hour)
        INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket) SELECT DISTINCT 'default', $1::text, hour FROM gone ON CONFLICT DO NOTHING`,
       [METRIC],
     );
@@ -324,13 +326,23 @@ describe('cardinality', () => {
       dimension: string;
       reason: string;
       distinct_values: number;
-    }>(`SELECT metric_id, dimension, reason, distinct_values FROM klaviyo_dimension_fallbacks`);
+    }>(
+      `SELECT metric_id, dimension, reason, distinct_values FROM klaviyo_dimension_fallbacks WHERE account_id = 'default'`,
+    );
     expect(fallbacks).toEqual([{ metric_id: METRIC, dimension: 'URL', reason: 'cardinality', distinct_values: 60 }]);
-    const urlRows = await t.db.query(`SELECT 1 FROM klaviyo_dimension_rollups WHERE dimension = 'URL'`);
+    const urlRows = await t.db.query(
+      `SELECT 1 FROM klaviyo_dimension_rollups WHERE account_id = 'default' AND dimension = 'URL'`,
+    );
     expect(urlRows).toEqual([]);
-    expect(await t.db.query(`SELECT 1 FROM klaviyo_dimension_profiles WHERE dimension = 'URL'`)).toEqual([]);
+    expect(
+      await t.db.query(`SELECT 1 FROM klaviyo_dimension_profiles WHERE account_id = 'default' AND dimension = 'URL'`),
+    ).toEqual([]);
     // Profile i % 7 with flow i % 2: every one of the 14 pairs occurs.
-    expect(await t.db.query(`SELECT 1 FROM klaviyo_dimension_profiles WHERE dimension = $1`, [FLOW])).toHaveLength(14);
+    expect(
+      await t.db.query(`SELECT 1 FROM klaviyo_dimension_profiles WHERE account_id = 'default' AND dimension = $1`, [
+        FLOW,
+      ]),
+    ).toHaveLength(14);
     const { document, servedBy } = await queryMetricAggregates(
       t.db,
       DEFAULT_ACCOUNT_ID,
@@ -352,7 +364,10 @@ describe('cardinality', () => {
     expect(document.data.attributes.data).toHaveLength(60);
     // The other key of the same metric is still rolled up.
     await expectContracts(t.db);
-    const flowRows = await t.db.query(`SELECT 1 FROM klaviyo_dimension_rollups WHERE dimension = $1`, [FLOW]);
+    const flowRows = await t.db.query(
+      `SELECT 1 FROM klaviyo_dimension_rollups WHERE account_id = 'default' AND dimension = $1`,
+      [FLOW],
+    );
     expect(flowRows).toHaveLength(2);
   });
 
@@ -369,7 +384,7 @@ describe('cardinality', () => {
     ]);
     await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     const fallbacks = await t.db.query<{ reason: string }>(
-      `SELECT reason FROM klaviyo_dimension_fallbacks WHERE metric_id = $1 AND dimension = 'Subject'`,
+      `SELECT reason FROM klaviyo_dimension_fallbacks WHERE account_id = 'default' AND metric_id = $1 AND dimension = 'Subject'`,
       [OTHER],
     );
     expect(fallbacks).toEqual([{ reason: 'value_length' }]);

@@ -159,14 +159,14 @@ async function snapshot(t: TestDatabase) {
   const ev = await t.db.query(
     `SELECT id, to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS ts, metric_id, profile_id, value::text AS value,
             value_currency, uuid, unique_id, properties, raw_data
-       FROM klaviyo_events ORDER BY id`,
+       FROM klaviyo_events WHERE account_id = 'default' ORDER BY id`,
   );
   const me = await t.db.query(
-    `SELECT id, name, integration, created, updated, raw_data, is_stub FROM klaviyo_metrics ORDER BY id`,
+    `SELECT id, name, integration, created, updated, raw_data, is_stub FROM klaviyo_metrics WHERE account_id = 'default' ORDER BY id`,
   );
   const pr = await t.db.query(
     `SELECT id, email, phone_number, external_id, first_name, location, properties, created, updated, last_event_date, raw_data, is_stub
-       FROM klaviyo_profiles ORDER BY id`,
+       FROM klaviyo_profiles WHERE account_id = 'default' ORDER BY id`,
   );
   return { ev, me, pr };
 }

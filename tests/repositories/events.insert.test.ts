@@ -18,7 +18,7 @@ describe('insertEvents', () => {
     expect(first).toEqual({ inserted: 3, duplicates: 0 });
     expect(await storeEvents(t.db, events)).toEqual({ inserted: 0, duplicates: 3 });
     const stored = await t.db.query<{ id: string; value: string | null }>(
-      'SELECT id, value FROM klaviyo_events ORDER BY id',
+      `SELECT id, value FROM klaviyo_events WHERE account_id = 'default' ORDER BY id`,
     );
     expect(stored).toEqual([
       { id: 'e1', value: '10.50' },
@@ -26,7 +26,7 @@ describe('insertEvents', () => {
       { id: 'e3', value: null },
     ]);
     const dirty = await t.db.query<{ metric_id: string; bucket: Date }>(
-      'SELECT metric_id, bucket FROM klaviyo_aggregate_dirty ORDER BY metric_id, bucket',
+      `SELECT metric_id, bucket FROM klaviyo_aggregate_dirty WHERE account_id = 'default' ORDER BY metric_id, bucket`,
     );
     expect(dirty).toEqual([
       { metric_id: 'm1', bucket: new Date('2024-03-10T05:00:00Z') },

@@ -57,7 +57,9 @@ describe('upsertProfiles: what travels', () => {
     const newer = [copy('Pa', '2024-05-01T00:00:00.123457Z', 'three'), copy('Pb', '2024-05-01T00:00:00Z', 'three')];
     expect(await upsertProfiles(counting(t.db, statements), DEFAULT_ACCOUNT_ID, newer)).toEqual({ written: 1 });
     expect(writes(statements)).toBe(1);
-    expect(await t.db.query(`SELECT id, first_name FROM klaviyo_profiles ORDER BY id`)).toEqual([
+    expect(
+      await t.db.query(`SELECT id, first_name FROM klaviyo_profiles WHERE account_id = 'default' ORDER BY id`),
+    ).toEqual([
       { id: 'Pa', first_name: 'three' },
       { id: 'Pb', first_name: 'one' },
     ]);

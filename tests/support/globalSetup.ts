@@ -5,6 +5,7 @@ import { removeEmbeddedData, startEmbeddedPostgres, type EmbeddedServer } from '
 import { migrate } from '../../lib/db/migrate';
 import { createPostgresDb } from '../../lib/db/postgres';
 import { startDataApiServer, type DataApiServer } from './dataApiServer';
+import { seedNeighborAccount } from './neighbor';
 import { TEST_ENV, tuning } from './env';
 
 /**
@@ -31,7 +32,17 @@ export default async function globalSetup(): Promise<void> {
       dataDir,
       database: 'postgres',
       // Test data is thrown away: durability only costs time here.
-      settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: '200' },
+      settings: {
+        fsync: 'off',
+        synchronous_commit: 'off',
+        full_page_writes: 'off',
+        max_connections: '200',
+        // tests/accounts/statements.test.ts reads every statement the server ran for its database,
+        // whichever driver sent it; nested statements too, and room for every file running at once.
+        shared_preload_libraries: 'pg_stat_statements',
+        'pg_stat_statements.track': 'all',
+        'pg_stat_statements.max': '50000',
+      },
     });
     globalThis.__embeddedPostgres = server;
     adminUrl = server.urlFor('postgres');
@@ -44,6 +55,9 @@ export default async function globalSetup(): Promise<void> {
 
   const admin = postgres(adminUrl, { max: 1, onnotice: () => undefined });
   try {
+    // Its view lives in the admin database and covers every database by dbid (absent on a server
+    // started without the library: the statement check then says so).
+    if (!process.env.DATABASE_URL) await admin.unsafe('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
     await admin.unsafe(`DROP DATABASE IF EXISTS ${template}`);
     await admin.unsafe(`CREATE DATABASE ${template}`);
   } finally {
@@ -54,6 +68,8 @@ export default async function globalSetup(): Promise<void> {
   const db = createPostgresDb({ url: templateUrl.toString(), ...tuning });
   try {
     await migrate(db);
+    // Every test file runs next to another account's data (issue 20): tests/support/neighbor.ts.
+    await seedNeighborAccount(db);
   } finally {
     await db.close();
   }

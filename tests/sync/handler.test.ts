@@ -57,7 +57,9 @@ describe('sync function and GET /api/sync-status', () => {
     expect(events).toMatchObject({ rows_pulled: 31, rows_pulled_last_run: 31, rejects: 1, last_error: null });
     expect(events.lag_seconds).toBeLessThan(600);
     expect(events.backfill.complete).toBe(true);
-    const stored = await database.db.query<{ n: string }>('SELECT count(*)::text AS n FROM klaviyo_events');
+    const stored = await database.db.query<{ n: string }>(
+      `SELECT count(*)::text AS n FROM klaviyo_events WHERE account_id = 'default'`,
+    );
     expect(stored[0]?.n).toBe('30');
   });
 

@@ -35,14 +35,18 @@ export interface RowCounts {
   readonly dirty: number;
 }
 
-/** Row counts of the Klaviyo tables, for messages that say what changed. */
-export async function rowCounts(db: Db): Promise<RowCounts> {
+/**
+ * Row counts of the Klaviyo tables in one account (the tests' own by default; every test database also
+ * holds a neighbour account's rows, tests/support/neighbor.ts), for messages that say what changed.
+ */
+export async function rowCounts(db: Db, accountId = 'default'): Promise<RowCounts> {
   const rows = await db.query<{ metrics: string; profiles: string; events: string; rollups: string; dirty: string }>(
-    `SELECT (SELECT count(*) FROM klaviyo_metrics) AS metrics,
-            (SELECT count(*) FROM klaviyo_profiles) AS profiles,
-            (SELECT count(*) FROM klaviyo_events) AS events,
-            (SELECT count(*) FROM klaviyo_aggregated_metrics) AS rollups,
-            (SELECT count(*) FROM klaviyo_aggregate_dirty) AS dirty`,
+    `SELECT (SELECT count(*) FROM klaviyo_metrics WHERE account_id = $1) AS metrics,
+            (SELECT count(*) FROM klaviyo_profiles WHERE account_id = $1) AS profiles,
+            (SELECT count(*) FROM klaviyo_events WHERE account_id = $1) AS events,
+            (SELECT count(*) FROM klaviyo_aggregated_metrics WHERE account_id = $1) AS rollups,
+            (SELECT count(*) FROM klaviyo_aggregate_dirty WHERE account_id = $1) AS dirty`,
+    [accountId],
   );
   const r = rows[0];
   return {

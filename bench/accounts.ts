@@ -1,0 +1,476 @@
+import postgres from 'postgres';
+import { rebuildAggregates } from '../lib/app/aggregation';
+import { planEventsPage, writeEventsPage } from '../lib/app/ingest';
+import { queryMetricAggregates } from '../lib/app/metricAggregates';
+import { runScheduledAggregation } from '../lib/app/scheduledAggregation';
+import type { ClosableDb, Db } from '../lib/db/port';
+import { createPostgresDb } from '../lib/db/postgres';
+import { generatePages, type EventsPageDocument } from '../lib/demo/generator';
+import { intFromEnv } from './support/env';
+import { BENCH_ACCOUNT, openBenchDatabase } from './support/dataset';
+import { benchCommand, writeBenchResult, type BenchTable } from './support/results';
+
+/**
+ * npm run bench:accounts: one account against many, at the same total size (issue 20).
+ *
+ * Three databases on one server, built from the same stored dataset (bench/support/dataset.ts):
+ *   one:   every event in one account (the dataset as stored);
+ *   many:  the same events in BENCH_ACCOUNTS accounts (default 100): each profile, and its events,
+ *          in the account its id hashes to, every metric in every account; rollups rebuilt per account;
+ *   alone: the events of one of those accounts, alone in its database.
+ * Figures:
+ *   - per-account query latency (metric aggregates of several plan shapes) in `many` against `one`
+ *     (what an account of a shared deployment gets against a deployment of one account of the same
+ *     total size), and against `alone` (the same account's data without its 99 neighbours: what sharing
+ *     costs, the issue's goal of 20 %);
+ *   - the scheduled aggregator's run time (runScheduledAggregation: every account with marks, one batch
+ *     per account per round, as the deployed function runs) after BENCH_NEW_EVENTS new events: in `one`
+ *     all in one account, in `many` spread over the accounts; and the measured account's share alone.
+ *   - bytes per event and per rollup row (pg_total_relation_size over rows, in `one`).
+ * Every answer of `many` and `alone` for the account measured in both is checked equal.
+ */
+
+const EVENTS = intFromEnv('BENCH_EVENTS', 100_000);
+const ACCOUNTS = intFromEnv('BENCH_ACCOUNTS', 100, 2);
+const NEW_EVENTS = intFromEnv('BENCH_NEW_EVENTS', 10_000);
+const RUNS = intFromEnv('BENCH_RUNS', 30);
+const SAMPLE = Math.min(ACCOUNTS, intFromEnv('BENCH_SAMPLE_ACCOUNTS', 10));
+
+const BUSIEST = 'Uu7kBJ'; // Received Email
+const ORDERS = 'K9dFhW'; // Placed Order
+
+const say = (line: string) => process.stdout.write(`${line}\n`);
+const round = (n: number, digits = 2) => Number(n.toFixed(digits));
+
+function median(samples: readonly number[]): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+const accountName = (i: number) => `acct-${String(i).padStart(3, '0')}`;
+/** The account a profile (and its events) lands in: the same in SQL and here. */
+const ACCOUNT_OF_SQL = (column: string) =>
+  `'acct-' || lpad((abs(hashtext(${column})::bigint) % ${ACCOUNTS})::text, 3, '0')`;
+
+interface Case {
+  readonly label: string;
+  readonly attributes: Record<string, unknown>;
+}
+
+function aggregateCase(label: string, metricId: string, rest: Record<string, unknown>, from: string, to: string): Case {
+  return {
+    label,
+    attributes: {
+      metric_id: metricId,
+      filter: [`greater-or-equal(datetime,${from})`, `less-than(datetime,${to})`],
+      timezone: 'UTC',
+      page_size: 10_000,
+      ...rest,
+    },
+  };
+}
+
+const CASES: readonly Case[] = [
+  aggregateCase(
+    'count+sum_value, day, one year (Received Email)',
+    BUSIEST,
+    { measurements: ['count', 'sum_value'], interval: 'day', timezone: 'America/New_York' },
+    '2025-01-01T00:00:00',
+    '2026-01-01T00:00:00',
+  ),
+  aggregateCase(
+    'count+sum_value, hour, 7 days (Received Email)',
+    BUSIEST,
+    { measurements: ['count', 'sum_value'], interval: 'hour' },
+    '2025-06-01T00:00:00',
+    '2025-06-08T00:00:00',
+  ),
+  aggregateCase(
+    'unique, day, 30 days (Received Email)',
+    BUSIEST,
+    { measurements: ['unique'], interval: 'day' },
+    '2025-06-01T00:00:00',
+    '2025-07-01T00:00:00',
+  ),
+  aggregateCase(
+    'count+sum_value by $attributed_flow, day, one year (Placed Order): a breakdown',
+    ORDERS,
+    { measurements: ['count', 'sum_value'], interval: 'day', by: ['$attributed_flow'] },
+    '2025-01-01T00:00:00',
+    '2026-01-01T00:00:00',
+  ),
+];
+
+async function answer(db: Db, accountId: string, c: Case): Promise<unknown> {
+  const outcome = await queryMetricAggregates(
+    db,
+    accountId,
+    { data: { type: 'metric-aggregate', attributes: c.attributes } },
+    { maxRangeDays: 366, baseUrl: '' },
+  );
+  return outcome.document;
+}
+
+/**
+ * p50 of RUNS timed answers for each target, after one untimed warm-up each. The targets take turns
+ * run by run, so that a change of the machine's load during the measurement falls on all of them.
+ */
+async function latencies(c: Case, targets: readonly { db: Db; accountId: string }[]): Promise<number[]> {
+  for (const t of targets) await answer(t.db, t.accountId, c);
+  const samples: number[][] = targets.map(() => []);
+  for (let i = 0; i < RUNS; i += 1) {
+    for (const [k, t] of targets.entries()) {
+      const started = performance.now();
+      await answer(t.db, t.accountId, c);
+      samples[k]?.push(performance.now() - started);
+    }
+  }
+  return samples.map(median);
+}
+
+function urlOf(base: string, database: string): string {
+  const url = new URL(base);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+async function columnsBut(db: Db, table: string, except: string): Promise<string[]> {
+  const rows = await db.query<{ name: string }>(
+    `SELECT quote_ident(column_name) AS name FROM information_schema.columns
+     WHERE table_schema = 'public' AND table_name = $1 AND column_name <> $2 ORDER BY ordinal_position`,
+    [table, except],
+  );
+  return rows.map((r) => r.name);
+}
+
+const ROLLUP_TABLES = [
+  'klaviyo_aggregated_metrics',
+  'klaviyo_aggregate_dirty',
+  'klaviyo_aggregate_pending',
+  'klaviyo_aggregate_adjustments',
+  'klaviyo_profile_hours',
+  'klaviyo_dimension_rollups',
+  'klaviyo_dimension_daily_rollups',
+  'klaviyo_dimension_fallbacks',
+];
+
+/**
+ * Re-keys a copy of the one-account dataset into ACCOUNTS accounts, in one transaction: metrics are
+ * copied into every account, profiles and events move to the account of their profile id (an event
+ * without a profile goes by its own id). The rollups and the aggregator's bookkeeping are emptied; the
+ * caller rebuilds them per account.
+ */
+async function splitIntoAccounts(db: Db): Promise<void> {
+  const metricCols = await columnsBut(db, 'klaviyo_metrics', 'account_id');
+  const profileCols = await columnsBut(db, 'klaviyo_profiles', 'account_id');
+  const eventCols = await columnsBut(db, 'klaviyo_events', 'account_id');
+  const list = (cols: string[], prefix: string) => cols.map((c) => `${prefix}.${c}`).join(', ');
+  await db.transaction(async (tx) => {
+    await tx.query(
+      `INSERT INTO klaviyo_accounts (account_id)
+       SELECT 'acct-' || lpad(i::text, 3, '0') FROM generate_series(0, ${ACCOUNTS - 1}) i ON CONFLICT DO NOTHING`,
+    );
+    await tx.query(`CREATE TEMP TABLE old_events ON COMMIT DROP AS SELECT * FROM klaviyo_events`);
+    await tx.query(`CREATE TEMP TABLE old_profiles ON COMMIT DROP AS SELECT * FROM klaviyo_profiles`);
+    await tx.query(`CREATE TEMP TABLE old_metrics ON COMMIT DROP AS SELECT * FROM klaviyo_metrics`);
+    await tx.query(`TRUNCATE ${ROLLUP_TABLES.join(', ')}, klaviyo_events, klaviyo_profiles, klaviyo_metrics`);
+    await tx.query(
+      `INSERT INTO klaviyo_metrics (account_id, ${metricCols.join(', ')})
+       SELECT a.account_id, ${list(metricCols, 'm')} FROM old_metrics m
+       CROSS JOIN (SELECT account_id FROM klaviyo_accounts WHERE account_id LIKE 'acct-%') a`,
+    );
+    await tx.query(
+      `INSERT INTO klaviyo_profiles (account_id, ${profileCols.join(', ')})
+       SELECT ${ACCOUNT_OF_SQL('p.id')}, ${list(profileCols, 'p')} FROM old_profiles p`,
+    );
+    await tx.query(
+      `INSERT INTO klaviyo_events (account_id, ${eventCols.join(', ')})
+       SELECT ${ACCOUNT_OF_SQL('coalesce(e.profile_id, e.id)')}, ${list(eventCols, 'e')} FROM old_events e`,
+    );
+  });
+}
+
+/** Keeps one account's rows only (a copy of `many`), then compacts the tables. */
+async function keepOnly(db: Db, accountId: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    for (const table of [...ROLLUP_TABLES, 'klaviyo_events', 'klaviyo_profiles', 'klaviyo_metrics']) {
+      await tx.query(`DELETE FROM ${table} WHERE account_id <> $1`, [accountId]);
+    }
+    await tx.query(`DELETE FROM klaviyo_accounts WHERE account_id <> $1`, [accountId]);
+  });
+}
+
+async function vacuum(db: Db, full: boolean): Promise<void> {
+  await db.query(full ? 'VACUUM (FULL, ANALYZE)' : 'VACUUM (ANALYZE)');
+}
+
+/**
+ * The aggregator as the schedule runs it (every account with marks, one batch per account per round),
+ * run until nothing is marked; returns the time it took and the batches it ran.
+ */
+async function aggregateAll(db: Db): Promise<{ ms: number; batches: number; accounts: number }> {
+  const started = performance.now();
+  let batches = 0;
+  let accounts = 0;
+  for (let i = 0; i < 1000; i += 1) {
+    const run = await runScheduledAggregation(db, {
+      remainingMs: undefined,
+      marginMs: 0,
+      batchBuckets: 5000,
+      timeBudgetMs: 600_000,
+    });
+    batches += run.batches;
+    accounts = Math.max(accounts, run.accounts);
+    if (run.bucketsWaiting === 0 || run.bucketsRecomputed === 0) break;
+  }
+  return { ms: performance.now() - started, batches, accounts };
+}
+
+/**
+ * The same NEW_EVENTS new events (generator seed 2, the dataset's profiles and metrics) for every
+ * layout: `route` says which account each event goes to (or none: left out). Pages are split per
+ * account and written through the real ingest path.
+ */
+async function addNewEvents(
+  db: Db,
+  generator: { profiles: number; start: Date; end: Date },
+  route: (profileId: string | null, eventId: string) => string | null,
+): Promise<number> {
+  let written = 0;
+  const pages = generatePages({ events: NEW_EVENTS, seed: 2, pageSize: 1000, ...generator });
+  for (const page of pages) {
+    const byAccount = new Map<string, EventsPageDocument>();
+    for (const event of page.data) {
+      const accountId = route(event.relationships.profile.data?.id ?? null, event.id);
+      if (accountId === null) continue;
+      let sub = byAccount.get(accountId);
+      if (!sub) {
+        sub = { ...page, data: [] };
+        byAccount.set(accountId, sub);
+      }
+      sub.data.push(event);
+    }
+    for (const [accountId, sub] of byAccount) {
+      const plan = planEventsPage(sub, { maxResources: 1000 });
+      const counts = await db.transaction((tx) => writeEventsPage(tx, accountId, plan));
+      written += counts.inserted;
+    }
+  }
+  return written;
+}
+
+async function main(): Promise<void> {
+  const bench = await openBenchDatabase({ name: 'accounts', events: EVENTS, profiles: Math.round(EVENTS / 10) });
+  const admin = postgres(urlOf(bench.url, 'postgres'), { max: 1, onnotice: () => undefined });
+  const opened: ClosableDb[] = [];
+  const open = (name: string) => {
+    const db = createPostgresDb({
+      url: urlOf(bench.url, name),
+      ssl: 'disable',
+      poolMax: 2,
+      idleTimeoutSeconds: 0,
+      connectTimeoutSeconds: 30,
+      statementTimeoutMs: 0,
+      prepare: true,
+    });
+    opened.push(db);
+    return db;
+  };
+  const template = new URL(bench.url).pathname.slice(1);
+  const copyOf = async (name: string) => {
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.unsafe(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${template}' AND pid <> pg_backend_pid()`,
+    );
+    await admin.unsafe(`CREATE DATABASE ${name} TEMPLATE ${template}`);
+    return open(name);
+  };
+  try {
+    const generator = { profiles: bench.generator.profiles, start: bench.generator.start, end: bench.generator.end };
+    say(`one account: ${EVENTS.toLocaleString('en-US')} events (stored dataset, aggregated)`);
+    const one = await copyOf('accounts_one');
+    const many = await copyOf('accounts_many');
+
+    say(`many accounts: splitting into ${ACCOUNTS} accounts and rebuilding their rollups...`);
+    const splitStarted = performance.now();
+    await splitIntoAccounts(many);
+    // One chunk per account: an account holds a small share of the year.
+    for (let i = 0; i < ACCOUNTS; i += 1) await rebuildAggregates(many, accountName(i), { chunkHours: 367 * 24 });
+    await vacuum(many, false);
+    say(`  ${((performance.now() - splitStarted) / 1000).toFixed(1)} s`);
+    const measured = accountName(0);
+    await admin.unsafe(`DROP DATABASE IF EXISTS accounts_alone WITH (FORCE)`);
+    await admin.unsafe(`CREATE DATABASE accounts_alone TEMPLATE accounts_many`).catch(async () => {
+      // `many` has an open pool: close its connections for the copy, it reconnects on its next query.
+      await admin.unsafe(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'accounts_many' AND pid <> pg_backend_pid()`,
+      );
+      await admin.unsafe(`CREATE DATABASE accounts_alone TEMPLATE accounts_many`);
+    });
+    const alone = open('accounts_alone');
+    await keepOnly(alone, measured);
+    await vacuum(alone, true);
+    await vacuum(one, false);
+
+    const [{ n: measuredEvents } = { n: '0' }] = await many.query<{ n: string }>(
+      'SELECT count(*) AS n FROM klaviyo_events WHERE account_id = $1',
+      [measured],
+    );
+    say(`account ${measured}: ${Number(measuredEvents).toLocaleString('en-US')} events`);
+
+    // Query latency.
+    const sample = Array.from({ length: SAMPLE }, (_, i) => accountName(Math.floor((i * ACCOUNTS) / SAMPLE)));
+    const queryRows: (string | number)[][] = [];
+    const goals: string[] = [];
+    for (const c of CASES) {
+      const [oneMs = 0, ...sampled] = await latencies(c, [
+        { db: one, accountId: BENCH_ACCOUNT },
+        ...sample.map((accountId) => ({ db: many, accountId })),
+      ]);
+      const manyMs = median(sampled);
+      const [manyMeasuredMs = 0, aloneMs = 0] = await latencies(c, [
+        { db: many, accountId: measured },
+        { db: alone, accountId: measured },
+      ]);
+      const same = JSON.stringify(await answer(many, measured, c)) === JSON.stringify(await answer(alone, measured, c));
+      if (!same) throw new Error(`${c.label}: ${measured} answers differently among ${ACCOUNTS} accounts and alone`);
+      queryRows.push([
+        c.label,
+        round(oneMs),
+        round(manyMs),
+        round(manyMs / oneMs, 3),
+        round(manyMeasuredMs),
+        round(aloneMs),
+        round(manyMeasuredMs / aloneMs, 3),
+      ]);
+      say(
+        `${c.label}: one ${oneMs.toFixed(2)} ms, many (median of ${SAMPLE}) ${manyMs.toFixed(2)} ms; ${measured} among ${ACCOUNTS} ${manyMeasuredMs.toFixed(2)} ms, alone ${aloneMs.toFixed(2)} ms`,
+      );
+    }
+
+    // The aggregator after new events.
+    const hashRows = async (db: Db, keys: string[]) =>
+      new Map(
+        (
+          await db.query<{ k: string; a: string }>(
+            `SELECT k, ${ACCOUNT_OF_SQL('k')} AS a FROM unnest($1::text[]) AS k`,
+            [`{${keys.map((k) => `"${k.replace(/"/g, '\\"')}"`).join(',')}}`],
+          )
+        ).map((r) => [r.k, r.a]),
+      );
+    // The accounts of the new events' keys, computed by the same SQL as the split.
+    const keys: string[] = [];
+    for (const page of generatePages({ events: NEW_EVENTS, seed: 2, pageSize: 1000, ...generator })) {
+      for (const e of page.data) keys.push(e.relationships.profile.data?.id ?? e.id);
+    }
+    const accountByKey = await hashRows(many, [...new Set(keys)]);
+    const route = (p: string | null, e: string) => accountByKey.get(p ?? e) ?? null;
+
+    await addNewEvents(one, generator, () => BENCH_ACCOUNT);
+    const oneRun = await aggregateAll(one);
+    await addNewEvents(many, generator, route);
+    const manyRun = await aggregateAll(many);
+    const aloneNew = await addNewEvents(alone, generator, (p, e) => (route(p, e) === measured ? measured : null));
+    const aloneRun = await aggregateAll(alone);
+    const oneAggregateMs = oneRun.ms;
+    const manyAggregateMs = manyRun.ms;
+    say(
+      `aggregator after ${NEW_EVENTS} new events: one account ${oneRun.ms.toFixed(0)} ms (${oneRun.batches} batches), ` +
+        `${manyRun.accounts} accounts ${manyRun.ms.toFixed(0)} ms (${manyRun.batches} batches); ` +
+        `${measured}'s ${aloneNew} alone ${aloneRun.ms.toFixed(0)} ms`,
+    );
+
+    // Storage per row, in `one`.
+    const sizes = await one.query<{ tbl: string; bytes: string; n: string }>(
+      `SELECT t AS tbl, pg_total_relation_size(t::regclass) AS bytes,
+              (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I', t), false, true, '')))[1]::text AS n
+       FROM unnest($1::text[]) AS t`,
+      [
+        '{klaviyo_events,klaviyo_profiles,klaviyo_aggregated_metrics,klaviyo_profile_hours,klaviyo_dimension_rollups,klaviyo_dimension_daily_rollups}',
+      ],
+    );
+
+    const queryRatio = Math.max(...queryRows.map((r) => Number(r[6])));
+    const aggregateRatio = manyAggregateMs / oneAggregateMs;
+    goals.push(
+      `Per-account query latency within 20 % of the account alone: the largest ratio, ${ACCOUNTS} accounts against alone, is ${queryRatio.toFixed(3)} (${queryRatio <= 1.2 ? 'met' : 'not met'}).`,
+      `The aggregator's run after ${NEW_EVENTS.toLocaleString('en-US')} new events within 20 % of one account's: ${aggregateRatio.toFixed(3)} for ${ACCOUNTS} accounts (${aggregateRatio <= 1.2 ? 'met' : 'not met'}).`,
+    );
+    const tables: BenchTable[] = [
+      {
+        title: `Metric aggregates, p50 of ${RUNS} runs (ms): one account of ${EVENTS.toLocaleString('en-US')} events, ${ACCOUNTS} accounts sharing them, one of those accounts alone`,
+        columns: [
+          'case',
+          'one account',
+          `${ACCOUNTS} accounts (median of ${SAMPLE})`,
+          `${ACCOUNTS} / one`,
+          `${measured} among ${ACCOUNTS}`,
+          `${measured} alone`,
+          'among / alone',
+        ],
+        rows: queryRows,
+      },
+      {
+        title: `The scheduled aggregator after ${NEW_EVENTS.toLocaleString('en-US')} new events, until nothing is marked (ms)`,
+        columns: ['layout', 'batches', 'run time', 'ratio to one account'],
+        rows: [
+          ['one account (reference)', oneRun.batches, round(oneAggregateMs, 0), 1],
+          [
+            `${manyRun.accounts} accounts, round-robin`,
+            manyRun.batches,
+            round(manyAggregateMs, 0),
+            round(aggregateRatio, 3),
+          ],
+          [
+            `${measured} alone, its ${aloneNew} of the new events`,
+            aloneRun.batches,
+            round(aloneRun.ms, 0),
+            round(aloneRun.ms / oneAggregateMs, 3),
+          ],
+        ],
+      },
+      {
+        title: 'Storage per row (table, indexes and TOAST; one account, plain PostgreSQL)',
+        columns: ['table', 'rows', 'MB', 'bytes per row'],
+        rows: sizes.map((s) => [
+          s.tbl,
+          Number(s.n),
+          round(Number(s.bytes) / 2 ** 20, 1),
+          Number(s.n) > 0 ? Math.round(Number(s.bytes) / Number(s.n)) : 0,
+        ]),
+      },
+    ];
+    const path = writeBenchResult({
+      bench: 'accounts',
+      title: 'Many accounts: one account against 100 of the same total size',
+      command: benchCommand('bench/accounts.ts'),
+      reference: `the same events in one account (and, for sharing's cost, one account's events alone), same run, same server`,
+      dataset: {
+        events: EVENTS,
+        accounts: ACCOUNTS,
+        measured_account_events: Number(measuredEvents),
+        new_events: NEW_EVENTS,
+        runs: RUNS,
+        sampled_accounts: SAMPLE,
+      },
+      tables,
+      goals,
+      notes: [
+        `Accounts are made from the one-account dataset: each profile and its events go to the account its id hashes to; every metric is in every account.`,
+        `"${ACCOUNTS} / one" compares an account of 1/${ACCOUNTS} of the data with one account holding all of it; "among / alone" compares the same account's data with and without ${ACCOUNTS - 1} neighbours, which is what sharing a deployment costs.`,
+        `Every answer of ${measured} among ${ACCOUNTS} accounts was checked equal to its answer alone.`,
+      ],
+    });
+    say(`wrote ${path}`);
+  } finally {
+    for (const db of opened) await db.close().catch(() => undefined);
+    await admin.end({ timeout: 5 }).catch(() => undefined);
+    await bench.close();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
