@@ -29,8 +29,14 @@ CREATE EXTENSION IF NOT EXISTS citus;
 
 -- Global rows, the same for every account: replicated to every worker, so that a statement on one
 -- account's shard can still read them locally.
---   klaviyo_rollup_dimensions: which event properties are rolled up (configuration).
+--   klaviyo_rollup_dimensions: which event properties are rolled up (configuration);
+--   klaviyo_rollup_unique_dimensions: which of them keep distinct profiles;
+--   klaviyo_rollup_dimension_generation: the registry's generation, raised by a row trigger on
+--   klaviyo_rollup_dimensions (migration 0012). Citus runs triggers on reference tables only with
+--   citus.enable_unsafe_triggers; should it refuse, the raise belongs in registerDimensions instead.
 SELECT create_reference_table('klaviyo_rollup_dimensions');
+SELECT create_reference_table('klaviyo_rollup_unique_dimensions');
+SELECT create_reference_table('klaviyo_rollup_dimension_generation');
 
 -- schema_migrations stays a plain table on the coordinator: only lib/db/migrate.ts reads it, alone.
 
@@ -41,7 +47,8 @@ SELECT create_distributed_table('klaviyo_accounts', 'account_id', colocate_with 
 SELECT create_distributed_table('klaviyo_metrics', 'account_id', colocate_with => 'klaviyo_accounts');
 SELECT create_distributed_table('klaviyo_profiles', 'account_id', colocate_with => 'klaviyo_metrics');
 
--- Events: foreign keys to metrics and profiles, both co-located by now.
+-- Events: no foreign keys since migration 0012 (the ingest transaction stores the metric and profile
+-- each event names); co-located with them all the same, so an account's joins stay on one worker.
 SELECT create_distributed_table('klaviyo_events', 'account_id', colocate_with => 'klaviyo_metrics');
 
 -- The aggregator's rollups and bookkeeping.
@@ -55,6 +62,10 @@ SELECT create_distributed_table('klaviyo_profile_hours', 'account_id', colocate_
 SELECT create_distributed_table('klaviyo_dimension_rollups', 'account_id', colocate_with => 'klaviyo_metrics');
 SELECT create_distributed_table('klaviyo_dimension_daily_rollups', 'account_id', colocate_with => 'klaviyo_metrics');
 SELECT create_distributed_table('klaviyo_dimension_fallbacks', 'account_id', colocate_with => 'klaviyo_metrics');
+SELECT create_distributed_table('klaviyo_dimension_profiles', 'account_id', colocate_with => 'klaviyo_metrics');
+
+-- Queue messages the ingest consumer could not store.
+SELECT create_distributed_table('klaviyo_queue_rejects', 'account_id', colocate_with => 'klaviyo_metrics');
 
 -- The sync's per-account state.
 SELECT create_distributed_table('klaviyo_sync_streams', 'account_id', colocate_with => 'klaviyo_metrics');

@@ -233,13 +233,14 @@ describe('migration 0010 (accounts) on a populated database', () => {
       expect(settings.map((s) => [s.hypertable_name, s.attname])).toEqual([
         ['klaviyo_aggregated_metrics', 'account_id'],
         ['klaviyo_dimension_daily_rollups', 'account_id'],
+        ['klaviyo_dimension_profiles', 'account_id'],
         ['klaviyo_dimension_rollups', 'account_id'],
         ['klaviyo_events', 'account_id'],
       ]);
       const policies = await db.query<{ hypertable_name: string }>(
         `SELECT hypertable_name FROM timescaledb_information.jobs WHERE proc_name = 'policy_compression' ORDER BY 1`,
       );
-      expect(policies).toHaveLength(4);
+      expect(policies).toHaveLength(5);
       await checkUsable(db, start);
       // The policy compresses the migrated chunks again, and the rows stay as they were.
       const after = await contents(db);

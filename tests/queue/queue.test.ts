@@ -13,6 +13,7 @@ import { queueDepth, startLocalQueues, startPoller, type LocalQueues, type Polle
 import { freshDatabase, useFreshDatabase, type TestDatabase } from '../support/database';
 import { invoke } from '../support/http';
 import { eventsPage } from '../ingest/helpers';
+import { NEIGHBOR_ACCOUNT } from '../support/neighbor';
 
 /**
  * Queue mode end to end, against the real database and local-aws-sqs in this process: the ingest
@@ -42,8 +43,8 @@ const post = (path: string, body: unknown, query?: Record<string, string>) =>
 /** What a stored event is, without the columns a write stamps (ingested_at). */
 async function eventContents(db: Db): Promise<string> {
   const rows = await db.query<{ sum: string; n: string }>(
-    `SELECT count(*) AS n, md5(coalesce(string_agg(concat_ws('|', id, "timestamp", metric_id, profile_id, value, value_currency,
-            uuid, unique_id, properties::text, raw_data::text), E'\\n' ORDER BY id, "timestamp"), '')) AS sum
+    `SELECT count(*) AS n, md5(coalesce(string_agg(concat_ws('|', account_id, id, "timestamp", metric_id, profile_id, value, value_currency,
+            uuid, unique_id, properties::text, raw_data::text), E'\\n' ORDER BY account_id, id, "timestamp"), '')) AS sum
        FROM klaviyo_events`,
   );
   return `${rows[0]?.n}:${rows[0]?.sum}`;
@@ -51,8 +52,12 @@ async function eventContents(db: Db): Promise<string> {
 
 async function tableCounts(db: Db): Promise<{ events: number; pending: number; profiles: number; metrics: number }> {
   const rows = await db.query<{ events: string; pending: string; profiles: string; metrics: string }>(
-    `SELECT (SELECT count(*) FROM klaviyo_events) AS events, (SELECT count(*) FROM klaviyo_aggregate_pending) AS pending,
-            (SELECT count(*) FROM klaviyo_profiles) AS profiles, (SELECT count(*) FROM klaviyo_metrics) AS metrics`,
+    // Every account but the neighbour every test database holds (tests/support/neighbor.ts).
+    `SELECT (SELECT count(*) FROM klaviyo_events WHERE account_id <> $1) AS events,
+            (SELECT count(*) FROM klaviyo_aggregate_pending WHERE account_id <> $1) AS pending,
+            (SELECT count(*) FROM klaviyo_profiles WHERE account_id <> $1) AS profiles,
+            (SELECT count(*) FROM klaviyo_metrics WHERE account_id <> $1) AS metrics`,
+    [NEIGHBOR_ACCOUNT],
   );
   const r = rows[0]!;
   return {
