@@ -16,6 +16,10 @@ const GLOBAL_TABLES: Record<string, string> = {
   schema_migrations: 'which migrations ran: one schema for every account (only lib/db/migrate.ts reads it)',
   klaviyo_rollup_dimensions:
     'which event properties are rolled up: configuration, the same for every account (a reference table on Citus)',
+  klaviyo_rollup_unique_dimensions:
+    'which rolled-up properties keep distinct profiles: configuration, the same for every account (a reference table on Citus)',
+  klaviyo_rollup_dimension_generation:
+    "the generation of the rolled-up keys' registry, one row raised with it (a reference table on Citus)",
 };
 
 /**

@@ -1,3 +1,4 @@
+import type { SQSEvent } from 'aws-lambda';
 import { handler as aggregateHandler } from '../../../functions/aggregate';
 import { backfillDimensions, rebuildAggregates, runAggregation } from '../../../lib/app/aggregation';
 import { DEFAULT_ACCOUNT_ID } from '../../../lib/config';
@@ -7,6 +8,7 @@ import { deployedRoutes, validBodyFor, type DeployedRoute } from '../../hardenin
 import { FakeKlaviyo, eventOf, metricOf, profileOf } from '../../support/fakeKlaviyo';
 import { invoke, type InvokeOptions, type InvokeResult } from '../../support/http';
 import { API_KEY, DAY, HOUR, harness } from '../../sync/helpers';
+import { handler as consumer } from '../../../functions/ingestConsumer';
 
 /**
  * A representative workload of the whole product, through its real entry points: ingest (pages by
@@ -168,4 +170,7 @@ export async function runWorkload(db: Db): Promise<void> {
     await fake.stop();
   }
   await call(route('GET', '/api/sync-status'), { path: '/api/sync-status' });
+
+  // The queue consumer: a message it cannot read is set aside in klaviyo_queue_rejects.
+  await consumer({ Records: [{ messageId: 'workload-unreadable', body: 'not json' }] } as unknown as SQSEvent);
 }
