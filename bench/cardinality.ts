@@ -34,7 +34,7 @@ import { createPostgresDb } from '../lib/db/postgres';
 import type { Db } from '../lib/db/port';
 import { parseMetricAggregateQuery } from '../lib/klaviyo/metricAggregates';
 import { setLogLevel } from '../lib/log';
-import { markDimensionsReady, registerDimensions } from '../lib/repositories/dimensions';
+import { markKeysReady, registerKeys } from '../lib/repositories/dimensions';
 import { insertEvents, type NewEvent } from '../lib/repositories/events';
 import { readSeriesFromEvents } from '../lib/repositories/series';
 import { BENCH_SERVER_SETTINGS, BENCH_TUNING, REPO_ROOT } from './support/dataset';
@@ -242,9 +242,9 @@ async function main(): Promise<void> {
                 klaviyo_profile_hours, klaviyo_dimension_rollups, klaviyo_dimension_daily_rollups,
                 klaviyo_dimension_profiles, klaviyo_dimension_fallbacks`,
     );
-    await registerDimensions(db, [KEY]);
+    await registerKeys(db, 'klaviyo_rollup_dimensions', [KEY]);
     // No event is stored: nothing to backfill.
-    await markDimensionsReady(db, [KEY]);
+    await markKeysReady(db, 'klaviyo_rollup_dimensions', [KEY]);
     await db.query(
       `INSERT INTO klaviyo_profiles (account_id, id)
        SELECT $1, 'card-p' || g FROM generate_series(0, $2::integer - 1) g ON CONFLICT DO NOTHING`,

@@ -12,20 +12,14 @@ import {
 } from '../repositories/aggregates';
 import {
   applyDimensionBatch,
-  dimensionsAwaitingBackfill,
-  markDimensionsReady,
+  keysAwaitingBackfill,
+  markKeysReady,
   rebuildDimensionRange,
-  registerDimensions,
+  registerKeys,
   resetDailyDimensionRange,
   type DimensionFallback,
 } from '../repositories/dimensions';
-import {
-  applyDimensionProfileBatch,
-  markUniqueDimensionsReady,
-  rebuildDimensionProfileRange,
-  registerUniqueDimensions,
-  uniqueDimensionsAwaitingBackfill,
-} from '../repositories/dimensionProfiles';
+import { applyDimensionProfileBatch, rebuildDimensionProfileRange } from '../repositories/dimensionProfiles';
 import { applyLookbackAdjustmentsOutside, resetLookbacksInRange, syncProfileHours } from '../repositories/profileHours';
 import { ensureAccount, listAccounts } from '../repositories/accounts';
 import { log } from '../log';
@@ -404,12 +398,12 @@ export async function backfillDimensions(
   const started = performance.now();
   const extraUnique = options.extraUniqueDimensions ?? rollupSettings().extraUniqueDimensions;
   // A unique key is also a rolled-up key: its counts, sums and cardinality check come from there.
-  const registered = await registerDimensions(db, [
+  const registered = await registerKeys(db, 'klaviyo_rollup_dimensions', [
     ...new Set([...(options.extraDimensions ?? rollupSettings().extraDimensions), ...extraUnique]),
   ]);
-  const registeredUnique = await registerUniqueDimensions(db, extraUnique);
-  const dimensions = await dimensionsAwaitingBackfill(db);
-  const uniqueDimensions = await uniqueDimensionsAwaitingBackfill(db);
+  const registeredUnique = await registerKeys(db, 'klaviyo_rollup_unique_dimensions', extraUnique);
+  const dimensions = await keysAwaitingBackfill(db, 'klaviyo_rollup_dimensions');
+  const uniqueDimensions = await keysAwaitingBackfill(db, 'klaviyo_rollup_unique_dimensions');
   const maxValuesPerHour = options.maxValuesPerHour ?? rollupSettings().maxValuesPerHour;
   const chunkMs = (options.chunkHours ?? DEFAULT_REBUILD_CHUNK_HOURS) * HOUR_MS;
   if (dimensions.length === 0 && uniqueDimensions.length === 0) {
@@ -457,8 +451,8 @@ export async function backfillDimensions(
   }
   // Events stored after an account's span was read are counted by the aggregator (pending rows): the
   // keys are complete once every account's stored events are.
-  if (dimensions.length > 0) await markDimensionsReady(db, dimensions);
-  if (uniqueDimensions.length > 0) await markUniqueDimensionsReady(db, uniqueDimensions);
+  if (dimensions.length > 0) await markKeysReady(db, 'klaviyo_rollup_dimensions', dimensions);
+  if (uniqueDimensions.length > 0) await markKeysReady(db, 'klaviyo_rollup_unique_dimensions', uniqueDimensions);
   return {
     registered,
     registeredUnique,

@@ -1,5 +1,6 @@
 import type { Db, SqlParam } from '../db/port';
 import type { HourBucket } from './hourBucket';
+import { textArray } from './dimensions';
 
 /**
  * Dimension profiles (klaviyo_dimension_profiles, migrations/0011_dimension_unique.sql): per (metric,
@@ -198,41 +199,4 @@ export async function rebuildDimensionProfileRange(
     params,
   );
   return Number(rows[0]?.changed ?? 0);
-}
-
-function textArray(values: readonly string[]): string {
-  return `{${values.map((d) => JSON.stringify(d)).join(',')}}`;
-}
-
-/**
- * Registers property keys whose distinct profiles are rolled up (the operator's
- * ROLLUP_UNIQUE_DIMENSIONS; each must also be a rolled-up key). A key new to the registry is ready at
- * once when no event is stored; otherwise it waits for its backfill. Returns the keys added.
- */
-export async function registerUniqueDimensions(db: Db, dimensions: readonly string[]): Promise<string[]> {
-  if (dimensions.length === 0) return [];
-  const rows = await db.query<{ dimension: string }>(
-    `INSERT INTO klaviyo_rollup_unique_dimensions (dimension, ready_at)
-     SELECT d, CASE WHEN EXISTS (SELECT 1 FROM klaviyo_events) THEN NULL ELSE now() END
-     FROM unnest($1::text[]) AS d
-     ON CONFLICT (dimension) DO NOTHING
-     RETURNING dimension`,
-    [textArray(dimensions)],
-  );
-  return rows.map((r) => r.dimension);
-}
-
-/** Unique keys whose profiles do not cover the events stored before they were registered. */
-export async function uniqueDimensionsAwaitingBackfill(db: Db): Promise<string[]> {
-  const rows = await db.query<{ dimension: string }>(
-    `SELECT dimension FROM klaviyo_rollup_unique_dimensions WHERE ready_at IS NULL ORDER BY dimension`,
-  );
-  return rows.map((r) => r.dimension);
-}
-
-/** Declares the keys' profiles complete: readers use them from the next statement on. */
-export async function markUniqueDimensionsReady(tx: Db, dimensions: readonly string[]): Promise<void> {
-  await tx.query(`UPDATE klaviyo_rollup_unique_dimensions SET ready_at = now() WHERE dimension = ANY($1::text[])`, [
-    textArray(dimensions),
-  ]);
 }

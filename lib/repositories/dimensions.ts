@@ -265,7 +265,7 @@ export async function rebuildDimensionRange(
   }
   let dimensionFilter = '';
   if (range.dimensions) {
-    params.push(`{${range.dimensions.map((d) => JSON.stringify(d)).join(',')}}`);
+    params.push(textArray(range.dimensions));
     dimensionFilter = `WHERE dimension = ANY($${params.length}::text[])`;
   }
   const figures = FIGURES.replace(
@@ -315,7 +315,7 @@ export async function resetDailyDimensionRange(
     dailyFilters += ` AND y.metric_id = $${params.length}`;
   }
   if (range.dimensions) {
-    params.push(`{${range.dimensions.map((d) => JSON.stringify(d)).join(',')}}`);
+    params.push(textArray(range.dimensions));
     filters += ` AND dimension = ANY($${params.length}::text[])`;
     dailyFilters += ` AND y.dimension = ANY($${params.length}::text[])`;
   }
@@ -399,35 +399,44 @@ async function recordFallbacks(tx: Db, accountId: string, fallbacks: readonly Di
 }
 
 /**
- * Registers property keys to roll up (the operator's ROLLUP_DIMENSIONS). A key new to the registry is
- * ready at once when no event is stored; otherwise it waits for its backfill. Returns the keys added.
- * The registry is configuration shared by every account (a reference table on Citus): these three
- * statements are the only ones here that do not name an account; the backfill runs per account.
+ * The registries of rolled-up keys: `klaviyo_rollup_dimensions` (counts and sums, the operator's
+ * ROLLUP_DIMENSIONS) and `klaviyo_rollup_unique_dimensions` (distinct profiles, ROLLUP_UNIQUE_DIMENSIONS;
+ * each also a rolled-up key). They are configuration shared by every account (reference tables on
+ * Citus): these three statements are the only ones here that do not name an account; the backfill runs
+ * per account.
  */
-export async function registerDimensions(db: Db, dimensions: readonly string[]): Promise<string[]> {
-  if (dimensions.length === 0) return [];
+export type KeyRegistry = 'klaviyo_rollup_dimensions' | 'klaviyo_rollup_unique_dimensions';
+
+export function textArray(values: readonly string[]): string {
+  return `{${values.map((d) => JSON.stringify(d)).join(',')}}`;
+}
+
+/**
+ * Registers keys. A key new to the registry is ready at once when no event is stored; otherwise it
+ * waits for its backfill. Returns the keys added.
+ */
+export async function registerKeys(db: Db, registry: KeyRegistry, keys: readonly string[]): Promise<string[]> {
+  if (keys.length === 0) return [];
   const rows = await db.query<{ dimension: string }>(
-    `INSERT INTO klaviyo_rollup_dimensions (dimension, ready_at)
+    `INSERT INTO ${registry} (dimension, ready_at)
      SELECT d, CASE WHEN EXISTS (SELECT 1 FROM klaviyo_events) THEN NULL ELSE now() END
      FROM unnest($1::text[]) AS d
      ON CONFLICT (dimension) DO NOTHING
      RETURNING dimension`,
-    [`{${dimensions.map((d) => JSON.stringify(d)).join(',')}}`],
+    [textArray(keys)],
   );
   return rows.map((r) => r.dimension);
 }
 
-/** Registered keys whose rollups do not cover the events stored before they were registered. */
-export async function dimensionsAwaitingBackfill(db: Db): Promise<string[]> {
+/** Registered keys whose rows do not cover the events stored before they were registered. */
+export async function keysAwaitingBackfill(db: Db, registry: KeyRegistry): Promise<string[]> {
   const rows = await db.query<{ dimension: string }>(
-    `SELECT dimension FROM klaviyo_rollup_dimensions WHERE ready_at IS NULL ORDER BY dimension`,
+    `SELECT dimension FROM ${registry} WHERE ready_at IS NULL ORDER BY dimension`,
   );
   return rows.map((r) => r.dimension);
 }
 
-/** Declares the keys' rollups complete: readers use them from the next statement on. */
-export async function markDimensionsReady(tx: Db, dimensions: readonly string[]): Promise<void> {
-  await tx.query(`UPDATE klaviyo_rollup_dimensions SET ready_at = now() WHERE dimension = ANY($1::text[])`, [
-    `{${dimensions.map((d) => JSON.stringify(d)).join(',')}}`,
-  ]);
+/** Declares the keys' rows complete: readers use them from the next statement on. */
+export async function markKeysReady(tx: Db, registry: KeyRegistry, keys: readonly string[]): Promise<void> {
+  await tx.query(`UPDATE ${registry} SET ready_at = now() WHERE dimension = ANY($1::text[])`, [textArray(keys)]);
 }

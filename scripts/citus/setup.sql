@@ -33,7 +33,7 @@ CREATE EXTENSION IF NOT EXISTS citus;
 --   klaviyo_rollup_unique_dimensions: which of them keep distinct profiles;
 --   klaviyo_rollup_dimension_generation: the registry's generation, raised by a row trigger on
 --   klaviyo_rollup_dimensions (migration 0012). Citus runs triggers on reference tables only with
---   citus.enable_unsafe_triggers; should it refuse, the raise belongs in registerDimensions instead.
+--   citus.enable_unsafe_triggers; should it refuse, the raise belongs in registerKeys instead.
 SELECT create_reference_table('klaviyo_rollup_dimensions');
 SELECT create_reference_table('klaviyo_rollup_unique_dimensions');
 SELECT create_reference_table('klaviyo_rollup_dimension_generation');

@@ -28,9 +28,9 @@ const GLOBAL_TABLES: Record<string, string> = {
  */
 const ALLOWED: { readonly pattern: RegExp; readonly why: string }[] = [
   {
-    pattern: /^INSERT INTO klaviyo_rollup_dimensions \(dimension, ready_at\)/,
+    pattern: /^INSERT INTO klaviyo_rollup_(unique_)?dimensions \(dimension, ready_at\)/,
     why:
-      'registerDimensions (lib/repositories/dimensions.ts): registers a configured property key for the whole ' +
+      'registerKeys (lib/repositories/dimensions.ts): registers a configured property key for the whole ' +
       'deployment and asks whether any account has events yet (then the key waits for its backfill); once per key, ' +
       'at deploy time. On Citus the EXISTS over klaviyo_events is a multi-shard read, which Citus runs.',
   },
