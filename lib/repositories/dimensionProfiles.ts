@@ -1,6 +1,6 @@
 import type { Db, SqlParam } from '../db/port';
 import type { HourBucket } from './hourBucket';
-import { textArray } from './dimensions';
+import { rangeFilters } from './dimensions';
 
 /**
  * Dimension profiles (klaviyo_dimension_profiles, migrations/0011_dimension_unique.sql): per (metric,
@@ -166,18 +166,7 @@ export async function rebuildDimensionProfileRange(
   range: { from: Date; to: Date; metricId?: string; dimensions?: readonly string[] },
 ): Promise<number> {
   const params: SqlParam[] = [accountId, range.from.toISOString(), range.to.toISOString()];
-  let metricFilter = '';
-  let rowMetricFilter = '';
-  if (range.metricId) {
-    params.push(range.metricId);
-    metricFilter = `AND e.metric_id = $${params.length}`;
-    rowMetricFilter = `AND r.metric_id = $${params.length}`;
-  }
-  let dimensionFilter = '';
-  if (range.dimensions) {
-    params.push(textArray(range.dimensions));
-    dimensionFilter = `WHERE dimension = ANY($${params.length}::text[])`;
-  }
+  const { metricFilter, rowMetricFilter, dimensionFilter } = rangeFilters(params, range);
   const rows = await tx.query<{ changed: string }>(
     `WITH tracked AS MATERIALIZED (
        SELECT dimension FROM klaviyo_rollup_unique_dimensions ${dimensionFilter}

@@ -256,18 +256,7 @@ export async function rebuildDimensionRange(
   maxValuesPerHour: number,
 ): Promise<DimensionWrite> {
   const params: SqlParam[] = [accountId, range.from.toISOString(), maxValuesPerHour, range.to.toISOString()];
-  let metricFilter = '';
-  let rollupMetricFilter = '';
-  if (range.metricId) {
-    params.push(range.metricId);
-    metricFilter = `AND e.metric_id = $${params.length}`;
-    rollupMetricFilter = `AND r.metric_id = $${params.length}`;
-  }
-  let dimensionFilter = '';
-  if (range.dimensions) {
-    params.push(textArray(range.dimensions));
-    dimensionFilter = `WHERE dimension = ANY($${params.length}::text[])`;
-  }
+  const { metricFilter, rowMetricFilter: rollupMetricFilter, dimensionFilter } = rangeFilters(params, range);
   const figures = FIGURES.replace(
     'SELECT dimension FROM klaviyo_rollup_dimensions',
     `SELECT dimension FROM klaviyo_rollup_dimensions ${dimensionFilter}`,
@@ -396,6 +385,29 @@ async function recordFallbacks(tx: Db, accountId: string, fallbacks: readonly Di
       ),
     ],
   );
+}
+
+/**
+ * The filters of a range rebuild on one metric and on some keys, as SQL on events `e`, stored rows `r`
+ * and a registry's `dimension`; their values are pushed onto `params`.
+ */
+export function rangeFilters(
+  params: SqlParam[],
+  range: { metricId?: string; dimensions?: readonly string[] },
+): { metricFilter: string; rowMetricFilter: string; dimensionFilter: string } {
+  let metricFilter = '';
+  let rowMetricFilter = '';
+  if (range.metricId) {
+    params.push(range.metricId);
+    metricFilter = `AND e.metric_id = $${params.length}`;
+    rowMetricFilter = `AND r.metric_id = $${params.length}`;
+  }
+  let dimensionFilter = '';
+  if (range.dimensions) {
+    params.push(textArray(range.dimensions));
+    dimensionFilter = `WHERE dimension = ANY($${params.length}::text[])`;
+  }
+  return { metricFilter, rowMetricFilter, dimensionFilter };
 }
 
 /**
