@@ -4,18 +4,24 @@ import { config } from '../lib/config';
 import { getDb } from '../lib/db';
 import { errorCode } from '../lib/db/errors';
 import { log } from '../lib/log';
-import { runConfiguredSync, syncLogFields, type SyncRunResult } from '../lib/app/sync';
+import { runScheduledSync, scheduledSyncLogFields, type AccountSyncSummary } from '../lib/app/sync';
 
 /**
- * The scheduled Klaviyo sync (EventBridge, every 5 minutes by default). Each run works within its
- * time budget and checkpoints every page; the next run resumes there. A run that finds another one
- * holding the account's lease exits at once. It never throws to the runtime: a failure is logged and
+ * The scheduled Klaviyo sync (EventBridge, every 5 minutes by default): every account with a key, least
+ * recently synced first, each within its share of the time budget (lib/app/sync.ts, runScheduledSync).
+ * Each run checkpoints every page; the next run resumes there. An account whose lease another run holds
+ * is skipped; an account that fails does not stop the others. It never throws to the runtime: a failure is logged and
  * returned, and Lambda's own retry of an async invocation would only repeat the same safe work.
  */
 const ScheduledEventSchema = z.looseObject({ id: z.string().optional() }).optional().catch(undefined);
 
 export type SyncHandlerResult =
-  | (Omit<SyncRunResult, 'streams'> & { readonly scheduledEventId?: string })
+  | {
+      readonly status: 'done' | 'partial' | 'error' | 'skipped';
+      readonly scheduledEventId?: string;
+      readonly durationMs: number;
+      readonly accounts: readonly Pick<AccountSyncSummary, 'accountId' | 'status'>[];
+    }
   | {
       readonly status: 'error';
       readonly scheduledEventId?: string;
@@ -37,12 +43,16 @@ export async function handler(
     const remaining =
       typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : Infinity;
     const timeBudgetMs = Math.max(1, Math.min(settings.timeBudgetMs, remaining - SAFETY_MARGIN_MS));
-    const result = await runConfiguredSync(getDb(), settings, timeBudgetMs);
-    const fields = { function: 'sync', scheduled_event_id: scheduledEventId, ...syncLogFields(result) };
+    const result = await runScheduledSync(getDb(), settings, timeBudgetMs);
+    const fields = { function: 'sync', scheduled_event_id: scheduledEventId, ...scheduledSyncLogFields(result) };
     if (result.status === 'error') log.error('sync run failed', fields);
-    else log.info(result.status === 'skipped' ? 'sync run skipped: another run holds the lease' : 'sync run', fields);
-    const { streams: _streams, ...summary } = result;
-    return { ...summary, scheduledEventId };
+    else log.info(result.status === 'skipped' ? 'sync run skipped: other runs hold the leases' : 'sync run', fields);
+    return {
+      status: result.status,
+      scheduledEventId,
+      durationMs: result.durationMs,
+      accounts: result.accounts.map((a) => ({ accountId: a.accountId, status: a.status })),
+    };
   } catch (err) {
     const durationMs = Math.round(performance.now() - started);
     const code = errorCode(err);

@@ -11,8 +11,8 @@ import { redactText } from '../log';
 import { upsertMetrics } from '../repositories/metrics';
 import { upsertProfiles } from '../repositories/profiles';
 import type { SyncSettings } from '../config';
-import { getAccount } from '../repositories/accounts';
-import { klaviyoApiKey } from '../sync/apiKey';
+import { accountsToSync } from '../repositories/accounts';
+import { klaviyoApiKey, type SecretReader } from '../sync/apiKey';
 import { systemClock, type Clock } from '../sync/clock';
 import { KlaviyoApiError, KlaviyoClient, PAGE_SIZES, SyncDeadline, type Endpoint } from '../sync/klaviyoClient';
 import {
@@ -138,20 +138,124 @@ function latestOf(items: readonly unknown[], attribute: 'datetime' | 'updated'):
 }
 
 /**
- * A run against the configured Klaviyo account (SYNC_ACCOUNT_ID, default 'default'), the real clock,
- * and the account's key: from the secret its klaviyo_accounts row names when it names one (each
- * account's key in a secret of its own), else as configured (KLAVIYO_API_KEY_SECRET_ID or, for the
- * CLI, KLAVIYO_API_KEY), which keeps a single-account deployment working as before.
+ * An account's share of what is left of the invocation: an even split among the accounts not yet
+ * run, so one large backfill cannot take the whole run from the others, and time an account did not
+ * use (a caught-up account takes seconds) goes to the ones after it. The floor keeps a share worth a
+ * few pages when many accounts wait; the accounts it leaves without time come first next run, as
+ * they are then the least recently synced.
  */
-export async function runConfiguredSync(db: Db, settings: SyncSettings, timeBudgetMs: number): Promise<SyncRunResult> {
-  const secretId = (await getAccount(db, settings.accountId))?.klaviyoKeySecretId;
-  const client = new KlaviyoClient({
-    baseUrl: settings.baseUrl,
-    apiKey: await klaviyoApiKey(secretId ? { ...settings, apiKeySecret: secretId } : settings),
-    clock: systemClock,
-    rateShare: settings.rateShare,
-  });
-  return runSync(db, client, { ...settings, timeBudgetMs, clock: systemClock });
+export const MIN_ACCOUNT_BUDGET_MS = 20_000;
+
+export function accountBudgetMs(remainingMs: number, accountsLeft: number): number {
+  return Math.min(remainingMs, Math.max(MIN_ACCOUNT_BUDGET_MS, Math.floor(remainingMs / Math.max(1, accountsLeft))));
+}
+
+export interface AccountSyncSummary {
+  readonly accountId: string;
+  /** 'not_run': the invocation's time ran out before this account's turn. */
+  readonly status: SyncRunResult['status'] | 'not_run';
+  readonly result?: SyncRunResult;
+  /** Why the account could not run (its key could not be read; a database failure), redacted. */
+  readonly error?: string;
+}
+
+export interface ScheduledSyncResult {
+  /** 'error' when any account failed, 'partial' when any did not finish, 'skipped' when every one was. */
+  readonly status: 'done' | 'partial' | 'error' | 'skipped';
+  readonly durationMs: number;
+  readonly accounts: readonly AccountSyncSummary[];
+}
+
+export interface ScheduledSyncOptions {
+  readonly clock?: Clock;
+  readonly env?: NodeJS.ProcessEnv;
+  /** How a secret is read; Secrets Manager when unset. */
+  readonly readSecret?: SecretReader;
+  /** Passed to each account's KlaviyoClient (tests: a stand-in fetch). */
+  readonly fetch?: typeof fetch;
+}
+
+/**
+ * The scheduled sync of every account (accountsToSync: those with a key secret, and the configured
+ * SYNC_ACCOUNT_ID when the environment holds a key), least recently synced first, each with its own
+ * key and its own KlaviyoClient (its own rate budget: Klaviyo limits each account by its key), one
+ * after the other within the invocation's budget. An account whose lease another run holds is
+ * skipped; one whose key cannot be read or that Klaviyo refuses is recorded on its streams (GET
+ * /api/sync-status) and the others go on.
+ */
+export async function runScheduledSync(
+  db: Db,
+  settings: SyncSettings,
+  timeBudgetMs: number,
+  options: ScheduledSyncOptions = {},
+): Promise<ScheduledSyncResult> {
+  const clock = options.clock ?? systemClock;
+  const env = options.env ?? process.env;
+  const started = clock.now();
+  const deadline = started + timeBudgetMs;
+  const environmentHasKey = settings.apiKeySecret !== undefined || Boolean(env.KLAVIYO_API_KEY?.trim());
+  const accounts = await accountsToSync(db, environmentHasKey ? settings.accountId : null);
+  const summaries: AccountSyncSummary[] = [];
+  for (const [index, account] of accounts.entries()) {
+    const remaining = deadline - clock.now();
+    if (remaining <= 0) {
+      summaries.push({ accountId: account.accountId, status: 'not_run' });
+      continue;
+    }
+    const accountSettings: SyncSettings = {
+      ...settings,
+      accountId: account.accountId,
+      ...(account.klaviyoKeySecretId ? { apiKeySecret: account.klaviyoKeySecretId } : {}),
+    };
+    try {
+      const apiKey = await klaviyoApiKey(accountSettings, env, { readSecret: options.readSecret });
+      const client = new KlaviyoClient({
+        baseUrl: settings.baseUrl,
+        apiKey,
+        clock,
+        rateShare: settings.rateShare,
+        ...(options.fetch ? { fetch: options.fetch } : {}),
+      });
+      const result = await runSync(db, client, {
+        ...accountSettings,
+        timeBudgetMs: accountBudgetMs(remaining, accounts.length - index),
+        clock,
+      });
+      summaries.push({ accountId: account.accountId, status: result.status, result });
+    } catch (err) {
+      const message = errorMessage(err);
+      // Where GET /api/sync-status shows it: on each stream of the account.
+      const at = new Date(clock.now());
+      for (const stream of STREAMS) {
+        await markRunStarted(db, account.accountId, stream, at)
+          .then(() => markRunFailed(db, account.accountId, stream, at, message))
+          .catch(() => undefined);
+      }
+      summaries.push({ accountId: account.accountId, status: 'error', error: message });
+    }
+  }
+  const statuses = summaries.map((s) => s.status);
+  const status = statuses.includes('error')
+    ? 'error'
+    : statuses.length > 0 && statuses.every((s) => s === 'skipped')
+      ? 'skipped'
+      : statuses.every((s) => s === 'done' || s === 'skipped')
+        ? 'done'
+        : 'partial';
+  return { status, durationMs: Math.round(clock.now() - started), accounts: summaries };
+}
+
+/** One invocation's log fields: each account's figures (no key, no personal data). */
+export function scheduledSyncLogFields(result: ScheduledSyncResult): Record<string, unknown> {
+  return {
+    status: result.status,
+    duration_ms: result.durationMs,
+    accounts: result.accounts.map((a) => ({
+      account_id: a.accountId,
+      ...(a.result ? syncLogFields(a.result) : { status: a.status }),
+      ...(a.error ? { error: a.error } : {}),
+    })),
+  };
 }
 
 export async function runSync(db: Db, client: KlaviyoClient, options: SyncOptions): Promise<SyncRunResult> {

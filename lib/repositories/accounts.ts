@@ -118,3 +118,37 @@ export async function listAccounts(db: Db): Promise<AccountRow[]> {
   const rows = await db.query<AccountDbRow>(`SELECT ${ACCOUNT_COLUMNS} FROM klaviyo_accounts ORDER BY account_id`);
   return rows.map(toAccountRow);
 }
+
+export interface AccountToSync {
+  readonly accountId: string;
+  /** The secret holding its Klaviyo key; null: the key configured in the environment. */
+  readonly klaviyoKeySecretId: string | null;
+  /** When its sync last started (the latest of its streams), null if it never ran. */
+  readonly lastRunAt: Date | null;
+}
+
+/**
+ * Maintenance (it reads every account, so it is on the statement check's allow-list): the accounts
+ * the scheduled sync goes through: every account whose row names a key secret, plus
+ * `environmentAccountId` (the configured sync account whose key the environment holds: the
+ * single-account setup) when given, least recently synced first (never synced before all), so that an
+ * account a run could not reach is the first of the next run.
+ */
+export async function accountsToSync(db: Db, environmentAccountId: string | null): Promise<AccountToSync[]> {
+  const rows = await db.query<{ account_id: string; klaviyo_key_secret_id: string | null; last_run_at: Date | null }>(
+    `SELECT c.account_id, a.klaviyo_key_secret_id, last_run.at AS last_run_at
+       FROM (SELECT k.account_id FROM klaviyo_accounts k WHERE k.klaviyo_key_secret_id IS NOT NULL
+             UNION
+             SELECT $1::text WHERE $1::text IS NOT NULL) c
+       LEFT JOIN klaviyo_accounts a ON a.account_id = c.account_id
+      CROSS JOIN LATERAL (SELECT max(s.last_run_at) AS at FROM klaviyo_sync_streams s
+                           WHERE s.account_id = c.account_id) last_run
+      ORDER BY last_run.at NULLS FIRST, c.account_id`,
+    [environmentAccountId],
+  );
+  return rows.map((r) => ({
+    accountId: r.account_id,
+    klaviyoKeySecretId: r.klaviyo_key_secret_id,
+    lastRunAt: r.last_run_at === null ? null : new Date(r.last_run_at),
+  }));
+}

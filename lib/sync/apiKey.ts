@@ -12,7 +12,8 @@ import type * as SecretsManagerModule from '@aws-sdk/client-secrets-manager';
  */
 const KEY_CACHE_MS = 15 * 60_000;
 
-let cached: { readonly key: string; readonly secret: string; readonly readAt: number } | undefined;
+// By secret: the scheduled sync reads one secret per account in every invocation.
+const cached = new Map<string, { readonly key: string; readonly readAt: number }>();
 
 export type SecretReader = (secretId: string) => Promise<string | undefined>;
 
@@ -53,11 +54,12 @@ export async function klaviyoApiKey(
 ): Promise<string> {
   const now = options.now ?? Date.now();
   if (settings.apiKeySecret) {
-    if (cached && cached.secret === settings.apiKeySecret && now - cached.readAt < KEY_CACHE_MS) return cached.key;
+    const hit = cached.get(settings.apiKeySecret);
+    if (hit && now - hit.readAt < KEY_CACHE_MS) return hit.key;
     const text = await (options.readSecret ?? readSecretsManager)(settings.apiKeySecret);
     if (text === undefined) throw new ConfigError('The Klaviyo key secret has no SecretString');
     const key = keyFromSecretString(text);
-    cached = { key, secret: settings.apiKeySecret, readAt: now };
+    cached.set(settings.apiKeySecret, { key, readAt: now });
     return key;
   }
   const key = env.KLAVIYO_API_KEY?.trim();
@@ -71,5 +73,5 @@ export async function klaviyoApiKey(
 
 /** Tests only. */
 export function forgetCachedApiKey(): void {
-  cached = undefined;
+  cached.clear();
 }

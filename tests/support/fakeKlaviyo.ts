@@ -129,6 +129,8 @@ export class FakeKlaviyo {
   private readonly recent = new Map<FakeEndpoint, number[]>();
   private server: Server | undefined;
   private origin = '';
+  /** Other Klaviyo accounts this server answers for, by their key (serveAccount). */
+  private readonly accounts = new Map<string, FakeKlaviyo>();
 
   constructor(private readonly options: FakeKlaviyoOptions) {}
 
@@ -185,6 +187,16 @@ export class FakeKlaviyo {
     for (let i = 0; i < (options.times ?? 1); i += 1) this.faults.push({ endpoint: options.endpoint ?? null, fault });
   }
 
+  /**
+   * Another Klaviyo account on the same server: requests carrying `apiKey` read the returned stand-in's
+   * data (and are recorded in its `requests`), as Klaviyo answers each private key with its own account.
+   */
+  serveAccount(apiKey: string): FakeKlaviyo {
+    const account = new FakeKlaviyo({ ...this.options, apiKey });
+    this.accounts.set(apiKey, account);
+    return account;
+  }
+
   async start(): Promise<string> {
     this.server = createServer((req, res) => this.handle(req, res));
     await new Promise<void>((resolve) =>
@@ -208,8 +220,11 @@ export class FakeKlaviyo {
     const url = new URL(req.url ?? '/', this.origin);
     const match = /^\/api\/(events|profiles|metrics)\/?$/.exec(url.pathname);
     const endpoint = (match?.[1] as FakeEndpoint | undefined) ?? null;
+    const auth = req.headers.authorization ?? '';
+    const key = auth.startsWith('Klaviyo-API-Key ') ? auth.slice('Klaviyo-API-Key '.length) : null;
+    const account = key === this.options.apiKey ? this : key === null ? undefined : this.accounts.get(key);
     const record = (status: number) =>
-      this.requests.push({ endpoint, url: url.toString(), query: url.searchParams, status, at });
+      (account ?? this).requests.push({ endpoint, url: url.toString(), query: url.searchParams, status, at });
     const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
       record(status);
       res.writeHead(status, { 'content-type': 'application/vnd.api+json', ...headers });
@@ -217,15 +232,12 @@ export class FakeKlaviyo {
     };
     try {
       if (req.method !== 'GET' || endpoint === null) throw new BadRequest(404, 'not_found', 'Not found.');
-      const auth = req.headers.authorization ?? '';
-      if (auth !== `Klaviyo-API-Key ${this.options.apiKey}`) {
-        throw new BadRequest(401, 'not_authenticated', 'Incorrect authentication credentials.');
-      }
+      if (!account) throw new BadRequest(401, 'not_authenticated', 'Incorrect authentication credentials.');
       if (!req.headers.revision) throw new BadRequest(400, 'invalid', 'The revision header is required.');
 
-      const faultIndex = this.faults.findIndex((f) => f.endpoint === null || f.endpoint === endpoint);
+      const faultIndex = account.faults.findIndex((f) => f.endpoint === null || f.endpoint === endpoint);
       if (faultIndex !== -1) {
-        const fault = (this.faults.splice(faultIndex, 1)[0] as { fault: Fault }).fault;
+        const fault = (account.faults.splice(faultIndex, 1)[0] as { fault: Fault }).fault;
         if (fault.status === 'drop') {
           record(0);
           req.socket.destroy();
@@ -240,12 +252,12 @@ export class FakeKlaviyo {
         send(fault.status, errorDocument(fault.status, 'error', 'A server error occurred.'));
         return;
       }
-      const wait = this.throttled(endpoint, at);
+      const wait = account.throttled(endpoint, at);
       if (wait > 0) {
         send(429, errorDocument(429, 'throttled', 'Request was throttled.'), { 'retry-after': String(wait) });
         return;
       }
-      send(200, this.page(endpoint, url));
+      send(200, account.page(endpoint, url));
     } catch (err) {
       if (err instanceof BadRequest) {
         send(err.status, errorDocument(err.status, err.code, err.message, err.parameter));

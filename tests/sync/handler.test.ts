@@ -45,7 +45,15 @@ describe('sync function and GET /api/sync-status', () => {
 
     const runLines = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.message === 'sync run');
     expect(runLines).toHaveLength(1);
-    const logged = runLines[0] as { streams: { events: { rows_pulled: number; rejects: number } }; caught_up: boolean };
+    const line = runLines[0] as {
+      accounts: {
+        account_id: string;
+        streams: { events: { rows_pulled: number; rejects: number } };
+        caught_up: boolean;
+      }[];
+    };
+    expect(line.accounts.map((a) => a.account_id)).toEqual(['default']);
+    const logged = line.accounts[0] as (typeof line.accounts)[number];
     expect(logged.streams.events.rows_pulled).toBe(31);
     expect(logged.streams.events.rejects).toBe(1);
     expect(logged.caught_up).toBe(true);

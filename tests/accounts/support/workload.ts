@@ -1,6 +1,7 @@
 import type { SQSEvent } from 'aws-lambda';
 import { handler as aggregateHandler } from '../../../functions/aggregate';
 import { backfillDimensions, rebuildAggregates, runAggregation } from '../../../lib/app/aggregation';
+import { runScheduledSync } from '../../../lib/app/sync';
 import { DEFAULT_ACCOUNT_ID } from '../../../lib/config';
 import type { Db } from '../../../lib/db/port';
 import { seedDemoData } from '../../../scripts/seed';
@@ -166,6 +167,23 @@ export async function runWorkload(db: Db): Promise<void> {
     fake.addEvent(eventOf('SyncLate', 'SyncMetric', 'SyncP1', now - HOUR, { $value: 1 }));
     h.clock.advance(2 * HOUR);
     await h.syncUntilCaughtUp();
+    // The scheduled function's path: the list of accounts to sync, then each one with its key.
+    await runScheduledSync(
+      db,
+      {
+        baseUrl: fake.baseUrl,
+        accountId: ACCOUNT,
+        timeBudgetMs: 60_000,
+        lookbackMs: DAY,
+        lookbackEveryMs: HOUR,
+        safetyLagMs: 5_000,
+        backfillMs: 30 * DAY,
+        sliceMs: 7 * DAY,
+        rateShare: 1,
+      },
+      60_000,
+      { env: { KLAVIYO_API_KEY: API_KEY } },
+    );
   } finally {
     await fake.stop();
   }
