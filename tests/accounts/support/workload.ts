@@ -135,13 +135,17 @@ export async function runWorkload(db: Db): Promise<void> {
   await askEveryShape();
 
   // The aggregator's other paths: the scheduled function, a rebuild, a dimension backfill.
-  await aggregateHandler(
+  const scheduled = await aggregateHandler(
     { id: 'statement-check' },
     {
       awsRequestId: 'statement-check',
       getRemainingTimeInMillis: () => 60_000,
     },
   );
+  // A failed run would leave its statements out of the check: say why here, not as a missing statement.
+  if (scheduled.status === 'error') {
+    throw new Error(`the scheduled aggregator failed: ${scheduled.error.name} ${scheduled.error.code ?? ''}`);
+  }
   await rebuildAggregates(db, ACCOUNT, { from: WINDOW.start, to: new Date(WINDOW.start.getTime() + 3 * DAY) });
   await backfillDimensions(db, { extraDimensions: ['Campaign Name'] });
   await seedDemoData(db, { events: 300, pageSize: 300, profiles: 300, seed: 9, ...WINDOW });
