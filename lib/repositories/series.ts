@@ -461,11 +461,9 @@ function toResult(row: SeriesRow | undefined, dimensionCount: number, servedBy: 
   return { metricExists: row?.metric_exists === true, buckets, servedBy };
 }
 
-/** Runs a plan: the fast path it chose, in one statement. */
-export async function readSeries(db: Db, accountId: string, plan: SeriesPlan): Promise<SeriesResult> {
-  if (plan.source === 'events') return readSeriesFromEvents(db, accountId, plan);
-  if (plan.source === 'dimension') return readSeriesFromDimensions(db, accountId, plan);
-  const params: SqlParam[] = [
+/** $1-$6 of every rollup statement: account, metric, bucket boundaries, the range, and its first hour. */
+function rangeParams(accountId: string, plan: SeriesPlan): SqlParam[] {
+  return [
     accountId,
     plan.metricId,
     timestampArray(plan.boundaries),
@@ -473,6 +471,13 @@ export async function readSeries(db: Db, accountId: string, plan: SeriesPlan): P
     isoMicros(plan.endUs),
     isoMicros(Math.floor(plan.startUs / HOUR_US) * HOUR_US),
   ];
+}
+
+/** Runs a plan: the fast path it chose, in one statement. */
+export async function readSeries(db: Db, accountId: string, plan: SeriesPlan): Promise<SeriesResult> {
+  if (plan.source === 'events') return readSeriesFromEvents(db, accountId, plan);
+  if (plan.source === 'dimension') return readSeriesFromDimensions(db, accountId, plan);
+  const params = rangeParams(accountId, plan);
   if (plan.source === 'lookback') {
     params.push(`{${plan.rawBuckets.map((i) => i + 1).join(',')}}`, plan.boundaries.length - 1);
   } else {
@@ -486,12 +491,7 @@ export async function readSeries(db: Db, accountId: string, plan: SeriesPlan): P
 export async function readSeriesFromDimensions(db: Db, accountId: string, plan: SeriesPlan): Promise<SeriesResult> {
   if (plan.dimension === null) throw new Error('readSeriesFromDimensions needs a dimension plan');
   const params: SqlParam[] = [
-    accountId,
-    plan.metricId,
-    timestampArray(plan.boundaries),
-    isoMicros(plan.startUs),
-    isoMicros(plan.endUs),
-    isoMicros(Math.floor(plan.startUs / HOUR_US) * HOUR_US),
+    ...rangeParams(accountId, plan),
     timestampArray(plan.cutHours),
     plan.dimension,
     timestampArray(plan.days.map((d) => d.day)),
