@@ -9,7 +9,9 @@ import type { HourBucket } from './hourBucket';
  * Contract with readers, the hourly rollups' own (lib/repositories/aggregates.ts): for an hour that is
  * not marked dirty, a ready dimension's rows hold exactly the events of the hour with a non-empty
  * value, unless the (metric, dimension) pair has a fallback row. Events without a value (absent, JSON
- * null, "") have no row: they are the hour's total minus its rows.
+ * null, "") have no row: they are the hour's total minus its rows. The hour's total is a row of its own,
+ * under the pseudo-key TOTALS_KEY (every event of the metric, value ""), kept by the same writers as the
+ * keys' rows, so that readers find a day's total in the daily table as well (migrations/0014).
  *
  * A value is the text `properties->>dimension` gives, the same expression the raw path groups by, so
  * both paths name a value alike (numbers, booleans and objects as their JSON text).
@@ -41,15 +43,29 @@ export interface DimensionWrite {
 }
 
 /**
+ * The pseudo-key of the metric's totals in the dimension tables: per hour and day the count and sum of
+ * all the metric's events. A configured key cannot be "" (lib/config.ts), and an event property named ""
+ * is never registered, so no real key shares it.
+ */
+export const TOTALS_KEY = '';
+
+/**
  * `figures(metric_id, dimension, bucket, dimension_value, event_count, sum_value, is_delta)` from a CTE
  * `counted(metric_id, bucket, properties, value, is_delta)`, for the registered dimensions that have no
  * fallback for the metric, and `wide(metric_id, dimension, bucket, reason, distinct_values)`: the
  * groups over the limits, left out of `figures`. Keys are matched through the event's own keys (a hash
  * join with the registered ones) rather than by probing every registered key in every event.
  */
-const FIGURES = `
+function figuresCtes(trackedKeys: string, withTotals: boolean): string {
+  // The metric's own totals, as the pseudo-key "" (TOTALS_KEY): one row per hour and day holding
+  // every event, which readers subtract the key's rows from for the events without a value.
+  const totals = withTotals
+    ? `UNION ALL
+    SELECT c.metric_id, '${TOTALS_KEY}' AS dimension, c.bucket, '' AS dimension_value, c.value, c.is_delta FROM counted c`
+    : '';
+  return `
   tracked AS MATERIALIZED (
-    SELECT dimension FROM klaviyo_rollup_dimensions
+    ${trackedKeys}
   ), valued AS MATERIALIZED (
     SELECT c.metric_id, t.dimension, c.bucket, c.properties->>t.dimension AS dimension_value, c.value, c.is_delta
     FROM counted c
@@ -58,6 +74,7 @@ const FIGURES = `
     WHERE coalesce(c.properties->>t.dimension, '') <> ''
       AND NOT EXISTS (SELECT 1 FROM klaviyo_dimension_fallbacks f
                       WHERE f.account_id = $1 AND f.metric_id = c.metric_id AND f.dimension = t.dimension)
+    ${totals}
   ), grouped AS MATERIALIZED (
     SELECT metric_id, dimension, bucket, dimension_value, bool_and(is_delta) AS is_delta,
            count(*) AS event_count, coalesce(sum(value), 0) AS sum_value,
@@ -77,6 +94,7 @@ const FIGURES = `
     FROM grouped g
     WHERE NOT EXISTS (SELECT 1 FROM wide w WHERE w.metric_id = g.metric_id AND w.dimension = g.dimension)
   )`;
+}
 
 /** Upserts CTE `figures`: added to what is stored when is_delta, set as a recount otherwise. */
 /** Recounted hours: rows whose value the hour's events no longer give (after `previous` and `figures`). */
@@ -222,12 +240,12 @@ export async function applyDimensionBatch(
          OFFSET 0
        ) e
        WHERE NOT m.has_pending
-     ), ${FIGURES},
+     ), ${figuresCtes('SELECT dimension FROM klaviyo_rollup_dimensions', true)},
      previous AS MATERIALIZED (
        -- What the recounted hours hold now.
        SELECT r.metric_id, r.dimension, r.bucket, r.dimension_value, r.event_count, r.sum_value
        FROM marked m
-       JOIN tracked t ON true
+       JOIN (SELECT dimension FROM tracked UNION ALL SELECT '${TOTALS_KEY}') t ON true
        JOIN klaviyo_dimension_rollups r
          ON r.account_id = $1 AND r.metric_id = m.metric_id AND r.dimension = t.dimension AND r.bucket = m.bucket
        WHERE NOT m.has_pending
@@ -257,10 +275,9 @@ export async function rebuildDimensionRange(
 ): Promise<DimensionWrite> {
   const params: SqlParam[] = [accountId, range.from.toISOString(), maxValuesPerHour, range.to.toISOString()];
   const { metricFilter, rowMetricFilter: rollupMetricFilter, dimensionFilter } = rangeFilters(params, range);
-  const figures = FIGURES.replace(
-    'SELECT dimension FROM klaviyo_rollup_dimensions',
-    `SELECT dimension FROM klaviyo_rollup_dimensions ${dimensionFilter}`,
-  );
+  // A backfill of some keys leaves the totals alone; a rebuild recounts them with every key.
+  const withTotals = range.dimensions === undefined;
+  const figures = figuresCtes(`SELECT dimension FROM klaviyo_rollup_dimensions ${dimensionFilter}`, withTotals);
   const rows = await tx.query<WriteRow>(
     `WITH counted AS MATERIALIZED (
        SELECT e.metric_id, date_trunc('hour', e."timestamp", 'UTC') AS bucket, e.properties, e.value, false AS is_delta
@@ -273,7 +290,7 @@ export async function rebuildDimensionRange(
      previous AS MATERIALIZED (
        SELECT r.metric_id, r.dimension, r.bucket, r.dimension_value, r.event_count, r.sum_value
        FROM klaviyo_dimension_rollups r
-       JOIN tracked t ON r.dimension = t.dimension
+       JOIN (SELECT dimension FROM tracked ${withTotals ? `UNION ALL SELECT '${TOTALS_KEY}'` : ''}) t ON r.dimension = t.dimension
        WHERE r.account_id = $1 AND r.bucket >= $2::timestamptz AND r.bucket < $4::timestamptz ${rollupMetricFilter}
      ), ${WRITE_FIGURES},
      ${DELETE_EMPTIED}

@@ -1,4 +1,5 @@
 import type { Db, SqlParam } from '../db/port';
+import { textArray, TOTALS_KEY } from './dimensions';
 
 /** A condition on an event property; a missing (or null) property compares as "". */
 export interface DimensionFilter {
@@ -107,7 +108,7 @@ const STORED_PLUS_FRESH = `, combined AS (
      GROUP BY i
   )
   SELECT ${METRIC_EXISTS} AS metric_exists,
-         (SELECT coalesce(jsonb_agg(jsonb_build_array(i, n, s, u) ORDER BY i), '[]'::jsonb) FROM combined) AS buckets`;
+         (SELECT coalesce(json_agg(json_build_array(i, n, s, u) ORDER BY i), '[]'::json) FROM combined) AS buckets`;
 
 /**
  * Clean hours from rollups, cut hours from raw events. $6 is the start of the UTC hour that holds the
@@ -244,7 +245,7 @@ function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
        GROUP BY ${groupBy}
     )
     SELECT ${METRIC_EXISTS} AS metric_exists,
-           (SELECT coalesce(jsonb_agg(jsonb_build_array(i, n, s, u${dimOutputs})), '[]'::jsonb) FROM grouped) AS buckets`;
+           (SELECT coalesce(json_agg(json_build_array(i, n, s, u${dimOutputs})), '[]'::json) FROM grouped) AS buckets`;
 }
 
 /**
@@ -260,8 +261,8 @@ function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
  * Per bucket, that is the sum of the hourly rows of its clean uncut hours, because a daily row is
  * always the sum of its day's hourly rows (both change in one statement). $8 is the key, $13 the
  * allowed values (a JSON array; absent: all). Events without the property have no rollup row: when
- * the "" value is wanted (no filter, or a filter that lists ""), they are the clean hours' total minus
- * their rows. The first CTE checks, in this statement's snapshot, that the key's rollups can be used
+ * the "" value is wanted (no filter, or a filter that lists ""), they are the totals' rows (the
+ * pseudo-key TOTALS_KEY, read through the same days, spans and moved hours) minus the key's rows. The first CTE checks, in this statement's snapshot, that the key's rollups can be used
  * (registered and backfilled, no fallback for the metric); `served` false tells the caller to read
  * raw events. `unique` (distinct profiles) comes from the dimension profiles
  * (uniqueFromDimensionsCtes); the raw hours' events are then kept as CTE raw_events, which both parts read.
@@ -272,17 +273,16 @@ function fromDimensionsSql(plan: SeriesPlan): string {
   const valueFilter = values === null ? '' : 'AND v IN (SELECT jsonb_array_elements_text($13::jsonb))';
   const storedFilter = (alias: string) =>
     needsEmpty ? '' : `AND ${alias}.dimension_value IN (SELECT jsonb_array_elements_text($13::jsonb))`;
+  // With the "" value wanted, every stored read takes the totals' rows (TOTALS_KEY) beside the key's,
+  // through the same days, spans and moved hours: the "" row is the totals minus the key's rows.
+  // As an array parameter after the values ($13 when filtered): pg_stat_statements would record an
+  // IN list with a constant in it renumbered, which the statement check then cannot bind to one account.
+  const keys = needsEmpty ? `= ANY(${values === null ? '$13' : '$14'}::text[])` : '= $8';
   const withoutValue = needsEmpty
     ? `UNION ALL
-       -- Per bucket before the union, so the grouping below meets a row per bucket for "".
-       SELECT i, '' AS v, sum(n) AS n, sum(s) AS s
-         FROM (SELECT width_bucket(a.bucket, (SELECT $3::timestamptz[])) AS i, a.event_count AS n, a.sum_value AS s
-                 FROM klaviyo_aggregated_metrics a
-                WHERE (SELECT ok FROM served) AND a.account_id = $1 AND a.metric_id = $2 AND a.granularity = 'hour'
-                  AND a.bucket >= $6::text::timestamptz AND a.bucket < $5::text::timestamptz
-                  AND NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour = a.bucket)
-               UNION ALL
-               SELECT i, -n, -s FROM stored) t
+       SELECT i, '' AS v, sum(CASE WHEN k = '${TOTALS_KEY}' THEN n ELSE -n END) AS n,
+              sum(CASE WHEN k = '${TOTALS_KEY}' THEN s ELSE -s END) AS s
+         FROM stored
         GROUP BY i`
     : '';
   const byValue = plan.by.length > 0;
@@ -290,8 +290,8 @@ function fromDimensionsSql(plan: SeriesPlan): string {
     ? 'AND EXISTS (SELECT 1 FROM klaviyo_rollup_unique_dimensions WHERE dimension = $8 AND ready_at IS NOT NULL)'
     : '';
   const hourlyRows = (lo: string, hi: string) => `
-               SELECT x.bucket, x.dimension_value, x.event_count, x.sum_value FROM klaviyo_dimension_rollups x
-                WHERE x.account_id = $1 AND x.metric_id = $2 AND x.dimension = $8 AND x.bucket >= ${lo} AND x.bucket < ${hi} ${storedFilter('x')}
+               SELECT x.dimension, x.bucket, x.dimension_value, x.event_count, x.sum_value FROM klaviyo_dimension_rollups x
+                WHERE x.account_id = $1 AND x.metric_id = $2 AND x.dimension ${keys} AND x.bucket >= ${lo} AND x.bucket < ${hi} ${storedFilter('x')}
                OFFSET 0`;
   return `
   WITH served AS MATERIALIZED (
@@ -320,7 +320,7 @@ function fromDimensionsSql(plan: SeriesPlan): string {
     UNION ALL
     SELECT i, hi, day + interval '1 day' FROM days WHERE hi < day + interval '1 day'
   ), moved_rows AS MATERIALIZED (
-    SELECT m.i AS day_i, r.bucket, r.dimension_value AS v, r.event_count AS n, r.sum_value AS s
+    SELECT m.i AS day_i, r.dimension AS k, r.bucket, r.dimension_value AS v, r.event_count AS n, r.sum_value AS s
       FROM moved m
      -- One index range scan per range (OFFSET 0 keeps it from being flattened into a join: as a hash
      -- join the planner read every hourly row of the key in the range, 4-5 times the moved ones).
@@ -328,31 +328,31 @@ function fromDimensionsSql(plan: SeriesPlan): string {
   ), stored AS MATERIALIZED (
     -- Grouped here, so that what follows (the "" row's subtraction, the union) handles a row per
     -- bucket and value instead of a row per hour and value.
-    SELECT i, v, sum(n) AS n, sum(s) AS s
-      FROM (SELECT width_bucket(r.bucket, (SELECT $3::timestamptz[])) AS i, r.dimension_value AS v,
+    SELECT i, k, v, sum(n) AS n, sum(s) AS s
+      FROM (SELECT width_bucket(r.bucket, (SELECT $3::timestamptz[])) AS i, r.dimension AS k, r.dimension_value AS v,
                    r.event_count AS n, r.sum_value AS s
               FROM spans g
              CROSS JOIN LATERAL (${hourlyRows('g.lo', 'g.hi')}) r
              WHERE NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour = r.bucket)
             UNION ALL
-            SELECT c.i, y.dimension_value, y.event_count, y.sum_value
+            SELECT c.i, y.dimension, y.dimension_value, y.event_count, y.sum_value
               FROM klaviyo_dimension_daily_rollups y
               JOIN days c ON c.day = y.day
-             WHERE y.account_id = $1 AND y.metric_id = $2 AND y.dimension = $8
+             WHERE y.account_id = $1 AND y.metric_id = $2 AND y.dimension ${keys}
                AND y.day >= $6::text::timestamptz AND y.day < $5::text::timestamptz ${storedFilter('y')}
             UNION ALL
-            SELECT day_i, v, -n, -s FROM moved_rows
+            SELECT day_i, k, v, -n, -s FROM moved_rows
             UNION ALL
-            SELECT width_bucket(bucket, (SELECT $3::timestamptz[])), v, n, s FROM moved_rows r
+            SELECT width_bucket(bucket, (SELECT $3::timestamptz[])), k, v, n, s FROM moved_rows r
              WHERE NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour = r.bucket)
             UNION ALL
             -- Raw hours inside a day's share: their day row counted their hourly rows.
-            SELECT c.i, x.dimension_value, -x.event_count, -x.sum_value
+            SELECT c.i, x.dimension, x.dimension_value, -x.event_count, -x.sum_value
               FROM raw_hours h
               JOIN days c ON c.day = date_trunc('day', h.hour, 'UTC') AND h.hour >= c.lo AND h.hour < c.hi
-              JOIN klaviyo_dimension_rollups x ON x.account_id = $1 AND x.metric_id = $2 AND x.dimension = $8 AND x.bucket = h.hour
+              JOIN klaviyo_dimension_rollups x ON x.account_id = $1 AND x.metric_id = $2 AND x.dimension ${keys} AND x.bucket = h.hour
              WHERE true ${storedFilter('x')}) z
-     GROUP BY 1, 2
+     GROUP BY 1, 2, 3
   ), ${plan.needsUnique ? 'raw_events AS MATERIALIZED' : 'fresh AS'} (
     SELECT width_bucket(e."timestamp", (SELECT $3::timestamptz[])) AS i, coalesce(e.properties->>$8, '') AS v,
            ${plan.needsUnique ? 'e.value, e.profile_id' : 'count(*) AS n, coalesce(sum(e.value), 0) AS s'}
@@ -378,7 +378,7 @@ function fromDimensionsSql(plan: SeriesPlan): string {
      }
   ), combined AS (
     SELECT i, ${byValue ? 'v' : "''"} AS v, sum(n) AS n, sum(s) AS s
-      FROM (SELECT i, v, n, s FROM stored
+      FROM (SELECT i, v, n, s FROM stored WHERE k = $8
             ${withoutValue}
             UNION ALL
             SELECT i, v, n, s FROM fresh) x
@@ -387,7 +387,7 @@ function fromDimensionsSql(plan: SeriesPlan): string {
     HAVING sum(n) > 0
   )${plan.needsUnique ? uniqueFromDimensionsCtes(plan) : ''}
   SELECT (SELECT ok FROM served) AS served, ${METRIC_EXISTS} AS metric_exists,
-         (SELECT coalesce(jsonb_agg(jsonb_build_array(c.i, c.n, c.s, ${plan.needsUnique ? 'coalesce(q.u, 0)' : '0'}${byValue ? ', c.v' : ''}) ORDER BY c.i), '[]'::jsonb)
+         (SELECT coalesce(json_agg(json_build_array(c.i, c.n, c.s, ${plan.needsUnique ? 'coalesce(q.u, 0)' : '0'}${byValue ? ', c.v' : ''}) ORDER BY c.i), '[]'::json)
             FROM combined c ${plan.needsUnique ? 'LEFT JOIN uniques q ON q.i = c.i AND q.v = c.v' : ''}) AS buckets`;
 }
 
@@ -500,6 +500,9 @@ export async function readSeriesFromDimensions(db: Db, accountId: string, plan: 
     `{${plan.days.map((d) => (d.hi - d.day) / HOUR_MS).join(',')}}`,
   ];
   if (plan.dimensionValues !== null) params.push(JSON.stringify(plan.dimensionValues));
+  if (plan.dimensionValues === null || plan.dimensionValues.includes('')) {
+    params.push(textArray([plan.dimension, TOTALS_KEY]));
+  }
   const rows = await db.query<SeriesRow>(fromDimensionsSql(plan), params);
   if (rows[0]?.served !== true) return readSeriesFromEvents(db, accountId, plan);
   return toResult(rows[0], plan.by.length, 'dimension');

@@ -185,7 +185,8 @@ export function randomEvents(
 /**
  * The dimension rollups' contract (lib/repositories/dimensions.ts), checked in one statement: for every
  * hour that is not marked dirty, each registered key without a fallback for the metric has one row per
- * non-empty value with the count and sum of that value's events, and nothing else. The oracle reads
+ * non-empty value with the count and sum of that value's events, the totals' pseudo-key "" one row with
+ * all of the hour's events, and nothing else. The oracle reads
  * values through jsonb_each (a string's text, any other JSON's text), not the aggregator's ->>.
  */
 export async function dimensionContractViolations(
@@ -201,6 +202,12 @@ export async function dimensionContractViolations(
        WHERE e.account_id = $1 AND jsonb_typeof(kv.value) <> 'null' AND kv.value <> '""'::jsonb
          AND kv.key IN (SELECT dimension FROM klaviyo_rollup_dimensions)
        GROUP BY 1, 2, 3, 4
+       UNION ALL
+       -- The totals' rows: the pseudo-key "" holds every event of the hour under the value "".
+       SELECT e.metric_id, '', ${HOUR_OF_EVENT}, '', count(*), coalesce(sum(e.value), 0)
+       FROM klaviyo_events e
+       WHERE e.account_id = $1
+       GROUP BY 1, 3
      ), stored AS (
        SELECT metric_id, dimension, bucket, dimension_value, event_count, sum_value FROM klaviyo_dimension_rollups
         WHERE account_id = $1

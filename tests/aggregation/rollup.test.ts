@@ -57,7 +57,8 @@ describe('runAggregation', () => {
       status: 'done',
       bucketsRecomputed: marked,
       eventsScanned: 1500,
-      rowsChanged: marked,
+      // Each hour's rollup and its totals' row in the dimension tables (the events carry no rolled-up key).
+      rowsChanged: marked * 2,
       batches: Math.ceil(marked / 50) + (marked % 50 === 0 ? 1 : 0),
       bucketsWaiting: 0,
       lagSeconds: 0,
@@ -221,7 +222,8 @@ describe('runAggregation', () => {
         `INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket) VALUES ('default', 'placed', '2024-06-01T00:00:00Z')`,
       );
     });
-    expect(await run(t)).toMatchObject({ bucketsRecomputed: 1, rowsChanged: 1, eventsScanned: 0 });
+    // The hour's rollup and its totals' row.
+    expect(await run(t)).toMatchObject({ bucketsRecomputed: 1, rowsChanged: 2, eventsScanned: 0 });
     await expectExact(t);
   });
 

@@ -98,8 +98,10 @@ async function contents(db: Db): Promise<Record<string, string[]>> {
   const out: Record<string, string[]> = {};
   for (const table of TABLES) {
     const rows = await db.query<{ row: string }>(
-      // Without the columns migrations after 0010 add (0012: the pending rows' carried dimension values).
-      `SELECT (to_jsonb(t) - 'account_id' - 'dimension_values' - 'dimension_generation')::text AS row FROM ${table} t ORDER BY 1`,
+      // Without what migrations after 0010 add: 0012, the pending rows' carried dimension values; 0014,
+      // the totals' rows under the pseudo-key "" (checked on their own in checkMigrated).
+      `SELECT (to_jsonb(t) - 'account_id' - 'dimension_values' - 'dimension_generation')::text AS row FROM ${table} t
+        WHERE coalesce(to_jsonb(t)->>'dimension', '-') <> '' ORDER BY 1`,
     );
     out[table] = rows.map((r) => r.row);
   }
@@ -108,6 +110,30 @@ async function contents(db: Db): Promise<Record<string, string[]>> {
 
 async function checkMigrated(db: Db, before: Record<string, string[]>): Promise<void> {
   expect(await contents(db)).toEqual(before);
+  // Migration 0014 fills the totals' rows from the hourly rollups, hourly and daily.
+  const totals = await db.query<Record<string, string>>(
+    `SELECT metric_id, bucket::text, event_count::text, sum_value::text FROM klaviyo_dimension_rollups
+      WHERE dimension = '' AND dimension_value = '' ORDER BY 1, 2`,
+  );
+  expect(totals).toEqual(
+    await db.query(
+      `SELECT metric_id, bucket::text, event_count::text, sum_value::text FROM klaviyo_aggregated_metrics
+        WHERE granularity = 'hour' AND event_count > 0 ORDER BY 1, 2`,
+    ),
+  );
+  expect(totals).toHaveLength(1);
+  expect(
+    await db.query(
+      `SELECT metric_id, day::text, event_count::text, sum_value::text FROM klaviyo_dimension_daily_rollups
+        WHERE dimension = '' ORDER BY 1, 2`,
+    ),
+  ).toEqual(
+    await db.query(
+      `SELECT metric_id, date_trunc('day', bucket, 'UTC')::text AS day, sum(event_count)::text AS event_count,
+              sum(sum_value)::text AS sum_value
+         FROM klaviyo_aggregated_metrics WHERE granularity = 'hour' AND event_count > 0 GROUP BY 1, 2 ORDER BY 1, 2`,
+    ),
+  );
   for (const table of TABLES) {
     const accounts = await db.query<{ account_id: string; n: string }>(
       `SELECT account_id, count(*) AS n FROM ${table} GROUP BY 1`,
