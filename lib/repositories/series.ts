@@ -280,10 +280,9 @@ function fromDimensionsSql(plan: SeriesPlan): string {
   const keys = needsEmpty ? `= ANY(${values === null ? '$13' : '$14'}::text[])` : '= $8';
   const withoutValue = needsEmpty
     ? `UNION ALL
-       SELECT i, '' AS v, sum(CASE WHEN k = '${TOTALS_KEY}' THEN n ELSE -n END) AS n,
-              sum(CASE WHEN k = '${TOTALS_KEY}' THEN s ELSE -s END) AS s
-         FROM stored
-        GROUP BY i`
+       SELECT i, '' AS v, CASE WHEN k = '${TOTALS_KEY}' THEN n ELSE -n END AS n,
+              CASE WHEN k = '${TOTALS_KEY}' THEN s ELSE -s END AS s
+         FROM stored`
     : '';
   const byValue = plan.by.length > 0;
   const uniqueReady = plan.needsUnique
@@ -326,9 +325,10 @@ function fromDimensionsSql(plan: SeriesPlan): string {
      -- join the planner read every hourly row of the key in the range, 4-5 times the moved ones).
      CROSS JOIN LATERAL (${hourlyRows('m.lo', 'm.hi')}) r
   ), stored AS MATERIALIZED (
-    -- Grouped here, so that what follows (the "" row's subtraction, the union) handles a row per
-    -- bucket and value instead of a row per hour and value.
-    SELECT i, k, v, sum(n) AS n, sum(s) AS s
+    -- Every stored row's share, signed, not grouped: the one grouping is in combined, whose cost
+    -- follows the rows it meets (each grouping of thousands of numeric sums is a measurable part of a
+    -- breakdown's time).
+    SELECT i, k, v, n, s
       FROM (SELECT width_bucket(r.bucket, (SELECT $3::timestamptz[])) AS i, r.dimension AS k, r.dimension_value AS v,
                    r.event_count AS n, r.sum_value AS s
               FROM spans g
@@ -352,7 +352,6 @@ function fromDimensionsSql(plan: SeriesPlan): string {
               JOIN days c ON c.day = date_trunc('day', h.hour, 'UTC') AND h.hour >= c.lo AND h.hour < c.hi
               JOIN klaviyo_dimension_rollups x ON x.account_id = $1 AND x.metric_id = $2 AND x.dimension ${keys} AND x.bucket = h.hour
              WHERE true ${storedFilter('x')}) z
-     GROUP BY 1, 2, 3
   ), ${plan.needsUnique ? 'raw_events AS MATERIALIZED' : 'fresh AS'} (
     SELECT width_bucket(e."timestamp", (SELECT $3::timestamptz[])) AS i, coalesce(e.properties->>$8, '') AS v,
            ${plan.needsUnique ? 'e.value, e.profile_id' : 'count(*) AS n, coalesce(sum(e.value), 0) AS s'}
