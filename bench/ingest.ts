@@ -464,12 +464,15 @@ async function main(): Promise<void> {
 
     // 3. COPY of the same rows into the same table, emptied: one stream, then one per invocation
     //    the ingest had in flight when that was more than one.
-    const copyAll = async (streams: number): Promise<{ rate: number; ms: number; rows: number }> => {
+    const copyAll = async (
+      streams: number,
+    ): Promise<{ rate: number; ms: number; rows: number; clientCpuMs: number }> => {
       await sql`TRUNCATE klaviyo_events, klaviyo_aggregate_dirty`;
       await sql`CHECKPOINT`;
       const inputs = streams === 1 ? [copyFiles] : copyFiles.map((file) => [file]);
       const copiers = inputs.map(() => postgres(url, { max: 1, onnotice: () => undefined }));
       await Promise.all(copiers.map((c) => c`SELECT 1`));
+      const cpuBefore = process.cpuUsage();
       const started = performance.now();
       await Promise.all(
         inputs.map(async (files, i) => {
@@ -486,9 +489,10 @@ async function main(): Promise<void> {
         }),
       );
       const ms = performance.now() - started;
+      const cpu = process.cpuUsage(cpuBefore);
       await Promise.all(copiers.map((c) => c.end()));
       const rows = Number((await sql<{ n: string }[]>`SELECT count(*) AS n FROM klaviyo_events`)[0]?.n);
-      return { rate: rows / (ms / 1000), ms, rows };
+      return { rate: rows / (ms / 1000), ms, rows, clientCpuMs: (cpu.user + cpu.system) / 1000 };
     };
     const copy = await copyAll(1);
     const copyParallel = CONCURRENCY > 1 ? await copyAll(CONCURRENCY) : undefined;
@@ -496,6 +500,7 @@ async function main(): Promise<void> {
     const copied = copy.rows;
     const copyMs = copy.ms;
     const copyBytes = copyFiles.reduce((sum, file) => sum + statSync(file).size, 0);
+    const copyClientCpuPerRowUs = (1000 * copy.clientCpuMs) / copy.rows;
 
     // 3. The naive path: one INSERT per event, each its own transaction, on a slice.
     await sql`TRUNCATE klaviyo_events, klaviyo_aggregate_dirty`;
@@ -605,7 +610,7 @@ async function main(): Promise<void> {
     line('  page bodies', `${mib(bodyBytes / generated)} per page on average, generated before the clock started`);
     line(
       'COPY FROM STDIN (same rows)',
-      `${fmt(copyRate)} rows/s  (${fmt(copied)} rows, ${mib(copyBytes)} of COPY text, ${fmt(copyMs / 1000, 1)} s, one stream)`,
+      `${fmt(copyRate)} rows/s  (${fmt(copied)} rows, ${mib(copyBytes)} of COPY text, ${fmt(copyMs / 1000, 1)} s, one stream; this process's CPU ${fmt(copyClientCpuPerRowUs, 1)} µs per row)`,
     );
     if (copyParallel)
       line(
@@ -686,7 +691,7 @@ async function main(): Promise<void> {
       for (const run of consumerRuns)
         line(
           `  ${run.consumers} batch${run.consumers === 1 ? '' : 'es'} in flight`,
-          `${fmt(run.rate)} events/s  ${fmt((100 * run.rate) / copyRate, 1)} % of one COPY stream (slowest batch ${fmt(run.slowestBatchMs, 0)} ms)`,
+          `${fmt(run.rate)} events/s  ${fmt((100 * run.rate) / copyRate, 1)} % of one COPY stream (slowest batch ${fmt(run.slowestBatchMs, 0)} ms; this process's CPU ${fmt((1000 * run.clientCpuMs) / run.events, 1)} µs per event, ${fmt((100 * run.clientCpuMs) / run.ms)} % of one core)`,
         );
       const perEvent = (ms: number) => `${fmt((1000 * ms) / consumerBatches.events, 1)} µs per event`;
       line(
@@ -780,12 +785,21 @@ async function main(): Promise<void> {
           ? [
               {
                 title: `Queue consumer (${fmt(consumerBatches.events / consumerBatches.messages)} events per message of at most ${fmt(QUEUE_MESSAGE_BYTES)} bytes, batches of ${BATCH_MESSAGES} messages), against COPY in one stream`,
-                columns: ['batches in flight', 'rows/s', 'ratio to COPY', 'slowest batch (ms)'],
+                columns: [
+                  'batches in flight',
+                  'rows/s',
+                  'ratio to COPY',
+                  'slowest batch (ms)',
+                  "the bench process's CPU per event, all consumers' client work (µs)",
+                  'that CPU, share of one core (%)',
+                ],
                 rows: consumerRuns.map((run) => [
                   run.consumers,
                   Math.round(run.rate),
                   vsCopy(run.rate),
                   Math.round(run.slowestBatchMs),
+                  round1((1000 * run.clientCpuMs) / run.events),
+                  Math.round((100 * run.clientCpuMs) / run.ms),
                 ]),
               },
               ...(batchStages.batches > 0
@@ -858,6 +872,7 @@ async function main(): Promise<void> {
           columns: ['figure', 'value'],
           rows: [
             ['slowest page in the handler (ms)', round1(slowestPageMs)],
+            ["the bench process's CPU per row during the one-stream COPY (µs)", round1(copyClientCpuPerRowUs)],
             ["a page's COPY alone, emptied table (ms)", round1(copyPage)],
             ["the ingest's events statements on the same pages (ms)", round1(eventsPage)],
             ...(ceiling === undefined

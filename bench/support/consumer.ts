@@ -207,6 +207,8 @@ export interface ConsumerRun {
   readonly ms: number;
   readonly rate: number;
   readonly slowestBatchMs: number;
+  /** CPU time of this (single-threaded) process over the run: every consumer's client work. */
+  readonly clientCpuMs: number;
 }
 
 /**
@@ -235,6 +237,7 @@ export async function runConsumers(
     return line;
   };
   let slowest = 0;
+  const cpuBefore = process.cpuUsage();
   const started = performance.now();
   await Promise.all(
     Array.from({ length: consumers }, async () => {
@@ -261,7 +264,15 @@ export async function runConsumers(
     }),
   );
   const ms = performance.now() - started;
-  return { consumers, events: prepared.events, ms, rate: prepared.events / (ms / 1000), slowestBatchMs: slowest };
+  const cpu = process.cpuUsage(cpuBefore);
+  return {
+    consumers,
+    events: prepared.events,
+    ms,
+    rate: prepared.events / (ms / 1000),
+    slowestBatchMs: slowest,
+    clientCpuMs: (cpu.user + cpu.system) / 1000,
+  };
 }
 
 /**
