@@ -589,7 +589,7 @@ async function main(): Promise<void> {
         getDb(),
         sql,
         consumerBatches,
-        Math.min(40, consumerBatches.batches),
+        Math.min(60, consumerBatches.batches - (consumerBatches.batches % 3)),
       );
     }
     await sql.end();
@@ -718,11 +718,11 @@ async function main(): Promise<void> {
           `${fmt((1000 * batchEvents) / copyRate, 1).padStart(8)} ms (${fmt((100 * ((1000 * batchEvents) / copyRate)) / total, 1)} % of the batch)`,
         );
       }
-      if (consumerBookkeeping && consumerBookkeeping.batches > 1) {
-        const half = consumerBookkeeping.batches / 2;
+      if (consumerBookkeeping && consumerBookkeeping.batches > 2) {
+        const third = consumerBookkeeping.batches / 3;
         line(
           "  bookkeeping on a batch's COPY",
-          `COPY alone ${fmt(consumerBookkeeping.copyMs / half, 1)} ms/batch, events statements ${fmt(consumerBookkeeping.eventsMs / half, 1)} ms/batch`,
+          `COPY alone ${fmt(consumerBookkeeping.copyMs / third, 1)} ms/batch, events statements ${fmt(consumerBookkeeping.eventsMs / third, 1)} ms/batch (pending rows by COPY), ${fmt(consumerBookkeeping.readBackMs / third, 1)} ms/batch (pending rows by the statement that reads the events back)`,
         );
       }
     }
@@ -851,15 +851,19 @@ async function main(): Promise<void> {
                         ],
                       ]
                     : []),
-                  ...(consumerBookkeeping && consumerBookkeeping.batches > 1
+                  ...(consumerBookkeeping && consumerBookkeeping.batches > 2
                     ? [
                         [
                           "a batch's COPY alone, emptied table (ms)",
-                          round1(consumerBookkeeping.copyMs / (consumerBookkeeping.batches / 2)),
+                          round1(consumerBookkeeping.copyMs / (consumerBookkeeping.batches / 3)),
                         ],
                         [
-                          "the consumer's events statements on the same batches (ms)",
-                          round1(consumerBookkeeping.eventsMs / (consumerBookkeeping.batches / 2)),
+                          "the consumer's events statements on the same batches, pending rows by COPY (ms)",
+                          round1(consumerBookkeeping.eventsMs / (consumerBookkeeping.batches / 3)),
+                        ],
+                        [
+                          'the same, pending rows by the statement that reads the copied events back (ms)',
+                          round1(consumerBookkeeping.readBackMs / (consumerBookkeeping.batches / 3)),
                         ],
                       ]
                     : []),
