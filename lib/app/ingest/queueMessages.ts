@@ -217,8 +217,10 @@ function splitProfileImport(body: ProfileImportBody, budget: number, maxBytes: n
 }
 
 /**
- * The request (already validated: its shape is known) as the bodies of its messages, each under
- * `maxBytes` once wrapped in its envelope.
+ * The request (already validated: its shape is known) as the bodies of its messages (version 1),
+ * each under `maxBytes` once wrapped in its envelope. The routes queue pages as rows instead
+ * (queueRows.ts); a page split here is what they queued before version 2, which the consumer still
+ * reads (its tests, and the ingest bench's BENCH_QUEUE_VERSION=1, make such messages).
  */
 export function splitForQueue(kind: QueuedKind, body: unknown, maxBytes: number): unknown[] {
   const budget = maxBytes - ENVELOPE_BYTES;
