@@ -73,7 +73,14 @@ import { upsertMetrics } from '../lib/repositories/metrics';
 import { upsertProfiles } from '../lib/repositories/profiles';
 import { intFromEnv } from './support/env';
 import { benchCommand, writeBenchResult } from './support/results';
-import { batchBookkeeping, prepareBatches, runConsumers, type ConsumerRun } from './support/consumer';
+import {
+  BATCH_STAGES,
+  batchBookkeeping,
+  prepareBatches,
+  runConsumers,
+  type BatchStages,
+  type ConsumerRun,
+} from './support/consumer';
 
 const ROOT = resolve(__dirname, '..');
 const DATA_DIR = join(ROOT, '.data', 'bench-ingest');
@@ -100,6 +107,8 @@ const CONSUMERS = (process.env.BENCH_CONSUMERS ?? '1,2,3')
 const BATCH_MESSAGES = intFromEnv('BENCH_BATCH_MESSAGES', 10);
 const QUEUE_MESSAGE_BYTES = intFromEnv('BENCH_QUEUE_MESSAGE_BYTES', 262_144, 16_384);
 const EVENT_FOREIGN_KEYS = intFromEnv('BENCH_EVENT_FOREIGN_KEYS', 0, 0) !== 0;
+const QUEUE_VERSION = intFromEnv('BENCH_QUEUE_VERSION', 2, 1) === 1 ? 1 : 2;
+const BATCH_STAGE_EVERY = intFromEnv('BENCH_BATCH_STAGE_EVERY', 5, 2);
 
 const STAGES = [
   'JSON.parse',
@@ -455,12 +464,15 @@ async function main(): Promise<void> {
 
     // 3. COPY of the same rows into the same table, emptied: one stream, then one per invocation
     //    the ingest had in flight when that was more than one.
-    const copyAll = async (streams: number): Promise<{ rate: number; ms: number; rows: number }> => {
+    const copyAll = async (
+      streams: number,
+    ): Promise<{ rate: number; ms: number; rows: number; clientCpuMs: number }> => {
       await sql`TRUNCATE klaviyo_events, klaviyo_aggregate_dirty`;
       await sql`CHECKPOINT`;
       const inputs = streams === 1 ? [copyFiles] : copyFiles.map((file) => [file]);
       const copiers = inputs.map(() => postgres(url, { max: 1, onnotice: () => undefined }));
       await Promise.all(copiers.map((c) => c`SELECT 1`));
+      const cpuBefore = process.cpuUsage();
       const started = performance.now();
       await Promise.all(
         inputs.map(async (files, i) => {
@@ -477,9 +489,10 @@ async function main(): Promise<void> {
         }),
       );
       const ms = performance.now() - started;
+      const cpu = process.cpuUsage(cpuBefore);
       await Promise.all(copiers.map((c) => c.end()));
       const rows = Number((await sql<{ n: string }[]>`SELECT count(*) AS n FROM klaviyo_events`)[0]?.n);
-      return { rate: rows / (ms / 1000), ms, rows };
+      return { rate: rows / (ms / 1000), ms, rows, clientCpuMs: (cpu.user + cpu.system) / 1000 };
     };
     const copy = await copyAll(1);
     const copyParallel = CONCURRENCY > 1 ? await copyAll(CONCURRENCY) : undefined;
@@ -487,6 +500,7 @@ async function main(): Promise<void> {
     const copied = copy.rows;
     const copyMs = copy.ms;
     const copyBytes = copyFiles.reduce((sum, file) => sum + statSync(file).size, 0);
+    const copyClientCpuPerRowUs = (1000 * copy.clientCpuMs) / copy.rows;
 
     // 3. The naive path: one INSERT per event, each its own transaction, on a slice.
     await sql`TRUNCATE klaviyo_events, klaviyo_aggregate_dirty`;
@@ -545,6 +559,7 @@ async function main(): Promise<void> {
     let consumerRuns: ConsumerRun[] = [];
     let consumerBatches: Awaited<ReturnType<typeof prepareBatches>> | undefined;
     let consumerBookkeeping: Awaited<ReturnType<typeof batchBookkeeping>> | undefined;
+    const batchStages: BatchStages = { batches: 0, events: 0, ms: new Map() };
     if (CONSUMERS.length > 0) {
       process.stdout.write(`splitting the pages into queue messages ...\n`);
       consumerBatches = await prepareBatches(
@@ -552,12 +567,19 @@ async function main(): Promise<void> {
         join(DATA_DIR, 'batches.ndjson'),
         QUEUE_MESSAGE_BYTES,
         BATCH_MESSAGES,
+        QUEUE_VERSION,
       );
       const { handler: consumer } = await import('../functions/ingestConsumer');
       for (const consumers of CONSUMERS) {
         await sql`TRUNCATE klaviyo_events, klaviyo_aggregate_pending, klaviyo_aggregate_dirty, klaviyo_profiles, klaviyo_metrics CASCADE`;
         await sql`CHECKPOINT`;
-        const run = await runConsumers(consumer, consumerBatches, consumers);
+        // With one batch in flight, every BATCH_STAGE_EVERY-th batch is written stage by stage.
+        const run = await runConsumers(
+          consumer,
+          consumerBatches,
+          consumers,
+          consumers === 1 ? { every: BATCH_STAGE_EVERY, db: getDb(), into: batchStages } : undefined,
+        );
         const stored = Number((await sql<{ n: string }[]>`SELECT count(*) AS n FROM klaviyo_events`)[0]?.n);
         if (stored !== run.events) throw new Error(`the consumer stored ${stored} of ${run.events} events`);
         process.stdout.write(`  ${consumers} in flight: ${fmt(run.rate)} events/s\n`);
@@ -567,7 +589,7 @@ async function main(): Promise<void> {
         getDb(),
         sql,
         consumerBatches,
-        Math.min(40, consumerBatches.batches),
+        Math.min(60, consumerBatches.batches - (consumerBatches.batches % 3)),
       );
     }
     await sql.end();
@@ -588,7 +610,7 @@ async function main(): Promise<void> {
     line('  page bodies', `${mib(bodyBytes / generated)} per page on average, generated before the clock started`);
     line(
       'COPY FROM STDIN (same rows)',
-      `${fmt(copyRate)} rows/s  (${fmt(copied)} rows, ${mib(copyBytes)} of COPY text, ${fmt(copyMs / 1000, 1)} s, one stream)`,
+      `${fmt(copyRate)} rows/s  (${fmt(copied)} rows, ${mib(copyBytes)} of COPY text, ${fmt(copyMs / 1000, 1)} s, one stream; this process's CPU ${fmt(copyClientCpuPerRowUs, 1)} µs per row)`,
     );
     if (copyParallel)
       line(
@@ -669,17 +691,38 @@ async function main(): Promise<void> {
       for (const run of consumerRuns)
         line(
           `  ${run.consumers} batch${run.consumers === 1 ? '' : 'es'} in flight`,
-          `${fmt(run.rate)} events/s  ${fmt((100 * run.rate) / copyRate, 1)} % of one COPY stream (slowest batch ${fmt(run.slowestBatchMs, 0)} ms)`,
+          `${fmt(run.rate)} events/s  ${fmt((100 * run.rate) / copyRate, 1)} % of one COPY stream (slowest batch ${fmt(run.slowestBatchMs, 0)} ms; this process's CPU ${fmt((1000 * run.clientCpuMs) / run.events, 1)} µs per event, ${fmt((100 * run.clientCpuMs) / run.ms)} % of one core)`,
         );
+      const perEvent = (ms: number) => `${fmt((1000 * ms) / consumerBatches.events, 1)} µs per event`;
       line(
-        '  validate and map, every message',
-        `${fmt(consumerBatches.planMs / 1000, 1)} s single-threaded (${fmt((1000 * consumerBatches.planMs) / consumerBatches.events, 1)} µs per event)`,
+        '  the route, every page',
+        `${fmt(consumerBatches.routeMs / 1000, 1)} s single-threaded: validate, map, split, serialise (${perEvent(consumerBatches.routeMs)})`,
       );
-      if (consumerBookkeeping && consumerBookkeeping.batches > 1) {
-        const half = consumerBookkeeping.batches / 2;
+      line(
+        '  the consumer before the database',
+        `JSON.parse ${perEvent(consumerBatches.parseMs)}, envelope check ${perEvent(consumerBatches.checkMs)}, to rows ${perEvent(consumerBatches.rowsMs)} (message version ${QUEUE_VERSION})`,
+      );
+      if (QUEUE_VERSION === 2) line('  validating and mapping again (v1)', perEvent(consumerBatches.revalidateMs));
+      if (batchStages.batches > 0) {
+        const batchEvents = batchStages.events / batchStages.batches;
+        line(
+          "  where a batch's time goes",
+          `every ${BATCH_STAGE_EVERY}th batch of the 1-in-flight run stage by stage: ${batchStages.batches} batches, ${fmt(batchEvents)} events each`,
+        );
+        for (const stage of BATCH_STAGES)
+          line(`    ${stage}`, `${fmt((batchStages.ms.get(stage) ?? 0) / batchStages.batches, 1).padStart(8)} ms`);
+        const total = [...batchStages.ms.values()].reduce((a, b) => a + b, 0) / batchStages.batches;
+        line('    a batch in all', `${fmt(total, 1).padStart(8)} ms`);
+        line(
+          '    one COPY stream, as many rows',
+          `${fmt((1000 * batchEvents) / copyRate, 1).padStart(8)} ms (${fmt((100 * ((1000 * batchEvents) / copyRate)) / total, 1)} % of the batch)`,
+        );
+      }
+      if (consumerBookkeeping && consumerBookkeeping.batches > 2) {
+        const third = consumerBookkeeping.batches / 3;
         line(
           "  bookkeeping on a batch's COPY",
-          `COPY alone ${fmt(consumerBookkeeping.copyMs / half, 1)} ms/batch, events statements ${fmt(consumerBookkeeping.eventsMs / half, 1)} ms/batch`,
+          `COPY alone ${fmt(consumerBookkeeping.copyMs / third, 1)} ms/batch, events statements ${fmt(consumerBookkeeping.eventsMs / third, 1)} ms/batch (pending rows by COPY), ${fmt(consumerBookkeeping.readBackMs / third, 1)} ms/batch (pending rows by the statement that reads the events back)`,
         );
       }
     }
@@ -713,6 +756,7 @@ async function main(): Promise<void> {
         'profiles stored first': PROFILES_FIRST ? 'yes' : 'no',
         'page size': PAGE_SIZE,
         'naive slice': naiveRows.length,
+        'queue message version': QUEUE_VERSION,
         ...(EVENT_FOREIGN_KEYS ? { "events' foreign keys": 'restored (BENCH_EVENT_FOREIGN_KEYS=1)' } : {}),
       },
       tables: [
@@ -741,31 +785,85 @@ async function main(): Promise<void> {
           ? [
               {
                 title: `Queue consumer (${fmt(consumerBatches.events / consumerBatches.messages)} events per message of at most ${fmt(QUEUE_MESSAGE_BYTES)} bytes, batches of ${BATCH_MESSAGES} messages), against COPY in one stream`,
-                columns: ['batches in flight', 'rows/s', 'ratio to COPY', 'slowest batch (ms)'],
+                columns: [
+                  'batches in flight',
+                  'rows/s',
+                  'ratio to COPY',
+                  'slowest batch (ms)',
+                  "the bench process's CPU per event, all consumers' client work (µs)",
+                  'that CPU, share of one core (%)',
+                ],
                 rows: consumerRuns.map((run) => [
                   run.consumers,
                   Math.round(run.rate),
                   vsCopy(run.rate),
                   Math.round(run.slowestBatchMs),
+                  round1((1000 * run.clientCpuMs) / run.events),
+                  Math.round((100 * run.clientCpuMs) / run.ms),
                 ]),
               },
+              ...(batchStages.batches > 0
+                ? [
+                    {
+                      title: `Queue consumer: a batch stage by stage (ms per batch; every ${BATCH_STAGE_EVERY}th batch of the 1-in-flight run, ${batchStages.batches} batches of ${fmt(batchStages.events / batchStages.batches)} events)`,
+                      columns: ['stage', 'ms per batch', 'share of the batch (%)'],
+                      rows: ((total: number) => [
+                        ...BATCH_STAGES.map((stage) => [
+                          stage,
+                          round1((batchStages.ms.get(stage) ?? 0) / batchStages.batches),
+                          round1((100 * (batchStages.ms.get(stage) ?? 0)) / batchStages.batches / total),
+                        ]),
+                        ['a batch in all', round1(total), 100],
+                        [
+                          'one COPY stream, as many rows (the reference)',
+                          round1((1000 * (batchStages.events / batchStages.batches)) / copyRate),
+                          round1((100 * ((1000 * (batchStages.events / batchStages.batches)) / copyRate)) / total),
+                        ],
+                      ])([...batchStages.ms.values()].reduce((a, b) => a + b, 0) / batchStages.batches),
+                    },
+                  ]
+                : []),
               {
                 title: "Queue consumer: where a batch's time goes",
                 columns: ['figure', 'value'],
                 rows: [
                   [
-                    'validate and map, per event, single-threaded (µs)',
-                    round1((1000 * consumerBatches.planMs) / consumerBatches.events),
+                    'the route: validate, map, split and serialise, per event, single-threaded (µs)',
+                    round1((1000 * consumerBatches.routeMs) / consumerBatches.events),
                   ],
-                  ...(consumerBookkeeping && consumerBookkeeping.batches > 1
+                  [
+                    "the consumer's JSON.parse of the message bodies, per event (µs)",
+                    round1((1000 * consumerBatches.parseMs) / consumerBatches.events),
+                  ],
+                  [
+                    `the consumer's envelope check, per event (µs; message version ${QUEUE_VERSION})`,
+                    round1((1000 * consumerBatches.checkMs) / consumerBatches.events),
+                  ],
+                  [
+                    `the consumer's ${QUEUE_VERSION === 2 ? 'rows from the checked body' : 'validation and mapping'}, per event (µs)`,
+                    round1((1000 * consumerBatches.rowsMs) / consumerBatches.events),
+                  ],
+                  ...(QUEUE_VERSION === 2
+                    ? [
+                        [
+                          'validating and mapping the same pages again, as version 1 messages made the consumer do, per event (µs)',
+                          round1((1000 * consumerBatches.revalidateMs) / consumerBatches.events),
+                        ],
+                      ]
+                    : []),
+                  ...(consumerBookkeeping && consumerBookkeeping.batches > 2
                     ? [
                         [
                           "a batch's COPY alone, emptied table (ms)",
-                          round1(consumerBookkeeping.copyMs / (consumerBookkeeping.batches / 2)),
+                          round1(consumerBookkeeping.copyMs / (consumerBookkeeping.batches / 3)),
                         ],
                         [
-                          "the consumer's events statements on the same batches (ms)",
-                          round1(consumerBookkeeping.eventsMs / (consumerBookkeeping.batches / 2)),
+                          "the consumer's events statements on the same batches, pending rows by COPY (ms)",
+                          round1(consumerBookkeeping.eventsMs / (consumerBookkeeping.batches / 3)),
+                        ],
+                        [
+                          'the same, pending rows by the statement that reads the copied events back (ms)',
+                          round1(consumerBookkeeping.readBackMs / (consumerBookkeeping.batches / 3)),
                         ],
                       ]
                     : []),
@@ -778,6 +876,7 @@ async function main(): Promise<void> {
           columns: ['figure', 'value'],
           rows: [
             ['slowest page in the handler (ms)', round1(slowestPageMs)],
+            ["the bench process's CPU per row during the one-stream COPY (µs)", round1(copyClientCpuPerRowUs)],
             ["a page's COPY alone, emptied table (ms)", round1(copyPage)],
             ["the ingest's events statements on the same pages (ms)", round1(eventsPage)],
             ...(ceiling === undefined

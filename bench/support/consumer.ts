@@ -2,8 +2,10 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import type postgres from 'postgres';
-import { planEventsPage } from '../../lib/app/ingest';
-import { queuedMessages, splitForQueue } from '../../lib/app/ingest/queueMessages';
+import { consumeIngestBatch, planEventsPage } from '../../lib/app/ingest';
+import { ingestMessages } from '../../lib/app/ingest/enqueue';
+import { AnyQueuedMessageSchema, queuedMessages, splitForQueue } from '../../lib/app/ingest/queueMessages';
+import { planFromRows } from '../../lib/app/ingest/queueRows';
 import type { Db } from '../../lib/db';
 import { EVENT_COLUMNS, eventCopyRow, insertEvents, type NewEvent } from '../../lib/repositories/events';
 
@@ -21,8 +23,14 @@ export interface PreparedBatches {
   readonly batches: number;
   readonly messages: number;
   readonly events: number;
-  /** Single-threaded JSON.parse, validation and mapping of every message, as the consumer does it. */
-  readonly planMs: number;
+  /** The route's work for every page: validation, mapping, splitting and the messages' text. */
+  readonly routeMs: number;
+  /** The consumer's work on every message before the database, single-threaded, by step. */
+  readonly parseMs: number;
+  readonly checkMs: number;
+  readonly rowsMs: number;
+  /** With version 2: validating and mapping the page's parts again, as version 1 makes the consumer do. */
+  readonly revalidateMs: number;
 }
 
 /** Writes one SQS event per line, so that the timed runs only read them. */
@@ -31,6 +39,8 @@ export async function prepareBatches(
   file: string,
   maxBytes: number,
   batchMessages: number,
+  /** 2: pages queued as rows, as the route does; 1: as their own bodies (the consumer validates them again). */
+  version: 1 | 2,
 ): Promise<PreparedBatches> {
   const out = createWriteStream(file);
   const lines = createInterface({
@@ -41,9 +51,14 @@ export async function prepareBatches(
   let batches = 0;
   let messages = 0;
   let events = 0;
-  let planMs = 0;
+  let routeMs = 0;
+  let parseMs = 0;
+  let checkMs = 0;
+  let rowsMs = 0;
+  let revalidateMs = 0;
   let id = 0;
   const acceptedAt = new Date();
+  const context = { accountId: 'default', acceptedAt, requestId: 'bench', maxMessageBytes: maxBytes };
   const flush = async () => {
     if (pending.length === 0) return;
     const event: SQSEvent = {
@@ -70,24 +85,120 @@ export async function prepareBatches(
   };
   for await (const line of lines) {
     const page: unknown = JSON.parse(line);
-    const bodies = splitForQueue('events-page', page, maxBytes);
-    for (const text of queuedMessages('events-page', bodies, {
-      accountId: 'default',
-      acceptedAt,
-      requestId: 'bench',
-    })) {
-      const t0 = performance.now();
-      const plan = planEventsPage((JSON.parse(text) as { body: unknown }).body, { now: acceptedAt });
-      planMs += performance.now() - t0;
+    let t0 = performance.now();
+    const queued =
+      version === 2
+        ? ingestMessages('events-page', page, context).messages
+        : queuedMessages('events-page', splitForQueue('events-page', page, maxBytes), context);
+    routeMs += performance.now() - t0;
+    for (const text of queued) {
+      // The consumer's steps before the database (lib/app/ingest/consume.ts), one by one.
+      t0 = performance.now();
+      const json: unknown = JSON.parse(text);
+      const t1 = performance.now();
+      const envelope = AnyQueuedMessageSchema.parse(json);
+      const t2 = performance.now();
+      const plan = envelope.v === 2 ? planFromRows(envelope.body) : planEventsPage(envelope.body, { now: acceptedAt });
+      const t3 = performance.now();
+      parseMs += t1 - t0;
+      checkMs += t2 - t1;
+      rowsMs += t3 - t2;
       events += plan.received;
       messages += 1;
       pending.push(text);
       if (pending.length === batchMessages) await flush();
     }
+    // What version 1 makes the consumer do on top of version 2: the page's parts validated and mapped again.
+    if (version === 2)
+      for (const part of splitForQueue('events-page', page, maxBytes)) {
+        t0 = performance.now();
+        planEventsPage(part, { now: acceptedAt });
+        revalidateMs += performance.now() - t0;
+      }
   }
   await flush();
   await new Promise<void>((r) => out.end(() => r()));
-  return { file, batches, messages, events, planMs };
+  return { file, batches, messages, events, routeMs, parseMs, checkMs, rowsMs, revalidateMs };
+}
+
+/** A consumer batch's time by stage (ms, summed over the staged batches). */
+export interface BatchStages {
+  batches: number;
+  events: number;
+  readonly ms: Map<string, number>;
+}
+
+export const BATCH_STAGES = [
+  'SQS event: JSON.parse',
+  'message bodies: JSON.parse, envelope and row check',
+  'metrics statement',
+  'profiles statements',
+  'events COPY',
+  'pending rows and dirty marks',
+  'client work between statements',
+  'commit',
+] as const;
+type BatchStage = (typeof BATCH_STAGES)[number];
+
+class Laps {
+  private at = performance.now();
+  constructor(private readonly into: Map<string, number>) {}
+  lap(stage: BatchStage): void {
+    const now = performance.now();
+    this.into.set(stage, (this.into.get(stage) ?? 0) + now - this.at);
+    this.at = now;
+  }
+}
+
+function stageOfStatement(text: string): BatchStage {
+  if (/klaviyo_aggregate_(pending|dirty)|klaviyo_rollup_dimension/.test(text)) return 'pending rows and dirty marks';
+  if (text.includes('klaviyo_profiles')) return 'profiles statements';
+  if (text.includes('klaviyo_metrics')) return 'metrics statement';
+  if (text.includes('klaviyo_events')) return 'events COPY';
+  return 'client work between statements';
+}
+
+/**
+ * The Db the consumer is given for a staged batch: every statement and COPY timed and put to the
+ * stage it belongs to; what the client does between them to 'client work between statements'; the
+ * time before the first transaction to the message bodies; the end of the outer transaction to commit.
+ */
+function timedDb(db: Db, laps: Laps, outer: boolean): Db {
+  const timed: Db = {
+    driver: db.driver,
+    query: async (text, params) => {
+      laps.lap('client work between statements');
+      const rows = await db.query(text, params);
+      laps.lap(stageOfStatement(text));
+      return rows as never;
+    },
+    transaction: async (fn) => {
+      if (outer) laps.lap('message bodies: JSON.parse, envelope and row check');
+      const result = await db.transaction(async (tx) => {
+        const out = await fn(timedDb(tx, laps, false));
+        laps.lap('client work between statements');
+        return out;
+      });
+      if (outer) laps.lap('commit');
+      return result;
+    },
+  };
+  const copy = db.copyRows?.bind(db);
+  if (copy)
+    timed.copyRows = async (table, columns, rows) => {
+      laps.lap('client work between statements');
+      await copy(table, columns, rows);
+      laps.lap(
+        table === 'klaviyo_events'
+          ? 'events COPY'
+          : table === 'klaviyo_profiles'
+            ? 'profiles statements'
+            : table === 'klaviyo_metrics'
+              ? 'metrics statement'
+              : 'pending rows and dirty marks',
+      );
+    };
+  return timed;
 }
 
 export interface ConsumerRun {
@@ -96,57 +207,90 @@ export interface ConsumerRun {
   readonly ms: number;
   readonly rate: number;
   readonly slowestBatchMs: number;
+  /** CPU time of this (single-threaded) process over the run: every consumer's client work. */
+  readonly clientCpuMs: number;
 }
 
-/** Every prepared batch through the handler, `consumers` at a time; all must be stored. */
+/**
+ * Every prepared batch through the handler, `consumers` at a time; all must be stored. With `staged`,
+ * every `staged.every`-th batch goes instead through the same use case the handler calls, given a
+ * Db that times each statement (timedDb): where a batch's time goes, in the run's own conditions.
+ */
 export async function runConsumers(
   handler: ConsumerHandler,
   prepared: PreparedBatches,
   consumers: number,
+  staged?: { readonly every: number; readonly db: Db; readonly into: BatchStages },
 ): Promise<ConsumerRun> {
   const lines = createInterface({
     input: createReadStream(prepared.file, { highWaterMark: 1 << 20 }),
     crlfDelay: Infinity,
   })[Symbol.asyncIterator]();
   let reading: Promise<unknown> = Promise.resolve();
-  const next = (): Promise<string | undefined> => {
+  let taken = 0;
+  const next = (): Promise<{ line: string; index: number } | undefined> => {
     const line = reading.then(async () => {
       const r = await lines.next();
-      return r.done ? undefined : r.value;
+      return r.done ? undefined : { line: r.value, index: taken++ };
     });
     reading = line;
     return line;
   };
   let slowest = 0;
+  const cpuBefore = process.cpuUsage();
   const started = performance.now();
   await Promise.all(
     Array.from({ length: consumers }, async () => {
-      for (let line = await next(); line !== undefined; line = await next()) {
+      for (let item = await next(); item !== undefined; item = await next()) {
         const t0 = performance.now();
-        const answer = await handler(JSON.parse(line) as SQSEvent);
+        if (staged && (item.index + 1) % staged.every === 0) {
+          const laps = new Laps(staged.into.ms);
+          const event = JSON.parse(item.line) as SQSEvent;
+          laps.lap('SQS event: JSON.parse');
+          const outcome = await consumeIngestBatch(
+            timedDb(staged.db, laps, true),
+            event.Records.map((r) => ({ messageId: r.messageId, body: r.body })),
+          );
+          if (outcome.failed.length > 0) throw new Error(`a staged batch failed ${outcome.failed.length} messages`);
+          staged.into.batches += 1;
+          staged.into.events += outcome.counts.received;
+        } else {
+          const answer = await handler(JSON.parse(item.line) as SQSEvent);
+          if (answer.batchItemFailures.length > 0)
+            throw new Error(`the consumer reported ${answer.batchItemFailures.length} failures`);
+        }
         slowest = Math.max(slowest, performance.now() - t0);
-        if (answer.batchItemFailures.length > 0)
-          throw new Error(`the consumer reported ${answer.batchItemFailures.length} failures`);
       }
     }),
   );
   const ms = performance.now() - started;
-  return { consumers, events: prepared.events, ms, rate: prepared.events / (ms / 1000), slowestBatchMs: slowest };
+  const cpu = process.cpuUsage(cpuBefore);
+  return {
+    consumers,
+    events: prepared.events,
+    ms,
+    rate: prepared.events / (ms / 1000),
+    slowestBatchMs: slowest,
+    clientCpuMs: (cpu.user + cpu.system) / 1000,
+  };
 }
 
 /**
  * What the aggregator's bookkeeping adds to a batch's COPY: on `sample` batches written again into
- * the emptied events table, alternately the COPY of the batch's events alone and the events
- * statements the consumer runs (the same COPY, then pending rows and dirty marks), one transaction
- * per batch. Metrics and profiles are stored already (the consumer runs wrote them).
+ * the emptied events table, in turn the COPY of the batch's events alone, the events statements the
+ * consumer runs (the same COPY, then the dirty marks and the pending rows by COPY), and the same
+ * with the pending rows written by the statement that reads the copied events back (the path before
+ * pending rows went by COPY, still taken for times JavaScript cannot place in their hour: the
+ * batch's times are spelled with a seventh digit of a second, zero, to take it). One transaction per
+ * batch. Metrics and profiles are stored already (the consumer runs wrote them).
  */
 export async function batchBookkeeping(
   db: Db,
   sql: postgres.Sql,
   prepared: PreparedBatches,
   sample: number,
-): Promise<{ copyMs: number; eventsMs: number; batches: number }> {
-  const result = { copyMs: 0, eventsMs: 0, batches: 0 };
+): Promise<{ copyMs: number; eventsMs: number; readBackMs: number; batches: number }> {
+  const result = { copyMs: 0, eventsMs: 0, readBackMs: 0, batches: 0 };
   for (const timed of [false, true]) {
     await sql`TRUNCATE klaviyo_events, klaviyo_aggregate_pending, klaviyo_aggregate_dirty`;
     const lines = createInterface({
@@ -158,12 +302,15 @@ export async function batchBookkeeping(
       if (index >= sample) break;
       const event = JSON.parse(line) as SQSEvent;
       const events: NewEvent[] = event.Records.flatMap((r) => {
-        const m = JSON.parse(r.body) as { body: unknown; accepted_at: string };
-        return planEventsPage(m.body, { now: new Date(m.accepted_at) }).events;
+        const m = AnyQueuedMessageSchema.parse(JSON.parse(r.body));
+        return m.v === 2
+          ? planFromRows(m.body).events
+          : planEventsPage(m.body, { now: new Date(m.accepted_at) }).events;
       });
       events.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.timestamp < b.timestamp ? -1 : 1));
+      const variant = index % 3;
       const t0 = performance.now();
-      if (index % 2 === 0) {
+      if (variant === 0) {
         await db.transaction(async (tx) => {
           if (!tx.copyRows) throw new Error('the bench needs the postgres.js driver (COPY)');
           await tx.copyRows(
@@ -173,9 +320,14 @@ export async function batchBookkeeping(
           );
         });
         if (timed) result.copyMs += performance.now() - t0;
-      } else {
+      } else if (variant === 1) {
         await db.transaction((tx) => insertEvents(tx, 'default', events));
         if (timed) result.eventsMs += performance.now() - t0;
+      } else {
+        const spelled = events.map((e) => ({ ...e, timestamp: seventhDigit(e.timestamp) }));
+        const t1 = performance.now();
+        await db.transaction((tx) => insertEvents(tx, 'default', spelled));
+        if (timed) result.readBackMs += performance.now() - t1;
       }
       if (timed) result.batches += 1;
       index += 1;
@@ -183,4 +335,10 @@ export async function batchBookkeeping(
     lines.close();
   }
   return result;
+}
+
+/** The same instant with seven digits of a second (PostgreSQL reads it as the same microsecond). */
+function seventhDigit(timestamp: string): string {
+  const at = new Date(timestamp).toISOString();
+  return `${at.slice(0, 23)}0000Z`;
 }

@@ -12,7 +12,7 @@ export async function copyUnlessDuplicate(
   tx: Db,
   table: string,
   columns: readonly string[],
-  rows: readonly CopyRow[],
+  rows: Iterable<CopyRow>,
 ): Promise<unknown> {
   try {
     await tx.transaction(async (savepoint) => {

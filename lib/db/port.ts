@@ -28,9 +28,10 @@ export interface Db {
    * transaction's Db, savepoints included). Only the postgres.js driver has it, and only with
    * prepared statements on: DB_PREPARE=false means RDS Proxy or PgBouncer, where COPY has not been
    * tried. The Data API has no COPY. Resolves once the server has stored every row; rejects with the
-   * COPY's own error (its SQLSTATE in `code`) when the server refuses one.
+   * COPY's own error (its SQLSTATE in `code`) when the server refuses one. The rows may be made
+   * lazily (a generator): they are taken and sent a chunk at a time.
    */
-  copyRows?(table: string, columns: readonly string[], rows: readonly CopyRow[]): Promise<void>;
+  copyRows?(table: string, columns: readonly string[], rows: Iterable<CopyRow>): Promise<void>;
 }
 
 export interface ClosableDb extends Db {

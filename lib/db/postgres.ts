@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { Writable } from 'node:stream';
 import postgres from 'postgres';
 import type { PostgresConnection, PostgresTuning } from '../config';
 import { log, isDebugEnabled } from '../log';
@@ -78,8 +79,7 @@ interface SettlableQuery {
  * query, is caught on the way so that the caller sees its SQLSTATE (a statement_timeout stays
  * retryable), not the follow-up's "transaction is aborted".
  */
-async function copyInto(tx: TxSql, table: string, columns: readonly string[], rows: readonly CopyRow[]): Promise<void> {
-  const text = copyTextOf(rows, columns.length);
+async function copyInto(tx: TxSql, table: string, columns: readonly string[], rows: Iterable<CopyRow>): Promise<void> {
   // Under the connection's force_custom_plan (see connect), PostgreSQL would also plan the foreign
   // key checks' internal query afresh for every copied row, a large part of a page's COPY into
   // klaviyo_events. Those plans are cached as usual during the COPY; the RESET after
@@ -113,18 +113,89 @@ async function copyInto(tx: TxSql, table: string, columns: readonly string[], ro
     };
   }
   const writable = await pending.writable();
+  let abandoned: Error | undefined;
   try {
-    await new Promise<void>((resolve, fail) => {
-      writable.write(text, (err) => (err ? fail(err) : resolve()));
-    });
+    // The rows are turned into text (and, for a lazy iterable, made) a chunk at a time, each chunk
+    // written as soon as it is ready: the server parses and stores one chunk on its own core while
+    // this process prepares the next, instead of waiting for the whole text.
+    const pieces = copyTextPieces(rows, columns.length);
+    let previous: string | undefined;
+    for (;;) {
+      let next: IteratorResult<string>;
+      try {
+        next = pieces.next();
+      } catch (err) {
+        // A row this process cannot send (copyTextOf refuses NUL and lone surrogates): the COPY is
+        // abandoned (CopyFail, the server rolls it back), and the caller sees the reason.
+        // Its SQLSTATE (57014, as a cancelled statement) would read as a passing failure: the
+        // reason thrown is this process's own.
+        abandoned = err instanceof Error ? err : new Error(String(err));
+        writable.destroy(abandoned);
+        await new Promise((resolve) => setImmediate(resolve));
+        await tx.unsafe('RESET plan_cache_mode').catch(() => undefined);
+        throw abandoned;
+      }
+      if (next.done) break;
+      if (previous !== undefined) await written(writable, previous, false);
+      previous = next.value;
+    }
+    await written(writable, previous ?? '', true);
     writable.end();
     // end() hands the stream to postgres.js's final step (CopyDone) in this turn or the next;
     // until then the connection refuses other statements ("COPY_IN_PROGRESS").
     await new Promise((resolve) => setImmediate(resolve));
     await tx.unsafe('RESET plan_cache_mode');
   } catch (err) {
-    throw copyError ?? streamError ?? err;
+    throw abandoned ?? copyError ?? streamError ?? err;
   }
+}
+
+/** Rows per piece of COPY text written at once. */
+const COPY_CHUNK_ROWS = 100;
+
+function* copyTextPieces(rows: Iterable<CopyRow>, width: number): Generator<string> {
+  let chunk: CopyRow[] = [];
+  for (const row of rows) {
+    chunk.push(row);
+    if (chunk.length === COPY_CHUNK_ROWS) {
+      yield copyTextOf(chunk, width);
+      chunk = [];
+    }
+  }
+  if (chunk.length > 0) yield copyTextOf(chunk, width);
+}
+
+/**
+ * Writes one piece of COPY text: the last one until the stream has taken it; the others until the
+ * stream has room again (backpressure). A stream postgres.js destroys meanwhile (the server refused
+ * a row) ends the wait with its error.
+ */
+function written(stream: Writable, text: string, last: boolean): Promise<void> {
+  return new Promise<void>((resolve, fail) => {
+    // Destroyed before this piece (the server refused an earlier one): no event would come.
+    if (stream.destroyed) {
+      fail(stream.errored ?? new Error('the COPY stream closed before its end'));
+      return;
+    }
+    const settle = (err?: Error | null) => {
+      stream.off('drain', onDrain);
+      stream.off('error', onError);
+      stream.off('close', onClose);
+      if (err) fail(err);
+      else resolve();
+    };
+    const onDrain = () => settle();
+    const onError = (err: unknown) => settle(err instanceof Error ? err : new Error('the COPY stream failed'));
+    const onClose = () => settle(new Error('the COPY stream closed before its end'));
+    stream.on('error', onError);
+    stream.on('close', onClose);
+    if (last) {
+      stream.write(text, (err) => settle(err));
+      return;
+    }
+    if (stream.write(text)) settle();
+    else stream.on('drain', onDrain);
+  });
 }
 
 /** What a transaction may do besides statements; see `copyRows` on the port. */
@@ -144,9 +215,9 @@ function txDb(tx: TxSql, state: TxState, options: TxOptions): Db {
       (await tx.savepoint(async (sp) => unlessConnectionGone(state, () => fn(txDb(sp, state, options))))) as R,
   };
   if (options.copy) {
-    db.copyRows = async (table: string, columns: readonly string[], rows: readonly CopyRow[]) => {
+    db.copyRows = async (table: string, columns: readonly string[], rows: Iterable<CopyRow>) => {
       if (state.gone) throw connectionGoneError();
-      if (rows.length > 0) await copyInto(tx, table, columns, rows);
+      await copyInto(tx, table, columns, rows);
     };
   }
   return db;

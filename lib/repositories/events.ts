@@ -187,8 +187,11 @@ async function insertByCopy(db: Db, accountId: string, events: readonly NewEvent
     keys.add(key);
     return true;
   });
-  const rows = unique.map((e) => eventCopyRow(accountId, e));
-  if ((await copyUnlessDuplicate(db, 'klaviyo_events', EVENT_COLUMNS, rows)) === undefined)
+  // Made as the COPY takes them, so that the server stores the first rows while the rest are made.
+  const rowsOf = function* (list: readonly NewEvent[]) {
+    for (const e of list) yield eventCopyRow(accountId, e);
+  };
+  if ((await copyUnlessDuplicate(db, 'klaviyo_events', EVENT_COLUMNS, rowsOf(unique))) === undefined)
     return markCopied(db, accountId, unique);
   const stored = await db.query<{ position: string }>(STORED_POSITIONS_SQL, [
     accountId,
@@ -197,18 +200,102 @@ async function insertByCopy(db: Db, accountId: string, events: readonly NewEvent
   const storedAt = new Set(stored.map((r) => Number(r.position)));
   const fresh = unique.filter((_, i) => !storedAt.has(i));
   if (fresh.length === 0) return 0;
-  const refused = await copyUnlessDuplicate(
-    db,
-    'klaviyo_events',
-    EVENT_COLUMNS,
-    rows.filter((_, i) => !storedAt.has(i)),
-  );
+  const refused = await copyUnlessDuplicate(db, 'klaviyo_events', EVENT_COLUMNS, rowsOf(fresh));
   if (refused !== undefined) return insertThroughJson(db, accountId, events);
   return markCopied(db, accountId, fresh);
 }
 
-/** The pending rows and dirty marks of events just copied, in the same transaction, after them. */
+// The dirty marks of the copied rows' (metric, hour) pairs, and in the same statement, so in one
+// snapshot, the registered dimension keys and the registry's generation they belong to: the pending
+// rows copied next carry the values of exactly those keys, stamped with that generation
+// (migrations/0012_ingest_bookkeeping.sql says why the pair must agree).
+const MARK_AND_READ_REGISTRY_SQL = `WITH dirty AS (
+       INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket)
+       SELECT DISTINCT $1::text, b->>0, (b->>1)::timestamptz FROM jsonb_array_elements($2::jsonb) AS b
+       ORDER BY 2, 3
+       ON CONFLICT (account_id, metric_id, bucket) DO UPDATE SET first_marked_at = klaviyo_aggregate_dirty.first_marked_at
+       RETURNING 1
+     )
+     SELECT (SELECT count(*) FROM dirty) AS dirty,
+            (SELECT generation FROM klaviyo_rollup_dimension_generation)::text AS generation,
+            (SELECT coalesce(jsonb_agg(dimension), '[]'::jsonb) FROM klaviyo_rollup_dimensions) AS keys`;
+
+/** klaviyo_aggregate_pending's columns as ingest writes them, in the order of pendingCopyRow's fields. */
+const PENDING_COLUMNS = [
+  'account_id',
+  'metric_id',
+  'bucket',
+  'event_id',
+  '"timestamp"',
+  'profile_id',
+  'value',
+  'dimension_values',
+  'dimension_generation',
+] as const;
+
+// Times whose UTC hour JavaScript finds exactly as PostgreSQL does: at most microseconds (PostgreSQL
+// rounds a seventh digit, which can carry into the next hour; Date.parse truncates) and an explicit
+// zone. The mapping writes every time this way; anything else takes the statement's path.
+const EXACT_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})$/;
+const HOUR_MS = 3_600_000;
+
+/** The UTC hour an event falls in, as date_trunc('hour', t, 'UTC') has it; undefined when unsure. */
+function hourOf(timestamp: string): string | undefined {
+  if (!EXACT_INSTANT.test(timestamp)) return undefined;
+  const ms = Date.parse(timestamp);
+  return Number.isFinite(ms) ? new Date(Math.floor(ms / HOUR_MS) * HOUR_MS).toISOString() : undefined;
+}
+
+/** The event's non-empty values of the registered keys, as the statement path computes them. */
+function dimensionValuesOf(e: NewEvent, registered: ReadonlySet<string>): string {
+  // No prototype: a key named __proto__ is then a key like any other.
+  const values = Object.create(null) as Record<string, unknown>;
+  if (registered.size > 0 && !Array.isArray(e.properties))
+    for (const key of registered) {
+      const value = Object.hasOwn(e.properties, key) ? e.properties[key] : undefined;
+      if (value !== undefined && value !== null && value !== '') values[key] = value;
+    }
+  return JSON.stringify(values);
+}
+
+/**
+ * The pending rows and dirty marks of events just copied, in the same transaction, after them: the
+ * marks and the registry in one statement, then the pending rows by COPY, built here from the rows
+ * just copied (the statement path reads each event back by primary key and takes its values in SQL;
+ * tests/aggregation/bookkeeping.test.ts checks that both carry the same values).
+ */
 async function markCopied(db: Db, accountId: string, copied: readonly NewEvent[]): Promise<number> {
+  const hours = copied.map((e) => hourOf(e.timestamp));
+  if (!db.copyRows || hours.some((h) => h === undefined)) return markCopiedByStatement(db, accountId, copied);
+  const pairs = new Map<string, [string, string]>();
+  copied.forEach((e, i) => pairs.set(`${e.metricId}\u0000${hours[i]}`, [e.metricId, hours[i] as string]));
+  const marked = await db.query<{ generation: string | null; keys: unknown }>(MARK_AND_READ_REGISTRY_SQL, [
+    accountId,
+    JSON.stringify([...pairs.values()]),
+  ]);
+  const generation = marked[0]?.generation ?? null;
+  const keys = marked[0]?.keys;
+  const registered = new Set(Array.isArray(keys) ? keys.filter((k): k is string => typeof k === 'string') : []);
+  await db.copyRows(
+    'klaviyo_aggregate_pending',
+    PENDING_COLUMNS,
+    copied.map((e, i): CopyRow => [
+      accountId,
+      e.metricId,
+      hours[i] as string,
+      e.id,
+      e.timestamp,
+      e.profileId,
+      e.value,
+      dimensionValuesOf(e, registered),
+      generation,
+    ]),
+  );
+  return copied.length;
+}
+
+/** The same by one statement that reads the copied rows back (times JavaScript cannot place exactly). */
+async function markCopiedByStatement(db: Db, accountId: string, copied: readonly NewEvent[]): Promise<number> {
   const marked = await db.query<{ inserted: string }>(MARK_COPIED_SQL, [
     accountId,
     JSON.stringify(copied.map((e) => ({ id: e.id, timestamp: e.timestamp }))),

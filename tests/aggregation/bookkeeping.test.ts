@@ -2,6 +2,7 @@ import { runAggregation } from '../../lib/app/aggregation';
 import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 import { bulkCreateEvents, createEvent, ingestEventsPage } from '../../lib/app/ingest';
 import type { Db } from '../../lib/db/port';
+import { insertEvents, type NewEvent } from '../../lib/repositories/events';
 import { useFreshDatabase } from '../support/database';
 import { storeEvents, type SimpleEvent } from '../support/events';
 import { eventsPage } from '../ingest/helpers';
@@ -131,6 +132,82 @@ describe('pending rows carry the registered keys’ values', () => {
     );
     expect(rows).toEqual([{ event_count: '3' }]);
   });
+});
+
+describe('pending rows and dirty marks, whatever the spelling of the time', () => {
+  const t = useFreshDatabase();
+
+  // Times as a sender may spell them: offsets, seconds' fractions to the microsecond and beyond (the
+  // database rounds a seventh digit, which can carry into the next hour), the last instant of an hour.
+  const TIMES = [
+    '2024-05-01T10:00:00Z',
+    '2024-05-01T10:59:59.999999Z',
+    '2024-05-01T12:30:00+05:30',
+    '2024-04-30T23:10:00-03:00',
+    '2024-05-01T11:59:59.9999996Z',
+  ];
+
+  function spelled(prefix: string, times: readonly string[]): NewEvent[] {
+    return times.map((timestamp, i) => {
+      const properties = { [FLOW]: `Flow ${i}`, [CHANNEL]: i % 2 === 0 ? '' : 'email' };
+      return {
+        id: `${prefix}${i}`,
+        timestamp,
+        metricId: METRIC,
+        profileId: i % 2 === 0 ? `p${i}` : null,
+        value: i % 3 === 0 ? null : `${i}.5`,
+        valueCurrency: null,
+        uuid: null,
+        uniqueId: null,
+        properties,
+        rawData: {
+          type: 'event',
+          id: `${prefix}${i}`,
+          attributes: { datetime: timestamp, event_properties: properties },
+        },
+      };
+    });
+  }
+
+  /** Every pending row of the prefix's events that disagrees with its event, and every event without its mark. */
+  async function disagreements(db: Db, prefix: string): Promise<unknown[]> {
+    return db.query(
+      `SELECT e.id, p.bucket, p."timestamp", p.profile_id, p.value, m.bucket AS mark
+         FROM klaviyo_events e
+         LEFT JOIN klaviyo_aggregate_pending p
+           ON p.account_id = e.account_id AND p.event_id = e.id AND p."timestamp" = e."timestamp"
+         LEFT JOIN klaviyo_aggregate_dirty m
+           ON m.account_id = e.account_id AND m.metric_id = e.metric_id AND m.bucket = date_trunc('hour', e."timestamp", 'UTC')
+        WHERE e.account_id = $1 AND e.id LIKE $2 || '%'
+          AND (p.event_id IS NULL OR m.bucket IS NULL
+               OR p.bucket <> date_trunc('hour', e."timestamp", 'UTC') OR p.metric_id <> e.metric_id
+               OR p.profile_id IS DISTINCT FROM e.profile_id OR p.value IS DISTINCT FROM e.value)`,
+      [DEFAULT_ACCOUNT_ID, prefix],
+    );
+  }
+
+  it.each([
+    ['the driver’s own path, times as the mapping writes them', 'wa', TIMES.slice(0, 4), (db: Db) => db],
+    ['the driver’s own path, with a seventh digit of a second', 'wb', TIMES, (db: Db) => db],
+    ['the JSON statement', 'wj', TIMES, withoutCopy],
+  ])(
+    'through %s: each event’s pending row in its own UTC hour, and its hour marked',
+    async (_, prefix, times, wrap) => {
+      const events = spelled(prefix, times);
+      await t.db.query(
+        `INSERT INTO klaviyo_metrics (account_id, id, name) VALUES ($1, $2, 'Bookkeeping') ON CONFLICT (account_id, id) DO NOTHING`,
+        [DEFAULT_ACCOUNT_ID, METRIC],
+      );
+      const result = await t.db.transaction((tx) => insertEvents(wrap(tx), DEFAULT_ACCOUNT_ID, events));
+      expect(result).toEqual({ inserted: events.length, duplicates: 0 });
+      expect(await disagreements(t.db, prefix)).toEqual([]);
+      const keys = await registered(t.db);
+      const rows = (await pendingRows(t.db)).filter((r) => r.event_id.startsWith(prefix));
+      expect(rows.map((r) => r.dimension_values)).toEqual(events.map((e) => expectedCarried(e.properties, keys)));
+      await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
+      await expectExact(t.db);
+    },
+  );
 });
 
 describe('the registry changing while events are pending', () => {

@@ -152,6 +152,34 @@ describe('postgres.js driver: copyRows', () => {
     }
   });
 
+  it('takes rows made lazily, a chunk at a time, and abandons the COPY with its own reason when a row cannot be sent', async () => {
+    const db = createPostgresDb({ url: t.url, ...tuning, poolMax: 1 });
+    const rows = function* (count: number, unsendableAt?: number) {
+      for (let n = 0; n < count; n += 1) yield [String(n), n === unsendableAt ? 'a\u0000b' : `row ${n}`];
+    };
+    try {
+      await db.query('CREATE TABLE copied_lazily (n int PRIMARY KEY, v text)');
+      // Several chunks, all stored in order.
+      await db.transaction(async (tx) => tx.copyRows?.('copied_lazily', ['n', 'v'], rows(1234)));
+      const stored = await db.query<{ n: string; last: string }>(
+        `SELECT count(*) AS n, max(v) FILTER (WHERE n = 1233) AS last FROM copied_lazily`,
+      );
+      expect(stored).toEqual([{ n: '1234', last: 'row 1233' }]);
+      // A NUL past the first chunks: this process's error (not the server's 57014 for a cancelled
+      // COPY, which would read as a passing failure), nothing of the COPY stored, the connection usable.
+      await db.query('TRUNCATE copied_lazily');
+      const refused = await db
+        .transaction(async (tx) => tx.copyRows?.('copied_lazily', ['n', 'v'], rows(1234, 777)))
+        .catch((err: unknown) => err);
+      expect(refused).toBeInstanceOf(Error);
+      expect((refused as Error).message).toMatch(/NUL/);
+      expect((refused as { code?: unknown }).code).toBeUndefined();
+      expect(await db.query<{ n: string }>('SELECT count(*) AS n FROM copied_lazily')).toEqual([{ n: '0' }]);
+    } finally {
+      await db.close();
+    }
+  });
+
   it('offers no COPY without prepared statements (the RDS Proxy / PgBouncer setting, where COPY has not been tried)', async () => {
     const proxied = createPostgresDb({ url: t.url, ...tuning, poolMax: 1, prepare: false });
     const direct = createPostgresDb({ url: t.url, ...tuning, poolMax: 1, prepare: true });

@@ -186,7 +186,8 @@ describe('ingest: the COPY path and the JSON path', () => {
     expect(first).toMatchObject({ received: 40, inserted: 40, duplicates: 0 });
 
     const copies = viaDefault.db.driver === 'postgres';
-    expect(seen.copiedInto).toEqual(copies ? ['klaviyo_profiles', 'klaviyo_events'] : []);
+    // The events, then their pending rows (lib/repositories/events.ts: markCopied).
+    expect(seen.copiedInto).toEqual(copies ? ['klaviyo_profiles', 'klaviyo_events', 'klaviyo_aggregate_pending'] : []);
     expect(
       seen.statements.some((s) => s.includes('jsonb_to_recordset($2::jsonb) AS r(\n         id text, ts timestamptz')),
     ).toBe(!copies);
@@ -263,7 +264,7 @@ describe('ingest: the COPY path and the JSON path', () => {
     expect(written).toMatchObject({ received: 40, inserted: 20, duplicates: 20 });
     if (viaDefault.db.driver === 'postgres') {
       // Refused after the wait, then the read, then the other twenty by COPY.
-      expect(seen.copiedInto).toEqual(['klaviyo_events', 'klaviyo_events']);
+      expect(seen.copiedInto).toEqual(['klaviyo_events', 'klaviyo_events', 'klaviyo_aggregate_pending']);
       expect(seen.statements.filter((s) => s.includes('WITH ORDINALITY AS k(key, position)'))).toHaveLength(1);
     } else {
       expect(seen.statements.some((s) => s.includes('ON CONFLICT (account_id, id, "timestamp") DO NOTHING'))).toBe(
@@ -344,7 +345,7 @@ describe('ingest: the COPY path and the JSON path', () => {
     expect(written).toMatchObject({ received: 30, inserted: 30, profiles_upserted: 5 });
     if (viaDefault.db.driver === 'postgres') {
       // Refused once (the holder's five), then the page's ten inserted unless stored; one read only.
-      expect(seen.copiedInto).toEqual(['klaviyo_profiles', 'klaviyo_events']);
+      expect(seen.copiedInto).toEqual(['klaviyo_profiles', 'klaviyo_events', 'klaviyo_aggregate_pending']);
       expect(seen.statements.filter((s) => s.includes('ON CONFLICT (account_id, id) DO NOTHING'))).toHaveLength(1);
       expect(
         seen.statements.filter((s) => s.includes('FROM klaviyo_profiles p\n   WHERE p.account_id = $1 AND p.id IN')),

@@ -8,6 +8,8 @@ import type { SQSEvent } from 'aws-lambda';
 import { handler as ingest } from '../../functions/ingest';
 import { handler as consumer } from '../../functions/ingestConsumer';
 import { ingestEventsPage } from '../../lib/app/ingest';
+import { ingestMessages } from '../../lib/app/ingest/enqueue';
+import { queuedMessages, splitForQueue } from '../../lib/app/ingest/queueMessages';
 import type { Db } from '../../lib/db/port';
 import { queueDepth, startLocalQueues, startPoller, type LocalQueues, type Poller } from '../../scripts/localQueue';
 import { freshDatabase, useFreshDatabase, type TestDatabase } from '../support/database';
@@ -442,6 +444,76 @@ describe('queue mode: POST 202, then the consumer stores it', () => {
       `SELECT count(*) AS n FROM klaviyo_queue_rejects WHERE body LIKE '%crash%'`,
     );
     expect(rejects[0]?.n).toBe('0');
+  });
+
+  it('still writes pages queued as their own bodies (version 1, queued before a deployment), as the route stores them', async () => {
+    const page = eventsPage({ events: 80, prefix: 'vone', metrics: 2, profiles: 8 });
+    const bodies = splitForQueue('events-page', page, MAX_BYTES);
+    const context = { accountId: 'default', acceptedAt: new Date(), requestId: 'v1' };
+    for (const body of queuedMessages('events-page', bodies, context))
+      await queues.client.send(new SendMessageCommand({ QueueUrl: queues.queueUrl, MessageBody: body }));
+    startConsuming();
+    await drained();
+    await stopConsuming();
+    const reference: TestDatabase = await freshDatabase({ setEnv: false });
+    try {
+      await ingestEventsPage(reference.db, 'default', page);
+      const vone = async (db: Db) =>
+        db.query(
+          `SELECT count(*) AS n, md5(string_agg(concat_ws('|', id, "timestamp", metric_id, profile_id, value, properties::text,
+                  raw_data::text), E'\\n' ORDER BY id)) AS sum
+             FROM klaviyo_events WHERE account_id = 'default' AND id LIKE 'vone%'`,
+        );
+      expect(await vone(t.db)).toEqual(await vone(reference.db));
+      expect((await vone(t.db))[0]).toMatchObject({ n: '80' });
+    } finally {
+      await reference.drop();
+    }
+  });
+
+  it('rejects rows that are not rows, and rows the database refuses, and stores their batch-mates', async () => {
+    const { messages } = ingestMessages('events-page', eventsPage({ events: 6, prefix: 'rowmate', metrics: 1 }), {
+      accountId: 'default',
+      acceptedAt: new Date(),
+      requestId: 'rows',
+      maxMessageBytes: MAX_BYTES,
+    });
+    const envelope = JSON.parse(messages[0] as string) as { body: { events: unknown[][] } };
+    const twisted = (change: (row: unknown[]) => void) => {
+      const copy = JSON.parse(JSON.stringify(envelope)) as typeof envelope;
+      copy.body.events = copy.body.events.slice(0, 1);
+      copy.body.events[0]![0] = 'rowbad';
+      change(copy.body.events[0]!);
+      return JSON.stringify(copy);
+    };
+    const record = (messageId: string, body: string) => ({ messageId, body });
+    const answer = await consumer({
+      Records: [
+        record('good', messages[0] as string),
+        // An id that is not text: the envelope check refuses it before any database work.
+        record(
+          'not-a-row',
+          twisted((row) => (row[0] = 12)),
+        ),
+        // A time the database cannot read: refused by the COPY (22007), found when written alone.
+        record(
+          'bad-time',
+          twisted((row) => (row[1] = 'the day after tomorrow')),
+        ),
+      ],
+    } as unknown as SQSEvent);
+    expect(answer.batchItemFailures.map((f) => f.itemIdentifier).sort()).toEqual(['bad-time', 'not-a-row']);
+    const stored = await t.db.query<{ n: string }>(
+      `SELECT count(*) AS n FROM klaviyo_events WHERE account_id = 'default' AND id LIKE 'rowmate%'`,
+    );
+    expect(stored[0]?.n).toBe('6');
+    const rejects = await t.db.query<{ message_id: string; code: string }>(
+      `SELECT message_id, code FROM klaviyo_queue_rejects WHERE message_id IN ('not-a-row', 'bad-time') ORDER BY message_id`,
+    );
+    expect(rejects).toEqual([
+      { message_id: 'bad-time', code: '22007' },
+      { message_id: 'not-a-row', code: 'invalid_envelope' },
+    ]);
   });
 
   it('never throws to the runtime, whatever the event', async () => {

@@ -1,6 +1,8 @@
 import { planEventsPage } from '../../lib/app/ingest';
 import { planBulkCreate } from '../../lib/app/ingest/klaviyoWrites';
-import { queuedMessages, splitForQueue } from '../../lib/app/ingest/queueMessages';
+import { ingestMessages } from '../../lib/app/ingest/enqueue';
+import { AnyQueuedMessageSchema, queuedMessages, splitForQueue } from '../../lib/app/ingest/queueMessages';
+import { planFromRows } from '../../lib/app/ingest/queueRows';
 import { eventsPage } from '../ingest/helpers';
 
 /**
@@ -14,6 +16,12 @@ const options = { now, maxResources: 1000 };
 const context = { accountId: 'default', acceptedAt: now, requestId: 'r-1' };
 
 describe('splitting a request into queue messages', () => {
+  beforeAll(() => {
+    // The route's limits come from the configuration, which needs a database address (unused here).
+    process.env.INGEST_MAX_RESOURCES = '1000';
+    process.env.DATABASE_URL ??= 'postgres://unused@127.0.0.1:1/unused';
+  });
+
   it.each([16_384, 65_536, 262_144])(
     'a page, at most %i bytes a message: every part fits, together they are the page',
     (max) => {
@@ -45,6 +53,49 @@ describe('splitting a request into queue messages', () => {
           body,
         })),
       );
+    },
+  );
+
+  it.each([16_384, 65_536, 262_144])(
+    'a page as the route queues it (rows, version 2), at most %i bytes a message: every part fits, together they are the page',
+    (max) => {
+      const page = eventsPage({ events: 400, prefix: 'r', metrics: 5, profiles: 60, includeMetrics: max > 16_384 });
+      page.included.push({ type: 'profile', id: 'Plonely', attributes: { email: 'lonely@example.com' } });
+      const { received, messages } = ingestMessages('events-page', page, { ...context, maxMessageBytes: max });
+      expect(received).toBe(400);
+      for (const m of messages) expect(bytes(m)).toBeLessThanOrEqual(max);
+      if (max < 262_144) expect(messages.length).toBeGreaterThan(1);
+      const envelopes = messages.map((m) => AnyQueuedMessageSchema.parse(JSON.parse(m)));
+      envelopes.forEach((e, part) =>
+        expect({ ...e, body: undefined }).toEqual({
+          v: 2,
+          kind: 'events-page',
+          account_id: 'default',
+          accepted_at: now.toISOString(),
+          request_id: 'r-1',
+          part,
+          parts: messages.length,
+          body: undefined,
+        }),
+      );
+      const planned = envelopes.map((e) => (e.v === 2 ? planFromRows(e.body) : planEventsPage(e.body, options)));
+      // What the whole page plans, row for row (the rows went through JSON, as on the queue).
+      const whole = JSON.parse(JSON.stringify(planEventsPage(page, options))) as ReturnType<typeof planEventsPage>;
+      expect(planned.flatMap((p) => p.events).sort((a, b) => (a.id < b.id ? -1 : 1))).toEqual(whole.events);
+      const byId = <T extends { id: string }>(list: T[]) => [...new Map(list.map((x) => [x.id, x])).values()];
+      const sorted = <T extends { id: string }>(list: T[]) => list.sort((a, b) => (a.id < b.id ? -1 : 1));
+      expect(sorted(byId(planned.flatMap((p) => p.profiles)))).toEqual(whole.profiles);
+      expect(sorted(byId(planned.flatMap((p) => p.metrics)))).toEqual(whole.metrics);
+      // Each part carries the rows its events name, as the whole has them (a full copy, or a stub).
+      for (const p of planned) {
+        const profiles = new Map(p.profiles.map((x) => [x.id, x]));
+        const metrics = new Map(p.metrics.map((x) => [x.id, x]));
+        for (const e of p.events) {
+          expect(metrics.get(e.metricId)).toEqual(whole.metrics.find((m) => m.id === e.metricId));
+          if (e.profileId !== null)
+            expect(profiles.get(e.profileId)).toEqual(whole.profiles.find((x) => x.id === e.profileId));
+        }
+      }
     },
   );
 
@@ -84,8 +135,12 @@ describe('splitting a request into queue messages', () => {
   it('refuses with 413 and its pointer what no message can hold', () => {
     const page = eventsPage({ events: 3, prefix: 't' });
     page.data[2].attributes.event_properties.blob = 'x'.repeat(20_000);
-    expect(() => splitForQueue('events-page', page, 16_384)).toThrow(
-      expect.objectContaining({ status: 413, items: [expect.objectContaining({ pointer: '/data/2' })] }),
+    const refused = expect.objectContaining({ status: 413, items: [expect.objectContaining({ pointer: '/data/2' })] });
+    expect(() => splitForQueue('events-page', page, 16_384)).toThrow(refused);
+    // As rows too: the pointer is the event's place in the request, not in the sorted rows.
+    page.data.reverse();
+    expect(() => ingestMessages('events-page', page, { ...context, maxMessageBytes: 16_384 })).toThrow(
+      expect.objectContaining({ status: 413, items: [expect.objectContaining({ pointer: '/data/0' })] }),
     );
   });
 });

@@ -4,7 +4,8 @@ import { planEventsPage } from './eventsPage';
 import { planBulkCreate, planCreateEvent } from './klaviyoWrites';
 import { planBulkImportProfiles } from './profileWrites';
 import { planMetricsDocument, planProfilesDocument } from './resources';
-import { queuedMessages, splitForQueue, type QueuedKind } from './queueMessages';
+import { queuedMessages, queuedRowsMessages, splitForQueue, type QueuedKind } from './queueMessages';
+import { splitPlanForQueue } from './queueRows';
 
 /**
  * Queue mode's half of an ingest request (docs/queue.md): validate it exactly as the synchronous
@@ -29,11 +30,9 @@ export interface EnqueueContext {
   readonly now?: Date;
 }
 
-function receivedOf(kind: QueuedKind, body: unknown, now: Date): number {
+function receivedOf(kind: Exclude<QueuedKind, 'events-page'>, body: unknown, now: Date): number {
   const options = { now };
   switch (kind) {
-    case 'events-page':
-      return planEventsPage(body, options).received;
     case 'create-event':
       return planCreateEvent(body, options).reduce((n, e) => n + e.events.length, 0);
     case 'bulk-create':
@@ -45,6 +44,36 @@ function receivedOf(kind: QueuedKind, body: unknown, now: Date): number {
     case 'profile-bulk-import':
       return planBulkImportProfiles(body, options).length;
   }
+}
+
+/**
+ * A request as the text of its queue messages, validated first (HttpError 400 with every pointer).
+ * A page of events travels as the rows it maps to (version 2: the consumer checks their shapes and
+ * does not validate or map the page again); the other kinds, a few per request, as their own
+ * bodies (version 1).
+ */
+export function ingestMessages(
+  kind: QueuedKind,
+  body: unknown,
+  context: { accountId: string; acceptedAt: Date; requestId: string; maxMessageBytes: number },
+): { received: number; messages: string[] } {
+  if (kind === 'events-page') {
+    const plan = planEventsPage(body, { now: context.acceptedAt });
+    const data = (body as { data: unknown[] }).data;
+    const included = (body as { included?: unknown[] | null }).included ?? [];
+    const pointerOf = (rawData: object) => {
+      const i = data.indexOf(rawData);
+      return i >= 0 ? `/data/${i}` : `/included/${included.indexOf(rawData)}`;
+    };
+    return {
+      received: plan.received,
+      messages: queuedRowsMessages(splitPlanForQueue(plan, context.maxMessageBytes, pointerOf), context),
+    };
+  }
+  return {
+    received: receivedOf(kind, body, context.acceptedAt),
+    messages: queuedMessages(kind, splitForQueue(kind, body, context.maxMessageBytes), context),
+  };
 }
 
 /**
@@ -60,12 +89,7 @@ export async function enqueueIngest(
   context: EnqueueContext,
 ): Promise<QueueReceipt> {
   const acceptedAt = context.now ?? new Date();
-  const received = receivedOf(kind, body, acceptedAt);
-  const messages = queuedMessages(kind, splitForQueue(kind, body, context.maxMessageBytes), {
-    accountId: context.accountId,
-    acceptedAt,
-    requestId: context.requestId,
-  });
+  const { received, messages } = ingestMessages(kind, body, { ...context, acceptedAt });
   try {
     await sender.send(messages);
   } catch (err) {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { HttpError } from '../../klaviyo/errors';
+import { EventRowsBodySchema, type EventRowsBody } from './queueRows';
 import { isPlainObject } from './validation';
 
 /**
@@ -20,17 +21,30 @@ export const QUEUED_KINDS = [
 ] as const;
 export type QueuedKind = (typeof QUEUED_KINDS)[number];
 
-export const QueuedMessageSchema = z.object({
-  v: z.literal(1),
+const ENVELOPE_FIELDS = {
   kind: z.enum(QUEUED_KINDS),
   account_id: z.string().min(1).max(255),
   accepted_at: z.iso.datetime({ offset: true }),
   request_id: z.string().max(255),
   part: z.number().int().nonnegative(),
   parts: z.number().int().positive(),
-  body: z.unknown(),
-});
+};
+
+/** Version 1: the request's own body (its part of it), validated and mapped again by the consumer. */
+export const QueuedMessageSchema = z.object({ v: z.literal(1), ...ENVELOPE_FIELDS, body: z.unknown() });
 export type QueuedMessage = z.infer<typeof QueuedMessageSchema>;
+
+/** Version 2: a page of events as the rows the route mapped it to (queueRows.ts). */
+const QueuedRowsMessageSchema = z.object({
+  v: z.literal(2),
+  ...ENVELOPE_FIELDS,
+  kind: z.literal('events-page'),
+  body: EventRowsBodySchema,
+});
+type QueuedRowsMessage = z.infer<typeof QueuedRowsMessageSchema>;
+
+/** What the consumer accepts: both versions, so that messages queued before a deployment are still written. */
+export const AnyQueuedMessageSchema = z.discriminatedUnion('v', [QueuedMessageSchema, QueuedRowsMessageSchema]);
 
 /** Room kept in each message for the envelope around the body (kind, ids, instants). */
 const ENVELOPE_BYTES = 1024;
@@ -203,8 +217,10 @@ function splitProfileImport(body: ProfileImportBody, budget: number, maxBytes: n
 }
 
 /**
- * The request (already validated: its shape is known) as the bodies of its messages, each under
- * `maxBytes` once wrapped in its envelope.
+ * The request (already validated: its shape is known) as the bodies of its messages (version 1),
+ * each under `maxBytes` once wrapped in its envelope. The routes queue pages as rows instead
+ * (queueRows.ts); a page split here is what they queued before version 2, which the consumer still
+ * reads (its tests, and the ingest bench's BENCH_QUEUE_VERSION=1, make such messages).
  */
 export function splitForQueue(kind: QueuedKind, body: unknown, maxBytes: number): unknown[] {
   const budget = maxBytes - ENVELOPE_BYTES;
@@ -241,5 +257,24 @@ export function queuedMessages(
       parts: bodies.length,
       body,
     } satisfies QueuedMessage),
+  );
+}
+
+/** The messages of a page queued as rows (version 2), as the text SQS carries. */
+export function queuedRowsMessages(
+  bodies: readonly EventRowsBody[],
+  context: { accountId: string; acceptedAt: Date; requestId: string },
+): string[] {
+  return bodies.map((body, part) =>
+    JSON.stringify({
+      v: 2,
+      kind: 'events-page',
+      account_id: context.accountId,
+      accepted_at: context.acceptedAt.toISOString(),
+      request_id: context.requestId,
+      part,
+      parts: bodies.length,
+      body,
+    } satisfies QueuedRowsMessage),
   );
 }
