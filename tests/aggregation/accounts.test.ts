@@ -161,4 +161,20 @@ describe('aggregation per account', () => {
     expect(await storedHours(t.db, A)).toEqual(await oracleHours(t.db, A));
     expect(await storedHours(t.db, B)).toEqual(await oracleHours(t.db, B));
   });
+
+  it('the scheduled run registers an account that has marks but no row, and aggregates it', async () => {
+    await storeEvents(t.db, events(11, 'u0', 3), 'acct-unregistered');
+    await t.db.query(`DELETE FROM klaviyo_accounts WHERE account_id = 'acct-unregistered'`);
+    expect(await dirtyCount(t.db, 'acct-unregistered')).toBeGreaterThan(0);
+    const run = await runScheduledAggregation(t.db, {
+      remainingMs: undefined,
+      marginMs: 0,
+      batchBuckets: 500,
+      timeBudgetMs: 60_000,
+    });
+    expect(run).toMatchObject({ status: 'done', accountsLocked: 0 });
+    expect(await getAccount(t.db, 'acct-unregistered')).toMatchObject({ displayName: null });
+    expect(await dirtyCount(t.db, 'acct-unregistered')).toBe(0);
+    expect(await storedHours(t.db, 'acct-unregistered')).toEqual(await oracleHours(t.db, 'acct-unregistered'));
+  });
 });
