@@ -9,6 +9,7 @@ import { generatePages, type EventsPageDocument } from '../lib/demo/generator';
 import { intFromEnv } from './support/env';
 import { BENCH_ACCOUNT, openBenchDatabase } from './support/dataset';
 import { benchCommand, writeBenchResult, type BenchTable } from './support/results';
+import { planningTimes, processCpuMs, timedDb, type TimedDb } from './support/statementTimer';
 
 /**
  * npm run bench:accounts: one account against many, at the same total size (issue 20).
@@ -26,6 +27,11 @@ import { benchCommand, writeBenchResult, type BenchTable } from './support/resul
  *   - the scheduled aggregator's run time (runScheduledAggregation: every account with marks, one batch
  *     per account per round, as the deployed function runs) after BENCH_NEW_EVENTS new events: in `one`
  *     all in one account, in `many` spread over the accounts; and the measured account's share alone.
+ *     BENCH_AGGREGATE_RUNS rounds (default 3), each with new events of its own, the layouts in turn;
+ *     medians. With the run time, the CPU the server's backends and this process used (on a shared
+ *     machine the wall time follows everyone's load, CPU time much less), the rollup rows the run
+ *     inserted (rather than updated), and where the time went: per kind of statement, its round trips,
+ *     the server CPU meanwhile and its planning time (bench/support/statementTimer.ts).
  *   - bytes per event and per rollup row (pg_total_relation_size over rows, in `one`).
  * Every answer of `many` and `alone` for the account measured in both is checked equal.
  */
@@ -34,6 +40,8 @@ const EVENTS = intFromEnv('BENCH_EVENTS', 100_000);
 const ACCOUNTS = intFromEnv('BENCH_ACCOUNTS', 100, 2);
 const NEW_EVENTS = intFromEnv('BENCH_NEW_EVENTS', 10_000);
 const RUNS = intFromEnv('BENCH_RUNS', 30);
+/** Aggregator runs per layout, each after its own NEW_EVENTS new events (generator seeds 2, 3, ...). */
+const AGGREGATE_RUNS = intFromEnv('BENCH_AGGREGATE_RUNS', 3);
 const SAMPLE = Math.min(ACCOUNTS, intFromEnv('BENCH_SAMPLE_ACCOUNTS', 10));
 
 const BUSIEST = 'Uu7kBJ'; // Received Email
@@ -205,16 +213,60 @@ async function vacuum(db: Db, full: boolean): Promise<void> {
   await db.query(full ? 'VACUUM (FULL, ANALYZE)' : 'VACUUM (ANALYZE)');
 }
 
+/** The aggregator's statements, named for the breakdown (bench/support/statementTimer.ts). */
+function statementKind(text: string): string {
+  const t = text.replace(/\s+/g, ' ').trim();
+  if (/FOR NO KEY UPDATE SKIP LOCKED/.test(t)) return 'account lock';
+  if (/^SET LOCAL plan_cache_mode/.test(t)) return 'generic plans for the batch (SET LOCAL)';
+  if (/^WITH chosen AS MATERIALIZED/.test(t)) return 'take marks';
+  if (/jsonb_to_recordset/.test(t) && /klaviyo_rollup_unique_dimensions/.test(t)) return 'dimension profiles';
+  if (/jsonb_to_recordset/.test(t) && /klaviyo_dimension_rollups/.test(t)) return 'dimension rollups';
+  if (/DELETE FROM klaviyo_aggregate_pending/.test(t)) return 'hourly rollups and profile-hours';
+  if (/klaviyo_dimension_fallbacks/.test(t)) return 'dimension fallbacks';
+  if (/FROM klaviyo_aggregate_dirty d GROUP BY d\.account_id/.test(t)) return 'accounts with work (per run)';
+  if (/AS waiting/.test(t)) return 'backlog (per run)';
+  return 'other';
+}
+
+interface AggregatorRun {
+  readonly ms: number;
+  /** CPU the database's server processes used during the run (null: not a server on this machine). */
+  readonly serverCpuMs: number | null;
+  /** CPU this process (the application and the driver) used during the run. */
+  readonly nodeCpuMs: number;
+  readonly batches: number;
+  readonly accounts: number;
+  /** Rollup rows (hourly and dimension, hourly and daily) the run added: new rows, not updates of stored ones. */
+  readonly newRollupRows: number;
+  readonly timed: TimedDb;
+}
+
+/** Rows of the rollup tables, every account: how many rows a run inserted rather than updated. */
+async function rollupRows(db: Db): Promise<number> {
+  const [row] = await db.query<{ n: string }>(
+    `SELECT (SELECT count(*) FROM klaviyo_aggregated_metrics) + (SELECT count(*) FROM klaviyo_dimension_rollups)
+            + (SELECT count(*) FROM klaviyo_dimension_daily_rollups) AS n`,
+  );
+  return Number(row?.n ?? 0);
+}
+
 /**
  * The aggregator as the schedule runs it (every account with marks, one batch per account per round),
- * run until nothing is marked; returns the time it took and the batches it ran.
+ * run until nothing is marked; returns the time it took, the batches it ran and its statements' times.
  */
-async function aggregateAll(db: Db): Promise<{ ms: number; batches: number; accounts: number }> {
+async function aggregateAll(db: Db, serverPids: () => Promise<number[]>): Promise<AggregatorRun> {
+  // Both of the pool's connections open before the run, so that the run's CPU is read from both.
+  await Promise.all([db.query('SELECT 1'), db.query('SELECT 1')]);
+  const rowsBefore = await rollupRows(db);
+  const pids = await serverPids();
+  const timed = timedDb(db, () => processCpuMs(pids));
+  const serverCpuBefore = processCpuMs(pids);
+  const nodeCpuBefore = process.cpuUsage();
   const started = performance.now();
   let batches = 0;
   let accounts = 0;
   for (let i = 0; i < 1000; i += 1) {
-    const run = await runScheduledAggregation(db, {
+    const run = await runScheduledAggregation(timed.db, {
       remainingMs: undefined,
       marginMs: 0,
       batchBuckets: 5000,
@@ -224,21 +276,99 @@ async function aggregateAll(db: Db): Promise<{ ms: number; batches: number; acco
     accounts = Math.max(accounts, run.accounts);
     if (run.bucketsWaiting === 0 || run.bucketsRecomputed === 0) break;
   }
-  return { ms: performance.now() - started, batches, accounts };
+  const ms = performance.now() - started;
+  const nodeCpu = process.cpuUsage(nodeCpuBefore);
+  const serverCpuAfter = processCpuMs(pids);
+  const newRollupRows = (await rollupRows(db)) - rowsBefore;
+  return {
+    ms,
+    serverCpuMs: serverCpuBefore === null || serverCpuAfter === null ? null : serverCpuAfter - serverCpuBefore,
+    nodeCpuMs: (nodeCpu.user + nodeCpu.system) / 1000,
+    batches,
+    accounts,
+    newRollupRows,
+    timed,
+  };
 }
 
 /**
- * The same NEW_EVENTS new events (generator seed 2, the dataset's profiles and metrics) for every
+ * Where a layout's aggregator time went, over its runs: per statement kind, statements per batch,
+ * their round trip and, from EXPLAIN (SUMMARY) of the last run's statements of that kind (up to
+ * PLANNED_PER_KIND), their planning time; then what the transactions spent outside statements (BEGIN,
+ * COMMIT, the application between statements).
+ */
+const PLANNED_PER_KIND = 20;
+
+async function breakdown(
+  db: Db,
+  layout: string,
+  runs: readonly AggregatorRun[],
+): Promise<(string | number | null)[][]> {
+  const batches = runs.reduce((n, r) => n + r.batches, 0);
+  const totalMs = runs.reduce((n, r) => n + r.ms, 0);
+  const kinds = new Map<string, { n: number; ms: number; cpuMs: number | null }>();
+  for (const r of runs) {
+    for (const s of r.timed.statements) {
+      const kind = statementKind(s.text);
+      const k = kinds.get(kind) ?? { n: 0, ms: 0, cpuMs: 0 };
+      k.n += 1;
+      k.ms += s.ms;
+      k.cpuMs = k.cpuMs === null || s.serverCpuMs === null ? null : k.cpuMs + s.serverCpuMs;
+      kinds.set(kind, k);
+    }
+  }
+  const last = runs[runs.length - 1];
+  const rows: (string | number | null)[][] = [];
+  for (const [kind, k] of kinds) {
+    // A SET has no plan: EXPLAIN would refuse it.
+    const sample = (last?.timed.statements ?? [])
+      .filter((s) => statementKind(s.text) === kind && !/^\s*SET /.test(s.text))
+      .slice(0, PLANNED_PER_KIND);
+    const plans = sample.length > 0 ? await planningTimes(db, sample) : [];
+    const planningMs = plans.length > 0 ? median(plans) : 0;
+    rows.push([
+      layout,
+      kind,
+      round(k.n / batches, 2),
+      round(k.ms / k.n, 2),
+      round(planningMs, 2),
+      round(k.ms / batches, 2),
+      k.cpuMs === null ? null : round(k.cpuMs / batches, 2),
+      round((100 * k.ms) / totalMs, 1),
+    ]);
+  }
+  const inTransactions = runs.reduce((n, r) => n + r.timed.transactions.reduce((a, b) => a + b, 0), 0);
+  const statementsInTransactions = runs.reduce(
+    (n, r) => n + r.timed.statements.filter((s) => s.inTransaction).reduce((a, s) => a + s.ms, 0),
+    0,
+  );
+  const transactions = runs.reduce((n, r) => n + r.timed.transactions.length, 0);
+  const beside = inTransactions - statementsInTransactions;
+  rows.push([
+    layout,
+    'BEGIN, COMMIT and the application between statements',
+    round(transactions / batches, 2),
+    round(beside / transactions, 2),
+    null,
+    round(beside / batches, 2),
+    null,
+    round((100 * beside) / totalMs, 1),
+  ]);
+  return rows;
+}
+
+/**
+ * The same NEW_EVENTS new events (generator seed `seed`, the dataset's profiles and metrics) for every
  * layout: `route` says which account each event goes to (or none: left out). Pages are split per
  * account and written through the real ingest path.
  */
 async function addNewEvents(
   db: Db,
-  generator: { profiles: number; start: Date; end: Date },
+  generator: { profiles: number; start: Date; end: Date; seed: number },
   route: (profileId: string | null, eventId: string) => string | null,
 ): Promise<number> {
   let written = 0;
-  const pages = generatePages({ events: NEW_EVENTS, seed: 2, pageSize: 1000, ...generator });
+  const pages = generatePages({ events: NEW_EVENTS, pageSize: 1000, ...generator });
   for (const page of pages) {
     const byAccount = new Map<string, EventsPageDocument>();
     for (const event of page.data) {
@@ -351,7 +481,8 @@ async function main(): Promise<void> {
       );
     }
 
-    // The aggregator after new events.
+    // The aggregator after new events: AGGREGATE_RUNS rounds, each with its own new events, the
+    // layouts taking turns within a round so that a change of the machine's load falls on all of them.
     const hashRows = async (db: Db, keys: string[]) =>
       new Map(
         (
@@ -361,27 +492,60 @@ async function main(): Promise<void> {
           )
         ).map((r) => [r.k, r.a]),
       );
-    // The accounts of the new events' keys, computed by the same SQL as the split.
-    const keys: string[] = [];
-    for (const page of generatePages({ events: NEW_EVENTS, seed: 2, pageSize: 1000, ...generator })) {
-      for (const e of page.data) keys.push(e.relationships.profile.data?.id ?? e.id);
-    }
-    const accountByKey = await hashRows(many, [...new Set(keys)]);
-    const route = (p: string | null, e: string) => accountByKey.get(p ?? e) ?? null;
+    const pidsOf = (database: string) => async () =>
+      (await admin.unsafe<{ pid: number }[]>(`SELECT pid FROM pg_stat_activity WHERE datname = $1`, [database])).map(
+        (r) => r.pid,
+      );
+    const oneRuns: AggregatorRun[] = [];
+    const manyRuns: AggregatorRun[] = [];
+    const aloneRuns: AggregatorRun[] = [];
+    let aloneNew = 0;
+    for (let run = 0; run < AGGREGATE_RUNS; run += 1) {
+      const newEvents = { ...generator, seed: 2 + run };
+      // The accounts of the new events' keys, computed by the same SQL as the split.
+      const keys: string[] = [];
+      for (const page of generatePages({ events: NEW_EVENTS, pageSize: 1000, ...newEvents })) {
+        for (const e of page.data) keys.push(e.relationships.profile.data?.id ?? e.id);
+      }
+      const accountByKey = await hashRows(many, [...new Set(keys)]);
+      const route = (p: string | null, e: string) => accountByKey.get(p ?? e) ?? null;
 
-    await addNewEvents(one, generator, () => BENCH_ACCOUNT);
-    const oneRun = await aggregateAll(one);
-    await addNewEvents(many, generator, route);
-    const manyRun = await aggregateAll(many);
-    const aloneNew = await addNewEvents(alone, generator, (p, e) => (route(p, e) === measured ? measured : null));
-    const aloneRun = await aggregateAll(alone);
-    const oneAggregateMs = oneRun.ms;
-    const manyAggregateMs = manyRun.ms;
-    say(
-      `aggregator after ${NEW_EVENTS} new events: one account ${oneRun.ms.toFixed(0)} ms (${oneRun.batches} batches), ` +
-        `${manyRun.accounts} accounts ${manyRun.ms.toFixed(0)} ms (${manyRun.batches} batches); ` +
-        `${measured}'s ${aloneNew} alone ${aloneRun.ms.toFixed(0)} ms`,
-    );
+      await addNewEvents(one, newEvents, () => BENCH_ACCOUNT);
+      const oneRun = await aggregateAll(one, pidsOf('accounts_one'));
+      await addNewEvents(many, newEvents, route);
+      const manyRun = await aggregateAll(many, pidsOf('accounts_many'));
+      aloneNew += await addNewEvents(alone, newEvents, (p, e) => (route(p, e) === measured ? measured : null));
+      const aloneRun = await aggregateAll(alone, pidsOf('accounts_alone'));
+      oneRuns.push(oneRun);
+      manyRuns.push(manyRun);
+      aloneRuns.push(aloneRun);
+      say(
+        `aggregator after ${NEW_EVENTS} new events (run ${run + 1}/${AGGREGATE_RUNS}): one account ${oneRun.ms.toFixed(0)} ms (${oneRun.batches} batches), ` +
+          `${manyRun.accounts} accounts ${manyRun.ms.toFixed(0)} ms (${manyRun.batches} batches); ` +
+          `${measured} alone ${aloneRun.ms.toFixed(0)} ms`,
+      );
+    }
+    const runMs = (runs: readonly AggregatorRun[]) => median(runs.map((r) => r.ms));
+    const cpuMs = (runs: readonly AggregatorRun[]) => {
+      const server = runs.map((r) => r.serverCpuMs);
+      return server.every((ms): ms is number => ms !== null)
+        ? median(runs.map((r, i) => (server[i] as number) + r.nodeCpuMs))
+        : null;
+    };
+    const oneCpuMs = cpuMs(oneRuns);
+    const manyCpuMs = cpuMs(manyRuns);
+    const aloneCpuMs = cpuMs(aloneRuns);
+    const cpuRatio = (ms: number | null) => (ms === null || oneCpuMs === null ? null : round(ms / oneCpuMs, 3));
+    const cpuCell = (ms: number | null) => (ms === null ? null : round(ms, 0));
+    const oneAggregateMs = runMs(oneRuns);
+    const manyAggregateMs = runMs(manyRuns);
+    const aloneAggregateMs = runMs(aloneRuns);
+    const newRows = (runs: readonly AggregatorRun[]) => median(runs.map((r) => r.newRollupRows));
+    const batchesOf = (runs: readonly AggregatorRun[]) => runs[0]?.batches ?? 0;
+    const breakdownRows = [
+      ...(await breakdown(one, 'one account', oneRuns)),
+      ...(await breakdown(many, `${ACCOUNTS} accounts`, manyRuns)),
+    ];
 
     // Storage per row, in `one`.
     const sizes = await one.query<{ tbl: string; bytes: string; n: string }>(
@@ -414,23 +578,59 @@ async function main(): Promise<void> {
         rows: queryRows,
       },
       {
-        title: `The scheduled aggregator after ${NEW_EVENTS.toLocaleString('en-US')} new events, until nothing is marked (ms)`,
-        columns: ['layout', 'batches', 'run time', 'ratio to one account'],
+        title: `The scheduled aggregator after ${NEW_EVENTS.toLocaleString('en-US')} new events, until nothing is marked: median of ${AGGREGATE_RUNS} runs (ms)`,
+        columns: [
+          'layout',
+          'batches per run',
+          'run time',
+          'ratio to one account',
+          'CPU time (server and Node)',
+          'CPU ratio to one account',
+          'new rollup rows per run',
+        ],
         rows: [
-          ['one account (reference)', oneRun.batches, round(oneAggregateMs, 0), 1],
           [
-            `${manyRun.accounts} accounts, round-robin`,
-            manyRun.batches,
+            'one account (reference)',
+            batchesOf(oneRuns),
+            round(oneAggregateMs, 0),
+            1,
+            cpuCell(oneCpuMs),
+            cpuRatio(oneCpuMs),
+            newRows(oneRuns),
+          ],
+          [
+            `${manyRuns[0]?.accounts ?? ACCOUNTS} accounts, round-robin`,
+            batchesOf(manyRuns),
             round(manyAggregateMs, 0),
             round(aggregateRatio, 3),
+            cpuCell(manyCpuMs),
+            cpuRatio(manyCpuMs),
+            newRows(manyRuns),
           ],
           [
-            `${measured} alone, its ${aloneNew} of the new events`,
-            aloneRun.batches,
-            round(aloneRun.ms, 0),
-            round(aloneRun.ms / oneAggregateMs, 3),
+            `${measured} alone, its share of the new events (${Math.round(aloneNew / AGGREGATE_RUNS)} a run)`,
+            batchesOf(aloneRuns),
+            round(aloneAggregateMs, 0),
+            round(aloneAggregateMs / oneAggregateMs, 3),
+            cpuCell(aloneCpuMs),
+            cpuRatio(aloneCpuMs),
+            newRows(aloneRuns),
           ],
         ],
+      },
+      {
+        title: `Where the aggregator's time goes, over the ${AGGREGATE_RUNS} runs of each layout (client-side round trips; planning from EXPLAIN (SUMMARY) of up to ${PLANNED_PER_KIND} of the last run's statements of each kind)`,
+        columns: [
+          'layout',
+          'statement',
+          'per batch',
+          'ms each',
+          'planning for its parameters, ms (median)',
+          'ms per batch',
+          'server CPU, ms per batch',
+          '% of run time',
+        ],
+        rows: breakdownRows,
       },
       {
         title: 'Storage per row (table, indexes and TOAST; one account, plain PostgreSQL)',
@@ -454,6 +654,7 @@ async function main(): Promise<void> {
         measured_account_events: Number(measuredEvents),
         new_events: NEW_EVENTS,
         runs: RUNS,
+        aggregate_runs: AGGREGATE_RUNS,
         sampled_accounts: SAMPLE,
       },
       tables,

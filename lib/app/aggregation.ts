@@ -3,6 +3,7 @@ import type { Db } from '../db/port';
 import {
   aggregationSpan,
   dirtyBacklog,
+  planBatchStatementsOnce,
   rebuildHourRange,
   recomputeHourBuckets,
   takeDirtyBuckets,
@@ -152,6 +153,7 @@ export async function aggregateBatch(
 ): Promise<BatchOutcome | 'locked'> {
   const outcome = await db.transaction(async (tx) => {
     if (!(await tryLockAggregation(tx, accountId))) return 'locked' as const;
+    await planBatchStatementsOnce(tx);
     const taken = await takeDirtyBuckets(tx, accountId, batchBuckets);
     const dimensionsStarted = performance.now();
     const dimensions = await applyDimensionBatch(tx, accountId, taken, maxValuesPerHour);

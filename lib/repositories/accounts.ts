@@ -70,32 +70,21 @@ export async function saveAccount(
 
 /**
  * Maintenance (it reads every account, so it is on the statement check's allow-list): the accounts
- * with dirty marks waiting, the aggregator's work list, oldest waiting mark first; an account that has
- * marks but no row (events loaded by COPY) gets its row, which its lock needs. One index probe per
- * account through klaviyo_aggregate_dirty_marked_idx (account_id, first_marked_at), a loose index
- * scan, rather than a read of every mark.
+ * with dirty marks waiting, the aggregator's work list, oldest waiting mark first. One read of the
+ * marks' account index (klaviyo_aggregate_dirty_marked_idx, account_id then first_marked_at: an
+ * index-only scan), grouped by account, joined with the accounts on the account id: on Citus both
+ * are distributed and co-located on account_id, so each shard answers for its own accounts and the
+ * coordinator only sorts. An account that has marks but no row (marks written around ingest, which
+ * registers its account) gets its row, which its lock needs: a statement of its own, for that account.
  */
 export async function accountsWithWork(db: Db): Promise<string[]> {
-  const rows = await db.query<{ account_id: string }>(
-    `WITH RECURSIVE accounts AS (
-       (SELECT account_id FROM klaviyo_aggregate_dirty ORDER BY account_id LIMIT 1)
-       UNION ALL
-       SELECT (SELECT d.account_id FROM klaviyo_aggregate_dirty d
-                WHERE d.account_id > a.account_id ORDER BY d.account_id LIMIT 1)
-         FROM accounts a WHERE a.account_id IS NOT NULL
-     ), work AS (
-       SELECT a.account_id, oldest.first_marked_at
-         FROM accounts a
-        CROSS JOIN LATERAL (SELECT d.first_marked_at FROM klaviyo_aggregate_dirty d
-                             WHERE d.account_id = a.account_id ORDER BY d.first_marked_at LIMIT 1) oldest
-        WHERE a.account_id IS NOT NULL
-     ), registered AS (
-       INSERT INTO klaviyo_accounts (account_id) SELECT account_id FROM work ORDER BY account_id
-       ON CONFLICT (account_id) DO NOTHING
-       RETURNING 1
-     )
-     SELECT account_id FROM work ORDER BY first_marked_at, account_id`,
+  const rows = await db.query<{ account_id: string; registered: boolean }>(
+    `SELECT w.account_id, a.account_id IS NOT NULL AS registered
+       FROM (SELECT d.account_id, min(d.first_marked_at) AS oldest FROM klaviyo_aggregate_dirty d GROUP BY d.account_id) w
+       LEFT JOIN klaviyo_accounts a ON a.account_id = w.account_id
+      ORDER BY w.oldest, w.account_id`,
   );
+  for (const r of rows) if (!r.registered) await ensureAccount(db, r.account_id);
   return rows.map((r) => r.account_id);
 }
 

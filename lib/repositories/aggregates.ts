@@ -61,6 +61,20 @@ export async function tryLockAggregation(tx: Db, accountId: string): Promise<boo
   return rows.length === 1;
 }
 
+/**
+ * For the rest of the batch's transaction, prepared statements use their generic plan: planned once
+ * per connection instead of at every run, the foreign-key checks' internal queries included (each
+ * row a batch inserts into a rollup table checks its metric). The connection's default is custom plans
+ * (lib/db/postgres.ts), right for the time-range reads; the batch's statements do not depend on their
+ * parameters for their plan: their shapes are fixed by MATERIALIZED CTEs and LATERAL probes, and the
+ * buckets arrive as one JSON parameter whose row count no plan knows. Only the postgres.js driver
+ * prepares statements; the Data API plans every statement anyway, so it is spared the round trip.
+ */
+export async function planBatchStatementsOnce(tx: Db): Promise<void> {
+  if (tx.driver !== 'postgres') return;
+  await tx.query(`SET LOCAL plan_cache_mode = force_generic_plan`);
+}
+
 /** A rebuild waits for the running batch instead of giving up: it is an operator's explicit request. */
 export async function waitLockAggregation(tx: Db, accountId: string): Promise<void> {
   const rows = await tx.query<{ account_id: string }>(

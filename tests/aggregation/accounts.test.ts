@@ -1,4 +1,4 @@
-import { runAggregation } from '../../lib/app/aggregation';
+import { aggregateBatch, runAggregation } from '../../lib/app/aggregation';
 import { runScheduledAggregation } from '../../lib/app/scheduledAggregation';
 import type { Db, Row, SqlParam } from '../../lib/db/port';
 import { ensureAccount, getAccount, saveAccount } from '../../lib/repositories/accounts';
@@ -160,5 +160,51 @@ describe('aggregation per account', () => {
     expect(taken.filter((a) => a === A).length).toBeGreaterThanOrEqual(Math.ceil(marksA / 4));
     expect(await storedHours(t.db, A)).toEqual(await oracleHours(t.db, A));
     expect(await storedHours(t.db, B)).toEqual(await oracleHours(t.db, B));
+  });
+
+  it('the scheduled run registers an account that has marks but no row, and aggregates it', async () => {
+    await storeEvents(t.db, events(11, 'u0', 3), 'acct-unregistered');
+    await t.db.query(`DELETE FROM klaviyo_accounts WHERE account_id = 'acct-unregistered'`);
+    expect(await dirtyCount(t.db, 'acct-unregistered')).toBeGreaterThan(0);
+    const run = await runScheduledAggregation(t.db, {
+      remainingMs: undefined,
+      marginMs: 0,
+      batchBuckets: 500,
+      timeBudgetMs: 60_000,
+    });
+    expect(run).toMatchObject({ status: 'done', accountsLocked: 0 });
+    expect(await getAccount(t.db, 'acct-unregistered')).toMatchObject({ displayName: null });
+    expect(await dirtyCount(t.db, 'acct-unregistered')).toBe(0);
+    expect(await storedHours(t.db, 'acct-unregistered')).toEqual(await oracleHours(t.db, 'acct-unregistered'));
+  });
+
+  it("a batch's statements use generic plans on the postgres.js driver, for that transaction only", async () => {
+    await storeEvents(t.db, events(12, 'g0', 2), A);
+    await ensureAccount(t.db, A);
+    const seen: string[] = [];
+    const probing = (inner: Db): Db => ({
+      ...inner,
+      query: async <T extends Row>(text: string, params?: readonly SqlParam[]) => {
+        if (text.includes('WITH chosen AS MATERIALIZED')) {
+          const [row] = await inner.query<{ mode: string }>(`SELECT current_setting('plan_cache_mode') AS mode`);
+          seen.push(row?.mode ?? '');
+        }
+        return inner.query<T>(text, params);
+      },
+      transaction: <R>(fn: (tx: Db) => Promise<R>) => inner.transaction((tx) => fn(probing(tx))),
+    });
+    const outcome = await aggregateBatch(probing(t.db), A, 500, 1000);
+    expect(outcome).not.toBe('locked');
+    const after = await t.db.query<{ mode: string }>(`SELECT current_setting('plan_cache_mode') AS mode`);
+    if (t.db.driver === 'postgres') {
+      // Planned once per connection in the batch; the connection's custom plans (the time-range
+      // reads') everywhere else.
+      expect(seen).toEqual(['force_generic_plan']);
+      expect(after[0]?.mode).toBe('force_custom_plan');
+    } else {
+      // The Data API prepares nothing: no setting, no round trip.
+      expect(seen).toEqual([after[0]?.mode]);
+    }
+    expect(await storedHours(t.db, A)).toEqual(await oracleHours(t.db, A));
   });
 });
