@@ -240,40 +240,37 @@ export function splitForQueue(kind: QueuedKind, body: unknown, maxBytes: number)
   }
 }
 
+interface MessageContext {
+  readonly accountId: string;
+  readonly acceptedAt: Date;
+  readonly requestId: string;
+}
+
+/** The envelope fields every message carries: the account, when the request was accepted, and its part. */
+function envelope(context: MessageContext, part: number, parts: number) {
+  return {
+    account_id: context.accountId,
+    accepted_at: context.acceptedAt.toISOString(),
+    request_id: context.requestId,
+    part,
+    parts,
+  };
+}
+
 /** The messages of one request, as the text SQS carries. */
-export function queuedMessages(
-  kind: QueuedKind,
-  bodies: readonly unknown[],
-  context: { accountId: string; acceptedAt: Date; requestId: string },
-): string[] {
+export function queuedMessages(kind: QueuedKind, bodies: readonly unknown[], context: MessageContext): string[] {
   return bodies.map((body, part) =>
-    JSON.stringify({
-      v: 1,
-      kind,
-      account_id: context.accountId,
-      accepted_at: context.acceptedAt.toISOString(),
-      request_id: context.requestId,
-      part,
-      parts: bodies.length,
-      body,
-    } satisfies QueuedMessage),
+    JSON.stringify({ v: 1, kind, ...envelope(context, part, bodies.length), body } satisfies QueuedMessage),
   );
 }
 
 /** The messages of a page queued as rows (version 2), as the text SQS carries. */
-export function queuedRowsMessages(
-  bodies: readonly EventRowsBody[],
-  context: { accountId: string; acceptedAt: Date; requestId: string },
-): string[] {
+export function queuedRowsMessages(bodies: readonly EventRowsBody[], context: MessageContext): string[] {
   return bodies.map((body, part) =>
     JSON.stringify({
       v: 2,
       kind: 'events-page',
-      account_id: context.accountId,
-      accepted_at: context.acceptedAt.toISOString(),
-      request_id: context.requestId,
-      part,
-      parts: bodies.length,
+      ...envelope(context, part, bodies.length),
       body,
     } satisfies QueuedRowsMessage),
   );
