@@ -1,6 +1,6 @@
 import type { Db, SqlParam } from '../db/port';
 import type { HourBucket } from './hourBucket';
-import { rangeFilters } from './dimensions';
+import { countedFromMarked, rangeFilters } from './dimensions';
 
 /**
  * Dimension profiles (klaviyo_dimension_profiles, migrations/0011_dimension_unique.sql): per (metric,
@@ -100,46 +100,7 @@ export async function applyDimensionProfileBatch(
        SELECT g.generation FROM klaviyo_rollup_dimension_generation g
        WHERE NOT EXISTS (SELECT 1 FROM tracked t
                           WHERE NOT EXISTS (SELECT 1 FROM klaviyo_rollup_dimensions d WHERE d.dimension = t.dimension))
-     ), counted AS MATERIALIZED (
-       -- A pending row's carried values, as in applyDimensionBatch, when usable.
-       SELECT p.metric_id, p.bucket, p.dimension_values AS properties, p.profile_id, true AS is_delta
-       FROM marked m
-       CROSS JOIN LATERAL (
-         SELECT p.metric_id, p.bucket, p.profile_id, p.dimension_values FROM klaviyo_aggregate_pending p
-         WHERE p.account_id = $1 AND p.metric_id = m.metric_id AND p.bucket = m.bucket AND p.profile_id IS NOT NULL
-           AND p.dimension_values IS NOT NULL AND p.dimension_generation = (SELECT generation FROM carried)
-         OFFSET 0
-       ) p
-       WHERE m.has_pending
-       UNION ALL
-       SELECT p.metric_id, p.bucket, e.properties, p.profile_id, true AS is_delta
-       FROM marked m
-       -- The other pending rows, then one primary-key probe per pending row, as in applyDimensionBatch.
-       CROSS JOIN LATERAL (
-         SELECT p.metric_id, p.bucket, p.event_id, p."timestamp", p.profile_id FROM klaviyo_aggregate_pending p
-         WHERE p.account_id = $1 AND p.metric_id = m.metric_id AND p.bucket = m.bucket AND p.profile_id IS NOT NULL
-           AND (p.dimension_values IS NULL
-                OR p.dimension_generation IS DISTINCT FROM (SELECT generation FROM carried))
-         OFFSET 0
-       ) p
-       CROSS JOIN LATERAL (
-         SELECT e.properties FROM klaviyo_events e
-         WHERE e.account_id = $1 AND e.id = p.event_id AND e."timestamp" = p."timestamp"
-         OFFSET 0
-       ) e
-       WHERE m.has_pending
-       UNION ALL
-       SELECT m.metric_id, m.bucket, e.properties, e.profile_id, false
-       FROM marked m
-       -- One index range scan per recounted hour (OFFSET 0 keeps it from being flattened), as in
-       -- applyDimensionBatch.
-       CROSS JOIN LATERAL (
-         SELECT e.properties, e.profile_id FROM klaviyo_events e
-         WHERE e.account_id = $1 AND e.metric_id = m.metric_id
-           AND e."timestamp" >= m.bucket AND e."timestamp" < m.bucket + interval '1 hour' AND e.profile_id IS NOT NULL
-         OFFSET 0
-       ) e
-       WHERE NOT m.has_pending
+     ), counted AS MATERIALIZED (${countedFromMarked('profile_id', 'carried')}
      ), ${FIGURES},
      previous AS MATERIALIZED (
        -- What the recounted hours hold now.

@@ -175,6 +175,60 @@ const WIDE_JSON = `(SELECT coalesce(jsonb_agg(jsonb_build_object('metric_id', me
                        'bucket', bucket, 'reason', reason, 'distinct_values', distinct_values)), '[]'::jsonb) FROM wide)`;
 
 /**
+ * The body of CTE `counted(metric_id, bucket, properties, <figure>, is_delta)` over CTE `marked(metric_id,
+ * bucket, has_pending)`, shared by the dimension writers of a batch: for an hour with pending rows, each
+ * row's carried values when taken against the generation CTE `generationCte` names, otherwise the event's
+ * properties read by primary key (rows written before migration 0012, or while a key was being
+ * registered or removed); for an hour without, its events, recounted. `figure` is what each writer adds
+ * up: the value, or the profile (then events without one are left out).
+ */
+export function countedFromMarked(figure: 'value' | 'profile_id', generationCte: string): string {
+  const withProfile = figure === 'profile_id' ? 'AND p.profile_id IS NOT NULL' : '';
+  const eventWithProfile = figure === 'profile_id' ? 'AND e.profile_id IS NOT NULL' : '';
+  return `
+       SELECT p.metric_id, p.bucket, p.dimension_values AS properties, p.${figure}, true AS is_delta
+       FROM marked m
+       CROSS JOIN LATERAL (
+         SELECT p.metric_id, p.bucket, p.${figure}, p.dimension_values FROM klaviyo_aggregate_pending p
+         WHERE p.account_id = $1 AND p.metric_id = m.metric_id AND p.bucket = m.bucket ${withProfile}
+           AND p.dimension_values IS NOT NULL AND p.dimension_generation = (SELECT generation FROM ${generationCte})
+         OFFSET 0
+       ) p
+       WHERE m.has_pending
+       UNION ALL
+       SELECT p.metric_id, p.bucket, e.properties, p.${figure}, true AS is_delta
+       FROM marked m
+       -- The hour's pending rows, then one primary-key probe per pending row (OFFSET 0 keeps both
+       -- probes): without statistics on the pending table (empty between batches) the planner once
+       -- joined all of the account's pending rows with the events before it joined the marked hours.
+       CROSS JOIN LATERAL (
+         SELECT p.metric_id, p.bucket, p.event_id, p."timestamp", p.${figure} FROM klaviyo_aggregate_pending p
+         WHERE p.account_id = $1 AND p.metric_id = m.metric_id AND p.bucket = m.bucket ${withProfile}
+           AND (p.dimension_values IS NULL OR p.dimension_generation IS DISTINCT FROM (SELECT generation FROM ${generationCte}))
+         OFFSET 0
+       ) p
+       CROSS JOIN LATERAL (
+         SELECT e.properties FROM klaviyo_events e
+         WHERE e.account_id = $1 AND e.id = p.event_id AND e."timestamp" = p."timestamp"
+         OFFSET 0
+       ) e
+       WHERE m.has_pending
+       UNION ALL
+       SELECT m.metric_id, m.bucket, e.properties, e.${figure}, false
+       FROM marked m
+       -- One index range scan per recounted hour (OFFSET 0 keeps it from being flattened): as a join,
+       -- with the events' properties wanted, the planner read the metrics' events against every hour
+       -- (docs/breakdowns.md).
+       CROSS JOIN LATERAL (
+         SELECT e.properties, e.${figure} FROM klaviyo_events e
+         WHERE e.account_id = $1 AND e.metric_id = m.metric_id AND e."timestamp" >= m.bucket AND e."timestamp" < m.bucket + interval '1 hour'
+           ${eventWithProfile}
+         OFFSET 0
+       ) e
+       WHERE NOT m.has_pending`;
+}
+
+/**
  * The batch's dimension rollups for the hours whose marks it took, in one statement: an hour with
  * pending rows adds their events (the values the pending rows carry, or, for a row whose values were
  * taken against another generation of the registry, the event's properties read by primary key;
@@ -201,49 +255,7 @@ export async function applyDimensionBatch(
        FROM jsonb_to_recordset($2::jsonb) AS t(metric_id text, bucket timestamptz)
      ), generation AS MATERIALIZED (
        SELECT generation FROM klaviyo_rollup_dimension_generation
-     ), counted AS MATERIALIZED (
-       -- A pending row's carried values, when taken against the registry as it is now; otherwise the
-       -- event's properties, read by primary key (rows written before migration 0012, or while a key
-       -- was being registered or removed).
-       SELECT p.metric_id, p.bucket, p.dimension_values AS properties, p.value, true AS is_delta
-       FROM marked m
-       CROSS JOIN LATERAL (
-         SELECT p.metric_id, p.bucket, p.value, p.dimension_values FROM klaviyo_aggregate_pending p
-         WHERE p.account_id = $1 AND p.metric_id = m.metric_id AND p.bucket = m.bucket
-           AND p.dimension_values IS NOT NULL AND p.dimension_generation = (SELECT generation FROM generation)
-         OFFSET 0
-       ) p
-       WHERE m.has_pending
-       UNION ALL
-       SELECT p.metric_id, p.bucket, e.properties, p.value, true AS is_delta
-       FROM marked m
-       -- The hour's pending rows, then one primary-key probe per pending row (OFFSET 0 keeps both
-       -- probes): without statistics on the pending table (empty between batches) the planner once
-       -- joined all of the account's pending rows with the events before it joined the marked hours.
-       CROSS JOIN LATERAL (
-         SELECT p.metric_id, p.bucket, p.event_id, p."timestamp", p.value FROM klaviyo_aggregate_pending p
-         WHERE p.account_id = $1 AND p.metric_id = m.metric_id AND p.bucket = m.bucket
-           AND (p.dimension_values IS NULL OR p.dimension_generation IS DISTINCT FROM (SELECT generation FROM generation))
-         OFFSET 0
-       ) p
-       CROSS JOIN LATERAL (
-         SELECT e.properties FROM klaviyo_events e
-         WHERE e.account_id = $1 AND e.id = p.event_id AND e."timestamp" = p."timestamp"
-         OFFSET 0
-       ) e
-       WHERE m.has_pending
-       UNION ALL
-       SELECT m.metric_id, m.bucket, e.properties, e.value, false
-       FROM marked m
-       -- One index range scan per recounted hour (OFFSET 0 keeps it from being flattened): as a join,
-       -- with the events' properties wanted, the planner read the metrics' events against every hour
-       -- (docs/breakdowns.md).
-       CROSS JOIN LATERAL (
-         SELECT e.properties, e.value FROM klaviyo_events e
-         WHERE e.account_id = $1 AND e.metric_id = m.metric_id AND e."timestamp" >= m.bucket AND e."timestamp" < m.bucket + interval '1 hour'
-         OFFSET 0
-       ) e
-       WHERE NOT m.has_pending
+     ), counted AS MATERIALIZED (${countedFromMarked('value', 'generation')}
      ), ${figuresCtes('SELECT dimension FROM klaviyo_rollup_dimensions', true)},
      previous AS MATERIALIZED (
        -- What the recounted hours hold now.
