@@ -26,13 +26,15 @@
  * (readSeriesFromEvents with the same buckets). Every fast answer is checked against the raw one; a
  * difference fails the run. Knobs: BENCH_RUNS (fast samples, default 100: the p95 of 30 samples was
  * their second worst, which one scheduler hiccup of a shared machine sets), BENCH_RAW_RUNS (default 5),
- * BENCH_SEED (default 1), BENCH_MATRIX=0 (headline cases only: the matrix's `by` cases take most of a
+ * BENCH_SEED (default 1), BENCH_DAY_ZONES (ROLLUP_DAY_ZONES of the run, default America/New_York: its
+ * days have daily rows of their own; "" for none), BENCH_MATRIX=0 (headline cases only: the matrix's `by` cases take most of a
  * 1M run), BENCH_ONLY=text (only the headline cases whose label contains it; writes no result file); a case slower than 250 ms gets 5 samples (its p95 is then their maximum).
  */
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { planSeries } from '../lib/aggregation/planner';
 import { queryMetricAggregates, rowsFromSeries } from '../lib/app/metricAggregates';
 import { backfillDimensions, runAggregation } from '../lib/app/aggregation';
+import { rollupSettings } from '../lib/config';
 import { closeDb } from '../lib/db';
 import type { Db } from '../lib/db/port';
 import { hashApiKey } from '../lib/http/auth';
@@ -211,7 +213,7 @@ async function sourceOf(db: Db, c: Case): Promise<string> {
     db,
     BENCH_ACCOUNT,
     { data: { type: 'metric-aggregate', attributes: c.attributes } },
-    { maxRangeDays: 366, baseUrl: '' },
+    { maxRangeDays: 366, baseUrl: '', dayZones: rollupSettings().dayZones },
   );
   return outcome.servedBy;
 }
@@ -270,6 +272,10 @@ async function main(): Promise<void> {
     process.env.DATABASE_URL = bench.url;
     process.env.API_KEYS = `read:${hashApiKey(READ_KEY)}`;
     process.env.LOG_LEVEL = 'warn';
+    // New York's days have daily rows of their own, as a deployment whose dashboards read New York
+    // configures (docs/breakdowns.md); BENCH_DAY_ZONES="" measures New York on UTC days instead.
+    process.env.ROLLUP_DAY_ZONES = process.env.BENCH_DAY_ZONES ?? 'America/New_York';
+    if (process.env.ROLLUP_DAY_ZONES === '') delete process.env.ROLLUP_DAY_ZONES;
     const { handler } = await import('../functions/metricAggregates');
     const db = bench.db;
 
@@ -277,12 +283,13 @@ async function main(): Promise<void> {
     const aggregateSeconds = await aggregateUntilClean(db);
     // A dataset stored before the dimension rollups existed gets them the way a deployment does.
     const backfill = await backfillDimensions(db);
-    if (backfill.backfilled.length > 0 || backfill.backfilledUnique.length > 0) {
+    if (backfill.backfilled.length > 0 || backfill.backfilledUnique.length > 0 || backfill.backfilledZones.length > 0) {
       say(
-        `dimension backfill: ${backfill.backfilled.length} keys, ${backfill.backfilledUnique.length} unique keys, ${backfill.chunks} chunks, ${backfill.rowsChanged.toLocaleString('en-US')} rows in ${(backfill.durationMs / 1000).toFixed(1)} s`,
+        `dimension backfill: ${backfill.backfilled.length} keys, ${backfill.backfilledUnique.length} unique keys, ${backfill.backfilledZones.length} zones, ${backfill.chunks} chunks, ${backfill.rowsChanged.toLocaleString('en-US')} rows in ${(backfill.durationMs / 1000).toFixed(1)} s`,
       );
       await db.query('VACUUM ANALYZE klaviyo_dimension_rollups');
       await db.query('VACUUM ANALYZE klaviyo_dimension_profiles');
+      await db.query('VACUUM ANALYZE klaviyo_dimension_zone_daily_rollups');
     }
     const storage = await db.query<{
       events: string;
@@ -292,14 +299,20 @@ async function main(): Promise<void> {
     }>(
       `SELECT pg_total_relation_size('klaviyo_events')::text AS events,
               (pg_total_relation_size('klaviyo_dimension_rollups')
-                + pg_total_relation_size('klaviyo_dimension_daily_rollups'))::text AS dimension_rollups,
+                + pg_total_relation_size('klaviyo_dimension_daily_rollups')
+                + pg_total_relation_size('klaviyo_dimension_zone_daily_rollups'))::text AS dimension_rollups,
               ((SELECT count(*) FROM klaviyo_dimension_rollups)
-                + (SELECT count(*) FROM klaviyo_dimension_daily_rollups))::text AS dimension_rows,
+                + (SELECT count(*) FROM klaviyo_dimension_daily_rollups)
+                + (SELECT count(*) FROM klaviyo_dimension_zone_daily_rollups))::text AS dimension_rows,
               (SELECT count(*) FROM klaviyo_events)::text AS event_rows`,
     );
     const sizes = storage[0];
     const mb = (bytes: string | undefined) => Number(bytes ?? 0) / 2 ** 20;
-    const storageLine = `storage: dimension rollups, hourly and daily, ${mb(sizes?.dimension_rollups).toFixed(0)} MB (${Number(sizes?.dimension_rows).toLocaleString('en-US')} rows) against klaviyo_events ${mb(sizes?.events).toFixed(0)} MB (${Number(sizes?.event_rows).toLocaleString('en-US')} rows): ${((100 * mb(sizes?.dimension_rollups)) / Math.max(1, mb(sizes?.events))).toFixed(1)} %`;
+    const storageLine = `storage: dimension rollups, hourly and daily (UTC${rollupSettings()
+      .dayZones.map((z) => `, ${z}`)
+      .join(
+        '',
+      )}), ${mb(sizes?.dimension_rollups).toFixed(0)} MB (${Number(sizes?.dimension_rows).toLocaleString('en-US')} rows) against klaviyo_events ${mb(sizes?.events).toFixed(0)} MB (${Number(sizes?.event_rows).toLocaleString('en-US')} rows): ${((100 * mb(sizes?.dimension_rollups)) / Math.max(1, mb(sizes?.events))).toFixed(1)} %`;
     say(storageLine);
     const [profiles] = await db.query<{ bytes: string; rows: string }>(
       `SELECT pg_total_relation_size('klaviyo_dimension_profiles')::text AS bytes,

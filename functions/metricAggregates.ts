@@ -9,7 +9,9 @@ export const handler = httpHandler({ name: 'metricAggregates', scope: 'read' }, 
     maxRangeDays: config().limits.queryMaxRangeDays,
     baseUrl: request.baseUrl,
     pageCursor: request.query.page_cursor ?? request.query['page[cursor]'],
+    dayZones: config().rollups.dayZones,
   });
+  logFields.day_zone = plan.dayZone;
   logFields.metric_id = plan.metricId;
   logFields.source = plan.source;
   logFields.buckets = plan.boundaries.length - 1;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { HOUR_MS, offsetAt, resolveTimeZone } from './time/timezone';
 import { hostOfUrl, resolveTlsMode, splitUrlTls, TlsConfigError, type TlsMode } from './db/tls';
 
 /**
@@ -126,6 +127,8 @@ const EnvSchema = z.object({
   ROLLUP_MAX_VALUES_PER_HOUR: positiveInt(400),
   // Keys whose distinct profiles are rolled up besides the attribution keys (docs/breakdowns.md), comma-separated.
   ROLLUP_UNIQUE_DIMENSIONS: optionalText,
+  // IANA zones whose days get daily dimension rows of their own besides UTC's (docs/breakdowns.md), comma-separated.
+  ROLLUP_DAY_ZONES: optionalText,
   // How the ingest routes write (docs/queue.md): sync writes in the request; queue validates, puts the
   // request on the SQS queue INGEST_QUEUE_URL names and answers 202, and the ingestConsumer function
   // writes it in batches.
@@ -189,6 +192,8 @@ export interface Config {
     readonly maxValuesPerHour: number;
     /** Extra keys whose distinct profiles are rolled up (migration 0011 registers the attribution keys). */
     readonly extraUniqueDimensions: readonly string[];
+    /** Zones other than UTC whose days have daily dimension rows (migration 0016). */
+    readonly dayZones: readonly string[];
   };
 }
 
@@ -247,6 +252,42 @@ function parseDimensionList(text: string | undefined, variable = 'ROLLUP_DIMENSI
   return keys;
 }
 
+/**
+ * IANA zones whose every local midnight falls on a whole UTC hour (daily rows are sums of hourly ones,
+ * so a day that starts mid-hour cannot have one), without UTC, whose days are always kept; none twice.
+ */
+function parseDayZoneList(text: string | undefined): string[] {
+  if (text === undefined) return [];
+  const zones = text.split(',').map((z) => z.trim());
+  for (const zone of zones) {
+    if (resolveTimeZone(zone) === undefined) {
+      throw new ConfigError(
+        `Invalid configuration: ROLLUP_DAY_ZONES: ${JSON.stringify(zone)} is not an IANA time zone`,
+      );
+    }
+    if (!startsDaysOnWholeHours(zone)) {
+      throw new ConfigError(
+        `Invalid configuration: ROLLUP_DAY_ZONES: ${JSON.stringify(zone)} has days that do not start on a whole UTC hour`,
+      );
+    }
+  }
+  const duplicate = zones.find((z, i) => zones.indexOf(z) !== i);
+  if (duplicate !== undefined) {
+    throw new ConfigError(`Invalid configuration: ROLLUP_DAY_ZONES names ${JSON.stringify(duplicate)} twice`);
+  }
+  return zones.filter((z) => z !== 'UTC');
+}
+
+/** Checks the zone's offset every month of the years dashboards read (2000-2059). */
+function startsDaysOnWholeHours(zone: string): boolean {
+  for (let year = 2000; year < 2060; year += 1) {
+    for (let month = 0; month < 12; month += 1) {
+      if (offsetAt(zone, Date.UTC(year, month, 1)) % HOUR_MS !== 0) return false;
+    }
+  }
+  return true;
+}
+
 /** Pure: builds a Config from an environment, throwing ConfigError that names every bad variable. */
 /** Where the postgres driver's password comes from (lib/db/credentials.ts reads it). */
 export type PasswordSource =
@@ -296,6 +337,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
       extraDimensions: parseDimensionList(e.ROLLUP_DIMENSIONS),
       maxValuesPerHour: e.ROLLUP_MAX_VALUES_PER_HOUR,
       extraUniqueDimensions: parseDimensionList(e.ROLLUP_UNIQUE_DIMENSIONS, 'ROLLUP_UNIQUE_DIMENSIONS'),
+      dayZones: parseDayZoneList(e.ROLLUP_DAY_ZONES),
     },
   };
 
@@ -431,6 +473,7 @@ const RollupEnvSchema = EnvSchema.pick({
   ROLLUP_DIMENSIONS: true,
   ROLLUP_MAX_VALUES_PER_HOUR: true,
   ROLLUP_UNIQUE_DIMENSIONS: true,
+  ROLLUP_DAY_ZONES: true,
 });
 let cachedRollups: Config['rollups'] | undefined;
 
@@ -449,6 +492,7 @@ export function rollupSettings(env: NodeJS.ProcessEnv = process.env): Config['ro
     extraDimensions: parseDimensionList(parsed.data.ROLLUP_DIMENSIONS),
     maxValuesPerHour: parsed.data.ROLLUP_MAX_VALUES_PER_HOUR,
     extraUniqueDimensions: parseDimensionList(parsed.data.ROLLUP_UNIQUE_DIMENSIONS, 'ROLLUP_UNIQUE_DIMENSIONS'),
+    dayZones: parseDayZoneList(parsed.data.ROLLUP_DAY_ZONES),
   };
   if (env === process.env) cachedRollups = settings;
   return settings;

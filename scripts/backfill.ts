@@ -15,8 +15,9 @@ import { closeDb, getDb } from '../lib/db';
  * npm run backfill -- --dimensions [--chunk-hours 168]
  *
  * Registers the keys of ROLLUP_DIMENSIONS (and of ROLLUP_UNIQUE_DIMENSIONS, whose distinct profiles are
- * rolled up too) and fills the dimension rollups of every registered key that is not ready yet over all
- * stored events of every account (docs/breakdowns.md); readers use them once it ends.
+ * rolled up too) and the zones of ROLLUP_DAY_ZONES, and fills the dimension rollups of every registered key
+ * and the daily rows of every registered zone that is not ready yet over all stored events of every
+ * account (docs/breakdowns.md); readers use them once it ends.
  */
 const USAGE =
   'usage: npm run backfill -- [--account ID] [--from YYYY-MM-DD[THH:MM:SSZ]] [--to YYYY-MM-DD[THH:MM:SSZ]] [--metric ID] [--chunk-hours N]\n' +
@@ -74,10 +75,16 @@ async function main(): Promise<void> {
   }
   if (options.dimensions) {
     const result = await backfillDimensions(getDb(), { chunkHours: options.chunkHours });
+    const done = [
+      ...result.backfilled,
+      ...result.backfilledUnique.map((d) => `${d} (unique)`),
+      ...result.backfilledZones.map((z) => `days of ${z}`),
+    ];
+    const registered = [...result.registered, ...result.registeredZones];
     process.stdout.write(
-      result.backfilled.length === 0 && result.backfilledUnique.length === 0
-        ? `backfill: every registered dimension is ready${result.registered.length > 0 ? ` (registered ${result.registered.join(', ')})` : ''}\n`
-        : `backfill: dimensions ${[...result.backfilled, ...result.backfilledUnique.map((d) => `${d} (unique)`)].join(', ')} ready after ${result.chunks} chunks, ` +
+      done.length === 0
+        ? `backfill: every registered dimension is ready${registered.length > 0 ? ` (registered ${registered.join(', ')})` : ''}\n`
+        : `backfill: dimensions ${done.join(', ')} ready after ${result.chunks} chunks, ` +
             `${result.rowsChanged} rollup rows written, ${result.durationMs} ms\n`,
     );
     return;

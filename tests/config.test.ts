@@ -52,4 +52,26 @@ describe('configuration', () => {
     );
     expect(() => rollupSettings({ ROLLUP_UNIQUE_DIMENSIONS: 'a,,b' })).toThrow(/ROLLUP_UNIQUE_DIMENSIONS: every/);
   });
+
+  it('reads the zones whose days have rows of their own, refusing those whose days start mid-hour', () => {
+    const cfg = loadConfig({
+      DATABASE_URL: 'postgres://x/y',
+      ROLLUP_DAY_ZONES: 'America/New_York, UTC, Europe/Berlin',
+    });
+    // UTC's days are always kept.
+    expect(cfg.rollups.dayZones).toEqual(['America/New_York', 'Europe/Berlin']);
+    expect(rollupSettings({}).dayZones).toEqual([]);
+    expect(() => rollupSettings({ ROLLUP_DAY_ZONES: 'Asia/Kolkata' })).toThrow(
+      /ROLLUP_DAY_ZONES: "Asia\/Kolkata" has days that do not start on a whole UTC hour/,
+    );
+    // Nepal has been +05:45 since 1986.
+    expect(() => rollupSettings({ ROLLUP_DAY_ZONES: 'Asia/Kathmandu' })).toThrow(/whole UTC hour/);
+    expect(() => rollupSettings({ ROLLUP_DAY_ZONES: 'Mars/Olympus' })).toThrow(
+      /"Mars\/Olympus" is not an IANA time zone/,
+    );
+    expect(() => rollupSettings({ ROLLUP_DAY_ZONES: 'america/new_york' })).toThrow(/not an IANA time zone/);
+    expect(() => rollupSettings({ ROLLUP_DAY_ZONES: 'Europe/Paris,Europe/Paris' })).toThrow(
+      /names "Europe\/Paris" twice/,
+    );
+  });
 });

@@ -1,6 +1,6 @@
 import type { MetricAggregateQuery } from '../klaviyo/metricAggregates';
 import { bucketBoundaries, HOUR_MS } from '../time/timezone';
-import type { SeriesPlan, SeriesSource, UtcDayPart } from '../repositories/series';
+import type { DayPart, SeriesPlan, SeriesSource } from '../repositories/series';
 
 export type { SeriesPlan } from '../repositories/series';
 
@@ -49,25 +49,64 @@ const DAY_MS = 24 * HOUR_MS;
  */
 const MIN_DAY_SHARE_MS = 12 * HOUR_MS;
 
-/** The whole UTC days of the range and, for each, the bucket that holds most of its whole hours. */
-function utcDayParts(boundaries: readonly number[], startUs: number, endUs: number): UtcDayPart[] {
-  const parts: UtcDayPart[] = [];
-  const startMs = Math.ceil(startUs / 1000);
-  const endMs = Math.floor(endUs / 1000);
+/** The starts of the whole UTC days in the range, and the end of the last one. */
+function utcDayStarts(startMs: number, endMs: number): number[] {
+  const starts: number[] = [];
+  for (let day = Math.ceil(startMs / DAY_MS) * DAY_MS; day <= endMs; day += DAY_MS) starts.push(day);
+  return starts;
+}
+
+/** The starts of the whole days of `zone` in the range (local midnights), and the end of the last one. */
+function zoneDayStarts(zone: string, startMs: number, endMs: number): number[] {
+  return bucketBoundaries(zone, 'day', startMs, endMs).filter((t) => t >= startMs && t <= endMs);
+}
+
+/** The days between consecutive `starts` and, for each, the bucket that holds most of its whole hours. */
+function dayParts(starts: readonly number[], boundaries: readonly number[]): DayPart[] {
+  const parts: DayPart[] = [];
   let first = 0;
-  for (let day = Math.ceil(startMs / DAY_MS) * DAY_MS; day + DAY_MS <= endMs; day += DAY_MS) {
+  for (let k = 0; k + 1 < starts.length; k += 1) {
+    const day = starts[k] as number;
+    const end = starts[k + 1] as number;
     while (first + 2 < boundaries.length && (boundaries[first + 1] as number) <= day) first += 1;
-    let best: UtcDayPart | null = null;
-    for (let i = first; i + 1 < boundaries.length && (boundaries[i] as number) < day + DAY_MS; i += 1) {
+    let best: DayPart | null = null;
+    for (let i = first; i + 1 < boundaries.length && (boundaries[i] as number) < end; i += 1) {
       const lo = Math.ceil(Math.max(boundaries[i] as number, day) / HOUR_MS) * HOUR_MS;
-      const hi = Math.floor(Math.min(boundaries[i + 1] as number, day + DAY_MS) / HOUR_MS) * HOUR_MS;
+      const hi = Math.floor(Math.min(boundaries[i + 1] as number, end) / HOUR_MS) * HOUR_MS;
       if (hi - lo >= MIN_DAY_SHARE_MS && (best === null || hi - lo > best.hi - best.lo)) {
-        best = { day, bucket: i + 1, lo, hi };
+        best = { day, end, bucket: i + 1, lo, hi };
       }
     }
     if (best !== null) parts.push(best);
   }
   return parts;
+}
+
+/**
+ * The days a 'dimension' plan reads daily rows of: the query's zone's own when it has them (the
+ * buckets' days then coincide with them), UTC's otherwise.
+ */
+function dimensionDays(
+  query: MetricAggregateQuery,
+  boundaries: readonly number[],
+  isDimension: boolean,
+  dayZones: readonly string[],
+): Pick<SeriesPlan, 'dayZone' | 'days' | 'utcDays'> {
+  if (!isDimension) return { dayZone: 'UTC', days: [], utcDays: null };
+  const startMs = Math.ceil(query.startUs / 1000);
+  const endMs = Math.floor(query.endUs / 1000);
+  const utcDays = dayParts(utcDayStarts(startMs, endMs), boundaries);
+  if (!dayZones.includes(query.timezone)) return { dayZone: 'UTC', days: utcDays, utcDays: null };
+  return {
+    dayZone: query.timezone,
+    days: dayParts(zoneDayStarts(query.timezone, startMs, endMs), boundaries),
+    utcDays,
+  };
+}
+
+export interface PlanOptions {
+  /** Zones other than UTC whose days have daily dimension rows (ROLLUP_DAY_ZONES). */
+  readonly dayZones?: readonly string[];
 }
 
 const HOUR_US = HOUR_MS * 1000;
@@ -135,7 +174,7 @@ function chooseSource(
   return { source: 'lookback', rawBuckets };
 }
 
-export function planSeries(query: MetricAggregateQuery): SeriesPlan {
+export function planSeries(query: MetricAggregateQuery, options: PlanOptions = {}): SeriesPlan {
   const boundaries = bucketBoundaries(query.timezone, query.interval, query.startUs / 1000, query.endUs / 1000);
   const needsUnique = query.measurements.includes('unique');
   const chosen = chooseSource(query, boundaries);
@@ -169,6 +208,6 @@ export function planSeries(query: MetricAggregateQuery): SeriesPlan {
     needsUnique,
     dimension: source === 'dimension' ? (shape?.dimension ?? null) : null,
     dimensionValues: source === 'dimension' ? (shape?.values ?? null) : null,
-    days: source === 'dimension' ? utcDayParts(boundaries, query.startUs, query.endUs) : [],
+    ...dimensionDays(query, boundaries, source === 'dimension', options.dayZones ?? []),
   };
 }

@@ -373,6 +373,10 @@ export interface DimensionBackfillResult {
   readonly backfilled: readonly string[];
   /** Keys whose dimension profiles (unique) were backfilled and declared ready. */
   readonly backfilledUnique: readonly string[];
+  /** Zones registered by this call (ROLLUP_DAY_ZONES). */
+  readonly registeredZones: readonly string[];
+  /** Zones whose daily rows were filled from the hourly rows and declared ready. */
+  readonly backfilledZones: readonly string[];
   readonly chunks: number;
   readonly rowsChanged: number;
   readonly durationMs: number;
@@ -392,6 +396,8 @@ export async function backfillDimensions(
     readonly extraDimensions?: readonly string[];
     /** Keys whose distinct profiles to roll up besides the registered ones (ROLLUP_UNIQUE_DIMENSIONS). */
     readonly extraUniqueDimensions?: readonly string[];
+    /** Zones whose days get daily rows of their own (ROLLUP_DAY_ZONES). */
+    readonly dayZones?: readonly string[];
     readonly chunkHours?: number;
     readonly maxValuesPerHour?: number;
     readonly onProgress?: (progress: { chunksDone: number; chunksTotal: number; to: Date }) => void;
@@ -404,16 +410,24 @@ export async function backfillDimensions(
     ...new Set([...(options.extraDimensions ?? rollupSettings().extraDimensions), ...extraUnique]),
   ]);
   const registeredUnique = await registerKeys(db, 'klaviyo_rollup_unique_dimensions', extraUnique);
+  const registeredZones = await registerKeys(
+    db,
+    'klaviyo_rollup_day_zones',
+    options.dayZones ?? rollupSettings().dayZones,
+  );
   const dimensions = await keysAwaitingBackfill(db, 'klaviyo_rollup_dimensions');
   const uniqueDimensions = await keysAwaitingBackfill(db, 'klaviyo_rollup_unique_dimensions');
+  const zones = await keysAwaitingBackfill(db, 'klaviyo_rollup_day_zones');
   const maxValuesPerHour = options.maxValuesPerHour ?? rollupSettings().maxValuesPerHour;
   const chunkMs = (options.chunkHours ?? DEFAULT_REBUILD_CHUNK_HOURS) * HOUR_MS;
-  if (dimensions.length === 0 && uniqueDimensions.length === 0) {
+  if (dimensions.length === 0 && uniqueDimensions.length === 0 && zones.length === 0) {
     return {
       registered,
       registeredUnique,
       backfilled: [],
       backfilledUnique: [],
+      registeredZones,
+      backfilledZones: [],
       chunks: 0,
       rowsChanged: 0,
       durationMs: Math.round(performance.now() - started),
@@ -439,11 +453,14 @@ export async function backfillDimensions(
             ? await rebuildDimensionRange(tx, accountId, { from, to, dimensions }, maxValuesPerHour)
             : { rowsChanged: 0, fallbacks: [] };
         if (dimensions.length > 0) await resetDailyDimensionRange(tx, accountId, { from, to, dimensions });
+        // A new zone's days: every key's, from the hourly rows (the keys just backfilled included).
+        const zoneRows =
+          zones.length > 0 ? await resetDailyDimensionRange(tx, accountId, { from, to }, { kind: 'zones', zones }) : 0;
         const profileRows =
           uniqueDimensions.length > 0
             ? await rebuildDimensionProfileRange(tx, accountId, { from, to, dimensions: uniqueDimensions })
             : 0;
-        return { ...w, rowsChanged: w.rowsChanged + profileRows };
+        return { ...w, rowsChanged: w.rowsChanged + profileRows + zoneRows };
       });
       logFallbacks(accountId, write.fallbacks);
       rowsChanged += write.rowsChanged;
@@ -455,11 +472,14 @@ export async function backfillDimensions(
   // keys are complete once every account's stored events are.
   if (dimensions.length > 0) await markKeysReady(db, 'klaviyo_rollup_dimensions', dimensions);
   if (uniqueDimensions.length > 0) await markKeysReady(db, 'klaviyo_rollup_unique_dimensions', uniqueDimensions);
+  if (zones.length > 0) await markKeysReady(db, 'klaviyo_rollup_day_zones', zones);
   return {
     registered,
     registeredUnique,
     backfilled: dimensions,
     backfilledUnique: uniqueDimensions,
+    registeredZones,
+    backfilledZones: zones,
     chunks,
     rowsChanged,
     durationMs: Math.round(performance.now() - started),

@@ -22,6 +22,8 @@ export interface MetricAggregateOptions {
   readonly baseUrl: string;
   /** A cursor given outside the body (the query string of links.next); the body's wins. */
   readonly pageCursor?: string;
+  /** Zones other than UTC whose days have daily dimension rows (ROLLUP_DAY_ZONES). */
+  readonly dayZones?: readonly string[];
 }
 
 export interface MetricAggregateOutcome {
@@ -69,7 +71,7 @@ export async function queryMetricAggregates(
   const parsed = parseMetricAggregateQuery(body, { maxRangeDays: options.maxRangeDays });
   const query =
     parsed.pageCursor === null && options.pageCursor ? { ...parsed, pageCursor: options.pageCursor } : parsed;
-  const plan = planSeries(query);
+  const plan = planSeries(query, { dayZones: options.dayZones ?? [] });
   const series = await readSeries(db, accountId, plan);
   if (!series.metricExists) {
     throw new HttpError(404, {

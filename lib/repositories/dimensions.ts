@@ -133,20 +133,37 @@ const WRITE_FIGURES = `
       sum_value = excluded.sum_value
     WHERE (r.event_count, r.sum_value) IS DISTINCT FROM (excluded.event_count, excluded.sum_value)
     RETURNING 1
-  ), daily AS (
+  ), day_deltas AS (
     -- The days take the same change as their hours: added figures, and for recounted hours the new
     -- figures minus the rows they replace (CTE previous; pairs found too wide are cleared anyway).
+    SELECT metric_id, dimension, bucket, dimension_value, event_count, sum_value FROM figures
+    UNION ALL
+    SELECT metric_id, dimension, bucket, dimension_value, -event_count, -sum_value FROM previous p
+    WHERE NOT EXISTS (SELECT 1 FROM wide w WHERE w.metric_id = p.metric_id AND w.dimension = p.dimension)
+  ), daily AS (
     INSERT INTO klaviyo_dimension_daily_rollups AS d
       (account_id, metric_id, dimension, day, dimension_value, event_count, sum_value)
     SELECT $1::text, metric_id, dimension, date_trunc('day', bucket, 'UTC'), dimension_value, sum(event_count), sum(sum_value)
-    FROM (SELECT metric_id, dimension, bucket, dimension_value, event_count, sum_value FROM figures
-          UNION ALL
-          SELECT metric_id, dimension, bucket, dimension_value, -event_count, -sum_value FROM previous p
-          WHERE NOT EXISTS (SELECT 1 FROM wide w WHERE w.metric_id = p.metric_id AND w.dimension = p.dimension)) c
+    FROM day_deltas
     GROUP BY metric_id, dimension, date_trunc('day', bucket, 'UTC'), dimension_value
     HAVING sum(event_count) <> 0 OR sum(sum_value) <> 0
     ORDER BY 2, 3, 4, 5
     ON CONFLICT (account_id, metric_id, dimension, day, dimension_value) DO UPDATE SET
+      event_count = d.event_count + excluded.event_count,
+      sum_value = d.sum_value + excluded.sum_value
+    RETURNING 1
+  ), zone_daily AS (
+    -- The same for the days of every registered zone (migrations/0016), ready or still being filled:
+    -- the backfill resets a zone's days from the hourly rows under the same lock.
+    INSERT INTO klaviyo_dimension_zone_daily_rollups AS d
+      (account_id, metric_id, zone, dimension, day, dimension_value, event_count, sum_value)
+    SELECT $1::text, c.metric_id, z.zone, c.dimension, date_trunc('day', c.bucket, z.zone), c.dimension_value,
+           sum(c.event_count), sum(c.sum_value)
+    FROM day_deltas c CROSS JOIN klaviyo_rollup_day_zones z
+    GROUP BY c.metric_id, z.zone, c.dimension, date_trunc('day', c.bucket, z.zone), c.dimension_value
+    HAVING sum(c.event_count) <> 0 OR sum(c.sum_value) <> 0
+    ORDER BY 2, 3, 4, 5, 6
+    ON CONFLICT (account_id, metric_id, zone, dimension, day, dimension_value) DO UPDATE SET
       event_count = d.event_count + excluded.event_count,
       sum_value = d.sum_value + excluded.sum_value
     RETURNING 1
@@ -311,7 +328,7 @@ export async function rebuildDimensionRange(
      ), ${WRITE_FIGURES},
      ${DELETE_EMPTIED}
      SELECT (SELECT count(*) FROM added) + (SELECT count(*) FROM recounted) + (SELECT count(*) FROM emptied)
-              + (SELECT count(*) FROM daily) AS changed,
+              + (SELECT count(*) FROM daily) + (SELECT count(*) FROM zone_daily) AS changed,
             ${WIDE_JSON} AS wide`,
     params,
   );
@@ -319,52 +336,81 @@ export async function rebuildDimensionRange(
 }
 
 /**
- * Sets the daily rows of every UTC day that meets [from, to) to the sum of the day's hourly rows,
- * whatever they held: a rebuild's last dimension step, so that it repairs daily rows damaged on their
- * own as it repairs hours (the incremental deltas keep a correct pair correct, but cannot repair one).
+ * The days a reset covers: UTC's in klaviyo_dimension_daily_rollups, or a registered zone's in
+ * klaviyo_dimension_zone_daily_rollups (migrations/0016).
+ */
+type DayTier = { readonly kind: 'utc' } | { readonly kind: 'zones'; readonly zones?: readonly string[] };
+
+/**
+ * Sets the daily rows of every day that meets [from, to) to the sum of the day's hourly rows, whatever
+ * they held: a rebuild's last dimension step, so that it repairs daily rows damaged on their own as it
+ * repairs hours (the incremental deltas keep a correct pair correct, but cannot repair one), and the
+ * backfill of a newly registered zone. Without `tier`, UTC's days and every registered zone's.
  */
 export async function resetDailyDimensionRange(
   tx: Db,
   accountId: string,
   range: { from: Date; to: Date; metricId?: string; dimensions?: readonly string[] },
+  tier?: DayTier,
 ): Promise<number> {
+  if (tier === undefined) {
+    return (
+      (await resetDailyDimensionRange(tx, accountId, range, { kind: 'utc' })) +
+      (await resetDailyDimensionRange(tx, accountId, range, { kind: 'zones' }))
+    );
+  }
   const params: SqlParam[] = [accountId, range.from.toISOString(), range.to.toISOString()];
   let filters = '';
   let dailyFilters = '';
   if (range.metricId) {
     params.push(range.metricId);
-    filters += ` AND metric_id = $${params.length}`;
+    filters += ` AND r.metric_id = $${params.length}`;
     dailyFilters += ` AND y.metric_id = $${params.length}`;
   }
   if (range.dimensions) {
     params.push(textArray(range.dimensions));
-    filters += ` AND dimension = ANY($${params.length}::text[])`;
+    filters += ` AND r.dimension = ANY($${params.length}::text[])`;
     dailyFilters += ` AND y.dimension = ANY($${params.length}::text[])`;
   }
+  let zones = `SELECT 'UTC'::text AS zone`;
+  if (tier.kind === 'zones') {
+    zones = 'SELECT zone FROM klaviyo_rollup_day_zones';
+    if (tier.zones) {
+      params.push(textArray(tier.zones));
+      zones += ` WHERE zone = ANY($${params.length}::text[])`;
+    }
+  }
+  const zoned = tier.kind === 'zones';
+  const table = zoned ? 'klaviyo_dimension_zone_daily_rollups' : 'klaviyo_dimension_daily_rollups';
+  const zoneColumn = zoned ? 'zone, ' : '';
   const rows = await tx.query<{ n: string }>(
-    `WITH bounds AS (
-       SELECT date_trunc('day', $2::timestamptz, 'UTC') AS lo,
-              date_trunc('day', $3::timestamptz - interval '1 microsecond', 'UTC') + interval '1 day' AS hi
+    `WITH bounds AS MATERIALIZED (
+       -- The zone's days that meet the range, whole: from the start of the first to the start of the
+       -- day after the last (26 hours past a day's start always lies in the next day).
+       SELECT zone, date_trunc('day', $2::timestamptz, zone) AS lo,
+              date_trunc('day', date_trunc('day', $3::timestamptz - interval '1 microsecond', zone) + interval '26 hours', zone) AS hi
+       FROM (${zones}) z
      ), wanted AS MATERIALIZED (
-       SELECT metric_id, dimension, date_trunc('day', bucket, 'UTC') AS day, dimension_value,
-              sum(event_count) AS event_count, sum(sum_value) AS sum_value
-       FROM klaviyo_dimension_rollups
-       WHERE account_id = $1 AND bucket >= (SELECT lo FROM bounds) AND bucket < (SELECT hi FROM bounds) ${filters}
-       GROUP BY 1, 2, 3, 4
+       SELECT r.metric_id, b.zone, r.dimension, date_trunc('day', r.bucket, b.zone) AS day, r.dimension_value,
+              sum(r.event_count) AS event_count, sum(r.sum_value) AS sum_value
+       FROM bounds b
+       JOIN klaviyo_dimension_rollups r ON r.account_id = $1 AND r.bucket >= b.lo AND r.bucket < b.hi ${filters}
+       GROUP BY 1, 2, 3, 4, 5
      ), upserted AS (
-       INSERT INTO klaviyo_dimension_daily_rollups AS y
-         (account_id, metric_id, dimension, day, dimension_value, event_count, sum_value)
-       SELECT $1::text, metric_id, dimension, day, dimension_value, event_count, sum_value FROM wanted
-       ORDER BY 2, 3, 4, 5
-       ON CONFLICT (account_id, metric_id, dimension, day, dimension_value) DO UPDATE SET
+       INSERT INTO ${table} AS y
+         (account_id, metric_id, ${zoneColumn}dimension, day, dimension_value, event_count, sum_value)
+       SELECT $1::text, metric_id, ${zoneColumn}dimension, day, dimension_value, event_count, sum_value FROM wanted
+       ORDER BY metric_id, ${zoneColumn}dimension, day, dimension_value
+       ON CONFLICT (account_id, metric_id, ${zoneColumn}dimension, day, dimension_value) DO UPDATE SET
          event_count = excluded.event_count, sum_value = excluded.sum_value
        WHERE (y.event_count, y.sum_value) IS DISTINCT FROM (excluded.event_count, excluded.sum_value)
        RETURNING 1
      ), removed AS (
-       DELETE FROM klaviyo_dimension_daily_rollups y
-       WHERE y.account_id = $1 AND y.day >= (SELECT lo FROM bounds) AND y.day < (SELECT hi FROM bounds) ${dailyFilters}
+       DELETE FROM ${table} y
+       USING bounds b
+       WHERE y.account_id = $1 ${zoned ? 'AND y.zone = b.zone' : ''} AND y.day >= b.lo AND y.day < b.hi ${dailyFilters}
          AND NOT EXISTS (SELECT 1 FROM wanted w
-                         WHERE w.metric_id = y.metric_id AND w.dimension = y.dimension AND w.day = y.day
+                         WHERE w.metric_id = y.metric_id AND w.zone = b.zone AND w.dimension = y.dimension AND w.day = y.day
                            AND w.dimension_value = y.dimension_value)
        RETURNING 1
      )
@@ -396,6 +442,10 @@ async function recordFallbacks(tx: Db, accountId: string, fallbacks: readonly Di
        RETURNING 1
      ), cleared_days AS (
        DELETE FROM klaviyo_dimension_daily_rollups r USING wide w
+        WHERE r.account_id = $1 AND r.metric_id = w.metric_id AND r.dimension = w.dimension
+       RETURNING 1
+     ), cleared_zone_days AS (
+       DELETE FROM klaviyo_dimension_zone_daily_rollups r USING wide w
         WHERE r.account_id = $1 AND r.metric_id = w.metric_id AND r.dimension = w.dimension
        RETURNING 1
      ), cleared_profiles AS (
@@ -446,11 +496,18 @@ export function rangeFilters(
 /**
  * The registries of rolled-up keys: `klaviyo_rollup_dimensions` (counts and sums, the operator's
  * ROLLUP_DIMENSIONS) and `klaviyo_rollup_unique_dimensions` (distinct profiles, ROLLUP_UNIQUE_DIMENSIONS;
- * each also a rolled-up key). They are configuration shared by every account (reference tables on
- * Citus): these three statements are the only ones here that do not name an account; the backfill runs
- * per account.
+ * each also a rolled-up key), and of the zones with days of their own, `klaviyo_rollup_day_zones`
+ * (ROLLUP_DAY_ZONES). They are configuration shared by every account (reference tables on Citus):
+ * these three statements are the only ones here that do not name an account; the backfill runs per
+ * account.
  */
-export type KeyRegistry = 'klaviyo_rollup_dimensions' | 'klaviyo_rollup_unique_dimensions';
+export type KeyRegistry = 'klaviyo_rollup_dimensions' | 'klaviyo_rollup_unique_dimensions' | 'klaviyo_rollup_day_zones';
+
+const REGISTRY_KEY: Readonly<Record<KeyRegistry, string>> = {
+  klaviyo_rollup_dimensions: 'dimension',
+  klaviyo_rollup_unique_dimensions: 'dimension',
+  klaviyo_rollup_day_zones: 'zone',
+};
 
 export function textArray(values: readonly string[]): string {
   return `{${values.map((d) => JSON.stringify(d)).join(',')}}`;
@@ -462,26 +519,30 @@ export function textArray(values: readonly string[]): string {
  */
 export async function registerKeys(db: Db, registry: KeyRegistry, keys: readonly string[]): Promise<string[]> {
   if (keys.length === 0) return [];
-  const rows = await db.query<{ dimension: string }>(
-    `INSERT INTO ${registry} (dimension, ready_at)
+  const column = REGISTRY_KEY[registry];
+  const rows = await db.query<{ key: string }>(
+    `INSERT INTO ${registry} (${column}, ready_at)
      SELECT d, CASE WHEN EXISTS (SELECT 1 FROM klaviyo_events) THEN NULL ELSE now() END
      FROM unnest($1::text[]) AS d
-     ON CONFLICT (dimension) DO NOTHING
-     RETURNING dimension`,
+     ON CONFLICT (${column}) DO NOTHING
+     RETURNING ${column} AS key`,
     [textArray(keys)],
   );
-  return rows.map((r) => r.dimension);
+  return rows.map((r) => r.key);
 }
 
 /** Registered keys whose rows do not cover the events stored before they were registered. */
 export async function keysAwaitingBackfill(db: Db, registry: KeyRegistry): Promise<string[]> {
-  const rows = await db.query<{ dimension: string }>(
-    `SELECT dimension FROM ${registry} WHERE ready_at IS NULL ORDER BY dimension`,
+  const column = REGISTRY_KEY[registry];
+  const rows = await db.query<{ key: string }>(
+    `SELECT ${column} AS key FROM ${registry} WHERE ready_at IS NULL ORDER BY ${column}`,
   );
-  return rows.map((r) => r.dimension);
+  return rows.map((r) => r.key);
 }
 
 /** Declares the keys' rows complete: readers use them from the next statement on. */
 export async function markKeysReady(tx: Db, registry: KeyRegistry, keys: readonly string[]): Promise<void> {
-  await tx.query(`UPDATE ${registry} SET ready_at = now() WHERE dimension = ANY($1::text[])`, [textArray(keys)]);
+  await tx.query(`UPDATE ${registry} SET ready_at = now() WHERE ${REGISTRY_KEY[registry]} = ANY($1::text[])`, [
+    textArray(keys),
+  ]);
 }

@@ -30,19 +30,28 @@ export interface SeriesPlan {
   readonly dimension: string | null;
   /** 'dimension' only: the values the filters allow (their intersection), null when unfiltered. */
   readonly dimensionValues: readonly string[] | null;
-  /** 'dimension' only: the whole UTC days of the range that the daily dimension rollups serve. */
-  readonly days: readonly UtcDayPart[];
+  /**
+   * 'dimension' only: the zone whose days `days` are: 'UTC' (klaviyo_dimension_daily_rollups), or the
+   * query's zone when it has daily rows of its own (ROLLUP_DAY_ZONES, migrations/0016).
+   */
+  readonly dayZone: string;
+  /** 'dimension' only: the whole days of `dayZone` in the range that daily dimension rows serve. */
+  readonly days: readonly DayPart[];
+  /** 'dimension' with a zone's days only: the UTC days to use while that zone's rows are being filled. */
+  readonly utcDays: readonly DayPart[] | null;
 }
 
 /**
- * A whole UTC day of the range that a daily dimension row serves (epoch ms): its hours [lo, hi) lie
- * whole in bucket `bucket` (1-based, width_bucket's numbering) and make at least half of the day. The
- * day's row goes to that bucket; the reader moves the day's other hours to their own buckets (or to
- * raw events) by subtracting their hourly rows, exact because a daily row is always the sum of its
- * day's hourly rows (lib/repositories/dimensions.ts).
+ * A whole day [day, end) of the range that a daily dimension row serves (epoch ms; a UTC day, or a
+ * zone's day of 23 to 25 hours): its hours [lo, hi) lie whole in bucket `bucket` (1-based,
+ * width_bucket's numbering) and make at least half of the day. The day's row goes to that bucket; the
+ * reader moves the day's other hours to their own buckets (or to raw events) by subtracting their
+ * hourly rows, exact because a daily row is always the sum of its day's hourly rows
+ * (lib/repositories/dimensions.ts).
  */
-export interface UtcDayPart {
+export interface DayPart {
   readonly day: number;
+  readonly end: number;
   readonly bucket: number;
   readonly lo: number;
   readonly hi: number;
@@ -83,6 +92,7 @@ interface SeriesRow extends Record<string, unknown> {
   metric_exists: boolean;
   buckets: unknown;
   served?: boolean;
+  zone_ready?: boolean;
 }
 
 /** Epoch microseconds as ISO 8601 text with all six fraction digits. */
@@ -251,33 +261,38 @@ function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
 /**
  * Count and sum by one property, or filtered on it (the 'dimension' plan), from three sources added
  * up with signs:
- *   - the daily rows of the days in $9..$12 (day, 1-based bucket, and [lo, hi), the day's hours that
- *     lie whole in that bucket), each given to its bucket;
+ *   - the daily rows of the days in $9..$13 (day, 1-based bucket, [lo, hi), the day's hours that lie
+ *     whole in that bucket, and its length in hours) of the zone $14, each given to its bucket;
  *   - the hourly rows of the hours those days do not cover ("spans") and of each day's hours outside
  *     its [lo, hi): each is added to its own bucket (unless its hour is raw) and, for a day's hour,
  *     subtracted from the day's bucket, whose daily row counted it; the hourly rows of the raw hours
  *     inside a day's [lo, hi) are subtracted from the day's bucket;
  *   - raw events for the raw hours: dirty hours, and hours a boundary or the range cuts ($7).
  * Per bucket, that is the sum of the hourly rows of its clean uncut hours, because a daily row is
- * always the sum of its day's hourly rows (both change in one statement). $8 is the key, $13 the
+ * always the sum of its day's hourly rows (both change in one statement). $8 is the key, $15 the
  * allowed values (a JSON array; absent: all). Events without the property have no rollup row: when
  * the "" value is wanted (no filter, or a filter that lists ""), they are the totals' rows (the
  * pseudo-key TOTALS_KEY, read through the same days, spans and moved hours) minus the key's rows. The first CTE checks, in this statement's snapshot, that the key's rollups can be used
- * (registered and backfilled, no fallback for the metric); `served` false tells the caller to read
- * raw events. `unique` (distinct profiles) comes from the dimension profiles
+ * (registered and backfilled, no fallback for the metric) and the zone's days (filled); `served` false
+ * tells the caller to read raw events, or UTC days when `zone_ready` is false. `unique` (distinct profiles) comes from the dimension profiles
  * (uniqueFromDimensionsCtes); the raw hours' events are then kept as CTE raw_events, which both parts read.
  */
 function fromDimensionsSql(plan: SeriesPlan): string {
   const values = plan.dimensionValues;
   const needsEmpty = values === null || values.includes('');
-  const valueFilter = values === null ? '' : 'AND v IN (SELECT jsonb_array_elements_text($13::jsonb))';
+  const valueFilter = values === null ? '' : 'AND v IN (SELECT jsonb_array_elements_text($15::jsonb))';
   const storedFilter = (alias: string) =>
-    needsEmpty ? '' : `AND ${alias}.dimension_value IN (SELECT jsonb_array_elements_text($13::jsonb))`;
+    needsEmpty ? '' : `AND ${alias}.dimension_value IN (SELECT jsonb_array_elements_text($15::jsonb))`;
   // With the "" value wanted, every stored read takes the totals' rows (TOTALS_KEY) beside the key's,
   // through the same days, spans and moved hours: the "" row is the totals minus the key's rows.
-  // As an array parameter after the values ($13 when filtered): pg_stat_statements would record an
+  // As an array parameter after the values ($15 when filtered): pg_stat_statements would record an
   // IN list with a constant in it renumbered, which the statement check then cannot bind to one account.
-  const keys = needsEmpty ? `= ANY(${values === null ? '$13' : '$14'}::text[])` : '= $8';
+  const keys = needsEmpty ? `= ANY(${values === null ? '$15' : '$16'}::text[])` : '= $8';
+  // A zone's days come from its own table (migrations/0016), UTC's from klaviyo_dimension_daily_rollups.
+  const zoned = plan.dayZone !== 'UTC';
+  const dailyRows = zoned
+    ? 'klaviyo_dimension_zone_daily_rollups y JOIN days c ON c.day = y.day WHERE y.zone = $14 AND'
+    : 'klaviyo_dimension_daily_rollups y JOIN days c ON c.day = y.day WHERE';
   const withoutValue = needsEmpty
     ? `UNION ALL
        SELECT i, '' AS v, CASE WHEN k = '${TOTALS_KEY}' THEN n ELSE -n END AS n,
@@ -293,9 +308,12 @@ function fromDimensionsSql(plan: SeriesPlan): string {
                 WHERE x.account_id = $1 AND x.metric_id = $2 AND x.dimension ${keys} AND x.bucket >= ${lo} AND x.bucket < ${hi} ${storedFilter('x')}
                OFFSET 0`;
   return `
-  WITH served AS MATERIALIZED (
+  WITH zone_ready AS MATERIALIZED (
+    SELECT ${zoned ? 'EXISTS (SELECT 1 FROM klaviyo_rollup_day_zones WHERE zone = $14 AND ready_at IS NOT NULL)' : 'true'} AS ok
+  ), served AS MATERIALIZED (
     SELECT EXISTS (SELECT 1 FROM klaviyo_rollup_dimensions WHERE dimension = $8 AND ready_at IS NOT NULL) ${uniqueReady}
-           AND NOT EXISTS (SELECT 1 FROM klaviyo_dimension_fallbacks WHERE account_id = $1 AND metric_id = $2 AND dimension = $8) AS ok
+           AND NOT EXISTS (SELECT 1 FROM klaviyo_dimension_fallbacks WHERE account_id = $1 AND metric_id = $2 AND dimension = $8)
+           AND (SELECT ok FROM zone_ready) AS ok
   ), raw_hours AS MATERIALIZED (
     SELECT d.bucket AS hour FROM klaviyo_aggregate_dirty d
      WHERE (SELECT ok FROM served) AND d.account_id = $1 AND d.metric_id = $2 AND d.bucket >= $6::text::timestamptz AND d.bucket < $5::text::timestamptz
@@ -303,21 +321,22 @@ function fromDimensionsSql(plan: SeriesPlan): string {
     SELECT unnest($7::timestamptz[])
   ), days AS MATERIALIZED (
     -- The share's bounds travel as hours after the day's start: integers parse faster than instants.
-    SELECT c.day, c.i, c.day + c.lo_h * interval '1 hour' AS lo, c.day + c.hi_h * interval '1 hour' AS hi
-      FROM unnest($9::timestamptz[], $10::int[], $11::int[], $12::int[]) AS c(day, i, lo_h, hi_h)
+    SELECT c.day, c.i, c.day + c.lo_h * interval '1 hour' AS lo, c.day + c.hi_h * interval '1 hour' AS hi,
+           c.day + c.hours * interval '1 hour' AS day_end
+      FROM unnest($9::timestamptz[], $10::int[], $11::int[], $12::int[], $13::int[]) AS c(day, i, lo_h, hi_h, hours)
      WHERE (SELECT ok FROM served)
   ), spans AS MATERIALIZED (
     -- The hours no day covers, as ranges: before the first day, between two, after the last.
     SELECT lo, hi
-      FROM (SELECT coalesce(lag(day + interval '1 day') OVER (ORDER BY day), $6::text::timestamptz) AS lo, day AS hi FROM days
+      FROM (SELECT coalesce(lag(day_end) OVER (ORDER BY day), $6::text::timestamptz) AS lo, day AS hi FROM days
             UNION ALL
-            SELECT coalesce(max(day) + interval '1 day', $6::text::timestamptz), $5::text::timestamptz FROM days) g
+            SELECT coalesce(max(day_end), $6::text::timestamptz), $5::text::timestamptz FROM days) g
      WHERE lo < hi AND (SELECT ok FROM served)
   ), moved AS MATERIALIZED (
     -- The days' hours outside their bucket's share: at most one range before it and one after.
     SELECT i, day AS lo, lo AS hi FROM days WHERE day < lo
     UNION ALL
-    SELECT i, hi, day + interval '1 day' FROM days WHERE hi < day + interval '1 day'
+    SELECT i, hi, day_end FROM days WHERE hi < day_end
   ), moved_rows AS MATERIALIZED (
     SELECT m.i AS day_i, r.dimension AS k, r.bucket, r.dimension_value AS v, r.event_count AS n, r.sum_value AS s
       FROM moved m
@@ -336,9 +355,7 @@ function fromDimensionsSql(plan: SeriesPlan): string {
              WHERE NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour = r.bucket)
             UNION ALL
             SELECT c.i, y.dimension, y.dimension_value, y.event_count, y.sum_value
-              FROM klaviyo_dimension_daily_rollups y
-              JOIN days c ON c.day = y.day
-             WHERE y.account_id = $1 AND y.metric_id = $2 AND y.dimension ${keys}
+              FROM ${dailyRows} y.account_id = $1 AND y.metric_id = $2 AND y.dimension ${keys}
                AND y.day >= $6::text::timestamptz AND y.day < $5::text::timestamptz ${storedFilter('y')}
             UNION ALL
             SELECT day_i, k, v, -n, -s FROM moved_rows
@@ -349,7 +366,7 @@ function fromDimensionsSql(plan: SeriesPlan): string {
             -- Raw hours inside a day's share: their day row counted their hourly rows.
             SELECT c.i, x.dimension, x.dimension_value, -x.event_count, -x.sum_value
               FROM raw_hours h
-              JOIN days c ON c.day = date_trunc('day', h.hour, 'UTC') AND h.hour >= c.lo AND h.hour < c.hi
+              JOIN days c ON c.day = date_trunc('day', h.hour, $14) AND h.hour >= c.lo AND h.hour < c.hi
               JOIN klaviyo_dimension_rollups x ON x.account_id = $1 AND x.metric_id = $2 AND x.dimension ${keys} AND x.bucket = h.hour
              WHERE true ${storedFilter('x')}) z
   ), ${plan.needsUnique ? 'raw_events AS MATERIALIZED' : 'fresh AS'} (
@@ -385,7 +402,7 @@ function fromDimensionsSql(plan: SeriesPlan): string {
      GROUP BY 1, 2
     HAVING sum(n) > 0
   )${plan.needsUnique ? uniqueFromDimensionsCtes(plan) : ''}
-  SELECT (SELECT ok FROM served) AS served, ${METRIC_EXISTS} AS metric_exists,
+  SELECT (SELECT ok FROM served) AS served, (SELECT ok FROM zone_ready) AS zone_ready, ${METRIC_EXISTS} AS metric_exists,
          (SELECT coalesce(json_agg(json_build_array(c.i, c.n, c.s, ${plan.needsUnique ? 'coalesce(q.u, 0)' : '0'}${byValue ? ', c.v' : ''}) ORDER BY c.i), '[]'::json)
             FROM combined c ${plan.needsUnique ? 'LEFT JOIN uniques q ON q.i = c.i AND q.v = c.v' : ''}) AS buckets`;
 }
@@ -402,8 +419,8 @@ function fromDimensionsSql(plan: SeriesPlan): string {
 function uniqueFromDimensionsCtes(plan: SeriesPlan): string {
   const values = plan.dimensionValues;
   const needsEmpty = values === null || values.includes('');
-  const valueFilter = values === null ? '' : 'AND v IN (SELECT jsonb_array_elements_text($13::jsonb))';
-  const storedFilter = needsEmpty ? '' : 'AND x.dimension_value IN (SELECT jsonb_array_elements_text($13::jsonb))';
+  const valueFilter = values === null ? '' : 'AND v IN (SELECT jsonb_array_elements_text($15::jsonb))';
+  const storedFilter = needsEmpty ? '' : 'AND x.dimension_value IN (SELECT jsonb_array_elements_text($15::jsonb))';
   const withoutValue = needsEmpty
     ? `, profile_events AS MATERIALIZED (
     SELECT width_bucket(e."timestamp", (SELECT $3::timestamptz[])) AS i, e.profile_id, count(*) AS n
@@ -486,23 +503,32 @@ export async function readSeries(db: Db, accountId: string, plan: SeriesPlan): P
   return toResult(rows[0], 0, plan.source);
 }
 
-/** The 'dimension' plan; raw events when the statement finds the key not rolled up for the metric. */
+/**
+ * The 'dimension' plan; raw events when the statement finds the key not rolled up for the metric. A
+ * plan on a zone's days whose rows are still being filled (npm run backfill) runs again on UTC days.
+ */
 export async function readSeriesFromDimensions(db: Db, accountId: string, plan: SeriesPlan): Promise<SeriesResult> {
   if (plan.dimension === null) throw new Error('readSeriesFromDimensions needs a dimension plan');
+  const days = plan.days;
   const params: SqlParam[] = [
     ...rangeParams(accountId, plan),
     timestampArray(plan.cutHours),
     plan.dimension,
-    timestampArray(plan.days.map((d) => d.day)),
-    `{${plan.days.map((d) => d.bucket).join(',')}}`,
-    `{${plan.days.map((d) => (d.lo - d.day) / HOUR_MS).join(',')}}`,
-    `{${plan.days.map((d) => (d.hi - d.day) / HOUR_MS).join(',')}}`,
+    timestampArray(days.map((d) => d.day)),
+    `{${days.map((d) => d.bucket).join(',')}}`,
+    `{${days.map((d) => (d.lo - d.day) / HOUR_MS).join(',')}}`,
+    `{${days.map((d) => (d.hi - d.day) / HOUR_MS).join(',')}}`,
+    `{${days.map((d) => (d.end - d.day) / HOUR_MS).join(',')}}`,
+    plan.dayZone,
   ];
   if (plan.dimensionValues !== null) params.push(JSON.stringify(plan.dimensionValues));
   if (plan.dimensionValues === null || plan.dimensionValues.includes('')) {
     params.push(textArray([plan.dimension, TOTALS_KEY]));
   }
   const rows = await db.query<SeriesRow>(fromDimensionsSql(plan), params);
+  if (rows[0]?.zone_ready === false && plan.utcDays !== null) {
+    return readSeriesFromDimensions(db, accountId, { ...plan, dayZone: 'UTC', days: plan.utcDays, utcDays: null });
+  }
   if (rows[0]?.served !== true) return readSeriesFromEvents(db, accountId, plan);
   return toResult(rows[0], plan.by.length, 'dimension');
 }

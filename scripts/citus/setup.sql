@@ -34,9 +34,11 @@ CREATE EXTENSION IF NOT EXISTS citus;
 --   klaviyo_rollup_dimension_generation: the registry's generation, raised by a row trigger on
 --   klaviyo_rollup_dimensions (migration 0012). Citus runs triggers on reference tables only with
 --   citus.enable_unsafe_triggers; should it refuse, the raise belongs in registerKeys instead.
+--   klaviyo_rollup_day_zones: the zones whose days have daily rows of their own (configuration).
 SELECT create_reference_table('klaviyo_rollup_dimensions');
 SELECT create_reference_table('klaviyo_rollup_unique_dimensions');
 SELECT create_reference_table('klaviyo_rollup_dimension_generation');
+SELECT create_reference_table('klaviyo_rollup_day_zones');
 
 -- schema_migrations stays a plain table on the coordinator: only lib/db/migrate.ts reads it, alone.
 
@@ -58,9 +60,10 @@ SELECT create_distributed_table('klaviyo_aggregate_pending', 'account_id', coloc
 SELECT create_distributed_table('klaviyo_aggregate_adjustments', 'account_id', colocate_with => 'klaviyo_metrics');
 SELECT create_distributed_table('klaviyo_profile_hours', 'account_id', colocate_with => 'klaviyo_metrics');
 
--- Breakdowns: dimension rollups, hourly and daily, and the keys left to raw events.
+-- Breakdowns: dimension rollups, hourly, daily and daily in other zones, and the keys left to raw events.
 SELECT create_distributed_table('klaviyo_dimension_rollups', 'account_id', colocate_with => 'klaviyo_metrics');
 SELECT create_distributed_table('klaviyo_dimension_daily_rollups', 'account_id', colocate_with => 'klaviyo_metrics');
+SELECT create_distributed_table('klaviyo_dimension_zone_daily_rollups', 'account_id', colocate_with => 'klaviyo_metrics');
 SELECT create_distributed_table('klaviyo_dimension_fallbacks', 'account_id', colocate_with => 'klaviyo_metrics');
 SELECT create_distributed_table('klaviyo_dimension_profiles', 'account_id', colocate_with => 'klaviyo_metrics');
 

@@ -18,6 +18,8 @@ const GLOBAL_TABLES: Record<string, string> = {
     'which event properties are rolled up: configuration, the same for every account (a reference table on Citus)',
   klaviyo_rollup_unique_dimensions:
     'which rolled-up properties keep distinct profiles: configuration, the same for every account (a reference table on Citus)',
+  klaviyo_rollup_day_zones:
+    'which zones have daily dimension rows of their own: configuration, the same for every account (a reference table on Citus)',
   klaviyo_rollup_dimension_generation:
     "the generation of the rolled-up keys' registry, one row raised with it (a reference table on Citus)",
 };

@@ -234,13 +234,15 @@ export async function dimensionContractViolations(
 
 /**
  * The daily dimension rollups' invariant, whatever is marked: each UTC day's row is the sum of its hours'
- * rows (a row of zeros standing for none). Returns the days that differ.
+ * rows (a row of zeros standing for none), and so is each local day's row of every registered zone
+ * (migrations/0016; the local day found from the hour's local date, not as the writers find it).
+ * Returns the days that differ.
  */
 export async function dailyDimensionViolations(
   db: Db,
   accountId: string = DEFAULT_ACCOUNT_ID,
 ): Promise<Record<string, unknown>[]> {
-  return db.query(
+  const utc = await db.query(
     `WITH hours AS (
        SELECT metric_id, dimension, date_bin('1 day', bucket, timestamptz '2000-01-01 00:00:00+00') AS day, dimension_value,
               sum(event_count) AS event_count, sum(sum_value) AS sum_value
@@ -258,6 +260,28 @@ export async function dailyDimensionViolations(
      ORDER BY 1, 2, 3, 4`,
     [accountId],
   );
+  const zoned = await db.query(
+    `WITH hours AS (
+       SELECT r.metric_id, z.zone, r.dimension, ((r.bucket AT TIME ZONE z.zone)::date)::timestamp AT TIME ZONE z.zone AS day,
+              r.dimension_value, sum(r.event_count) AS event_count, sum(r.sum_value) AS sum_value
+       FROM klaviyo_dimension_rollups r CROSS JOIN klaviyo_rollup_day_zones z
+       WHERE r.account_id = $1 GROUP BY 1, 2, 3, 4, 5
+     ), days AS (
+       SELECT metric_id, zone, dimension, day, dimension_value, event_count, sum_value
+       FROM klaviyo_dimension_zone_daily_rollups WHERE account_id = $1 AND (event_count <> 0 OR sum_value <> 0)
+     )
+     SELECT coalesce(h.metric_id, d.metric_id) AS metric_id, coalesce(h.zone, d.zone) AS zone,
+            coalesce(h.dimension, d.dimension) AS dimension, coalesce(h.day, d.day)::text AS day,
+            coalesce(h.dimension_value, d.dimension_value) AS dimension_value,
+            h.event_count::text AS hours_count, d.event_count::text AS day_count
+     FROM hours h
+     FULL JOIN days d ON d.metric_id = h.metric_id AND d.zone = h.zone AND d.dimension = h.dimension AND d.day = h.day
+                     AND d.dimension_value = h.dimension_value
+     WHERE (h.event_count, h.sum_value) IS DISTINCT FROM (d.event_count, d.sum_value)
+     ORDER BY 1, 2, 3, 4, 5`,
+    [accountId],
+  );
+  return [...utc, ...zoned];
 }
 
 /**

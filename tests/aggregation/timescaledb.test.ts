@@ -1,4 +1,4 @@
-import { rebuildAggregates, runAggregation } from '../../lib/app/aggregation';
+import { backfillDimensions, rebuildAggregates, runAggregation } from '../../lib/app/aggregation';
 import { migrate } from '../../lib/db/migrate';
 import type { ClosableDb } from '../../lib/db/port';
 import { readHourlySeries } from '../../lib/repositories/aggregates';
@@ -155,6 +155,13 @@ describe('aggregation on TimescaleDB (PGlite)', () => {
   });
 
   it('dimension rollups take late events into compressed chunks, and a rebuild repairs them there', async () => {
+    // New York's own days (migrations/0016), filled for the events stored so far and kept from then on.
+    const zones = await backfillDimensions(db, {
+      extraDimensions: [],
+      extraUniqueDimensions: [],
+      dayZones: ['America/New_York'],
+    });
+    expect(zones.registeredZones).toEqual(['America/New_York']);
     const flowEvents = randomEvents(37, {
       count: 300,
       from: oldStart.toISOString(),
@@ -172,12 +179,16 @@ describe('aggregation on TimescaleDB (PGlite)', () => {
     ]);
     await runAggregation(db, DEFAULT_ACCOUNT_ID, options);
     expect(await dimensionContractViolations(db)).toEqual([]);
+    expect(await dailyDimensionViolations(db)).toEqual([]);
     await db.query(`UPDATE klaviyo_dimension_rollups SET event_count = event_count + 1 WHERE metric_id = 'm3'`);
     expect(await dimensionContractViolations(db)).not.toEqual([]);
     await rebuildAggregates(db, DEFAULT_ACCOUNT_ID, { chunkHours: 24 * 30 });
     expect(await dimensionContractViolations(db)).toEqual([]);
     // The daily rows took the rebuild's corrections too, compressed chunks included.
     await db.query(`UPDATE klaviyo_dimension_daily_rollups SET event_count = event_count + 1 WHERE metric_id = 'm3'`);
+    await db.query(
+      `UPDATE klaviyo_dimension_zone_daily_rollups SET sum_value = sum_value + 1 WHERE metric_id = 'm3' AND day < now() - interval '450 days'`,
+    );
     expect(await dailyDimensionViolations(db)).not.toEqual([]);
     await rebuildAggregates(db, DEFAULT_ACCOUNT_ID, { chunkHours: 24 * 30 });
     expect(await dailyDimensionViolations(db)).toEqual([]);

@@ -261,12 +261,13 @@ describe('migration 0010 (accounts) on a populated database', () => {
         ['klaviyo_dimension_daily_rollups', 'account_id'],
         ['klaviyo_dimension_profiles', 'account_id'],
         ['klaviyo_dimension_rollups', 'account_id'],
+        ['klaviyo_dimension_zone_daily_rollups', 'account_id'],
         ['klaviyo_events', 'account_id'],
       ]);
       const policies = await db.query<{ hypertable_name: string }>(
         `SELECT hypertable_name FROM timescaledb_information.jobs WHERE proc_name = 'policy_compression' ORDER BY 1`,
       );
-      expect(policies).toHaveLength(5);
+      expect(policies).toHaveLength(6);
       await checkUsable(db, start);
       // The policy compresses the migrated chunks again, and the rows stay as they were.
       const after = await contents(db);

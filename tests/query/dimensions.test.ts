@@ -18,7 +18,8 @@ import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
  * Intl, aggregated in TypeScript), in every state the rollups pass through: rolled up; late events
  * marked and pending; re-delivered events; events deleted and their range rebuilt; rollups truncated
  * and rebuilt; a key registered later and backfilled. Zones: UTC, America/New_York across the
- * 2024-11-03 fall-back, Asia/Kolkata (+05:30, where every local midnight cuts a UTC hour).
+ * 2024-11-03 fall-back, read both from UTC days and from its own days (ROLLUP_DAY_ZONES, migrations/0016),
+ * Asia/Kolkata (+05:30, where every local midnight cuts a UTC hour).
  */
 const METRIC = 'QmDims';
 const OTHER = 'QmOther';
@@ -27,7 +28,14 @@ const FLOW = '$attributed_flow';
 const FLOWS = ['Welcome', 'Abandoned Cart', 'Browse', 'Winback'];
 const FROM = '2024-10-20T00:00:00';
 const TO = '2024-11-12T00:00:00';
-const ZONES = ['UTC', 'America/New_York', 'Asia/Kolkata'] as const;
+const NEW_YORK = 'America/New_York';
+/** Each zone, and whether it is read from days of its own (registered in every test's database). */
+const ZONES: readonly { readonly zone: string; readonly ownDays: boolean }[] = [
+  { zone: 'UTC', ownDays: false },
+  { zone: NEW_YORK, ownDays: false },
+  { zone: NEW_YORK, ownDays: true },
+  { zone: 'Asia/Kolkata', ownDays: false },
+];
 
 /** Flow values as Klaviyo's events carry them, and the cases a breakdown must treat alike on both paths. */
 function flowProperty(r: number, i: number): Record<string, unknown> {
@@ -94,7 +102,7 @@ const SHAPES: readonly Shape[] = [
 
 const INTERVALS: readonly OracleInterval[] = ['hour', 'day', 'week', 'month'];
 
-// Every state is checked over 3 zones x 4 intervals x 5 shapes against the oracle.
+// Every state is checked over 4 zone readings x 4 intervals x 5 shapes against the oracle.
 jest.setTimeout(600_000);
 
 async function storedOracleEvents(db: Db): Promise<OracleEvent[]> {
@@ -150,8 +158,9 @@ async function expectExact(
     [FROM, TO],
     ['2024-10-25T10:30:00', '2024-11-06T07:15:00'],
   ];
-  for (const zone of ZONES) {
-    for (const interval of INTERVALS) {
+  for (const { zone, ownDays } of ZONES) {
+    // Hourly buckets have no day to read: New York's own days only change day, week and month.
+    for (const interval of ownDays ? INTERVALS.filter((i) => i !== 'hour') : INTERVALS) {
       for (const shape of SHAPES) {
         const hourRange: [string, string][] = [['2024-11-02T00:00:00', '2024-11-05T00:00:00']];
         for (const [from, to] of interval === 'hour' ? hourRange : interval === 'day' ? ranges : ranges.slice(0, 1)) {
@@ -172,9 +181,9 @@ async function expectExact(
                 },
               },
             },
-            { maxRangeDays: 366, baseUrl: '' },
+            { maxRangeDays: 366, baseUrl: '', dayZones: ownDays ? [NEW_YORK] : [] },
           );
-          const context = { zone, interval, shape: shape.label, from, to };
+          const context = { zone, ownDays, interval, shape: shape.label, from, to };
           // Hourly buckets in a half-hour zone cut every hour: the planner reads raw events there.
           const wanted = zone === 'Asia/Kolkata' && interval === 'hour' ? 'events' : expectServed;
           expect({ ...context, servedBy }).toEqual({ ...context, servedBy: wanted });
@@ -192,6 +201,7 @@ async function expectExact(
             rows: canonical(expected, withUnique),
           });
           expect(plan.source).toBe(zone === 'Asia/Kolkata' && interval === 'hour' ? 'events' : 'dimension');
+          expect(plan.dayZone).toBe(ownDays && plan.source === 'dimension' ? NEW_YORK : 'UTC');
         }
       }
     }
@@ -202,6 +212,7 @@ describe('breakdowns and dimension filters from the dimension rollups', () => {
   const t = useFreshDatabase();
 
   it('equal raw events once rolled up, and the rollups meet their contract', async () => {
+    await backfillDimensions(t.db, { extraDimensions: [], extraUniqueDimensions: [], dayZones: [NEW_YORK] });
     await storeEvents(t.db, eventsOf(1, 2500, 'a'));
     await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     // Another account with the same metric, flows and hours: its rows must never reach the default
@@ -286,10 +297,15 @@ describe('a dimension registered later', () => {
     await t.db.query(`DELETE FROM klaviyo_dimension_profiles WHERE dimension = $1`, [FLOW]);
     await expectExact(t.db, 'events');
 
-    // Registered with events stored: not ready. New events count for it from now on.
+    // Registered with events stored: not ready. New events count for it from now on. New York's days
+    // too: until its backfill has filled them, its plans run on UTC days.
+    await t.db.query(`INSERT INTO klaviyo_rollup_day_zones (zone) VALUES ($1)`, [NEW_YORK]);
+    await storeEvents(t.db, eventsOf(5, 100, 'd'));
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     const backfill = backfillDimensions(t.db, {
       extraDimensions: [],
       extraUniqueDimensions: [FLOW],
+      dayZones: [NEW_YORK],
       chunkHours: 24 * 5,
     });
     await storeEvents(t.db, eventsOf(4, 200, 'c'));
@@ -298,10 +314,70 @@ describe('a dimension registered later', () => {
     expect(result.registeredUnique).toEqual([FLOW]);
     expect(result.backfilled).toEqual([FLOW]);
     expect(result.backfilledUnique).toEqual([FLOW]);
+    expect(result.registeredZones).toEqual([]);
+    expect(result.backfilledZones).toEqual([NEW_YORK]);
     await expectExact(t.db);
     await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     await expectContracts(t.db);
     await expectExact(t.db);
+  });
+});
+
+describe("a zone's own days", () => {
+  const t = useFreshDatabase();
+
+  async function newYorkDays(ownDays: boolean) {
+    const { document, plan } = await queryMetricAggregates(
+      t.db,
+      DEFAULT_ACCOUNT_ID,
+      {
+        data: {
+          type: 'metric-aggregate',
+          attributes: {
+            metric_id: METRIC,
+            measurements: ['count', 'sum_value'],
+            interval: 'day',
+            timezone: NEW_YORK,
+            by: [FLOW],
+            filter: [`greater-or-equal(datetime,${FROM})`, `less-than(datetime,${TO})`],
+          },
+        },
+      },
+      { maxRangeDays: 366, baseUrl: '', dayZones: ownDays ? [NEW_YORK] : [] },
+    );
+    expect(plan.dayZone).toBe(ownDays ? NEW_YORK : 'UTC');
+    return canonical(document.data.attributes.data, false);
+  }
+
+  it('are read when ready, left for UTC days while filled, and repaired by a rebuild', async () => {
+    await backfillDimensions(t.db, { extraDimensions: [], extraUniqueDimensions: [], dayZones: [NEW_YORK] });
+    await storeEvents(t.db, eventsOf(6, 1500, 'z'));
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
+    await expectContracts(t.db);
+    const fromUtcDays = await newYorkDays(false);
+    expect(fromUtcDays.length).toBeGreaterThan(3);
+    expect(await newYorkDays(true)).toEqual(fromUtcDays);
+
+    // The answer comes from the zone's rows: damaged, it changes.
+    await t.db.query(
+      `UPDATE klaviyo_dimension_zone_daily_rollups SET event_count = event_count + 1
+        WHERE account_id = $1 AND metric_id = $2 AND zone = $3 AND dimension = $4`,
+      [DEFAULT_ACCOUNT_ID, METRIC, NEW_YORK, FLOW],
+    );
+    expect(await dailyDimensionViolations(t.db)).not.toEqual([]);
+    expect(await newYorkDays(true)).not.toEqual(fromUtcDays);
+
+    // Not ready (a backfill under way): UTC days serve the zone, whatever its rows hold.
+    await t.db.query(`UPDATE klaviyo_rollup_day_zones SET ready_at = NULL WHERE zone = $1`, [NEW_YORK]);
+    expect(await newYorkDays(true)).toEqual(fromUtcDays);
+    await t.db.query(`UPDATE klaviyo_rollup_day_zones SET ready_at = now() WHERE zone = $1`, [NEW_YORK]);
+
+    await rebuildAggregates(t.db, DEFAULT_ACCOUNT_ID, {
+      from: new Date('2024-10-18T00:00:00Z'),
+      to: new Date('2024-11-14T00:00:00Z'),
+    });
+    await expectContracts(t.db);
+    expect(await newYorkDays(true)).toEqual(fromUtcDays);
   });
 });
 

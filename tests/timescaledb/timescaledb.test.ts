@@ -51,6 +51,7 @@ describe('TimescaleDB branch (PGlite + TimescaleDB)', () => {
       { hypertable_name: 'klaviyo_dimension_daily_rollups', compression_enabled: true },
       { hypertable_name: 'klaviyo_dimension_profiles', compression_enabled: true },
       { hypertable_name: 'klaviyo_dimension_rollups', compression_enabled: true },
+      { hypertable_name: 'klaviyo_dimension_zone_daily_rollups', compression_enabled: true },
       { hypertable_name: 'klaviyo_events', compression_enabled: true },
     ]);
     const dims = await db.query<{ hypertable_name: string; column_name: string; days: number }>(
@@ -62,6 +63,7 @@ describe('TimescaleDB branch (PGlite + TimescaleDB)', () => {
       { hypertable_name: 'klaviyo_dimension_daily_rollups', column_name: 'day', days: 365 },
       { hypertable_name: 'klaviyo_dimension_profiles', column_name: 'bucket', days: 90 },
       { hypertable_name: 'klaviyo_dimension_rollups', column_name: 'bucket', days: 90 },
+      { hypertable_name: 'klaviyo_dimension_zone_daily_rollups', column_name: 'day', days: 365 },
       { hypertable_name: 'klaviyo_events', column_name: 'timestamp', days: 7 },
     ]);
     const policies = await db.query<{ hypertable_name: string; compress_after: string }>(
@@ -73,6 +75,7 @@ describe('TimescaleDB branch (PGlite + TimescaleDB)', () => {
       { hypertable_name: 'klaviyo_dimension_daily_rollups', compress_after: '400 days' },
       { hypertable_name: 'klaviyo_dimension_profiles', compress_after: '400 days' },
       { hypertable_name: 'klaviyo_dimension_rollups', compress_after: '400 days' },
+      { hypertable_name: 'klaviyo_dimension_zone_daily_rollups', compress_after: '400 days' },
       { hypertable_name: 'klaviyo_events', compress_after: '60 days' },
     ]);
   });
