@@ -29,9 +29,12 @@
  * their pending rows; read: their carried values are removed before each run, so it reads the events
  * back as before migration 0012; alternate: odd rounds read, even rounds carried, both in one run),
  * BENCH_NEW_EVENTS_HOURS=n (the new events fall in the dataset's last n hours, as a scheduled run's
- * mostly do, instead of over its whole year).
+ * mostly do, instead of over its whole year), BENCH_DAY_ZONES (the zones whose days have daily rows of
+ * their own, ROLLUP_DAY_ZONES; default America/New_York, as bench/query.ts; "" for none: a zone not
+ * listed is unregistered for the run, so the writers leave its rows alone).
  */
-import { rebuildAggregates, runAggregation, type AggregationResult } from '../lib/app/aggregation';
+import { backfillDimensions, rebuildAggregates, runAggregation, type AggregationResult } from '../lib/app/aggregation';
+import { textArray } from '../lib/repositories/dimensions';
 import { DEMO_METRICS } from '../lib/demo/catalog';
 import type { ClosableDb, Db } from '../lib/db/port';
 import { setLogLevel } from '../lib/log';
@@ -52,6 +55,10 @@ const PREWARM = intFromEnv('BENCH_PREWARM', 0, 0) !== 0;
 const PENDING_VALUES = process.env.BENCH_PENDING_VALUES ?? 'carried';
 /** 0: the new events spread over the dataset's whole year (every one late, nearly every one its own hour). */
 const NEW_EVENTS_HOURS = intFromEnv('BENCH_NEW_EVENTS_HOURS', 0, 0);
+const DAY_ZONES = (process.env.BENCH_DAY_ZONES ?? 'America/New_York')
+  .split(',')
+  .map((z) => z.trim())
+  .filter((z) => z !== '');
 if (!['carried', 'read', 'alternate'].includes(PENDING_VALUES))
   throw new Error(`BENCH_PENDING_VALUES must be carried, read or alternate, not "${PENDING_VALUES}"`);
 
@@ -68,6 +75,7 @@ const AGGREGATOR_TABLES = [
   'klaviyo_aggregate_dirty',
   'klaviyo_dimension_rollups',
   'klaviyo_dimension_daily_rollups',
+  'klaviyo_dimension_zone_daily_rollups',
 ];
 
 async function prewarmAggregatorTables(db: Db): Promise<void> {
@@ -392,6 +400,13 @@ async function bench(db: ClosableDb): Promise<void> {
   // 2-3. New events, spread over the year, through the real write path, then one scheduled run's work;
   // BENCH_ROUNDS times (default 2): the first round after the server starts meets cold caches (the
   // profile-hours' index is read from disk), the second the state of a database the schedule keeps warm.
+  // The listed zones registered and filled as `npm run backfill -- --dimensions` does; the others
+  // unregistered, so that the writers skip them (their rows stay, unread: bench/query.ts refills them).
+  await db.query('DELETE FROM klaviyo_rollup_day_zones WHERE zone <> ALL($1::text[])', [textArray(DAY_ZONES)]);
+  const zones = await backfillDimensions(db, { extraDimensions: [], extraUniqueDimensions: [], dayZones: DAY_ZONES });
+  say(
+    `zones with days of their own: ${DAY_ZONES.join(', ') || 'none'}${zones.backfilledZones.length > 0 ? ` (filled in ${ms(zones.durationMs)})` : ''}`,
+  );
   if (PREWARM) await prewarmAggregatorTables(db);
   let incremental: AggregationResult | null = null;
   let incrementalMs = Number.NaN;
@@ -473,6 +488,7 @@ async function bench(db: ClosableDb): Promise<void> {
       'batch buckets': BATCH_BUCKETS,
       'shared buffers': process.env.BENCH_SHARED_BUFFERS ?? '1GB',
       prewarm: PREWARM ? 'yes' : 'no',
+      'zones with days of their own': DAY_ZONES.join(', ') || 'none',
       'dimension values': PENDING_VALUES,
       'new events over': NEW_EVENTS_HOURS > 0 ? `the last ${NEW_EVENTS_HOURS} hours` : 'the whole year',
     },
