@@ -74,7 +74,7 @@ function dayParts(starts: readonly number[], boundaries: readonly number[]): Day
       const lo = Math.ceil(Math.max(boundaries[i] as number, day) / HOUR_MS) * HOUR_MS;
       const hi = Math.floor(Math.min(boundaries[i + 1] as number, end) / HOUR_MS) * HOUR_MS;
       if (hi - lo >= MIN_DAY_SHARE_MS && (best === null || hi - lo > best.hi - best.lo)) {
-        best = { day, end, bucket: i + 1, lo, hi };
+        best = { day, end, bucket: i + 1, lo, hi, alone: boundaries[i] === day && boundaries[i + 1] === end };
       }
     }
     if (best !== null) parts.push(best);

@@ -53,6 +53,8 @@ export interface DayPart {
   readonly day: number;
   readonly end: number;
   readonly bucket: number;
+  /** The bucket is this day, whole: nothing else is added to its daily rows unless an hour is raw. */
+  readonly alone: boolean;
   readonly lo: number;
   readonly hi: number;
 }
@@ -111,6 +113,17 @@ const HOUR_MS = 3_600_000;
 
 const METRIC_EXISTS = 'EXISTS (SELECT 1 FROM klaviyo_metrics m WHERE m.account_id = $1 AND m.id = $2)';
 
+/**
+ * The answer as one JSON value, a column per figure: [[i...], [n...], [s...], [u...], [d0...], ...]
+ * (bucket numbers, counts, sums, distinct profiles, then each `by` value), in bucket order when
+ * `ordered`. Columns cost less to build than an array per bucket and value: a breakdown over a year
+ * has thousands of cells (docs/breakdowns.md, "Where a breakdown's time goes"). toResult reads it.
+ */
+function figureColumns(from: string, columns: readonly string[], ordered: boolean): string {
+  const order = ordered ? ` ORDER BY ${columns[0] as string}` : '';
+  return `(SELECT json_build_array(${columns.map((c) => `array_agg(${c}${order})`).join(', ')}) FROM ${from})`;
+}
+
 /** The end of both fast paths: bucket figures from `stored` and `fresh` (CTEs i, n, s, u) added up. */
 const STORED_PLUS_FRESH = `, combined AS (
     SELECT i, sum(n) AS n, sum(s) AS s, sum(u) AS u
@@ -118,7 +131,7 @@ const STORED_PLUS_FRESH = `, combined AS (
      GROUP BY i
   )
   SELECT ${METRIC_EXISTS} AS metric_exists,
-         (SELECT coalesce(json_agg(json_build_array(i, n, s, u) ORDER BY i), '[]'::json) FROM combined) AS buckets`;
+         ${figureColumns('combined', ['i', 'n', 's', 'u'], true)} AS buckets`;
 
 /**
  * Clean hours from rollups, cut hours from raw events. $6 is the start of the UTC hour that holds the
@@ -242,7 +255,6 @@ function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
   });
   const predicates = plan.dimensionFilters.map((f) => dimensionPredicate(f, params));
   const dimColumns = dims.map((d, i) => `, ${d} AS d${i}`).join('');
-  const dimOutputs = dims.map((_, i) => `, d${i}`).join('');
   const groupBy = ['1', ...dims.map((_, i) => String(i + 2))].join(', ');
   const unique = plan.needsUnique ? 'count(DISTINCT e.profile_id)' : '0';
   return `
@@ -255,7 +267,7 @@ function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
        GROUP BY ${groupBy}
     )
     SELECT ${METRIC_EXISTS} AS metric_exists,
-           (SELECT coalesce(json_agg(json_build_array(i, n, s, u${dimOutputs})), '[]'::json) FROM grouped) AS buckets`;
+           ${figureColumns('grouped', ['i', 'n', 's', 'u', ...dims.map((_, i) => `d${i}`)], false)} AS buckets`;
 }
 
 /**
@@ -269,8 +281,8 @@ function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
  *     inside a day's [lo, hi) are subtracted from the day's bucket;
  *   - raw events for the raw hours: dirty hours, and hours a boundary or the range cuts ($7).
  * Per bucket, that is the sum of the hourly rows of its clean uncut hours, because a daily row is
- * always the sum of its day's hourly rows (both change in one statement). $8 is the key, $15 the
- * allowed values (a JSON array; absent: all). Events without the property have no rollup row: when
+ * always the sum of its day's hourly rows (both change in one statement). $15 says which days are
+ * their bucket alone. $8 is the key, $16 the allowed values (a JSON array; absent: all). Events without the property have no rollup row: when
  * the "" value is wanted (no filter, or a filter that lists ""), they are the totals' rows (the
  * pseudo-key TOTALS_KEY, read through the same days, spans and moved hours) minus the key's rows. The first CTE checks, in this statement's snapshot, that the key's rollups can be used
  * (registered and backfilled, no fallback for the metric) and the zone's days (filled); `served` false
@@ -280,26 +292,29 @@ function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
 function fromDimensionsSql(plan: SeriesPlan): string {
   const values = plan.dimensionValues;
   const needsEmpty = values === null || values.includes('');
-  const valueFilter = values === null ? '' : 'AND v IN (SELECT jsonb_array_elements_text($15::jsonb))';
+  const valueFilter = values === null ? '' : 'AND v IN (SELECT jsonb_array_elements_text($16::jsonb))';
   const storedFilter = (alias: string) =>
-    needsEmpty ? '' : `AND ${alias}.dimension_value IN (SELECT jsonb_array_elements_text($15::jsonb))`;
+    needsEmpty ? '' : `AND ${alias}.dimension_value IN (SELECT jsonb_array_elements_text($16::jsonb))`;
   // With the "" value wanted, every stored read takes the totals' rows (TOTALS_KEY) beside the key's,
   // through the same days, spans and moved hours: the "" row is the totals minus the key's rows.
-  // As an array parameter after the values ($15 when filtered): pg_stat_statements would record an
+  // As an array parameter after the values ($16 when filtered): pg_stat_statements would record an
   // IN list with a constant in it renumbered, which the statement check then cannot bind to one account.
-  const keys = needsEmpty ? `= ANY(${values === null ? '$15' : '$16'}::text[])` : '= $8';
+  const keys = needsEmpty ? `= ANY(${values === null ? '$16' : '$17'}::text[])` : '= $8';
   // A zone's days come from its own table (migrations/0016), UTC's from klaviyo_dimension_daily_rollups.
   const zoned = plan.dayZone !== 'UTC';
-  const dailyRows = zoned
-    ? 'klaviyo_dimension_zone_daily_rollups y JOIN days c ON c.day = y.day WHERE y.zone = $14 AND'
-    : 'klaviyo_dimension_daily_rollups y JOIN days c ON c.day = y.day WHERE';
+  const dailyTable = zoned ? 'klaviyo_dimension_zone_daily_rollups' : 'klaviyo_dimension_daily_rollups';
+  const zoneFilter = zoned ? 'AND y.zone = $14' : '';
+  const byValue = plan.by.length > 0;
+  // With `by`, a day that is its bucket whole and holds no raw hour needs nothing added to its daily
+  // rows: they are read apart (whole_rows) and skip the grouping, whose numeric sums and hashing
+  // cost the most per cell of a long breakdown (docs/breakdowns.md, "Where a breakdown's time goes").
+  const wholeDays = byValue;
   const withoutValue = needsEmpty
     ? `UNION ALL
        SELECT i, '' AS v, CASE WHEN k = '${TOTALS_KEY}' THEN n ELSE -n END AS n,
               CASE WHEN k = '${TOTALS_KEY}' THEN s ELSE -s END AS s
          FROM stored`
     : '';
-  const byValue = plan.by.length > 0;
   const uniqueReady = plan.needsUnique
     ? 'AND EXISTS (SELECT 1 FROM klaviyo_rollup_unique_dimensions WHERE dimension = $8 AND ready_at IS NOT NULL)'
     : '';
@@ -322,10 +337,23 @@ function fromDimensionsSql(plan: SeriesPlan): string {
   ), days AS MATERIALIZED (
     -- The share's bounds travel as hours after the day's start: integers parse faster than instants.
     SELECT c.day, c.i, c.day + c.lo_h * interval '1 hour' AS lo, c.day + c.hi_h * interval '1 hour' AS hi,
-           c.day + c.hours * interval '1 hour' AS day_end
-      FROM unnest($9::timestamptz[], $10::int[], $11::int[], $12::int[], $13::int[]) AS c(day, i, lo_h, hi_h, hours)
+           c.day + c.hours * interval '1 hour' AS day_end, c.alone
+      FROM unnest($9::timestamptz[], $10::int[], $11::int[], $12::int[], $13::int[], $15::boolean[]) AS c(day, i, lo_h, hi_h, hours, alone)
      WHERE (SELECT ok FROM served)
-  ), spans AS MATERIALIZED (
+  ),${
+    wholeDays
+      ? ` whole_days AS MATERIALIZED (
+    SELECT c.day, c.i FROM days c
+     WHERE c.alone AND NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour >= c.day AND h.hour < c.day_end)
+  ), whole_rows AS MATERIALIZED (
+    SELECT w.i, y.dimension AS k, y.dimension_value AS v, y.event_count AS n, y.sum_value AS s
+      FROM whole_days w
+      JOIN ${dailyTable} y ON y.day = w.day
+     WHERE y.account_id = $1 AND y.metric_id = $2 AND y.dimension ${keys} ${zoneFilter}
+       AND y.day >= $6::text::timestamptz AND y.day < $5::text::timestamptz ${storedFilter('y')}
+  ),`
+      : ''
+  } spans AS MATERIALIZED (
     -- The hours no day covers, as ranges: before the first day, between two, after the last.
     SELECT lo, hi
       FROM (SELECT coalesce(lag(day_end) OVER (ORDER BY day), $6::text::timestamptz) AS lo, day AS hi FROM days
@@ -355,8 +383,11 @@ function fromDimensionsSql(plan: SeriesPlan): string {
              WHERE NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour = r.bucket)
             UNION ALL
             SELECT c.i, y.dimension, y.dimension_value, y.event_count, y.sum_value
-              FROM ${dailyRows} y.account_id = $1 AND y.metric_id = $2 AND y.dimension ${keys}
+              FROM ${dailyTable} y
+              JOIN days c ON c.day = y.day
+             WHERE y.account_id = $1 AND y.metric_id = $2 AND y.dimension ${keys} ${zoneFilter}
                AND y.day >= $6::text::timestamptz AND y.day < $5::text::timestamptz ${storedFilter('y')}
+               ${wholeDays ? 'AND NOT EXISTS (SELECT 1 FROM whole_days w WHERE w.day = c.day)' : ''}
             UNION ALL
             SELECT day_i, k, v, -n, -s FROM moved_rows
             UNION ALL
@@ -400,11 +431,29 @@ function fromDimensionsSql(plan: SeriesPlan): string {
             SELECT i, v, n, s FROM fresh) x
      WHERE true ${valueFilter}
      GROUP BY 1, 2
-    HAVING sum(n) > 0
+    HAVING sum(n) > 0${
+      wholeDays
+        ? `
+    UNION ALL
+    -- The whole days' buckets, which no other part of this statement adds to.
+    SELECT i, v, n, s FROM whole_rows WHERE k = $8 AND n > 0 ${valueFilter}${
+      needsEmpty
+        ? `
+    UNION ALL
+    SELECT i, '' AS v, sum(CASE WHEN k = '${TOTALS_KEY}' THEN n ELSE -n END), sum(CASE WHEN k = '${TOTALS_KEY}' THEN s ELSE -s END)
+      FROM whole_rows GROUP BY i
+    HAVING sum(CASE WHEN k = '${TOTALS_KEY}' THEN n ELSE -n END) > 0`
+        : ''
+    }`
+        : ''
+    }
   )${plan.needsUnique ? uniqueFromDimensionsCtes(plan) : ''}
   SELECT (SELECT ok FROM served) AS served, (SELECT ok FROM zone_ready) AS zone_ready, ${METRIC_EXISTS} AS metric_exists,
-         (SELECT coalesce(json_agg(json_build_array(c.i, c.n, c.s, ${plan.needsUnique ? 'coalesce(q.u, 0)' : '0'}${byValue ? ', c.v' : ''}) ORDER BY c.i), '[]'::json)
-            FROM combined c ${plan.needsUnique ? 'LEFT JOIN uniques q ON q.i = c.i AND q.v = c.v' : ''}) AS buckets`;
+         ${figureColumns(
+           `combined c ${plan.needsUnique ? 'LEFT JOIN uniques q ON q.i = c.i AND q.v = c.v' : ''}`,
+           ['c.i', 'c.n', 'c.s', plan.needsUnique ? 'coalesce(q.u, 0)' : '0', ...(byValue ? ['c.v'] : [])],
+           true,
+         )} AS buckets`;
 }
 
 /**
@@ -419,8 +468,8 @@ function fromDimensionsSql(plan: SeriesPlan): string {
 function uniqueFromDimensionsCtes(plan: SeriesPlan): string {
   const values = plan.dimensionValues;
   const needsEmpty = values === null || values.includes('');
-  const valueFilter = values === null ? '' : 'AND v IN (SELECT jsonb_array_elements_text($15::jsonb))';
-  const storedFilter = needsEmpty ? '' : 'AND x.dimension_value IN (SELECT jsonb_array_elements_text($15::jsonb))';
+  const valueFilter = values === null ? '' : 'AND v IN (SELECT jsonb_array_elements_text($16::jsonb))';
+  const storedFilter = needsEmpty ? '' : 'AND x.dimension_value IN (SELECT jsonb_array_elements_text($16::jsonb))';
   const withoutValue = needsEmpty
     ? `, profile_events AS MATERIALIZED (
     SELECT width_bucket(e."timestamp", (SELECT $3::timestamptz[])) AS i, e.profile_id, count(*) AS n
@@ -463,17 +512,19 @@ function uniqueFromDimensionsCtes(plan: SeriesPlan): string {
 }
 
 function toResult(row: SeriesRow | undefined, dimensionCount: number, servedBy: SeriesPlan['source']): SeriesResult {
-  const raw = Array.isArray(row?.buckets) ? (row.buckets as unknown[]) : [];
-  const buckets: BucketFigures[] = raw.map((entry) => {
-    const e = entry as unknown[];
-    return {
-      bucket: Number(e[0]) - 1,
-      count: Number(e[1]),
-      sumValue: Number(e[2]),
-      unique: Number(e[3]),
-      dimensions: e.slice(4, 4 + dimensionCount).map((d) => String(d)),
-    };
-  });
+  // figureColumns: one array per figure, each null when there is no bucket.
+  const columns: unknown[][] = Array.isArray(row?.buckets)
+    ? (row.buckets as unknown[]).map((c): unknown[] => (Array.isArray(c) ? (c as unknown[]) : []))
+    : [];
+  const [i = [], n = [], s = [], u = []] = columns;
+  const values = columns.slice(4, 4 + dimensionCount);
+  const buckets: BucketFigures[] = i.map((bucket, k) => ({
+    bucket: Number(bucket) - 1,
+    count: Number(n[k]),
+    sumValue: Number(s[k]),
+    unique: Number(u[k]),
+    dimensions: values.map((column) => String(column[k])),
+  }));
   return { metricExists: row?.metric_exists === true, buckets, servedBy };
 }
 
@@ -520,6 +571,7 @@ export async function readSeriesFromDimensions(db: Db, accountId: string, plan: 
     `{${days.map((d) => (d.hi - d.day) / HOUR_MS).join(',')}}`,
     `{${days.map((d) => (d.end - d.day) / HOUR_MS).join(',')}}`,
     plan.dayZone,
+    `{${days.map((d) => (d.alone ? 't' : 'f')).join(',')}}`,
   ];
   if (plan.dimensionValues !== null) params.push(JSON.stringify(plan.dimensionValues));
   if (plan.dimensionValues === null || plan.dimensionValues.includes('')) {
