@@ -31,10 +31,9 @@
  * BENCH_NEW_EVENTS_HOURS=n (the new events fall in the dataset's last n hours, as a scheduled run's
  * mostly do, instead of over its whole year), BENCH_DAY_ZONES (the zones whose days have daily rows of
  * their own, ROLLUP_DAY_ZONES; default America/New_York, as bench/query.ts; "" for none: a zone not
- * listed is unregistered for the run, so the writers leave its rows alone).
+ * listed is dropped, as the backfill does, and bench/query.ts fills it again).
  */
 import { backfillDimensions, rebuildAggregates, runAggregation, type AggregationResult } from '../lib/app/aggregation';
-import { textArray } from '../lib/repositories/dimensions';
 import { DEMO_METRICS } from '../lib/demo/catalog';
 import type { ClosableDb, Db } from '../lib/db/port';
 import { setLogLevel } from '../lib/log';
@@ -400,9 +399,7 @@ async function bench(db: ClosableDb): Promise<void> {
   // 2-3. New events, spread over the year, through the real write path, then one scheduled run's work;
   // BENCH_ROUNDS times (default 2): the first round after the server starts meets cold caches (the
   // profile-hours' index is read from disk), the second the state of a database the schedule keeps warm.
-  // The listed zones registered and filled as `npm run backfill -- --dimensions` does; the others
-  // unregistered, so that the writers skip them (their rows stay, unread: bench/query.ts refills them).
-  await db.query('DELETE FROM klaviyo_rollup_day_zones WHERE zone <> ALL($1::text[])', [textArray(DAY_ZONES)]);
+  // The listed zones registered and filled, the others dropped, as `npm run backfill -- --dimensions` does.
   const zones = await backfillDimensions(db, { extraDimensions: [], extraUniqueDimensions: [], dayZones: DAY_ZONES });
   say(
     `zones with days of their own: ${DAY_ZONES.join(', ') || 'none'}${zones.backfilledZones.length > 0 ? ` (filled in ${ms(zones.durationMs)})` : ''}`,

@@ -81,6 +81,11 @@ async function main(): Promise<void> {
       ...result.backfilledZones.map((z) => `days of ${z}`),
     ];
     const registered = [...result.registered, ...result.registeredZones];
+    if (result.droppedZones.length > 0) {
+      process.stdout.write(
+        `backfill: days of ${result.droppedZones.join(', ')} dropped (no longer in ROLLUP_DAY_ZONES)\n`,
+      );
+    }
     process.stdout.write(
       done.length === 0
         ? `backfill: every registered dimension is ready${registered.length > 0 ? ` (registered ${registered.join(', ')})` : ''}\n`

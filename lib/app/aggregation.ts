@@ -13,11 +13,13 @@ import {
 } from '../repositories/aggregates';
 import {
   applyDimensionBatch,
+  deleteZoneDays,
   keysAwaitingBackfill,
   markKeysReady,
   rebuildDimensionRange,
   registerKeys,
   resetDailyDimensionRange,
+  unregisterDayZonesExcept,
   type DimensionFallback,
 } from '../repositories/dimensions';
 import { applyDimensionProfileBatch, rebuildDimensionProfileRange } from '../repositories/dimensionProfiles';
@@ -377,6 +379,8 @@ export interface DimensionBackfillResult {
   readonly registeredZones: readonly string[];
   /** Zones whose daily rows were filled from the hourly rows and declared ready. */
   readonly backfilledZones: readonly string[];
+  /** Zones no longer configured: unregistered, their rows removed. */
+  readonly droppedZones: readonly string[];
   readonly chunks: number;
   readonly rowsChanged: number;
   readonly durationMs: number;
@@ -410,11 +414,20 @@ export async function backfillDimensions(
     ...new Set([...(options.extraDimensions ?? rollupSettings().extraDimensions), ...extraUnique]),
   ]);
   const registeredUnique = await registerKeys(db, 'klaviyo_rollup_unique_dimensions', extraUnique);
-  const registeredZones = await registerKeys(
-    db,
-    'klaviyo_rollup_day_zones',
-    options.dayZones ?? rollupSettings().dayZones,
-  );
+  const dayZones = options.dayZones ?? rollupSettings().dayZones;
+  const registeredZones = await registerKeys(db, 'klaviyo_rollup_day_zones', dayZones);
+  // The configured zones are the ones kept: a zone taken off the list costs the writers nothing more.
+  // Unregistered first, so no batch that starts later writes its days; each account's rows are then
+  // removed under the account's lock, after any batch that started before.
+  const droppedZones = await unregisterDayZonesExcept(db, dayZones);
+  if (droppedZones.length > 0) {
+    for (const { accountId } of await listAccounts(db)) {
+      await db.transaction(async (tx) => {
+        await waitLockAggregation(tx, accountId);
+        await deleteZoneDays(tx, accountId, droppedZones);
+      });
+    }
+  }
   const dimensions = await keysAwaitingBackfill(db, 'klaviyo_rollup_dimensions');
   const uniqueDimensions = await keysAwaitingBackfill(db, 'klaviyo_rollup_unique_dimensions');
   const zones = await keysAwaitingBackfill(db, 'klaviyo_rollup_day_zones');
@@ -428,6 +441,7 @@ export async function backfillDimensions(
       backfilledUnique: [],
       registeredZones,
       backfilledZones: [],
+      droppedZones,
       chunks: 0,
       rowsChanged: 0,
       durationMs: Math.round(performance.now() - started),
@@ -480,6 +494,7 @@ export async function backfillDimensions(
     backfilledUnique: uniqueDimensions,
     registeredZones,
     backfilledZones: zones,
+    droppedZones,
     chunks,
     rowsChanged,
     durationMs: Math.round(performance.now() - started),

@@ -540,6 +540,30 @@ export async function keysAwaitingBackfill(db: Db, registry: KeyRegistry): Promi
   return rows.map((r) => r.key);
 }
 
+/**
+ * Unregisters the zones not in `zones` (ROLLUP_DAY_ZONES no longer lists them): from the next statement
+ * on, the writers leave their days alone. Returns the zones removed; their rows go with deleteZoneDays.
+ */
+export async function unregisterDayZonesExcept(db: Db, zones: readonly string[]): Promise<string[]> {
+  const rows = await db.query<{ zone: string }>(
+    `DELETE FROM klaviyo_rollup_day_zones WHERE zone <> ALL($1::text[]) RETURNING zone`,
+    [textArray(zones)],
+  );
+  return rows.map((r) => r.zone).sort();
+}
+
+/** Removes an account's daily rows of unregistered zones; under the account's aggregation lock. */
+export async function deleteZoneDays(tx: Db, accountId: string, zones: readonly string[]): Promise<number> {
+  const rows = await tx.query<{ n: string }>(
+    `WITH gone AS (
+       DELETE FROM klaviyo_dimension_zone_daily_rollups WHERE account_id = $1 AND zone = ANY($2::text[]) RETURNING 1
+     )
+     SELECT count(*) AS n FROM gone`,
+    [accountId, textArray(zones)],
+  );
+  return Number(rows[0]?.n ?? 0);
+}
+
 /** Declares the keys' rows complete: readers use them from the next statement on. */
 export async function markKeysReady(tx: Db, registry: KeyRegistry, keys: readonly string[]): Promise<void> {
   await tx.query(`UPDATE ${registry} SET ready_at = now() WHERE ${REGISTRY_KEY[registry]} = ANY($1::text[])`, [

@@ -379,6 +379,29 @@ describe("a zone's own days", () => {
     await expectContracts(t.db);
     expect(await newYorkDays(true)).toEqual(fromUtcDays);
   });
+
+  it('are dropped, rows and all, once the zone is no longer configured, and the writers leave it alone', async () => {
+    const zoneRows = async () =>
+      Number(
+        (
+          await t.db.query<{ n: string }>(
+            `SELECT count(*) AS n FROM klaviyo_dimension_zone_daily_rollups WHERE account_id = $1 AND zone = $2`,
+            [DEFAULT_ACCOUNT_ID, NEW_YORK],
+          )
+        )[0]?.n,
+      );
+    expect(await zoneRows()).toBeGreaterThan(0);
+    const result = await backfillDimensions(t.db, { extraDimensions: [], extraUniqueDimensions: [], dayZones: [] });
+    expect(result.droppedZones).toEqual([NEW_YORK]);
+    expect(await zoneRows()).toBe(0);
+    expect(await t.db.query(`SELECT zone FROM klaviyo_rollup_day_zones`)).toEqual([]);
+    await storeEvents(t.db, eventsOf(7, 300, 'y'));
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
+    expect(await zoneRows()).toBe(0);
+    // A deployment still listing it reads UTC days until it is registered and filled again.
+    expect(await newYorkDays(true)).toEqual(await newYorkDays(false));
+    await expectContracts(t.db);
+  });
 });
 
 describe('cardinality', () => {
