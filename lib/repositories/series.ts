@@ -329,9 +329,25 @@ function fromDimensionsSql(plan: SeriesPlan): string {
     SELECT EXISTS (SELECT 1 FROM klaviyo_rollup_dimensions WHERE dimension = $8 AND ready_at IS NOT NULL) ${uniqueReady}
            AND NOT EXISTS (SELECT 1 FROM klaviyo_dimension_fallbacks WHERE account_id = $1 AND metric_id = $2 AND dimension = $8)
            AND (SELECT ok FROM zone_ready) AS ok
-  ), raw_hours AS MATERIALIZED (
-    SELECT d.bucket AS hour FROM klaviyo_aggregate_dirty d
+  ), dirty AS MATERIALIZED (
+    -- A dirty hour whose pending rows all carry their values for the registry as this statement sees
+    -- it is its rollup rows plus its pending rows, exactly as the aggregator will make it (count and
+    -- sum only: distinct profiles do not add); any other dirty hour is read from raw events.
+    SELECT d.bucket AS hour,
+           ${
+             plan.needsUnique
+               ? 'false'
+               : `EXISTS (SELECT 1 FROM klaviyo_aggregate_pending p
+                           WHERE p.account_id = $1 AND p.metric_id = $2 AND p.bucket = d.bucket)
+           AND NOT EXISTS (SELECT 1 FROM klaviyo_aggregate_pending p
+                            WHERE p.account_id = $1 AND p.metric_id = $2 AND p.bucket = d.bucket
+                              AND (p.dimension_values IS NULL
+                                   OR p.dimension_generation IS DISTINCT FROM (SELECT generation FROM klaviyo_rollup_dimension_generation)))`
+           } AS adds_pending
+      FROM klaviyo_aggregate_dirty d
      WHERE (SELECT ok FROM served) AND d.account_id = $1 AND d.metric_id = $2 AND d.bucket >= $6::text::timestamptz AND d.bucket < $5::text::timestamptz
+  ), raw_hours AS MATERIALIZED (
+    SELECT hour FROM dirty WHERE NOT adds_pending
     UNION
     SELECT unnest($7::timestamptz[])
   ), days AS MATERIALIZED (
@@ -345,6 +361,7 @@ function fromDimensionsSql(plan: SeriesPlan): string {
       ? ` whole_days AS MATERIALIZED (
     SELECT c.day, c.i FROM days c
      WHERE c.alone AND NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour >= c.day AND h.hour < c.day_end)
+       AND NOT EXISTS (SELECT 1 FROM dirty h WHERE h.hour >= c.day AND h.hour < c.day_end)
   ), whole_rows AS MATERIALIZED (
     SELECT w.i, y.dimension AS k, y.dimension_value AS v, y.event_count AS n, y.sum_value AS s
       FROM whole_days w
@@ -399,7 +416,19 @@ function fromDimensionsSql(plan: SeriesPlan): string {
               FROM raw_hours h
               JOIN days c ON c.day = date_trunc('day', h.hour, $14) AND h.hour >= c.lo AND h.hour < c.hi
               JOIN klaviyo_dimension_rollups x ON x.account_id = $1 AND x.metric_id = $2 AND x.dimension ${keys} AND x.bucket = h.hour
-             WHERE true ${storedFilter('x')}) z
+             WHERE true ${storedFilter('x')}
+            UNION ALL
+            -- The pending rows of the dirty hours that add them: the events their rollup rows lack, under
+            -- the key's value they carry, and under the totals' pseudo-key (every event).
+            SELECT width_bucket(p."timestamp", (SELECT $3::timestamptz[])), x.k, x.v, count(*), coalesce(sum(p.value), 0)
+              FROM dirty d
+              JOIN klaviyo_aggregate_pending p ON p.account_id = $1 AND p.metric_id = $2 AND p.bucket = d.hour
+             CROSS JOIN LATERAL (SELECT $8 AS k, p.dimension_values->>$8 AS v
+                                 ${needsEmpty ? `UNION ALL SELECT '${TOTALS_KEY}', ''` : ''}) x
+             WHERE d.adds_pending AND NOT EXISTS (SELECT 1 FROM raw_hours r WHERE r.hour = d.hour)
+               AND (x.k = '${TOTALS_KEY}' OR coalesce(x.v, '') <> '')
+               ${needsEmpty ? '' : `AND x.v IN (SELECT jsonb_array_elements_text($16::jsonb))`}
+             GROUP BY 1, 2, 3) z
   ), ${plan.needsUnique ? 'raw_events AS MATERIALIZED' : 'fresh AS'} (
     SELECT width_bucket(e."timestamp", (SELECT $3::timestamptz[])) AS i, coalesce(e.properties->>$8, '') AS v,
            ${plan.needsUnique ? 'e.value, e.profile_id' : 'count(*) AS n, coalesce(sum(e.value), 0) AS s'}
