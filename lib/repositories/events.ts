@@ -1,5 +1,6 @@
 import { copyUnlessDuplicate } from '../db/copy';
-import type { CopyRow, Db } from '../db/port';
+import { copyField } from '../db/copyFormat';
+import type { CopyFields, CopyRow, Db } from '../db/port';
 
 /**
  * Events: the write path and the reads that lists, timelines and exports need.
@@ -23,6 +24,11 @@ export interface NewEvent {
   readonly uniqueId: string | null;
   readonly properties: Readonly<Record<string, unknown>>;
   readonly rawData: Readonly<Record<string, unknown>>;
+  /**
+   * The same row as COPY text, the fields after account_id, already checked (checkedCopyLine): COPY
+   * sends it as it is instead of serialising the fields again. A queued page's events carry it.
+   */
+  readonly copyLine?: string;
 }
 
 export interface InsertEventsResult {
@@ -188,8 +194,10 @@ async function insertByCopy(db: Db, accountId: string, events: readonly NewEvent
     return true;
   });
   // Made as the COPY takes them, so that the server stores the first rows while the rest are made.
-  const rowsOf = function* (list: readonly NewEvent[]) {
-    for (const e of list) yield eventCopyRow(accountId, e);
+  const account = `${copyField(accountId)}\t`;
+  const rowsOf = function* (list: readonly NewEvent[]): Generator<CopyRow> {
+    for (const e of list)
+      yield e.copyLine === undefined ? eventCopyRow(accountId, e) : { line: `${account}${e.copyLine}` };
   };
   if ((await copyUnlessDuplicate(db, 'klaviyo_events', EVENT_COLUMNS, rowsOf(unique))) === undefined)
     return markCopied(db, accountId, unique);
@@ -304,7 +312,7 @@ async function markCopiedByStatement(db: Db, accountId: string, copied: readonly
 }
 
 /** An event as the text of EVENT_COLUMNS, for COPY (the bench's COPY reference loads the same rows). */
-export function eventCopyRow(accountId: string, e: NewEvent): CopyRow {
+export function eventCopyRow(accountId: string, e: NewEvent): CopyFields {
   return [
     accountId,
     e.id,

@@ -4,8 +4,8 @@ import { planEventsPage } from './eventsPage';
 import { planBulkCreate, planCreateEvent } from './klaviyoWrites';
 import { planBulkImportProfiles } from './profileWrites';
 import { planMetricsDocument, planProfilesDocument } from './resources';
-import { queuedMessages, queuedRowsMessages, splitForQueue, type QueuedKind } from './queueMessages';
-import { splitPlanForQueue } from './queueRows';
+import { splitPlanAsLines } from './queueCopyRows';
+import { queuedLinesMessages, queuedMessages, splitForQueue, type QueuedKind } from './queueMessages';
 
 /**
  * Queue mode's half of an ingest request (docs/queue.md): validate it exactly as the synchronous
@@ -48,9 +48,9 @@ function receivedOf(kind: Exclude<QueuedKind, 'events-page'>, body: unknown, now
 
 /**
  * A request as the text of its queue messages, validated first (HttpError 400 with every pointer).
- * A page of events travels as the rows it maps to (version 2: the consumer checks their shapes and
- * does not validate or map the page again); the other kinds, a few per request, as their own
- * bodies (version 1).
+ * A page of events travels as the COPY text of its events (version 3: the consumer checks the lines
+ * and streams them into the events' COPY, without validating or mapping the page again, or parsing
+ * its events); the other kinds, a few per request, as their own bodies (version 1).
  */
 export function ingestMessages(
   kind: QueuedKind,
@@ -67,7 +67,7 @@ export function ingestMessages(
     };
     return {
       received: plan.received,
-      messages: queuedRowsMessages(splitPlanForQueue(plan, context.maxMessageBytes, pointerOf), context),
+      messages: queuedLinesMessages(splitPlanAsLines(plan, context.maxMessageBytes, pointerOf), context),
     };
   }
   return {
