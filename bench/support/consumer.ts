@@ -38,6 +38,8 @@ export interface PreparedBatches {
   readonly rowsMs: number;
   /** With versions 2 and 3: validating and mapping the page's parts again, as version 1 makes the consumer do. */
   readonly revalidateMs: number;
+  /** The (metric, UTC hour) pairs a batch's events fall in, on average: the dirty marks it writes. */
+  readonly marksPerBatch: number;
 }
 
 /** Writes one SQS event per line, so that the timed runs only read them. */
@@ -66,6 +68,8 @@ export async function prepareBatches(
   let checkMs = 0;
   let rowsMs = 0;
   let revalidateMs = 0;
+  let marks = 0;
+  let batchMarks = new Set<string>();
   let id = 0;
   const acceptedAt = new Date();
   const context = { accountId: 'default', acceptedAt, requestId: 'bench', maxMessageBytes: maxBytes };
@@ -92,6 +96,8 @@ export async function prepareBatches(
     if (!out.write(`${JSON.stringify(event)}\n`)) await new Promise<void>((r) => out.once('drain', () => r()));
     batches += 1;
     pending = [];
+    marks += batchMarks.size;
+    batchMarks = new Set();
   };
   for await (const line of lines) {
     const page: unknown = JSON.parse(line);
@@ -120,6 +126,7 @@ export async function prepareBatches(
       checkMs += t2 - t1;
       rowsMs += t3 - t2;
       events += plan.received;
+      for (const e of plan.events) batchMarks.add(`${e.metricId} ${Math.floor(Date.parse(e.timestamp) / 3_600_000)}`);
       messages += 1;
       pending.push(text);
       if (pending.length === batchMessages) await flush();
@@ -134,7 +141,18 @@ export async function prepareBatches(
   }
   await flush();
   await new Promise<void>((r) => out.end(() => r()));
-  return { file, batches, messages, events, routeMs, parseMs, checkMs, rowsMs, revalidateMs };
+  return {
+    file,
+    batches,
+    messages,
+    events,
+    routeMs,
+    parseMs,
+    checkMs,
+    rowsMs,
+    revalidateMs,
+    marksPerBatch: batches > 0 ? marks / batches : 0,
+  };
 }
 
 export type QueueVersion = 1 | 2 | 3;

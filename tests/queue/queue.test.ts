@@ -53,6 +53,18 @@ async function eventContents(db: Db): Promise<string> {
   return `${rows[0]?.n}:${rows[0]?.sum}`;
 }
 
+/** The aggregator's bookkeeping rows (pending rows with their carried dimension values, dirty marks) of the account 'default'. */
+async function bookkeepingContents(db: Db): Promise<string> {
+  const rows = await db.query<{ pending: string; dirty: string }>(
+    `SELECT (SELECT md5(coalesce(string_agg(concat_ws('|', metric_id, bucket, event_id, "timestamp", profile_id, value,
+                    dimension_values::text, dimension_generation), E'\n' ORDER BY event_id, "timestamp"), ''))
+               FROM klaviyo_aggregate_pending WHERE account_id = 'default') AS pending,
+            (SELECT string_agg(concat_ws('|', metric_id, bucket), ',' ORDER BY metric_id, bucket)
+               FROM klaviyo_aggregate_dirty WHERE account_id = 'default') AS dirty`,
+  );
+  return `${rows[0]?.pending}:${rows[0]?.dirty}`;
+}
+
 async function tableCounts(db: Db): Promise<{ events: number; pending: number; profiles: number; metrics: number }> {
   const rows = await db.query<{ events: string; pending: string; profiles: string; metrics: string }>(
     // Every account but the neighbour every test database holds (tests/support/neighbor.ts).
@@ -139,6 +151,10 @@ describe('queue mode: POST 202, then the consumer stores it', () => {
 
   it('answers a page with 202 and a receipt, splits it to fit a message, and stores what the synchronous path stores', async () => {
     const page = eventsPage({ events: 300, prefix: 'q', metrics: 4, profiles: 30 });
+    // Text the queue's COPY lines must escape, in a registered dimension and in raw data; an event
+    // without properties of its own.
+    page.data[3].attributes.event_properties['Campaign Name'] = 'tab\there\nline "quoted" back\\slash é 😀';
+    page.data[4].attributes.event_properties = null;
     const accepted = await post('/api/events', page);
     expect(accepted.status).toBe(202);
     expect(accepted.body.data).toMatchObject({
@@ -161,6 +177,7 @@ describe('queue mode: POST 202, then the consumer stores it', () => {
       await ingestEventsPage(reference.db, 'default', page);
       expect(await eventContents(t.db)).toBe(await eventContents(reference.db));
       expect(await tableCounts(t.db)).toEqual(await tableCounts(reference.db));
+      expect(await bookkeepingContents(t.db)).toBe(await bookkeepingContents(reference.db));
     } finally {
       await reference.drop();
     }
