@@ -284,21 +284,24 @@ async function markCopied(db: Db, accountId: string, copied: readonly NewEvent[]
   const generation = marked[0]?.generation ?? null;
   const keys = marked[0]?.keys;
   const registered = new Set(Array.isArray(keys) ? keys.filter((k): k is string => typeof k === 'string') : []);
-  await db.copyRows(
-    'klaviyo_aggregate_pending',
-    PENDING_COLUMNS,
-    copied.map((e, i): CopyRow => [
-      accountId,
-      e.metricId,
-      hours[i] as string,
-      e.id,
-      e.timestamp,
-      e.profileId,
-      e.value,
-      dimensionValuesOf(e, registered),
-      generation,
-    ]),
-  );
+  // Made as the COPY takes them, so that the server stores the first rows while the rest are made.
+  const pendingRows = function* (): Generator<CopyRow> {
+    for (let i = 0; i < copied.length; i += 1) {
+      const e = copied[i] as NewEvent;
+      yield [
+        accountId,
+        e.metricId,
+        hours[i] as string,
+        e.id,
+        e.timestamp,
+        e.profileId,
+        e.value,
+        dimensionValuesOf(e, registered),
+        generation,
+      ];
+    }
+  };
+  await db.copyRows('klaviyo_aggregate_pending', PENDING_COLUMNS, pendingRows());
   return copied.length;
 }
 
