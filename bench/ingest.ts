@@ -90,8 +90,12 @@ import {
   runConsumers,
   type BatchStages,
   type ConsumerRun,
+  type PreparedBatches,
   type QueueVersion,
 } from './support/consumer';
+
+/** The consumer's work on a message before the database, per event (µs): JSON.parse, envelope check, rows. */
+const beforeDbUs = (p: PreparedBatches) => (1000 * (p.parseMs + p.checkMs + p.rowsMs)) / p.events;
 
 const ROOT = resolve(__dirname, '..');
 const DATA_DIR = join(ROOT, '.data', 'bench-ingest');
@@ -590,7 +594,7 @@ async function main(): Promise<void> {
     let consumerBatches: Awaited<ReturnType<typeof prepareBatches>> | undefined;
     let consumerBookkeeping: Awaited<ReturnType<typeof batchBookkeeping>> | undefined;
     const batchStages: BatchStages = { batches: 0, events: 0, ms: new Map() };
-    const versionRuns: { version: QueueVersion; run: ConsumerRun; eventsPerMessage: number }[] = [];
+    const versionRuns: { version: QueueVersion; run: ConsumerRun; prepared: PreparedBatches }[] = [];
     if (CONSUMERS.length > 0) {
       process.stdout.write(`splitting the pages into queue messages ...\n`);
       consumerBatches = await prepareBatches(
@@ -634,7 +638,7 @@ async function main(): Promise<void> {
             await sql`CHECKPOINT`;
             const run = await runConsumers(consumer, prepared, 1);
             process.stdout.write(`  version ${version}: ${fmt(run.rate)} events/s\n`);
-            versionRuns.push({ version, run, eventsPerMessage: prepared.events / prepared.messages });
+            versionRuns.push({ version, run, prepared });
           }
         rmSync(other.file, { force: true });
       }
@@ -753,13 +757,13 @@ async function main(): Promise<void> {
       );
       line(
         '  the consumer before the database',
-        `JSON.parse ${perEvent(consumerBatches.parseMs)}, envelope check ${perEvent(consumerBatches.checkMs)}, to rows ${perEvent(consumerBatches.rowsMs)} (message version ${QUEUE_VERSION})`,
+        `JSON.parse ${perEvent(consumerBatches.parseMs)}, envelope check ${perEvent(consumerBatches.checkMs)}, to rows ${perEvent(consumerBatches.rowsMs)}, COPY text ${perEvent(consumerBatches.copyTextMs)} (message version ${QUEUE_VERSION})`,
       );
       if (QUEUE_VERSION !== 1) line('  validating and mapping again (v1)', perEvent(consumerBatches.revalidateMs));
-      for (const { version, run, eventsPerMessage } of versionRuns)
+      for (const { version, run, prepared } of versionRuns)
         line(
           `  version ${version}, 1 in flight`,
-          `${fmt(run.rate)} events/s  ${fmt((100 * run.rate) / copyRate, 1)} % of one COPY stream (${fmt(eventsPerMessage)} events a message; this process's CPU ${fmt((1000 * run.clientCpuMs) / run.events, 1)} µs per event)`,
+          `${fmt(run.rate)} events/s  ${fmt((100 * run.rate) / copyRate, 1)} % of one COPY stream (${fmt(prepared.events / prepared.messages)} events a message; this process's CPU ${fmt((1000 * run.clientCpuMs) / run.events, 1)} µs per event; single-threaded, per event: parse and check ${fmt(beforeDbUs(prepared), 1)} µs, COPY text ${fmt((1000 * prepared.copyTextMs) / prepared.events, 1)} µs)`,
         );
       if (batchStages.batches > 0) {
         const batchEvents = batchStages.events / batchStages.batches;
@@ -878,14 +882,18 @@ async function main(): Promise<void> {
                         'rows/s',
                         'ratio to COPY',
                         "the bench process's CPU per event (µs)",
+                        'single-threaded: parse and check, per event (µs)',
+                        'single-threaded: the COPY text, per event (µs)',
                       ],
-                      rows: versionRuns.map(({ version, run, eventsPerMessage }, i) => [
+                      rows: versionRuns.map(({ version, run, prepared }, i) => [
                         version,
                         Math.floor(i / 2) + 1,
-                        Math.round(eventsPerMessage),
+                        Math.round(prepared.events / prepared.messages),
                         Math.round(run.rate),
                         vsCopy(run.rate),
                         round1((1000 * run.clientCpuMs) / run.events),
+                        round1(beforeDbUs(prepared)),
+                        round1((1000 * prepared.copyTextMs) / prepared.events),
                       ]),
                     },
                   ]
@@ -926,6 +934,10 @@ async function main(): Promise<void> {
                   [
                     "the consumer's JSON.parse of the message bodies, per event (µs)",
                     round1((1000 * consumerBatches.parseMs) / consumerBatches.events),
+                  ],
+                  [
+                    `the consumer's COPY text of the events from those rows, per event (µs; message version ${QUEUE_VERSION})`,
+                    round1((1000 * consumerBatches.copyTextMs) / consumerBatches.events),
                   ],
                   [
                     `the consumer's envelope check, per event (µs; message version ${QUEUE_VERSION})`,
