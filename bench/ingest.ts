@@ -41,7 +41,8 @@
  *    the bookkeeping adds to a batch's COPY, as 6 does for a page. Messages are version 3 (events as
  *    COPY lines, what the route sends); BENCH_QUEUE_VERSION=2 or 1 makes the earlier versions, and
  *    BENCH_QUEUE_COMPARE=<version> runs that version and BENCH_QUEUE_VERSION in turn with one batch
- *    in flight (BENCH_QUEUE_COMPARE_ROUNDS rounds, default 2), so that both meet the same load.
+ *    in flight (BENCH_QUEUE_COMPARE_ROUNDS rounds, default 2), so that both meet the same load; each
+ *    round first copies the same rows by one COPY stream, the round's own reference.
  *
  * BENCH_EVENT_HOURS=N puts the events within the last N hours of the reference year instead of over
  * the whole of it: time-ordered pages as dense as a busy account's, whose batches touch a few (metric,
@@ -594,7 +595,7 @@ async function main(): Promise<void> {
     let consumerBatches: Awaited<ReturnType<typeof prepareBatches>> | undefined;
     let consumerBookkeeping: Awaited<ReturnType<typeof batchBookkeeping>> | undefined;
     const batchStages: BatchStages = { batches: 0, events: 0, ms: new Map() };
-    const versionRuns: { version: QueueVersion; run: ConsumerRun; prepared: PreparedBatches }[] = [];
+    const versionRuns: { version: QueueVersion; run: ConsumerRun; prepared: PreparedBatches; copyRate: number }[] = [];
     if (CONSUMERS.length > 0) {
       process.stdout.write(`splitting the pages into queue messages ...\n`);
       consumerBatches = await prepareBatches(
@@ -629,7 +630,11 @@ async function main(): Promise<void> {
           BATCH_MESSAGES,
           QUEUE_COMPARE,
         );
-        for (let round = 0; round < QUEUE_COMPARE_ROUNDS; round += 1)
+        // Each round also copies the same rows by one COPY stream, its own reference: the one-stream
+        // COPY's rate moves with the machine's load from minute to minute as much as the consumer's.
+        for (let round = 0; round < QUEUE_COMPARE_ROUNDS; round += 1) {
+          const roundCopy = await copyAll(1);
+          process.stdout.write(`  round ${round + 1}, one COPY stream: ${fmt(roundCopy.rate)} rows/s\n`);
           for (const [version, prepared] of [
             [QUEUE_VERSION, consumerBatches],
             [QUEUE_COMPARE, other],
@@ -638,8 +643,9 @@ async function main(): Promise<void> {
             await sql`CHECKPOINT`;
             const run = await runConsumers(consumer, prepared, 1);
             process.stdout.write(`  version ${version}: ${fmt(run.rate)} events/s\n`);
-            versionRuns.push({ version, run, prepared });
+            versionRuns.push({ version, run, prepared, copyRate: roundCopy.rate });
           }
+        }
         rmSync(other.file, { force: true });
       }
       consumerBookkeeping = await batchBookkeeping(
@@ -760,10 +766,10 @@ async function main(): Promise<void> {
         `JSON.parse ${perEvent(consumerBatches.parseMs)}, envelope check ${perEvent(consumerBatches.checkMs)}, to rows ${perEvent(consumerBatches.rowsMs)}, COPY text ${perEvent(consumerBatches.copyTextMs)} (message version ${QUEUE_VERSION})`,
       );
       if (QUEUE_VERSION !== 1) line('  validating and mapping again (v1)', perEvent(consumerBatches.revalidateMs));
-      for (const { version, run, prepared } of versionRuns)
+      for (const { version, run, prepared, copyRate: roundCopyRate } of versionRuns)
         line(
           `  version ${version}, 1 in flight`,
-          `${fmt(run.rate)} events/s  ${fmt((100 * run.rate) / copyRate, 1)} % of one COPY stream (${fmt(prepared.events / prepared.messages)} events a message; this process's CPU ${fmt((1000 * run.clientCpuMs) / run.events, 1)} µs per event; single-threaded, per event: parse and check ${fmt(beforeDbUs(prepared), 1)} µs, COPY text ${fmt((1000 * prepared.copyTextMs) / prepared.events, 1)} µs)`,
+          `${fmt(run.rate)} events/s  ${fmt((100 * run.rate) / roundCopyRate, 1)} % of its round's COPY stream, ${fmt(roundCopyRate)} rows/s (${fmt(prepared.events / prepared.messages)} events a message; this process's CPU ${fmt((1000 * run.clientCpuMs) / run.events, 1)} µs per event; single-threaded, per event: parse and check ${fmt(beforeDbUs(prepared), 1)} µs, COPY text ${fmt((1000 * prepared.copyTextMs) / prepared.events, 1)} µs)`,
         );
       if (batchStages.batches > 0) {
         const batchEvents = batchStages.events / batchStages.batches;
@@ -874,23 +880,25 @@ async function main(): Promise<void> {
               ...(versionRuns.length > 0
                 ? [
                     {
-                      title: `Queue consumer by message version, 1 batch in flight, the versions in turn (${QUEUE_COMPARE_ROUNDS} rounds, each run into emptied tables)`,
+                      title: `Queue consumer by message version, 1 batch in flight, the versions in turn (${QUEUE_COMPARE_ROUNDS} rounds, each run into emptied tables, each round with its own one-stream COPY of the same rows)`,
                       columns: [
                         'message version',
                         'round',
                         'events per message',
                         'rows/s',
-                        'ratio to COPY',
+                        'one COPY stream in the same round (rows/s)',
+                        "ratio to the round's COPY",
                         "the bench process's CPU per event (µs)",
                         'single-threaded: parse and check, per event (µs)',
                         'single-threaded: the COPY text, per event (µs)',
                       ],
-                      rows: versionRuns.map(({ version, run, prepared }, i) => [
+                      rows: versionRuns.map(({ version, run, prepared, copyRate: roundCopyRate }, i) => [
                         version,
                         Math.floor(i / 2) + 1,
                         Math.round(prepared.events / prepared.messages),
                         Math.round(run.rate),
-                        vsCopy(run.rate),
+                        Math.round(roundCopyRate),
+                        Math.round((1000 * run.rate) / roundCopyRate) / 1000,
                         round1((1000 * run.clientCpuMs) / run.events),
                         round1(beforeDbUs(prepared)),
                         round1((1000 * prepared.copyTextMs) / prepared.events),

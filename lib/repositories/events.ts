@@ -122,7 +122,10 @@ const MARK_INSERTED_CTES = `registered AS MATERIALIZED (
 // Klaviyo's resources carry the properties inside raw_data: sent once, not twice (they are a large
 // part of every row), and taken from raw_data by the statement.
 function propertiesToSend(e: NewEvent): Readonly<Record<string, unknown>> | undefined {
-  return e.properties === propertiesInRawData(e.rawData) ? undefined : e.properties;
+  // Raw data first: an event that parses its JSON on demand (a queued page's) then finds its
+  // properties inside it.
+  const inRawData = propertiesInRawData(e.rawData);
+  return e.properties === inRawData ? undefined : e.properties;
 }
 
 const INSERT_FROM_JSON_SQL = `WITH input AS (

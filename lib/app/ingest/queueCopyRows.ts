@@ -103,10 +103,15 @@ class LineEvent implements NewEvent {
     readonly copyLine: string,
     private readonly propertiesText: string,
     private readonly rawDataText: string,
+    /** The properties are raw data's `attributes.event_properties` (they travelled as its span). */
+    private readonly inRawData: boolean,
   ) {}
 
   get properties(): Readonly<Record<string, unknown>> {
-    this.parsedProperties ??= parsedObject(this.propertiesText);
+    // Raw data already parsed (the JSON statement's path reads it first): the span's properties are
+    // its event_properties, the same object, which that statement then does not send twice.
+    const own = this.inRawData && this.parsedRawData ? eventPropertiesOf(this.parsedRawData) : undefined;
+    this.parsedProperties ??= isPlainObject(own) ? own : parsedObject(this.propertiesText);
     return this.parsedProperties;
   }
 
@@ -173,6 +178,7 @@ export function planFromLines(head: EventLinesHead, text: string): EventsPagePla
       copyLine,
       properties,
       raw,
+      span !== null,
     );
   });
   return { received: events.length, ...resourcesFromRows(head), events };
