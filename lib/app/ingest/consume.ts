@@ -25,9 +25,10 @@ import type { IngestCounts } from './result';
  * aggregator's bookkeeping statements) are paid once per batch instead of once per page.
  *
  * A message that cannot be stored must not hold back the others:
- * - each message is parsed and checked on its own first (a page queued as rows, version 2, by the
- *   shapes of its rows, since the route validated and mapped it; a version 1 body by the whole
- *   validation and mapping again); one that fails is set aside;
+ * - each message is parsed and checked on its own first (a page queued as COPY lines, version 3, line
+ *   by line, and one queued as rows, version 2, by the shapes of its rows, since the route validated
+ *   and mapped it; a version 1 body by the whole validation and mapping again); one that fails is
+ *   set aside;
  * - when the batch's transaction fails for a reason that is not the connection, it is rolled back
  *   (nothing of it stays) and every message is written again in a transaction of its own, which
  *   finds the one the database refuses;
