@@ -192,6 +192,23 @@ describe('splitting a request into queue messages', () => {
     );
   });
 
+  it('a page of included resources and no events: one version 3 message with no event lines', () => {
+    const page = {
+      data: [],
+      included: [{ type: 'profile', id: 'Palone', attributes: { email: 'alone@example.com' } }],
+    };
+    const { messages } = ingestMessages('events-page', page, { ...context, maxMessageBytes: 16_384 });
+    expect(messages).toHaveLength(1);
+    const framed = framedMessage(messages[0] as string);
+    expect(framed.lines).toBe('');
+    const envelope = AnyQueuedMessageSchema.parse(JSON.parse(framed.json));
+    expect(envelope).toMatchObject({ v: 3, body: { events: 0 } });
+    if (envelope.v !== 3) throw new Error('not version 3');
+    const plan = planFromLines(envelope.body, framed.lines ?? '');
+    expect(plan.events).toEqual([]);
+    expect(plan.profiles.map((p) => p.id)).toEqual(['Palone']);
+  });
+
   it('refuses with 413 and its pointer what no message can hold', () => {
     const page = eventsPage({ events: 3, prefix: 't' });
     page.data[2].attributes.event_properties.blob = 'x'.repeat(20_000);
