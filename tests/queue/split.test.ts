@@ -192,6 +192,22 @@ describe('splitting a request into queue messages', () => {
     );
   });
 
+  it('a page with a control character outside its JSON travels as rows of JSON (version 2), which SQS can carry', () => {
+    const page = eventsPage({ events: 20, prefix: 'ctl', metrics: 2, profiles: 4 });
+    page.data[5].attributes.unique_id = 'bell\u0007';
+    const { messages } = ingestMessages('events-page', page, { ...context, maxMessageBytes: 16_384 });
+    // eslint-disable-next-line no-control-regex
+    for (const m of messages) expect(m).not.toMatch(/[\u0000-\u0008\u000B\u000C\u000E-\u001F]/);
+    const envelopes = messages.map((m) => AnyQueuedMessageSchema.parse(JSON.parse(m)));
+    expect(envelopes.map((e) => e.v)).toEqual(messages.map(() => 2));
+    const events = envelopes.flatMap((e) => (e.v === 2 ? planFromRows(e.body).events : []));
+    expect(events.find((e) => e.id === 'ctl000005')?.uniqueId).toBe('bell\u0007');
+    // Without it, the same page travels as COPY lines.
+    page.data[5].attributes.unique_id = 'bell';
+    const plain = ingestMessages('events-page', page, { ...context, maxMessageBytes: 16_384 }).messages;
+    expect(plain.map((m) => (JSON.parse(framedMessage(m).json) as { v: number }).v)).toEqual(plain.map(() => 3));
+  });
+
   it('a page of included resources and no events: one version 3 message with no event lines', () => {
     const page = {
       data: [],
