@@ -38,7 +38,17 @@
  *    BENCH_BATCH_MESSAGES messages (default 10), written by the ingestConsumer handler in-process with
  *    1, 2 and 3 batches in flight (BENCH_CONSUMERS, default 1,2,3), each run into emptied tables
  *    (events, profiles, metrics and the bookkeeping), against the one-stream COPY above. Then what
- *    the bookkeeping adds to a batch's COPY, as 6 does for a page.
+ *    the bookkeeping adds to a batch's COPY, as 6 does for a page. Messages are version 3 (events as
+ *    COPY lines, what the route sends); BENCH_QUEUE_VERSION=2 or 1 makes the earlier versions, and
+ *    BENCH_QUEUE_COMPARE=<version> runs that version and BENCH_QUEUE_VERSION in turn with one batch
+ *    in flight (BENCH_QUEUE_COMPARE_ROUNDS rounds, default 2), so that both meet the same load; each
+ *    round first copies the same rows by one COPY stream, the round's own reference.
+ *
+ * BENCH_EVENT_HOURS=N puts the events within the last N hours of the reference year instead of over
+ * the whole of it: time-ordered pages as dense as a busy account's, whose batches touch a few (metric,
+ * hour) pairs, where the default (about 11 events an hour at 100,000 events) gives nearly every event
+ * a dirty mark of its own, the worst case. Such a run writes bench/results/ingest-recent.json, next to
+ * the worst case's ingest.json.
  *
  * BENCH_PROFILES_FIRST=1 stores every profile before the clock starts, as a sync that reads Klaviyo's
  * profiles stream before its events does: the pages then bring no new profiles, only known ones.
@@ -61,6 +71,7 @@ import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import postgres from 'postgres';
 import { startEmbeddedPostgres, type EmbeddedServer } from '../lib/db/embedded';
 import { buildProfileResource, generatePages } from '../lib/demo/generator';
+import { DEFAULT_END } from '../lib/demo/profiles';
 import { hashApiKey } from '../lib/http/auth';
 import type { HttpHandler } from '../lib/http/handler';
 import { planEventsPage, planProfilesDocument } from '../lib/app/ingest';
@@ -80,7 +91,12 @@ import {
   runConsumers,
   type BatchStages,
   type ConsumerRun,
+  type PreparedBatches,
+  type QueueVersion,
 } from './support/consumer';
+
+/** The consumer's work on a message before the database, per event (µs): JSON.parse, envelope check, rows. */
+const beforeDbUs = (p: PreparedBatches) => (1000 * (p.parseMs + p.checkMs + p.rowsMs)) / p.events;
 
 const ROOT = resolve(__dirname, '..');
 const DATA_DIR = join(ROOT, '.data', 'bench-ingest');
@@ -107,8 +123,19 @@ const CONSUMERS = (process.env.BENCH_CONSUMERS ?? '1,2,3')
 const BATCH_MESSAGES = intFromEnv('BENCH_BATCH_MESSAGES', 10);
 const QUEUE_MESSAGE_BYTES = intFromEnv('BENCH_QUEUE_MESSAGE_BYTES', 262_144, 16_384);
 const EVENT_FOREIGN_KEYS = intFromEnv('BENCH_EVENT_FOREIGN_KEYS', 0, 0) !== 0;
-const QUEUE_VERSION = intFromEnv('BENCH_QUEUE_VERSION', 2, 1) === 1 ? 1 : 2;
+const QUEUE_VERSION: QueueVersion = ((v) => (v === 1 || v === 2 ? v : 3))(intFromEnv('BENCH_QUEUE_VERSION', 3, 1));
 const BATCH_STAGE_EVERY = intFromEnv('BENCH_BATCH_STAGE_EVERY', 5, 2);
+// 0: the events fall over the whole reference year (about 11 an hour at 100,000 events), so a batch's
+// events are nearly each in their own (metric, hour): the worst case for the dirty marks. N: they fall
+// within the last N hours of it, in time order as Klaviyo's Get Events pages deliver them, as dense as a
+// busy account's (or real-time Create Event traffic): a batch touches a few (metric, hour) pairs.
+const EVENT_HOURS = intFromEnv('BENCH_EVENT_HOURS', 0, 0);
+// A message version to run against BENCH_QUEUE_VERSION with one batch in flight, the two in turn
+// (BENCH_QUEUE_COMPARE_ROUNDS rounds, each run into emptied tables), so that both meet the same load.
+const QUEUE_COMPARE = ((v): QueueVersion | undefined => (v === 1 || v === 2 || v === 3 ? v : undefined))(
+  intFromEnv('BENCH_QUEUE_COMPARE', 0, 0),
+);
+const QUEUE_COMPARE_ROUNDS = intFromEnv('BENCH_QUEUE_COMPARE_ROUNDS', 2, 1);
 
 const STAGES = [
   'JSON.parse',
@@ -365,7 +392,15 @@ async function main(): Promise<void> {
     const naiveRows: NewEvent[] = [];
     let generated = 0;
     let bodyBytes = 0;
-    for (const page of generatePages({ seed: SEED, events: EVENTS, profiles: PROFILES, pageSize: PAGE_SIZE })) {
+    const window =
+      EVENT_HOURS > 0 ? { start: new Date(DEFAULT_END.getTime() - EVENT_HOURS * 3_600_000), end: DEFAULT_END } : {};
+    for (const page of generatePages({
+      seed: SEED,
+      events: EVENTS,
+      profiles: PROFILES,
+      pageSize: PAGE_SIZE,
+      ...window,
+    })) {
       const body = JSON.stringify(page);
       bodyBytes += body.length;
       await writeAll(pagesOut, `${body}\n`);
@@ -560,6 +595,7 @@ async function main(): Promise<void> {
     let consumerBatches: Awaited<ReturnType<typeof prepareBatches>> | undefined;
     let consumerBookkeeping: Awaited<ReturnType<typeof batchBookkeeping>> | undefined;
     const batchStages: BatchStages = { batches: 0, events: 0, ms: new Map() };
+    const versionRuns: { version: QueueVersion; run: ConsumerRun; prepared: PreparedBatches; copyRate: number }[] = [];
     if (CONSUMERS.length > 0) {
       process.stdout.write(`splitting the pages into queue messages ...\n`);
       consumerBatches = await prepareBatches(
@@ -584,6 +620,33 @@ async function main(): Promise<void> {
         if (stored !== run.events) throw new Error(`the consumer stored ${stored} of ${run.events} events`);
         process.stdout.write(`  ${consumers} in flight: ${fmt(run.rate)} events/s\n`);
         consumerRuns = [...consumerRuns, run];
+      }
+      if (QUEUE_COMPARE !== undefined) {
+        process.stdout.write(`message versions ${QUEUE_VERSION} and ${QUEUE_COMPARE} in turn, 1 batch in flight ...\n`);
+        const other = await prepareBatches(
+          pagesFile,
+          join(DATA_DIR, 'batches-compare.ndjson'),
+          QUEUE_MESSAGE_BYTES,
+          BATCH_MESSAGES,
+          QUEUE_COMPARE,
+        );
+        // Each round also copies the same rows by one COPY stream, its own reference: the one-stream
+        // COPY's rate moves with the machine's load from minute to minute as much as the consumer's.
+        for (let round = 0; round < QUEUE_COMPARE_ROUNDS; round += 1) {
+          const roundCopy = await copyAll(1);
+          process.stdout.write(`  round ${round + 1}, one COPY stream: ${fmt(roundCopy.rate)} rows/s\n`);
+          for (const [version, prepared] of [
+            [QUEUE_VERSION, consumerBatches],
+            [QUEUE_COMPARE, other],
+          ] as const) {
+            await sql`TRUNCATE klaviyo_events, klaviyo_aggregate_pending, klaviyo_aggregate_dirty, klaviyo_profiles, klaviyo_metrics CASCADE`;
+            await sql`CHECKPOINT`;
+            const run = await runConsumers(consumer, prepared, 1);
+            process.stdout.write(`  version ${version}: ${fmt(run.rate)} events/s\n`);
+            versionRuns.push({ version, run, prepared, copyRate: roundCopy.rate });
+          }
+        }
+        rmSync(other.file, { force: true });
       }
       consumerBookkeeping = await batchBookkeeping(
         getDb(),
@@ -686,7 +749,7 @@ async function main(): Promise<void> {
     if (consumerBatches) {
       line(
         'queue consumer',
-        `${fmt(consumerBatches.messages)} messages of at most ${fmt(QUEUE_MESSAGE_BYTES)} bytes (${fmt(consumerBatches.events / consumerBatches.messages)} events each), ${fmt(consumerBatches.batches)} batches of ${BATCH_MESSAGES}`,
+        `${fmt(consumerBatches.messages)} messages of at most ${fmt(QUEUE_MESSAGE_BYTES)} bytes (${fmt(consumerBatches.events / consumerBatches.messages)} events each), ${fmt(consumerBatches.batches)} batches of ${BATCH_MESSAGES}, ${fmt(consumerBatches.marksPerBatch)} (metric, hour) marks a batch`,
       );
       for (const run of consumerRuns)
         line(
@@ -700,9 +763,14 @@ async function main(): Promise<void> {
       );
       line(
         '  the consumer before the database',
-        `JSON.parse ${perEvent(consumerBatches.parseMs)}, envelope check ${perEvent(consumerBatches.checkMs)}, to rows ${perEvent(consumerBatches.rowsMs)} (message version ${QUEUE_VERSION})`,
+        `JSON.parse ${perEvent(consumerBatches.parseMs)}, envelope check ${perEvent(consumerBatches.checkMs)}, to rows ${perEvent(consumerBatches.rowsMs)}, COPY text ${perEvent(consumerBatches.copyTextMs)} (message version ${QUEUE_VERSION})`,
       );
-      if (QUEUE_VERSION === 2) line('  validating and mapping again (v1)', perEvent(consumerBatches.revalidateMs));
+      if (QUEUE_VERSION !== 1) line('  validating and mapping again (v1)', perEvent(consumerBatches.revalidateMs));
+      for (const { version, run, prepared, copyRate: roundCopyRate } of versionRuns)
+        line(
+          `  version ${version}, 1 in flight`,
+          `${fmt(run.rate)} events/s  ${fmt((100 * run.rate) / roundCopyRate, 1)} % of its round's COPY stream, ${fmt(roundCopyRate)} rows/s (${fmt(prepared.events / prepared.messages)} events a message; this process's CPU ${fmt((1000 * run.clientCpuMs) / run.events, 1)} µs per event; single-threaded, per event: parse and check ${fmt(beforeDbUs(prepared), 1)} µs, COPY text ${fmt((1000 * prepared.copyTextMs) / prepared.events, 1)} µs)`,
+        );
       if (batchStages.batches > 0) {
         const batchEvents = batchStages.events / batchStages.batches;
         line(
@@ -744,8 +812,11 @@ async function main(): Promise<void> {
     const copyPage = bookkeeping.copyMs / bookkeeping.copyPages;
     const eventsPage = bookkeeping.eventsMs / bookkeeping.eventsPages;
     const saved = writeBenchResult({
-      bench: 'ingest',
-      title: 'Ingest against COPY',
+      bench: EVENT_HOURS > 0 ? 'ingest-recent' : 'ingest',
+      title:
+        EVENT_HOURS > 0
+          ? `Ingest against COPY, events of the last ${EVENT_HOURS} hours (time-ordered and dense, as a busy account's)`
+          : 'Ingest against COPY',
       command: benchCommand('bench/ingest.ts'),
       reference: 'COPY FROM STDIN of exactly the rows ingest stored, into the same emptied table, in the same run',
       dataset: {
@@ -757,6 +828,10 @@ async function main(): Promise<void> {
         'page size': PAGE_SIZE,
         'naive slice': naiveRows.length,
         'queue message version': QUEUE_VERSION,
+        'events fall within':
+          EVENT_HOURS > 0
+            ? `the last ${EVENT_HOURS} hours of the year, in time order (BENCH_EVENT_HOURS)`
+            : 'the whole year, in time order (each event about its own (metric, hour): the worst case for the dirty marks)',
         ...(EVENT_FOREIGN_KEYS ? { "events' foreign keys": 'restored (BENCH_EVENT_FOREIGN_KEYS=1)' } : {}),
       },
       tables: [
@@ -802,6 +877,35 @@ async function main(): Promise<void> {
                   Math.round((100 * run.clientCpuMs) / run.ms),
                 ]),
               },
+              ...(versionRuns.length > 0
+                ? [
+                    {
+                      title: `Queue consumer by message version, 1 batch in flight, the versions in turn (${QUEUE_COMPARE_ROUNDS} rounds, each run into emptied tables, each round with its own one-stream COPY of the same rows)`,
+                      columns: [
+                        'message version',
+                        'round',
+                        'events per message',
+                        'rows/s',
+                        'one COPY stream in the same round (rows/s)',
+                        "ratio to the round's COPY",
+                        "the bench process's CPU per event (µs)",
+                        'single-threaded: parse and check, per event (µs)',
+                        'single-threaded: the COPY text, per event (µs)',
+                      ],
+                      rows: versionRuns.map(({ version, run, prepared, copyRate: roundCopyRate }, i) => [
+                        version,
+                        Math.floor(i / 2) + 1,
+                        Math.round(prepared.events / prepared.messages),
+                        Math.round(run.rate),
+                        Math.round(roundCopyRate),
+                        Math.round((1000 * run.rate) / roundCopyRate) / 1000,
+                        round1((1000 * run.clientCpuMs) / run.events),
+                        round1(beforeDbUs(prepared)),
+                        round1((1000 * prepared.copyTextMs) / prepared.events),
+                      ]),
+                    },
+                  ]
+                : []),
               ...(batchStages.batches > 0
                 ? [
                     {
@@ -828,6 +932,10 @@ async function main(): Promise<void> {
                 columns: ['figure', 'value'],
                 rows: [
                   [
+                    "(metric, UTC hour) pairs a batch's events fall in: its dirty marks",
+                    Math.round(consumerBatches.marksPerBatch),
+                  ],
+                  [
                     'the route: validate, map, split and serialise, per event, single-threaded (µs)',
                     round1((1000 * consumerBatches.routeMs) / consumerBatches.events),
                   ],
@@ -836,14 +944,18 @@ async function main(): Promise<void> {
                     round1((1000 * consumerBatches.parseMs) / consumerBatches.events),
                   ],
                   [
+                    `the consumer's COPY text of the events from those rows, per event (µs; message version ${QUEUE_VERSION})`,
+                    round1((1000 * consumerBatches.copyTextMs) / consumerBatches.events),
+                  ],
+                  [
                     `the consumer's envelope check, per event (µs; message version ${QUEUE_VERSION})`,
                     round1((1000 * consumerBatches.checkMs) / consumerBatches.events),
                   ],
                   [
-                    `the consumer's ${QUEUE_VERSION === 2 ? 'rows from the checked body' : 'validation and mapping'}, per event (µs)`,
+                    `the consumer's ${QUEUE_VERSION === 1 ? 'validation and mapping' : QUEUE_VERSION === 2 ? 'rows from the checked body' : 'check of the event lines and rows from them'}, per event (µs)`,
                     round1((1000 * consumerBatches.rowsMs) / consumerBatches.events),
                   ],
-                  ...(QUEUE_VERSION === 2
+                  ...(QUEUE_VERSION !== 1
                     ? [
                         [
                           'validating and mapping the same pages again, as version 1 messages made the consumer do, per event (µs)',
@@ -907,7 +1019,13 @@ async function main(): Promise<void> {
     });
     process.stdout.write(`\nwrote ${saved}\n`);
   } finally {
-    for (const file of [pagesFile, ...copyFiles, join(DATA_DIR, 'batches.ndjson')]) rmSync(file, { force: true });
+    for (const file of [
+      pagesFile,
+      ...copyFiles,
+      join(DATA_DIR, 'batches.ndjson'),
+      join(DATA_DIR, 'batches-compare.ndjson'),
+    ])
+      rmSync(file, { force: true });
     await stopServer();
   }
 }

@@ -4,9 +4,17 @@ import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import type postgres from 'postgres';
 import { consumeIngestBatch, planEventsPage } from '../../lib/app/ingest';
 import { ingestMessages } from '../../lib/app/ingest/enqueue';
-import { AnyQueuedMessageSchema, queuedMessages, splitForQueue } from '../../lib/app/ingest/queueMessages';
-import { planFromRows } from '../../lib/app/ingest/queueRows';
+import { planFromLines } from '../../lib/app/ingest/queueCopyRows';
+import {
+  AnyQueuedMessageSchema,
+  framedMessage,
+  queuedMessages,
+  queuedRowsMessages,
+  splitForQueue,
+} from '../../lib/app/ingest/queueMessages';
+import { planFromRows, splitPlanForQueue } from '../../lib/app/ingest/queueRows';
 import type { Db } from '../../lib/db';
+import { copyTextOf } from '../../lib/db/copyFormat';
 import { EVENT_COLUMNS, eventCopyRow, insertEvents, type NewEvent } from '../../lib/repositories/events';
 
 /**
@@ -29,8 +37,12 @@ export interface PreparedBatches {
   readonly parseMs: number;
   readonly checkMs: number;
   readonly rowsMs: number;
-  /** With version 2: validating and mapping the page's parts again, as version 1 makes the consumer do. */
+  /** Making the events' COPY text from those rows, and its bytes, as the COPY then sends them. */
+  readonly copyTextMs: number;
+  /** With versions 2 and 3: validating and mapping the page's parts again, as version 1 makes the consumer do. */
   readonly revalidateMs: number;
+  /** The (metric, UTC hour) pairs a batch's events fall in, on average: the dirty marks it writes. */
+  readonly marksPerBatch: number;
 }
 
 /** Writes one SQS event per line, so that the timed runs only read them. */
@@ -39,8 +51,11 @@ export async function prepareBatches(
   file: string,
   maxBytes: number,
   batchMessages: number,
-  /** 2: pages queued as rows, as the route does; 1: as their own bodies (the consumer validates them again). */
-  version: 1 | 2,
+  /**
+   * 3: pages queued as their events' COPY lines, as the route does; 2: as rows of JSON (the consumer
+   * parses and re-serialises them); 1: as their own bodies (the consumer validates them again).
+   */
+  version: QueueVersion,
 ): Promise<PreparedBatches> {
   const out = createWriteStream(file);
   const lines = createInterface({
@@ -55,7 +70,10 @@ export async function prepareBatches(
   let parseMs = 0;
   let checkMs = 0;
   let rowsMs = 0;
+  let copyTextMs = 0;
   let revalidateMs = 0;
+  let marks = 0;
+  let batchMarks = new Set<string>();
   let id = 0;
   const acceptedAt = new Date();
   const context = { accountId: 'default', acceptedAt, requestId: 'bench', maxMessageBytes: maxBytes };
@@ -82,34 +100,51 @@ export async function prepareBatches(
     if (!out.write(`${JSON.stringify(event)}\n`)) await new Promise<void>((r) => out.once('drain', () => r()));
     batches += 1;
     pending = [];
+    marks += batchMarks.size;
+    batchMarks = new Set();
   };
   for await (const line of lines) {
     const page: unknown = JSON.parse(line);
     let t0 = performance.now();
     const queued =
-      version === 2
+      version === 3
         ? ingestMessages('events-page', page, context).messages
-        : queuedMessages('events-page', splitForQueue('events-page', page, maxBytes), context);
+        : version === 2
+          ? queuedRowsMessages(
+              splitPlanForQueue(planEventsPage(page, { now: acceptedAt }), maxBytes, pointerOf),
+              context,
+            )
+          : queuedMessages('events-page', splitForQueue('events-page', page, maxBytes), context);
     routeMs += performance.now() - t0;
     for (const text of queued) {
       // The consumer's steps before the database (lib/app/ingest/consume.ts), one by one.
       t0 = performance.now();
-      const json: unknown = JSON.parse(text);
+      const framed = framedMessage(text);
+      const json: unknown = JSON.parse(framed.json);
       const t1 = performance.now();
       const envelope = AnyQueuedMessageSchema.parse(json);
       const t2 = performance.now();
-      const plan = envelope.v === 2 ? planFromRows(envelope.body) : planEventsPage(envelope.body, { now: acceptedAt });
+      const plan = planOf(envelope, framed.lines);
       const t3 = performance.now();
+      const copyText = copyTextOf(
+        plan.events.map((e) =>
+          e.copyLine === undefined ? eventCopyRow('default', e) : { line: `default\t${e.copyLine}` },
+        ),
+        EVENT_COLUMNS.length,
+      );
+      Buffer.from(copyText, 'utf8');
+      copyTextMs += performance.now() - t3;
       parseMs += t1 - t0;
       checkMs += t2 - t1;
       rowsMs += t3 - t2;
       events += plan.received;
+      for (const e of plan.events) batchMarks.add(`${e.metricId} ${Math.floor(Date.parse(e.timestamp) / 3_600_000)}`);
       messages += 1;
       pending.push(text);
       if (pending.length === batchMessages) await flush();
     }
     // What version 1 makes the consumer do on top of version 2: the page's parts validated and mapped again.
-    if (version === 2)
+    if (version !== 1)
       for (const part of splitForQueue('events-page', page, maxBytes)) {
         t0 = performance.now();
         planEventsPage(part, { now: acceptedAt });
@@ -118,7 +153,31 @@ export async function prepareBatches(
   }
   await flush();
   await new Promise<void>((r) => out.end(() => r()));
-  return { file, batches, messages, events, routeMs, parseMs, checkMs, rowsMs, revalidateMs };
+  return {
+    file,
+    batches,
+    messages,
+    events,
+    routeMs,
+    parseMs,
+    checkMs,
+    rowsMs,
+    copyTextMs,
+    revalidateMs,
+    marksPerBatch: batches > 0 ? marks / batches : 0,
+  };
+}
+
+export type QueueVersion = 1 | 2 | 3;
+
+// The bench's pages are generated: any pointer will do (none is too large for a message).
+const pointerOf = () => '/data';
+
+/** What the consumer makes of a checked envelope (lib/app/ingest/consume.ts). */
+function planOf(envelope: ReturnType<typeof AnyQueuedMessageSchema.parse>, lines: string | undefined) {
+  if (envelope.v === 3) return planFromLines(envelope.body, lines ?? '');
+  if (envelope.v === 2) return planFromRows(envelope.body);
+  return planEventsPage(envelope.body, { now: new Date(envelope.accepted_at) });
 }
 
 /** A consumer batch's time by stage (ms, summed over the staged batches). */
@@ -302,10 +361,8 @@ export async function batchBookkeeping(
       if (index >= sample) break;
       const event = JSON.parse(line) as SQSEvent;
       const events: NewEvent[] = event.Records.flatMap((r) => {
-        const m = AnyQueuedMessageSchema.parse(JSON.parse(r.body));
-        return m.v === 2
-          ? planFromRows(m.body).events
-          : planEventsPage(m.body, { now: new Date(m.accepted_at) }).events;
+        const framed = framedMessage(r.body);
+        return planOf(AnyQueuedMessageSchema.parse(JSON.parse(framed.json)), framed.lines).events;
       });
       events.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.timestamp < b.timestamp ? -1 : 1));
       const variant = index % 3;
@@ -316,7 +373,9 @@ export async function batchBookkeeping(
           await tx.copyRows(
             'klaviyo_events',
             EVENT_COLUMNS,
-            events.map((e) => eventCopyRow('default', e)),
+            events.map((e) =>
+              e.copyLine === undefined ? eventCopyRow('default', e) : { line: `default\t${e.copyLine}` },
+            ),
           );
         });
         if (timed) result.copyMs += performance.now() - t0;
@@ -324,7 +383,19 @@ export async function batchBookkeeping(
         await db.transaction((tx) => insertEvents(tx, 'default', events));
         if (timed) result.eventsMs += performance.now() - t0;
       } else {
-        const spelled = events.map((e) => ({ ...e, timestamp: seventhDigit(e.timestamp) }));
+        // Plain rows (a queued event's COPY line would still spell the time the other way).
+        const spelled = events.map((e): NewEvent => ({
+          id: e.id,
+          timestamp: seventhDigit(e.timestamp),
+          metricId: e.metricId,
+          profileId: e.profileId,
+          value: e.value,
+          valueCurrency: e.valueCurrency,
+          uuid: e.uuid,
+          uniqueId: e.uniqueId,
+          properties: e.properties,
+          rawData: e.rawData,
+        }));
         const t1 = performance.now();
         await db.transaction((tx) => insertEvents(tx, 'default', spelled));
         if (timed) result.readBackMs += performance.now() - t1;

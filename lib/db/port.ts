@@ -15,7 +15,18 @@ export type Row = Record<string, unknown>;
 export type DbDriverName = 'postgres' | 'data-api';
 
 /** One row for COPY: each column's text form (what the column's input function parses), or null. */
-export type CopyRow = readonly (string | null)[];
+export type CopyFields = readonly (string | null)[];
+
+/**
+ * A row already in COPY's text format: its fields escaped and joined by tabs, no line end. Made only
+ * by code that has checked its field count and its escapes (lib/db/copyFormat.ts, copyLineOf and
+ * checkedCopyLine), so that a row can travel as COPY text and be streamed without being taken apart.
+ */
+export interface CopyLine {
+  readonly line: string;
+}
+
+export type CopyRow = CopyFields | CopyLine;
 
 export interface Db {
   readonly driver: DbDriverName;

@@ -1,5 +1,6 @@
 import { copyUnlessDuplicate } from '../db/copy';
-import type { CopyRow, Db } from '../db/port';
+import { copyField } from '../db/copyFormat';
+import type { CopyFields, CopyRow, Db } from '../db/port';
 
 /**
  * Events: the write path and the reads that lists, timelines and exports need.
@@ -23,6 +24,11 @@ export interface NewEvent {
   readonly uniqueId: string | null;
   readonly properties: Readonly<Record<string, unknown>>;
   readonly rawData: Readonly<Record<string, unknown>>;
+  /**
+   * The same row as COPY text, the fields after account_id, already checked (checkedCopyLine): COPY
+   * sends it as it is instead of serialising the fields again. A queued page's events carry it.
+   */
+  readonly copyLine?: string;
 }
 
 export interface InsertEventsResult {
@@ -116,7 +122,10 @@ const MARK_INSERTED_CTES = `registered AS MATERIALIZED (
 // Klaviyo's resources carry the properties inside raw_data: sent once, not twice (they are a large
 // part of every row), and taken from raw_data by the statement.
 function propertiesToSend(e: NewEvent): Readonly<Record<string, unknown>> | undefined {
-  return e.properties === propertiesInRawData(e.rawData) ? undefined : e.properties;
+  // Raw data first: an event that parses its JSON on demand (a queued page's) then finds its
+  // properties inside it.
+  const inRawData = propertiesInRawData(e.rawData);
+  return e.properties === inRawData ? undefined : e.properties;
 }
 
 const INSERT_FROM_JSON_SQL = `WITH input AS (
@@ -188,8 +197,10 @@ async function insertByCopy(db: Db, accountId: string, events: readonly NewEvent
     return true;
   });
   // Made as the COPY takes them, so that the server stores the first rows while the rest are made.
-  const rowsOf = function* (list: readonly NewEvent[]) {
-    for (const e of list) yield eventCopyRow(accountId, e);
+  const account = `${copyField(accountId)}\t`;
+  const rowsOf = function* (list: readonly NewEvent[]): Generator<CopyRow> {
+    for (const e of list)
+      yield e.copyLine === undefined ? eventCopyRow(accountId, e) : { line: `${account}${e.copyLine}` };
   };
   if ((await copyUnlessDuplicate(db, 'klaviyo_events', EVENT_COLUMNS, rowsOf(unique))) === undefined)
     return markCopied(db, accountId, unique);
@@ -276,21 +287,24 @@ async function markCopied(db: Db, accountId: string, copied: readonly NewEvent[]
   const generation = marked[0]?.generation ?? null;
   const keys = marked[0]?.keys;
   const registered = new Set(Array.isArray(keys) ? keys.filter((k): k is string => typeof k === 'string') : []);
-  await db.copyRows(
-    'klaviyo_aggregate_pending',
-    PENDING_COLUMNS,
-    copied.map((e, i): CopyRow => [
-      accountId,
-      e.metricId,
-      hours[i] as string,
-      e.id,
-      e.timestamp,
-      e.profileId,
-      e.value,
-      dimensionValuesOf(e, registered),
-      generation,
-    ]),
-  );
+  // Made as the COPY takes them, so that the server stores the first rows while the rest are made.
+  const pendingRows = function* (): Generator<CopyRow> {
+    for (let i = 0; i < copied.length; i += 1) {
+      const e = copied[i] as NewEvent;
+      yield [
+        accountId,
+        e.metricId,
+        hours[i] as string,
+        e.id,
+        e.timestamp,
+        e.profileId,
+        e.value,
+        dimensionValuesOf(e, registered),
+        generation,
+      ];
+    }
+  };
+  await db.copyRows('klaviyo_aggregate_pending', PENDING_COLUMNS, pendingRows());
   return copied.length;
 }
 
@@ -304,7 +318,7 @@ async function markCopiedByStatement(db: Db, accountId: string, copied: readonly
 }
 
 /** An event as the text of EVENT_COLUMNS, for COPY (the bench's COPY reference loads the same rows). */
-export function eventCopyRow(accountId: string, e: NewEvent): CopyRow {
+export function eventCopyRow(accountId: string, e: NewEvent): CopyFields {
   return [
     accountId,
     e.id,

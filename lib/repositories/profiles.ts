@@ -1,5 +1,5 @@
 import { copyUnlessDuplicate } from '../db/copy';
-import type { Db } from '../db/port';
+import type { CopyRow, Db } from '../db/port';
 import { isLaterInstant } from './instants';
 
 /**
@@ -270,27 +270,27 @@ const COPY_COLUMNS = ['account_id', 'id', 'is_stub', ...ATTRIBUTE_COLUMNS, 'last
  */
 function copyUnseen(db: Db, accountId: string, unseen: readonly ProfileUpsert[]): Promise<unknown> {
   const json = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
-  return copyUnlessDuplicate(
-    db,
-    'klaviyo_profiles',
-    COPY_COLUMNS,
-    unseen.map((p) =>
-      p.isStub
-        ? [accountId, p.id, 'true', ...ATTRIBUTE_COLUMNS.map(() => null), null]
-        : [
-            accountId,
-            p.id,
-            'false',
-            ...PROFILE_TEXT_FIELDS.map((f) => p[f]),
-            json(p.location),
-            json(p.properties),
-            p.created,
-            p.updated,
-            json(p.rawData),
-            p.lastEventDate,
-          ],
-    ),
-  );
+  const copyRowOf = (p: ProfileUpsert): CopyRow =>
+    p.isStub
+      ? [accountId, p.id, 'true', ...ATTRIBUTE_COLUMNS.map(() => null), null]
+      : [
+          accountId,
+          p.id,
+          'false',
+          ...PROFILE_TEXT_FIELDS.map((f) => p[f]),
+          json(p.location),
+          json(p.properties),
+          p.created,
+          p.updated,
+          json(p.rawData),
+          p.lastEventDate,
+        ];
+  // Made as the COPY takes them (a generator), so that the server stores the first rows while the
+  // rest are serialised, as the events' COPY does.
+  const rows = function* (): Generator<CopyRow> {
+    for (const p of unseen) yield copyRowOf(p);
+  };
+  return copyUnlessDuplicate(db, 'klaviyo_profiles', COPY_COLUMNS, rows());
 }
 
 /** Profiles as the JSON rows of INPUT_COLUMNS. */

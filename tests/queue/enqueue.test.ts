@@ -43,9 +43,12 @@ describe('enqueueing a request', () => {
     const one = await queues.client.send(
       new ReceiveMessageCommand({ QueueUrl: queues.queueUrl, MaxNumberOfMessages: 1 }),
     );
-    // A page travels as the rows the route mapped it to (lib/app/ingest/queueRows.ts).
-    expect(JSON.parse(one.Messages?.[0]?.Body ?? '{}')).toMatchObject({
-      v: 2,
+    // A page travels as its events' COPY lines after a line of JSON (lib/app/ingest/queueCopyRows.ts).
+    const [head, ...lines] = (one.Messages?.[0]?.Body ?? '{}').split('\n');
+    expect(lines.length).toBeGreaterThan(0);
+    expect(JSON.parse(head ?? '{}')).toMatchObject({
+      v: 3,
+      body: { events: lines.length },
       kind: 'events-page',
       account_id: 'default',
       accepted_at: '2024-06-01T00:00:00.000Z',

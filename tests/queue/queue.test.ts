@@ -7,9 +7,10 @@ import { parse } from 'yaml';
 import type { SQSEvent } from 'aws-lambda';
 import { handler as ingest } from '../../functions/ingest';
 import { handler as consumer } from '../../functions/ingestConsumer';
-import { ingestEventsPage } from '../../lib/app/ingest';
+import { ingestEventsPage, planEventsPage } from '../../lib/app/ingest';
 import { ingestMessages } from '../../lib/app/ingest/enqueue';
-import { queuedMessages, splitForQueue } from '../../lib/app/ingest/queueMessages';
+import { queuedMessages, queuedRowsMessages, splitForQueue } from '../../lib/app/ingest/queueMessages';
+import { splitPlanForQueue } from '../../lib/app/ingest/queueRows';
 import type { Db } from '../../lib/db/port';
 import { queueDepth, startLocalQueues, startPoller, type LocalQueues, type Poller } from '../../scripts/localQueue';
 import { freshDatabase, useFreshDatabase, type TestDatabase } from '../support/database';
@@ -50,6 +51,18 @@ async function eventContents(db: Db): Promise<string> {
        FROM klaviyo_events`,
   );
   return `${rows[0]?.n}:${rows[0]?.sum}`;
+}
+
+/** The aggregator's bookkeeping rows (pending rows with their carried dimension values, dirty marks) of the account 'default'. */
+async function bookkeepingContents(db: Db): Promise<string> {
+  const rows = await db.query<{ pending: string; dirty: string }>(
+    `SELECT (SELECT md5(coalesce(string_agg(concat_ws('|', metric_id, bucket, event_id, "timestamp", profile_id, value,
+                    dimension_values::text, dimension_generation), E'\n' ORDER BY event_id, "timestamp"), ''))
+               FROM klaviyo_aggregate_pending WHERE account_id = 'default') AS pending,
+            (SELECT string_agg(concat_ws('|', metric_id, bucket), ',' ORDER BY metric_id, bucket)
+               FROM klaviyo_aggregate_dirty WHERE account_id = 'default') AS dirty`,
+  );
+  return `${rows[0]?.pending}:${rows[0]?.dirty}`;
 }
 
 async function tableCounts(db: Db): Promise<{ events: number; pending: number; profiles: number; metrics: number }> {
@@ -138,6 +151,10 @@ describe('queue mode: POST 202, then the consumer stores it', () => {
 
   it('answers a page with 202 and a receipt, splits it to fit a message, and stores what the synchronous path stores', async () => {
     const page = eventsPage({ events: 300, prefix: 'q', metrics: 4, profiles: 30 });
+    // Text the queue's COPY lines must escape, in a registered dimension and in raw data; an event
+    // without properties of its own.
+    page.data[3].attributes.event_properties['Campaign Name'] = 'tab\there\nline "quoted" back\\slash é 😀';
+    page.data[4].attributes.event_properties = null;
     const accepted = await post('/api/events', page);
     expect(accepted.status).toBe(202);
     expect(accepted.body.data).toMatchObject({
@@ -160,6 +177,7 @@ describe('queue mode: POST 202, then the consumer stores it', () => {
       await ingestEventsPage(reference.db, 'default', page);
       expect(await eventContents(t.db)).toBe(await eventContents(reference.db));
       expect(await tableCounts(t.db)).toEqual(await tableCounts(reference.db));
+      expect(await bookkeepingContents(t.db)).toBe(await bookkeepingContents(reference.db));
     } finally {
       await reference.drop();
     }
@@ -471,14 +489,106 @@ describe('queue mode: POST 202, then the consumer stores it', () => {
     }
   });
 
-  it('rejects rows that are not rows, and rows the database refuses, and stores their batch-mates', async () => {
-    const { messages } = ingestMessages('events-page', eventsPage({ events: 6, prefix: 'rowmate', metrics: 1 }), {
+  it('rejects event lines that are not lines of this page, and lines the database refuses, and stores their batch-mates', async () => {
+    const { messages } = ingestMessages('events-page', eventsPage({ events: 6, prefix: 'linemate', metrics: 1 }), {
       accountId: 'default',
       acceptedAt: new Date(),
-      requestId: 'rows',
+      requestId: 'lines',
       maxMessageBytes: MAX_BYTES,
     });
-    const envelope = JSON.parse(messages[0] as string) as { body: { events: unknown[][] } };
+    const good = messages[0] as string;
+    const [headText, firstLine] = good.split('\n') as [string, string];
+    const head = JSON.parse(headText) as { body: { events: number } };
+    /** The message with its first line alone, its id changed and then `change` applied to its fields. */
+    const twisted = (id: string, change: (fields: string[]) => void, lines = 1) => {
+      const fields = firstLine.split('\t');
+      fields[0] = id;
+      change(fields);
+      const line = fields.join('\t');
+      return `${JSON.stringify({ ...head, body: { ...head.body, events: lines } })}\n${line}`;
+    };
+    const record = (messageId: string, body: string) => ({ messageId, body });
+    const answer = await consumer({
+      Records: [
+        record('good', good),
+        // Checked before any database work:
+        record(
+          'missing-field',
+          twisted('lineshort', (f) => f.splice(3, 1)),
+        ),
+        record(
+          'foreign-escape',
+          // COPY would read \x41 as "A": what this process derives from the line would differ.
+          twisted('line\\x41', () => undefined),
+        ),
+        record(
+          'unnamed-metric',
+          twisted('linemetric', (f) => (f[2] = 'Mnowhere')),
+        ),
+        record(
+          'cut-short',
+          twisted('linecut', () => undefined, 2),
+        ),
+        record(
+          'bad-span',
+          twisted('linespan', (f) => (f[8] = '@0:99999')),
+        ),
+        record('no-lines', headText),
+        // Refused by the COPY, found when written alone: a time, JSON the database cannot read.
+        record(
+          'bad-time',
+          twisted('linetime', (f) => (f[1] = 'the day after tomorrow')),
+        ),
+        record(
+          'bad-json',
+          twisted('linejson', (f) => {
+            f[8] = '{"not": json}';
+          }),
+        ),
+      ],
+    } as unknown as SQSEvent);
+    const refused = [
+      'bad-json',
+      'bad-span',
+      'bad-time',
+      'cut-short',
+      'foreign-escape',
+      'missing-field',
+      'no-lines',
+      'unnamed-metric',
+    ];
+    expect(answer.batchItemFailures.map((f) => f.itemIdentifier).sort()).toEqual(refused);
+    const stored = await t.db.query<{ id: string }>(
+      `SELECT id FROM klaviyo_events WHERE account_id = 'default' AND id LIKE 'line%' ORDER BY id`,
+    );
+    expect(stored.map((r) => r.id)).toEqual(
+      Array.from({ length: 6 }, (_, i) => `linemate${String(i).padStart(6, '0')}`),
+    );
+    const rejects = await t.db.query<{ message_id: string; code: string }>(
+      `SELECT message_id, code FROM klaviyo_queue_rejects WHERE account_id = 'default' AND message_id = ANY($1::text[]) ORDER BY message_id`,
+      [`{${refused.join(',')}}`],
+    );
+    expect(rejects).toEqual([
+      // COPY has the database refuse it; without COPY (the Data API) the consumer reads the JSON first.
+      { message_id: 'bad-json', code: t.db.driver === 'data-api' ? 'invalid_rows' : '22P02' },
+      { message_id: 'bad-span', code: 'invalid_rows' },
+      { message_id: 'bad-time', code: '22007' },
+      { message_id: 'cut-short', code: 'invalid_rows' },
+      { message_id: 'foreign-escape', code: 'invalid_rows' },
+      { message_id: 'missing-field', code: 'invalid_rows' },
+      { message_id: 'no-lines', code: 'invalid_envelope' },
+      { message_id: 'unnamed-metric', code: 'invalid_rows' },
+    ]);
+  });
+
+  it('still reads pages queued as rows (version 2): rejects rows that are not rows, and rows the database refuses, and stores their batch-mates', async () => {
+    const page = eventsPage({ events: 6, prefix: 'rowmate', metrics: 1 });
+    const messages = queuedRowsMessages(
+      splitPlanForQueue(planEventsPage(page), MAX_BYTES, () => '/data'),
+      { accountId: 'default', acceptedAt: new Date(), requestId: 'rows' },
+    );
+    const envelope = JSON.parse(messages[0] as string) as { v: number; body: { events: unknown[][] } };
+    expect(envelope.v).toBe(2);
     const twisted = (change: (row: unknown[]) => void) => {
       const copy = JSON.parse(JSON.stringify(envelope)) as typeof envelope;
       copy.body.events = copy.body.events.slice(0, 1);

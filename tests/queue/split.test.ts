@@ -1,8 +1,17 @@
 import { planEventsPage } from '../../lib/app/ingest';
 import { planBulkCreate } from '../../lib/app/ingest/klaviyoWrites';
 import { ingestMessages } from '../../lib/app/ingest/enqueue';
-import { AnyQueuedMessageSchema, queuedMessages, splitForQueue } from '../../lib/app/ingest/queueMessages';
-import { planFromRows } from '../../lib/app/ingest/queueRows';
+import { planFromLines } from '../../lib/app/ingest/queueCopyRows';
+import {
+  AnyQueuedMessageSchema,
+  framedMessage,
+  queuedMessages,
+  queuedRowsMessages,
+  splitForQueue,
+} from '../../lib/app/ingest/queueMessages';
+import { planFromRows, splitPlanForQueue } from '../../lib/app/ingest/queueRows';
+import { copyTextOf } from '../../lib/db/copyFormat';
+import { EVENT_COLUMNS, eventCopyRow, type NewEvent } from '../../lib/repositories/events';
 import { eventsPage } from '../ingest/helpers';
 
 /**
@@ -14,6 +23,20 @@ const now = new Date('2024-06-01T00:00:00Z');
 const bytes = (text: string) => Buffer.byteLength(text, 'utf8');
 const options = { now, maxResources: 1000 };
 const context = { accountId: 'default', acceptedAt: now, requestId: 'r-1' };
+
+/** An event's fields, whatever object carries them (a queued page's events parse their JSON on demand). */
+const plainEvent = (e: NewEvent) => ({
+  id: e.id,
+  timestamp: e.timestamp,
+  metricId: e.metricId,
+  profileId: e.profileId,
+  value: e.value,
+  valueCurrency: e.valueCurrency,
+  uuid: e.uuid,
+  uniqueId: e.uniqueId,
+  properties: e.properties,
+  rawData: e.rawData,
+});
 
 describe('splitting a request into queue messages', () => {
   beforeAll(() => {
@@ -56,19 +79,41 @@ describe('splitting a request into queue messages', () => {
     },
   );
 
-  it.each([16_384, 65_536, 262_144])(
-    'a page as the route queues it (rows, version 2), at most %i bytes a message: every part fits, together they are the page',
-    (max) => {
+  // Version 3 is what the route sends; version 2 is still read (messages queued before it).
+  it.each([
+    [3, 16_384],
+    [3, 65_536],
+    [3, 262_144],
+    [2, 16_384],
+    [2, 262_144],
+  ])(
+    'a page queued as the route queues it (version %i), at most %i bytes a message: every part fits, together they are the page',
+    (version, max) => {
       const page = eventsPage({ events: 400, prefix: 'r', metrics: 5, profiles: 60, includeMetrics: max > 16_384 });
       page.included.push({ type: 'profile', id: 'Plonely', attributes: { email: 'lonely@example.com' } });
-      const { received, messages } = ingestMessages('events-page', page, { ...context, maxMessageBytes: max });
+      // Text COPY must escape, and properties of their own (not the raw event's), travel too.
+      page.data[0].attributes.event_properties.note = 'tab\there\nnew line, "quoted", back\\slash, \r, é 😀';
+      page.data[0].id = 'r\\id\twith\nescapes';
+      delete page.data[1].attributes.event_properties;
+      const whole = planEventsPage(page, options);
+      const { received, messages } =
+        version === 3
+          ? ingestMessages('events-page', page, { ...context, maxMessageBytes: max })
+          : {
+              received: whole.received,
+              messages: queuedRowsMessages(
+                splitPlanForQueue(whole, max, () => '/data'),
+                context,
+              ),
+            };
       expect(received).toBe(400);
       for (const m of messages) expect(bytes(m)).toBeLessThanOrEqual(max);
       if (max < 262_144) expect(messages.length).toBeGreaterThan(1);
-      const envelopes = messages.map((m) => AnyQueuedMessageSchema.parse(JSON.parse(m)));
+      const framed = messages.map(framedMessage);
+      const envelopes = framed.map((f) => AnyQueuedMessageSchema.parse(JSON.parse(f.json)));
       envelopes.forEach((e, part) =>
         expect({ ...e, body: undefined }).toEqual({
-          v: 2,
+          v: version,
           kind: 'events-page',
           account_id: 'default',
           accepted_at: now.toISOString(),
@@ -78,22 +123,37 @@ describe('splitting a request into queue messages', () => {
           body: undefined,
         }),
       );
-      const planned = envelopes.map((e) => (e.v === 2 ? planFromRows(e.body) : planEventsPage(e.body, options)));
-      // What the whole page plans, row for row (the rows went through JSON, as on the queue).
-      const whole = JSON.parse(JSON.stringify(planEventsPage(page, options))) as ReturnType<typeof planEventsPage>;
-      expect(planned.flatMap((p) => p.events).sort((a, b) => (a.id < b.id ? -1 : 1))).toEqual(whole.events);
+      const planned = envelopes.map((e, i) =>
+        e.v === 3
+          ? planFromLines(e.body, framed[i]?.lines ?? '')
+          : e.v === 2
+            ? planFromRows(e.body)
+            : planEventsPage(e.body, options),
+      );
+      const events = planned.flatMap((p) => p.events).sort((a, b) => (a.id < b.id ? -1 : 1));
+      if (version === 3)
+        // The line COPY is sent is the text of the row COPY would be sent from the mapped event.
+        for (const e of events) {
+          const mapped = whole.events.find((w) => w.id === e.id) as NewEvent;
+          expect(`default\t${e.copyLine}`).toBe(
+            copyTextOf([eventCopyRow('default', mapped)], EVENT_COLUMNS.length).slice(0, -1),
+          );
+        }
+      // What the whole page plans, row for row (the rows went through the queue's text).
+      const expected = JSON.parse(JSON.stringify(whole)) as ReturnType<typeof planEventsPage>;
+      expect(events.map(plainEvent)).toEqual(expected.events);
       const byId = <T extends { id: string }>(list: T[]) => [...new Map(list.map((x) => [x.id, x])).values()];
       const sorted = <T extends { id: string }>(list: T[]) => list.sort((a, b) => (a.id < b.id ? -1 : 1));
-      expect(sorted(byId(planned.flatMap((p) => p.profiles)))).toEqual(whole.profiles);
-      expect(sorted(byId(planned.flatMap((p) => p.metrics)))).toEqual(whole.metrics);
+      expect(sorted(byId(planned.flatMap((p) => p.profiles)))).toEqual(expected.profiles);
+      expect(sorted(byId(planned.flatMap((p) => p.metrics)))).toEqual(expected.metrics);
       // Each part carries the rows its events name, as the whole has them (a full copy, or a stub).
       for (const p of planned) {
         const profiles = new Map(p.profiles.map((x) => [x.id, x]));
         const metrics = new Map(p.metrics.map((x) => [x.id, x]));
         for (const e of p.events) {
-          expect(metrics.get(e.metricId)).toEqual(whole.metrics.find((m) => m.id === e.metricId));
+          expect(metrics.get(e.metricId)).toEqual(expected.metrics.find((m) => m.id === e.metricId));
           if (e.profileId !== null)
-            expect(profiles.get(e.profileId)).toEqual(whole.profiles.find((x) => x.id === e.profileId));
+            expect(profiles.get(e.profileId)).toEqual(expected.profiles.find((x) => x.id === e.profileId));
         }
       }
     },
@@ -130,6 +190,39 @@ describe('splitting a request into queue messages', () => {
     expect(parts.flatMap((p) => events(planBulkCreate(p, options))).sort()).toEqual(
       events(planBulkCreate(body, options)),
     );
+  });
+
+  it('a page with a control character outside its JSON travels as rows of JSON (version 2), which SQS can carry', () => {
+    const page = eventsPage({ events: 20, prefix: 'ctl', metrics: 2, profiles: 4 });
+    page.data[5].attributes.unique_id = 'bell\u0007';
+    const { messages } = ingestMessages('events-page', page, { ...context, maxMessageBytes: 16_384 });
+    // eslint-disable-next-line no-control-regex
+    for (const m of messages) expect(m).not.toMatch(/[\u0000-\u0008\u000B\u000C\u000E-\u001F]/);
+    const envelopes = messages.map((m) => AnyQueuedMessageSchema.parse(JSON.parse(m)));
+    expect(envelopes.map((e) => e.v)).toEqual(messages.map(() => 2));
+    const events = envelopes.flatMap((e) => (e.v === 2 ? planFromRows(e.body).events : []));
+    expect(events.find((e) => e.id === 'ctl000005')?.uniqueId).toBe('bell\u0007');
+    // Without it, the same page travels as COPY lines.
+    page.data[5].attributes.unique_id = 'bell';
+    const plain = ingestMessages('events-page', page, { ...context, maxMessageBytes: 16_384 }).messages;
+    expect(plain.map((m) => (JSON.parse(framedMessage(m).json) as { v: number }).v)).toEqual(plain.map(() => 3));
+  });
+
+  it('a page of included resources and no events: one version 3 message with no event lines', () => {
+    const page = {
+      data: [],
+      included: [{ type: 'profile', id: 'Palone', attributes: { email: 'alone@example.com' } }],
+    };
+    const { messages } = ingestMessages('events-page', page, { ...context, maxMessageBytes: 16_384 });
+    expect(messages).toHaveLength(1);
+    const framed = framedMessage(messages[0] as string);
+    expect(framed.lines).toBe('');
+    const envelope = AnyQueuedMessageSchema.parse(JSON.parse(framed.json));
+    expect(envelope).toMatchObject({ v: 3, body: { events: 0 } });
+    if (envelope.v !== 3) throw new Error('not version 3');
+    const plan = planFromLines(envelope.body, framed.lines ?? '');
+    expect(plan.events).toEqual([]);
+    expect(plan.profiles.map((p) => p.id)).toEqual(['Palone']);
   });
 
   it('refuses with 413 and its pointer what no message can hold', () => {

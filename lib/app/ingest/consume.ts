@@ -13,7 +13,8 @@ import { planEventsPage, type EventsPagePlan } from './eventsPage';
 import { planBulkCreate, planCreateEvent, writeKlaviyoEvents, type PlannedProfileEntry } from './klaviyoWrites';
 import { planBulkImportProfiles, writeBulkImportProfiles } from './profileWrites';
 import { planMetricsDocument, planProfilesDocument } from './resources';
-import { AnyQueuedMessageSchema, type QueuedKind } from './queueMessages';
+import { planFromLines } from './queueCopyRows';
+import { AnyQueuedMessageSchema, framedMessage, type QueuedKind } from './queueMessages';
 import { InvalidRowsError, planFromRows } from './queueRows';
 import type { IngestCounts } from './result';
 
@@ -24,9 +25,10 @@ import type { IngestCounts } from './result';
  * aggregator's bookkeeping statements) are paid once per batch instead of once per page.
  *
  * A message that cannot be stored must not hold back the others:
- * - each message is parsed and checked on its own first (a page queued as rows, version 2, by the
- *   shapes of its rows, since the route validated and mapped it; a version 1 body by the whole
- *   validation and mapping again); one that fails is set aside;
+ * - each message is parsed and checked on its own first (a page queued as COPY lines, version 3, line
+ *   by line, and one queued as rows, version 2, by the shapes of its rows, since the route validated
+ *   and mapped it; a version 1 body by the whole validation and mapping again); one that fails is
+ *   set aside;
  * - when the batch's transaction fails for a reason that is not the connection, it is rolled back
  *   (nothing of it stays) and every message is written again in a transaction of its own, which
  *   finds the one the database refuses;
@@ -97,9 +99,10 @@ function plan(kind: QueuedKind, body: unknown, acceptedAt: Date): Planned {
 
 /** What a message holds, or why it is a reject before any database work. */
 function parseMessage(message: ReceivedMessage): Valid | QueueReject {
+  const framed = framedMessage(message.body);
   let json: unknown;
   try {
-    json = JSON.parse(message.body);
+    json = JSON.parse(framed.json);
   } catch {
     return rejectOf(message, 'unknown', 'unknown', 'invalid_json', 'The message body is not JSON.');
   }
@@ -110,6 +113,22 @@ function parseMessage(message: ReceivedMessage): Valid | QueueReject {
     return rejectOf(message, account, kindOf(json), 'invalid_envelope', `Not an ingest message: ${detail}`);
   }
   const m = envelope.data;
+  if ((m.v === 3) !== (framed.lines !== undefined)) {
+    const detail = m.v === 3 ? 'no event lines after the envelope' : 'text after the JSON envelope';
+    return rejectOf(message, m.account_id, m.kind, 'invalid_envelope', `Not an ingest message: ${detail}.`);
+  }
+  if (m.v === 3) {
+    try {
+      return {
+        message,
+        accountId: m.account_id,
+        planned: { kind: m.kind, plan: planFromLines(m.body, framed.lines ?? '') },
+      };
+    } catch (err) {
+      if (!(err instanceof InvalidRowsError)) throw err;
+      return rejectOf(message, m.account_id, m.kind, 'invalid_rows', err.message);
+    }
+  }
   if (m.v === 2) {
     try {
       return { message, accountId: m.account_id, planned: { kind: m.kind, plan: planFromRows(m.body) } };
@@ -261,6 +280,9 @@ async function writeMessages(tx: Db, accountId: string, batch: readonly Valid[])
 }
 
 function dbReject(v: Valid, err: unknown): QueueReject {
+  // A queued line's JSON read for the first time in the write (without COPY: queueCopyRows.ts).
+  if (err instanceof InvalidRowsError)
+    return rejectOf(v.message, v.accountId, v.planned.kind, 'invalid_rows', err.message);
   const code = errorCode(err);
   const reason =
     code !== undefined && /^[0-9A-Z]{5}$/.test(code)

@@ -4,7 +4,14 @@ import { planEventsPage } from './eventsPage';
 import { planBulkCreate, planCreateEvent } from './klaviyoWrites';
 import { planBulkImportProfiles } from './profileWrites';
 import { planMetricsDocument, planProfilesDocument } from './resources';
-import { queuedMessages, queuedRowsMessages, splitForQueue, type QueuedKind } from './queueMessages';
+import { splitPlanAsLines } from './queueCopyRows';
+import {
+  queuedLinesMessages,
+  queuedMessages,
+  queuedRowsMessages,
+  splitForQueue,
+  type QueuedKind,
+} from './queueMessages';
 import { splitPlanForQueue } from './queueRows';
 
 /**
@@ -47,10 +54,17 @@ function receivedOf(kind: Exclude<QueuedKind, 'events-page'>, body: unknown, now
 }
 
 /**
+ * The control characters an SQS message may not hold (all but tab, newline and carriage return; NUL
+ * never passes validation), which JSON escapes and COPY text does not.
+ */
+// eslint-disable-next-line no-control-regex
+const SQS_UNSAFE = /[\u0001-\u0008\u000B\u000C\u000E-\u001F]/;
+
+/**
  * A request as the text of its queue messages, validated first (HttpError 400 with every pointer).
- * A page of events travels as the rows it maps to (version 2: the consumer checks their shapes and
- * does not validate or map the page again); the other kinds, a few per request, as their own
- * bodies (version 1).
+ * A page of events travels as the COPY text of its events (version 3: the consumer checks the lines
+ * and streams them into the events' COPY, without validating or mapping the page again, or parsing
+ * its events); the other kinds, a few per request, as their own bodies (version 1).
  */
 export function ingestMessages(
   kind: QueuedKind,
@@ -65,10 +79,14 @@ export function ingestMessages(
       const i = data.indexOf(rawData);
       return i >= 0 ? `/data/${i}` : `/included/${included.indexOf(rawData)}`;
     };
-    return {
-      received: plan.received,
-      messages: queuedRowsMessages(splitPlanForQueue(plan, context.maxMessageBytes, pointerOf), context),
-    };
+    const parts = splitPlanAsLines(plan, context.maxMessageBytes, pointerOf);
+    // SQS carries no control character but tab, newline and carriage return. JSON escapes them, COPY
+    // text does not: a page with one in a field outside the JSON (an id, a unique_id) travels as rows
+    // of JSON (version 2), which the consumer reads as well.
+    const messages = parts.some((part) => part.events.some((line) => SQS_UNSAFE.test(line)))
+      ? queuedRowsMessages(splitPlanForQueue(plan, context.maxMessageBytes, pointerOf), context)
+      : queuedLinesMessages(parts, context);
+    return { received: plan.received, messages };
   }
   return {
     received: receivedOf(kind, body, context.acceptedAt),

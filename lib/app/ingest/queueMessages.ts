@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { HttpError } from '../../klaviyo/errors';
-import { EventRowsBodySchema, type EventRowsBody } from './queueRows';
+import { EventLinesHeadSchema } from './queueCopyRows';
+import { EventRowsBodySchema, type EventRowsBody, type PlanPart } from './queueRows';
 import { isPlainObject } from './validation';
 
 /**
@@ -43,8 +44,34 @@ const QueuedRowsMessageSchema = z.object({
 });
 type QueuedRowsMessage = z.infer<typeof QueuedRowsMessageSchema>;
 
-/** What the consumer accepts: both versions, so that messages queued before a deployment are still written. */
-export const AnyQueuedMessageSchema = z.discriminatedUnion('v', [QueuedMessageSchema, QueuedRowsMessageSchema]);
+/**
+ * Version 3: a page of events as the COPY text of its events (queueCopyRows.ts). The message is this
+ * envelope as one line of JSON (its body the metrics, the profiles and the number of event lines),
+ * then a newline, then the event lines: `framedMessage` splits the two.
+ */
+const QueuedLinesMessageSchema = z.object({
+  v: z.literal(3),
+  ...ENVELOPE_FIELDS,
+  kind: z.literal('events-page'),
+  body: EventLinesHeadSchema,
+});
+type QueuedLinesMessage = z.infer<typeof QueuedLinesMessageSchema>;
+
+/** What the consumer accepts: every version, so that messages queued before a deployment are still written. */
+export const AnyQueuedMessageSchema = z.discriminatedUnion('v', [
+  QueuedMessageSchema,
+  QueuedRowsMessageSchema,
+  QueuedLinesMessageSchema,
+]);
+
+/**
+ * A message's JSON and, for version 3, the event lines after it. Versions 1 and 2 are JSON alone
+ * (JSON.stringify never writes a raw newline), so the first newline ends a version 3 head.
+ */
+export function framedMessage(text: string): { readonly json: string; readonly lines: string | undefined } {
+  const end = text.indexOf('\n');
+  return end < 0 ? { json: text, lines: undefined } : { json: text.slice(0, end), lines: text.slice(end + 1) };
+}
 
 /** Room kept in each message for the envelope around the body (kind, ids, instants). */
 const ENVELOPE_BYTES = 1024;
@@ -262,6 +289,19 @@ export function queuedMessages(kind: QueuedKind, bodies: readonly unknown[], con
   return bodies.map((body, part) =>
     JSON.stringify({ v: 1, kind, ...envelope(context, part, bodies.length), body } satisfies QueuedMessage),
   );
+}
+
+/** The messages of a page queued as event lines (version 3), as the text SQS carries. */
+export function queuedLinesMessages(parts: readonly PlanPart<string>[], context: MessageContext): string[] {
+  return parts.map((part, index) => {
+    const head = JSON.stringify({
+      v: 3,
+      kind: 'events-page',
+      ...envelope(context, index, parts.length),
+      body: { metrics: part.metrics, profiles: part.profiles, events: part.events.length },
+    } satisfies QueuedLinesMessage);
+    return `${head}\n${part.events.join('\n')}`;
+  });
 }
 
 /** The messages of a page queued as rows (version 2), as the text SQS carries. */

@@ -56,8 +56,8 @@ const resourceOf = (type: 'metric' | 'profile') =>
     { error: `must be a ${type} resource` },
   );
 
-const MetricRowSchema = z.union([StubSchema, resourceOf('metric')]);
-const ProfileRowSchema = z.union([StubSchema, resourceOf('profile')]);
+export const MetricRowSchema = z.union([StubSchema, resourceOf('metric')]);
+export const ProfileRowSchema = z.union([StubSchema, resourceOf('profile')]);
 
 export const EventRowsBodySchema = z.object({
   metrics: z.array(MetricRowSchema),
@@ -99,13 +99,21 @@ export function planFromRows(body: EventRowsBody): EventsPagePlan {
       throw new InvalidRowsError(`/body/events/${i}/8: no properties, and raw_data has no event_properties object.`);
     return { id, timestamp, metricId, profileId, value, valueCurrency, uuid, uniqueId, properties: own, rawData };
   });
+  return { received: events.length, ...resourcesFromRows(body), events };
+}
+
+/** The metrics and profiles of a message's body: stubs as they are, resources mapped as the route mapped them. */
+export function resourcesFromRows(body: Pick<EventRowsBody, 'metrics' | 'profiles'>): {
+  metrics: MetricUpsert[];
+  profiles: ProfileUpsert[];
+} {
   const metrics = body.metrics.map((m): MetricUpsert =>
     m.isStub === true ? { id: m.id, isStub: true } : metricUpsertFrom(m as unknown as MetricResource, m),
   );
   const profiles = body.profiles.map((p): ProfileUpsert =>
     p.isStub === true ? { id: p.id, isStub: true } : profileUpsertFrom(p as unknown as ProfileResource, p),
   );
-  return { received: events.length, metrics, profiles, events };
+  return { metrics, profiles };
 }
 
 /** A planned metric or profile as it travels: its resource as received, or its id when only named. */
@@ -129,13 +137,33 @@ export function splitPlanForQueue(
   maxBytes: number,
   pointerOf: (rawData: object) => string,
 ): EventRowsBody[] {
+  return splitPlanAs(plan, maxBytes, pointerOf, (e) => {
+    const row = eventRow(e);
+    return { item: row, bytes: bytesOf(row) };
+  });
+}
+
+/** A part of a page: the metric and profile rows its events name, and its events as `T`. */
+export interface PlanPart<T> {
+  readonly metrics: EventRowsBody['metrics'];
+  readonly profiles: EventRowsBody['profiles'];
+  readonly events: T[];
+}
+
+/** splitPlanForQueue with each event encoded by `encode` (its item and that item's size in a message). */
+export function splitPlanAs<T>(
+  plan: EventsPagePlan,
+  maxBytes: number,
+  pointerOf: (rawData: object) => string,
+  encode: (e: NewEvent) => { item: T; bytes: number },
+): PlanPart<T>[] {
   const budget = maxBytes - ENVELOPE_BYTES;
   const metricById = new Map(plan.metrics.map((m) => [m.id, { row: m, size: bytesOf(rowOf(m)) + 1 }]));
   const profileById = new Map(plan.profiles.map((p) => [p.id, { row: p, size: bytesOf(rowOf(p)) + 1 }]));
-  const parts: EventRowsBody[] = [];
+  const parts: PlanPart<T>[] = [];
   let metrics = new Map<string, MetricUpsert>();
   let profiles = new Map<string, ProfileUpsert>();
-  let events: EventRow[] = [];
+  let events: T[] = [];
   let used = 0;
   const named = new Set<string>();
   const flush = () => {
@@ -157,11 +185,11 @@ export function splitPlanForQueue(
       pointer,
     });
   for (const e of plan.events) {
-    const row = eventRow(e);
+    const { item: row, bytes } = encode(e);
     const metric = metricById.get(e.metricId);
     const profile = e.profileId === null ? undefined : profileById.get(e.profileId);
     const sizeWith = (fresh: boolean) =>
-      bytesOf(row) +
+      bytes +
       1 +
       (metric && (fresh || !metrics.has(metric.row.id)) ? metric.size : 0) +
       (profile && (fresh || !profiles.has(profile.row.id)) ? profile.size : 0);
