@@ -317,21 +317,16 @@ async function markCopiedByStatement(db: Db, accountId: string, copied: readonly
   return Number(marked[0]?.inserted ?? 0);
 }
 
+/** An event's scalar fields in EVENT_COLUMNS' order after account_id: how every encoding of a row begins. */
+export function eventScalars(
+  e: NewEvent,
+): [string, string, string, string | null, string | null, string | null, string | null, string | null] {
+  return [e.id, e.timestamp, e.metricId, e.profileId, e.value, e.valueCurrency, e.uuid, e.uniqueId];
+}
+
 /** An event as the text of EVENT_COLUMNS, for COPY (the bench's COPY reference loads the same rows). */
 export function eventCopyRow(accountId: string, e: NewEvent): CopyFields {
-  return [
-    accountId,
-    e.id,
-    e.timestamp,
-    e.metricId,
-    e.profileId,
-    e.value,
-    e.valueCurrency,
-    e.uuid,
-    e.uniqueId,
-    JSON.stringify(e.properties),
-    JSON.stringify(e.rawData),
-  ];
+  return [accountId, ...eventScalars(e), JSON.stringify(e.properties), JSON.stringify(e.rawData)];
 }
 
 function propertiesInRawData(rawData: Readonly<Record<string, unknown>>): unknown {

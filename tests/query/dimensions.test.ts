@@ -105,6 +105,16 @@ const INTERVALS: readonly OracleInterval[] = ['hour', 'day', 'week', 'month'];
 // Every state is checked over 4 zone readings x 4 intervals x 5 shapes against the oracle.
 jest.setTimeout(600_000);
 
+/** POST /api/metric-aggregates' use case on METRIC of the default account, with New York's own days or not. */
+function aggregateMetric(db: Db, attributes: Record<string, unknown>, newYorkDays = false) {
+  return queryMetricAggregates(
+    db,
+    DEFAULT_ACCOUNT_ID,
+    { data: { type: 'metric-aggregate', attributes: { metric_id: METRIC, ...attributes } } },
+    { maxRangeDays: 366, baseUrl: '', dayZones: newYorkDays ? [NEW_YORK] : [] },
+  );
+}
+
 async function storedOracleEvents(db: Db): Promise<OracleEvent[]> {
   const rows = await db.query<{ at: Date; profile_id: string | null; value: string | null; properties: unknown }>(
     `SELECT "timestamp" AS at, profile_id, value::text AS value, properties FROM klaviyo_events
@@ -164,24 +174,17 @@ async function expectExact(
       for (const shape of SHAPES) {
         const hourRange: [string, string][] = [['2024-11-02T00:00:00', '2024-11-05T00:00:00']];
         for (const [from, to] of interval === 'hour' ? hourRange : interval === 'day' ? ranges : ranges.slice(0, 1)) {
-          const { document, plan, servedBy } = await queryMetricAggregates(
+          const { document, plan, servedBy } = await aggregateMetric(
             db,
-            DEFAULT_ACCOUNT_ID,
             {
-              data: {
-                type: 'metric-aggregate',
-                attributes: {
-                  metric_id: METRIC,
-                  measurements: [...measurements],
-                  interval,
-                  timezone: zone,
-                  by: shape.by,
-                  filter: [`greater-or-equal(datetime,${from})`, `less-than(datetime,${to})`, ...shape.filter],
-                  page_size: 10_000,
-                },
-              },
+              measurements: [...measurements],
+              interval,
+              timezone: zone,
+              by: shape.by,
+              filter: [`greater-or-equal(datetime,${from})`, `less-than(datetime,${to})`, ...shape.filter],
+              page_size: 10_000,
             },
-            { maxRangeDays: 366, baseUrl: '', dayZones: ownDays ? [NEW_YORK] : [] },
+            ownDays,
           );
           const context = { zone, ownDays, interval, shape: shape.label, from, to };
           // Hourly buckets in a half-hour zone cut every hour: the planner reads raw events there.
@@ -330,23 +333,16 @@ describe("a zone's own days", () => {
   const t = useFreshDatabase();
 
   async function newYorkDays(ownDays: boolean) {
-    const { document, plan } = await queryMetricAggregates(
+    const { document, plan } = await aggregateMetric(
       t.db,
-      DEFAULT_ACCOUNT_ID,
       {
-        data: {
-          type: 'metric-aggregate',
-          attributes: {
-            metric_id: METRIC,
-            measurements: ['count', 'sum_value'],
-            interval: 'day',
-            timezone: NEW_YORK,
-            by: [FLOW],
-            filter: [`greater-or-equal(datetime,${FROM})`, `less-than(datetime,${TO})`],
-          },
-        },
+        measurements: ['count', 'sum_value'],
+        interval: 'day',
+        timezone: NEW_YORK,
+        by: [FLOW],
+        filter: [`greater-or-equal(datetime,${FROM})`, `less-than(datetime,${TO})`],
       },
-      { maxRangeDays: 366, baseUrl: '', dayZones: ownDays ? [NEW_YORK] : [] },
+      ownDays,
     );
     expect(plan.dayZone).toBe(ownDays ? NEW_YORK : 'UTC');
     return canonical(document.data.attributes.data, false);
@@ -445,23 +441,12 @@ describe('cardinality', () => {
         FLOW,
       ]),
     ).toHaveLength(14);
-    const { document, servedBy } = await queryMetricAggregates(
-      t.db,
-      DEFAULT_ACCOUNT_ID,
-      {
-        data: {
-          type: 'metric-aggregate',
-          attributes: {
-            metric_id: METRIC,
-            measurements: ['count'],
-            interval: 'day',
-            by: ['URL'],
-            filter: ['greater-or-equal(datetime,2024-11-01T00:00:00)', 'less-than(datetime,2024-11-02T00:00:00)'],
-          },
-        },
-      },
-      { maxRangeDays: 366, baseUrl: '' },
-    );
+    const { document, servedBy } = await aggregateMetric(t.db, {
+      measurements: ['count'],
+      interval: 'day',
+      by: ['URL'],
+      filter: ['greater-or-equal(datetime,2024-11-01T00:00:00)', 'less-than(datetime,2024-11-02T00:00:00)'],
+    });
     expect(servedBy).toBe('events');
     expect(document.data.attributes.data).toHaveLength(60);
     // The other key of the same metric is still rolled up.

@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import { checkedCopyLine, copyField, copyFieldValue, copyLineOf } from '../../db/copyFormat';
-import { EVENT_COLUMNS, type NewEvent } from '../../repositories/events';
+import { EVENT_COLUMNS, eventScalars, type NewEvent } from '../../repositories/events';
 import type { EventsPagePlan } from './eventsPage';
 import {
+  eventPropertiesOf,
   InvalidRowsError,
   MetricRowSchema,
   ProfileRowSchema,
@@ -45,26 +46,12 @@ export const EventLinesHeadSchema = z.object({
 });
 export type EventLinesHead = z.infer<typeof EventLinesHeadSchema>;
 
-function eventPropertiesOf(rawData: Readonly<Record<string, unknown>>): unknown {
-  const attributes = rawData.attributes;
-  return isPlainObject(attributes) ? attributes.event_properties : undefined;
-}
-
 /** An event as its line: the route's encoding. */
 export function eventLineOf(e: NewEvent): string {
   const raw = copyField(JSON.stringify(e.rawData));
   const properties = copyField(JSON.stringify(e.properties));
   const at = e.properties === eventPropertiesOf(e.rawData) ? raw.indexOf(properties) : -1;
-  const scalars = copyLineOf([
-    e.id,
-    e.timestamp,
-    e.metricId,
-    e.profileId,
-    e.value,
-    e.valueCurrency,
-    e.uuid,
-    e.uniqueId,
-  ]);
+  const scalars = copyLineOf(eventScalars(e));
   return `${scalars}\t${at >= 0 ? `@${at}:${at + properties.length}` : properties}\t${raw}`;
 }
 

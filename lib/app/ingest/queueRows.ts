@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { HttpError } from '../../klaviyo/errors';
-import type { NewEvent } from '../../repositories/events';
+import { eventScalars, type NewEvent } from '../../repositories/events';
 import type { MetricUpsert } from '../../repositories/metrics';
 import type { ProfileUpsert } from '../../repositories/profiles';
 import { metricUpsertFrom, profileUpsertFrom } from '../../klaviyo/mapping';
@@ -66,21 +66,15 @@ export const EventRowsBodySchema = z.object({
 });
 export type EventRowsBody = z.infer<typeof EventRowsBodySchema>;
 
-function eventPropertiesOf(rawData: Readonly<Record<string, unknown>>): unknown {
+/** Where Klaviyo's event documents keep an event's properties. */
+export function eventPropertiesOf(rawData: Readonly<Record<string, unknown>>): unknown {
   const attributes = rawData.attributes;
   return isPlainObject(attributes) ? attributes.event_properties : undefined;
 }
 
 function eventRow(e: NewEvent): EventRow {
   return [
-    e.id,
-    e.timestamp,
-    e.metricId,
-    e.profileId,
-    e.value,
-    e.valueCurrency,
-    e.uuid,
-    e.uniqueId,
+    ...eventScalars(e),
     // Read-only rows: the message only serialises them.
     e.properties === eventPropertiesOf(e.rawData) ? null : e.properties,
     e.rawData,
