@@ -15,7 +15,7 @@ import {
 import { planFromRows, splitPlanForQueue } from '../../lib/app/ingest/queueRows';
 import type { Db } from '../../lib/db';
 import { copyTextOf } from '../../lib/db/copyFormat';
-import { EVENT_COLUMNS, eventCopyRow, insertEvents, type NewEvent } from '../../lib/repositories/events';
+import { EVENT_COLUMNS, eventCopyRow, insertEvents, plainEvent, type NewEvent } from '../../lib/repositories/events';
 
 /**
  * The queue consumer's path for bench/ingest.ts (docs/queue.md): the bench's pages split into queue
@@ -384,18 +384,7 @@ export async function batchBookkeeping(
         if (timed) result.eventsMs += performance.now() - t0;
       } else {
         // Plain rows (a queued event's COPY line would still spell the time the other way).
-        const spelled = events.map((e): NewEvent => ({
-          id: e.id,
-          timestamp: seventhDigit(e.timestamp),
-          metricId: e.metricId,
-          profileId: e.profileId,
-          value: e.value,
-          valueCurrency: e.valueCurrency,
-          uuid: e.uuid,
-          uniqueId: e.uniqueId,
-          properties: e.properties,
-          rawData: e.rawData,
-        }));
+        const spelled = events.map((e) => ({ ...plainEvent(e), timestamp: seventhDigit(e.timestamp) }));
         const t1 = performance.now();
         await db.transaction((tx) => insertEvents(tx, 'default', spelled));
         if (timed) result.readBackMs += performance.now() - t1;

@@ -317,6 +317,25 @@ async function markCopiedByStatement(db: Db, accountId: string, copied: readonly
   return Number(marked[0]?.inserted ?? 0);
 }
 
+/**
+ * The event as a plain object of its fields, without a COPY line: a queued page's events read their JSON
+ * fields on demand and carry the line the route made, which spells the row one way only.
+ */
+export function plainEvent(e: NewEvent): NewEvent {
+  return {
+    id: e.id,
+    timestamp: e.timestamp,
+    metricId: e.metricId,
+    profileId: e.profileId,
+    value: e.value,
+    valueCurrency: e.valueCurrency,
+    uuid: e.uuid,
+    uniqueId: e.uniqueId,
+    properties: e.properties,
+    rawData: e.rawData,
+  };
+}
+
 /** An event's scalar fields in EVENT_COLUMNS' order after account_id: how every encoding of a row begins. */
 export function eventScalars(
   e: NewEvent,

@@ -11,7 +11,7 @@ import {
 } from '../../lib/app/ingest/queueMessages';
 import { planFromRows, splitPlanForQueue } from '../../lib/app/ingest/queueRows';
 import { copyTextOf } from '../../lib/db/copyFormat';
-import { EVENT_COLUMNS, eventCopyRow, type NewEvent } from '../../lib/repositories/events';
+import { EVENT_COLUMNS, eventCopyRow, plainEvent, type NewEvent } from '../../lib/repositories/events';
 import { eventsPage } from '../ingest/helpers';
 
 /**
@@ -23,20 +23,6 @@ const now = new Date('2024-06-01T00:00:00Z');
 const bytes = (text: string) => Buffer.byteLength(text, 'utf8');
 const options = { now, maxResources: 1000 };
 const context = { accountId: 'default', acceptedAt: now, requestId: 'r-1' };
-
-/** An event's fields, whatever object carries them (a queued page's events parse their JSON on demand). */
-const plainEvent = (e: NewEvent) => ({
-  id: e.id,
-  timestamp: e.timestamp,
-  metricId: e.metricId,
-  profileId: e.profileId,
-  value: e.value,
-  valueCurrency: e.valueCurrency,
-  uuid: e.uuid,
-  uniqueId: e.uniqueId,
-  properties: e.properties,
-  rawData: e.rawData,
-});
 
 describe('splitting a request into queue messages', () => {
   beforeAll(() => {
