@@ -65,6 +65,31 @@ const INTERVALS = ['hour', 'day', 'week', 'month'] as const;
 const say = (line: string) => process.stdout.write(line + '\n');
 const fmtMs = (n: number) => (n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : n.toFixed(0));
 
+/**
+ * Issue 15's goals against the clean headline cases: `by` and dimension filters (count and sum from the
+ * dimension rollups) at most 50 ms p95 and at least 100x raw; unique by a key at most 100 ms p95 over 30
+ * days; a breakdown at most 3x the same totals (p50); the rollup tables at most a quarter of the events'.
+ */
+function breakdownGoals(clean: readonly Measured[], apiRatio: number, storageShare: number): string[] {
+  const breakdowns = clean.filter((m) => m.source === 'dimension' && !m.label.startsWith('unique'));
+  if (breakdowns.length === 0) return [];
+  const slowest = breakdowns.reduce((a, b) => (b.fastP95 > a.fastP95 ? b : a));
+  const over = breakdowns.filter((m) => m.fastP95 > 50).map((m) => `${m.label} ${fmtMs(m.fastP95)} ms`);
+  const leastFaster = breakdowns.reduce((a, b) => (b.rawP50 / b.fastP50 < a.rawP50 / a.fastP50 ? b : a));
+  const under = breakdowns.filter((m) => m.rawP50 / m.fastP50 < 100).length;
+  const unique = clean.find((m) => m.label.startsWith('unique by $attributed_flow, day, 30 days'));
+  const met = (ok: boolean) => (ok ? 'met' : 'not met');
+  return [
+    `Breakdowns and dimension filters at most 50 ms p95: the slowest, ${slowest.label}, ${fmtMs(slowest.fastP95)} ms (${met(over.length === 0)}${over.length > 0 ? `: ${over.join('; ')}` : ''}).`,
+    `Breakdowns and dimension filters at least 100x faster than raw events: ${breakdowns.length - under} of ${breakdowns.length}; the least, ${leastFaster.label}, ${(leastFaster.rawP50 / leastFaster.fastP50).toFixed(1)}x (${met(under === 0)}).`,
+    ...(unique
+      ? [`Unique by a dimension at most 100 ms p95: ${fmtMs(unique.fastP95)} ms (${met(unique.fastP95 <= 100)}).`]
+      : []),
+    `A breakdown at most 3x the same totals without by (p50): ${apiRatio.toFixed(2)}x (${met(apiRatio <= 3)}).`,
+    `Dimension rollups and profiles at most a quarter of the events table: ${storageShare.toFixed(1)} % (${met(storageShare <= 25)}).`,
+  ];
+}
+
 function percentile(samples: readonly number[], p: number): number {
   const sorted = [...samples].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
@@ -320,6 +345,7 @@ async function main(): Promise<void> {
     );
     const profilesLine = `storage: dimension profiles (unique by the attribution keys) ${mb(profiles?.bytes).toFixed(0)} MB (${Number(profiles?.rows).toLocaleString('en-US')} rows): ${((100 * mb(profiles?.bytes)) / Math.max(1, mb(sizes?.events))).toFixed(1)} % of klaviyo_events`;
     say(profilesLine);
+    const storageShare = (100 * (mb(sizes?.dimension_rollups) + mb(profiles?.bytes))) / Math.max(1, mb(sizes?.events));
     const busiestFlow = await db.query<{ v: string }>(
       `SELECT dimension_value AS v FROM klaviyo_dimension_rollups WHERE metric_id = $1 AND dimension = '$attributed_flow'
        GROUP BY 1 ORDER BY sum(event_count) DESC, 1 LIMIT 1`,
@@ -554,6 +580,7 @@ async function main(): Promise<void> {
         ...(freshRows.length > 0 ? [asTable(`Headline cases after ${LATE} late events`, freshRows)] : []),
       ],
       notes: [storageLine, profilesLine, ratioLine, `${mismatches} fast answers differ from raw events`],
+      goals: breakdownGoals(clean, apiRatio, storageShare),
     });
     say(`figures written to ${path}`);
     say('');
