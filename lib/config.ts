@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { HOUR_MS, offsetAt, resolveTimeZone } from './time/timezone';
+import { hasWholeHourOffsets, resolveTimeZone } from './time/timezone';
 import { hostOfUrl, resolveTlsMode, splitUrlTls, TlsConfigError, type TlsMode } from './db/tls';
 
 /**
@@ -265,7 +265,7 @@ function parseDayZoneList(text: string | undefined): string[] {
         `Invalid configuration: ROLLUP_DAY_ZONES: ${JSON.stringify(zone)} is not an IANA time zone`,
       );
     }
-    if (!startsDaysOnWholeHours(zone)) {
+    if (!hasWholeHourOffsets(zone)) {
       throw new ConfigError(
         `Invalid configuration: ROLLUP_DAY_ZONES: ${JSON.stringify(zone)} has days that do not start on a whole UTC hour`,
       );
@@ -276,16 +276,6 @@ function parseDayZoneList(text: string | undefined): string[] {
     throw new ConfigError(`Invalid configuration: ROLLUP_DAY_ZONES names ${JSON.stringify(duplicate)} twice`);
   }
   return zones.filter((z) => z !== 'UTC');
-}
-
-/** Checks the zone's offset every month of the years dashboards read (2000-2059). */
-function startsDaysOnWholeHours(zone: string): boolean {
-  for (let year = 2000; year < 2060; year += 1) {
-    for (let month = 0; month < 12; month += 1) {
-      if (offsetAt(zone, Date.UTC(year, month, 1)) % HOUR_MS !== 0) return false;
-    }
-  }
-  return true;
 }
 
 /** Pure: builds a Config from an environment, throwing ConfigError that names every bad variable. */

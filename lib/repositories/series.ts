@@ -359,9 +359,9 @@ function fromDimensionsSql(plan: SeriesPlan): string {
   ),${
     wholeDays
       ? ` whole_days AS MATERIALIZED (
+    -- Only a dirty hour can be raw inside such a day: no boundary and neither end of the range cuts it.
     SELECT c.day, c.i FROM days c
-     WHERE c.alone AND NOT EXISTS (SELECT 1 FROM raw_hours h WHERE h.hour >= c.day AND h.hour < c.day_end)
-       AND NOT EXISTS (SELECT 1 FROM dirty h WHERE h.hour >= c.day AND h.hour < c.day_end)
+     WHERE c.alone AND NOT EXISTS (SELECT 1 FROM dirty h WHERE h.hour >= c.day AND h.hour < c.day_end)
   ), whole_rows AS MATERIALIZED (
     SELECT w.i, y.dimension AS k, y.dimension_value AS v, y.event_count AS n, y.sum_value AS s
       FROM whole_days w

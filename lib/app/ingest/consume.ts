@@ -117,21 +117,10 @@ function parseMessage(message: ReceivedMessage): Valid | QueueReject {
     const detail = m.v === 3 ? 'no event lines after the envelope' : 'text after the JSON envelope';
     return rejectOf(message, m.account_id, m.kind, 'invalid_envelope', `Not an ingest message: ${detail}.`);
   }
-  if (m.v === 3) {
+  if (m.v === 3 || m.v === 2) {
     try {
-      return {
-        message,
-        accountId: m.account_id,
-        planned: { kind: m.kind, plan: planFromLines(m.body, framed.lines ?? '') },
-      };
-    } catch (err) {
-      if (!(err instanceof InvalidRowsError)) throw err;
-      return rejectOf(message, m.account_id, m.kind, 'invalid_rows', err.message);
-    }
-  }
-  if (m.v === 2) {
-    try {
-      return { message, accountId: m.account_id, planned: { kind: m.kind, plan: planFromRows(m.body) } };
+      const plan = m.v === 3 ? planFromLines(m.body, framed.lines ?? '') : planFromRows(m.body);
+      return { message, accountId: m.account_id, planned: { kind: m.kind, plan } };
     } catch (err) {
       if (!(err instanceof InvalidRowsError)) throw err;
       return rejectOf(message, m.account_id, m.kind, 'invalid_rows', err.message);
