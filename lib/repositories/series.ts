@@ -363,11 +363,14 @@ function fromDimensionsSql(plan: SeriesPlan): string {
     SELECT c.day, c.i FROM days c
      WHERE c.alone AND NOT EXISTS (SELECT 1 FROM dirty h WHERE h.hour >= c.day AND h.hour < c.day_end)
   ), whole_rows AS MATERIALIZED (
+    -- The range's daily rows in one index range scan, matched to the whole days by hash (OFFSET 0
+    -- keeps the planner from turning it back into one index search per day, 2-3 times slower).
     SELECT w.i, y.dimension AS k, y.dimension_value AS v, y.event_count AS n, y.sum_value AS s
-      FROM whole_days w
-      JOIN ${dailyTable} y ON y.day = w.day
-     WHERE y.account_id = $1 AND y.metric_id = $2 AND y.dimension ${keys} ${zoneFilter}
-       AND y.day >= $6::text::timestamptz AND y.day < $5::text::timestamptz ${storedFilter('y')}
+      FROM (SELECT y.day, y.dimension, y.dimension_value, y.event_count, y.sum_value FROM ${dailyTable} y
+             WHERE y.account_id = $1 AND y.metric_id = $2 AND y.dimension ${keys} ${zoneFilter}
+               AND y.day >= $6::text::timestamptz AND y.day < $5::text::timestamptz ${storedFilter('y')}
+            OFFSET 0) y
+      JOIN whole_days w ON w.day = y.day
   ),`
       : ''
   } spans AS MATERIALIZED (
@@ -481,7 +484,7 @@ function fromDimensionsSql(plan: SeriesPlan): string {
          ${figureColumns(
            `combined c ${plan.needsUnique ? 'LEFT JOIN uniques q ON q.i = c.i AND q.v = c.v' : ''}`,
            ['c.i', 'c.n', 'c.s', plan.needsUnique ? 'coalesce(q.u, 0)' : '0', ...(byValue ? ['c.v'] : [])],
-           true,
+           false,
          )} AS buckets`;
 }
 
