@@ -38,7 +38,8 @@ export function rowsFromSeries(query: MetricAggregateQuery, plan: SeriesPlan, se
   const bucketCount = plan.boundaries.length - 1;
   const rows = new Map<string, { dimensions: string[]; values: Record<Measurement, number[]> }>();
   const rowFor = (dimensions: readonly string[]) => {
-    const key = JSON.stringify(dimensions);
+    // A breakdown has thousands of cells: one value is its own key, without a JSON.stringify each.
+    const key = dimensions.length === 1 ? (dimensions[0] as string) : JSON.stringify(dimensions);
     let row = rows.get(key);
     if (!row) {
       const zeros = () => new Array<number>(bucketCount).fill(0);
