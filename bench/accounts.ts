@@ -43,6 +43,8 @@ const RUNS = intFromEnv('BENCH_RUNS', 30);
 /** Aggregator runs per layout, each after its own NEW_EVENTS new events (generator seeds 2, 3, ...). */
 const AGGREGATE_RUNS = intFromEnv('BENCH_AGGREGATE_RUNS', 3);
 const SAMPLE = Math.min(ACCOUNTS, intFromEnv('BENCH_SAMPLE_ACCOUNTS', 10));
+/** Aggregator runs started together (AGGREGATE_RUNS), each on its own connection: the machine's cores. */
+const PARALLEL_RUNS = intFromEnv('BENCH_PARALLEL_RUNS', 2);
 
 const BUSIEST = 'Uu7kBJ'; // Received Email
 const ORDERS = 'K9dFhW'; // Placed Order
@@ -292,6 +294,52 @@ async function aggregateAll(db: Db, serverPids: () => Promise<number[]>): Promis
 }
 
 /**
+ * The aggregator as a schedule of PARALLEL_RUNS rules runs it (AGGREGATE_RUNS): that many runs started
+ * together, each on its own connection and its own share of the accounts, each run again until it
+ * finds nothing to do. Run time, CPU (every connection of the database) and new rows, as aggregateAll;
+ * no statement breakdown (the runs' statements overlap).
+ */
+async function aggregateInParallel(db: Db, serverPids: () => Promise<number[]>): Promise<AggregatorRun> {
+  await Promise.all(Array.from({ length: PARALLEL_RUNS }, () => db.query('SELECT 1')));
+  const rowsBefore = await rollupRows(db);
+  const pids = await serverPids();
+  const serverCpuBefore = processCpuMs(pids);
+  const nodeCpuBefore = process.cpuUsage();
+  const started = performance.now();
+  const runs = await Promise.all(
+    Array.from({ length: PARALLEL_RUNS }, async (_, index) => {
+      let batches = 0;
+      let accounts = 0;
+      for (let i = 0; i < 1000; i += 1) {
+        const run = await runScheduledAggregation(db, {
+          remainingMs: undefined,
+          marginMs: 0,
+          batchBuckets: 5000,
+          timeBudgetMs: 600_000,
+          run: { index, of: PARALLEL_RUNS },
+        });
+        batches += run.batches;
+        accounts = Math.max(accounts, run.accounts);
+        if (run.bucketsWaiting === 0 || run.bucketsRecomputed === 0) break;
+      }
+      return { batches, accounts };
+    }),
+  );
+  const ms = performance.now() - started;
+  const nodeCpu = process.cpuUsage(nodeCpuBefore);
+  const serverCpuAfter = processCpuMs(pids);
+  return {
+    ms,
+    serverCpuMs: serverCpuBefore === null || serverCpuAfter === null ? null : serverCpuAfter - serverCpuBefore,
+    nodeCpuMs: (nodeCpu.user + nodeCpu.system) / 1000,
+    batches: runs.reduce((n, r) => n + r.batches, 0),
+    accounts: Math.max(...runs.map((r) => r.accounts)),
+    newRollupRows: (await rollupRows(db)) - rowsBefore,
+    timed: timedDb(db, () => null),
+  };
+}
+
+/**
  * Where a layout's aggregator time went, over its runs: per statement kind, statements per batch,
  * their round trip and, from EXPLAIN (SUMMARY) of the last run's statements of that kind (up to
  * PLANNED_PER_KIND), their planning time; then what the transactions spent outside statements (BEGIN,
@@ -398,7 +446,7 @@ async function main(): Promise<void> {
     const db = createPostgresDb({
       url: urlOf(bench.url, name),
       ssl: 'disable',
-      poolMax: 2,
+      poolMax: Math.max(2, PARALLEL_RUNS),
       idleTimeoutSeconds: 0,
       connectTimeoutSeconds: 30,
       statementTimeoutMs: 0,
@@ -499,6 +547,8 @@ async function main(): Promise<void> {
     const oneRuns: AggregatorRun[] = [];
     const manyRuns: AggregatorRun[] = [];
     const aloneRuns: AggregatorRun[] = [];
+    const oneParallelRuns: AggregatorRun[] = [];
+    const manyParallelRuns: AggregatorRun[] = [];
     let aloneNew = 0;
     for (let run = 0; run < AGGREGATE_RUNS; run += 1) {
       const newEvents = { ...generator, seed: 2 + run };
@@ -519,6 +569,24 @@ async function main(): Promise<void> {
       oneRuns.push(oneRun);
       manyRuns.push(manyRun);
       aloneRuns.push(aloneRun);
+      // The same again with runs started together, on new events of their own (seeds after the
+      // serial rounds'), routed to the accounts as before.
+      if (PARALLEL_RUNS > 1) {
+        const parallelEvents = { ...generator, seed: 2 + AGGREGATE_RUNS + run };
+        const parallelKeys: string[] = [];
+        for (const page of generatePages({ events: NEW_EVENTS, pageSize: 1000, ...parallelEvents })) {
+          for (const e of page.data) parallelKeys.push(e.relationships.profile.data?.id ?? e.id);
+        }
+        const parallelAccountByKey = await hashRows(many, [...new Set(parallelKeys)]);
+        await addNewEvents(one, parallelEvents, () => BENCH_ACCOUNT);
+        oneParallelRuns.push(await aggregateInParallel(one, pidsOf('accounts_one')));
+        await addNewEvents(many, parallelEvents, (p, e) => parallelAccountByKey.get(p ?? e) ?? null);
+        manyParallelRuns.push(await aggregateInParallel(many, pidsOf('accounts_many')));
+        say(
+          `  ${PARALLEL_RUNS} runs together: one account ${oneParallelRuns.at(-1)?.ms.toFixed(0)} ms, ` +
+            `${ACCOUNTS} accounts ${manyParallelRuns.at(-1)?.ms.toFixed(0)} ms`,
+        );
+      }
       say(
         `aggregator after ${NEW_EVENTS} new events (run ${run + 1}/${AGGREGATE_RUNS}): one account ${oneRun.ms.toFixed(0)} ms (${oneRun.batches} batches), ` +
           `${manyRun.accounts} accounts ${manyRun.ms.toFixed(0)} ms (${manyRun.batches} batches); ` +
@@ -559,9 +627,19 @@ async function main(): Promise<void> {
 
     const queryRatio = Math.max(...queryRows.map((r) => Number(r[6])));
     const aggregateRatio = manyAggregateMs / oneAggregateMs;
+    const oneParallelMs = runMs(oneParallelRuns);
+    const manyParallelMs = runMs(manyParallelRuns);
+    const parallelRatio = manyParallelMs / oneParallelMs;
+    const oneParallelCpuMs = cpuMs(oneParallelRuns);
+    const manyParallelCpuMs = cpuMs(manyParallelRuns);
     goals.push(
       `Per-account query latency within 20 % of the account alone: the largest ratio, ${ACCOUNTS} accounts against alone, is ${queryRatio.toFixed(3)} (${queryRatio <= 1.2 ? 'met' : 'not met'}).`,
-      `The aggregator's run after ${NEW_EVENTS.toLocaleString('en-US')} new events within 20 % of one account's: ${aggregateRatio.toFixed(3)} for ${ACCOUNTS} accounts (${aggregateRatio <= 1.2 ? 'met' : 'not met'}).`,
+      `The aggregator's run after ${NEW_EVENTS.toLocaleString('en-US')} new events within 20 % of one account's, one run at a time: ${aggregateRatio.toFixed(3)} for ${ACCOUNTS} accounts (${aggregateRatio <= 1.2 ? 'met' : 'not met'}).`,
+      ...(PARALLEL_RUNS > 1
+        ? [
+            `The same with ${PARALLEL_RUNS} runs started together (AGGREGATE_RUNS=${PARALLEL_RUNS}), accounts aggregated in parallel: ${parallelRatio.toFixed(3)} for ${ACCOUNTS} accounts (${parallelRatio <= 1.2 ? 'met' : 'not met'}); the CPU they use, ${manyParallelCpuMs === null || oneParallelCpuMs === null ? 'not measured' : `${(manyParallelCpuMs / oneParallelCpuMs).toFixed(3)}x one account's`}.`,
+          ]
+        : []),
     );
     const tables: BenchTable[] = [
       {
@@ -607,6 +685,30 @@ async function main(): Promise<void> {
             cpuRatio(manyCpuMs),
             newRows(manyRuns),
           ],
+          ...(PARALLEL_RUNS > 1
+            ? [
+                [
+                  `one account, ${PARALLEL_RUNS} runs together (its one lock: one works)`,
+                  batchesOf(oneParallelRuns),
+                  round(oneParallelMs, 0),
+                  round(oneParallelMs / oneAggregateMs, 3),
+                  cpuCell(oneParallelCpuMs),
+                  cpuRatio(oneParallelCpuMs),
+                  newRows(oneParallelRuns),
+                ],
+                [
+                  `${manyParallelRuns[0]?.accounts ?? ACCOUNTS} accounts, ${PARALLEL_RUNS} runs together (ratio: to one account's ${PARALLEL_RUNS} runs)`,
+                  batchesOf(manyParallelRuns),
+                  round(manyParallelMs, 0),
+                  round(parallelRatio, 3),
+                  cpuCell(manyParallelCpuMs),
+                  oneParallelCpuMs === null || manyParallelCpuMs === null
+                    ? null
+                    : round(manyParallelCpuMs / oneParallelCpuMs, 3),
+                  newRows(manyParallelRuns),
+                ],
+              ]
+            : []),
           [
             `${measured} alone, its share of the new events (${Math.round(aloneNew / AGGREGATE_RUNS)} a run)`,
             batchesOf(aloneRuns),
@@ -655,6 +757,7 @@ async function main(): Promise<void> {
         new_events: NEW_EVENTS,
         runs: RUNS,
         aggregate_runs: AGGREGATE_RUNS,
+        parallel_runs: PARALLEL_RUNS,
         sampled_accounts: SAMPLE,
       },
       tables,

@@ -16,6 +16,8 @@ import { log } from '../lib/log';
  * is still marked dirty for the next run, so a retry by Lambda would only repeat the same work.
  */
 const ScheduledEventSchema = z.looseObject({ id: z.string().optional() }).optional().catch(undefined);
+// With AGGREGATE_RUNS above 1, each schedule rule's input names its run: {"run": 0}, {"run": 1}, ...
+const RunInputSchema = z.object({ run: z.number().int().nonnegative() }).optional().catch(undefined);
 
 export type AggregateRunResult =
   | (ScheduledAggregationResult & { readonly scheduledEventId?: string })
@@ -32,6 +34,7 @@ export async function handler(
 ): Promise<AggregateRunResult> {
   const started = performance.now();
   const scheduledEventId = ScheduledEventSchema.parse(event ?? undefined)?.id;
+  const runIndex = RunInputSchema.parse(event ?? undefined)?.run ?? 0;
   let marginMs = 1_000;
   try {
     const cfg = config();
@@ -42,12 +45,15 @@ export async function handler(
       marginMs,
       batchBuckets: limits.aggregateBatchBuckets,
       timeBudgetMs: limits.aggregateTimeBudgetMs,
+      // An index past the configured runs (a rule left from a larger setting) runs run 0's share
+      // again: safe, as runs meet only on the accounts' locks.
+      run: { index: runIndex < limits.aggregateRuns ? runIndex : 0, of: limits.aggregateRuns },
     });
     log.info(
       result.status === 'skipped'
         ? 'aggregate run skipped: another run holds the aggregation lock'
         : 'aggregate run done',
-      { function: 'aggregate', scheduledEventId, ...result },
+      { function: 'aggregate', scheduledEventId, run: runIndex, ...result },
     );
     return { ...result, scheduledEventId };
   } catch (err) {

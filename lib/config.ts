@@ -102,6 +102,9 @@ const EnvSchema = z.object({
   AGGREGATE_BATCH_BUCKETS: positiveInt(5000),
   // Below the aggregate function's Lambda timeout (60 s), leaving room for the last batch and the log line.
   AGGREGATE_TIME_BUDGET_MS: positiveInt(40_000),
+  // Aggregator runs the schedule starts together, each on its own connection and its own share of the
+  // accounts (docs/scaling.md): up to the database's vCPUs, for a deployment of many accounts.
+  AGGREGATE_RUNS: positiveInt(1).pipe(z.number().max(16, 'must be at most 16')),
   // Pulling from Klaviyo (lib/sync, docs/sync.md). The key itself is never a setting here: the CLI
   // takes KLAVIYO_API_KEY, the function reads the secret KLAVIYO_API_KEY_SECRET_ID names at run time.
   KLAVIYO_BASE_URL: optionalText.pipe(z.url({ protocol: /^https?$/ }).optional()),
@@ -183,6 +186,8 @@ export interface Config {
     readonly queryMaxRangeDays: number;
     readonly aggregateBatchBuckets: number;
     readonly aggregateTimeBudgetMs: number;
+    /** Runs the schedule starts together (the schedule's rules pass each its index). */
+    readonly aggregateRuns: number;
   };
   readonly sync: SyncSettings;
   readonly ingest: IngestSettings;
@@ -298,6 +303,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     queryMaxRangeDays: e.QUERY_MAX_RANGE_DAYS,
     aggregateBatchBuckets: e.AGGREGATE_BATCH_BUCKETS,
     aggregateTimeBudgetMs: e.AGGREGATE_TIME_BUDGET_MS,
+    aggregateRuns: e.AGGREGATE_RUNS,
   };
   const sync: SyncSettings = {
     baseUrl: (e.KLAVIYO_BASE_URL ?? 'https://a.klaviyo.com').replace(/\/+$/, ''),

@@ -15,8 +15,32 @@ function required(name, why) {
   return value;
 }
 
+// The aggregate function's schedule: one EventBridge rule per run AGGREGATE_RUNS asks for, each
+// passing its run's index as the event, so that the runs start together on their own shares of the
+// accounts (lib/app/scheduledAggregation.ts). Each run holds a connection: the function's reserved
+// concurrency must let them all in.
+function aggregateSchedules() {
+  const text = (process.env.AGGREGATE_RUNS || '1').trim();
+  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 16)
+    throw new Error('AGGREGATE_RUNS must be a whole number from 1 to 16');
+  const runs = Number(text);
+  const reserved = Number((process.env.AGGREGATE_RESERVED_CONCURRENCY || '1').trim());
+  if (!(reserved >= runs))
+    throw new Error(
+      `AGGREGATE_RESERVED_CONCURRENCY (${reserved}) must be at least AGGREGATE_RUNS (${runs}): each run is an instance`,
+    );
+  const enabledText = (process.env.AGGREGATE_SCHEDULE_ENABLED || 'true').trim();
+  if (enabledText !== 'true' && enabledText !== 'false')
+    throw new Error('AGGREGATE_SCHEDULE_ENABLED must be true or false');
+  const rate = (process.env.AGGREGATE_RATE || 'rate(5 minutes)').trim();
+  return Array.from({ length: runs }, (_, run) => ({
+    schedule: { rate, enabled: enabledText === 'true', ...(runs > 1 ? { input: { run } } : {}) },
+  }));
+}
+
 module.exports = async ({ resolveVariable }) => {
   const stage = await resolveVariable('sls:stage');
+  const schedules = { aggregateSchedules: aggregateSchedules() };
   const driver = process.env.DB_DRIVER || 'postgres';
   if (driver !== 'postgres' && driver !== 'data-api') throw new Error('DB_DRIVER must be postgres or data-api');
 
@@ -37,6 +61,7 @@ module.exports = async ({ resolveVariable }) => {
   };
   if (stage === 'local')
     return {
+      ...schedules,
       driver,
       environmentSet: 'local',
       vpc,
@@ -47,6 +72,7 @@ module.exports = async ({ resolveVariable }) => {
     };
   if (driver === 'data-api') {
     return {
+      ...schedules,
       driver,
       environmentSet: 'data-api',
       vpc,
@@ -67,6 +93,7 @@ module.exports = async ({ resolveVariable }) => {
   const dbUser = required('DB_USER', 'the database user the functions connect as');
   const dbName = required('DB_NAME', 'the database name');
   return {
+    ...schedules,
     driver,
     environmentSet: auth === 'iam' ? 'postgres-iam' : 'postgres-secret',
     vpc,

@@ -39,6 +39,12 @@ describe('configuration', () => {
     expect(() => loadConfig({ DATABASE_URL: 'mysql://x' })).toThrow(/DATABASE_URL/);
     expect(() => loadConfig({ DATABASE_URL: 'postgres://x/y', DB_POOL_MAX: 'many' })).toThrow(/DB_POOL_MAX/);
     expect(() => loadConfig({ DATABASE_URL: 'postgres://x/y', DB_SSL: 'maybe' })).toThrow(/DB_SSL/);
+    expect(() => loadConfig({ DATABASE_URL: 'postgres://x/y', AGGREGATE_RUNS: '0' })).toThrow(/AGGREGATE_RUNS/);
+    expect(() => loadConfig({ DATABASE_URL: 'postgres://x/y', AGGREGATE_RUNS: '17' })).toThrow(
+      /AGGREGATE_RUNS: must be at most 16/,
+    );
+    expect(loadConfig({ DATABASE_URL: 'postgres://x/y', AGGREGATE_RUNS: '2' }).limits.aggregateRuns).toBe(2);
+    expect(loadConfig({ DATABASE_URL: 'postgres://x/y' }).limits.aggregateRuns).toBe(1);
     expect(() => loadConfig({ DB_HOST: 'h' })).toThrow(/DB_USER, DB_NAME/);
     expect(() => loadConfig({ DB_DRIVER: 'data-api', DB_NAME: 'x' })).toThrow(/DB_CLUSTER_ARN, DB_SECRET_ARN/);
   });

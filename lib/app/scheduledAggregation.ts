@@ -18,6 +18,17 @@ export interface ScheduledRunOptions {
   readonly marginMs: number;
   readonly batchBuckets: number;
   readonly timeBudgetMs: number;
+  /**
+   * This run's place among the runs the schedule starts together (AGGREGATE_RUNS, one connection
+   * each): each takes its own share of the accounts first, so that they seldom meet on a lock, then
+   * helps with the accounts the others have not finished. Absent: one run, every account.
+   */
+  readonly run?: ParallelRun;
+}
+
+export interface ParallelRun {
+  readonly index: number;
+  readonly of: number;
 }
 
 export interface ScheduledAggregationResult extends AggregationResult {
@@ -39,13 +50,17 @@ export async function runScheduledAggregation(
     1,
     Math.min(options.timeBudgetMs, (options.remainingMs ?? Infinity) - SAFETY_MARGIN_MS),
   );
-  return withDeadline(deadline, () => aggregateAccounts(db, options.batchBuckets, timeBudgetMs));
+  const run = options.run ?? { index: 0, of: 1 };
+  if (!Number.isInteger(run.of) || run.of < 1 || !Number.isInteger(run.index) || run.index < 0 || run.index >= run.of)
+    throw new RangeError(`run ${run.index} of ${run.of}: the index must be a whole number below the runs`);
+  return withDeadline(deadline, () => aggregateAccounts(db, options.batchBuckets, timeBudgetMs, run));
 }
 
 async function aggregateAccounts(
   db: Db,
   batchBuckets: number,
   timeBudgetMs: number,
+  run: ParallelRun,
 ): Promise<ScheduledAggregationResult> {
   const started = performance.now();
   const maxValuesPerHour = rollupSettings().maxValuesPerHour;
@@ -58,12 +73,22 @@ async function aggregateAccounts(
     dimensionMs: 0,
     batches: 0,
   };
-  let queue = await accountsWithWork(db);
-  const accounts = queue.length;
+  const withWork = await accountsWithWork(db);
+  const accounts = withWork.length;
+  // Every run.of-th account, from run.index: the runs start on different accounts.
+  let queue = run.of === 1 ? withWork : withWork.filter((_, i) => i % run.of === run.index);
+  let helping = run.of === 1;
   let accountsLocked = 0;
   let stoppedBy: AggregationResult['stoppedBy'] = 'drained';
   let lastBatchMs = 0;
-  rounds: while (queue.length > 0) {
+  rounds: while (queue.length > 0 || !helping) {
+    if (queue.length === 0) {
+      // Its own share done, a run takes what the others have left, in the same order; the account
+      // lock decides which run takes each, and one another run holds is left to it.
+      helping = true;
+      queue = await accountsWithWork(db);
+      continue;
+    }
     const again: string[] = [];
     for (const accountId of queue) {
       const now = performance.now();

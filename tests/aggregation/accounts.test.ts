@@ -162,6 +162,67 @@ describe('aggregation per account', () => {
     expect(await storedHours(t.db, B)).toEqual(await oracleHours(t.db, B));
   });
 
+  it('runs started together take their own shares of the accounts first, and every account ends exact', async () => {
+    const accounts = ['acct-p0', 'acct-p1', 'acct-p2', 'acct-p3'];
+    for (const [i, account] of accounts.entries()) await storeEvents(t.db, events(20 + i, `p${i}`, 12), account);
+    const taken: [string[], string[]] = [[], []];
+    const options = { remainingMs: undefined, marginMs: 0, batchBuckets: 4, timeBudgetMs: 600_000 };
+    const results = await Promise.all(
+      [0, 1].map((index) =>
+        runScheduledAggregation(recordingTakes(t.db, taken[index] as string[]), { ...options, run: { index, of: 2 } }),
+      ),
+    );
+    for (const result of results) expect(result).toMatchObject({ status: 'done', accounts: 4 });
+    // The oldest marks' account goes to run 0, the next to run 1: they start apart.
+    expect(taken[0][0]).toBe('acct-p0');
+    expect(taken[1][0]).toBe('acct-p1');
+    for (const account of accounts) {
+      expect(await dirtyCount(t.db, account)).toBe(0);
+      expect(await storedHours(t.db, account)).toEqual(await oracleHours(t.db, account));
+    }
+  });
+
+  it("a run takes its own share first, then helps with the others' accounts, leaving the one another run holds", async () => {
+    // Shares of two runs, by the oldest marks: run 0 [h0, h2], run 1 [h1, h3].
+    const accounts = ['acct-h0', 'acct-h1', 'acct-h2', 'acct-h3'];
+    for (const [i, account] of accounts.entries()) {
+      await storeEvents(t.db, events(30 + i, `h${i}`, 3), account);
+      await t.db.query(
+        `UPDATE klaviyo_aggregate_dirty SET first_marked_at = now() - make_interval(mins => 10 - $2::int) WHERE account_id = $1`,
+        [account, i],
+      );
+    }
+    await ensureAccount(t.db, 'acct-h0');
+    const taken: string[] = [];
+    const result = await t.db.transaction(async (tx) => {
+      // Run 0 is busy with h0.
+      expect(await tryLockAggregation(tx, 'acct-h0')).toBe(true);
+      return runScheduledAggregation(recordingTakes(t.db, taken), {
+        remainingMs: undefined,
+        marginMs: 0,
+        batchBuckets: 500,
+        timeBudgetMs: 60_000,
+        run: { index: 1, of: 2 },
+      });
+    });
+    expect(taken).toEqual(['acct-h1', 'acct-h3', 'acct-h2']);
+    expect(result).toMatchObject({ status: 'done', accounts: 4, accountsLocked: 1 });
+    expect(await dirtyCount(t.db, 'acct-h0')).toBeGreaterThan(0);
+    for (const account of accounts.slice(1)) {
+      expect(await dirtyCount(t.db, account)).toBe(0);
+      expect(await storedHours(t.db, account)).toEqual(await oracleHours(t.db, account));
+    }
+    await expect(
+      runScheduledAggregation(t.db, {
+        remainingMs: undefined,
+        marginMs: 0,
+        batchBuckets: 1,
+        timeBudgetMs: 1,
+        run: { index: 2, of: 2 },
+      }),
+    ).rejects.toThrow(RangeError);
+  });
+
   it('the scheduled run registers an account that has marks but no row, and aggregates it', async () => {
     await storeEvents(t.db, events(11, 'u0', 3), 'acct-unregistered');
     await t.db.query(`DELETE FROM klaviyo_accounts WHERE account_id = 'acct-unregistered'`);

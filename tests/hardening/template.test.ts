@@ -109,54 +109,95 @@ describeOnce('the packaged CloudFormation template', () => {
     }
     expect(connections).toBeLessThan(MAX_CONNECTIONS - SUPERUSER_RESERVED);
   });
-});
 
-describeOnce('the ingest queue in the packaged template (docs/queue.md)', () => {
-  let template: Template;
-  beforeAll(() => {
-    template = packageStage({ DB_AUTH: 'iam' });
-  }, 180_000);
-
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- CloudFormation properties, read freely
-  type AnyProperties = Record<string, any>;
-  const resource = (type: string) =>
-    Object.entries(template.Resources).filter(([, r]) => r.Type === type) as [string, { Properties: AnyProperties }][];
-
-  it('the consumer: SQS event source with a batch window, partial batch failures, and as many writers as it has reserved', () => {
-    const [mapping] = resource('AWS::Lambda::EventSourceMapping').map(([, r]) => r.Properties);
-    expect(mapping).toBeDefined();
-    expect(mapping?.EventSourceArn).toEqual({ 'Fn::GetAtt': ['IngestQueue', 'Arn'] });
-    expect(Number(mapping?.MaximumBatchingWindowInSeconds)).toBeGreaterThan(0);
-    expect(mapping?.FunctionResponseTypes).toEqual(['ReportBatchItemFailures']);
-    const consumer = template.Resources.IngestConsumerLambdaFunction?.Properties as LambdaResource['Properties'];
-    const writers = Number(mapping?.ScalingConfig?.MaximumConcurrency);
-    expect(writers).toBeGreaterThanOrEqual(2);
-    // Reserved concurrency below maximumConcurrency would throttle the event source's invocations.
-    expect(Number(consumer.ReservedConcurrentExecutions)).toBe(writers);
-    expect(consumer.Environment?.Variables?.DB_POOL_MAX).toBe('1');
-  });
-
-  it('the queue: visibility timeout at least 6x the consumer timeout, a dead-letter queue, messages of the configured size', () => {
-    const queue = template.Resources.IngestQueue?.Properties as AnyProperties;
-    const consumer = template.Resources.IngestConsumerLambdaFunction?.Properties as LambdaResource['Properties'];
-    expect(Number(queue.VisibilityTimeout)).toBeGreaterThanOrEqual(6 * Number(consumer.Timeout));
-    expect(queue.RedrivePolicy).toMatchObject({
-      deadLetterTargetArn: { 'Fn::GetAtt': ['IngestDeadLetterQueue', 'Arn'] },
-    });
-    expect(Number(queue.RedrivePolicy.maxReceiveCount)).toBeGreaterThan(1);
-    expect(template.Resources.IngestDeadLetterQueue?.Type).toBe('AWS::SQS::Queue');
-    const ingest = template.Resources.IngestLambdaFunction?.Properties as LambdaResource['Properties'];
-    expect(Number(queue.MaximumMessageSize)).toBe(
-      Number(ingest.Environment?.Variables?.INGEST_QUEUE_MESSAGE_MAX_BYTES),
-    );
-  });
-
-  it('the ingest routes send to it (queue mode by default when deployed), with the right to', () => {
-    const ingest = template.Resources.IngestLambdaFunction?.Properties as LambdaResource['Properties'];
-    expect(ingest.Environment?.Variables).toMatchObject({
-      INGEST_MODE: 'queue',
-      INGEST_QUEUE_URL: { Ref: 'IngestQueue' },
-    });
-    expect(JSON.stringify(template.Resources.IamRoleLambdaExecution)).toContain('sqs:SendMessage');
+  it('one aggregator run on the schedule by default, its event without a run index', () => {
+    const rules = aggregateRules(templates.iam as Template);
+    expect(rules).toHaveLength(1);
+    expect(rules[0]?.Targets?.[0]?.Input).toBeUndefined();
   });
 });
+
+interface RuleProperties {
+  ScheduleExpression?: string;
+  State?: string;
+  Targets?: { Arn?: unknown; Input?: string }[];
+}
+
+/** The EventBridge rules whose target is the aggregate function. */
+function aggregateRules(template: Template): RuleProperties[] {
+  return Object.values(template.Resources)
+    .filter((r) => r.Type === 'AWS::Events::Rule')
+    .map((r) => r.Properties as RuleProperties)
+    .filter((p) => JSON.stringify(p.Targets ?? []).includes('AggregateLambdaFunction'));
+}
+
+describeOnce(
+  'the ingest queue and parallel aggregator runs in the packaged template (docs/queue.md, docs/scaling.md)',
+  () => {
+    let template: Template;
+    beforeAll(() => {
+      template = packageStage({ DB_AUTH: 'iam', AGGREGATE_RUNS: '2', AGGREGATE_RESERVED_CONCURRENCY: '2' });
+    }, 180_000);
+
+    it('AGGREGATE_RUNS=2: two rules on the same schedule, each naming its run, and the function told how many', () => {
+      const rules = aggregateRules(template);
+      expect(rules.map((r) => r.Targets?.[0]?.Input).sort()).toEqual(['{"run":0}', '{"run":1}']);
+      expect(new Set(rules.map((r) => r.ScheduleExpression))).toEqual(new Set(['rate(5 minutes)']));
+      const aggregate = template.Resources.AggregateLambdaFunction?.Properties as LambdaResource['Properties'];
+      expect(aggregate.Environment?.Variables?.AGGREGATE_RUNS).toBe('2');
+      expect(Number(aggregate.ReservedConcurrentExecutions)).toBe(2);
+    });
+
+    it('refuses more runs than the aggregate function may have instances', () => {
+      expect(() => packageStage({ DB_AUTH: 'iam', AGGREGATE_RUNS: '3', AGGREGATE_RESERVED_CONCURRENCY: '2' })).toThrow(
+        /AGGREGATE_RESERVED_CONCURRENCY \(2\) must be at least AGGREGATE_RUNS \(3\)/,
+      );
+    });
+
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- CloudFormation properties, read freely
+    type AnyProperties = Record<string, any>;
+    const resource = (type: string) =>
+      Object.entries(template.Resources).filter(([, r]) => r.Type === type) as [
+        string,
+        { Properties: AnyProperties },
+      ][];
+
+    it('the consumer: SQS event source with a batch window, partial batch failures, and as many writers as it has reserved', () => {
+      const [mapping] = resource('AWS::Lambda::EventSourceMapping').map(([, r]) => r.Properties);
+      expect(mapping).toBeDefined();
+      expect(mapping?.EventSourceArn).toEqual({ 'Fn::GetAtt': ['IngestQueue', 'Arn'] });
+      expect(Number(mapping?.MaximumBatchingWindowInSeconds)).toBeGreaterThan(0);
+      expect(mapping?.FunctionResponseTypes).toEqual(['ReportBatchItemFailures']);
+      const consumer = template.Resources.IngestConsumerLambdaFunction?.Properties as LambdaResource['Properties'];
+      const writers = Number(mapping?.ScalingConfig?.MaximumConcurrency);
+      expect(writers).toBeGreaterThanOrEqual(2);
+      // Reserved concurrency below maximumConcurrency would throttle the event source's invocations.
+      expect(Number(consumer.ReservedConcurrentExecutions)).toBe(writers);
+      expect(consumer.Environment?.Variables?.DB_POOL_MAX).toBe('1');
+    });
+
+    it('the queue: visibility timeout at least 6x the consumer timeout, a dead-letter queue, messages of the configured size', () => {
+      const queue = template.Resources.IngestQueue?.Properties as AnyProperties;
+      const consumer = template.Resources.IngestConsumerLambdaFunction?.Properties as LambdaResource['Properties'];
+      expect(Number(queue.VisibilityTimeout)).toBeGreaterThanOrEqual(6 * Number(consumer.Timeout));
+      expect(queue.RedrivePolicy).toMatchObject({
+        deadLetterTargetArn: { 'Fn::GetAtt': ['IngestDeadLetterQueue', 'Arn'] },
+      });
+      expect(Number(queue.RedrivePolicy.maxReceiveCount)).toBeGreaterThan(1);
+      expect(template.Resources.IngestDeadLetterQueue?.Type).toBe('AWS::SQS::Queue');
+      const ingest = template.Resources.IngestLambdaFunction?.Properties as LambdaResource['Properties'];
+      expect(Number(queue.MaximumMessageSize)).toBe(
+        Number(ingest.Environment?.Variables?.INGEST_QUEUE_MESSAGE_MAX_BYTES),
+      );
+    });
+
+    it('the ingest routes send to it (queue mode by default when deployed), with the right to', () => {
+      const ingest = template.Resources.IngestLambdaFunction?.Properties as LambdaResource['Properties'];
+      expect(ingest.Environment?.Variables).toMatchObject({
+        INGEST_MODE: 'queue',
+        INGEST_QUEUE_URL: { Ref: 'IngestQueue' },
+      });
+      expect(JSON.stringify(template.Resources.IamRoleLambdaExecution)).toContain('sqs:SendMessage');
+    });
+  },
+);
