@@ -167,6 +167,9 @@ async function expectExact(
   const ranges: [string, string][] = [
     [FROM, TO],
     ['2024-10-25T10:30:00', '2024-11-06T07:15:00'],
+    // One end cut, the other at midnight: hours before the first whole day, or after the last, alone.
+    ['2024-10-25T10:30:00', '2024-11-06T00:00:00'],
+    ['2024-10-25T00:00:00', '2024-11-06T07:15:00'],
   ];
   for (const { zone, ownDays } of ZONES) {
     // Hourly buckets have no day to read: New York's own days only change day, week and month.
