@@ -149,3 +149,58 @@ describe('aggregate and backfill scripts', () => {
     expect(again.stdout).toContain('every registered dimension is ready');
   });
 });
+
+describe('npm run accounts', () => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await freshDatabase({ setEnv: false });
+  });
+  afterAll(async () => {
+    await t.drop();
+  });
+
+  const stored = async (id: string) =>
+    (
+      await t.db.query<{ display_name: string | null; klaviyo_key_secret_id: string | null }>(
+        `SELECT display_name, klaviyo_key_secret_id FROM klaviyo_accounts WHERE account_id = $1`,
+        [id],
+      )
+    )[0];
+
+  it('set creates an account, then changes only what it is told; list shows it', async () => {
+    const created = await runScript('accounts.ts', ['set', 'acme', '--name', 'Acme Inc.'], t.url);
+    expect(created).toMatchObject({ code: 0, stderr: '' });
+    expect(created.stdout).toMatch(/^created\tacme\tAcme Inc\.\t\(no Klaviyo key: not synced\)\t/);
+    const secret = 'klaviyo-analytics/prod/accounts/acme';
+    expect((await runScript('accounts.ts', ['set', 'acme', '--klaviyo-secret', secret], t.url)).code).toBe(0);
+    expect(await stored('acme')).toEqual({ display_name: 'Acme Inc.', klaviyo_key_secret_id: secret });
+    expect((await runScript('accounts.ts', ['set', 'acme', '--name', 'Acme'], t.url)).code).toBe(0);
+    expect(await stored('acme')).toEqual({ display_name: 'Acme', klaviyo_key_secret_id: secret });
+    const list = await runScript('accounts.ts', ['list'], t.url);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toContain(`\nacme\tAcme\t${secret}\t`);
+    expect((await runScript('accounts.ts', ['set', 'acme', '--no-klaviyo-secret'], t.url)).code).toBe(0);
+    expect(await stored('acme')).toEqual({ display_name: 'Acme', klaviyo_key_secret_id: null });
+  });
+
+  it('refuses bad input with exit code 2 and writes nothing', async () => {
+    for (const args of [
+      [],
+      ['create', 'x'],
+      ['set'],
+      ['set', 'not an id'],
+      ['set', 'acme2', '--klaviyo-secret', 'pk_abc123'],
+      ['set', 'acme2', '--klaviyo-secret', 's', '--no-klaviyo-secret'],
+      ['set', 'acme2', '--name', ' '],
+      ['list', 'extra'],
+    ]) {
+      const run = await runScript('accounts.ts', args, t.url);
+      expect({ args, code: run.code, usage: run.stderr.includes('usage: npm run accounts') }).toEqual({
+        args,
+        code: 2,
+        usage: true,
+      });
+    }
+    expect(await stored('acme2')).toBeUndefined();
+  });
+});
