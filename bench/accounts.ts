@@ -541,9 +541,14 @@ async function main(): Promise<void> {
         ).map((r) => [r.k, r.a]),
       );
     const pidsOf = (database: string) => async () =>
-      (await admin.unsafe<{ pid: number }[]>(`SELECT pid FROM pg_stat_activity WHERE datname = $1`, [database])).map(
-        (r) => r.pid,
-      );
+      // The bench's own connections: an autovacuum worker of the database may end within the run,
+      // and its CPU could no longer be read.
+      (
+        await admin.unsafe<{ pid: number }[]>(
+          `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend' AND pid <> pg_backend_pid()`,
+          [database],
+        )
+      ).map((r) => r.pid);
     const oneRuns: AggregatorRun[] = [];
     const manyRuns: AggregatorRun[] = [];
     const aloneRuns: AggregatorRun[] = [];
