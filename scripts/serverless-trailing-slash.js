@@ -17,7 +17,9 @@ const withoutSlash = (path) => (path.length > 1 && path.endsWith('/') ? path.sli
 function slashTwins(service) {
   const twins = [];
   for (const [functionName, fn] of Object.entries(service.functions ?? {})) {
-    const events = fn.events ?? [];
+    // A function whose events serverless.yml takes from a variable (aggregate's schedules) has no
+    // route: read unresolved, as tests/fidelity/trailingSlash.test.ts reads the file, it is a string.
+    const events = Array.isArray(fn.events) ? fn.events : [];
     const keys = new Set(
       events.filter((e) => e.httpApi?.path).map((e) => `${String(e.httpApi.method).toUpperCase()} ${e.httpApi.path}`),
     );
@@ -63,7 +65,7 @@ class TrailingSlashRoutes {
   dropTwinsOffline() {
     const twins = new Set(slashTwins(this.serverless.service).map((t) => t.event));
     for (const fn of Object.values(this.serverless.service.functions ?? {})) {
-      if (fn.events) fn.events = fn.events.filter((e) => !twins.has(e));
+      if (Array.isArray(fn.events)) fn.events = fn.events.filter((e) => !twins.has(e));
     }
   }
 }
