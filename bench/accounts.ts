@@ -254,69 +254,31 @@ async function rollupRows(db: Db): Promise<number> {
 
 /**
  * The aggregator as the schedule runs it (every account with marks, one batch per account per round),
- * run until nothing is marked; returns the time it took, the batches it ran and its statements' times.
+ * `runs` runs started together (AGGREGATE_RUNS: each on its own connection and its own share of the
+ * accounts), each run again until it finds nothing to do; returns the time it took, the CPU of the
+ * database's connections and of this process, the batches, the new rollup rows and, for one run, its
+ * statements' times (runs together overlap their statements: no breakdown for them).
  */
-async function aggregateAll(db: Db, serverPids: () => Promise<number[]>): Promise<AggregatorRun> {
-  // Both of the pool's connections open before the run, so that the run's CPU is read from both.
-  await Promise.all([db.query('SELECT 1'), db.query('SELECT 1')]);
+async function aggregateAll(db: Db, serverPids: () => Promise<number[]>, runs = 1): Promise<AggregatorRun> {
+  // Every connection of the pool open before the run, so that the run's CPU is read from all of them.
+  await Promise.all(Array.from({ length: Math.max(2, runs) }, () => db.query('SELECT 1')));
   const rowsBefore = await rollupRows(db);
   const pids = await serverPids();
   const timed = timedDb(db, () => processCpuMs(pids));
   const serverCpuBefore = processCpuMs(pids);
   const nodeCpuBefore = process.cpuUsage();
   const started = performance.now();
-  let batches = 0;
-  let accounts = 0;
-  for (let i = 0; i < 1000; i += 1) {
-    const run = await runScheduledAggregation(timed.db, {
-      remainingMs: undefined,
-      marginMs: 0,
-      batchBuckets: 5000,
-      timeBudgetMs: 600_000,
-    });
-    batches += run.batches;
-    accounts = Math.max(accounts, run.accounts);
-    if (run.bucketsWaiting === 0 || run.bucketsRecomputed === 0) break;
-  }
-  const ms = performance.now() - started;
-  const nodeCpu = process.cpuUsage(nodeCpuBefore);
-  const serverCpuAfter = processCpuMs(pids);
-  const newRollupRows = (await rollupRows(db)) - rowsBefore;
-  return {
-    ms,
-    serverCpuMs: serverCpuBefore === null || serverCpuAfter === null ? null : serverCpuAfter - serverCpuBefore,
-    nodeCpuMs: (nodeCpu.user + nodeCpu.system) / 1000,
-    batches,
-    accounts,
-    newRollupRows,
-    timed,
-  };
-}
-
-/**
- * The aggregator as a schedule of PARALLEL_RUNS rules runs it (AGGREGATE_RUNS): that many runs started
- * together, each on its own connection and its own share of the accounts, each run again until it
- * finds nothing to do. Run time, CPU (every connection of the database) and new rows, as aggregateAll;
- * no statement breakdown (the runs' statements overlap).
- */
-async function aggregateInParallel(db: Db, serverPids: () => Promise<number[]>): Promise<AggregatorRun> {
-  await Promise.all(Array.from({ length: PARALLEL_RUNS }, () => db.query('SELECT 1')));
-  const rowsBefore = await rollupRows(db);
-  const pids = await serverPids();
-  const serverCpuBefore = processCpuMs(pids);
-  const nodeCpuBefore = process.cpuUsage();
-  const started = performance.now();
-  const runs = await Promise.all(
-    Array.from({ length: PARALLEL_RUNS }, async (_, index) => {
+  const each = await Promise.all(
+    Array.from({ length: runs }, async (_, index) => {
       let batches = 0;
       let accounts = 0;
       for (let i = 0; i < 1000; i += 1) {
-        const run = await runScheduledAggregation(db, {
+        const run = await runScheduledAggregation(runs === 1 ? timed.db : db, {
           remainingMs: undefined,
           marginMs: 0,
           batchBuckets: 5000,
           timeBudgetMs: 600_000,
-          run: { index, of: PARALLEL_RUNS },
+          run: { index, of: runs },
         });
         batches += run.batches;
         accounts = Math.max(accounts, run.accounts);
@@ -332,10 +294,10 @@ async function aggregateInParallel(db: Db, serverPids: () => Promise<number[]>):
     ms,
     serverCpuMs: serverCpuBefore === null || serverCpuAfter === null ? null : serverCpuAfter - serverCpuBefore,
     nodeCpuMs: (nodeCpu.user + nodeCpu.system) / 1000,
-    batches: runs.reduce((n, r) => n + r.batches, 0),
-    accounts: Math.max(...runs.map((r) => r.accounts)),
+    batches: each.reduce((n, r) => n + r.batches, 0),
+    accounts: Math.max(...each.map((r) => r.accounts)),
     newRollupRows: (await rollupRows(db)) - rowsBefore,
-    timed: timedDb(db, () => null),
+    timed,
   };
 }
 
@@ -584,9 +546,9 @@ async function main(): Promise<void> {
         }
         const parallelAccountByKey = await hashRows(many, [...new Set(parallelKeys)]);
         await addNewEvents(one, parallelEvents, () => BENCH_ACCOUNT);
-        oneParallelRuns.push(await aggregateInParallel(one, pidsOf('accounts_one')));
+        oneParallelRuns.push(await aggregateAll(one, pidsOf('accounts_one'), PARALLEL_RUNS));
         await addNewEvents(many, parallelEvents, (p, e) => parallelAccountByKey.get(p ?? e) ?? null);
-        manyParallelRuns.push(await aggregateInParallel(many, pidsOf('accounts_many')));
+        manyParallelRuns.push(await aggregateAll(many, pidsOf('accounts_many'), PARALLEL_RUNS));
         say(
           `  ${PARALLEL_RUNS} runs together: one account ${oneParallelRuns.at(-1)?.ms.toFixed(0)} ms, ` +
             `${ACCOUNTS} accounts ${manyParallelRuns.at(-1)?.ms.toFixed(0)} ms`,

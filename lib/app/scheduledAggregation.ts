@@ -76,7 +76,7 @@ async function aggregateAccounts(
   const withWork = await accountsWithWork(db);
   const accounts = withWork.length;
   // Every run.of-th account, from run.index: the runs start on different accounts.
-  let queue = run.of === 1 ? withWork : withWork.filter((_, i) => i % run.of === run.index);
+  let queue = withWork.filter((_, i) => i % run.of === run.index);
   let helping = run.of === 1;
   let accountsLocked = 0;
   let stoppedBy: AggregationResult['stoppedBy'] = 'drained';

@@ -271,6 +271,24 @@ function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
 }
 
 /**
+ * Whether the statement of fromDimensionsSql has hours no day covers (its CTE spans would have rows:
+ * computed the same way, from the range's first hour $6 to its end $5) and days with hours outside
+ * their bucket's share (moved).
+ */
+function dayCoverage(plan: SeriesPlan): { readonly spans: boolean; readonly moved: boolean } {
+  const days = [...plan.days].sort((a, b) => a.day - b.day);
+  let coveredUntilUs = Math.floor(plan.startUs / HOUR_US) * HOUR_US;
+  let spans = false;
+  for (const d of days) {
+    if (coveredUntilUs < d.day * 1000) spans = true;
+    coveredUntilUs = d.end * 1000;
+  }
+  // After the last day (days do not overlap: the last one's end is the latest).
+  if (coveredUntilUs < plan.endUs) spans = true;
+  return { spans, moved: days.some((d) => d.day < d.lo || d.hi < d.end) };
+}
+
+/**
  * Count and sum by one property, or filtered on it (the 'dimension' plan), from three sources added
  * up with signs:
  *   - the daily rows of the days in $9..$13 (day, 1-based bucket, [lo, hi), the day's hours that lie
@@ -289,24 +307,6 @@ function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
  * tells the caller to read raw events, or UTC days when `zone_ready` is false. `unique` (distinct profiles) comes from the dimension profiles
  * (uniqueFromDimensionsCtes); the raw hours' events are then kept as CTE raw_events, which both parts read.
  */
-/**
- * Whether the statement of fromDimensionsSql has hours no day covers (its CTE spans would have rows:
- * computed the same way, from the range's first hour $6 to its end $5) and days with hours outside
- * their bucket's share (moved).
- */
-function dayCoverage(plan: SeriesPlan): { readonly spans: boolean; readonly moved: boolean } {
-  const days = [...plan.days].sort((a, b) => a.day - b.day);
-  let coveredUntilUs = Math.floor(plan.startUs / HOUR_US) * HOUR_US;
-  let spans = false;
-  for (const d of days) {
-    if (coveredUntilUs < d.day * 1000) spans = true;
-    coveredUntilUs = d.end * 1000;
-  }
-  const lastEndUs = days.length > 0 ? Math.max(...days.map((d) => d.end * 1000)) : coveredUntilUs;
-  if (lastEndUs < plan.endUs) spans = true;
-  return { spans, moved: days.some((d) => d.day < d.lo || d.hi < d.end) };
-}
-
 function fromDimensionsSql(plan: SeriesPlan): string {
   const values = plan.dimensionValues;
   const needsEmpty = values === null || values.includes('');
