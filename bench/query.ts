@@ -62,6 +62,8 @@ const READ_KEY = 'bench-read-key';
 const ZONES = ['UTC', 'America/New_York', 'Asia/Kolkata'] as const;
 const INTERVALS = ['hour', 'day', 'week', 'month'] as const;
 
+const FLOOR_LABEL = 'count, hour, one hour: the smallest request (Placed Order)';
+
 const say = (line: string) => process.stdout.write(line + '\n');
 const fmtMs = (n: number) => (n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : n.toFixed(0));
 
@@ -76,12 +78,20 @@ function breakdownGoals(clean: readonly Measured[], apiRatio: number, storageSha
   const slowest = breakdowns.reduce((a, b) => (b.fastP95 > a.fastP95 ? b : a));
   const over = breakdowns.filter((m) => m.fastP95 > 50).map((m) => `${m.label} ${fmtMs(m.fastP95)} ms`);
   const leastFaster = breakdowns.reduce((a, b) => (b.rawP50 / b.fastP50 < a.rawP50 / a.fastP50 ? b : a));
-  const under = breakdowns.filter((m) => m.rawP50 / m.fastP50 < 100).length;
+  const under = breakdowns.filter((m) => m.rawP50 / m.fastP50 < 100);
+  // A case whose raw answer takes less than 100 times the handler's smallest request cannot be 100x
+  // faster than raw by any design of its own: the floor is the handler, its connection and one statement.
+  const floor = clean.find((m) => m.label === FLOOR_LABEL)?.fastP50;
+  const belowFloor = floor === undefined ? [] : under.filter((m) => m.rawP50 / 100 < floor);
+  const floorNote =
+    floor === undefined || under.length === 0
+      ? ''
+      : `; the handler answers its smallest request in ${fmtMs(floor)} ms (p50), and for ${belowFloor.length} of the ${under.length} short of 100x, a hundredth of raw is below that floor`;
   const unique = clean.find((m) => m.label.startsWith('unique by $attributed_flow, day, 30 days'));
   const met = (ok: boolean) => (ok ? 'met' : 'not met');
   return [
     `Breakdowns and dimension filters at most 50 ms p95: the slowest, ${slowest.label}, ${fmtMs(slowest.fastP95)} ms (${met(over.length === 0)}${over.length > 0 ? `: ${over.join('; ')}` : ''}).`,
-    `Breakdowns and dimension filters at least 100x faster than raw events: ${breakdowns.length - under} of ${breakdowns.length}; the least, ${leastFaster.label}, ${(leastFaster.rawP50 / leastFaster.fastP50).toFixed(1)}x (${met(under === 0)}).`,
+    `Breakdowns and dimension filters at least 100x faster than raw events: ${breakdowns.length - under.length} of ${breakdowns.length}; the least, ${leastFaster.label}, ${(leastFaster.rawP50 / leastFaster.fastP50).toFixed(1)}x (${met(under.length === 0)})${floorNote}.`,
     ...(unique
       ? [`Unique by a dimension at most 100 ms p95: ${fmtMs(unique.fastP95)} ms (${met(unique.fastP95 <= 100)}).`]
       : []),
@@ -461,6 +471,11 @@ async function main(): Promise<void> {
           '2025-01-01T00:00:00',
           '2026-01-01T00:00:00',
         ),
+      },
+      {
+        // The handler's floor: its smallest request, one hour of one metric. No answer can come faster.
+        label: FLOOR_LABEL,
+        attributes: attributes(ORDERS, ['count'], 'hour', 'UTC', '2025-06-02T12:00:00', '2025-06-02T13:00:00'),
       },
       {
         label: `count+sum_value, equals($attributed_flow, busiest), day, one year (Placed Order)`,
