@@ -394,9 +394,10 @@ function fromDimensionsSql(plan: SeriesPlan): string {
     -- Only a dirty hour can be raw inside such a day: no boundary and neither end of the range cuts it.
     SELECT c.day, c.i FROM days c
      WHERE c.alone AND NOT EXISTS (SELECT 1 FROM dirty h WHERE h.hour >= c.day AND h.hour < c.day_end)
-  ), whole_rows AS MATERIALIZED (
+  ), whole_rows AS NOT MATERIALIZED (
     -- The range's daily rows in one index range scan, matched to the whole days by hash (OFFSET 0
-    -- keeps the planner from turning it back into one index search per day, 2-3 times slower).
+    -- keeps the planner from turning it back into one index search per day, 2-3 times slower). Its
+    -- two readers each scan the range again: cheaper than storing thousands of rows to read twice.
     SELECT w.i, y.dimension AS k, y.dimension_value AS v, y.event_count AS n, y.sum_value AS s
       FROM (SELECT y.day, y.dimension, y.dimension_value, y.event_count, y.sum_value FROM ${dailyTable} y
              WHERE y.account_id = $1 AND y.metric_id = $2 AND y.dimension ${keys} ${zoneFilter}
@@ -607,6 +608,7 @@ function toResult(row: SeriesRow | undefined, dimensionCount: number, servedBy: 
   const values = columns
     .slice(4, 4 + dimensionCount)
     .map((c): unknown[] => (Array.isArray(c) ? (c as unknown[]) : []));
+  const firstValues = values[0] ?? [];
   const buckets = new Array<BucketFigures>(i.length);
   for (let k = 0; k < i.length; k += 1) {
     buckets[k] = {
@@ -614,7 +616,7 @@ function toResult(row: SeriesRow | undefined, dimensionCount: number, servedBy: 
       count: Number(n[k]),
       sumValue: Number(s[k]),
       unique: u.length > 0 ? Number(u[k]) : 0,
-      dimensions: values.map((column) => String(column[k])),
+      dimensions: values.length === 1 ? [String(firstValues[k])] : values.map((column) => String(column[k])),
     };
   }
   return { metricExists: row?.metric_exists === true, buckets, servedBy };
