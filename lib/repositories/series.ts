@@ -278,7 +278,12 @@ function fromEventsSql(plan: SeriesPlan, params: SqlParam[]): string {
        GROUP BY ${groupBy}
     )
     SELECT ${METRIC_EXISTS} AS metric_exists,
-           ${figureColumns('grouped', ['i', 'n', 's', plan.needsUnique ? 'u' : null], dims.map((_, i) => `d${i}`), false)} AS buckets`;
+           ${figureColumns(
+             'grouped',
+             ['i', 'n', 's', plan.needsUnique ? 'u' : null],
+             dims.map((_, i) => `d${i}`),
+             false,
+           )} AS buckets`;
 }
 
 /**
@@ -605,9 +610,7 @@ function toResult(row: SeriesRow | undefined, dimensionCount: number, servedBy: 
     return Array.isArray(parsed) ? parsed : [];
   };
   const [i, n, s, u] = [figure(0), figure(1), figure(2), figure(3)];
-  const values = columns
-    .slice(4, 4 + dimensionCount)
-    .map((c): unknown[] => (Array.isArray(c) ? (c as unknown[]) : []));
+  const values = columns.slice(4, 4 + dimensionCount).map((c): unknown[] => (Array.isArray(c) ? (c as unknown[]) : []));
   const firstValues = values[0] ?? [];
   const buckets = new Array<BucketFigures>(i.length);
   for (let k = 0; k < i.length; k += 1) {
