@@ -106,11 +106,26 @@ export async function queueDepth(client: SQSClient, queueUrl: string): Promise<{
   };
 }
 
+/**
+ * Lambda's SQS event source ends a batch when its payload reaches 6 MB, whatever its batchSize ("The
+ * payload size reaches 6 MB. You cannot modify this limit": Lambda's event source mapping docs). With
+ * messages of 256 KiB that is about 23 messages a batch.
+ */
+export const LAMBDA_BATCH_PAYLOAD_BYTES = 6 * 1024 * 1024;
+
+/** The bytes an SQS event of these records takes: `{"Records":[...]}`, the records' JSON and their commas. */
+export function sqsEventBytes(recordBytes: readonly number[]): number {
+  return '{"Records":[]}'.length + recordBytes.reduce((sum, b) => sum + b, 0) + Math.max(0, recordBytes.length - 1);
+}
+
 export interface PollerSettings {
   readonly client: SQSClient;
   readonly queueUrl: string;
   readonly queueArn: string;
-  /** Messages per batch (the event source's batchSize; SQS receives at most 10 per call). */
+  /**
+   * Messages per batch (the event source's batchSize; SQS receives at most 10 per call). A batch also
+   * ends before its event would pass LAMBDA_BATCH_PAYLOAD_BYTES, as Lambda's does.
+   */
   readonly batchSize: number;
   /** The event source's maximumBatchingWindow, in milliseconds. */
   readonly batchWindowMs: number;
@@ -159,10 +174,28 @@ export function startPoller(settings: PollerSettings): Poller {
   let batches = 0;
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+  // Messages received past a batch's payload limit wait here for the next batch, as Lambda's poller
+  // keeps them: sending them back to the queue would count a receive against maxReceiveCount.
+  const held: Message[] = [];
+  const recordBytes = (m: Message) => Buffer.byteLength(JSON.stringify(recordOf(m, settings.queueArn)));
+
   const receiveBatch = async (): Promise<Message[]> => {
     const messages: Message[] = [];
-    let until = Infinity;
-    while (running && messages.length < settings.batchSize) {
+    const sizes: number[] = [];
+    let full = false;
+    const take = (m: Message): boolean => {
+      const size = recordBytes(m);
+      if (messages.length > 0 && sqsEventBytes([...sizes, size]) > LAMBDA_BATCH_PAYLOAD_BYTES) return false;
+      messages.push(m);
+      sizes.push(size);
+      return true;
+    };
+    while (held.length > 0 && messages.length < settings.batchSize && !full) {
+      if (take(held[0] as Message)) held.shift();
+      else full = true;
+    }
+    let until = messages.length > 0 ? Date.now() + settings.batchWindowMs : Infinity;
+    while (running && !full && messages.length < settings.batchSize) {
       const out = await settings.client.send(
         new ReceiveMessageCommand({
           QueueUrl: settings.queueUrl,
@@ -174,7 +207,12 @@ export function startPoller(settings: PollerSettings): Poller {
       );
       const got = out.Messages ?? [];
       if (messages.length === 0 && got.length > 0) until = Date.now() + settings.batchWindowMs;
-      messages.push(...got);
+      for (const m of got) {
+        if (full || !take(m)) {
+          full = true;
+          held.push(m);
+        }
+      }
       if (messages.length === 0 || Date.now() >= until) break;
       if (got.length === 0) await sleep(Math.min(100, until - Date.now()));
     }
@@ -199,11 +237,14 @@ export function startPoller(settings: PollerSettings): Poller {
           failed = new Set(ids);
         }
         const done = messages.filter((m) => !failed.has(m.MessageId ?? ''));
-        if (done.length > 0) {
+        // DeleteMessageBatch takes at most 10 entries a call.
+        for (let start = 0; start < done.length; start += 10) {
           await settings.client.send(
             new DeleteMessageBatchCommand({
               QueueUrl: settings.queueUrl,
-              Entries: done.map((m, i) => ({ Id: `d${i}`, ReceiptHandle: m.ReceiptHandle ?? '' })),
+              Entries: done
+                .slice(start, start + 10)
+                .map((m, i) => ({ Id: `d${start + i}`, ReceiptHandle: m.ReceiptHandle ?? '' })),
             }),
           );
         }

@@ -46,7 +46,7 @@ const LOCAL_QUEUE = {
   visibilityTimeoutSeconds: 360,
   maxReceiveCount: 5,
   maxMessageBytes: 262_144,
-  batchSize: 10,
+  batchSize: 100,
   batchWindowMs: 2_000,
   consumers: 2,
 } as const;

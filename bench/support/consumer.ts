@@ -1,6 +1,6 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import type postgres from 'postgres';
 import { consumeIngestBatch, planEventsPage } from '../../lib/app/ingest';
 import { ingestMessages } from '../../lib/app/ingest/enqueue';
@@ -16,6 +16,7 @@ import { planFromRows, splitPlanForQueue } from '../../lib/app/ingest/queueRows'
 import type { Db } from '../../lib/db';
 import { copyTextOf } from '../../lib/db/copyFormat';
 import { EVENT_COLUMNS, eventCopyRow, insertEvents, plainEvent, type NewEvent } from '../../lib/repositories/events';
+import { LAMBDA_BATCH_PAYLOAD_BYTES, sqsEventBytes } from '../../scripts/localQueue';
 
 /**
  * The queue consumer's path for bench/ingest.ts (docs/queue.md): the bench's pages split into queue
@@ -62,7 +63,7 @@ export async function prepareBatches(
     input: createReadStream(pagesFile, { highWaterMark: 1 << 20 }),
     crlfDelay: Infinity,
   });
-  let pending: string[] = [];
+  let pending: SQSRecord[] = [];
   let batches = 0;
   let messages = 0;
   let events = 0;
@@ -77,29 +78,30 @@ export async function prepareBatches(
   let id = 0;
   const acceptedAt = new Date();
   const context = { accountId: 'default', acceptedAt, requestId: 'bench', maxMessageBytes: maxBytes };
+  const recordOf = (body: string): SQSRecord => ({
+    messageId: `m${id++}`,
+    receiptHandle: '',
+    body,
+    attributes: {
+      ApproximateReceiveCount: '1',
+      SentTimestamp: '0',
+      SenderId: 'bench',
+      ApproximateFirstReceiveTimestamp: '0',
+    },
+    messageAttributes: {},
+    md5OfBody: '',
+    eventSource: 'aws:sqs',
+    eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:bench',
+    awsRegion: 'us-east-1',
+  });
+  let pendingBytes: number[] = [];
   const flush = async () => {
     if (pending.length === 0) return;
-    const event: SQSEvent = {
-      Records: pending.map((body) => ({
-        messageId: `m${id++}`,
-        receiptHandle: '',
-        body,
-        attributes: {
-          ApproximateReceiveCount: '1',
-          SentTimestamp: '0',
-          SenderId: 'bench',
-          ApproximateFirstReceiveTimestamp: '0',
-        },
-        messageAttributes: {},
-        md5OfBody: '',
-        eventSource: 'aws:sqs',
-        eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:bench',
-        awsRegion: 'us-east-1',
-      })),
-    };
+    const event: SQSEvent = { Records: pending };
     if (!out.write(`${JSON.stringify(event)}\n`)) await new Promise<void>((r) => out.once('drain', () => r()));
     batches += 1;
     pending = [];
+    pendingBytes = [];
     marks += batchMarks.size;
     batchMarks = new Set();
   };
@@ -137,10 +139,15 @@ export async function prepareBatches(
       parseMs += t1 - t0;
       checkMs += t2 - t1;
       rowsMs += t3 - t2;
+      // A batch ends at batchMessages, or before its event passes Lambda's payload limit, as Lambda's does.
+      const record = recordOf(text);
+      const bytes = Buffer.byteLength(JSON.stringify(record));
+      if (pending.length > 0 && sqsEventBytes([...pendingBytes, bytes]) > LAMBDA_BATCH_PAYLOAD_BYTES) await flush();
       events += plan.received;
       for (const e of plan.events) batchMarks.add(`${e.metricId} ${Math.floor(Date.parse(e.timestamp) / 3_600_000)}`);
       messages += 1;
-      pending.push(text);
+      pending.push(record);
+      pendingBytes.push(bytes);
       if (pending.length === batchMessages) await flush();
     }
     // What version 1 makes the consumer do on top of version 2: the page's parts validated and mapped again.
