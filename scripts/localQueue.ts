@@ -113,9 +113,9 @@ export async function queueDepth(client: SQSClient, queueUrl: string): Promise<{
  */
 export const LAMBDA_BATCH_PAYLOAD_BYTES = 6 * 1024 * 1024;
 
-/** The bytes an SQS event of these records takes: `{"Records":[...]}`, the records' JSON and their commas. */
-export function sqsEventBytes(recordBytes: readonly number[]): number {
-  return '{"Records":[]}'.length + recordBytes.reduce((sum, b) => sum + b, 0) + Math.max(0, recordBytes.length - 1);
+/** The bytes of an SQS event `{"Records":[...]}` of `records` records whose JSON takes `recordBytes` in all. */
+export function sqsEventBytes(records: number, recordBytes: number): number {
+  return '{"Records":[]}'.length + recordBytes + Math.max(0, records - 1);
 }
 
 export interface PollerSettings {
@@ -181,13 +181,14 @@ export function startPoller(settings: PollerSettings): Poller {
 
   const receiveBatch = async (): Promise<Message[]> => {
     const messages: Message[] = [];
-    const sizes: number[] = [];
+    let bytes = 0;
     let full = false;
     const take = (m: Message): boolean => {
       const size = recordBytes(m);
-      if (messages.length > 0 && sqsEventBytes([...sizes, size]) > LAMBDA_BATCH_PAYLOAD_BYTES) return false;
+      if (messages.length > 0 && sqsEventBytes(messages.length + 1, bytes + size) > LAMBDA_BATCH_PAYLOAD_BYTES)
+        return false;
       messages.push(m);
-      sizes.push(size);
+      bytes += size;
       return true;
     };
     while (held.length > 0 && messages.length < settings.batchSize && !full) {

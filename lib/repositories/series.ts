@@ -611,7 +611,6 @@ function toResult(row: SeriesRow | undefined, dimensionCount: number, servedBy: 
   };
   const [i, n, s, u] = [figure(0), figure(1), figure(2), figure(3)];
   const values = columns.slice(4, 4 + dimensionCount).map((c): unknown[] => (Array.isArray(c) ? (c as unknown[]) : []));
-  const firstValues = values[0] ?? [];
   const buckets = new Array<BucketFigures>(i.length);
   for (let k = 0; k < i.length; k += 1) {
     buckets[k] = {
@@ -619,7 +618,7 @@ function toResult(row: SeriesRow | undefined, dimensionCount: number, servedBy: 
       count: Number(n[k]),
       sumValue: Number(s[k]),
       unique: u.length > 0 ? Number(u[k]) : 0,
-      dimensions: values.length === 1 ? [String(firstValues[k])] : values.map((column) => String(column[k])),
+      dimensions: values.map((column) => String(column[k])),
     };
   }
   return { metricExists: row?.metric_exists === true, buckets, servedBy };
