@@ -197,10 +197,10 @@ export interface BatchStages {
 
 export const BATCH_STAGES = [
   'SQS event: JSON.parse',
-  'message bodies: JSON.parse, envelope and row check',
+  'messages read before the transaction: JSON.parse, envelope and row check',
   'metrics statement',
   'profiles statements',
-  'events COPY',
+  'events COPY, the other messages read as it takes their rows',
   'pending rows and dirty marks',
   'client work between statements',
   'commit',
@@ -221,14 +221,15 @@ function stageOfStatement(text: string): BatchStage {
   if (/klaviyo_aggregate_(pending|dirty)|klaviyo_rollup_dimension/.test(text)) return 'pending rows and dirty marks';
   if (text.includes('klaviyo_profiles')) return 'profiles statements';
   if (text.includes('klaviyo_metrics')) return 'metrics statement';
-  if (text.includes('klaviyo_events')) return 'events COPY';
+  if (text.includes('klaviyo_events')) return 'events COPY, the other messages read as it takes their rows';
   return 'client work between statements';
 }
 
 /**
  * The Db the consumer is given for a staged batch: every statement and COPY timed and put to the
  * stage it belongs to; what the client does between them to 'client work between statements'; the
- * time before the first transaction to the message bodies; the end of the outer transaction to commit.
+ * time before the first transaction to reading messages (the rest are read during the events COPY);
+ * the end of the outer transaction to commit.
  */
 function timedDb(db: Db, laps: Laps, outer: boolean): Db {
   const timed: Db = {
@@ -240,7 +241,7 @@ function timedDb(db: Db, laps: Laps, outer: boolean): Db {
       return rows as never;
     },
     transaction: async (fn) => {
-      if (outer) laps.lap('message bodies: JSON.parse, envelope and row check');
+      if (outer) laps.lap('messages read before the transaction: JSON.parse, envelope and row check');
       const result = await db.transaction(async (tx) => {
         const out = await fn(timedDb(tx, laps, false));
         laps.lap('client work between statements');
@@ -257,7 +258,7 @@ function timedDb(db: Db, laps: Laps, outer: boolean): Db {
       await copy(table, columns, rows);
       laps.lap(
         table === 'klaviyo_events'
-          ? 'events COPY'
+          ? 'events COPY, the other messages read as it takes their rows'
           : table === 'klaviyo_profiles'
             ? 'profiles statements'
             : table === 'klaviyo_metrics'

@@ -65,10 +65,53 @@ export async function insertEvents(
 ): Promise<InsertEventsResult> {
   if (events.length === 0) return { inserted: 0, duplicates: 0 };
   if (options.dedupeById) return insertEventsOncePerId(db, accountId, events);
-  const inserted = db.copyRows
-    ? await insertByCopy(db, accountId, events)
-    : await insertThroughJson(db, accountId, events);
-  return { inserted, duplicates: events.length - inserted };
+  return insertEventStream(db, accountId, events[Symbol.iterator]());
+}
+
+/**
+ * insertEvents for events made while they are stored: on the COPY path the iterator is asked for
+ * each event as the COPY takes it, so that whatever makes an event (the queue consumer parses and
+ * checks its messages) runs on this process's core while the server stores the events before it.
+ * Every event has been taken from the iterator when this resolves; when it throws, some may not
+ * have been. The iterator is driven by next() alone, never closed, so its maker keeps its place.
+ */
+export async function insertEventStream(
+  db: Db,
+  accountId: string,
+  events: Iterator<NewEvent>,
+): Promise<InsertEventsResult> {
+  if (!db.copyRows) {
+    const all = [...remainingOf(events)];
+    const inserted = all.length > 0 ? await insertThroughJson(db, accountId, all) : 0;
+    return { inserted, duplicates: all.length - inserted };
+  }
+  const first = events.next();
+  if (first.done) return { inserted: 0, duplicates: 0 };
+  const taken = new UniqueEvents();
+  taken.add(first.value);
+  const inserted = await insertByCopy(db, accountId, first.value, events, taken);
+  return { inserted, duplicates: taken.received - inserted };
+}
+
+/** What an iterator has left, without closing it. */
+function* remainingOf<T>(items: Iterator<T>): Generator<T> {
+  for (let next = items.next(); !next.done; next = items.next()) yield next.value;
+}
+
+/** The events taken so far, each (id, timestamp) once: the first copy wins. */
+class UniqueEvents {
+  readonly list: NewEvent[] = [];
+  received = 0;
+  private readonly keys = new Set<string>();
+  /** False for a repeat of an event already taken. */
+  add(e: NewEvent): boolean {
+    this.received += 1;
+    const key = `${e.id}\u0000${e.timestamp}`;
+    if (this.keys.has(key)) return false;
+    this.keys.add(key);
+    this.list.push(e);
+    return true;
+  }
 }
 
 /** klaviyo_events' columns as a write sets them, in the order of eventCopyRow's fields. */
@@ -188,22 +231,29 @@ const MARK_COPIED_SQL = `WITH inserted AS MATERIALIZED (
  * committed, makes the second COPY wait for that transaction and fail in turn: the batch then goes
  * through the JSON path's INSERT ... ON CONFLICT DO NOTHING.
  */
-async function insertByCopy(db: Db, accountId: string, events: readonly NewEvent[]): Promise<number> {
-  const keys = new Set<string>();
-  const unique = events.filter((e) => {
-    const key = `${e.id}\u0000${e.timestamp}`;
-    if (keys.has(key)) return false;
-    keys.add(key);
-    return true;
-  });
-  // Made as the COPY takes them, so that the server stores the first rows while the rest are made.
+async function insertByCopy(
+  db: Db,
+  accountId: string,
+  first: NewEvent,
+  rest: Iterator<NewEvent>,
+  taken: UniqueEvents,
+): Promise<number> {
   const account = `${copyField(accountId)}\t`;
-  const rowsOf = function* (list: readonly NewEvent[]): Generator<CopyRow> {
-    for (const e of list)
-      yield e.copyLine === undefined ? eventCopyRow(accountId, e) : { line: `${account}${e.copyLine}` };
+  const rowOf = (e: NewEvent): CopyRow =>
+    e.copyLine === undefined ? eventCopyRow(accountId, e) : { line: `${account}${e.copyLine}` };
+  // Made as the COPY takes them, so that the server stores the first rows while the rest are made.
+  const streamed = function* (): Generator<CopyRow> {
+    yield rowOf(first);
+    for (const e of remainingOf(rest)) if (taken.add(e)) yield rowOf(e);
   };
-  if ((await copyUnlessDuplicate(db, 'klaviyo_events', EVENT_COLUMNS, rowsOf(unique))) === undefined)
-    return markCopied(db, accountId, unique);
+  const rowsOf = function* (list: readonly NewEvent[]): Generator<CopyRow> {
+    for (const e of list) yield rowOf(e);
+  };
+  const refusedAtFirst = await copyUnlessDuplicate(db, 'klaviyo_events', EVENT_COLUMNS, streamed());
+  if (refusedAtFirst === undefined) return markCopied(db, accountId, taken.list);
+  // The COPY stopped at a stored row: what it never asked for is taken now.
+  for (const e of remainingOf(rest)) taken.add(e);
+  const unique = taken.list;
   const stored = await db.query<{ position: string }>(STORED_POSITIONS_SQL, [
     accountId,
     JSON.stringify(unique.map((e) => [e.id, e.timestamp])),
@@ -212,7 +262,7 @@ async function insertByCopy(db: Db, accountId: string, events: readonly NewEvent
   const fresh = unique.filter((_, i) => !storedAt.has(i));
   if (fresh.length === 0) return 0;
   const refused = await copyUnlessDuplicate(db, 'klaviyo_events', EVENT_COLUMNS, rowsOf(fresh));
-  if (refused !== undefined) return insertThroughJson(db, accountId, events);
+  if (refused !== undefined) return insertThroughJson(db, accountId, unique);
   return markCopied(db, accountId, fresh);
 }
 

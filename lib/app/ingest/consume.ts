@@ -4,7 +4,7 @@ import type { Db } from '../../db/port';
 import { isConnectionError, isTransientDbError, errorCode } from '../../db/errors';
 import { HttpError } from '../../klaviyo/errors';
 import type { ProfileWrite } from '../../klaviyo/schemas';
-import { insertEvents, type NewEvent } from '../../repositories/events';
+import { insertEventStream, type NewEvent } from '../../repositories/events';
 import { isLaterInstant } from '../../repositories/instants';
 import { upsertMetrics, type MetricUpsert } from '../../repositories/metrics';
 import { upsertProfiles, type ProfileUpsert } from '../../repositories/profiles';
@@ -25,10 +25,11 @@ import type { IngestCounts } from './result';
  * aggregator's bookkeeping statements) are paid once per batch instead of once per page.
  *
  * A message that cannot be stored must not hold back the others:
- * - each message is parsed and checked on its own first (a page queued as COPY lines, version 3, line
- *   by line, and one queued as rows, version 2, by the shapes of its rows, since the route validated
- *   and mapped it; a version 1 body by the whole validation and mapping again); one that fails is
- *   set aside;
+ * - each message is parsed and checked on its own before any of it is written (a page queued as COPY
+ *   lines, version 3, line by line, and one queued as rows, version 2, by the shapes of its rows,
+ *   since the route validated and mapped it; a version 1 body by the whole validation and mapping
+ *   again), the first account's as its COPY asks for their events (writeMessages); one that fails
+ *   is set aside;
  * - when the batch's transaction fails for a reason that is not the connection, it is rolled back
  *   (nothing of it stays) and every message is written again in a transaction of its own, which
  *   finds the one the database refuses;
@@ -182,10 +183,6 @@ function newestById<T extends { id: string; isStub: boolean }>(
   return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
-function byIdThenTime(a: NewEvent, b: NewEvent): number {
-  return a.id < b.id ? -1 : a.id > b.id ? 1 : a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : 0;
-}
-
 const ZERO: IngestCounts = { received: 0, inserted: 0, duplicates: 0, metrics_upserted: 0, profiles_upserted: 0 };
 
 function added(a: IngestCounts, b: IngestCounts): IngestCounts {
@@ -198,44 +195,73 @@ function added(a: IngestCounts, b: IngestCounts): IngestCounts {
   };
 }
 
-/**
- * Writes the messages in the caller's transaction, each table once: metrics, then profiles, then
- * the pages' events (one COPY), then Klaviyo's write shapes and profile imports (which resolve
- * profiles by identifier, so they come after the pages' profiles exist).
- */
-async function writeMessages(tx: Db, accountId: string, batch: readonly Valid[]): Promise<IngestCounts> {
-  const metrics: MetricUpsert[] = [];
-  const profiles: ProfileUpsert[] = [];
-  const events: NewEvent[] = [];
-  const entries: PlannedProfileEntry[] = [];
-  const imports: ProfileWrite[] = [];
-  let received = 0;
-  for (const { planned } of batch) {
-    switch (planned.kind) {
-      case 'events-page':
-        metrics.push(...planned.plan.metrics);
-        profiles.push(...planned.plan.profiles);
-        events.push(...planned.plan.events);
-        received += planned.plan.received;
-        break;
-      case 'create-event':
-      case 'bulk-create':
-        entries.push(...planned.entries);
-        break;
-      case 'profiles':
-        profiles.push(...planned.profiles);
-        received += planned.profiles.length;
-        break;
-      case 'metrics':
-        metrics.push(...planned.metrics);
-        received += planned.metrics.length;
-        break;
-      case 'profile-bulk-import':
-        imports.push(...planned.imports);
-        received += planned.imports.length;
-        break;
-    }
+/** What a batch's messages hold besides the pages' events, gathered as the messages are read. */
+interface Gathered {
+  readonly metrics: MetricUpsert[];
+  readonly profiles: ProfileUpsert[];
+  readonly entries: PlannedProfileEntry[];
+  readonly imports: ProfileWrite[];
+  received: number;
+}
+
+/** A message's part of the batch: its events are returned, the rest is gathered. */
+function gather(planned: Planned, into: Gathered): readonly NewEvent[] {
+  switch (planned.kind) {
+    case 'events-page':
+      into.metrics.push(...planned.plan.metrics);
+      into.profiles.push(...planned.plan.profiles);
+      into.received += planned.plan.received;
+      return planned.plan.events;
+    case 'create-event':
+    case 'bulk-create':
+      into.entries.push(...planned.entries);
+      return [];
+    case 'profiles':
+      into.profiles.push(...planned.profiles);
+      into.received += planned.profiles.length;
+      return [];
+    case 'metrics':
+      into.metrics.push(...planned.metrics);
+      into.received += planned.metrics.length;
+      return [];
+    case 'profile-bulk-import':
+      into.imports.push(...planned.imports);
+      into.received += planned.imports.length;
+      return [];
   }
+}
+
+/** The pages' events, each message taken from `batch` (and so read) when its first event is asked for. */
+function pageEvents(batch: Iterator<Valid>, into: Gathered): Iterator<NewEvent> {
+  let events: readonly NewEvent[] = [];
+  let at = 0;
+  return {
+    next(): IteratorResult<NewEvent> {
+      for (;;) {
+        if (at < events.length) return { done: false, value: events[at++] as NewEvent };
+        const message = batch.next();
+        if (message.done) return { done: true, value: undefined };
+        events = gather(message.value.planned, into);
+        at = 0;
+      }
+    },
+  };
+}
+
+/**
+ * Writes the messages in the caller's transaction, each table once: the pages' events first (one
+ * COPY), then metrics, profiles, and Klaviyo's write shapes and profile imports (which resolve
+ * profiles by identifier, so they come after the pages' profiles exist). The events lead because
+ * the messages are read as their COPY asks for rows: this process parses and checks a message while
+ * the server stores the events of the ones before it, instead of the server waiting for the whole
+ * batch to be read (docs/queue.md). Nothing refers to a metric or profile by key before it is
+ * written: the events' foreign keys are gone (docs/bookkeeping.md), and the transaction writes both.
+ */
+async function writeMessages(tx: Db, accountId: string, batch: Iterator<Valid>): Promise<IngestCounts> {
+  const gathered: Gathered = { metrics: [], profiles: [], entries: [], imports: [], received: 0 };
+  // The events are stored in the order the messages bring them: a page's, Klaviyo's, by time.
+  const e = await insertEventStream(tx, accountId, pageEvents(batch, gathered));
+  const { metrics, profiles, entries, imports } = gathered;
   const m =
     metrics.length > 0
       ? await upsertMetrics(
@@ -252,11 +278,10 @@ async function writeMessages(tx: Db, accountId: string, batch: readonly Valid[])
           newestById(profiles, (x) => (x.isStub ? null : x.updated)),
         )
       : undefined;
-  const e = events.length > 0 ? await insertEvents(tx, accountId, events.sort(byIdThenTime)) : undefined;
   let counts: IngestCounts = {
-    received: received,
-    inserted: e?.inserted ?? 0,
-    duplicates: e?.duplicates ?? 0,
+    received: gathered.received,
+    inserted: e.inserted,
+    duplicates: e.duplicates,
     metrics_upserted: m?.written ?? 0,
     profiles_upserted: p?.written ?? 0,
   };
@@ -280,63 +305,124 @@ function dbReject(v: Valid, err: unknown): QueueReject {
   return rejectOf(v.message, v.accountId, v.planned.kind, code ?? 'internal_error', reason);
 }
 
+/**
+ * A batch's messages, each parsed and checked the first time it is asked for: the first account's
+ * messages as its transaction's COPY takes their events, the rest after it.
+ */
+class BatchReader {
+  private readonly read: (Valid | QueueReject)[] = [];
+
+  constructor(
+    private readonly messages: readonly ReceivedMessage[],
+    private readonly onError: (err: unknown, context: string) => void,
+  ) {}
+
+  private at(i: number): Valid | QueueReject {
+    let parsed = this.read[i];
+    if (parsed === undefined) {
+      const message = this.messages[i] as ReceivedMessage;
+      try {
+        parsed = parseMessage(message);
+      } catch (err) {
+        this.onError(err, 'parse');
+        parsed = rejectOf(
+          message,
+          'unknown',
+          'unknown',
+          'internal_error',
+          'The message could not be read (see the consumer log).',
+        );
+      }
+      this.read[i] = parsed;
+    }
+    return parsed;
+  }
+
+  /** The account of the first message that can be stored, reading up to it. */
+  firstAccount(): string | undefined {
+    for (let i = 0; i < this.messages.length; i += 1) {
+      const parsed = this.at(i);
+      if (!isReject(parsed)) return parsed.accountId;
+    }
+    return undefined;
+  }
+
+  /** The account's messages in batch order, each read when the iteration reaches it. */
+  *ofAccount(accountId: string): Generator<Valid> {
+    for (let i = 0; i < this.messages.length; i += 1) {
+      const parsed = this.at(i);
+      if (!isReject(parsed) && parsed.accountId === accountId) yield parsed;
+    }
+  }
+
+  /** Every message read: the rejects, and the others by account in order of first appearance. */
+  all(): { readonly rejects: QueueReject[]; readonly accounts: Map<string, Valid[]> } {
+    const rejects: QueueReject[] = [];
+    const accounts = new Map<string, Valid[]>();
+    for (let i = 0; i < this.messages.length; i += 1) {
+      const parsed = this.at(i);
+      if (isReject(parsed)) rejects.push(parsed);
+      else accounts.set(parsed.accountId, [...(accounts.get(parsed.accountId) ?? []), parsed]);
+    }
+    return { rejects, accounts };
+  }
+}
+
 /** Stores one batch of messages; never throws for a message's sake (a failure is reported by id). */
 export async function consumeIngestMessages(
   db: Db,
   messages: readonly ReceivedMessage[],
   onError: (err: unknown, context: string) => void = () => undefined,
 ): Promise<ConsumeOutcome> {
-  const rejects: QueueReject[] = [];
-  const valid: Valid[] = [];
-  for (const message of messages) {
-    let parsed: Valid | QueueReject;
-    try {
-      parsed = parseMessage(message);
-    } catch (err) {
-      onError(err, 'parse');
-      parsed = rejectOf(
-        message,
-        'unknown',
-        'unknown',
-        'internal_error',
-        'The message could not be read (see the consumer log).',
-      );
-    }
-    if (isReject(parsed)) rejects.push(parsed);
-    else valid.push(parsed);
-  }
-
-  const failed = new Set<string>(rejects.map((r) => r.messageId));
-  let stored = 0;
-  let retry = 0;
+  const reader = new BatchReader(messages, onError);
   let counts = ZERO;
   let path: ConsumeOutcome['path'] = 'none';
-  // One transaction per account: each writes as its account, and the accounts' rows never meet.
-  const accounts = new Map<string, Valid[]>();
-  for (const v of valid) accounts.set(v.accountId, [...(accounts.get(v.accountId) ?? []), v]);
-  for (const [accountId, group] of accounts) {
+  // One transaction per account: each writes as its account, and the accounts' rows never meet. The
+  // first account's messages are read as its transaction writes them (writeMessages says why).
+  const streamed = reader.firstAccount();
+  let streamedError: unknown;
+  if (streamed !== undefined) {
     try {
-      counts = added(counts, await db.transaction((tx) => writeMessages(tx, accountId, group)));
-      stored += group.length;
-      if (path === 'none') path = 'batch';
-      continue;
+      counts = await db.transaction((tx) => writeMessages(tx, streamed, reader.ofAccount(streamed)));
+      path = 'batch';
     } catch (err) {
-      onError(err, 'batch');
-      if (isConnectionError(err) || group.length === 1) {
-        // The connection is gone (each message on its own would wait for it again), or the one
-        // message already had its own transaction.
-        for (const v of group) {
-          failed.add(v.message.messageId);
-          if (isTransientDbError(err)) retry += 1;
-          else rejects.push(dbReject(v, err));
-        }
+      streamedError = err;
+    }
+  }
+  const { rejects, accounts } = reader.all();
+  const failed = new Set<string>(rejects.map((r) => r.messageId));
+  let stored = streamed !== undefined && streamedError === undefined ? (accounts.get(streamed)?.length ?? 0) : 0;
+  let retry = 0;
+  for (const [accountId, group] of accounts) {
+    let error: unknown;
+    if (accountId === streamed) {
+      if (streamedError === undefined) continue;
+      error = streamedError;
+    } else {
+      try {
+        counts = added(counts, await db.transaction((tx) => writeMessages(tx, accountId, group.values())));
+        stored += group.length;
+        if (path === 'none') path = 'batch';
         continue;
+      } catch (err) {
+        error = err;
       }
+    }
+    onError(error, 'batch');
+    if (isConnectionError(error) || group.length === 1) {
+      // The connection is gone (each message on its own would wait for it again), or the one
+      // message already had its own transaction.
+      for (const v of group) {
+        failed.add(v.message.messageId);
+        if (isTransientDbError(error)) retry += 1;
+        else rejects.push(dbReject(v, error));
+      }
+      continue;
     }
     path = 'one-by-one';
     for (const v of group) {
       try {
-        counts = added(counts, await db.transaction((tx) => writeMessages(tx, accountId, [v])));
+        counts = added(counts, await db.transaction((tx) => writeMessages(tx, accountId, [v].values())));
         stored += 1;
       } catch (err) {
         onError(err, 'message');
