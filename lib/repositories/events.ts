@@ -87,7 +87,7 @@ export async function insertEventStream(
   }
   const first = events.next();
   if (first.done) return { inserted: 0, duplicates: 0 };
-  const taken = new UniqueEvents();
+  const taken = new UniqueEvents(accountId, await readRegistry(db));
   taken.add(first.value);
   const inserted = await insertByCopy(db, accountId, first.value, events, taken);
   return { inserted, duplicates: taken.received - inserted };
@@ -98,11 +98,22 @@ function* remainingOf<T>(items: Iterator<T>): Generator<T> {
   for (let next = items.next(); !next.done; next = items.next()) yield next.value;
 }
 
-/** The events taken so far, each (id, timestamp) once: the first copy wins. */
+/**
+ * The events taken so far, each (id, timestamp) once (the first copy wins), and each one's pending
+ * row, made as it is taken: while the events' COPY runs, this process has time the server does not.
+ * `pending` is undefined once an event's hour is not certain (hourOf).
+ */
 class UniqueEvents {
   readonly list: NewEvent[] = [];
+  pending: CopyFields[] | undefined = [];
   received = 0;
   private readonly keys = new Set<string>();
+
+  constructor(
+    private readonly accountId: string,
+    private readonly registry: Registry,
+  ) {}
+
   /** False for a repeat of an event already taken. */
   add(e: NewEvent): boolean {
     this.received += 1;
@@ -110,6 +121,11 @@ class UniqueEvents {
     if (this.keys.has(key)) return false;
     this.keys.add(key);
     this.list.push(e);
+    if (this.pending) {
+      const hour = hourOf(e.timestamp);
+      if (hour === undefined) this.pending = undefined;
+      else this.pending.push(pendingRowOf(this.accountId, e, hour, this.registry));
+    }
     return true;
   }
 }
@@ -250,7 +266,7 @@ async function insertByCopy(
     for (const e of list) yield rowOf(e);
   };
   const refusedAtFirst = await copyUnlessDuplicate(db, 'klaviyo_events', EVENT_COLUMNS, streamed());
-  if (refusedAtFirst === undefined) return markCopied(db, accountId, taken.list);
+  if (refusedAtFirst === undefined) return markCopied(db, accountId, taken.list, taken.pending);
   // The COPY stopped at a stored row: what it never asked for is taken now.
   for (const e of remainingOf(rest)) taken.add(e);
   const unique = taken.list;
@@ -259,27 +275,45 @@ async function insertByCopy(
     JSON.stringify(unique.map((e) => [e.id, e.timestamp])),
   ]);
   const storedAt = new Set(stored.map((r) => Number(r.position)));
-  const fresh = unique.filter((_, i) => !storedAt.has(i));
+  const isFresh = (_: unknown, i: number) => !storedAt.has(i);
+  const fresh = unique.filter(isFresh);
   if (fresh.length === 0) return 0;
   const refused = await copyUnlessDuplicate(db, 'klaviyo_events', EVENT_COLUMNS, rowsOf(fresh));
   if (refused !== undefined) return insertThroughJson(db, accountId, unique);
-  return markCopied(db, accountId, fresh);
+  return markCopied(db, accountId, fresh, taken.pending?.filter(isFresh));
 }
 
-// The dirty marks of the copied rows' (metric, hour) pairs, and in the same statement, so in one
-// snapshot, the registered dimension keys and the registry's generation they belong to: the pending
-// rows copied next carry the values of exactly those keys, stamped with that generation
-// (migrations/0012_ingest_bookkeeping.sql says why the pair must agree).
-const MARK_AND_READ_REGISTRY_SQL = `WITH dirty AS (
+// The registered dimension keys and the registry's generation they belong to, in one statement, so
+// in one snapshot: the pending rows carry the values of exactly those keys, stamped with that
+// generation (migrations/0012_ingest_bookkeeping.sql says why the pair must agree). When in the
+// transaction they are read does not matter: a key registered after this read raises the
+// generation, and the aggregator then reads those events' properties instead of the values carried.
+const REGISTRY_SQL = `SELECT (SELECT generation FROM klaviyo_rollup_dimension_generation)::text AS generation,
+            (SELECT coalesce(jsonb_agg(dimension), '[]'::jsonb) FROM klaviyo_rollup_dimensions) AS keys`;
+
+// The dirty marks of the copied rows' (metric, hour) pairs.
+const MARK_SQL = `WITH dirty AS (
        INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket)
        SELECT DISTINCT $1::text, b->>0, (b->>1)::timestamptz FROM jsonb_array_elements($2::jsonb) AS b
        ORDER BY 2, 3
        ON CONFLICT (account_id, metric_id, bucket) DO UPDATE SET first_marked_at = klaviyo_aggregate_dirty.first_marked_at
        RETURNING 1
      )
-     SELECT (SELECT count(*) FROM dirty) AS dirty,
-            (SELECT generation FROM klaviyo_rollup_dimension_generation)::text AS generation,
-            (SELECT coalesce(jsonb_agg(dimension), '[]'::jsonb) FROM klaviyo_rollup_dimensions) AS keys`;
+     SELECT count(*) AS dirty FROM dirty`;
+
+interface Registry {
+  readonly generation: string | null;
+  readonly keys: ReadonlySet<string>;
+}
+
+async function readRegistry(db: Db): Promise<Registry> {
+  const rows = await db.query<{ generation: string | null; keys: unknown }>(REGISTRY_SQL);
+  const keys = rows[0]?.keys;
+  return {
+    generation: rows[0]?.generation ?? null,
+    keys: new Set(Array.isArray(keys) ? keys.filter((k): k is string => typeof k === 'string') : []),
+  };
+}
 
 /** klaviyo_aggregate_pending's columns as ingest writes them, in the order of pendingCopyRow's fields. */
 const PENDING_COLUMNS = [
@@ -319,42 +353,39 @@ function dimensionValuesOf(e: NewEvent, registered: ReadonlySet<string>): string
   return JSON.stringify(values);
 }
 
+/** An event's pending row, in PENDING_COLUMNS' order. */
+function pendingRowOf(accountId: string, e: NewEvent, hour: string, registry: Registry): CopyFields {
+  return [
+    accountId,
+    e.metricId,
+    hour,
+    e.id,
+    e.timestamp,
+    e.profileId,
+    e.value,
+    dimensionValuesOf(e, registry.keys),
+    registry.generation,
+  ];
+}
+
 /**
  * The pending rows and dirty marks of events just copied, in the same transaction, after them: the
- * marks and the registry in one statement, then the pending rows by COPY, built here from the rows
- * just copied (the statement path reads each event back by primary key and takes its values in SQL;
- * tests/aggregation/bookkeeping.test.ts checks that both carry the same values).
+ * marks by one statement, then the pending rows by COPY, made as the events were taken (the
+ * statement path reads each event back by primary key and takes its values in SQL;
+ * tests/aggregation/bookkeeping.test.ts checks that both carry the same values). Without
+ * `pending` (an event whose hour this process cannot place for certain), by that statement.
  */
-async function markCopied(db: Db, accountId: string, copied: readonly NewEvent[]): Promise<number> {
-  const hours = copied.map((e) => hourOf(e.timestamp));
-  if (!db.copyRows || hours.some((h) => h === undefined)) return markCopiedByStatement(db, accountId, copied);
-  const pairs = new Map<string, [string, string]>();
-  copied.forEach((e, i) => pairs.set(`${e.metricId}\u0000${hours[i]}`, [e.metricId, hours[i] as string]));
-  const marked = await db.query<{ generation: string | null; keys: unknown }>(MARK_AND_READ_REGISTRY_SQL, [
-    accountId,
-    JSON.stringify([...pairs.values()]),
-  ]);
-  const generation = marked[0]?.generation ?? null;
-  const keys = marked[0]?.keys;
-  const registered = new Set(Array.isArray(keys) ? keys.filter((k): k is string => typeof k === 'string') : []);
-  // Made as the COPY takes them, so that the server stores the first rows while the rest are made.
-  const pendingRows = function* (): Generator<CopyRow> {
-    for (let i = 0; i < copied.length; i += 1) {
-      const e = copied[i] as NewEvent;
-      yield [
-        accountId,
-        e.metricId,
-        hours[i] as string,
-        e.id,
-        e.timestamp,
-        e.profileId,
-        e.value,
-        dimensionValuesOf(e, registered),
-        generation,
-      ];
-    }
-  };
-  await db.copyRows('klaviyo_aggregate_pending', PENDING_COLUMNS, pendingRows());
+async function markCopied(
+  db: Db,
+  accountId: string,
+  copied: readonly NewEvent[],
+  pending: readonly CopyFields[] | undefined,
+): Promise<number> {
+  if (!db.copyRows || pending === undefined) return markCopiedByStatement(db, accountId, copied);
+  const pairs = new Map<string, readonly [string | null, string | null]>();
+  for (const row of pending) pairs.set(`${row[1]}\u0000${row[2]}`, [row[1] ?? null, row[2] ?? null]);
+  await db.query(MARK_SQL, [accountId, JSON.stringify([...pairs.values()])]);
+  await db.copyRows('klaviyo_aggregate_pending', PENDING_COLUMNS, pending);
   return copied.length;
 }
 
