@@ -1,6 +1,6 @@
 import { consumeIngestMessages, type ReceivedMessage } from '../../lib/app/ingest/consume';
 import { ingestMessages } from '../../lib/app/ingest/enqueue';
-import type { Db } from '../../lib/db/port';
+import type { CopyRow, Db } from '../../lib/db/port';
 import { eventsPage } from '../ingest/helpers';
 import { testDriver } from '../support/env';
 import { useFreshDatabase } from '../support/database';
@@ -13,6 +13,19 @@ import { useFreshDatabase } from '../support/database';
  * re-delivered message (whose batch-mates after it were never asked for) all end as when every
  * message was read first.
  */
+/** The db, in every transaction and savepoint of it, with the rows of a COPY into the events passed through `rowsOf`. */
+function onEventsCopy(db: Db, rowsOf: (rows: Iterable<CopyRow>) => Iterable<CopyRow>): Db {
+  const out: Db = {
+    driver: db.driver,
+    query: (text, params) => db.query(text, params),
+    transaction: (fn) => db.transaction((tx) => fn(onEventsCopy(tx, rowsOf))),
+  };
+  const copyRows = db.copyRows?.bind(db);
+  if (copyRows)
+    out.copyRows = (table, columns, rows) => copyRows(table, columns, table === 'klaviyo_events' ? rowsOf(rows) : rows);
+  return out;
+}
+
 describe('the consumer reads a batch as it writes it', () => {
   const t = useFreshDatabase();
   const acceptedAt = new Date();
@@ -51,22 +64,11 @@ describe('the consumer reads a batch as it writes it', () => {
       });
       let readAtCopy: number | undefined;
       try {
-        // Every transaction and savepoint of the consumer's, with the first COPY into the events seen.
-        const watched = (db: Db): Db => {
-          const out: Db = {
-            driver: db.driver,
-            query: (text, params) => db.query(text, params),
-            transaction: (fn) => db.transaction((tx) => fn(watched(tx))),
-          };
-          const copyRows = db.copyRows?.bind(db);
-          if (copyRows)
-            out.copyRows = (table, columns, rows) => {
-              if (table === 'klaviyo_events') readAtCopy ??= envelopes();
-              return copyRows(table, columns, rows);
-            };
-          return out;
-        };
-        const outcome = await consumeIngestMessages(watched(t.db), messages);
+        const watched = onEventsCopy(t.db, (rows) => {
+          readAtCopy ??= envelopes();
+          return rows;
+        });
+        const outcome = await consumeIngestMessages(watched, messages);
         expect(outcome.failed).toEqual([]);
         expect(outcome.path).toBe('batch');
       } finally {
@@ -118,28 +120,14 @@ describe('the consumer reads a batch as it writes it', () => {
     // The COPY sends rows up to the first stored one and no further, as when the server refuses it
     // before this process has read the rest of the batch (on a small batch the whole text would be
     // in the socket before the refusal came back, whatever the code did after it).
-    const refusedEarly = (db: Db): Db => {
-      const out: Db = {
-        driver: db.driver,
-        query: (text, params) => db.query(text, params),
-        transaction: (fn) => db.transaction((tx) => fn(refusedEarly(tx))),
-      };
-      const copyRows = db.copyRows?.bind(db);
-      if (copyRows)
-        out.copyRows = (table, columns, rows) => {
-          if (table !== 'klaviyo_events') return copyRows(table, columns, rows);
-          const upToStored = function* () {
-            for (const row of rows) {
-              yield row;
-              const id = 'line' in row ? row.line.split('\t')[1] : row[1];
-              if (id !== null && id !== undefined && storedBefore.has(id)) return;
-            }
-          };
-          return copyRows(table, columns, upToStored());
-        };
-      return out;
-    };
-    const outcome = await consumeIngestMessages(refusedEarly(t.db), received('redo', bodies));
+    const refusedEarly = onEventsCopy(t.db, function* (rows) {
+      for (const row of rows) {
+        yield row;
+        const id = 'line' in row ? row.line.split('\t')[1] : row[1];
+        if (id !== null && id !== undefined && storedBefore.has(id)) return;
+      }
+    });
+    const outcome = await consumeIngestMessages(refusedEarly, received('redo', bodies));
     expect(outcome.failed).toEqual([]);
     expect(outcome.path).toBe('batch');
     expect(outcome.counts.inserted).toBe(60 - before);
