@@ -60,6 +60,7 @@
  * (it must name a database it may empty), else starts its own embedded PostgreSQL in .data/bench-ingest
  * and stops it at exit.
  */
+import { cpus } from 'node:os';
 import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream, mkdirSync, rmSync, statSync, type WriteStream } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -756,7 +757,7 @@ async function main(): Promise<void> {
       for (const run of consumerRuns)
         line(
           `  ${run.consumers} batch${run.consumers === 1 ? '' : 'es'} in flight`,
-          `${fmt(run.rate)} events/s  ${fmt((100 * run.rate) / copyRate, 1)} % of one COPY stream (slowest batch ${fmt(run.slowestBatchMs, 0)} ms; this process's CPU ${fmt((1000 * run.clientCpuMs) / run.events, 1)} µs per event, ${fmt((100 * run.clientCpuMs) / run.ms)} % of one core)`,
+          `${fmt(run.rate)} events/s  ${fmt((100 * run.rate) / copyRate, 1)} % of one COPY stream (slowest batch ${fmt(run.slowestBatchMs, 0)} ms; this process's CPU ${fmt((1000 * run.clientCpuMs) / run.events, 1)} µs per event, ${fmt((100 * run.clientCpuMs) / run.ms)} % of one core${run.machineBusyCores === null ? '' : `; the machine's CPU in use ${fmt(run.machineBusyCores, 2)} of ${cpus().length} cores`})`,
         );
       const perEvent = (ms: number) => `${fmt((1000 * ms) / consumerBatches.events, 1)} µs per event`;
       line(
@@ -869,6 +870,7 @@ async function main(): Promise<void> {
                   'slowest batch (ms)',
                   "the bench process's CPU per event, all consumers' client work (µs)",
                   'that CPU, share of one core (%)',
+                  `the machine's CPU in use, all processes (cores of ${cpus().length})`,
                 ],
                 rows: consumerRuns.map((run) => [
                   run.consumers,
@@ -877,6 +879,7 @@ async function main(): Promise<void> {
                   Math.round(run.slowestBatchMs),
                   round1((1000 * run.clientCpuMs) / run.events),
                   Math.round((100 * run.clientCpuMs) / run.ms),
+                  run.machineBusyCores === null ? null : Math.round(run.machineBusyCores * 100) / 100,
                 ]),
               },
               ...(versionRuns.length > 0

@@ -1,4 +1,5 @@
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { createInterface } from 'node:readline';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import type postgres from 'postgres';
@@ -277,6 +278,8 @@ export interface ConsumerRun {
   readonly slowestBatchMs: number;
   /** CPU time of this (single-threaded) process over the run: every consumer's client work. */
   readonly clientCpuMs: number;
+  /** The whole machine's CPU in use over the run, in cores (the database's and this process's); null without /proc/stat. */
+  readonly machineBusyCores: number | null;
 }
 
 /**
@@ -305,6 +308,7 @@ export async function runConsumers(
     return line;
   };
   let slowest = 0;
+  const machineBefore = machineCpuTicks();
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
   await Promise.all(
@@ -333,6 +337,7 @@ export async function runConsumers(
   );
   const ms = performance.now() - started;
   const cpu = process.cpuUsage(cpuBefore);
+  const machineAfter = machineCpuTicks();
   return {
     consumers,
     events: prepared.events,
@@ -340,7 +345,29 @@ export async function runConsumers(
     rate: prepared.events / (ms / 1000),
     slowestBatchMs: slowest,
     clientCpuMs: (cpu.user + cpu.system) / 1000,
+    machineBusyCores:
+      machineBefore && machineAfter && machineAfter.total > machineBefore.total
+        ? (cpus().length * (machineAfter.busy - machineBefore.busy)) / (machineAfter.total - machineBefore.total)
+        : null,
   };
+}
+
+/**
+ * The machine's CPU time since boot, all cores, in clock ticks (Linux's /proc/stat): busy is all but
+ * idle and I/O wait. Undefined where there is no /proc/stat.
+ */
+function machineCpuTicks(): { busy: number; total: number } | undefined {
+  let text: string;
+  try {
+    text = readFileSync('/proc/stat', 'utf8');
+  } catch {
+    return undefined;
+  }
+  const fields = (text.split('\n')[0] ?? '').trim().split(/\s+/).slice(1, 9).map(Number);
+  if (fields[0] === undefined || fields.length < 8 || fields.some((n) => !Number.isFinite(n))) return undefined;
+  const total = fields.reduce((a, b) => a + b, 0);
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+  return { busy: total - idle, total };
 }
 
 /**
