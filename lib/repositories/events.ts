@@ -262,9 +262,6 @@ async function insertByCopy(
     yield rowOf(first);
     for (const e of remainingOf(rest)) if (taken.add(e)) yield rowOf(e);
   };
-  const rowsOf = function* (list: readonly NewEvent[]): Generator<CopyRow> {
-    for (const e of list) yield rowOf(e);
-  };
   const refusedAtFirst = await copyUnlessDuplicate(db, 'klaviyo_events', EVENT_COLUMNS, streamed());
   if (refusedAtFirst === undefined) return markCopied(db, accountId, taken.list, taken.pending);
   // The COPY stopped at a stored row: what it never asked for is taken now.
@@ -278,7 +275,7 @@ async function insertByCopy(
   const isFresh = (_: unknown, i: number) => !storedAt.has(i);
   const fresh = unique.filter(isFresh);
   if (fresh.length === 0) return 0;
-  const refused = await copyUnlessDuplicate(db, 'klaviyo_events', EVENT_COLUMNS, rowsOf(fresh));
+  const refused = await copyUnlessDuplicate(db, 'klaviyo_events', EVENT_COLUMNS, fresh.map(rowOf));
   if (refused !== undefined) return insertThroughJson(db, accountId, unique);
   return markCopied(db, accountId, fresh, taken.pending?.filter(isFresh));
 }

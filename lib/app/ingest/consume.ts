@@ -362,7 +362,11 @@ class BatchReader {
     for (let i = 0; i < this.messages.length; i += 1) {
       const parsed = this.at(i);
       if (isReject(parsed)) rejects.push(parsed);
-      else accounts.set(parsed.accountId, [...(accounts.get(parsed.accountId) ?? []), parsed]);
+      else {
+        const group = accounts.get(parsed.accountId);
+        if (group) group.push(parsed);
+        else accounts.set(parsed.accountId, [parsed]);
+      }
     }
     return { rejects, accounts };
   }
