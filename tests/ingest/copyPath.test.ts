@@ -348,7 +348,7 @@ describe('ingest: the COPY path and the JSON path', () => {
       expect(seen.copiedInto).toEqual(['klaviyo_profiles', 'klaviyo_events', 'klaviyo_aggregate_pending']);
       expect(seen.statements.filter((s) => s.includes('ON CONFLICT (account_id, id) DO NOTHING'))).toHaveLength(1);
       expect(
-        seen.statements.filter((s) => s.includes('FROM klaviyo_profiles p\n   WHERE p.account_id = $1 AND p.id IN')),
+        seen.statements.filter((s) => s.includes('FROM klaviyo_profiles p\n   WHERE p.account_id = $1 AND p.id = ANY')),
       ).toHaveLength(1);
     } else {
       expect(seen.statements.some((s) => s.includes('INSERT INTO klaviyo_profiles AS p'))).toBe(true);
