@@ -1,3 +1,4 @@
+import { asciiJsonOf } from '../db/asciiJson';
 import { copyUnlessDuplicate } from '../db/copy';
 import { copyField } from '../db/copyFormat';
 import type { CopyFields, CopyRow, Db } from '../db/port';
@@ -421,9 +422,12 @@ export function eventScalars(
   return [e.id, e.timestamp, e.metricId, e.profileId, e.value, e.valueCurrency, e.uuid, e.uniqueId];
 }
 
-/** An event as the text of EVENT_COLUMNS, for COPY (the bench's COPY reference loads the same rows). */
+/**
+ * An event as the text of EVENT_COLUMNS, for COPY (the bench's COPY reference loads the same rows),
+ * its JSON in ASCII (asciiJson): the queue's event lines are the same text.
+ */
 export function eventCopyRow(accountId: string, e: NewEvent): CopyFields {
-  return [accountId, ...eventScalars(e), JSON.stringify(e.properties), JSON.stringify(e.rawData)];
+  return [accountId, ...eventScalars(e), asciiJsonOf(e.properties), asciiJsonOf(e.rawData)];
 }
 
 function propertiesInRawData(rawData: Readonly<Record<string, unknown>>): unknown {

@@ -194,6 +194,41 @@ describe('splitting a request into queue messages', () => {
     expect(plain.map((m) => (JSON.parse(framedMessage(m).json) as { v: number }).v)).toEqual(plain.map(() => 3));
   });
 
+  it('a page whose characters beyond ASCII are all in its JSON travels in ASCII, to the same rows, and still fits', () => {
+    const page = eventsPage({ events: 120, prefix: 'asc', metrics: 3, profiles: 12 });
+    // A subject line with an emoji (beyond the BMP), an em dash, accents, a line separator, and text
+    // that only looks like an escape; the profiles' names and locations too.
+    page.data.forEach((event, i) => {
+      event.attributes.event_properties.Subject = `Soldes d\u00e9j\u00e0 — été 🎉 ${i}\u2028 ${'日本語'.repeat(i % 40)}`;
+    });
+    page.included.forEach((resource) => {
+      if (resource.type === 'profile')
+        Object.assign(resource.attributes, {
+          first_name: 'Zoë 🎉',
+          location: { city: 'Łódź' },
+          properties: { bio: '日本語'.repeat(300) },
+        });
+    });
+    const whole = planEventsPage(page, options);
+    const { messages } = ingestMessages('events-page', page, { ...context, maxMessageBytes: 16_384 });
+    expect(messages.length).toBeGreaterThan(1);
+    for (const m of messages) {
+      expect(bytes(m)).toBeLessThanOrEqual(16_384);
+      expect(m).not.toMatch(/[\u0080-\uffff]/);
+    }
+    const planned = messages.map((m) => {
+      const framed = framedMessage(m);
+      const envelope = AnyQueuedMessageSchema.parse(JSON.parse(framed.json));
+      if (envelope.v !== 3) throw new Error('not version 3');
+      return planFromLines(envelope.body, framed.lines ?? '');
+    });
+    const events = planned.flatMap((p) => p.events).sort((a, b) => (a.id < b.id ? -1 : 1));
+    expect(events.map((e) => e.properties)).toEqual(whole.events.map((e) => e.properties));
+    expect(events.map(plainEvent)).toEqual(JSON.parse(JSON.stringify(whole.events)));
+    const profiles = new Map(planned.flatMap((p) => p.profiles).map((x) => [x.id, x]));
+    for (const p of whole.profiles) expect(profiles.get(p.id)).toEqual(p);
+  });
+
   it('a page of included resources and no events: one version 3 message with no event lines', () => {
     const page = {
       data: [],

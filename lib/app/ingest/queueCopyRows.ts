@@ -11,6 +11,7 @@ import {
   splitPlanAs,
   type PlanPart,
 } from './queueRows';
+import { asciiJsonOf } from '../../db/asciiJson';
 import { isPlainObject } from './validation';
 
 /**
@@ -48,8 +49,9 @@ export type EventLinesHead = z.infer<typeof EventLinesHeadSchema>;
 
 /** An event as its line: the route's encoding. */
 export function eventLineOf(e: NewEvent): string {
-  const raw = copyField(JSON.stringify(e.rawData));
-  const properties = copyField(JSON.stringify(e.properties));
+  // In ASCII (asciiJson): the same span of both, since each character is escaped on its own.
+  const raw = copyField(asciiJsonOf(e.rawData));
+  const properties = copyField(asciiJsonOf(e.properties));
   const at = e.properties === eventPropertiesOf(e.rawData) ? raw.indexOf(properties) : -1;
   const scalars = copyLineOf(eventScalars(e));
   return `${scalars}\t${at >= 0 ? `@${at}:${at + properties.length}` : properties}\t${raw}`;

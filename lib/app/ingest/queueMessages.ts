@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { HttpError } from '../../klaviyo/errors';
 import { EventLinesHeadSchema } from './queueCopyRows';
 import { EventRowsBodySchema, type EventRowsBody, type PlanPart } from './queueRows';
+import { asciiJsonOf } from '../../db/asciiJson';
 import { isPlainObject } from './validation';
 
 /**
@@ -294,7 +295,7 @@ export function queuedMessages(kind: QueuedKind, bodies: readonly unknown[], con
 /** The messages of a page queued as event lines (version 3), as the text SQS carries. */
 export function queuedLinesMessages(parts: readonly PlanPart<string>[], context: MessageContext): string[] {
   return parts.map((part, index) => {
-    const head = JSON.stringify({
+    const head = asciiJsonOf({
       v: 3,
       kind: 'events-page',
       ...envelope(context, index, parts.length),

@@ -6,6 +6,7 @@ import type { ProfileUpsert } from '../../repositories/profiles';
 import { metricUpsertFrom, profileUpsertFrom } from '../../klaviyo/mapping';
 import type { MetricResource, ProfileResource } from '../../klaviyo/schemas';
 import type { EventsPagePlan } from './eventsPage';
+import { asciiJsonOf } from '../../db/asciiJson';
 import { isPlainObject } from './validation';
 
 /**
@@ -118,7 +119,9 @@ function rowOf(item: MetricUpsert | ProfileUpsert): Record<string, unknown> {
 /** Room kept in each message for the envelope and the body's keys. */
 const ENVELOPE_BYTES = 1024;
 
-const bytesOf = (value: unknown): number => Buffer.byteLength(JSON.stringify(value) ?? 'null', 'utf8');
+// A row's bytes as version 3 writes it (asciiJson): never fewer than as plain JSON, so a version 2
+// message measured this way fits too.
+const bytesOf = (value: unknown): number => asciiJsonOf(value).length;
 
 /**
  * A planned page as message bodies that each fit `maxBytes` once in their envelope: whole events,
