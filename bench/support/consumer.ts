@@ -1,4 +1,5 @@
 import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { createInterface } from 'node:readline';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
@@ -30,6 +31,8 @@ type ConsumerHandler = (event: SQSEvent) => Promise<SQSBatchResponse>;
 
 export interface PreparedBatches {
   readonly file: string;
+  /** Where each batch's line (one SQS event) starts in the file, and its bytes without the newline. */
+  readonly lines: readonly { readonly offset: number; readonly bytes: number }[];
   readonly batches: number;
   readonly messages: number;
   readonly events: number;
@@ -65,6 +68,8 @@ export async function prepareBatches(
     crlfDelay: Infinity,
   });
   let pending: SQSRecord[] = [];
+  const batchLines: { offset: number; bytes: number }[] = [];
+  let fileBytes = 0;
   let batches = 0;
   let messages = 0;
   let events = 0;
@@ -99,7 +104,10 @@ export async function prepareBatches(
   const flush = async () => {
     if (pending.length === 0) return;
     const event: SQSEvent = { Records: pending };
-    if (!out.write(`${JSON.stringify(event)}\n`)) await new Promise<void>((r) => out.once('drain', () => r()));
+    const line = Buffer.from(`${JSON.stringify(event)}\n`, 'utf8');
+    batchLines.push({ offset: fileBytes, bytes: line.length - 1 });
+    fileBytes += line.length;
+    if (!out.write(line)) await new Promise<void>((r) => out.once('drain', () => r()));
     batches += 1;
     pending = [];
     pendingBytes = 0;
@@ -164,6 +172,7 @@ export async function prepareBatches(
   await new Promise<void>((r) => out.end(() => r()));
   return {
     file,
+    lines: batchLines,
     batches,
     messages,
     events,
@@ -293,48 +302,57 @@ export async function runConsumers(
   consumers: number,
   staged?: { readonly every: number; readonly db: Db; readonly into: BatchStages },
 ): Promise<ConsumerRun> {
-  const lines = createInterface({
-    input: createReadStream(prepared.file, { highWaterMark: 1 << 20 }),
-    crlfDelay: Infinity,
-  })[Symbol.asyncIterator]();
-  let reading: Promise<unknown> = Promise.resolve();
+  // A batch is read from the file when a consumer asks for it, as Lambda's runtime fetches the next
+  // event once the handler has returned: its bytes, then one decode to a string and JSON.parse. A
+  // line reader ran ahead over the whole file instead, on the consumers' thread, joining 6 MB lines
+  // from 1 MiB pieces: that garbage was a sixth of this process's allocations, work no Lambda
+  // container does, and its collections copied the consumers' live data too.
+  const file = await open(prepared.file, 'r');
   let taken = 0;
-  const next = (): Promise<{ line: string; index: number } | undefined> => {
-    const line = reading.then(async () => {
-      const r = await lines.next();
-      return r.done ? undefined : { line: r.value, index: taken++ };
-    });
-    reading = line;
-    return line;
+  const next = async (): Promise<{ line: string; index: number } | undefined> => {
+    const index = taken++;
+    const at = prepared.lines[index];
+    if (at === undefined) return undefined;
+    const bytes = Buffer.allocUnsafe(at.bytes);
+    for (let filled = 0; filled < at.bytes;) {
+      const { bytesRead } = await file.read(bytes, filled, at.bytes - filled, at.offset + filled);
+      if (bytesRead === 0) throw new Error(`${prepared.file} ends inside batch ${index}`);
+      filled += bytesRead;
+    }
+    return { line: bytes.toString('utf8'), index };
   };
   let slowest = 0;
   const machineBefore = machineCpuTicks();
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
-  await Promise.all(
-    Array.from({ length: consumers }, async () => {
-      for (let item = await next(); item !== undefined; item = await next()) {
-        const t0 = performance.now();
-        if (staged && (item.index + 1) % staged.every === 0) {
-          const laps = new Laps(staged.into.ms);
-          const event = JSON.parse(item.line) as SQSEvent;
-          laps.lap('SQS event: JSON.parse');
-          const outcome = await consumeIngestBatch(
-            timedDb(staged.db, laps, true),
-            event.Records.map((r) => ({ messageId: r.messageId, body: r.body })),
-          );
-          if (outcome.failed.length > 0) throw new Error(`a staged batch failed ${outcome.failed.length} messages`);
-          staged.into.batches += 1;
-          staged.into.events += outcome.counts.received;
-        } else {
-          const answer = await handler(JSON.parse(item.line) as SQSEvent);
-          if (answer.batchItemFailures.length > 0)
-            throw new Error(`the consumer reported ${answer.batchItemFailures.length} failures`);
+  try {
+    await Promise.all(
+      Array.from({ length: consumers }, async () => {
+        for (let item = await next(); item !== undefined; item = await next()) {
+          const t0 = performance.now();
+          if (staged && (item.index + 1) % staged.every === 0) {
+            const laps = new Laps(staged.into.ms);
+            const event = JSON.parse(item.line) as SQSEvent;
+            laps.lap('SQS event: JSON.parse');
+            const outcome = await consumeIngestBatch(
+              timedDb(staged.db, laps, true),
+              event.Records.map((r) => ({ messageId: r.messageId, body: r.body })),
+            );
+            if (outcome.failed.length > 0) throw new Error(`a staged batch failed ${outcome.failed.length} messages`);
+            staged.into.batches += 1;
+            staged.into.events += outcome.counts.received;
+          } else {
+            const answer = await handler(JSON.parse(item.line) as SQSEvent);
+            if (answer.batchItemFailures.length > 0)
+              throw new Error(`the consumer reported ${answer.batchItemFailures.length} failures`);
+          }
+          slowest = Math.max(slowest, performance.now() - t0);
         }
-        slowest = Math.max(slowest, performance.now() - t0);
-      }
-    }),
-  );
+      }),
+    );
+  } finally {
+    await file.close();
+  }
   const ms = performance.now() - started;
   const cpu = process.cpuUsage(cpuBefore);
   const machineAfter = machineCpuTicks();
