@@ -165,22 +165,33 @@ function rejectOf(
 
 const isReject = (x: Valid | QueueReject): x is QueueReject => 'code' in x;
 
-/** Per id, one copy: a full resource over a stub, and of two full ones the later `updated` (the first on a tie). */
-function newestById<T extends { id: string; isStub: boolean }>(
-  items: readonly T[],
-  updatedOf: (item: T) => string | null,
-): T[] {
-  const byId = new Map<string, T>();
-  for (const item of items) {
-    const seen = byId.get(item.id);
-    if (
-      !seen ||
-      (seen.isStub && !item.isStub) ||
-      (!seen.isStub && !item.isStub && isLaterInstant(updatedOf(item), updatedOf(seen)))
-    )
-      byId.set(item.id, item);
+/**
+ * Per id, one copy: a full resource over a stub, and of two full ones the later `updated` (the first
+ * on a tie). Kept as the messages are read, during the events' COPY, where this process has time the
+ * server does not; after it, only the sort is left.
+ */
+class NewestById<T extends { id: string; isStub: boolean; updated?: string | null }> {
+  private readonly byId = new Map<string, T>();
+
+  add(items: readonly T[]): void {
+    for (const item of items) {
+      const seen = this.byId.get(item.id);
+      if (
+        !seen ||
+        (seen.isStub && !item.isStub) ||
+        (!seen.isStub && !item.isStub && isLaterInstant(item.updated ?? null, seen.updated ?? null))
+      )
+        this.byId.set(item.id, item);
+    }
   }
-  return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  sorted(): T[] {
+    return [...this.byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
 }
 
 const ZERO: IngestCounts = { received: 0, inserted: 0, duplicates: 0, metrics_upserted: 0, profiles_upserted: 0 };
@@ -197,8 +208,8 @@ function added(a: IngestCounts, b: IngestCounts): IngestCounts {
 
 /** What a batch's messages hold besides the pages' events, gathered as the messages are read. */
 interface Gathered {
-  readonly metrics: MetricUpsert[];
-  readonly profiles: ProfileUpsert[];
+  readonly metrics: NewestById<MetricUpsert>;
+  readonly profiles: NewestById<ProfileUpsert>;
   readonly entries: PlannedProfileEntry[];
   readonly imports: ProfileWrite[];
   received: number;
@@ -208,8 +219,8 @@ interface Gathered {
 function gather(planned: Planned, into: Gathered): readonly NewEvent[] {
   switch (planned.kind) {
     case 'events-page':
-      into.metrics.push(...planned.plan.metrics);
-      into.profiles.push(...planned.plan.profiles);
+      into.metrics.add(planned.plan.metrics);
+      into.profiles.add(planned.plan.profiles);
       into.received += planned.plan.received;
       return planned.plan.events;
     case 'create-event':
@@ -217,11 +228,11 @@ function gather(planned: Planned, into: Gathered): readonly NewEvent[] {
       into.entries.push(...planned.entries);
       return [];
     case 'profiles':
-      into.profiles.push(...planned.profiles);
+      into.profiles.add(planned.profiles);
       into.received += planned.profiles.length;
       return [];
     case 'metrics':
-      into.metrics.push(...planned.metrics);
+      into.metrics.add(planned.metrics);
       into.received += planned.metrics.length;
       return [];
     case 'profile-bulk-import':
@@ -258,26 +269,18 @@ function pageEvents(batch: Iterator<Valid>, into: Gathered): Iterator<NewEvent> 
  * written: the events' foreign keys are gone (docs/bookkeeping.md), and the transaction writes both.
  */
 async function writeMessages(tx: Db, accountId: string, batch: Iterator<Valid>): Promise<IngestCounts> {
-  const gathered: Gathered = { metrics: [], profiles: [], entries: [], imports: [], received: 0 };
+  const gathered: Gathered = {
+    metrics: new NewestById(),
+    profiles: new NewestById(),
+    entries: [],
+    imports: [],
+    received: 0,
+  };
   // The events are stored in the order the messages bring them: a page's, Klaviyo's, by time.
   const e = await insertEventStream(tx, accountId, pageEvents(batch, gathered));
   const { metrics, profiles, entries, imports } = gathered;
-  const m =
-    metrics.length > 0
-      ? await upsertMetrics(
-          tx,
-          accountId,
-          newestById(metrics, (x) => (x.isStub ? null : x.updated)),
-        )
-      : undefined;
-  const p =
-    profiles.length > 0
-      ? await upsertProfiles(
-          tx,
-          accountId,
-          newestById(profiles, (x) => (x.isStub ? null : x.updated)),
-        )
-      : undefined;
+  const m = metrics.size > 0 ? await upsertMetrics(tx, accountId, metrics.sorted()) : undefined;
+  const p = profiles.size > 0 ? await upsertProfiles(tx, accountId, profiles.sorted()) : undefined;
   let counts: IngestCounts = {
     received: gathered.received,
     inserted: e.inserted,
