@@ -1,4 +1,4 @@
-import { asciiJsonOf } from '../db/asciiJson';
+import { asciiJson, asciiJsonOf } from '../db/asciiJson';
 import { copyUnlessDuplicate } from '../db/copy';
 import { copyField } from '../db/copyFormat';
 import type { CopyFields, CopyRow, Db } from '../db/port';
@@ -332,23 +332,34 @@ const PENDING_COLUMNS = [
 const EXACT_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})$/;
 const HOUR_MS = 3_600_000;
 
+// A time in UTC already (Z or +00:00), its hour, minute and second in range: its UTC hour is its
+// first thirteen characters, with no Date made. Any other time takes hourOf's general path.
+const UTC_INSTANT = /^\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?(?:Z|\+00:00)$/;
+
 /** The UTC hour an event falls in, as date_trunc('hour', t, 'UTC') has it; undefined when unsure. */
 function hourOf(timestamp: string): string | undefined {
+  if (UTC_INSTANT.test(timestamp)) return `${timestamp.slice(0, 13)}:00:00.000Z`;
   if (!EXACT_INSTANT.test(timestamp)) return undefined;
   const ms = Date.parse(timestamp);
   return Number.isFinite(ms) ? new Date(Math.floor(ms / HOUR_MS) * HOUR_MS).toISOString() : undefined;
 }
 
-/** The event's non-empty values of the registered keys, as the statement path computes them. */
+/**
+ * The event's non-empty values of the registered keys, as the statement path computes them: one JSON
+ * object, written as text key by key (jsonb orders the keys itself), in ASCII as the events' JSON is.
+ */
 function dimensionValuesOf(e: NewEvent, registered: ReadonlySet<string>): string {
-  // No prototype: a key named __proto__ is then a key like any other.
-  const values = Object.create(null) as Record<string, unknown>;
-  if (registered.size > 0 && !Array.isArray(e.properties))
-    for (const key of registered) {
-      const value = Object.hasOwn(e.properties, key) ? e.properties[key] : undefined;
-      if (value !== undefined && value !== null && value !== '') values[key] = value;
-    }
-  return JSON.stringify(values);
+  if (registered.size === 0) return '{}';
+  const properties = e.properties;
+  if (Array.isArray(properties)) return '{}';
+  let members = '';
+  for (const key of registered) {
+    if (!Object.hasOwn(properties, key)) continue;
+    const value = properties[key];
+    if (value === undefined || value === null || value === '') continue;
+    members += `${members === '' ? '' : ','}${JSON.stringify(key)}:${JSON.stringify(value)}`;
+  }
+  return asciiJson(`{${members}}`);
 }
 
 /** An event's pending row, in PENDING_COLUMNS' order. */
