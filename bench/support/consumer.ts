@@ -70,7 +70,6 @@ export async function prepareBatches(
   let pending: SQSRecord[] = [];
   const batchLines: { offset: number; bytes: number }[] = [];
   let fileBytes = 0;
-  let batches = 0;
   let messages = 0;
   let events = 0;
   let routeMs = 0;
@@ -108,7 +107,6 @@ export async function prepareBatches(
     batchLines.push({ offset: fileBytes, bytes: line.length - 1 });
     fileBytes += line.length;
     if (!out.write(line)) await new Promise<void>((r) => out.once('drain', () => r()));
-    batches += 1;
     pending = [];
     pendingBytes = 0;
     marks += batchMarks.size;
@@ -173,7 +171,7 @@ export async function prepareBatches(
   return {
     file,
     lines: batchLines,
-    batches,
+    batches: batchLines.length,
     messages,
     events,
     routeMs,
@@ -182,7 +180,7 @@ export async function prepareBatches(
     rowsMs,
     copyTextMs,
     revalidateMs,
-    marksPerBatch: batches > 0 ? marks / batches : 0,
+    marksPerBatch: batchLines.length > 0 ? marks / batchLines.length : 0,
   };
 }
 
