@@ -1,3 +1,4 @@
+import { topLevelValues } from '../db/topLevelJson';
 import { asciiJson, asciiJsonOf } from '../db/asciiJson';
 import { copyUnlessDuplicate } from '../db/copy';
 import { copyField } from '../db/copyFormat';
@@ -30,6 +31,11 @@ export interface NewEvent {
    * sends it as it is instead of serialising the fields again. A queued page's events carry it.
    */
   readonly copyLine?: string;
+  /**
+   * The properties as JSON text, where the event has them as text and has not parsed them: the
+   * pending row reads the registered keys' values from it (topLevelJson.ts) instead of `properties`.
+   */
+  readonly propertiesJson?: string;
 }
 
 export interface InsertEventsResult {
@@ -350,12 +356,17 @@ function hourOf(timestamp: string): string | undefined {
  */
 function dimensionValuesOf(e: NewEvent, registered: ReadonlySet<string>): string {
   if (registered.size === 0) return '{}';
-  const properties = e.properties;
-  if (Array.isArray(properties)) return '{}';
+  const text = e.propertiesJson;
+  const found = text === undefined ? undefined : topLevelValues(text, registered);
+  // Without the text, or a text the reader cannot walk: the parsed properties (whose parse then
+  // says what is wrong with them).
+  const properties = found === undefined ? e.properties : undefined;
+  if (properties !== undefined && Array.isArray(properties)) return '{}';
   let members = '';
   for (const key of registered) {
-    if (!Object.hasOwn(properties, key)) continue;
-    const value = properties[key];
+    let value: unknown;
+    if (found !== undefined) value = found.get(key);
+    else if (properties !== undefined && Object.hasOwn(properties, key)) value = properties[key];
     if (value === undefined || value === null || value === '') continue;
     members += `${members === '' ? '' : ','}${JSON.stringify(key)}:${JSON.stringify(value)}`;
   }

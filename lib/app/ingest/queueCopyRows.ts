@@ -73,8 +73,9 @@ const isObjectText = (text: string) => text.startsWith('{') && text.endsWith('}'
 
 /**
  * An event read from its checked line: the fields the write and the bookkeeping read, the line to
- * copy, and its properties and raw data parsed only when something asks for them (the pending
- * rows' dimension values read the properties; the JSON statement, taken without COPY, both).
+ * copy, and its properties and raw data parsed only when something asks for them (the JSON
+ * statement, taken without COPY, reads both; the pending rows' dimension values read the registered
+ * keys' values from the properties' text, topLevelJson.ts).
  */
 class LineEvent implements NewEvent {
   private parsedProperties: Readonly<Record<string, unknown>> | undefined;
@@ -102,6 +103,12 @@ class LineEvent implements NewEvent {
     const own = this.inRawData && this.parsedRawData ? eventPropertiesOf(this.parsedRawData) : undefined;
     this.parsedProperties ??= isPlainObject(own) ? own : parsedObject(this.propertiesText);
     return this.parsedProperties;
+  }
+
+  get propertiesJson(): string | undefined {
+    // Parsed already (the JSON statement's path): the objects serve the pending row as they are.
+    if (this.parsedProperties !== undefined || this.parsedRawData !== undefined) return undefined;
+    return copyFieldValue(this.propertiesText) ?? undefined;
   }
 
   get rawData(): Readonly<Record<string, unknown>> {

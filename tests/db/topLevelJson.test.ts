@@ -1,0 +1,73 @@
+import fc from 'fast-check';
+import { topLevelValues } from '../../lib/db/topLevelJson';
+
+/**
+ * The registered keys' values read from an event's properties text (lib/db/topLevelJson.ts), which
+ * the consumer's pending rows carry: the same values JSON.parse gives, whatever the object holds.
+ */
+
+/** What the values would be from the parsed object: each asked key the object has, last copy winning. */
+function fromParse(text: string, keys: ReadonlySet<string>): Map<string, unknown> {
+  const object = JSON.parse(text) as Record<string, unknown>;
+  const values = new Map<string, unknown>();
+  for (const key of keys) if (Object.hasOwn(object, key)) values.set(key, object[key]);
+  return values;
+}
+
+describe('top-level values of a JSON object', () => {
+  it('finds what JSON.parse finds for any object, spaced or compact, in ASCII or not', () => {
+    const key = fc.oneof(fc.constantFrom('$flow', '$message', 'a', 'Campaign Name', '__proto__', 'é"\\'), fc.string());
+    fc.assert(
+      fc.property(
+        fc.dictionary(key, fc.jsonValue()),
+        fc.uniqueArray(key, { maxLength: 4 }),
+        fc.boolean(),
+        (object, asked, spaced) => {
+          const text = JSON.stringify(object, null, spaced ? 2 : undefined);
+          const keys = new Set([...asked, ...Object.keys(object).slice(0, 2)]);
+          expect(topLevelValues(text, keys)).toEqual(fromParse(text, keys));
+          // Keys spelled with escapes, as asciiJson writes characters beyond ASCII.
+          const escaped = text.replace(
+            /[\u0080-\uffff]/g,
+            (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+          );
+          expect(topLevelValues(escaped, keys)).toEqual(fromParse(escaped, keys));
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('keeps the last copy of a repeated key, as JSON.parse and jsonb do, and decodes escaped keys', () => {
+    const text = '{"$flow":"first","nested":{"$flow":"inside"},"$fl\\u006fw":"last","q":"a \\"quoted\\" }"}';
+    expect(topLevelValues(text, new Set(['$flow', 'q']))).toEqual(
+      new Map([
+        ['$flow', 'last'],
+        ['q', 'a "quoted" }'],
+      ]),
+    );
+  });
+
+  it('steps over nested objects, arrays and strings holding brackets, quotes and backslashes', () => {
+    const text = '{"x":[{"}":"]"},"\\\\",["{"]],"y":{"a":"\\\\\\"}"},"z":-1.5e3}';
+    expect(topLevelValues(text, new Set(['z']))).toEqual(new Map([['z', -1500]]));
+  });
+
+  it('gives up on a text whose top level is not JSON, so that the caller parses it and says why', () => {
+    for (const text of [
+      '',
+      '[]',
+      '{"not": json}',
+      '{"a":1,}',
+      '{"a" 1}',
+      '{"a":1} trailing',
+      '{"a":"unended}',
+      '{"a":[1,2}',
+      '{"a":01}',
+      '{a:1}',
+      '{"a":1',
+    ])
+      expect(topLevelValues(text, new Set(['a']))).toBeUndefined();
+    expect(topLevelValues(' { } ', new Set(['a']))).toEqual(new Map());
+  });
+});
