@@ -39,8 +39,9 @@
  *    batch's payload, which ends a batch of full messages at about 23), written by the ingestConsumer handler in-process with
  *    1, 2 and 3 batches in flight (BENCH_CONSUMERS, default 1,2,3), each run into emptied tables
  *    (events, profiles, metrics and the bookkeeping), against the one-stream COPY above. Then what
- *    the bookkeeping adds to a batch's COPY, as 6 does for a page. Messages are version 3 (events as
- *    COPY lines, what the route sends); BENCH_QUEUE_VERSION=2 or 1 makes the earlier versions, and
+ *    the bookkeeping adds to a batch's COPY, as 6 does for a page. Messages are version 4 (profiles
+ *    and events as COPY lines, what the route sends); BENCH_QUEUE_VERSION=3, 2 or 1 makes the earlier
+ *    versions, and
  *    BENCH_QUEUE_COMPARE=<version> runs that version and BENCH_QUEUE_VERSION in turn with one batch
  *    in flight (BENCH_QUEUE_COMPARE_ROUNDS rounds, default 2), so that both meet the same load; each
  *    round first copies the same rows by one COPY stream, the round's own reference.
@@ -126,7 +127,9 @@ const CONSUMERS = (process.env.BENCH_CONSUMERS ?? '1,2,3')
 const BATCH_MESSAGES = intFromEnv('BENCH_BATCH_MESSAGES', 100);
 const QUEUE_MESSAGE_BYTES = intFromEnv('BENCH_QUEUE_MESSAGE_BYTES', 262_144, 16_384);
 const EVENT_FOREIGN_KEYS = intFromEnv('BENCH_EVENT_FOREIGN_KEYS', 0, 0) !== 0;
-const QUEUE_VERSION: QueueVersion = ((v) => (v === 1 || v === 2 ? v : 3))(intFromEnv('BENCH_QUEUE_VERSION', 3, 1));
+const QUEUE_VERSION: QueueVersion = ((v) => (v === 1 || v === 2 || v === 3 ? v : 4))(
+  intFromEnv('BENCH_QUEUE_VERSION', 4, 1),
+);
 const BATCH_STAGE_EVERY = intFromEnv('BENCH_BATCH_STAGE_EVERY', 5, 2);
 // 0: the events fall over the whole reference year (about 11 an hour at 100,000 events), so a batch's
 // events are nearly each in their own (metric, hour): the worst case for the dirty marks. N: they fall
@@ -135,7 +138,7 @@ const BATCH_STAGE_EVERY = intFromEnv('BENCH_BATCH_STAGE_EVERY', 5, 2);
 const EVENT_HOURS = intFromEnv('BENCH_EVENT_HOURS', 0, 0);
 // A message version to run against BENCH_QUEUE_VERSION with one batch in flight, the two in turn
 // (BENCH_QUEUE_COMPARE_ROUNDS rounds, each run into emptied tables), so that both meet the same load.
-const QUEUE_COMPARE = ((v): QueueVersion | undefined => (v === 1 || v === 2 || v === 3 ? v : undefined))(
+const QUEUE_COMPARE = ((v): QueueVersion | undefined => (v >= 1 && v <= 4 ? (v as QueueVersion) : undefined))(
   intFromEnv('BENCH_QUEUE_COMPARE', 0, 0),
 );
 const QUEUE_COMPARE_ROUNDS = intFromEnv('BENCH_QUEUE_COMPARE_ROUNDS', 2, 1);
@@ -957,7 +960,7 @@ async function main(): Promise<void> {
                     round1((1000 * consumerBatches.checkMs) / consumerBatches.events),
                   ],
                   [
-                    `the consumer's ${QUEUE_VERSION === 1 ? 'validation and mapping' : QUEUE_VERSION === 2 ? 'rows from the checked body' : 'check of the event lines and rows from them'}, per event (µs)`,
+                    `the consumer's ${QUEUE_VERSION === 1 ? 'validation and mapping' : QUEUE_VERSION === 2 ? 'rows from the checked body' : QUEUE_VERSION === 3 ? 'check of the event lines and rows from them' : 'check of the profile and event lines and rows from them'}, per event (µs)`,
                     round1((1000 * consumerBatches.rowsMs) / consumerBatches.events),
                   ],
                   ...(QUEUE_VERSION !== 1

@@ -6,10 +6,11 @@ import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import type postgres from 'postgres';
 import { consumeIngestBatch, planEventsPage } from '../../lib/app/ingest';
 import { ingestMessages } from '../../lib/app/ingest/enqueue';
-import { planFromLines } from '../../lib/app/ingest/queueCopyRows';
+import { planFromLines, splitPlanAsEventLines } from '../../lib/app/ingest/queueCopyRows';
 import {
   AnyQueuedMessageSchema,
   framedMessage,
+  queuedEventLinesMessages,
   queuedMessages,
   queuedRowsMessages,
   splitForQueue,
@@ -57,8 +58,9 @@ export async function prepareBatches(
   maxBytes: number,
   batchMessages: number,
   /**
-   * 3: pages queued as their events' COPY lines, as the route does; 2: as rows of JSON (the consumer
-   * parses and re-serialises them); 1: as their own bodies (the consumer validates them again).
+   * 4: pages queued as their profiles' and events' lines, as the route does; 3: as their events'
+   * COPY lines with the profiles in the head's JSON; 2: as rows of JSON (the consumer parses and
+   * re-serialises them); 1: as their own bodies (the consumer validates them again).
    */
   version: QueueVersion,
 ): Promise<PreparedBatches> {
@@ -116,14 +118,19 @@ export async function prepareBatches(
     const page: unknown = JSON.parse(line);
     let t0 = performance.now();
     const queued =
-      version === 3
+      version === 4
         ? ingestMessages('events-page', page, context).messages
-        : version === 2
-          ? queuedRowsMessages(
-              splitPlanForQueue(planEventsPage(page, { now: acceptedAt }), maxBytes, pointerOf),
+        : version === 3
+          ? queuedEventLinesMessages(
+              splitPlanAsEventLines(planEventsPage(page, { now: acceptedAt }), maxBytes, pointerOf),
               context,
             )
-          : queuedMessages('events-page', splitForQueue('events-page', page, maxBytes), context);
+          : version === 2
+            ? queuedRowsMessages(
+                splitPlanForQueue(planEventsPage(page, { now: acceptedAt }), maxBytes, pointerOf),
+                context,
+              )
+            : queuedMessages('events-page', splitForQueue('events-page', page, maxBytes), context);
     routeMs += performance.now() - t0;
     for (const text of queued) {
       // The consumer's steps before the database (lib/app/ingest/consume.ts), one by one.
@@ -184,14 +191,14 @@ export async function prepareBatches(
   };
 }
 
-export type QueueVersion = 1 | 2 | 3;
+export type QueueVersion = 1 | 2 | 3 | 4;
 
 // The bench's pages are generated: any pointer will do (none is too large for a message).
 const pointerOf = () => '/data';
 
 /** What the consumer makes of a checked envelope (lib/app/ingest/consume.ts). */
 function planOf(envelope: ReturnType<typeof AnyQueuedMessageSchema.parse>, lines: string | undefined) {
-  if (envelope.v === 3) return planFromLines(envelope.body, lines ?? '');
+  if (envelope.v === 3 || envelope.v === 4) return planFromLines(envelope.body, lines ?? '');
   if (envelope.v === 2) return planFromRows(envelope.body);
   return planEventsPage(envelope.body, { now: new Date(envelope.accepted_at) });
 }

@@ -375,9 +375,36 @@ function mergeById(profiles: readonly ProfileUpsert[]): ProfileUpsert[] {
       continue;
     }
     const keep = isNewer(p.updated, seen.updated) ? p : seen;
-    byId.set(p.id, { ...keep, lastEventDate: latest(seen.lastEventDate, p.lastEventDate) });
+    byId.set(p.id, withLastEventDate(keep, latest(seen.lastEventDate, p.lastEventDate)));
   }
   return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/** A profile to store as a plain object, its fields read one by one (withLastEventDate says why). */
+export function plainProfile(p: ProfileUpsert): ProfileUpsert {
+  return p.isStub ? { id: p.id, isStub: true } : withLastEventDate(p, p.lastEventDate);
+}
+
+/**
+ * The copy with another lastEventDate, its fields named one by one: a copy may keep them behind
+ * getters (a queued profile parsed only when read, lib/app/ingest/queueCopyRows.ts), which a spread
+ * would leave out.
+ */
+function withLastEventDate(p: Extract<ProfileUpsert, { isStub: false }>, lastEventDate: string | null): ProfileUpsert {
+  const texts = Object.fromEntries(PROFILE_TEXT_FIELDS.map((f) => [f, p[f]])) as {
+    [K in ProfileTextField]: string | null;
+  };
+  return {
+    id: p.id,
+    isStub: false,
+    ...texts,
+    location: p.location,
+    properties: p.properties,
+    created: p.created,
+    updated: p.updated,
+    lastEventDate,
+    rawData: p.rawData,
+  };
 }
 
 /** Whether `updated` a is strictly later than b, to the microsecond (a missing one is never later). */

@@ -43,12 +43,16 @@ describe('enqueueing a request', () => {
     const one = await queues.client.send(
       new ReceiveMessageCommand({ QueueUrl: queues.queueUrl, MaxNumberOfMessages: 1 }),
     );
-    // A page travels as its events' COPY lines after a line of JSON (lib/app/ingest/queueCopyRows.ts).
+    // A page travels as its profiles' and events' COPY lines after a line of JSON
+    // (lib/app/ingest/queueCopyRows.ts).
     const [head, ...lines] = (one.Messages?.[0]?.Body ?? '{}').split('\n');
     expect(lines.length).toBeGreaterThan(0);
+    const { body } = JSON.parse(head ?? '{}') as { body: { profiles: number; events: number } };
+    expect(body.profiles).toBeGreaterThan(0);
+    expect(body.events).toBeGreaterThan(0);
+    expect(body.profiles + body.events).toBe(lines.length);
     expect(JSON.parse(head ?? '{}')).toMatchObject({
-      v: 3,
-      body: { events: lines.length },
+      v: 4,
       kind: 'events-page',
       account_id: 'default',
       accepted_at: '2024-06-01T00:00:00.000Z',

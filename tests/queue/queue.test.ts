@@ -497,15 +497,32 @@ describe('queue mode: POST 202, then the consumer stores it', () => {
       maxMessageBytes: MAX_BYTES,
     });
     const good = messages[0] as string;
-    const [headText, firstLine] = good.split('\n') as [string, string];
-    const head = JSON.parse(headText) as { body: { events: number } };
-    /** The message with its first line alone, its id changed and then `change` applied to its fields. */
-    const twisted = (id: string, change: (fields: string[]) => void, lines = 1) => {
+    const [headText, ...afterHead] = good.split('\n') as [string, ...string[]];
+    const head = JSON.parse(headText) as { body: { profiles: number; events: number } };
+    const profileLines = afterHead.slice(0, head.body.profiles);
+    const firstLine = afterHead[head.body.profiles] as string;
+    expect(profileLines.length).toBeGreaterThan(0);
+    /**
+     * The message with its profile lines (each changed by `changeProfile`) and its first event line
+     * alone, its id changed and then `change` applied to its fields.
+     */
+    const twisted = (
+      id: string,
+      change: (fields: string[]) => void,
+      lines = 1,
+      changeProfile: (fields: string[]) => void = () => undefined,
+    ) => {
       const fields = firstLine.split('\t');
       fields[0] = id;
       change(fields);
-      const line = fields.join('\t');
-      return `${JSON.stringify({ ...head, body: { ...head.body, events: lines } })}\n${line}`;
+      const profiles = profileLines.map((line) => {
+        const profileFields = line.split('\t');
+        changeProfile(profileFields);
+        return profileFields.join('\t');
+      });
+      return [JSON.stringify({ ...head, body: { ...head.body, events: lines } }), ...profiles, fields.join('\t')].join(
+        '\n',
+      );
     };
     const record = (messageId: string, body: string) => ({ messageId, body });
     const answer = await consumer({
@@ -534,6 +551,27 @@ describe('queue mode: POST 202, then the consumer stores it', () => {
           twisted('linespan', (f) => (f[8] = '@0:99999')),
         ),
         record('no-lines', headText),
+        record(
+          'profile-fields',
+          twisted(
+            'lineprofile',
+            () => undefined,
+            1,
+            (f) => f.pop(),
+          ),
+        ),
+        // Found when the batch is written: a profile line says its resource is newer than the
+        // stored copy (which the good message stored), so the write reads the resource, whose own
+        // updated is not the line's.
+        record(
+          'profile-updated',
+          twisted(
+            'lineupdated',
+            () => undefined,
+            1,
+            (f) => (f[1] = '2999-01-01T00:00:00.000Z'),
+          ),
+        ),
         // Found when the batch is written, and then the message alone: a time the database cannot
         // read, JSON the consumer cannot read.
         record(
@@ -556,6 +594,8 @@ describe('queue mode: POST 202, then the consumer stores it', () => {
       'foreign-escape',
       'missing-field',
       'no-lines',
+      'profile-fields',
+      'profile-updated',
       'unnamed-metric',
     ];
     expect(answer.batchItemFailures.map((f) => f.itemIdentifier).sort()).toEqual(refused);
@@ -579,6 +619,8 @@ describe('queue mode: POST 202, then the consumer stores it', () => {
       { message_id: 'foreign-escape', code: 'invalid_rows' },
       { message_id: 'missing-field', code: 'invalid_rows' },
       { message_id: 'no-lines', code: 'invalid_envelope' },
+      { message_id: 'profile-fields', code: 'invalid_rows' },
+      { message_id: 'profile-updated', code: 'invalid_rows' },
       { message_id: 'unnamed-metric', code: 'invalid_rows' },
     ]);
   });

@@ -1,10 +1,11 @@
 import { planEventsPage } from '../../lib/app/ingest';
 import { planBulkCreate } from '../../lib/app/ingest/klaviyoWrites';
 import { ingestMessages } from '../../lib/app/ingest/enqueue';
-import { planFromLines } from '../../lib/app/ingest/queueCopyRows';
+import { planFromLines, splitPlanAsEventLines } from '../../lib/app/ingest/queueCopyRows';
 import {
   AnyQueuedMessageSchema,
   framedMessage,
+  queuedEventLinesMessages,
   queuedMessages,
   queuedRowsMessages,
   splitForQueue,
@@ -12,6 +13,7 @@ import {
 import { planFromRows, splitPlanForQueue } from '../../lib/app/ingest/queueRows';
 import { copyTextOf } from '../../lib/db/copyFormat';
 import { EVENT_COLUMNS, eventCopyRow, plainEvent, type NewEvent } from '../../lib/repositories/events';
+import { plainProfile, type ProfileUpsert } from '../../lib/repositories/profiles';
 import { eventsPage } from '../ingest/helpers';
 
 /**
@@ -65,8 +67,11 @@ describe('splitting a request into queue messages', () => {
     },
   );
 
-  // Version 3 is what the route sends; version 2 is still read (messages queued before it).
+  // Version 4 is what the route sends; versions 3 and 2 are still read (messages queued before it).
   it.each([
+    [4, 16_384],
+    [4, 65_536],
+    [4, 262_144],
     [3, 16_384],
     [3, 65_536],
     [3, 262_144],
@@ -83,15 +88,23 @@ describe('splitting a request into queue messages', () => {
       delete page.data[1].attributes.event_properties;
       const whole = planEventsPage(page, options);
       const { received, messages } =
-        version === 3
+        version === 4
           ? ingestMessages('events-page', page, { ...context, maxMessageBytes: max })
-          : {
-              received: whole.received,
-              messages: queuedRowsMessages(
-                splitPlanForQueue(whole, max, () => '/data'),
-                context,
-              ),
-            };
+          : version === 3
+            ? {
+                received: whole.received,
+                messages: queuedEventLinesMessages(
+                  splitPlanAsEventLines(whole, max, () => '/data'),
+                  context,
+                ),
+              }
+            : {
+                received: whole.received,
+                messages: queuedRowsMessages(
+                  splitPlanForQueue(whole, max, () => '/data'),
+                  context,
+                ),
+              };
       expect(received).toBe(400);
       for (const m of messages) expect(bytes(m)).toBeLessThanOrEqual(max);
       if (max < 262_144) expect(messages.length).toBeGreaterThan(1);
@@ -110,14 +123,14 @@ describe('splitting a request into queue messages', () => {
         }),
       );
       const planned = envelopes.map((e, i) =>
-        e.v === 3
+        e.v === 3 || e.v === 4
           ? planFromLines(e.body, framed[i]?.lines ?? '')
           : e.v === 2
             ? planFromRows(e.body)
             : planEventsPage(e.body, options),
       );
       const events = planned.flatMap((p) => p.events).sort((a, b) => (a.id < b.id ? -1 : 1));
-      if (version === 3)
+      if (version !== 2)
         // The line COPY is sent is the text of the row COPY would be sent from the mapped event.
         for (const e of events) {
           const mapped = whole.events.find((w) => w.id === e.id) as NewEvent;
@@ -130,11 +143,11 @@ describe('splitting a request into queue messages', () => {
       expect(events.map(plainEvent)).toEqual(expected.events);
       const byId = <T extends { id: string }>(list: T[]) => [...new Map(list.map((x) => [x.id, x])).values()];
       const sorted = <T extends { id: string }>(list: T[]) => list.sort((a, b) => (a.id < b.id ? -1 : 1));
-      expect(sorted(byId(planned.flatMap((p) => p.profiles)))).toEqual(expected.profiles);
+      expect(sorted(byId(planned.flatMap((p) => p.profiles))).map(plainProfile)).toEqual(expected.profiles);
       expect(sorted(byId(planned.flatMap((p) => p.metrics)))).toEqual(expected.metrics);
       // Each part carries the rows its events name, as the whole has them (a full copy, or a stub).
       for (const p of planned) {
-        const profiles = new Map(p.profiles.map((x) => [x.id, x]));
+        const profiles = new Map(p.profiles.map((x) => [x.id, plainProfile(x)]));
         const metrics = new Map(p.metrics.map((x) => [x.id, x]));
         for (const e of p.events) {
           expect(metrics.get(e.metricId)).toEqual(expected.metrics.find((m) => m.id === e.metricId));
@@ -191,7 +204,7 @@ describe('splitting a request into queue messages', () => {
     // Without it, the same page travels as COPY lines.
     page.data[5].attributes.unique_id = 'bell';
     const plain = ingestMessages('events-page', page, { ...context, maxMessageBytes: 16_384 }).messages;
-    expect(plain.map((m) => (JSON.parse(framedMessage(m).json) as { v: number }).v)).toEqual(plain.map(() => 3));
+    expect(plain.map((m) => (JSON.parse(framedMessage(m).json) as { v: number }).v)).toEqual(plain.map(() => 4));
   });
 
   it('a page whose characters beyond ASCII are all in its JSON travels in ASCII, to the same rows, and still fits', () => {
@@ -219,17 +232,17 @@ describe('splitting a request into queue messages', () => {
     const planned = messages.map((m) => {
       const framed = framedMessage(m);
       const envelope = AnyQueuedMessageSchema.parse(JSON.parse(framed.json));
-      if (envelope.v !== 3) throw new Error('not version 3');
+      if (envelope.v !== 4) throw new Error('not version 4');
       return planFromLines(envelope.body, framed.lines ?? '');
     });
     const events = planned.flatMap((p) => p.events).sort((a, b) => (a.id < b.id ? -1 : 1));
     expect(events.map((e) => e.properties)).toEqual(whole.events.map((e) => e.properties));
     expect(events.map(plainEvent)).toEqual(JSON.parse(JSON.stringify(whole.events)));
     const profiles = new Map(planned.flatMap((p) => p.profiles).map((x) => [x.id, x]));
-    for (const p of whole.profiles) expect(profiles.get(p.id)).toEqual(p);
+    for (const p of whole.profiles) expect(plainProfile(profiles.get(p.id) as ProfileUpsert)).toEqual(p);
   });
 
-  it('a page of included resources and no events: one version 3 message with no event lines', () => {
+  it('a page of included resources and no events: one version 4 message with a profile line and no event lines', () => {
     const page = {
       data: [],
       included: [{ type: 'profile', id: 'Palone', attributes: { email: 'alone@example.com' } }],
@@ -237,13 +250,57 @@ describe('splitting a request into queue messages', () => {
     const { messages } = ingestMessages('events-page', page, { ...context, maxMessageBytes: 16_384 });
     expect(messages).toHaveLength(1);
     const framed = framedMessage(messages[0] as string);
-    expect(framed.lines).toBe('');
+    expect(framed.lines?.split('\n')).toHaveLength(1);
     const envelope = AnyQueuedMessageSchema.parse(JSON.parse(framed.json));
-    expect(envelope).toMatchObject({ v: 3, body: { events: 0 } });
-    if (envelope.v !== 3) throw new Error('not version 3');
+    expect(envelope).toMatchObject({ v: 4, body: { profiles: 1, events: 0 } });
+    if (envelope.v !== 4) throw new Error('not version 4');
     const plan = planFromLines(envelope.body, framed.lines ?? '');
     expect(plan.events).toEqual([]);
-    expect(plan.profiles.map((p) => p.id)).toEqual(['Palone']);
+    expect(plan.profiles.map(plainProfile)).toEqual(planEventsPage(page, options).profiles);
+    // And with nothing at all: a head and an empty line.
+    const [empty] = ingestMessages('events-page', { data: [] }, { ...context, maxMessageBytes: 16_384 }).messages;
+    expect(framedMessage(empty as string).lines).toBe('');
+  });
+
+  it("reads a version 4 profile's resource only when the write asks for more than its id and updated, and checks it then", () => {
+    const page = eventsPage({ events: 2, prefix: 'lazy', metrics: 1, profiles: 1 });
+    const [message] = ingestMessages('events-page', page, { ...context, maxMessageBytes: 16_384 }).messages;
+    const framed = framedMessage(message as string);
+    const envelope = AnyQueuedMessageSchema.parse(JSON.parse(framed.json));
+    if (envelope.v !== 4) throw new Error('not version 4');
+    const [profileLine, ...eventLines] = (framed.lines ?? '').split('\n') as [string, ...string[]];
+    const withProfile = (change: (fields: string[]) => void) => {
+      const fields = profileLine.split('\t');
+      change(fields);
+      return [fields.join('\t'), ...eventLines].join('\n');
+    };
+    const expected = planEventsPage(page, options).profiles[0] as ProfileUpsert & { isStub: false };
+    // A resource that is not JSON at all: the id and updated are read, the resource only when asked.
+    const unread = planFromLines(
+      envelope.body,
+      withProfile((f) => (f[2] = '{not json}')),
+    ).profiles[0] as ProfileUpsert & { isStub: false };
+    expect([unread.id, unread.updated]).toEqual([expected.id, expected.updated]);
+    expect(() => unread.email).toThrow('a JSON field of a line is not JSON');
+    // An updated that is not its resource's, and a resource of another profile.
+    const stale = planFromLines(
+      envelope.body,
+      withProfile((f) => (f[1] = '2999-01-01T00:00:00.000Z')),
+    ).profiles[0] as ProfileUpsert & { isStub: false };
+    expect(() => stale.rawData).toThrow("the line's updated is not its resource's");
+    const other = planFromLines(
+      envelope.body,
+      withProfile((f) => (f[2] = (f[2] as string).replace(expected.id, 'Pother'))),
+    ).profiles[0] as ProfileUpsert & { isStub: false };
+    expect(() => other.created).toThrow('the line holds no profile resource of its id');
+    // Lines whose form is wrong are refused as the message is read.
+    for (const [change, why] of [
+      [(f: string[]) => f.pop(), /\/profiles\/0: 2 fields, not 3/],
+      [(f: string[]) => (f[0] = '\\N'), /\/profiles\/0: the id is required/],
+      [(f: string[]) => (f[2] = '[]'), /\/profiles\/0: the resource is not a JSON object/],
+      [(f: string[]) => (f[2] = '\\N'), /\/profiles\/0: a profile without a resource has no updated/],
+    ] as const)
+      expect(() => planFromLines(envelope.body, withProfile(change))).toThrow(why);
   });
 
   it('refuses with 413 and its pointer what no message can hold', () => {

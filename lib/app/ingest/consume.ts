@@ -114,13 +114,14 @@ function parseMessage(message: ReceivedMessage): Valid | QueueReject {
     return rejectOf(message, account, kindOf(json), 'invalid_envelope', `Not an ingest message: ${detail}`);
   }
   const m = envelope.data;
-  if ((m.v === 3) !== (framed.lines !== undefined)) {
-    const detail = m.v === 3 ? 'no event lines after the envelope' : 'text after the JSON envelope';
+  const hasLines = m.v === 3 || m.v === 4;
+  if (hasLines !== (framed.lines !== undefined)) {
+    const detail = hasLines ? 'no lines after the envelope' : 'text after the JSON envelope';
     return rejectOf(message, m.account_id, m.kind, 'invalid_envelope', `Not an ingest message: ${detail}.`);
   }
-  if (m.v === 3 || m.v === 2) {
+  if (m.v !== 1) {
     try {
-      const plan = m.v === 3 ? planFromLines(m.body, framed.lines ?? '') : planFromRows(m.body);
+      const plan = m.v === 2 ? planFromRows(m.body) : planFromLines(m.body, framed.lines ?? '');
       return { message, accountId: m.account_id, planned: { kind: m.kind, plan } };
     } catch (err) {
       if (!(err instanceof InvalidRowsError)) throw err;

@@ -62,9 +62,10 @@ const SQS_UNSAFE = /[\u0001-\u0008\u000B\u000C\u000E-\u001F]/;
 
 /**
  * A request as the text of its queue messages, validated first (HttpError 400 with every pointer).
- * A page of events travels as the COPY text of its events (version 3: the consumer checks the lines
- * and streams them into the events' COPY, without validating or mapping the page again, or parsing
- * its events); the other kinds, a few per request, as their own bodies (version 1).
+ * A page of events travels as lines of COPY text, its profiles' and its events' (version 4: the
+ * consumer checks the lines and streams the events' into their COPY, without validating or mapping
+ * the page again, or parsing its events, and parses only the profiles it stores); the other kinds, a
+ * few per request, as their own bodies (version 1).
  */
 export function ingestMessages(
   kind: QueuedKind,
@@ -83,7 +84,7 @@ export function ingestMessages(
     // SQS carries no control character but tab, newline and carriage return. JSON escapes them, COPY
     // text does not: a page with one in a field outside the JSON (an id, a unique_id) travels as rows
     // of JSON (version 2), which the consumer reads as well.
-    const messages = parts.some((part) => part.events.some((line) => SQS_UNSAFE.test(line)))
+    const messages = parts.some((part) => [...part.profiles, ...part.events].some((line) => SQS_UNSAFE.test(line)))
       ? queuedRowsMessages(splitPlanForQueue(plan, context.maxMessageBytes, pointerOf), context)
       : queuedLinesMessages(parts, context);
     return { received: plan.received, messages };

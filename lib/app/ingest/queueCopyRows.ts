@@ -1,12 +1,16 @@
 import { z } from 'zod';
 import { checkedCopyLine, copyField, copyFieldValue, copyLineOf } from '../../db/copyFormat';
 import { EVENT_COLUMNS, eventScalars, type NewEvent } from '../../repositories/events';
+import type { ProfileAttributes, ProfileUpsert } from '../../repositories/profiles';
+import { profileUpsertFrom } from '../../klaviyo/mapping';
+import type { ProfileResource } from '../../klaviyo/schemas';
 import type { EventsPagePlan } from './eventsPage';
 import {
   eventPropertiesOf,
   InvalidRowsError,
   MetricRowSchema,
   ProfileRowSchema,
+  profileRowItem,
   resourcesFromRows,
   splitPlanAs,
   type PlanPart,
@@ -28,6 +32,12 @@ import { isPlainObject } from './validation';
  * a line that passed (JSON it cannot parse, a time, a value) makes the message a reject, as for the
  * other versions.
  *
+ * Version 4 carries the profiles the same way, a line each after the head (`id`, `updated`, the
+ * resource's JSON), instead of inside the head's JSON: most of a batch's profiles are stored
+ * already and no newer, and the consumer then reads only each line's id and `updated`, parsing the
+ * resource (LineProfile) only for a profile the write stores. Parsing every profile of the head was
+ * the largest part of the consumer's client work left (docs/queue.md).
+ *
  * A page's event properties are its raw event's `attributes.event_properties`: they travel once,
  * inside raw_data, and the properties field says where (`@start:end`, the span of raw_data's escaped
  * text that spells them), so the consumer takes them as a slice of text.
@@ -47,6 +57,22 @@ export const EventLinesHeadSchema = z.object({
 });
 export type EventLinesHead = z.infer<typeof EventLinesHeadSchema>;
 
+/** Version 4's head: the profiles are lines of their own, before the events' (profileLineOf). */
+export const ProfileLinesHeadSchema = z.object({
+  metrics: z.array(MetricRowSchema),
+  profiles: z.number().int().nonnegative(),
+  events: z.number().int().nonnegative(),
+});
+export type ProfileLinesHead = z.infer<typeof ProfileLinesHeadSchema>;
+
+/**
+ * A profile as its line (version 4): its id, its `updated` as mapped, and the resource as received,
+ * in ASCII; a stub (an id events name, with no resource) has neither of the last two.
+ */
+export function profileLineOf(p: ProfileUpsert): string {
+  return p.isStub ? copyLineOf([p.id, null, null]) : copyLineOf([p.id, p.updated, asciiJsonOf(p.rawData)]);
+}
+
 /** An event as its line: the route's encoding. */
 export function eventLineOf(e: NewEvent): string {
   // In ASCII (asciiJson): the same span of both, since each character is escaped on its own.
@@ -57,16 +83,30 @@ export function eventLineOf(e: NewEvent): string {
   return `${scalars}\t${at >= 0 ? `@${at}:${at + properties.length}` : properties}\t${raw}`;
 }
 
-/** A planned page as the parts of its messages (version 3), each under `maxBytes` once in its envelope. */
+const lineItem = (line: string) => ({ item: line, bytes: Buffer.byteLength(line, 'utf8') });
+
+/** A planned page as the parts of its messages (version 4), each under `maxBytes` once in its envelope. */
 export function splitPlanAsLines(
   plan: EventsPagePlan,
   maxBytes: number,
   pointerOf: (rawData: object) => string,
+): PlanPart<string, string>[] {
+  return splitPlanAs(
+    plan,
+    maxBytes,
+    pointerOf,
+    (e) => lineItem(eventLineOf(e)),
+    (p) => lineItem(profileLineOf(p)),
+  );
+}
+
+/** The same parts with the profiles as rows of the head (version 3, as the route queued before version 4). */
+export function splitPlanAsEventLines(
+  plan: EventsPagePlan,
+  maxBytes: number,
+  pointerOf: (rawData: object) => string,
 ): PlanPart<string>[] {
-  return splitPlanAs(plan, maxBytes, pointerOf, (e) => {
-    const line = eventLineOf(e);
-    return { item: line, bytes: Buffer.byteLength(line, 'utf8') };
-  });
+  return splitPlanAs(plan, maxBytes, pointerOf, (e) => lineItem(eventLineOf(e)), profileRowItem);
 }
 
 const isObjectText = (text: string) => text.startsWith('{') && text.endsWith('}');
@@ -127,20 +167,129 @@ function parsedObject(field: string): Readonly<Record<string, unknown>> {
   try {
     value = JSON.parse(copyFieldValue(field) ?? 'null');
   } catch {
-    throw new InvalidRowsError('a JSON field of an event line is not JSON');
+    throw new InvalidRowsError('a JSON field of a line is not JSON');
   }
-  if (!isPlainObject(value)) throw new InvalidRowsError('a JSON field of an event line is not an object');
+  if (!isPlainObject(value)) throw new InvalidRowsError('a JSON field of a line is not an object');
   return value;
 }
 
-/** The plan the consumer writes, from a version 3 message's head and event lines. */
-export function planFromLines(head: EventLinesHead, text: string): EventsPagePlan {
+type FullProfile = Extract<ProfileUpsert, { isStub: false }>;
+
+/**
+ * A profile read from its line: its id and `updated` for the write's decision, the resource parsed
+ * and mapped (as the route mapped it) only when the write reads anything else, which it does for
+ * profiles it stores. A resource that is not the profile its line names, or whose `updated` is not
+ * the line's, fails the message there as invalid rows (consume.ts records it so).
+ */
+class LineProfile implements FullProfile {
+  readonly isStub = false;
+  private mapped: FullProfile | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly updated: string | null,
+    private readonly resourceField: string,
+  ) {}
+
+  private get full(): FullProfile {
+    if (this.mapped) return this.mapped;
+    const resource = parsedObject(this.resourceField);
+    const fail = (why: string) => new InvalidRowsError(`/profiles/${this.id}: ${why}.`);
+    if (resource.type !== 'profile' || resource.id !== this.id || !isPlainObject(resource.attributes))
+      throw fail('the line holds no profile resource of its id');
+    const mapped = profileUpsertFrom(resource as unknown as ProfileResource, resource);
+    if (mapped.isStub || mapped.updated !== this.updated) throw fail("the line's updated is not its resource's");
+    this.mapped = mapped;
+    return mapped;
+  }
+
+  private attribute<K extends keyof ProfileAttributes>(key: K): ProfileAttributes[K] {
+    return this.full[key];
+  }
+
+  get email() {
+    return this.attribute('email');
+  }
+  get phone_number() {
+    return this.attribute('phone_number');
+  }
+  get external_id() {
+    return this.attribute('external_id');
+  }
+  get anonymous_id() {
+    return this.attribute('anonymous_id');
+  }
+  get first_name() {
+    return this.attribute('first_name');
+  }
+  get last_name() {
+    return this.attribute('last_name');
+  }
+  get organization() {
+    return this.attribute('organization');
+  }
+  get locale() {
+    return this.attribute('locale');
+  }
+  get title() {
+    return this.attribute('title');
+  }
+  get image() {
+    return this.attribute('image');
+  }
+  get location() {
+    return this.attribute('location');
+  }
+  get properties() {
+    return this.attribute('properties');
+  }
+  get created() {
+    return this.full.created;
+  }
+  get lastEventDate() {
+    return this.full.lastEventDate;
+  }
+  get rawData() {
+    return this.full.rawData;
+  }
+}
+
+/** A version 4 profile line, checked for its form (its resource is read when the write needs it). */
+function profileFromLine(line: string, i: number): ProfileUpsert {
+  const fail = (why: string) => new InvalidRowsError(`/profiles/${i}: ${why}.`);
+  const fields = checkedCopyLine(line, 3);
+  if (typeof fields === 'string') throw fail(fields);
+  const [idField, updatedField, resourceField] = fields as [string, string, string];
+  const id = copyFieldValue(idField);
+  const updated = copyFieldValue(updatedField);
+  if (!id) throw fail('the id is required');
+  if (copyFieldValue(resourceField) === null) {
+    if (updated !== null) throw fail('a profile without a resource has no updated');
+    return { id, isStub: true };
+  }
+  if (!isObjectText(resourceField)) throw fail('the resource is not a JSON object');
+  return new LineProfile(id, updated, resourceField);
+}
+
+/**
+ * The plan the consumer writes, from a version 3 or 4 message's head and the lines after it: version
+ * 4's profile lines, then the event lines.
+ */
+export function planFromLines(head: EventLinesHead | ProfileLinesHead, text: string): EventsPagePlan {
   const lines = text === '' ? [] : text.split('\n');
-  if (lines.length !== head.events)
-    throw new InvalidRowsError(`/events: ${lines.length} event lines, where the message says ${head.events}.`);
-  const metricIds = new Set(head.metrics.map((m) => m.id));
-  const profileIds = new Set(head.profiles.map((p) => p.id));
-  const events = lines.map((line, i): NewEvent => {
+  const profileLines = typeof head.profiles === 'number' ? head.profiles : 0;
+  if (lines.length !== profileLines + head.events)
+    throw new InvalidRowsError(
+      `/events: ${lines.length} lines, where the message says ${profileLines} profiles and ${head.events} events.`,
+    );
+  const { metrics, profiles: profileRows } = resourcesFromRows({
+    metrics: head.metrics,
+    profiles: typeof head.profiles === 'number' ? [] : head.profiles,
+  });
+  const profiles = typeof head.profiles === 'number' ? lines.slice(0, profileLines).map(profileFromLine) : profileRows;
+  const metricIds = new Set(metrics.map((m) => m.id));
+  const profileIds = new Set(profiles.map((p) => p.id));
+  const events = lines.slice(profileLines).map((line, i): NewEvent => {
     const fail = (why: string) => new InvalidRowsError(`/events/${i}: ${why}.`);
     const fields = checkedCopyLine(line, LINE_WIDTH);
     if (typeof fields === 'string') throw fail(fields);
@@ -177,5 +326,5 @@ export function planFromLines(head: EventLinesHead, text: string): EventsPagePla
       span !== null,
     );
   });
-  return { received: events.length, ...resourcesFromRows(head), events };
+  return { received: events.length, metrics, profiles, events };
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { HttpError } from '../../klaviyo/errors';
-import { EventLinesHeadSchema } from './queueCopyRows';
+import { EventLinesHeadSchema, ProfileLinesHeadSchema } from './queueCopyRows';
 import { EventRowsBodySchema, type EventRowsBody, type PlanPart } from './queueRows';
 import { asciiJsonOf } from '../../db/asciiJson';
 import { isPlainObject } from './validation';
@@ -58,16 +58,29 @@ const QueuedLinesMessageSchema = z.object({
 });
 type QueuedLinesMessage = z.infer<typeof QueuedLinesMessageSchema>;
 
+/**
+ * Version 4: as version 3, with the profiles as lines of their own between the head and the event
+ * lines (queueCopyRows.ts), so that the consumer parses only the profiles it stores.
+ */
+const QueuedProfileLinesMessageSchema = z.object({
+  v: z.literal(4),
+  ...ENVELOPE_FIELDS,
+  kind: z.literal('events-page'),
+  body: ProfileLinesHeadSchema,
+});
+type QueuedProfileLinesMessage = z.infer<typeof QueuedProfileLinesMessageSchema>;
+
 /** What the consumer accepts: every version, so that messages queued before a deployment are still written. */
 export const AnyQueuedMessageSchema = z.discriminatedUnion('v', [
   QueuedMessageSchema,
   QueuedRowsMessageSchema,
   QueuedLinesMessageSchema,
+  QueuedProfileLinesMessageSchema,
 ]);
 
 /**
- * A message's JSON and, for version 3, the event lines after it. Versions 1 and 2 are JSON alone
- * (JSON.stringify never writes a raw newline), so the first newline ends a version 3 head.
+ * A message's JSON and, for versions 3 and 4, the lines after it. Versions 1 and 2 are JSON alone
+ * (JSON.stringify never writes a raw newline), so the first newline ends a version 3 or 4 head.
  */
 export function framedMessage(text: string): { readonly json: string; readonly lines: string | undefined } {
   const end = text.indexOf('\n');
@@ -292,8 +305,24 @@ export function queuedMessages(kind: QueuedKind, bodies: readonly unknown[], con
   );
 }
 
-/** The messages of a page queued as event lines (version 3), as the text SQS carries. */
-export function queuedLinesMessages(parts: readonly PlanPart<string>[], context: MessageContext): string[] {
+/** The messages of a page queued as profile and event lines (version 4, the route's), as the text SQS carries. */
+export function queuedLinesMessages(parts: readonly PlanPart<string, string>[], context: MessageContext): string[] {
+  return parts.map((part, index) => {
+    const head = asciiJsonOf({
+      v: 4,
+      kind: 'events-page',
+      ...envelope(context, index, parts.length),
+      body: { metrics: part.metrics, profiles: part.profiles.length, events: part.events.length },
+    } satisfies QueuedProfileLinesMessage);
+    return `${head}\n${[...part.profiles, ...part.events].join('\n')}`;
+  });
+}
+
+/**
+ * The messages of a page queued as event lines with the profiles in the head (version 3, as the route
+ * queued before version 4; the consumer still reads them), as the text SQS carries.
+ */
+export function queuedEventLinesMessages(parts: readonly PlanPart<string>[], context: MessageContext): string[] {
   return parts.map((part, index) => {
     const head = asciiJsonOf({
       v: 3,

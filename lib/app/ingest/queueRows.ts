@@ -134,32 +134,52 @@ export function splitPlanForQueue(
   maxBytes: number,
   pointerOf: (rawData: object) => string,
 ): EventRowsBody[] {
-  return splitPlanAs(plan, maxBytes, pointerOf, (e) => {
-    const row = eventRow(e);
-    return { item: row, bytes: bytesOf(row) };
-  });
+  return splitPlanAs(
+    plan,
+    maxBytes,
+    pointerOf,
+    (e) => {
+      const row = eventRow(e);
+      return { item: row, bytes: bytesOf(row) };
+    },
+    profileRowItem,
+  );
 }
 
-/** A part of a page: the metric and profile rows its events name, and its events as `T`. */
-export interface PlanPart<T> {
+type ProfileRow = EventRowsBody['profiles'][number];
+
+/** A profile as a row of a message's body (versions 2 and 3), and its bytes there. */
+export function profileRowItem(p: ProfileUpsert): { item: ProfileRow; bytes: number } {
+  const row = rowOf(p) as ProfileRow;
+  return { item: row, bytes: bytesOf(row) };
+}
+
+/** A part of a page: the metric rows its events name, its profiles as `P`, and its events as `T`. */
+export interface PlanPart<T, P = ProfileRow> {
   readonly metrics: EventRowsBody['metrics'];
-  readonly profiles: EventRowsBody['profiles'];
+  readonly profiles: P[];
   readonly events: T[];
 }
 
-/** splitPlanForQueue with each event encoded by `encode` (its item and that item's size in a message). */
-export function splitPlanAs<T>(
+/** splitPlanForQueue with each event encoded by `encode` and each profile by `encodeProfile` (an item and its size in a message). */
+export function splitPlanAs<T, P = ProfileRow>(
   plan: EventsPagePlan,
   maxBytes: number,
   pointerOf: (rawData: object) => string,
   encode: (e: NewEvent) => { item: T; bytes: number },
-): PlanPart<T>[] {
+  encodeProfile: (p: ProfileUpsert) => { item: P; bytes: number },
+): PlanPart<T, P>[] {
   const budget = maxBytes - ENVELOPE_BYTES;
   const metricById = new Map(plan.metrics.map((m) => [m.id, { row: m, size: bytesOf(rowOf(m)) + 1 }]));
-  const profileById = new Map(plan.profiles.map((p) => [p.id, { row: p, size: bytesOf(rowOf(p)) + 1 }]));
-  const parts: PlanPart<T>[] = [];
+  const profileById = new Map(
+    plan.profiles.map((p) => {
+      const { item, bytes } = encodeProfile(p);
+      return [p.id, { row: p, item, size: bytes + 1 }];
+    }),
+  );
+  const parts: PlanPart<T, P>[] = [];
   let metrics = new Map<string, MetricUpsert>();
-  let profiles = new Map<string, ProfileUpsert>();
+  let profiles = new Map<string, { row: ProfileUpsert; item: P }>();
   let events: T[] = [];
   let used = 0;
   const named = new Set<string>();
@@ -167,7 +187,7 @@ export function splitPlanAs<T>(
     if (events.length === 0 && metrics.size === 0 && profiles.size === 0) return;
     parts.push({
       metrics: [...metrics.values()].map(rowOf) as EventRowsBody['metrics'],
-      profiles: [...profiles.values()].map(rowOf) as EventRowsBody['profiles'],
+      profiles: [...profiles.values()].map((p) => p.item),
       events,
     });
     metrics = new Map();
@@ -195,20 +215,21 @@ export function splitPlanAs<T>(
     used += sizeWith(false);
     events.push(row);
     if (metric) metrics.set(metric.row.id, metric.row);
-    if (profile) profiles.set(profile.row.id, profile.row);
+    if (profile) profiles.set(profile.row.id, profile);
     named.add(`m${e.metricId}`);
     if (e.profileId !== null) named.add(`p${e.profileId}`);
   }
   // Rows no event names (included resources of their own), after the events.
-  const add = (row: MetricUpsert | ProfileUpsert, size: number, kind: 'metric' | 'profile') => {
+  const add = (row: MetricUpsert | ProfileUpsert, size: number, keep: () => void) => {
     if (size > budget) throw tooLarge(row.isStub ? '/included' : pointerOf(row.rawData));
     if (used + size > budget) flush();
     used += size;
-    if (kind === 'metric') metrics.set(row.id, row as MetricUpsert);
-    else profiles.set(row.id, row as ProfileUpsert);
+    keep();
   };
-  for (const { row, size } of metricById.values()) if (!named.has(`m${row.id}`)) add(row, size, 'metric');
-  for (const { row, size } of profileById.values()) if (!named.has(`p${row.id}`)) add(row, size, 'profile');
+  for (const { row, size } of metricById.values())
+    if (!named.has(`m${row.id}`)) add(row, size, () => metrics.set(row.id, row));
+  for (const profile of profileById.values())
+    if (!named.has(`p${profile.row.id}`)) add(profile.row, profile.size, () => profiles.set(profile.row.id, profile));
   flush();
   return parts.length > 0 ? parts : [{ metrics: [], profiles: [], events: [] }];
 }
