@@ -584,6 +584,12 @@ describe('queue mode: POST 202, then the consumer stores it', () => {
             f[8] = '{"not": json}';
           }),
         ),
+        record(
+          'nested-json',
+          twisted('linenested', (f) => {
+            f[8] = '{"$flow": "F1", "deep": {"not": json}}';
+          }),
+        ),
       ],
     } as unknown as SQSEvent);
     const refused = [
@@ -593,6 +599,7 @@ describe('queue mode: POST 202, then the consumer stores it', () => {
       'cut-short',
       'foreign-escape',
       'missing-field',
+      'nested-json',
       'no-lines',
       'profile-fields',
       'profile-updated',
@@ -610,14 +617,16 @@ describe('queue mode: POST 202, then the consumer stores it', () => {
       [`{${refused.join(',')}}`],
     );
     expect(rejects).toEqual([
-      // The consumer reads a line's properties for its pending row as the COPY takes the line (and
-      // without COPY, the Data API, to send them): it finds the JSON unreadable before the database.
+      // The consumer reads the top level of a line's properties for its pending row as the COPY takes
+      // the line (and without COPY, the Data API, parses them whole to send them): it finds JSON
+      // unreadable there before the database. Inside a nested value, with COPY, jsonb refuses it.
       { message_id: 'bad-json', code: 'invalid_rows' },
       { message_id: 'bad-span', code: 'invalid_rows' },
       { message_id: 'bad-time', code: '22007' },
       { message_id: 'cut-short', code: 'invalid_rows' },
       { message_id: 'foreign-escape', code: 'invalid_rows' },
       { message_id: 'missing-field', code: 'invalid_rows' },
+      { message_id: 'nested-json', code: t.db.driver === 'postgres' ? '22P02' : 'invalid_rows' },
       { message_id: 'no-lines', code: 'invalid_envelope' },
       { message_id: 'profile-fields', code: 'invalid_rows' },
       { message_id: 'profile-updated', code: 'invalid_rows' },
