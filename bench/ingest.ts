@@ -42,9 +42,10 @@
  *    the bookkeeping adds to a batch's COPY, as 6 does for a page. Messages are version 4 (profiles
  *    and events as COPY lines, what the route sends); BENCH_QUEUE_VERSION=3, 2 or 1 makes the earlier
  *    versions, and
- *    BENCH_QUEUE_COMPARE=<version> runs that version and BENCH_QUEUE_VERSION in turn with one batch
- *    in flight (BENCH_QUEUE_COMPARE_ROUNDS rounds, default 2), so that both meet the same load; each
- *    round first copies the same rows by one COPY stream, the round's own reference.
+ *    BENCH_QUEUE_COMPARE=<version> runs that version and BENCH_QUEUE_VERSION in turn with one and
+ *    with three batches in flight (BENCH_QUEUE_COMPARE_ROUNDS rounds, default 2), so that both meet
+ *    the same load; each round copies the same rows by one COPY stream before and after its runs,
+ *    and the mean of the two is the round's own reference.
  *
  * BENCH_EVENT_HOURS=N puts the events within the last N hours of the reference year instead of over
  * the whole of it: time-ordered pages as dense as a busy account's, whose batches touch a few (metric,
@@ -136,12 +137,14 @@ const BATCH_STAGE_EVERY = intFromEnv('BENCH_BATCH_STAGE_EVERY', 5, 2);
 // within the last N hours of it, in time order as Klaviyo's Get Events pages deliver them, as dense as a
 // busy account's (or real-time Create Event traffic): a batch touches a few (metric, hour) pairs.
 const EVENT_HOURS = intFromEnv('BENCH_EVENT_HOURS', 0, 0);
-// A message version to run against BENCH_QUEUE_VERSION with one batch in flight, the two in turn
+// A message version to run against BENCH_QUEUE_VERSION with one and three batches in flight, the two in turn
 // (BENCH_QUEUE_COMPARE_ROUNDS rounds, each run into emptied tables), so that both meet the same load.
 const QUEUE_COMPARE = ((v): QueueVersion | undefined => (v >= 1 && v <= 4 ? (v as QueueVersion) : undefined))(
   intFromEnv('BENCH_QUEUE_COMPARE', 0, 0),
 );
 const QUEUE_COMPARE_ROUNDS = intFromEnv('BENCH_QUEUE_COMPARE_ROUNDS', 2, 1);
+// The batches in flight each round runs both versions with: the goals' two, 1 and 3.
+const COMPARE_IN_FLIGHT = [1, 3] as const;
 
 const STAGES = [
   'JSON.parse',
@@ -601,7 +604,13 @@ async function main(): Promise<void> {
     let consumerBatches: Awaited<ReturnType<typeof prepareBatches>> | undefined;
     let consumerBookkeeping: Awaited<ReturnType<typeof batchBookkeeping>> | undefined;
     const batchStages: BatchStages = { batches: 0, events: 0, ms: new Map() };
-    const versionRuns: { version: QueueVersion; run: ConsumerRun; prepared: PreparedBatches; copyRate: number }[] = [];
+    const versionRuns: {
+      version: QueueVersion;
+      round: number;
+      run: ConsumerRun;
+      prepared: PreparedBatches;
+      copyRate: number;
+    }[] = [];
     if (CONSUMERS.length > 0) {
       process.stdout.write(`splitting the pages into queue messages ...\n`);
       consumerBatches = await prepareBatches(
@@ -628,7 +637,9 @@ async function main(): Promise<void> {
         consumerRuns = [...consumerRuns, run];
       }
       if (QUEUE_COMPARE !== undefined) {
-        process.stdout.write(`message versions ${QUEUE_VERSION} and ${QUEUE_COMPARE} in turn, 1 batch in flight ...\n`);
+        process.stdout.write(
+          `message versions ${QUEUE_VERSION} and ${QUEUE_COMPARE} in turn, ${COMPARE_IN_FLIGHT.join(' and ')} batches in flight ...\n`,
+        );
         const other = await prepareBatches(
           pagesFile,
           join(DATA_DIR, 'batches-compare.ndjson'),
@@ -636,21 +647,30 @@ async function main(): Promise<void> {
           BATCH_MESSAGES,
           QUEUE_COMPARE,
         );
-        // Each round also copies the same rows by one COPY stream, its own reference: the one-stream
-        // COPY's rate moves with the machine's load from minute to minute as much as the consumer's.
+        // Each round copies the same rows by one COPY stream before and after its runs, and takes the
+        // mean of the two as its own reference: the one-stream COPY's rate moves with the machine's
+        // load from minute to minute as much as the consumer's, and one COPY minutes away says as much
+        // about that minute as about the consumer.
         for (let round = 0; round < QUEUE_COMPARE_ROUNDS; round += 1) {
-          const roundCopy = await copyAll(1);
-          process.stdout.write(`  round ${round + 1}, one COPY stream: ${fmt(roundCopy.rate)} rows/s\n`);
-          for (const [version, prepared] of [
-            [QUEUE_VERSION, consumerBatches],
-            [QUEUE_COMPARE, other],
-          ] as const) {
-            await sql`TRUNCATE klaviyo_events, klaviyo_aggregate_pending, klaviyo_aggregate_dirty, klaviyo_profiles, klaviyo_metrics CASCADE`;
-            await sql`CHECKPOINT`;
-            const run = await runConsumers(consumer, prepared, 1);
-            process.stdout.write(`  version ${version}: ${fmt(run.rate)} events/s\n`);
-            versionRuns.push({ version, run, prepared, copyRate: roundCopy.rate });
-          }
+          const before = await copyAll(1);
+          const runs: { version: QueueVersion; run: ConsumerRun; prepared: PreparedBatches }[] = [];
+          for (const consumers of COMPARE_IN_FLIGHT)
+            for (const [version, prepared] of [
+              [QUEUE_VERSION, consumerBatches],
+              [QUEUE_COMPARE, other],
+            ] as const) {
+              await sql`TRUNCATE klaviyo_events, klaviyo_aggregate_pending, klaviyo_aggregate_dirty, klaviyo_profiles, klaviyo_metrics CASCADE`;
+              await sql`CHECKPOINT`;
+              const run = await runConsumers(consumer, prepared, consumers);
+              process.stdout.write(`  version ${version}, ${consumers} in flight: ${fmt(run.rate)} events/s\n`);
+              runs.push({ version, run, prepared });
+            }
+          const after = await copyAll(1);
+          const roundCopyRate = (before.rate + after.rate) / 2;
+          process.stdout.write(
+            `  round ${round + 1}, one COPY stream: ${fmt(before.rate)} rows/s before, ${fmt(after.rate)} after\n`,
+          );
+          for (const r of runs) versionRuns.push({ ...r, round: round + 1, copyRate: roundCopyRate });
         }
         rmSync(other.file, { force: true });
       }
@@ -774,7 +794,7 @@ async function main(): Promise<void> {
       if (QUEUE_VERSION !== 1) line('  validating and mapping again (v1)', perEvent(consumerBatches.revalidateMs));
       for (const { version, run, prepared, copyRate: roundCopyRate } of versionRuns)
         line(
-          `  version ${version}, 1 in flight`,
+          `  version ${version}, ${run.consumers} in flight`,
           `${fmt(run.rate)} events/s  ${fmt((100 * run.rate) / roundCopyRate, 1)} % of its round's COPY stream, ${fmt(roundCopyRate)} rows/s (${fmt(prepared.events / prepared.messages)} events a message; this process's CPU ${fmt((1000 * run.clientCpuMs) / run.events, 1)} µs per event; single-threaded, per event: parse and check ${fmt(beforeDbUs(prepared), 1)} µs, COPY text ${fmt((1000 * prepared.copyTextMs) / prepared.events, 1)} µs)`,
         );
       if (batchStages.batches > 0) {
@@ -888,9 +908,10 @@ async function main(): Promise<void> {
               ...(versionRuns.length > 0
                 ? [
                     {
-                      title: `Queue consumer by message version, 1 batch in flight, the versions in turn (${QUEUE_COMPARE_ROUNDS} rounds, each run into emptied tables, each round with its own one-stream COPY of the same rows)`,
+                      title: `Queue consumer by message version, ${COMPARE_IN_FLIGHT.join(' and ')} batches in flight, the versions in turn (${QUEUE_COMPARE_ROUNDS} rounds, each run into emptied tables, each round against the mean of a one-stream COPY of the same rows before and after its runs)`,
                       columns: [
                         'message version',
+                        'batches in flight',
                         'round',
                         'events per message',
                         'rows/s',
@@ -900,9 +921,10 @@ async function main(): Promise<void> {
                         'single-threaded: parse and check, per event (µs)',
                         'single-threaded: the COPY text, per event (µs)',
                       ],
-                      rows: versionRuns.map(({ version, run, prepared, copyRate: roundCopyRate }, i) => [
+                      rows: versionRuns.map(({ version, round, run, prepared, copyRate: roundCopyRate }) => [
                         version,
-                        Math.floor(i / 2) + 1,
+                        run.consumers,
+                        round,
                         Math.round(prepared.events / prepared.messages),
                         Math.round(run.rate),
                         Math.round(roundCopyRate),
@@ -1019,6 +1041,14 @@ async function main(): Promise<void> {
             const ratio = (100 * run.rate) / copyRate;
             return `Queue consumer, ${run.consumers} batch${run.consumers === 1 ? '' : 'es'} in flight, at least ${goal} % of one COPY stream: ${fmt(ratio, 1)} % (${ratio >= goal ? 'met' : 'not met'}).`;
           }),
+        ...(versionRuns.length === 0 ? [] : COMPARE_IN_FLIGHT).map((consumers) => {
+          const goal = consumers === 3 ? 70 : 50;
+          const ratios = versionRuns
+            .filter((r) => r.version === QUEUE_VERSION && r.run.consumers === consumers)
+            .map((r) => (100 * r.run.rate) / r.copyRate);
+          const met = ratios.filter((ratio) => ratio >= goal).length;
+          return `The same, each round against its own COPY (version ${QUEUE_VERSION}, ${consumers} in flight, goal ${goal} %): ${ratios.map((ratio) => `${fmt(ratio, 1)} %`).join(', ')} (met in ${met} of ${ratios.length} rounds).`;
+        }),
       ],
       notes: [
         'Pages are generated and serialised before the clock starts; the ingest figure is every stored event over the wall time.',
