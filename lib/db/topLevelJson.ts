@@ -14,7 +14,14 @@
  * malformed JSON inside them is left for PostgreSQL to refuse when the text is stored (jsonb reads
  * all of it). Returns undefined for a text it cannot walk, so that the caller parses it whole and
  * JSON.parse says why.
+ *
+ * With `copyEscaped`, the text is the JSON as a field of COPY text (copyField: every backslash
+ * doubled, a line end or tab as `\n`, `\r`, `\t`), as a queued event line carries it: read as it
+ * is, and only the values asked for unescaped, rather than unescaping the whole object first (a copy
+ * of it for every event whose JSON has one escape). Whitespace spelled as a COPY escape between the
+ * tokens, which this process never writes, makes it give up.
  */
+import { copyFieldValue } from './copyFormat';
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -36,26 +43,29 @@ function skipSpace(text: string, at: number): number {
   }
 }
 
-/** The index after the string that starts (with its quote) at `at`, or -1 when it does not end. */
-function stringEnd(text: string, at: number): number {
+/**
+ * The index after the string that starts (with its quote) at `at`, or -1 when it does not end. A
+ * quote is escaped by an odd number of backslashes before it: JSON's own, each doubled in COPY text.
+ */
+function stringEnd(text: string, at: number, copyEscaped: boolean): number {
   let from = at + 1;
   for (;;) {
     const quote = text.indexOf('"', from);
     if (quote < 0) return -1;
     let backslashes = 0;
     while (text.charCodeAt(quote - 1 - backslashes) === BACKSLASH) backslashes += 1;
-    if (backslashes % 2 === 0) return quote + 1;
+    if ((copyEscaped ? backslashes >> 1 : backslashes) % 2 === 0) return quote + 1;
     from = quote + 1;
   }
 }
 
 /** The index after the object or array that starts at `at`, found by its brackets; -1 when it does not end. */
-function nestedEnd(text: string, at: number): number {
+function nestedEnd(text: string, at: number, copyEscaped: boolean): number {
   let depth = 0;
   for (let i = at; i < text.length; i += 1) {
     const c = text.charCodeAt(i);
     if (c === QUOTE) {
-      const end = stringEnd(text, i);
+      const end = stringEnd(text, i, copyEscaped);
       if (end < 0) return -1;
       i = end - 1;
     } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) depth += 1;
@@ -79,23 +89,62 @@ function scalarEnd(text: string, at: number): number {
   return i > at && SCALAR.test(text.slice(at, i)) ? i : -1;
 }
 
-function valueEnd(text: string, at: number): number {
+function valueEnd(text: string, at: number, copyEscaped: boolean): number {
   const c = text.charCodeAt(at);
-  if (c === QUOTE) return stringEnd(text, at);
-  if (c === OPEN_OBJECT || c === OPEN_ARRAY) return nestedEnd(text, at);
+  if (c === QUOTE) return stringEnd(text, at, copyEscaped);
+  if (c === OPEN_OBJECT || c === OPEN_ARRAY) return nestedEnd(text, at, copyEscaped);
   return scalarEnd(text, at);
 }
 
-function parsed(text: string): { value: unknown } | undefined {
+function parsed(json: string, copyEscaped: boolean): { value: unknown } | undefined {
   try {
-    return { value: JSON.parse(text) as unknown };
+    return { value: JSON.parse(copyEscaped ? (copyFieldValue(json) ?? '') : json) as unknown };
   } catch {
     return undefined;
   }
 }
 
+/** The asked keys by length, so that a key of the text is compared in place, with no string made of it. */
+const keysByLength = new WeakMap<ReadonlySet<string>, Map<number, string[]>>();
+
+function byLength(keys: ReadonlySet<string>): Map<number, string[]> {
+  let index = keysByLength.get(keys);
+  if (index === undefined) {
+    index = new Map();
+    for (const key of keys) index.set(key.length, [...(index.get(key.length) ?? []), key]);
+    keysByLength.set(keys, index);
+  }
+  return index;
+}
+
+/**
+ * The asked key the text spells between `from` and `to` (a key's characters); null when it spells
+ * another, undefined when it spells none JSON can read.
+ */
+function askedKey(
+  text: string,
+  from: number,
+  to: number,
+  keys: ReadonlySet<string>,
+  copyEscaped: boolean,
+): string | null | undefined {
+  for (let i = from; i < to; i += 1)
+    if (text.charCodeAt(i) === BACKSLASH) {
+      // Spelled with an escape: decoded, then looked up.
+      const decoded = parsed(text.slice(from - 1, to + 1), copyEscaped);
+      if (decoded === undefined || typeof decoded.value !== 'string') return undefined;
+      return keys.has(decoded.value) ? decoded.value : null;
+    }
+  for (const key of byLength(keys).get(to - from) ?? []) if (text.startsWith(key, from)) return key;
+  return null;
+}
+
 /** The values of `keys` the object in `text` has at its top level (see above), or undefined. */
-export function topLevelValues(text: string, keys: ReadonlySet<string>): Map<string, unknown> | undefined {
+export function topLevelValues(
+  text: string,
+  keys: ReadonlySet<string>,
+  { copyEscaped = false }: { copyEscaped?: boolean } = {},
+): Map<string, unknown> | undefined {
   const values = new Map<string, unknown>();
   let i = skipSpace(text, 0);
   if (text.charCodeAt(i) !== OPEN_OBJECT) return undefined;
@@ -103,24 +152,19 @@ export function topLevelValues(text: string, keys: ReadonlySet<string>): Map<str
   if (text.charCodeAt(i) === CLOSE_OBJECT) return skipSpace(text, i + 1) === text.length ? values : undefined;
   for (;;) {
     if (text.charCodeAt(i) !== QUOTE) return undefined;
-    const keyEnd = stringEnd(text, i);
+    const keyEnd = stringEnd(text, i, copyEscaped);
     if (keyEnd < 0) return undefined;
-    const spelled = text.slice(i + 1, keyEnd - 1);
-    let key = spelled;
-    if (spelled.includes('\\')) {
-      const decoded = parsed(text.slice(i, keyEnd));
-      if (decoded === undefined) return undefined;
-      key = decoded.value as string;
-    }
+    const asked = askedKey(text, i + 1, keyEnd - 1, keys, copyEscaped);
+    if (asked === undefined) return undefined;
     i = skipSpace(text, keyEnd);
     if (text.charCodeAt(i) !== COLON) return undefined;
     i = skipSpace(text, i + 1);
-    const end = valueEnd(text, i);
+    const end = valueEnd(text, i, copyEscaped);
     if (end < 0) return undefined;
-    if (keys.has(key)) {
-      const value = parsed(text.slice(i, end));
+    if (asked !== null) {
+      const value = parsed(text.slice(i, end), copyEscaped);
       if (value === undefined) return undefined;
-      values.set(key, value.value);
+      values.set(asked, value.value);
     }
     i = skipSpace(text, end);
     const c = text.charCodeAt(i);

@@ -32,10 +32,11 @@ export interface NewEvent {
    */
   readonly copyLine?: string;
   /**
-   * The properties as JSON text, where the event has them as text and has not parsed them: the
-   * pending row reads the registered keys' values from it (topLevelJson.ts) instead of `properties`.
+   * The properties as a field of COPY text (their JSON, escaped as copyField escapes it), where the
+   * event has them so and has not parsed them: the pending row reads the registered keys' values
+   * from it (topLevelJson.ts) instead of `properties`.
    */
-  readonly propertiesJson?: string;
+  readonly propertiesCopyText?: string;
 }
 
 export interface InsertEventsResult {
@@ -356,8 +357,8 @@ function hourOf(timestamp: string): string | undefined {
  */
 function dimensionValuesOf(e: NewEvent, registered: ReadonlySet<string>): string {
   if (registered.size === 0) return '{}';
-  const text = e.propertiesJson;
-  const found = text === undefined ? undefined : topLevelValues(text, registered);
+  const text = e.propertiesCopyText;
+  const found = text === undefined ? undefined : topLevelValues(text, registered, { copyEscaped: true });
   // Without the text, or a text the reader cannot walk: the parsed properties (whose parse then
   // says what is wrong with them).
   const properties = found === undefined ? e.properties : undefined;

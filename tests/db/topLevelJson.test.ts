@@ -1,4 +1,6 @@
 import fc from 'fast-check';
+import { asciiJson, asciiJsonOf } from '../../lib/db/asciiJson';
+import { copyField } from '../../lib/db/copyFormat';
 import { topLevelValues } from '../../lib/db/topLevelJson';
 
 /**
@@ -27,11 +29,11 @@ describe('top-level values of a JSON object', () => {
           const keys = new Set([...asked, ...Object.keys(object).slice(0, 2)]);
           expect(topLevelValues(text, keys)).toEqual(fromParse(text, keys));
           // Keys spelled with escapes, as asciiJson writes characters beyond ASCII.
-          const escaped = text.replace(
-            /[\u0080-\uffff]/g,
-            (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-          );
+          const escaped = asciiJson(text);
           expect(topLevelValues(escaped, keys)).toEqual(fromParse(escaped, keys));
+          // As a field of COPY text, the way a queued event line carries it (compact, as written).
+          const compact = asciiJsonOf(object);
+          expect(topLevelValues(copyField(compact), keys, { copyEscaped: true })).toEqual(fromParse(compact, keys));
         },
       ),
       { numRuns: 500 },
@@ -51,6 +53,18 @@ describe('top-level values of a JSON object', () => {
   it('steps over nested objects, arrays and strings holding brackets, quotes and backslashes', () => {
     const text = '{"x":[{"}":"]"},"\\\\",["{"]],"y":{"a":"\\\\\\"}"},"z":-1.5e3}';
     expect(topLevelValues(text, new Set(['z']))).toEqual(new Map([['z', -1500]]));
+    expect(topLevelValues(copyField(text), new Set(['z', 'y']), { copyEscaped: true })).toEqual(
+      new Map<string, unknown>([
+        ['y', { a: '\\"}' }],
+        ['z', -1500],
+      ]),
+    );
+  });
+
+  it('as COPY text, gives up on whitespace spelled as an escape between the tokens', () => {
+    const spaced = JSON.stringify({ a: 1, b: 'x' }, null, 2);
+    expect(topLevelValues(copyField(spaced), new Set(['a']), { copyEscaped: true })).toBeUndefined();
+    expect(topLevelValues(spaced, new Set(['a']))).toEqual(new Map([['a', 1]]));
   });
 
   it('gives up on a text whose top level is not JSON, so that the caller parses it and says why', () => {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { checkedCopyLine, copyField, copyFieldValue, copyLineOf } from '../../db/copyFormat';
+import { checkedCopyLine, COPY_NULL, copyField, copyFieldValue, copyLineOf } from '../../db/copyFormat';
 import { EVENT_COLUMNS, eventScalars, type NewEvent } from '../../repositories/events';
 import type { ProfileAttributes, ProfileUpsert } from '../../repositories/profiles';
 import { profileUpsertFrom } from '../../klaviyo/mapping';
@@ -145,10 +145,10 @@ class LineEvent implements NewEvent {
     return this.parsedProperties;
   }
 
-  get propertiesJson(): string | undefined {
+  get propertiesCopyText(): string | undefined {
     // Parsed already (the JSON statement's path): the objects serve the pending row as they are.
     if (this.parsedProperties !== undefined || this.parsedRawData !== undefined) return undefined;
-    return copyFieldValue(this.propertiesText) ?? undefined;
+    return this.propertiesText;
   }
 
   get rawData(): Readonly<Record<string, unknown>> {
@@ -263,7 +263,7 @@ function profileFromLine(line: string, i: number): ProfileUpsert {
   const id = copyFieldValue(idField);
   const updated = copyFieldValue(updatedField);
   if (!id) throw fail('the id is required');
-  if (copyFieldValue(resourceField) === null) {
+  if (resourceField === COPY_NULL) {
     if (updated !== null) throw fail('a profile without a resource has no updated');
     return { id, isStub: true };
   }
