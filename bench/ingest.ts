@@ -1034,21 +1034,25 @@ async function main(): Promise<void> {
           (100 * ingestRate) / copyRate >= 70 ? 'met' : 'not met'
         }).`,
         `25,000 events/s: ${fmt(ingestRate)} events/s in this run (${ingestRate >= 25_000 ? 'met' : 'not met'}).`,
-        ...consumerRuns
-          .filter((run) => run.consumers === 1 || run.consumers === 3)
-          .map((run) => {
-            const goal = run.consumers === 3 ? 70 : 50;
-            const ratio = (100 * run.rate) / copyRate;
-            return `Queue consumer, ${run.consumers} batch${run.consumers === 1 ? '' : 'es'} in flight, at least ${goal} % of one COPY stream: ${fmt(ratio, 1)} % (${ratio >= goal ? 'met' : 'not met'}).`;
-          }),
         ...(versionRuns.length === 0 ? [] : COMPARE_IN_FLIGHT).map((consumers) => {
           const goal = consumers === 3 ? 70 : 50;
           const ratios = versionRuns
             .filter((r) => r.version === QUEUE_VERSION && r.run.consumers === consumers)
             .map((r) => (100 * r.run.rate) / r.copyRate);
           const met = ratios.filter((ratio) => ratio >= goal).length;
-          return `The same, each round against its own COPY (version ${QUEUE_VERSION}, ${consumers} in flight, goal ${goal} %): ${ratios.map((ratio) => `${fmt(ratio, 1)} %`).join(', ')} (met in ${met} of ${ratios.length} rounds).`;
+          return `Queue consumer, ${consumers} batch${consumers === 1 ? '' : 'es'} in flight, at least ${goal} % of one COPY stream, each round against the COPY before and after it (message version ${QUEUE_VERSION}): ${ratios.map((ratio) => `${fmt(ratio, 1)} %`).join(', ')} (${met === ratios.length ? 'met' : met === 0 ? 'not met' : `met in ${met} of ${ratios.length} rounds`}).`;
         }),
+        ...consumerRuns
+          .filter((run) => run.consumers === 1 || run.consumers === 3)
+          .map((run) => {
+            const goal = run.consumers === 3 ? 70 : 50;
+            const ratio = (100 * run.rate) / copyRate;
+            const figure = `Queue consumer, ${run.consumers} batch${run.consumers === 1 ? '' : 'es'} in flight, at least ${goal} % of one COPY stream`;
+            // With rounds, the run's one COPY, minutes away from these runs, is not the measure.
+            return versionRuns.length === 0
+              ? `${figure}: ${fmt(ratio, 1)} % (${ratio >= goal ? 'met' : 'not met'}).`
+              : `${figure}, against the run's one COPY minutes earlier (${fmt(copyRate)} rows/s; the rounds above are the measure): ${fmt(ratio, 1)} %.`;
+          }),
       ],
       notes: [
         'Pages are generated and serialised before the clock starts; the ingest figure is every stored event over the wall time.',
