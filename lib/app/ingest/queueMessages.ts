@@ -36,13 +36,12 @@ const ENVELOPE_FIELDS = {
 export const QueuedMessageSchema = z.object({ v: z.literal(1), ...ENVELOPE_FIELDS, body: z.unknown() });
 export type QueuedMessage = z.infer<typeof QueuedMessageSchema>;
 
+/** A page of events in message version `v`, its body as `body` has it. */
+const pageMessageSchema = <V extends number, B extends z.ZodType>(v: V, body: B) =>
+  z.object({ v: z.literal(v), ...ENVELOPE_FIELDS, kind: z.literal('events-page'), body });
+
 /** Version 2: a page of events as the rows the route mapped it to (queueRows.ts). */
-const QueuedRowsMessageSchema = z.object({
-  v: z.literal(2),
-  ...ENVELOPE_FIELDS,
-  kind: z.literal('events-page'),
-  body: EventRowsBodySchema,
-});
+const QueuedRowsMessageSchema = pageMessageSchema(2, EventRowsBodySchema);
 type QueuedRowsMessage = z.infer<typeof QueuedRowsMessageSchema>;
 
 /**
@@ -50,24 +49,14 @@ type QueuedRowsMessage = z.infer<typeof QueuedRowsMessageSchema>;
  * envelope as one line of JSON (its body the metrics, the profiles and the number of event lines),
  * then a newline, then the event lines: `framedMessage` splits the two.
  */
-const QueuedLinesMessageSchema = z.object({
-  v: z.literal(3),
-  ...ENVELOPE_FIELDS,
-  kind: z.literal('events-page'),
-  body: EventLinesHeadSchema,
-});
+const QueuedLinesMessageSchema = pageMessageSchema(3, EventLinesHeadSchema);
 type QueuedLinesMessage = z.infer<typeof QueuedLinesMessageSchema>;
 
 /**
  * Version 4: as version 3, with the profiles as lines of their own between the head and the event
  * lines (queueCopyRows.ts), so that the consumer parses only the profiles it stores.
  */
-const QueuedProfileLinesMessageSchema = z.object({
-  v: z.literal(4),
-  ...ENVELOPE_FIELDS,
-  kind: z.literal('events-page'),
-  body: ProfileLinesHeadSchema,
-});
+const QueuedProfileLinesMessageSchema = pageMessageSchema(4, ProfileLinesHeadSchema);
 type QueuedProfileLinesMessage = z.infer<typeof QueuedProfileLinesMessageSchema>;
 
 /** What the consumer accepts: every version, so that messages queued before a deployment are still written. */
