@@ -293,6 +293,14 @@ describe('splitting a request into queue messages', () => {
       withProfile((f) => (f[2] = (f[2] as string).replace(expected.id, 'Pother'))),
     ).profiles[0] as ProfileUpsert & { isStub: false };
     expect(() => other.created).toThrow('the line holds no profile resource of its id');
+    // Profiles events name but the page does not include travel as stubs: an id alone.
+    const named = eventsPage({ events: 2, prefix: 'stub', metrics: 1, profiles: 1, includeProfiles: false });
+    const [stubs] = ingestMessages('events-page', named, { ...context, maxMessageBytes: 16_384 }).messages;
+    const stubFramed = framedMessage(stubs as string);
+    const stubEnvelope = AnyQueuedMessageSchema.parse(JSON.parse(stubFramed.json));
+    if (stubEnvelope.v !== 4) throw new Error('not version 4');
+    expect(stubFramed.lines?.split('\n')[0]).toBe('Pstub0\t\\N\t\\N');
+    expect(planFromLines(stubEnvelope.body, stubFramed.lines ?? '').profiles).toEqual([{ id: 'Pstub0', isStub: true }]);
     // Lines whose form is wrong are refused as the message is read.
     for (const [change, why] of [
       [(f: string[]) => f.pop(), /\/profiles\/0: 2 fields, not 3/],
