@@ -126,6 +126,7 @@ function askedKey(
   from: number,
   to: number,
   keys: ReadonlySet<string>,
+  keysOfLength: Map<number, string[]>,
   copyEscaped: boolean,
 ): string | null | undefined {
   for (let i = from; i < to; i += 1)
@@ -135,7 +136,7 @@ function askedKey(
       if (decoded === undefined || typeof decoded.value !== 'string') return undefined;
       return keys.has(decoded.value) ? decoded.value : null;
     }
-  for (const key of byLength(keys).get(to - from) ?? []) if (text.startsWith(key, from)) return key;
+  for (const key of keysOfLength.get(to - from) ?? []) if (text.startsWith(key, from)) return key;
   return null;
 }
 
@@ -146,6 +147,7 @@ export function topLevelValues(
   { copyEscaped = false }: { copyEscaped?: boolean } = {},
 ): Map<string, unknown> | undefined {
   const values = new Map<string, unknown>();
+  const keysOfLength = byLength(keys);
   let i = skipSpace(text, 0);
   if (text.charCodeAt(i) !== OPEN_OBJECT) return undefined;
   i = skipSpace(text, i + 1);
@@ -154,7 +156,7 @@ export function topLevelValues(
     if (text.charCodeAt(i) !== QUOTE) return undefined;
     const keyEnd = stringEnd(text, i, copyEscaped);
     if (keyEnd < 0) return undefined;
-    const asked = askedKey(text, i + 1, keyEnd - 1, keys, copyEscaped);
+    const asked = askedKey(text, i + 1, keyEnd - 1, keys, keysOfLength, copyEscaped);
     if (asked === undefined) return undefined;
     i = skipSpace(text, keyEnd);
     if (text.charCodeAt(i) !== COLON) return undefined;

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { checkedCopyLine, COPY_NULL, copyField, copyFieldValue, copyLineOf } from '../../db/copyFormat';
 import { EVENT_COLUMNS, eventScalars, type NewEvent } from '../../repositories/events';
-import type { ProfileAttributes, ProfileUpsert } from '../../repositories/profiles';
+import type { ProfileUpsert } from '../../repositories/profiles';
 import { profileUpsertFrom } from '../../klaviyo/mapping';
 import type { ProfileResource } from '../../klaviyo/schemas';
 import type { EventsPagePlan } from './eventsPage';
@@ -203,45 +203,41 @@ class LineProfile implements FullProfile {
     return mapped;
   }
 
-  private attribute<K extends keyof ProfileAttributes>(key: K): ProfileAttributes[K] {
-    return this.full[key];
-  }
-
   get email() {
-    return this.attribute('email');
+    return this.full.email;
   }
   get phone_number() {
-    return this.attribute('phone_number');
+    return this.full.phone_number;
   }
   get external_id() {
-    return this.attribute('external_id');
+    return this.full.external_id;
   }
   get anonymous_id() {
-    return this.attribute('anonymous_id');
+    return this.full.anonymous_id;
   }
   get first_name() {
-    return this.attribute('first_name');
+    return this.full.first_name;
   }
   get last_name() {
-    return this.attribute('last_name');
+    return this.full.last_name;
   }
   get organization() {
-    return this.attribute('organization');
+    return this.full.organization;
   }
   get locale() {
-    return this.attribute('locale');
+    return this.full.locale;
   }
   get title() {
-    return this.attribute('title');
+    return this.full.title;
   }
   get image() {
-    return this.attribute('image');
+    return this.full.image;
   }
   get location() {
-    return this.attribute('location');
+    return this.full.location;
   }
   get properties() {
-    return this.attribute('properties');
+    return this.full.properties;
   }
   get created() {
     return this.full.created;
@@ -282,11 +278,13 @@ export function planFromLines(head: EventLinesHead | ProfileLinesHead, text: str
     throw new InvalidRowsError(
       `/events: ${lines.length} lines, where the message says ${profileLines} profiles and ${head.events} events.`,
     );
-  const { metrics, profiles: profileRows } = resourcesFromRows({
+  // Version 3's profiles are rows of the head, version 4's the first lines: one of the two is empty.
+  const resources = resourcesFromRows({
     metrics: head.metrics,
     profiles: typeof head.profiles === 'number' ? [] : head.profiles,
   });
-  const profiles = typeof head.profiles === 'number' ? lines.slice(0, profileLines).map(profileFromLine) : profileRows;
+  const metrics = resources.metrics;
+  const profiles = [...resources.profiles, ...lines.slice(0, profileLines).map(profileFromLine)];
   const metricIds = new Set(metrics.map((m) => m.id));
   const profileIds = new Set(profiles.map((p) => p.id));
   const events = lines.slice(profileLines).map((line, i): NewEvent => {

@@ -162,7 +162,7 @@ export interface PlanPart<T, P = ProfileRow> {
 }
 
 /** splitPlanForQueue with each event encoded by `encode` and each profile by `encodeProfile` (an item and its size in a message). */
-export function splitPlanAs<T, P = ProfileRow>(
+export function splitPlanAs<T, P>(
   plan: EventsPagePlan,
   maxBytes: number,
   pointerOf: (rawData: object) => string,
