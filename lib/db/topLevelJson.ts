@@ -1,19 +1,21 @@
 /**
- * The values of a few top-level keys of a JSON object's text, each parsed on its own, the rest of the
- * object stepped over without being built.
+ * The values of a few top-level keys of a JSON object's text, each as the text spells it, the rest of
+ * the object stepped over without being built.
  *
  * Why: an event's pending row carries the values of the registered dimension keys (a handful) of
  * its properties, and the consumer makes it for every event of a batch while the events' COPY runs.
  * Parsing the whole properties object for that built every key and value of it, about a tenth of
- * the consumer's client work and of its garbage (docs/queue.md). Stepping over the text finds the
- * same values: JSON.parse's (the last of a repeated key, as JSON.parse and jsonb keep), since each is
- * given to JSON.parse alone.
+ * the consumer's client work and of its garbage (docs/queue.md); parsing each value asked for and
+ * writing it again as JSON was half of what was left. The values' texts go into the pending row's
+ * JSON as they are: the same values JSON.parse finds (the last of a repeated key, as JSON.parse and
+ * jsonb keep).
  *
  * What it checks: the object's top level (keys, colons, commas, its scalar values) as JSON.parse
- * would; nested objects and arrays it steps over are only matched by their brackets and strings, so
- * malformed JSON inside them is left for PostgreSQL to refuse when the text is stored (jsonb reads
- * all of it). Returns undefined for a text it cannot walk, so that the caller parses it whole and
- * JSON.parse says why.
+ * would, and each value asked for (a string without escapes by its characters, anything else by
+ * JSON.parse); nested objects and arrays it steps over are only matched by their brackets and
+ * strings, so malformed JSON inside them is left for PostgreSQL to refuse when the text is stored
+ * (jsonb reads all of it). Returns undefined for a text it cannot walk, so that the caller parses it
+ * whole and JSON.parse says why.
  *
  * With `copyEscaped`, the text is the JSON as a field of COPY text (copyField: every backslash
  * doubled, a line end or tab as `\n`, `\r`, `\t`), as a queued event line carries it: read as it
@@ -140,13 +142,34 @@ function askedKey(
   return null;
 }
 
-/** The values of `keys` the object in `text` has at its top level (see above), or undefined. */
-export function topLevelValues(
+/** Whether the value text from `at` to `end` (found by valueEnd) is one JSON.parse reads. */
+function isValue(text: string, at: number, end: number, copyEscaped: boolean): boolean {
+  const first = text.charCodeAt(at);
+  // A scalar was checked whole by scalarEnd.
+  if (first !== QUOTE && first !== OPEN_OBJECT && first !== OPEN_ARRAY) return true;
+  // A string without escapes needs only its characters looked at, with no string made of them.
+  if (first === QUOTE) {
+    let plain = true;
+    for (let i = at + 1; i < end - 1 && plain; i += 1) {
+      const c = text.charCodeAt(i);
+      if (c < 0x20) return false;
+      plain = c !== BACKSLASH;
+    }
+    if (plain) return true;
+  }
+  return parsed(text.slice(at, end), copyEscaped) !== undefined;
+}
+
+/**
+ * The values of `keys` the object in `text` has at its top level (see above), each as the text spells
+ * it (with `copyEscaped`, as COPY text still), or undefined.
+ */
+export function topLevelValueTexts(
   text: string,
   keys: ReadonlySet<string>,
   { copyEscaped = false }: { copyEscaped?: boolean } = {},
-): Map<string, unknown> | undefined {
-  const values = new Map<string, unknown>();
+): Map<string, string> | undefined {
+  const values = new Map<string, string>();
   const keysOfLength = byLength(keys);
   let i = skipSpace(text, 0);
   if (text.charCodeAt(i) !== OPEN_OBJECT) return undefined;
@@ -164,9 +187,8 @@ export function topLevelValues(
     const end = valueEnd(text, i, copyEscaped);
     if (end < 0) return undefined;
     if (asked !== null) {
-      const value = parsed(text.slice(i, end), copyEscaped);
-      if (value === undefined) return undefined;
-      values.set(asked, value.value);
+      if (!isValue(text, i, end, copyEscaped)) return undefined;
+      values.set(asked, text.slice(i, end));
     }
     i = skipSpace(text, end);
     const c = text.charCodeAt(i);

@@ -1,7 +1,7 @@
-import { topLevelValues } from '../db/topLevelJson';
+import { topLevelValueTexts } from '../db/topLevelJson';
 import { asciiJson, asciiJsonOf } from '../db/asciiJson';
 import { copyUnlessDuplicate } from '../db/copy';
-import { copyField } from '../db/copyFormat';
+import { copyField, copyLineOf } from '../db/copyFormat';
 import type { CopyFields, CopyRow, Db } from '../db/port';
 
 /**
@@ -52,6 +52,48 @@ export interface InsertEventsOptions {
    * with the same unique_id cannot both insert; call it inside a transaction.
    */
   readonly dedupeById?: boolean;
+  /**
+   * Gathers the dirty marks instead of writing them: the caller writes them all with
+   * writeDirtyMarks as the last statement before its commit. A mark is row-locked from its write
+   * to the commit, and every writer of the same (metric, hour) waits on it meanwhile: writers that
+   * do more after their events (the queue consumer: metrics, profiles) would otherwise hold each
+   * other up for all of it.
+   */
+  readonly marks?: DirtyMarks;
+}
+
+/**
+ * The (metric, UTC hour) pairs a transaction's events fall in, gathered across its event writes
+ * (InsertEventsOptions.marks) and written by writeDirtyMarks in one statement, in one order all
+ * writers share (metric, then hour), so that writers waiting on each other's marks never wait in a
+ * cycle.
+ */
+export class DirtyMarks {
+  private readonly pairs = new Map<string, readonly [string, string]>();
+
+  add(metricId: string, hour: string): void {
+    const key = `${metricId}\u0000${hour}`;
+    if (!this.pairs.has(key)) this.pairs.set(key, [metricId, hour]);
+  }
+
+  get size(): number {
+    return this.pairs.size;
+  }
+
+  /** The pairs as MARK_SQL's parameter. */
+  toJson(): string {
+    return JSON.stringify([...this.pairs.values()]);
+  }
+}
+
+/**
+ * Writes the gathered marks (InsertEventsOptions.marks); the transaction's last statement before its
+ * commit. Returns how many marks it wrote or refreshed.
+ */
+export async function writeDirtyMarks(db: Db, accountId: string, marks: DirtyMarks): Promise<number> {
+  if (marks.size === 0) return 0;
+  const rows = await db.query<{ dirty: string }>(MARK_SQL, [accountId, marks.toJson()]);
+  return Number(rows[0]?.dirty ?? 0);
 }
 
 /**
@@ -72,8 +114,8 @@ export async function insertEvents(
   options: InsertEventsOptions = {},
 ): Promise<InsertEventsResult> {
   if (events.length === 0) return { inserted: 0, duplicates: 0 };
-  if (options.dedupeById) return insertEventsOncePerId(db, accountId, events);
-  return insertEventStream(db, accountId, events[Symbol.iterator]());
+  if (options.dedupeById) return insertEventsOncePerId(db, accountId, events, options.marks);
+  return insertEventStream(db, accountId, events[Symbol.iterator](), options.marks);
 }
 
 /**
@@ -87,17 +129,18 @@ export async function insertEventStream(
   db: Db,
   accountId: string,
   events: Iterator<NewEvent>,
+  marks?: DirtyMarks,
 ): Promise<InsertEventsResult> {
   if (!db.copyRows) {
     const all = [...remainingOf(events)];
-    const inserted = all.length > 0 ? await insertThroughJson(db, accountId, all) : 0;
+    const inserted = all.length > 0 ? await insertThroughJson(db, accountId, all, marks) : 0;
     return { inserted, duplicates: all.length - inserted };
   }
   const first = events.next();
   if (first.done) return { inserted: 0, duplicates: 0 };
-  const taken = new UniqueEvents(accountId, await readRegistry(db));
+  const taken = new UniqueEvents(await readRegistry(db));
   taken.add(first.value);
-  const inserted = await insertByCopy(db, accountId, first.value, events, taken);
+  const inserted = await insertByCopy(db, accountId, first.value, events, taken, marks);
   return { inserted, duplicates: taken.received - inserted };
 }
 
@@ -113,14 +156,11 @@ function* remainingOf<T>(items: Iterator<T>): Generator<T> {
  */
 class UniqueEvents {
   readonly list: NewEvent[] = [];
-  pending: CopyFields[] | undefined = [];
+  pending: PendingRow[] | undefined = [];
   received = 0;
   private readonly keys = new Set<string>();
 
-  constructor(
-    private readonly accountId: string,
-    private readonly registry: Registry,
-  ) {}
+  constructor(readonly registry: Registry) {}
 
   /** False for a repeat of an event already taken. */
   add(e: NewEvent): boolean {
@@ -132,7 +172,7 @@ class UniqueEvents {
     if (this.pending) {
       const hour = hourOf(e.timestamp);
       if (hour === undefined) this.pending = undefined;
-      else this.pending.push(pendingRowOf(this.accountId, e, hour, this.registry));
+      else this.pending.push(pendingRowOf(e, hour, this.registry));
     }
     return true;
   }
@@ -164,7 +204,7 @@ export const EVENT_COLUMNS = [
  * registry for every row); the registry and its generation are read in this statement's snapshot, so
  * they agree.
  */
-const MARK_INSERTED_CTES = `registered AS MATERIALIZED (
+const MARK_INSERTED_CTES = (marks: MarksMode) => `registered AS MATERIALIZED (
        SELECT coalesce(jsonb_object_agg(dimension, true), '{}'::jsonb) AS keys FROM klaviyo_rollup_dimensions
      ), pending AS (
        INSERT INTO klaviyo_aggregate_pending (account_id, metric_id, bucket, event_id, "timestamp", profile_id, value,
@@ -177,14 +217,40 @@ const MARK_INSERTED_CTES = `registered AS MATERIALIZED (
               (SELECT generation FROM klaviyo_rollup_dimension_generation)
        FROM inserted i
        RETURNING 1
-     ), dirty AS (
+     )${
+       marks === 'write'
+         ? `, dirty AS (
        INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket)
        SELECT DISTINCT $1::text, metric_id, date_trunc('hour', "timestamp", 'UTC') FROM inserted
        ORDER BY 2, 3
        ON CONFLICT (account_id, metric_id, bucket) DO UPDATE SET first_marked_at = klaviyo_aggregate_dirty.first_marked_at
        RETURNING 1
      )
-     SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM pending) AS pending, (SELECT count(*) FROM dirty) AS dirty`;
+     SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM pending) AS pending, (SELECT count(*) FROM dirty) AS dirty`
+         : `
+     SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM pending) AS pending,
+            (SELECT coalesce(jsonb_agg(DISTINCT jsonb_build_array(metric_id, date_trunc('hour', "timestamp", 'UTC'))), '[]'::jsonb)
+               FROM inserted) AS marks`
+     }`;
+
+/** Whether a statement writes its events' dirty marks, or returns them for DirtyMarks. */
+type MarksMode = 'write' | 'return';
+
+interface MarkedRow extends Record<string, unknown> {
+  readonly inserted: string;
+  /** With MarksMode 'return': the (metric, hour) pairs, as JSON. */
+  readonly marks?: unknown;
+}
+
+/** A statement's count of inserted rows, its returned marks gathered into `marks`. */
+function insertedAndMarked(rows: readonly MarkedRow[], marks: DirtyMarks | undefined): number {
+  const returned = rows[0]?.marks;
+  if (marks && Array.isArray(returned))
+    for (const pair of returned)
+      if (Array.isArray(pair) && typeof pair[0] === 'string' && typeof pair[1] === 'string')
+        marks.add(pair[0], pair[1]);
+  return Number(rows[0]?.inserted ?? 0);
+}
 
 // Klaviyo's resources carry the properties inside raw_data: sent once, not twice (they are a large
 // part of every row), and taken from raw_data by the statement.
@@ -195,7 +261,7 @@ function propertiesToSend(e: NewEvent): Readonly<Record<string, unknown>> | unde
   return e.properties === inRawData ? undefined : e.properties;
 }
 
-const INSERT_FROM_JSON_SQL = `WITH input AS (
+const INSERT_FROM_JSON_SQL = (marks: MarksMode) => `WITH input AS (
        SELECT id, ts, metric_id, profile_id, value, value_currency, uuid, unique_id,
               coalesce(properties, raw_data->'attributes'->'event_properties', '{}'::jsonb) AS properties, raw_data
        FROM jsonb_to_recordset($2::jsonb) AS r(
@@ -207,10 +273,15 @@ const INSERT_FROM_JSON_SQL = `WITH input AS (
        FROM input
        ON CONFLICT (account_id, id, "timestamp") DO NOTHING
        RETURNING id, metric_id, "timestamp", profile_id, value, properties
-     ), ${MARK_INSERTED_CTES}`;
+     ), ${MARK_INSERTED_CTES(marks)}`;
 
 /** The Data API's path (no COPY, no array parameters), and COPY's fallback: the rows as one JSON parameter. */
-async function insertThroughJson(db: Db, accountId: string, events: readonly NewEvent[]): Promise<number> {
+async function insertThroughJson(
+  db: Db,
+  accountId: string,
+  events: readonly NewEvent[],
+  marks: DirtyMarks | undefined,
+): Promise<number> {
   const payload = JSON.stringify(
     events.map((e) => ({
       id: e.id,
@@ -225,8 +296,8 @@ async function insertThroughJson(db: Db, accountId: string, events: readonly New
       raw_data: e.rawData,
     })),
   );
-  const rows = await db.query<{ inserted: string }>(INSERT_FROM_JSON_SQL, [accountId, payload]);
-  return Number(rows[0]?.inserted ?? 0);
+  const rows = await db.query<MarkedRow>(INSERT_FROM_JSON_SQL(marks ? 'return' : 'write'), [accountId, payload]);
+  return insertedAndMarked(rows, marks);
 }
 
 // The positions (0-based) of the batch's rows that are stored already. Timestamps are compared as
@@ -239,11 +310,11 @@ const STORED_POSITIONS_SQL = `
 
 // The copied rows' properties are read back by primary key rather than sent a second time: the COPY
 // has just written those index and heap pages, so the reads hit the buffer pool.
-const MARK_COPIED_SQL = `WITH inserted AS MATERIALIZED (
+const MARK_COPIED_SQL = (marks: MarksMode) => `WITH inserted AS MATERIALIZED (
        SELECT e.id, e.metric_id, e."timestamp", e.profile_id, e.value, e.properties
        FROM jsonb_to_recordset($2::jsonb) AS r(id text, "timestamp" timestamptz)
        JOIN klaviyo_events e ON e.account_id = $1 AND e.id = r.id AND e."timestamp" = r."timestamp"
-     ), ${MARK_INSERTED_CTES}`;
+     ), ${MARK_INSERTED_CTES(marks)}`;
 
 /**
  * The postgres.js path. A page of new events, what a sync mostly sends, goes straight in by COPY. COPY
@@ -261,6 +332,7 @@ async function insertByCopy(
   first: NewEvent,
   rest: Iterator<NewEvent>,
   taken: UniqueEvents,
+  marks: DirtyMarks | undefined,
 ): Promise<number> {
   const account = `${copyField(accountId)}\t`;
   const rowOf = (e: NewEvent): CopyRow =>
@@ -271,7 +343,8 @@ async function insertByCopy(
     for (const e of remainingOf(rest)) if (taken.add(e)) yield rowOf(e);
   };
   const refusedAtFirst = await copyUnlessDuplicate(db, 'klaviyo_events', EVENT_COLUMNS, streamed());
-  if (refusedAtFirst === undefined) return markCopied(db, accountId, taken.list, taken.pending);
+  if (refusedAtFirst === undefined)
+    return markCopied(db, accountId, taken.list, taken.pending, taken.registry.generation, marks);
   // The COPY stopped at a stored row: what it never asked for is taken now.
   for (const e of remainingOf(rest)) taken.add(e);
   const unique = taken.list;
@@ -284,8 +357,8 @@ async function insertByCopy(
   const fresh = unique.filter(isFresh);
   if (fresh.length === 0) return 0;
   const refused = await copyUnlessDuplicate(db, 'klaviyo_events', EVENT_COLUMNS, fresh.map(rowOf));
-  if (refused !== undefined) return insertThroughJson(db, accountId, unique);
-  return markCopied(db, accountId, fresh, taken.pending?.filter(isFresh));
+  if (refused !== undefined) return insertThroughJson(db, accountId, unique, marks);
+  return markCopied(db, accountId, fresh, taken.pending?.filter(isFresh), taken.registry.generation, marks);
 }
 
 // The registered dimension keys and the registry's generation they belong to, in one statement, so
@@ -309,14 +382,18 @@ const MARK_SQL = `WITH dirty AS (
 interface Registry {
   readonly generation: string | null;
   readonly keys: ReadonlySet<string>;
+  /** Each key as a JSON string in ASCII, as a field of COPY text: a member's name in a pending row's values. */
+  readonly keyFields: ReadonlyMap<string, string>;
 }
 
 async function readRegistry(db: Db): Promise<Registry> {
   const rows = await db.query<{ generation: string | null; keys: unknown }>(REGISTRY_SQL);
-  const keys = rows[0]?.keys;
+  const listed = rows[0]?.keys;
+  const keys = new Set(Array.isArray(listed) ? listed.filter((k): k is string => typeof k === 'string') : []);
   return {
     generation: rows[0]?.generation ?? null,
-    keys: new Set(Array.isArray(keys) ? keys.filter((k): k is string => typeof k === 'string') : []),
+    keys,
+    keyFields: new Map([...keys].map((k) => [k, copyField(asciiJsonOf(k))])),
   };
 }
 
@@ -353,70 +430,100 @@ function hourOf(timestamp: string): string | undefined {
 
 /**
  * The event's non-empty values of the registered keys, as the statement path computes them: one JSON
- * object, written as text key by key (jsonb orders the keys itself), in ASCII as the events' JSON is.
+ * object (jsonb orders the keys itself), in ASCII as the events' JSON is, as a field of COPY text.
+ * From the properties' COPY text where the event has it: each value as the text spells it, with no
+ * value parsed and written again (topLevelJson.ts).
  */
-function dimensionValuesOf(e: NewEvent, registered: ReadonlySet<string>): string {
+function dimensionValuesField(e: NewEvent, registry: Registry): string {
+  const registered = registry.keys;
   if (registered.size === 0) return '{}';
   const text = e.propertiesCopyText;
-  const found = text === undefined ? undefined : topLevelValues(text, registered, { copyEscaped: true });
+  const found = text === undefined ? undefined : topLevelValueTexts(text, registered, { copyEscaped: true });
+  if (found !== undefined) {
+    // Joined from an array, so that the row keeps one flat string until its COPY rather than a
+    // tree of concatenations for V8's young generation to copy.
+    const parts = ['{'];
+    for (const [key, value] of found) {
+      if (value === 'null' || value === '""') continue;
+      parts.push(parts.length === 1 ? '' : ',', registry.keyFields.get(key) ?? '', ':', value);
+    }
+    parts.push('}');
+    return parts.join('');
+  }
   // Without the text, or a text the reader cannot walk: the parsed properties (whose parse then
   // says what is wrong with them).
-  const properties = found === undefined ? e.properties : undefined;
-  if (properties !== undefined && Array.isArray(properties)) return '{}';
+  const properties = e.properties;
+  if (Array.isArray(properties)) return '{}';
   let members = '';
   for (const key of registered) {
-    let value: unknown;
-    if (found !== undefined) value = found.get(key);
-    else if (properties !== undefined && Object.hasOwn(properties, key)) value = properties[key];
+    const value = Object.hasOwn(properties, key) ? properties[key] : undefined;
     if (value === undefined || value === null || value === '') continue;
     members += `${members === '' ? '' : ','}${JSON.stringify(key)}:${JSON.stringify(value)}`;
   }
-  return asciiJson(`{${members}}`);
+  return copyField(asciiJson(`{${members}}`));
 }
 
-/** An event's pending row, in PENDING_COLUMNS' order. */
-function pendingRowOf(accountId: string, e: NewEvent, hour: string, registry: Registry): CopyFields {
-  return [
-    accountId,
-    e.metricId,
-    hour,
-    e.id,
-    e.timestamp,
-    e.profileId,
-    e.value,
-    dimensionValuesOf(e, registry.keys),
-    registry.generation,
-  ];
+/**
+ * What an event's pending row needs beyond the event: its hour, and its dimension values as COPY
+ * text. The row's line is made as the pending rows' COPY takes it, so that the batch keeps no
+ * string built of its fields meanwhile (a batch's worth of such strings outlived V8's young
+ * generation, which then copied them: more work than making them).
+ */
+interface PendingRow {
+  readonly event: NewEvent;
+  readonly hour: string;
+  readonly dimensionValues: string;
+}
+
+function pendingRowOf(e: NewEvent, hour: string, registry: Registry): PendingRow {
+  return { event: e, hour, dimensionValues: dimensionValuesField(e, registry) };
+}
+
+/** The pending rows as lines of COPY text in PENDING_COLUMNS' order, made one by one as the COPY takes them. */
+function* pendingLines(accountId: string, rows: readonly PendingRow[], generation: string | null): Generator<CopyRow> {
+  const tail = `\t${copyField(generation)}`;
+  for (const { event: e, hour, dimensionValues } of rows) {
+    const scalars = copyLineOf([accountId, e.metricId, hour, e.id, e.timestamp, e.profileId, e.value]);
+    yield { line: `${scalars}\t${dimensionValues}${tail}` };
+  }
 }
 
 /**
  * The pending rows and dirty marks of events just copied, in the same transaction, after them: the
- * marks by one statement, then the pending rows by COPY, made as the events were taken (the
- * statement path reads each event back by primary key and takes its values in SQL;
- * tests/aggregation/bookkeeping.test.ts checks that both carry the same values). Without
- * `pending` (an event whose hour this process cannot place for certain), by that statement.
+ * pending rows by COPY, made as the events were taken (the statement path reads each event back by
+ * primary key and takes its values in SQL; tests/aggregation/bookkeeping.test.ts checks that both
+ * carry the same values), then the marks by one statement, or into `marks` for the caller to write
+ * (last, as the marks are locked from their write to the commit). Without `pending` (an event whose
+ * hour this process cannot place for certain), by that statement.
  */
 async function markCopied(
   db: Db,
   accountId: string,
   copied: readonly NewEvent[],
-  pending: readonly CopyFields[] | undefined,
+  pending: readonly PendingRow[] | undefined,
+  generation: string | null,
+  marks: DirtyMarks | undefined,
 ): Promise<number> {
-  if (!db.copyRows || pending === undefined) return markCopiedByStatement(db, accountId, copied);
-  const pairs = new Map<string, readonly [string | null, string | null]>();
-  for (const row of pending) pairs.set(`${row[1]}\u0000${row[2]}`, [row[1] ?? null, row[2] ?? null]);
-  await db.query(MARK_SQL, [accountId, JSON.stringify([...pairs.values()])]);
-  await db.copyRows('klaviyo_aggregate_pending', PENDING_COLUMNS, pending);
+  if (!db.copyRows || pending === undefined) return markCopiedByStatement(db, accountId, copied, marks);
+  await db.copyRows('klaviyo_aggregate_pending', PENDING_COLUMNS, pendingLines(accountId, pending, generation));
+  const gathered = marks ?? new DirtyMarks();
+  for (const p of pending) gathered.add(p.event.metricId, p.hour);
+  if (!marks) await writeDirtyMarks(db, accountId, gathered);
   return copied.length;
 }
 
 /** The same by one statement that reads the copied rows back (times JavaScript cannot place exactly). */
-async function markCopiedByStatement(db: Db, accountId: string, copied: readonly NewEvent[]): Promise<number> {
-  const marked = await db.query<{ inserted: string }>(MARK_COPIED_SQL, [
+async function markCopiedByStatement(
+  db: Db,
+  accountId: string,
+  copied: readonly NewEvent[],
+  marks: DirtyMarks | undefined,
+): Promise<number> {
+  const marked = await db.query<MarkedRow>(MARK_COPIED_SQL(marks ? 'return' : 'write'), [
     accountId,
     JSON.stringify(copied.map((e) => ({ id: e.id, timestamp: e.timestamp }))),
   ]);
-  return Number(marked[0]?.inserted ?? 0);
+  return insertedAndMarked(marked, marks);
 }
 
 /**
@@ -464,6 +571,7 @@ async function insertEventsOncePerId(
   db: Db,
   accountId: string,
   events: readonly NewEvent[],
+  marks: DirtyMarks | undefined,
 ): Promise<InsertEventsResult> {
   const firstPerId = new Map<string, NewEvent>();
   for (const e of events) if (!firstPerId.has(e.id)) firstPerId.set(e.id, e);
@@ -483,6 +591,6 @@ async function insertEventsOncePerId(
   );
   const stored = new Set(existing.map((r) => r.id));
   const fresh = ids.filter((id) => !stored.has(id)).map((id) => firstPerId.get(id) as NewEvent);
-  const result = await insertEvents(db, accountId, fresh);
+  const result = await insertEvents(db, accountId, fresh, { marks });
   return { inserted: result.inserted, duplicates: events.length - result.inserted };
 }

@@ -1,6 +1,8 @@
 import { runAggregation } from '../../lib/app/aggregation';
 import { DEFAULT_ACCOUNT_ID } from '../../lib/config';
 import { bulkCreateEvents, createEvent, ingestEventsPage } from '../../lib/app/ingest';
+import { consumeIngestMessages } from '../../lib/app/ingest/consume';
+import { ingestMessages } from '../../lib/app/ingest/enqueue';
 import type { Db } from '../../lib/db/port';
 import { insertEvents, type NewEvent } from '../../lib/repositories/events';
 import { useFreshDatabase } from '../support/database';
@@ -114,6 +116,48 @@ describe('pending rows carry the registered keys’ values', () => {
       });
       expect(row.generation).toBe(current);
     }
+    await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
+    await expectExact(t.db);
+  });
+
+  it('through the queue consumer, which reads them from the properties as COPY text: the same', async () => {
+    const events = eventsOf('q', 25);
+    const page = {
+      data: events.map((e) => ({
+        type: 'event',
+        id: e.id,
+        attributes: {
+          datetime: (e.at as Date).toISOString(),
+          timestamp: (e.at as Date).getTime() / 1000,
+          event_properties: e.properties,
+          ...(e.value === null ? {} : { value: Number(e.value) }),
+        },
+        relationships: {
+          metric: { data: { type: 'metric', id: e.metricId } },
+          profile: { data: { type: 'profile', id: e.profileId } },
+        },
+      })),
+    };
+    const { messages } = ingestMessages('events-page', page, {
+      accountId: DEFAULT_ACCOUNT_ID,
+      acceptedAt: new Date(),
+      requestId: 'q',
+      maxMessageBytes: 262_144,
+    });
+    const outcome = await consumeIngestMessages(
+      t.db,
+      messages.map((body, i) => ({ messageId: `q-${i}`, body })),
+    );
+    expect(outcome.failed).toEqual([]);
+    const keys = await registered(t.db);
+    const rows = (await pendingRows(t.db)).filter((r) => r.event_id.startsWith('q'));
+    expect(rows).toHaveLength(events.length);
+    const byId = new Map(events.map((e) => [e.id as string, e]));
+    for (const row of rows)
+      expect({ id: row.event_id, values: row.dimension_values }).toEqual({
+        id: row.event_id,
+        values: expectedCarried(byId.get(row.event_id)?.properties ?? {}, keys),
+      });
     await runAggregation(t.db, DEFAULT_ACCOUNT_ID);
     await expectExact(t.db);
   });

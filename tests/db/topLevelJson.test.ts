@@ -1,12 +1,24 @@
 import fc from 'fast-check';
 import { asciiJson, asciiJsonOf } from '../../lib/db/asciiJson';
-import { copyField } from '../../lib/db/copyFormat';
-import { topLevelValues } from '../../lib/db/topLevelJson';
+import { copyField, copyFieldValue } from '../../lib/db/copyFormat';
+import { topLevelValueTexts } from '../../lib/db/topLevelJson';
 
 /**
  * The registered keys' values read from an event's properties text (lib/db/topLevelJson.ts), which
  * the consumer's pending rows carry: the same values JSON.parse gives, whatever the object holds.
  */
+
+/** The values topLevelValueTexts finds, each text parsed (unescaped from COPY text first, with `copyEscaped`). */
+function topLevelValues(
+  text: string,
+  keys: ReadonlySet<string>,
+  options: { copyEscaped?: boolean } = {},
+): Map<string, unknown> | undefined {
+  const texts = topLevelValueTexts(text, keys, options);
+  if (texts === undefined) return undefined;
+  const unescaped = (t: string) => (options.copyEscaped ? (copyFieldValue(t) ?? '') : t);
+  return new Map([...texts].map(([key, t]) => [key, JSON.parse(unescaped(t)) as unknown]));
+}
 
 /** What the values would be from the parsed object: each asked key the object has, last copy winning. */
 function fromParse(text: string, keys: ReadonlySet<string>): Map<string, unknown> {
@@ -83,5 +95,26 @@ describe('top-level values of a JSON object', () => {
     ])
       expect(topLevelValues(text, new Set(['a']))).toBeUndefined();
     expect(topLevelValues(' { } ', new Set(['a']))).toEqual(new Map());
+  });
+
+  it('gives each value as the text spells it, COPY escapes and all', () => {
+    const text = '{"n":1.50,"s":"caf\\u00e9 \\"x\\"","o":{"a":[1, 2]},"b":false}';
+    expect(topLevelValueTexts(text, new Set(['n', 's', 'o', 'b']))).toEqual(
+      new Map([
+        ['n', '1.50'],
+        ['s', '"caf\\u00e9 \\"x\\""'],
+        ['o', '{"a":[1, 2]}'],
+        ['b', 'false'],
+      ]),
+    );
+    expect(topLevelValueTexts(copyField(text), new Set(['s']), { copyEscaped: true })).toEqual(
+      new Map([['s', copyField('"caf\\u00e9 \\"x\\""')]]),
+    );
+  });
+
+  it('gives up on a value asked for that JSON.parse refuses, and steps over one not asked for', () => {
+    for (const value of ['"a\tb"', '"bad \\x escape"', '[1,}', '{"a":}'])
+      expect(topLevelValueTexts(`{"a":${value}}`, new Set(['a']))).toBeUndefined();
+    expect(topLevelValueTexts('{"a":1,"b":[1,,2]}', new Set(['a']))).toEqual(new Map([['a', '1']]));
   });
 });

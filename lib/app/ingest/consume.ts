@@ -4,7 +4,7 @@ import type { Db } from '../../db/port';
 import { isConnectionError, isTransientDbError, errorCode } from '../../db/errors';
 import { HttpError } from '../../klaviyo/errors';
 import type { ProfileWrite } from '../../klaviyo/schemas';
-import { insertEventStream, type NewEvent } from '../../repositories/events';
+import { DirtyMarks, insertEventStream, writeDirtyMarks, type NewEvent } from '../../repositories/events';
 import { isLaterInstant } from '../../repositories/instants';
 import { upsertMetrics, type MetricUpsert } from '../../repositories/metrics';
 import { upsertProfiles, type ProfileUpsert } from '../../repositories/profiles';
@@ -268,6 +268,9 @@ function pageEvents(batch: Iterator<Valid>, into: Gathered): Iterator<NewEvent> 
  * the server stores the events of the ones before it, instead of the server waiting for the whole
  * batch to be read (docs/queue.md). Nothing refers to a metric or profile by key before it is
  * written: the events' foreign keys are gone (docs/bookkeeping.md), and the transaction writes both.
+ * The dirty marks of all its events come last, in one statement just before the commit: they stay
+ * locked from there to the commit, and batches in flight that share a (metric, hour), as batches of
+ * one account's recent events all do, wait on each other for that long only.
  */
 async function writeMessages(tx: Db, accountId: string, batch: Iterator<Valid>): Promise<IngestCounts> {
   const gathered: Gathered = {
@@ -277,8 +280,9 @@ async function writeMessages(tx: Db, accountId: string, batch: Iterator<Valid>):
     imports: [],
     received: 0,
   };
+  const marks = new DirtyMarks();
   // The events are stored in the order the messages bring them: a page's, Klaviyo's, by time.
-  const e = await insertEventStream(tx, accountId, pageEvents(batch, gathered));
+  const e = await insertEventStream(tx, accountId, pageEvents(batch, gathered), marks);
   const { metrics, profiles, entries, imports } = gathered;
   const m = metrics.size > 0 ? await upsertMetrics(tx, accountId, metrics.sorted()) : undefined;
   const p = profiles.size > 0 ? await upsertProfiles(tx, accountId, profiles.sorted()) : undefined;
@@ -289,11 +293,12 @@ async function writeMessages(tx: Db, accountId: string, batch: Iterator<Valid>):
     metrics_upserted: m?.written ?? 0,
     profiles_upserted: p?.written ?? 0,
   };
-  if (entries.length > 0) counts = added(counts, await writeKlaviyoEvents(tx, accountId, entries));
+  if (entries.length > 0) counts = added(counts, await writeKlaviyoEvents(tx, accountId, entries, marks));
   if (imports.length > 0) {
     await writeBulkImportProfiles(tx, accountId, imports);
     counts = added(counts, { ...ZERO, profiles_upserted: imports.length });
   }
+  await writeDirtyMarks(tx, accountId, marks);
   return counts;
 }
 

@@ -15,7 +15,7 @@ import {
   type CreatedEventAttributes,
   type ProfileIdentity,
 } from '../../klaviyo/schemas';
-import { insertEvents, type NewEvent } from '../../repositories/events';
+import { insertEvents, type DirtyMarks, type NewEvent } from '../../repositories/events';
 import { resolveMetricsByName } from '../../repositories/metrics';
 import { mergeProfiles, resolveProfiles, type ProfileMerge } from '../../repositories/profiles';
 import { checkEventTime, checkResourceCount } from './eventsPage';
@@ -164,11 +164,15 @@ export function identifiersOf(identity: ProfileIdentity) {
   };
 }
 
-/** Writes planned Klaviyo writes in the caller's transaction: metrics, profiles, then events. */
+/**
+ * Writes planned Klaviyo writes in the caller's transaction: metrics, profiles, then events. With
+ * `marks`, the events' dirty marks are gathered there for the caller to write last (InsertEventsOptions).
+ */
 export async function writeKlaviyoEvents(
   tx: Db,
   accountId: string,
   entries: readonly PlannedProfileEntry[],
+  marks?: DirtyMarks,
 ): Promise<IngestCounts> {
   const names = entries.flatMap((e) => e.events.map((ev) => ev.attributes.metric.data.attributes.name));
   const metrics = await resolveMetricsByName(tx, accountId, names, metricIdFor, API_INTEGRATION);
@@ -229,7 +233,7 @@ export async function writeKlaviyoEvents(
       });
     }
   });
-  const inserted = await insertEvents(tx, accountId, events, { dedupeById: true });
+  const inserted = await insertEvents(tx, accountId, events, { dedupeById: true, marks });
   return {
     received: events.length,
     inserted: inserted.inserted,
