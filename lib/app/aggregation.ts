@@ -32,8 +32,9 @@ import { log } from '../log';
  *
  * Ingest marks each (metric, UTC hour) it inserts into in klaviyo_aggregate_dirty, in the transaction
  * that inserts the events and after them (the same statement on the JSON path; the statement after
- * the COPY on the COPY path), with INSERT ... ON CONFLICT DO UPDATE: the mark is row-locked until the
- * ingest commits. With the mark it writes one klaviyo_aggregate_pending row per event it really
+ * the COPY's pending rows on the COPY path; the queue consumer's, the last before its commit), with
+ * INSERT ... ON CONFLICT DO UPDATE (WHERE false: a mark there already is locked, not rewritten, as
+ * DO UPDATE locks every conflicting row): the mark is row-locked until the ingest commits. With the mark it writes one klaviyo_aggregate_pending row per event it really
  * inserted (re-deliveries write none), so pending rows commit together with their events and marks.
  * A batch of the aggregator is one transaction:
  *   1. the account's row lock (klaviyo_accounts, FOR NO KEY UPDATE SKIP LOCKED): one writer of an

@@ -88,7 +88,7 @@ export class DirtyMarks {
 
 /**
  * Writes the gathered marks (InsertEventsOptions.marks); the transaction's last statement before its
- * commit. Returns how many marks it wrote or refreshed.
+ * commit. Returns how many marks it inserted (those there already are locked, not counted).
  */
 export async function writeDirtyMarks(db: Db, accountId: string, marks: DirtyMarks): Promise<number> {
   if (marks.size === 0) return 0;
@@ -100,7 +100,8 @@ export async function writeDirtyMarks(db: Db, accountId: string, marks: DirtyMar
  * Inserts events idempotently: an event already stored (same id and timestamp) is skipped and
  * counted as a duplicate. With the rows really inserted, in the same transaction, the (metric, UTC
  * hour) buckets they fall in are marked dirty for the aggregator. DO UPDATE (not DO NOTHING) on the
- * dirty rows is deliberate: it row-locks them until this transaction commits, so the aggregator,
+ * dirty rows is deliberate, even with WHERE false, which writes nothing: it row-locks every
+ * conflicting row until this transaction commits, so the aggregator,
  * which skips locked rows, cannot take a bucket whose new events it could not yet see. Each row
  * really inserted also gets a row in klaviyo_aggregate_pending, committed with it: the aggregator
  * adds those rows to the rollup instead of recounting the whole hour (lib/app/aggregation.ts).
@@ -223,7 +224,7 @@ const MARK_INSERTED_CTES = (marks: MarksMode) => `registered AS MATERIALIZED (
        INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket)
        SELECT DISTINCT $1::text, metric_id, date_trunc('hour', "timestamp", 'UTC') FROM inserted
        ORDER BY 2, 3
-       ON CONFLICT (account_id, metric_id, bucket) DO UPDATE SET first_marked_at = klaviyo_aggregate_dirty.first_marked_at
+       ON CONFLICT (account_id, metric_id, bucket) DO UPDATE SET first_marked_at = klaviyo_aggregate_dirty.first_marked_at WHERE false
        RETURNING 1
      )
      SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM pending) AS pending, (SELECT count(*) FROM dirty) AS dirty`
@@ -369,12 +370,14 @@ async function insertByCopy(
 const REGISTRY_SQL = `SELECT (SELECT generation FROM klaviyo_rollup_dimension_generation)::text AS generation,
             (SELECT coalesce(jsonb_agg(dimension), '[]'::jsonb) FROM klaviyo_rollup_dimensions) AS keys`;
 
-// The dirty marks of the copied rows' (metric, hour) pairs.
+// The dirty marks of the copied rows' (metric, hour) pairs. DO UPDATE ... WHERE false locks a mark
+// that is there already (PostgreSQL locks every conflicting row DO UPDATE meets, updated or not)
+// without writing a new version of it: half the statement's time when most marks are there.
 const MARK_SQL = `WITH dirty AS (
        INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket)
        SELECT DISTINCT $1::text, b->>0, (b->>1)::timestamptz FROM jsonb_array_elements($2::jsonb) AS b
        ORDER BY 2, 3
-       ON CONFLICT (account_id, metric_id, bucket) DO UPDATE SET first_marked_at = klaviyo_aggregate_dirty.first_marked_at
+       ON CONFLICT (account_id, metric_id, bucket) DO UPDATE SET first_marked_at = klaviyo_aggregate_dirty.first_marked_at WHERE false
        RETURNING 1
      )
      SELECT count(*) AS dirty FROM dirty`;
