@@ -267,6 +267,11 @@ function profileFromLine(line: string, i: number): ProfileUpsert {
   return new LineProfile(id, updated, resourceField);
 }
 
+/** A checked line's field, unescaped; null for COPY's null. */
+function fieldValue(fields: readonly string[], at: number): string | null {
+  return copyFieldValue(fields[at] as string);
+}
+
 /**
  * The plan the consumer writes, from a version 3 or 4 message's head and the lines after it: version
  * 4's profile lines, then the event lines.
@@ -287,18 +292,19 @@ export function planFromLines(head: EventLinesHead | ProfileLinesHead, text: str
   const profiles = [...resources.profiles, ...lines.slice(0, profileLines).map(profileFromLine)];
   const metricIds = new Set(metrics.map((m) => m.id));
   const profileIds = new Set(profiles.map((p) => p.id));
+  const fail = (i: number, why: string) => new InvalidRowsError(`/events/${i}: ${why}.`);
   const events = lines.slice(profileLines).map((line, i): NewEvent => {
-    const fail = (why: string) => new InvalidRowsError(`/events/${i}: ${why}.`);
     const fields = checkedCopyLine(line, LINE_WIDTH);
-    if (typeof fields === 'string') throw fail(fields);
-    const [id, timestamp, metricId, profileId, value, valueCurrency, uuid, uniqueId] = fields
-      .slice(0, PROPERTIES)
-      .map(copyFieldValue);
-    if (!id || !timestamp || !metricId) throw fail('the id, the time and the metric are required');
-    if (!metricIds.has(metricId)) throw fail(`its metric ${metricId} is not in the message`);
-    if (profileId && !profileIds.has(profileId)) throw fail(`its profile ${profileId} is not in the message`);
+    if (typeof fields === 'string') throw fail(i, fields);
+    const id = fieldValue(fields, 0);
+    const timestamp = fieldValue(fields, 1);
+    const metricId = fieldValue(fields, 2);
+    const profileId = fieldValue(fields, 3);
+    if (!id || !timestamp || !metricId) throw fail(i, 'the id, the time and the metric are required');
+    if (!metricIds.has(metricId)) throw fail(i, `its metric ${metricId} is not in the message`);
+    if (profileId && !profileIds.has(profileId)) throw fail(i, `its profile ${profileId} is not in the message`);
     const raw = fields[RAW_DATA] as string;
-    if (!isObjectText(raw)) throw fail('raw_data is not a JSON object');
+    if (!isObjectText(raw)) throw fail(i, 'raw_data is not a JSON object');
     let properties = fields[PROPERTIES] as string;
     let copyLine = line;
     const span = SPAN.exec(properties);
@@ -306,18 +312,21 @@ export function planFromLines(head: EventLinesHead | ProfileLinesHead, text: str
       const start = Number(span[1]);
       const end = Number(span[2]);
       properties = end <= raw.length && start < end ? raw.slice(start, end) : '';
-      if (!isObjectText(properties)) throw fail('the properties span is not a JSON object of raw_data');
-      copyLine = `${fields.slice(0, PROPERTIES).join('\t')}\t${properties}\t${raw}`;
-    } else if (!isObjectText(properties)) throw fail('properties is not a JSON object');
+      if (!isObjectText(properties)) throw fail(i, 'the properties span is not a JSON object of raw_data');
+      // The fields before the properties, with their tabs, are the line's own start: sliced, not joined again.
+      let before = 0;
+      for (let f = 0; f < PROPERTIES; f += 1) before += (fields[f] as string).length + 1;
+      copyLine = `${line.slice(0, before)}${properties}\t${raw}`;
+    } else if (!isObjectText(properties)) throw fail(i, 'properties is not a JSON object');
     return new LineEvent(
       id,
       timestamp,
       metricId,
       profileId ?? null,
-      value ?? null,
-      valueCurrency ?? null,
-      uuid ?? null,
-      uniqueId ?? null,
+      fieldValue(fields, 4),
+      fieldValue(fields, 5),
+      fieldValue(fields, 6),
+      fieldValue(fields, 7),
       copyLine,
       properties,
       raw,
