@@ -44,8 +44,8 @@
  *    versions, and
  *    BENCH_QUEUE_COMPARE=<version> runs that version and BENCH_QUEUE_VERSION in turn with one and
  *    with three batches in flight (BENCH_QUEUE_COMPARE_ROUNDS rounds, default 2), so that both meet
- *    the same load; each round copies the same rows by one COPY stream before and after its runs,
- *    and the mean of the two is the round's own reference.
+ *    the same load; the same rows are copied by one COPY stream before the first run and after
+ *    each, and each run's reference is the mean of the COPY just before and the one just after it.
  *
  * BENCH_EVENT_HOURS=N puts the events within the last N hours of the reference year instead of over
  * the whole of it: time-ordered pages as dense as a busy account's, whose batches touch a few (metric,
@@ -647,13 +647,14 @@ async function main(): Promise<void> {
           BATCH_MESSAGES,
           QUEUE_COMPARE,
         );
-        // Each round copies the same rows by one COPY stream before and after its runs, and takes the
-        // mean of the two as its own reference: the one-stream COPY's rate moves with the machine's
-        // load from minute to minute as much as the consumer's, and one COPY minutes away says as much
-        // about that minute as about the consumer.
+        // Every run is measured against the mean of a one-stream COPY of the same rows just before and
+        // just after it (each COPY serving the run before it and the run after it): the one-stream
+        // COPY's rate moves with the machine's load from minute to minute as much as the consumer's,
+        // and a COPY half a minute away, before the round's other runs, said less about the run's
+        // own minute.
         for (let round = 0; round < QUEUE_COMPARE_ROUNDS; round += 1) {
-          const before = await copyAll(1);
-          const runs: { version: QueueVersion; run: ConsumerRun; prepared: PreparedBatches }[] = [];
+          let before = await copyAll(1);
+          const copies = [before.rate];
           for (const consumers of COMPARE_IN_FLIGHT)
             for (const [version, prepared] of [
               [QUEUE_VERSION, consumerBatches],
@@ -662,15 +663,15 @@ async function main(): Promise<void> {
               await sql`TRUNCATE klaviyo_events, klaviyo_aggregate_pending, klaviyo_aggregate_dirty, klaviyo_profiles, klaviyo_metrics CASCADE`;
               await sql`CHECKPOINT`;
               const run = await runConsumers(consumer, prepared, consumers);
+              const after = await copyAll(1);
+              copies.push(after.rate);
               process.stdout.write(`  version ${version}, ${consumers} in flight: ${fmt(run.rate)} events/s\n`);
-              runs.push({ version, run, prepared });
+              versionRuns.push({ version, run, prepared, round: round + 1, copyRate: (before.rate + after.rate) / 2 });
+              before = after;
             }
-          const after = await copyAll(1);
-          const roundCopyRate = (before.rate + after.rate) / 2;
           process.stdout.write(
-            `  round ${round + 1}, one COPY stream: ${fmt(before.rate)} rows/s before, ${fmt(after.rate)} after\n`,
+            `  round ${round + 1}, one COPY stream between the runs: ${copies.map((rate) => fmt(rate)).join(', ')} rows/s\n`,
           );
-          for (const r of runs) versionRuns.push({ ...r, round: round + 1, copyRate: roundCopyRate });
         }
         rmSync(other.file, { force: true });
       }
@@ -795,7 +796,7 @@ async function main(): Promise<void> {
       for (const { version, run, prepared, copyRate: roundCopyRate } of versionRuns)
         line(
           `  version ${version}, ${run.consumers} in flight`,
-          `${fmt(run.rate)} events/s  ${fmt((100 * run.rate) / roundCopyRate, 1)} % of its round's COPY stream, ${fmt(roundCopyRate)} rows/s (${fmt(prepared.events / prepared.messages)} events a message; this process's CPU ${fmt((1000 * run.clientCpuMs) / run.events, 1)} µs per event; single-threaded, per event: parse and check ${fmt(beforeDbUs(prepared), 1)} µs, COPY text ${fmt((1000 * prepared.copyTextMs) / prepared.events, 1)} µs)`,
+          `${fmt(run.rate)} events/s  ${fmt((100 * run.rate) / roundCopyRate, 1)} % of the COPY stream around it, ${fmt(roundCopyRate)} rows/s (${fmt(prepared.events / prepared.messages)} events a message; this process's CPU ${fmt((1000 * run.clientCpuMs) / run.events, 1)} µs per event; single-threaded, per event: parse and check ${fmt(beforeDbUs(prepared), 1)} µs, COPY text ${fmt((1000 * prepared.copyTextMs) / prepared.events, 1)} µs)`,
         );
       if (batchStages.batches > 0) {
         const batchEvents = batchStages.events / batchStages.batches;
@@ -908,15 +909,15 @@ async function main(): Promise<void> {
               ...(versionRuns.length > 0
                 ? [
                     {
-                      title: `Queue consumer by message version, ${COMPARE_IN_FLIGHT.join(' and ')} batches in flight, the versions in turn (${QUEUE_COMPARE_ROUNDS} rounds, each run into emptied tables, each round against the mean of a one-stream COPY of the same rows before and after its runs)`,
+                      title: `Queue consumer by message version, ${COMPARE_IN_FLIGHT.join(' and ')} batches in flight, the versions in turn (${QUEUE_COMPARE_ROUNDS} rounds, each run into emptied tables, each run against the mean of a one-stream COPY of the same rows just before and just after it)`,
                       columns: [
                         'message version',
                         'batches in flight',
                         'round',
                         'events per message',
                         'rows/s',
-                        'one COPY stream in the same round (rows/s)',
-                        "ratio to the round's COPY",
+                        'one COPY stream around the run (rows/s)',
+                        'ratio to the COPY around it',
                         "the bench process's CPU per event (µs)",
                         'single-threaded: parse and check, per event (µs)',
                         'single-threaded: the COPY text, per event (µs)',
@@ -1040,7 +1041,7 @@ async function main(): Promise<void> {
             .filter((r) => r.version === QUEUE_VERSION && r.run.consumers === consumers)
             .map((r) => (100 * r.run.rate) / r.copyRate);
           const met = ratios.filter((ratio) => ratio >= goal).length;
-          return `Queue consumer, ${consumers} batch${consumers === 1 ? '' : 'es'} in flight, at least ${goal} % of one COPY stream, each round against the COPY before and after it (message version ${QUEUE_VERSION}): ${ratios.map((ratio) => `${fmt(ratio, 1)} %`).join(', ')} (${met === ratios.length ? 'met' : met === 0 ? 'not met' : `met in ${met} of ${ratios.length} rounds`}).`;
+          return `Queue consumer, ${consumers} batch${consumers === 1 ? '' : 'es'} in flight, at least ${goal} % of one COPY stream, each run against the COPY just before and just after it (message version ${QUEUE_VERSION}): ${ratios.map((ratio) => `${fmt(ratio, 1)} %`).join(', ')} (${met === ratios.length ? 'met' : met === 0 ? 'not met' : `met in ${met} of ${ratios.length} rounds`}).`;
         }),
         ...consumerRuns
           .filter((run) => run.consumers === 1 || run.consumers === 3)
