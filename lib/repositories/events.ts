@@ -225,11 +225,13 @@ const MARK_INSERTED_CTES = (marks: MarksMode) => `registered AS MATERIALIZED (
        SELECT DISTINCT $1::text, metric_id, date_trunc('hour', "timestamp", 'UTC') FROM inserted
        ORDER BY 2, 3
        ON CONFLICT (account_id, metric_id, bucket) DO UPDATE SET first_marked_at = klaviyo_aggregate_dirty.first_marked_at WHERE false
-       RETURNING 1
-     )
-     SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM pending) AS pending, (SELECT count(*) FROM dirty) AS dirty`
-         : `
-     SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM pending) AS pending,
+     )`
+         : ''
+     }
+     SELECT (SELECT count(*) FROM inserted) AS inserted${
+       marks === 'write'
+         ? ''
+         : `,
             (SELECT coalesce(jsonb_agg(DISTINCT jsonb_build_array(metric_id, date_trunc('hour', "timestamp", 'UTC'))), '[]'::jsonb)
                FROM inserted) AS marks`
      }`;

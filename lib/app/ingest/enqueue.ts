@@ -84,7 +84,8 @@ export function ingestMessages(
     // SQS carries no control character but tab, newline and carriage return. JSON escapes them, COPY
     // text does not: a page with one in a field outside the JSON (an id, a unique_id) travels as rows
     // of JSON (version 2), which the consumer reads as well.
-    const messages = parts.some((part) => [...part.profiles, ...part.events].some((line) => SQS_UNSAFE.test(line)))
+    const unsafe = (line: string) => SQS_UNSAFE.test(line);
+    const messages = parts.some((part) => part.profiles.some(unsafe) || part.events.some(unsafe))
       ? queuedRowsMessages(splitPlanForQueue(plan, context.maxMessageBytes, pointerOf), context)
       : queuedLinesMessages(parts, context);
     return { received: plan.received, messages };

@@ -313,16 +313,16 @@ export function planFromLines(head: EventLinesHead | ProfileLinesHead, text: str
       const end = Number(span[2]);
       properties = end <= raw.length && start < end ? raw.slice(start, end) : '';
       if (!isObjectText(properties)) throw fail(i, 'the properties span is not a JSON object of raw_data');
-      // The fields before the properties, with their tabs, are the line's own start: sliced, not joined again.
-      let before = 0;
-      for (let f = 0; f < PROPERTIES; f += 1) before += (fields[f] as string).length + 1;
+      // The fields before the properties, with their tabs, are the line's own start: sliced, not joined
+      // again. The properties field and raw data are the line's last two fields.
+      const before = line.length - (fields[PROPERTIES] as string).length - 1 - raw.length;
       copyLine = `${line.slice(0, before)}${properties}\t${raw}`;
     } else if (!isObjectText(properties)) throw fail(i, 'properties is not a JSON object');
     return new LineEvent(
       id,
       timestamp,
       metricId,
-      profileId ?? null,
+      profileId,
       fieldValue(fields, 4),
       fieldValue(fields, 5),
       fieldValue(fields, 6),
