@@ -134,6 +134,24 @@ export async function getProfileById(db: Db, accountId: string, id: string): Pro
   return rows[0] ? toProfileRow(rows[0]) : null;
 }
 
+export interface UpsertProfilesOptions {
+  /**
+   * New profiles are copied by one such writer of the account at a time, each after the last one's
+   * commit (a transaction-scoped advisory lock, taken only when the unlocked read finds new ones):
+   * for a writer whose transaction goes on after its profiles, such as the queue consumer's batch.
+   * Without it, two batches in flight that bring the same new profile both copy it; the later
+   * COPY waits for the other transaction to commit, is refused, and its profiles go again by the
+   * slower INSERT (upsertProfiles says why that is correct, docs/queue.md what it cost).
+   *
+   * The caller must hold no row another holder of the lock could wait for: the consumer takes it
+   * only for a batch whose only writes after its profiles are its dirty marks.
+   */
+  readonly oneInserterPerAccount?: boolean;
+}
+
+/** The advisory lock class (the first key of the two-key form) of oneInserterPerAccount. */
+const NEW_PROFILES_LOCK_CLASS = 718_262_001;
+
 export interface UpsertProfilesResult {
   /** Rows inserted (stubs included) or replaced by a newer copy. */
   readonly written: number;
@@ -233,24 +251,35 @@ interface StoredState extends Record<string, unknown> {
  * order, never in a cycle. Only then does each lock the stored rows it may replace, in one statement
  * in id order. A writer that holds such a row is past its own inserts, so it never waits for rows a
  * writer still at this step holds: that one has inserted its profiles and nothing else yet.
+ *
+ * With oneInserterPerAccount, a writer that found new profiles first waits for the account's
+ * advisory lock, which its holder keeps to its commit. A writer waiting for it has inserted no
+ * profile and locked no stored one yet, so the holder never waits for it here; what the callers
+ * write after their profiles is theirs to keep out of such a wait (UpsertProfilesOptions).
  */
 export async function upsertProfiles(
   db: Db,
   accountId: string,
   profiles: readonly ProfileUpsert[],
+  options: UpsertProfilesOptions = {},
 ): Promise<UpsertProfilesResult> {
   if (profiles.length === 0) return { written: 0 };
   const merged = mergeById(profiles);
-  const stored = await db.query<StoredState>(STORED_STATE_SQL, [accountId, JSON.stringify(merged.map((p) => p.id))]);
-  const storedById = new Map(stored.map((r) => [r.id, r]));
-  const unseen: ProfileUpsert[] = [];
-  const mayReplace: ProfileUpsert[] = [];
-  for (const p of merged) {
-    const known = storedById.get(p.id);
-    if (!known) unseen.push(p);
-    else if (!p.isStub && mayWin(p, known)) mayReplace.push(p);
-  }
+  let { unseen, mayReplace } = await sortedByStoredState(db, accountId, merged);
   if (!db.copyRows || unseen.length === 0) return upsertThroughJson(db, accountId, [...unseen, ...mayReplace]);
+  if (options.oneInserterPerAccount) {
+    // Once the lock is this transaction's, any writer that held it before has committed (or rolled
+    // back), and a new read sees the profiles it inserted, which this one then does not copy again.
+    // The two statements go together (postgres.js pipelines them on the transaction's connection, and
+    // the server runs them in turn): the read's snapshot is taken after the lock is granted.
+    const [, again] = await Promise.all([
+      db.query('SELECT pg_advisory_xact_lock($1::int4, hashtext($2::text))', [NEW_PROFILES_LOCK_CLASS, accountId]),
+      sortedByStoredState(db, accountId, unseen),
+    ]);
+    unseen = again.unseen;
+    mayReplace = [...mayReplace, ...again.mayReplace].sort(compareIds);
+    if (unseen.length === 0) return upsertThroughJson(db, accountId, mayReplace);
+  }
   if ((await copyUnseen(db, accountId, unseen)) === undefined)
     return { written: unseen.length + (await upsertThroughJson(db, accountId, mayReplace)).written };
   const inserted = await db.query<{ id: string }>(INSERT_UNLESS_STORED_SQL, [
@@ -262,6 +291,29 @@ export async function upsertProfiles(
   return {
     written: inserted.length + (await upsertThroughJson(db, accountId, [...mayReplace, ...storedMeanwhile])).written,
   };
+}
+
+const compareIds = (a: ProfileUpsert, b: ProfileUpsert) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
+/**
+ * What the unlocked read of the stored state makes of each copy (sorted by id, one per id): not
+ * stored yet, or stored and possibly replaced by it (a stub, or a copy no newer, changes nothing).
+ */
+async function sortedByStoredState(
+  db: Db,
+  accountId: string,
+  profiles: readonly ProfileUpsert[],
+): Promise<{ unseen: ProfileUpsert[]; mayReplace: ProfileUpsert[] }> {
+  const stored = await db.query<StoredState>(STORED_STATE_SQL, [accountId, JSON.stringify(profiles.map((p) => p.id))]);
+  const storedById = new Map(stored.map((r) => [r.id, r]));
+  const unseen: ProfileUpsert[] = [];
+  const mayReplace: ProfileUpsert[] = [];
+  for (const p of profiles) {
+    const known = storedById.get(p.id);
+    if (!known) unseen.push(p);
+    else if (!p.isStub && mayWin(p, known)) mayReplace.push(p);
+  }
+  return { unseen, mayReplace };
 }
 
 /** Every profile column a write sets, in COPY's order; ingested_at keeps its default. */
@@ -377,7 +429,7 @@ function mergeById(profiles: readonly ProfileUpsert[]): ProfileUpsert[] {
     const keep = isNewer(p.updated, seen.updated) ? p : seen;
     byId.set(p.id, withLastEventDate(keep, latest(seen.lastEventDate, p.lastEventDate)));
   }
-  return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return [...byId.values()].sort(compareIds);
 }
 
 /** A profile to store as a plain object, its fields read one by one (withLastEventDate says why). */

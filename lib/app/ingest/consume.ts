@@ -285,7 +285,13 @@ async function writeMessages(tx: Db, accountId: string, batch: Iterator<Valid>):
   const e = await insertEventStream(tx, accountId, pageEvents(batch, gathered), marks);
   const { metrics, profiles, entries, imports } = gathered;
   const m = metrics.size > 0 ? await upsertMetrics(tx, accountId, metrics.sorted()) : undefined;
-  const p = profiles.size > 0 ? await upsertProfiles(tx, accountId, profiles.sorted()) : undefined;
+  // A batch whose only writes after its profiles are its marks copies its new profiles one batch of
+  // the account at a time (upsertProfiles' oneInserterPerAccount): batches in flight bring the same
+  // new profiles, and the later COPY of one is refused. Klaviyo's write shapes and imports lock
+  // metrics, events and profiles a batch waiting for that lock may hold, so theirs copy as before.
+  const oneInserterPerAccount = entries.length === 0 && imports.length === 0;
+  const p =
+    profiles.size > 0 ? await upsertProfiles(tx, accountId, profiles.sorted(), { oneInserterPerAccount }) : undefined;
   let counts: IngestCounts = {
     received: gathered.received,
     inserted: e.inserted,
