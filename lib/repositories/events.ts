@@ -484,10 +484,20 @@ function pendingRowOf(e: NewEvent, hour: string, registry: Registry): PendingRow
   return { event: e, hour, dimensionValues: dimensionValuesField(e, registry) };
 }
 
-/** The pending rows as lines of COPY text in PENDING_COLUMNS' order, made one by one as the COPY takes them. */
-function* pendingLines(accountId: string, rows: readonly PendingRow[], generation: string | null): Generator<CopyRow> {
+/**
+ * The pending rows as lines of COPY text in PENDING_COLUMNS' order, made one by one as the COPY takes
+ * them, each row's (metric, hour) gathered into `marks` on the way, while the server stores the rows
+ * before it rather than after the COPY, while it waits.
+ */
+function* pendingLines(
+  accountId: string,
+  rows: readonly PendingRow[],
+  generation: string | null,
+  marks: DirtyMarks,
+): Generator<CopyRow> {
   const tail = `\t${copyField(generation)}`;
   for (const { event: e, hour, dimensionValues } of rows) {
+    marks.add(e.metricId, hour);
     const scalars = copyLineOf([accountId, e.metricId, hour, e.id, e.timestamp, e.profileId, e.value]);
     yield { line: `${scalars}\t${dimensionValues}${tail}` };
   }
@@ -510,9 +520,12 @@ async function markCopied(
   marks: DirtyMarks | undefined,
 ): Promise<number> {
   if (!db.copyRows || pending === undefined) return markCopiedByStatement(db, accountId, copied, marks);
-  await db.copyRows('klaviyo_aggregate_pending', PENDING_COLUMNS, pendingLines(accountId, pending, generation));
   const gathered = marks ?? new DirtyMarks();
-  for (const p of pending) gathered.add(p.event.metricId, p.hour);
+  await db.copyRows(
+    'klaviyo_aggregate_pending',
+    PENDING_COLUMNS,
+    pendingLines(accountId, pending, generation, gathered),
+  );
   if (!marks) await writeDirtyMarks(db, accountId, gathered);
   return copied.length;
 }

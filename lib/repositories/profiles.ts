@@ -264,20 +264,27 @@ export async function upsertProfiles(
   options: UpsertProfilesOptions = {},
 ): Promise<UpsertProfilesResult> {
   if (profiles.length === 0) return { written: 0 };
+  // The read goes out before the copies are merged and sorted, with their ids as they come (the
+  // statement sorts them itself): this process merges while the server reads.
+  const reading = storedStates(db, accountId, profiles);
   const merged = mergeById(profiles);
-  let { unseen, mayReplace } = await sortedByStoredState(db, accountId, merged);
-  if (!db.copyRows || unseen.length === 0) return upsertThroughJson(db, accountId, [...unseen, ...mayReplace]);
-  if (options.oneInserterPerAccount) {
-    // Once the lock is this transaction's, any writer that held it before has committed (or rolled
-    // back), and a new read sees the profiles it inserted, which this one then does not copy again.
-    // The two statements go together (postgres.js pipelines them on the transaction's connection, and
-    // the server runs them in turn): the read's snapshot is taken after the lock is granted.
-    const [, again] = await Promise.all([
-      db.query('SELECT pg_advisory_xact_lock($1::int4, hashtext($2::text))', [NEW_PROFILES_LOCK_CLASS, accountId]),
-      sortedByStoredState(db, accountId, unseen),
-    ]);
-    unseen = again.unseen;
-    mayReplace = [...mayReplace, ...again.mayReplace].sort(compareIds);
+  const stored = await reading;
+  let unseen = merged.filter((p) => !stored.has(p.id));
+  const copies = db.copyRows !== undefined && unseen.length > 0;
+  // Once the lock is this transaction's, any writer that held it before has committed (or rolled
+  // back), and a new read sees the profiles it inserted, which this one then does not copy again.
+  // The two statements go together (postgres.js pipelines them on the transaction's connection, and
+  // the server runs them in turn: the read's snapshot is taken after the lock is granted), and the
+  // copies that may replace stored ones are judged meanwhile.
+  const readAgain = copies && options.oneInserterPerAccount ? lockedAndReadAgain(db, accountId, unseen) : undefined;
+  let mayReplace = mayReplaceStored(merged, stored);
+  if (!copies) return upsertThroughJson(db, accountId, [...unseen, ...mayReplace]);
+  if (readAgain) {
+    const storedByEarlierHolder = await readAgain;
+    if (storedByEarlierHolder.size > 0) {
+      mayReplace = [...mayReplace, ...mayReplaceStored(unseen, storedByEarlierHolder)].sort(compareIds);
+      unseen = unseen.filter((p) => !storedByEarlierHolder.has(p.id));
+    }
     if (unseen.length === 0) return upsertThroughJson(db, accountId, mayReplace);
   }
   if ((await copyUnseen(db, accountId, unseen)) === undefined)
@@ -295,25 +302,38 @@ export async function upsertProfiles(
 
 const compareIds = (a: ProfileUpsert, b: ProfileUpsert) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
-/**
- * What the unlocked read of the stored state makes of each copy (sorted by id, one per id): not
- * stored yet, or stored and possibly replaced by it (a stub, or a copy no newer, changes nothing).
- */
-async function sortedByStoredState(
+/** The stored state of the profiles' ids (unlocked), by id. */
+async function storedStates(
   db: Db,
   accountId: string,
   profiles: readonly ProfileUpsert[],
-): Promise<{ unseen: ProfileUpsert[]; mayReplace: ProfileUpsert[] }> {
-  const stored = await db.query<StoredState>(STORED_STATE_SQL, [accountId, JSON.stringify(profiles.map((p) => p.id))]);
-  const storedById = new Map(stored.map((r) => [r.id, r]));
-  const unseen: ProfileUpsert[] = [];
-  const mayReplace: ProfileUpsert[] = [];
-  for (const p of profiles) {
-    const known = storedById.get(p.id);
-    if (!known) unseen.push(p);
-    else if (!p.isStub && mayWin(p, known)) mayReplace.push(p);
-  }
-  return { unseen, mayReplace };
+): Promise<Map<string, StoredState>> {
+  const rows = await db.query<StoredState>(STORED_STATE_SQL, [accountId, JSON.stringify(profiles.map((p) => p.id))]);
+  return new Map(rows.map((r) => [r.id, r]));
+}
+
+/** The copies that may replace their stored profile (a stub, or a copy no newer, changes nothing). */
+function mayReplaceStored(
+  profiles: readonly ProfileUpsert[],
+  stored: ReadonlyMap<string, StoredState>,
+): ProfileUpsert[] {
+  return profiles.filter((p) => {
+    const known = stored.get(p.id);
+    return known !== undefined && !p.isStub && mayWin(p, known);
+  });
+}
+
+/** The account's lock of oneInserterPerAccount, then the stored state of the ids read again. */
+async function lockedAndReadAgain(
+  db: Db,
+  accountId: string,
+  unseen: readonly ProfileUpsert[],
+): Promise<Map<string, StoredState>> {
+  const [, stored] = await Promise.all([
+    db.query('SELECT pg_advisory_xact_lock($1::int4, hashtext($2::text))', [NEW_PROFILES_LOCK_CLASS, accountId]),
+    storedStates(db, accountId, unseen),
+  ]);
+  return stored;
 }
 
 /** Every profile column a write sets, in COPY's order; ingested_at keeps its default. */

@@ -169,7 +169,7 @@ const isReject = (x: Valid | QueueReject): x is QueueReject => 'code' in x;
 /**
  * Per id, one copy: a full resource over a stub, and of two full ones the later `updated` (the first
  * on a tie). Kept as the messages are read, during the events' COPY, where this process has time the
- * server does not; after it, only the sort is left.
+ * server does not; the writes then sort what is left.
  */
 class NewestById<T extends { id: string; isStub: boolean; updated?: string | null }> {
   private readonly byId = new Map<string, T>();
@@ -190,8 +190,9 @@ class NewestById<T extends { id: string; isStub: boolean; updated?: string | nul
     return this.byId.size;
   }
 
-  sorted(): T[] {
-    return [...this.byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  /** In no particular order: the writes sort them, the profiles' while the server reads. */
+  all(): T[] {
+    return [...this.byId.values()];
   }
 }
 
@@ -284,14 +285,14 @@ async function writeMessages(tx: Db, accountId: string, batch: Iterator<Valid>):
   // The events are stored in the order the messages bring them: a page's, Klaviyo's, by time.
   const e = await insertEventStream(tx, accountId, pageEvents(batch, gathered), marks);
   const { metrics, profiles, entries, imports } = gathered;
-  const m = metrics.size > 0 ? await upsertMetrics(tx, accountId, metrics.sorted()) : undefined;
+  const m = metrics.size > 0 ? await upsertMetrics(tx, accountId, metrics.all()) : undefined;
   // A batch whose only writes after its profiles are its marks copies its new profiles one batch of
   // the account at a time (upsertProfiles' oneInserterPerAccount): batches in flight bring the same
   // new profiles, and the later COPY of one is refused. Klaviyo's write shapes and imports lock
   // metrics, events and profiles a batch waiting for that lock may hold, so theirs copy as before.
   const oneInserterPerAccount = entries.length === 0 && imports.length === 0;
   const p =
-    profiles.size > 0 ? await upsertProfiles(tx, accountId, profiles.sorted(), { oneInserterPerAccount }) : undefined;
+    profiles.size > 0 ? await upsertProfiles(tx, accountId, profiles.all(), { oneInserterPerAccount }) : undefined;
   let counts: IngestCounts = {
     received: gathered.received,
     inserted: e.inserted,
