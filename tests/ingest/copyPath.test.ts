@@ -4,7 +4,7 @@ import { ingestEventsPage, planEventsPage } from '../../lib/app/ingest';
 import { createPostgresDb } from '../../lib/db/postgres';
 import { insertEvents } from '../../lib/repositories/events';
 import { upsertProfiles } from '../../lib/repositories/profiles';
-import { untilHeld } from '../reliability/support/faults';
+import { whileHeld as whileHeldOn } from '../reliability/support/faults';
 import { tuning } from '../support/env';
 import { freshDatabase, type TestDatabase } from '../support/database';
 import { eventsPage } from './helpers';
@@ -142,35 +142,8 @@ describe('ingest: the COPY path and the JSON path', () => {
     await viaJson.drop();
   });
 
-  /**
-   * Runs `hold` in a transaction on a connection of its own and keeps that transaction open until
-   * `write` waits for it (some backend waits for a lock), then commits it; returns both results.
-   */
-  async function whileHeld<H, W>(hold: (tx: Db) => Promise<H>, write: () => Promise<W>): Promise<[H, W]> {
-    const holder = createPostgresDb({ url: viaDefault.url, ...tuning, poolMax: 1 });
-    const monitor = createPostgresDb({ url: viaDefault.url, ...tuning, poolMax: 1 });
-    let release = () => undefined as void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    try {
-      let holding = () => undefined as void;
-      const held = new Promise<void>((resolve) => (holding = resolve));
-      const holderDone = holder.transaction(async (tx) => {
-        const result = await hold(tx);
-        holding();
-        await released;
-        return result;
-      });
-      await held;
-      const writer = write();
-      await untilHeld(monitor);
-      release();
-      return [await holderDone, await writer];
-    } finally {
-      release();
-      await holder.close();
-      await monitor.close();
-    }
-  }
+  const whileHeld = <H, W>(hold: (tx: Db) => Promise<H>, write: () => Promise<W>) =>
+    whileHeldOn(viaDefault.url, hold, write);
 
   it('takes COPY on the postgres.js driver (JSON on the Data API) and stores the same bytes as the JSON path', async () => {
     const seen: Seen = { copiedInto: [], statements: [] };

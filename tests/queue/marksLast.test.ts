@@ -1,8 +1,7 @@
-import { consumeIngestMessages, type ReceivedMessage } from '../../lib/app/ingest/consume';
-import { ingestMessages } from '../../lib/app/ingest/enqueue';
-import type { Db } from '../../lib/db/port';
+import { consumeIngestMessages } from '../../lib/app/ingest/consume';
 import { eventsPage } from '../ingest/helpers';
 import { useFreshDatabase } from '../support/database';
+import { createEventBody, logged, receivedMessages } from './support';
 
 /**
  * A batch's dirty marks are row-locked from their write to the commit, and every batch in flight
@@ -12,59 +11,18 @@ import { useFreshDatabase } from '../support/database';
  * path by tests/queue/queue.test.ts; this checks when they are written, on both drivers.
  */
 
-/** The db, in every transaction and savepoint of it, with each statement's text (and each COPY's table) logged. */
-function logged(db: Db, log: string[]): Db {
-  const out: Db = {
-    driver: db.driver,
-    query: (text, params) => {
-      log.push(text);
-      return db.query(text, params);
-    },
-    transaction: (fn) => db.transaction((tx) => fn(logged(tx, log))),
-  };
-  const copyRows = db.copyRows?.bind(db);
-  if (copyRows)
-    out.copyRows = (table, columns, rows) => {
-      log.push(`COPY ${table}`);
-      return copyRows(table, columns, rows);
-    };
-  return out;
-}
-
 const MARKS = /INSERT INTO klaviyo_aggregate_dirty/;
 
 describe('the consumer writes the dirty marks last', () => {
   const t = useFreshDatabase();
-  const acceptedAt = new Date();
-  const context = (requestId: string) => ({ accountId: 'default', acceptedAt, requestId, maxMessageBytes: 8_192 });
 
   it('marks the events of every message in one statement, after the profiles, as its last', async () => {
-    const page = ingestMessages(
-      'events-page',
-      eventsPage({ events: 40, prefix: 'ml', metrics: 2, profiles: 5 }),
-      context('ml'),
-    );
-    const created = ingestMessages(
-      'create-event',
-      {
-        data: {
-          type: 'event',
-          attributes: {
-            properties: { source: 'test' },
-            time: '2024-06-01T10:00:00Z',
-            unique_id: 'ml-created',
-            metric: { data: { type: 'metric', attributes: { name: 'Marked Last' } } },
-            profile: { data: { type: 'profile', attributes: { email: 'marked-last@example.com' } } },
-          },
-        },
-      },
-      context('ml-created'),
-    );
-    const messages: ReceivedMessage[] = [...page.messages, ...created.messages].map((body, i) => ({
-      messageId: `ml-${i}`,
-      body,
-    }));
-    expect(page.messages.length).toBeGreaterThan(1);
+    const messages = receivedMessages('ml', [
+      ['events-page', eventsPage({ events: 40, prefix: 'ml', metrics: 2, profiles: 5 })],
+      ['create-event', createEventBody('ml-created', 'Marked Last', 'marked-last@example.com')],
+    ]);
+    // The page in several messages, and the created event.
+    expect(messages.length).toBeGreaterThan(2);
 
     const log: string[] = [];
     const outcome = await consumeIngestMessages(logged(t.db, log), messages);

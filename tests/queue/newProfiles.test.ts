@@ -1,13 +1,11 @@
-import { consumeIngestMessages, type ReceivedMessage } from '../../lib/app/ingest/consume';
-import { ingestMessages } from '../../lib/app/ingest/enqueue';
+import { consumeIngestMessages } from '../../lib/app/ingest/consume';
 import { planEventsPage } from '../../lib/app/ingest';
-import { createPostgresDb } from '../../lib/db/postgres';
 import type { Db } from '../../lib/db/port';
 import { upsertProfiles, type ProfileUpsert } from '../../lib/repositories/profiles';
 import { eventsPage } from '../ingest/helpers';
-import { untilHeld } from '../reliability/support/faults';
-import { tuning } from '../support/env';
+import { whileHeld } from '../reliability/support/faults';
 import { useFreshDatabase } from '../support/database';
+import { createEventBody, logged, receivedMessages } from './support';
 
 /**
  * Batches in flight bring the same new profiles (a page's events name its profiles, and the next
@@ -17,25 +15,6 @@ import { useFreshDatabase } from '../support/database';
  * consumer's batches of pages), a batch that finds new profiles copies them after the last such
  * batch of the account has committed, reading again first (lib/repositories/profiles.ts).
  */
-
-/** The db, in every transaction and savepoint of it, with each statement's text (and each COPY's table) logged. */
-function logged(db: Db, log: string[]): Db {
-  const out: Db = {
-    driver: db.driver,
-    query: (text, params) => {
-      log.push(text);
-      return db.query(text, params);
-    },
-    transaction: (fn) => db.transaction((tx) => fn(logged(tx, log))),
-  };
-  const copyRows = db.copyRows?.bind(db);
-  if (copyRows)
-    out.copyRows = (table, columns, rows) => {
-      log.push(`COPY ${table}`);
-      return copyRows(table, columns, rows);
-    };
-  return out;
-}
 
 const LOCK = /pg_advisory_xact_lock\(\$1::int4/;
 const REFUSED_COPY_RETRIED = /ON CONFLICT \(account_id, id\) DO NOTHING/;
@@ -60,45 +39,26 @@ describe('new profiles, one writer of an account at a time', () => {
   it('makes a writer of the same new profiles wait for the holder, read again, and copy only the rest', async () => {
     const profiles = profilesOf('nw', 10);
     const holderProfiles = profiles.filter((_, i) => i % 2 === 0);
-    const holder = createPostgresDb({ url: t.url, ...tuning, poolMax: 1 });
-    const monitor = createPostgresDb({ url: t.url, ...tuning, poolMax: 1 });
-    let release = () => undefined as void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    try {
-      let holding = () => undefined as void;
-      const held = new Promise<void>((resolve) => (holding = resolve));
-      const holderDone = holder.transaction(async (tx) => {
-        const result = await upsertProfiles(tx, 'default', holderProfiles, { oneInserterPerAccount: true });
-        holding();
-        await released;
-        return result;
-      });
-      await held;
-      const log: string[] = [];
-      const writer = t.db.transaction((tx) =>
-        upsertProfiles(logged(tx, log), 'default', profiles, { oneInserterPerAccount: true }),
-      );
-      await untilHeld(monitor);
-      release();
-      expect(await holderDone).toEqual({ written: 5 });
-      // The holder's copies are the page's own: only the other five are the writer's to store.
-      expect(await writer).toEqual({ written: 5 });
-
-      if (t.db.driver === 'postgres') {
-        // It waited for the lock, read again once the holder had committed, and copied five: no
-        // COPY refused, no INSERT of the same profiles again.
-        expect(log.filter((s) => LOCK.test(s))).toHaveLength(1);
-        expect(log.filter((s) => STORED_STATE_READ.test(s))).toHaveLength(2);
-        expect(log.filter((s) => s === 'COPY klaviyo_profiles')).toHaveLength(1);
-        expect(log.some((s) => REFUSED_COPY_RETRIED.test(s))).toBe(false);
-      } else {
-        // Without COPY (the Data API) one statement inserts unless stored, waiting on the holder's rows.
-        expect(log.some((s) => LOCK.test(s))).toBe(false);
-      }
-    } finally {
-      release();
-      await holder.close();
-      await monitor.close();
+    const log: string[] = [];
+    const [held, written] = await whileHeld(
+      t.url,
+      (tx) => upsertProfiles(tx, 'default', holderProfiles, { oneInserterPerAccount: true }),
+      () =>
+        t.db.transaction((tx) => upsertProfiles(logged(tx, log), 'default', profiles, { oneInserterPerAccount: true })),
+    );
+    expect(held).toEqual({ written: 5 });
+    // The holder's copies are the page's own: only the other five are the writer's to store.
+    expect(written).toEqual({ written: 5 });
+    if (t.db.driver === 'postgres') {
+      // It waited for the lock, read again once the holder had committed, and copied five: no
+      // COPY refused, no INSERT of the same profiles again.
+      expect(log.filter((s) => LOCK.test(s))).toHaveLength(1);
+      expect(log.filter((s) => STORED_STATE_READ.test(s))).toHaveLength(2);
+      expect(log.filter((s) => s === 'COPY klaviyo_profiles')).toHaveLength(1);
+      expect(log.some((s) => REFUSED_COPY_RETRIED.test(s))).toBe(false);
+    } else {
+      // Without COPY (the Data API) one statement inserts unless stored, waiting on the holder's rows.
+      expect(log.some((s) => LOCK.test(s))).toBe(false);
     }
     expect(await storedIds(t.db, 'nw')).toEqual(profiles.map((p) => p.id).sort());
   });
@@ -116,51 +76,24 @@ describe('new profiles, one writer of an account at a time', () => {
   });
 
   describe('the consumer', () => {
-    const acceptedAt = new Date();
-    const context = (requestId: string) => ({ accountId: 'default', acceptedAt, requestId, maxMessageBytes: 8_192 });
-    const received = (bodies: readonly string[], prefix: string): ReceivedMessage[] =>
-      bodies.map((body, i) => ({ messageId: `${prefix}-${i}`, body }));
-
     it('takes the lock for a batch of pages that brings new profiles', async () => {
-      const page = ingestMessages(
-        'events-page',
-        eventsPage({ events: 30, prefix: 'nc', metrics: 2, profiles: 6 }),
-        context('nc'),
-      );
+      const messages = receivedMessages('nc', [
+        ['events-page', eventsPage({ events: 30, prefix: 'nc', metrics: 2, profiles: 6 })],
+      ]);
       const log: string[] = [];
-      const outcome = await consumeIngestMessages(logged(t.db, log), received(page.messages, 'nc'));
+      const outcome = await consumeIngestMessages(logged(t.db, log), messages);
       expect(outcome.failed).toEqual([]);
       expect(log.filter((s) => LOCK.test(s))).toHaveLength(t.db.driver === 'postgres' ? 1 : 0);
       expect(await storedIds(t.db, 'nc')).toHaveLength(6);
     });
 
     it("takes none for a batch with Klaviyo's write shapes, whose writes after the profiles a waiting batch may hold", async () => {
-      const page = ingestMessages(
-        'events-page',
-        eventsPage({ events: 30, prefix: 'nk', metrics: 2, profiles: 6 }),
-        context('nk'),
-      );
-      const created = ingestMessages(
-        'create-event',
-        {
-          data: {
-            type: 'event',
-            attributes: {
-              properties: { source: 'test' },
-              time: '2024-06-01T10:00:00Z',
-              unique_id: 'nk-created',
-              metric: { data: { type: 'metric', attributes: { name: 'No Lock' } } },
-              profile: { data: { type: 'profile', attributes: { email: 'no-lock@example.com' } } },
-            },
-          },
-        },
-        context('nk-created'),
-      );
+      const messages = receivedMessages('nk', [
+        ['events-page', eventsPage({ events: 30, prefix: 'nk', metrics: 2, profiles: 6 })],
+        ['create-event', createEventBody('nk-created', 'No Lock', 'no-lock@example.com')],
+      ]);
       const log: string[] = [];
-      const outcome = await consumeIngestMessages(
-        logged(t.db, log),
-        received([...page.messages, ...created.messages], 'nk'),
-      );
+      const outcome = await consumeIngestMessages(logged(t.db, log), messages);
       expect(outcome.failed).toEqual([]);
       expect(outcome.path).toBe('batch');
       expect(log.some((s) => LOCK.test(s))).toBe(false);

@@ -1,4 +1,6 @@
 import type { Db } from '../../../lib/db/port';
+import { createPostgresDb } from '../../../lib/db/postgres';
+import { tuning } from '../../support/env';
 
 /**
  * Holding a handler in the middle of its transaction, from a second client, so that a fault can hit
@@ -122,3 +124,37 @@ export async function terminateWhileWaiting<T>(db: Db, work: Promise<T>): Promis
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Runs `hold` in a transaction on a connection of its own and keeps that transaction open until
+ * `write` waits for it (some backend waits for a lock), then commits it; returns both results.
+ */
+export async function whileHeld<H, W>(
+  url: string,
+  hold: (tx: Db) => Promise<H>,
+  write: () => Promise<W>,
+): Promise<[H, W]> {
+  const holder = createPostgresDb({ url, ...tuning, poolMax: 1 });
+  const monitor = createPostgresDb({ url, ...tuning, poolMax: 1 });
+  let release = () => undefined as void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  try {
+    let holding = () => undefined as void;
+    const held = new Promise<void>((resolve) => (holding = resolve));
+    const holderDone = holder.transaction(async (tx) => {
+      const result = await hold(tx);
+      holding();
+      await released;
+      return result;
+    });
+    await held;
+    const writer = write();
+    await untilHeld(monitor);
+    release();
+    return [await holderDone, await writer];
+  } finally {
+    release();
+    await holder.close();
+    await monitor.close();
+  }
+}
