@@ -195,6 +195,17 @@ export const EVENT_COLUMNS = [
 ] as const;
 
 /**
+ * The dirty marks of `pairs` (a select list of metric and hour, and its FROM), in one order all
+ * writers share. DO UPDATE ... WHERE false locks a mark that is there already (PostgreSQL locks every
+ * conflicting row DO UPDATE meets, updated or not) without writing a new version of it: half the
+ * statement's time when most marks are there.
+ */
+const insertMarksFrom = (pairs: string) => `INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket)
+       SELECT DISTINCT $1::text, ${pairs}
+       ORDER BY 2, 3
+       ON CONFLICT (account_id, metric_id, bucket) DO UPDATE SET first_marked_at = klaviyo_aggregate_dirty.first_marked_at WHERE false`;
+
+/**
  * The pending rows and dirty marks of the rows in `inserted` (id, metric_id, "timestamp",
  * profile_id, value, properties), the CTEs that follow it in both paths' statements; $1 is the account.
  * Each pending row carries the event's non-empty values of the registered dimension keys and the
@@ -221,10 +232,7 @@ const MARK_INSERTED_CTES = (marks: MarksMode) => `registered AS MATERIALIZED (
      )${
        marks === 'write'
          ? `, dirty AS (
-       INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket)
-       SELECT DISTINCT $1::text, metric_id, date_trunc('hour', "timestamp", 'UTC') FROM inserted
-       ORDER BY 2, 3
-       ON CONFLICT (account_id, metric_id, bucket) DO UPDATE SET first_marked_at = klaviyo_aggregate_dirty.first_marked_at WHERE false
+       ${insertMarksFrom(`metric_id, date_trunc('hour', "timestamp", 'UTC') FROM inserted`)}
      )`
          : ''
      }
@@ -372,14 +380,9 @@ async function insertByCopy(
 const REGISTRY_SQL = `SELECT (SELECT generation FROM klaviyo_rollup_dimension_generation)::text AS generation,
             (SELECT coalesce(jsonb_agg(dimension), '[]'::jsonb) FROM klaviyo_rollup_dimensions) AS keys`;
 
-// The dirty marks of the copied rows' (metric, hour) pairs. DO UPDATE ... WHERE false locks a mark
-// that is there already (PostgreSQL locks every conflicting row DO UPDATE meets, updated or not)
-// without writing a new version of it: half the statement's time when most marks are there.
+// The dirty marks of the copied rows' (metric, hour) pairs.
 const MARK_SQL = `WITH dirty AS (
-       INSERT INTO klaviyo_aggregate_dirty (account_id, metric_id, bucket)
-       SELECT DISTINCT $1::text, b->>0, (b->>1)::timestamptz FROM jsonb_array_elements($2::jsonb) AS b
-       ORDER BY 2, 3
-       ON CONFLICT (account_id, metric_id, bucket) DO UPDATE SET first_marked_at = klaviyo_aggregate_dirty.first_marked_at WHERE false
+       ${insertMarksFrom('b->>0, (b->>1)::timestamptz FROM jsonb_array_elements($2::jsonb) AS b')}
        RETURNING 1
      )
      SELECT count(*) AS dirty FROM dirty`;

@@ -300,7 +300,7 @@ export async function upsertProfiles(
   };
 }
 
-const compareIds = (a: ProfileUpsert, b: ProfileUpsert) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+const compareIds = (a: { readonly id: string }, b: { readonly id: string }) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
 /** The stored state of the profiles' ids (unlocked), by id. */
 async function storedStates(
@@ -624,9 +624,7 @@ export async function mergeProfiles(
     byId.set(p.id, seen ? mergeTwo(seen, p) : p);
   }
   const payload = JSON.stringify(
-    [...byId.values()]
-      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-      .map((p) => ({ id: p.id, ...p.attributes, kx: p.kx ?? null })),
+    [...byId.values()].sort(compareIds).map((p) => ({ id: p.id, ...p.attributes, kx: p.kx ?? null })),
   );
   const rows = await db.query<{ written: string }>(MERGE_PROFILES_SQL, [accountId, payload]);
   return { written: Number(rows[0]?.written ?? 0) };
