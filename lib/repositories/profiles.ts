@@ -1,5 +1,6 @@
 import { copyUnlessDuplicate } from '../db/copy';
-import type { CopyRow, Db } from '../db/port';
+import { copyField, copyLineOf } from '../db/copyFormat';
+import type { CopyFields, CopyRow, Db } from '../db/port';
 import { isLaterInstant } from './instants';
 
 /**
@@ -63,6 +64,12 @@ export type ProfileUpsert =
       readonly updated: string | null;
       readonly lastEventDate: string | null;
       readonly rawData: Readonly<Record<string, unknown>>;
+      /**
+       * The same resource as a field of COPY text (its JSON, escaped as copyField escapes it), where
+       * the profile has it so: the COPY of a new profile sends it as it is instead of serialising
+       * rawData again. A queued page's profile lines carry it.
+       */
+      readonly rawDataCopyText?: string;
     })
   | { readonly id: string; readonly isStub: true };
 
@@ -345,21 +352,23 @@ const COPY_COLUMNS = ['account_id', 'id', 'is_stub', ...ATTRIBUTE_COLUMNS, 'last
  */
 function copyUnseen(db: Db, accountId: string, unseen: readonly ProfileUpsert[]): Promise<unknown> {
   const json = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
-  const copyRowOf = (p: ProfileUpsert): CopyRow =>
-    p.isStub
-      ? [accountId, p.id, 'true', ...ATTRIBUTE_COLUMNS.map(() => null), null]
-      : [
-          accountId,
-          p.id,
-          'false',
-          ...PROFILE_TEXT_FIELDS.map((f) => p[f]),
-          json(p.location),
-          json(p.properties),
-          p.created,
-          p.updated,
-          json(p.rawData),
-          p.lastEventDate,
-        ];
+  const copyRowOf = (p: ProfileUpsert): CopyRow => {
+    if (p.isStub) return [accountId, p.id, 'true', ...ATTRIBUTE_COLUMNS.map(() => null), null];
+    const before: CopyFields = [
+      accountId,
+      p.id,
+      'false',
+      ...PROFILE_TEXT_FIELDS.map((f) => p[f]),
+      json(p.location),
+      json(p.properties),
+      p.created,
+      p.updated,
+    ];
+    // The resource is most of a new profile's row: as its line has it, neither serialised nor escaped again.
+    return p.rawDataCopyText === undefined
+      ? [...before, json(p.rawData), p.lastEventDate]
+      : { line: `${copyLineOf(before)}\t${p.rawDataCopyText}\t${copyField(p.lastEventDate)}` };
+  };
   // Made as the COPY takes them (a generator), so that the server stores the first rows while the
   // rest are serialised, as the events' COPY does.
   const rows = function* (): Generator<CopyRow> {
@@ -476,6 +485,7 @@ function withLastEventDate(p: Extract<ProfileUpsert, { isStub: false }>, lastEve
     updated: p.updated,
     lastEventDate,
     rawData: p.rawData,
+    ...(p.rawDataCopyText === undefined ? {} : { rawDataCopyText: p.rawDataCopyText }),
   };
 }
 

@@ -53,6 +53,17 @@ async function eventContents(db: Db): Promise<string> {
   return `${rows[0]?.n}:${rows[0]?.sum}`;
 }
 
+/** What a stored profile is, without the column a write stamps (ingested_at). */
+async function profileContents(db: Db): Promise<string> {
+  const rows = await db.query<{ sum: string; n: string }>(
+    `SELECT count(*) AS n, md5(coalesce(string_agg(concat_ws('|', account_id, id, is_stub, email, phone_number, external_id,
+            anonymous_id, first_name, last_name, organization, locale, title, image, location::text, properties::text,
+            created, updated, last_event_date, raw_data::text, kx), E'\\n' ORDER BY account_id, id), '')) AS sum
+       FROM klaviyo_profiles`,
+  );
+  return `${rows[0]?.n}:${rows[0]?.sum}`;
+}
+
 /** The aggregator's bookkeeping rows (pending rows with their carried dimension values, dirty marks) of the account 'default'. */
 async function bookkeepingContents(db: Db): Promise<string> {
   const rows = await db.query<{ pending: string; dirty: string }>(
@@ -155,6 +166,10 @@ describe('queue mode: POST 202, then the consumer stores it', () => {
     // without properties of its own.
     page.data[3].attributes.event_properties['Campaign Name'] = 'tab\there\nline "quoted" back\\slash é 😀';
     page.data[4].attributes.event_properties = null;
+    // And in a profile's resource, which the profiles' COPY sends as its line has it.
+    const profile = page.included.find((r) => r.type === 'profile');
+    profile.attributes.last_name = 'tab\there\nline "quoted" back\\slash é 😀';
+    profile.attributes.properties = { note: 'back\\slash\ttab', nested: { 'k\ney': ['é', null, 1.5] } };
     const accepted = await post('/api/events', page);
     expect(accepted.status).toBe(202);
     expect(accepted.body.data).toMatchObject({
@@ -176,6 +191,7 @@ describe('queue mode: POST 202, then the consumer stores it', () => {
     try {
       await ingestEventsPage(reference.db, 'default', page);
       expect(await eventContents(t.db)).toBe(await eventContents(reference.db));
+      expect(await profileContents(t.db)).toBe(await profileContents(reference.db));
       expect(await tableCounts(t.db)).toEqual(await tableCounts(reference.db));
       expect(await bookkeepingContents(t.db)).toBe(await bookkeepingContents(reference.db));
     } finally {

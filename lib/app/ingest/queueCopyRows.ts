@@ -248,6 +248,11 @@ class LineProfile implements FullProfile {
   get rawData() {
     return this.full.rawData;
   }
+  // Unchecked until the write has read a field above, which checks the resource: the profiles' COPY
+  // reads the fields of a row before its resource.
+  get rawDataCopyText() {
+    return this.resourceField;
+  }
 }
 
 /** A version 4 profile line, checked for its form (its resource is read when the write needs it). */
