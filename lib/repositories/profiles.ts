@@ -461,9 +461,12 @@ function mergeById(profiles: readonly ProfileUpsert[]): ProfileUpsert[] {
   return [...byId.values()].sort(compareIds);
 }
 
-/** A profile to store as a plain object, its fields read one by one (withLastEventDate says why). */
+/**
+ * A profile as a plain object, its fields read one by one (withLastEventDate says why), without the
+ * COPY text it may carry: the profile as a value, as the route plans it.
+ */
 export function plainProfile(p: ProfileUpsert): ProfileUpsert {
-  return p.isStub ? { id: p.id, isStub: true } : withLastEventDate(p, p.lastEventDate);
+  return p.isStub ? { id: p.id, isStub: true } : withLastEventDate(p, p.lastEventDate, { keepCopyText: false });
 }
 
 /**
@@ -471,7 +474,11 @@ export function plainProfile(p: ProfileUpsert): ProfileUpsert {
  * getters (a queued profile parsed only when read, lib/app/ingest/queueCopyRows.ts), which a spread
  * would leave out.
  */
-function withLastEventDate(p: Extract<ProfileUpsert, { isStub: false }>, lastEventDate: string | null): ProfileUpsert {
+function withLastEventDate(
+  p: Extract<ProfileUpsert, { isStub: false }>,
+  lastEventDate: string | null,
+  { keepCopyText } = { keepCopyText: true },
+): ProfileUpsert {
   const texts = Object.fromEntries(PROFILE_TEXT_FIELDS.map((f) => [f, p[f]])) as {
     [K in ProfileTextField]: string | null;
   };
@@ -485,7 +492,7 @@ function withLastEventDate(p: Extract<ProfileUpsert, { isStub: false }>, lastEve
     updated: p.updated,
     lastEventDate,
     rawData: p.rawData,
-    ...(p.rawDataCopyText === undefined ? {} : { rawDataCopyText: p.rawDataCopyText }),
+    ...(keepCopyText && p.rawDataCopyText !== undefined ? { rawDataCopyText: p.rawDataCopyText } : {}),
   };
 }
 
