@@ -119,9 +119,9 @@ async function copyInto(tx: TxSql, table: string, columns: readonly string[], ro
     // written as soon as it is ready: the server parses and stores one chunk on its own core while
     // this process prepares the next, instead of waiting for the whole text.
     const pieces = copyTextPieces(rows, columns.length);
-    let previous: string | undefined;
+    let wroteLast = false;
     for (;;) {
-      let next: IteratorResult<string>;
+      let next: IteratorResult<CopyTextPiece>;
       try {
         next = pieces.next();
       } catch (err) {
@@ -136,10 +136,10 @@ async function copyInto(tx: TxSql, table: string, columns: readonly string[], ro
         throw abandoned;
       }
       if (next.done) break;
-      if (previous !== undefined) await written(writable, previous, false);
-      previous = next.value;
+      await written(writable, next.value.text, next.value.last);
+      wroteLast = next.value.last;
     }
-    await written(writable, previous ?? '', true);
+    if (!wroteLast) await written(writable, '', true);
     writable.end();
     // end() hands the stream to postgres.js's final step (CopyDone) in this turn or the next;
     // until then the connection refuses other statements ("COPY_IN_PROGRESS").
@@ -153,16 +153,23 @@ async function copyInto(tx: TxSql, table: string, columns: readonly string[], ro
 /** Rows per piece of COPY text written at once. */
 const COPY_CHUNK_ROWS = 100;
 
-function* copyTextPieces(rows: Iterable<CopyRow>, width: number): Generator<string> {
+interface CopyTextPiece {
+  readonly text: string;
+  /** No row comes after it: known by asking for one row ahead, not a whole piece. */
+  readonly last: boolean;
+}
+
+function* copyTextPieces(rows: Iterable<CopyRow>, width: number): Generator<CopyTextPiece> {
+  const iterator = rows[Symbol.iterator]();
   let chunk: CopyRow[] = [];
-  for (const row of rows) {
-    chunk.push(row);
-    if (chunk.length === COPY_CHUNK_ROWS) {
-      yield copyTextOf(chunk, width);
+  for (let row = iterator.next(); !row.done;) {
+    chunk.push(row.value);
+    row = iterator.next();
+    if (chunk.length === COPY_CHUNK_ROWS || row.done === true) {
+      yield { text: copyTextOf(chunk, width), last: row.done === true };
       chunk = [];
     }
   }
-  if (chunk.length > 0) yield copyTextOf(chunk, width);
 }
 
 /**
