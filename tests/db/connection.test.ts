@@ -165,6 +165,17 @@ describe('postgres.js driver: copyRows', () => {
         `SELECT count(*) AS n, max(v) FILTER (WHERE n = 1233) AS last FROM copied_lazily`,
       );
       expect(stored).toEqual([{ n: '1234', last: 'row 1233' }]);
+      // No rows, and counts at the edges of a piece of COPY text (100 rows): every row once.
+      for (const count of [0, 1, 99, 100, 101, 200]) {
+        await db.query('TRUNCATE copied_lazily');
+        await db.transaction(async (tx) => tx.copyRows?.('copied_lazily', ['n', 'v'], rows(count)));
+        expect(
+          await db.query<{ n: string; top: string | null }>(
+            'SELECT count(*) AS n, max(n)::text AS top FROM copied_lazily',
+          ),
+        ).toEqual([{ n: String(count), top: count === 0 ? null : String(count - 1) }]);
+      }
+      await db.query('TRUNCATE copied_lazily');
       // A NUL past the first chunks: this process's error (not the server's 57014 for a cancelled
       // COPY, which would read as a passing failure), nothing of the COPY stored, the connection usable.
       await db.query('TRUNCATE copied_lazily');
