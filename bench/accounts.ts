@@ -9,6 +9,7 @@ import { generatePages, type EventsPageDocument } from '../lib/demo/generator';
 import { intFromEnv } from './support/env';
 import { BENCH_ACCOUNT, openBenchDatabase } from './support/dataset';
 import { benchCommand, writeBenchResult, type BenchTable } from './support/results';
+import { median } from './support/stats';
 import { planningTimes, processCpuMs, timedDb, type TimedDb } from './support/statementTimer';
 
 /**
@@ -51,12 +52,6 @@ const ORDERS = 'K9dFhW'; // Placed Order
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 const round = (n: number, digits = 2) => Number(n.toFixed(digits));
-
-function median(samples: readonly number[]): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-}
 
 const accountName = (i: number) => `acct-${String(i).padStart(3, '0')}`;
 /** The account a profile (and its events) lands in: the same in SQL and here. */

@@ -88,6 +88,7 @@ import { upsertMetrics } from '../lib/repositories/metrics';
 import { upsertProfiles } from '../lib/repositories/profiles';
 import { intFromEnv } from './support/env';
 import { benchCommand, writeBenchResult } from './support/results';
+import { median } from './support/stats';
 import {
   BATCH_STAGES,
   batchBookkeeping,
@@ -1040,8 +1041,13 @@ async function main(): Promise<void> {
           const ratios = versionRuns
             .filter((r) => r.version === QUEUE_VERSION && r.run.consumers === consumers)
             .map((r) => (100 * r.run.rate) / r.copyRate);
-          const met = ratios.filter((ratio) => ratio >= goal).length;
-          return `Queue consumer, ${consumers} batch${consumers === 1 ? '' : 'es'} in flight, at least ${goal} % of one COPY stream, each run against the COPY just before and just after it (message version ${QUEUE_VERSION}): ${ratios.map((ratio) => `${fmt(ratio, 1)} %`).join(', ')} (${met === ratios.length ? 'met' : met === 0 ? 'not met' : `met in ${met} of ${ratios.length} rounds`}).`;
+          // Judged on the rounds' median: on a shared machine one round moves by several points from
+          // one minute to the next (docs/queue.md), so each round is printed and counted as well.
+          const middle = median(ratios);
+          const atOrAbove = ratios.filter((ratio) => ratio >= goal).length;
+          // A figure just under the goal keeps the digit that shows it is under (49.96, not 50.0).
+          const shown = (ratio: number) => fmt(ratio, ratio < goal && Math.round(ratio * 10) / 10 >= goal ? 2 : 1);
+          return `Queue consumer, ${consumers} batch${consumers === 1 ? '' : 'es'} in flight, at least ${goal} % of one COPY stream, each run against the COPY just before and just after it (message version ${QUEUE_VERSION}): ${ratios.map((ratio) => `${shown(ratio)} %`).join(', ')} (median ${shown(middle)} %: ${middle >= goal ? 'met' : 'not met'}; ${atOrAbove} of ${ratios.length} rounds at or above the goal).`;
         }),
         ...consumerRuns
           .filter((run) => run.consumers === 1 || run.consumers === 3)
