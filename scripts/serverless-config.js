@@ -38,9 +38,23 @@ function aggregateSchedules() {
   }));
 }
 
+// The ingest queue's alarms (serverless.yml): where they notify, and how old the oldest waiting
+// message may grow before they do. Without ALARM_TOPIC_ARN the alarms still change state in
+// CloudWatch, for a subscription made there.
+function queueAlarms() {
+  const topic = (process.env.ALARM_TOPIC_ARN || '').trim();
+  if (topic && !/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/.test(topic))
+    throw new Error('ALARM_TOPIC_ARN must be the ARN of an SNS topic (arn:aws:sns:<region>:<account>:<name>)');
+  const ageText = (process.env.INGEST_QUEUE_AGE_ALARM_S || '900').trim();
+  // SQS reports the age once a minute; the queue keeps messages four days (MessageRetentionPeriod).
+  if (!/^\d+$/.test(ageText) || Number(ageText) < 60 || Number(ageText) > 345600)
+    throw new Error('INGEST_QUEUE_AGE_ALARM_S must be a whole number of seconds from 60 to 345600');
+  return { alarmActions: topic ? [topic] : [], ingestQueueAgeAlarmSeconds: Number(ageText) };
+}
+
 module.exports = async ({ resolveVariable }) => {
   const stage = await resolveVariable('sls:stage');
-  const schedules = { aggregateSchedules: aggregateSchedules() };
+  const schedules = { aggregateSchedules: aggregateSchedules(), ...queueAlarms() };
   const driver = process.env.DB_DRIVER || 'postgres';
   if (driver !== 'postgres' && driver !== 'data-api') throw new Error('DB_DRIVER must be postgres or data-api');
 

@@ -110,6 +110,16 @@ describeOnce('the packaged CloudFormation template', () => {
     expect(connections).toBeLessThan(MAX_CONNECTIONS - SUPERUSER_RESERVED);
   });
 
+  it('the ingest queue alarms by default, 15 minutes for its oldest message, with no topic to notify', () => {
+    const template = templates.iam as Template;
+    const age = queueAlarm(template, 'IngestQueue', 'ApproximateAgeOfOldestMessage');
+    expect(Number(age?.Threshold)).toBe(900);
+    expect(age?.AlarmActions).toEqual([]);
+    expect(queueAlarm(template, 'IngestDeadLetterQueue', 'ApproximateNumberOfMessagesVisible')?.AlarmActions).toEqual(
+      [],
+    );
+  });
+
   it('one aggregator run on the schedule by default, its event without a run index', () => {
     const rules = aggregateRules(templates.iam as Template);
     expect(rules).toHaveLength(1);
@@ -131,12 +141,44 @@ function aggregateRules(template: Template): RuleProperties[] {
     .filter((p) => JSON.stringify(p.Targets ?? []).includes('AggregateLambdaFunction'));
 }
 
+const TOPIC = 'arn:aws:sns:eu-west-1:123456789012:ops-alerts';
+
+interface AlarmProperties {
+  Namespace?: string;
+  MetricName?: string;
+  Dimensions?: { Name?: string; Value?: unknown }[];
+  Threshold?: number | string;
+  ComparisonOperator?: string;
+  AlarmActions?: unknown[];
+  OKActions?: unknown[];
+}
+
+/** The CloudWatch alarm on `metric` of the SQS queue whose logical id is `queue`. */
+function queueAlarm(template: Template, queue: string, metric: string): AlarmProperties | undefined {
+  return Object.values(template.Resources)
+    .filter((r) => r.Type === 'AWS::CloudWatch::Alarm')
+    .map((r) => r.Properties as AlarmProperties)
+    .find(
+      (p) =>
+        p.Namespace === 'AWS/SQS' &&
+        p.MetricName === metric &&
+        JSON.stringify(p.Dimensions) ===
+          JSON.stringify([{ Name: 'QueueName', Value: { 'Fn::GetAtt': [queue, 'QueueName'] } }]),
+    );
+}
+
 describeOnce(
   'the ingest queue and parallel aggregator runs in the packaged template (docs/queue.md, docs/scaling.md)',
   () => {
     let template: Template;
     beforeAll(() => {
-      template = packageStage({ DB_AUTH: 'iam', AGGREGATE_RUNS: '2', AGGREGATE_RESERVED_CONCURRENCY: '2' });
+      template = packageStage({
+        DB_AUTH: 'iam',
+        AGGREGATE_RUNS: '2',
+        AGGREGATE_RESERVED_CONCURRENCY: '2',
+        ALARM_TOPIC_ARN: TOPIC,
+        INGEST_QUEUE_AGE_ALARM_S: '600',
+      });
     }, 180_000);
 
     it('AGGREGATE_RUNS=2: two rules on the same schedule, each naming its run, and the function told how many', () => {
@@ -188,6 +230,27 @@ describeOnce(
       const ingest = template.Resources.IngestLambdaFunction?.Properties as LambdaResource['Properties'];
       expect(Number(queue.MaximumMessageSize)).toBe(
         Number(ingest.Environment?.Variables?.INGEST_QUEUE_MESSAGE_MAX_BYTES),
+      );
+    });
+
+    it('alarms on any dead letter and on the oldest waiting message, notifying ALARM_TOPIC_ARN', () => {
+      const deadLetters = queueAlarm(template, 'IngestDeadLetterQueue', 'ApproximateNumberOfMessagesVisible');
+      expect(deadLetters).toMatchObject({ ComparisonOperator: 'GreaterThanOrEqualToThreshold' });
+      expect(Number(deadLetters?.Threshold)).toBe(1);
+      const age = queueAlarm(template, 'IngestQueue', 'ApproximateAgeOfOldestMessage');
+      expect(Number(age?.Threshold)).toBe(600);
+      for (const alarm of [deadLetters, age]) {
+        expect(alarm?.AlarmActions).toEqual([TOPIC]);
+        expect(alarm?.OKActions).toEqual([TOPIC]);
+      }
+    });
+
+    it('refuses an ALARM_TOPIC_ARN that is not an SNS topic, and a queue age below a minute', () => {
+      expect(() => packageStage({ DB_AUTH: 'iam', ALARM_TOPIC_ARN: 'ops-alerts' })).toThrow(
+        /ALARM_TOPIC_ARN must be the ARN of an SNS topic/,
+      );
+      expect(() => packageStage({ DB_AUTH: 'iam', INGEST_QUEUE_AGE_ALARM_S: '30' })).toThrow(
+        /INGEST_QUEUE_AGE_ALARM_S must be a whole number of seconds from 60/,
       );
     });
 
