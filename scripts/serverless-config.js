@@ -54,7 +54,8 @@ function queueAlarms() {
 
 module.exports = async ({ resolveVariable }) => {
   const stage = await resolveVariable('sls:stage');
-  const schedules = { aggregateSchedules: aggregateSchedules(), ...queueAlarms() };
+  // What every stage resolves alike, whatever its database settings.
+  const everyStage = { aggregateSchedules: aggregateSchedules(), ...queueAlarms() };
   const driver = process.env.DB_DRIVER || 'postgres';
   if (driver !== 'postgres' && driver !== 'data-api') throw new Error('DB_DRIVER must be postgres or data-api');
 
@@ -75,7 +76,7 @@ module.exports = async ({ resolveVariable }) => {
   };
   if (stage === 'local')
     return {
-      ...schedules,
+      ...everyStage,
       driver,
       environmentSet: 'local',
       vpc,
@@ -86,7 +87,7 @@ module.exports = async ({ resolveVariable }) => {
     };
   if (driver === 'data-api') {
     return {
-      ...schedules,
+      ...everyStage,
       driver,
       environmentSet: 'data-api',
       vpc,
@@ -107,7 +108,7 @@ module.exports = async ({ resolveVariable }) => {
   const dbUser = required('DB_USER', 'the database user the functions connect as');
   const dbName = required('DB_NAME', 'the database name');
   return {
-    ...schedules,
+    ...everyStage,
     driver,
     environmentSet: auth === 'iam' ? 'postgres-iam' : 'postgres-secret',
     vpc,
